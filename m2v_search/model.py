@@ -1,0 +1,324 @@
+"""StaticModel: a token-vector table plus a tokenizer; encode = tokenize, then mean-pool."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
+from m2v_search.quantization import normalize_dtype_name, quantize
+from m2v_search.tokenization import TokenizerBackend, select_backend
+
+DEFAULT_MAX_LENGTH = 512
+DEFAULT_BATCH_SIZE = 2048
+_UNSET: Any = object()
+
+
+class StaticModel:
+    """A static embedding model.
+
+    ``encode`` tokenizes texts (no special tokens), drops unknown tokens, and averages the
+    token vectors (each scaled by its optional per-token weight). A text with no known
+    token gets a zero vector, also when ``normalize`` is on.
+
+    Args:
+        vectors: the embedding table, one row per token (or per cluster with ``token_mapping``).
+        tokenizer: a Hugging Face ``tokenizers.Tokenizer``.
+        config: metadata kept in ``config.json``.
+        normalize: default for ``encode``: unit-length output vectors.
+        weights: optional per-token weights (length = vocabulary size).
+        token_mapping: optional token id -> table row (vocabulary-quantised models).
+        base_model_name: the teacher this model came from, for the model card.
+        max_length: default token limit per text (None: no limit).
+        tokenizer_backend: "auto", "hf" or "nanotoken" (see ``m2v_search.tokenization``).
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        tokenizer: Tokenizer,
+        *,
+        config: dict[str, Any] | None = None,
+        normalize: bool = False,
+        weights: np.ndarray | None = None,
+        token_mapping: np.ndarray | None = None,
+        base_model_name: str | None = None,
+        language: list[str] | None = None,
+        max_length: int | None = DEFAULT_MAX_LENGTH,
+        tokenizer_backend: str | None = None,
+    ) -> None:
+        vocabulary_size = tokenizer.get_vocab_size()
+        if vectors.ndim != 2:
+            raise ValueError(f"vectors must be 2-D (tokens x dim), got shape {vectors.shape}")
+        if token_mapping is None and vectors.shape[0] != vocabulary_size:
+            raise ValueError(f"{vectors.shape[0]} vectors for a tokenizer of {vocabulary_size} tokens")
+        normalize_dtype_name(vectors.dtype)
+        self.embedding = vectors
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        self.token_mapping = None if token_mapping is None else np.asarray(token_mapping, dtype=np.int64)
+        self.tokenizer = tokenizer
+        self.config: dict[str, Any] = dict(config or {})
+        self.normalize = bool(normalize)
+        self.base_model_name = base_model_name
+        self.language = language
+        self.max_length = max_length
+        self._table = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._backend: TokenizerBackend = select_backend(tokenizer, tokenizer_backend)
+        self.unk_token_id = _unknown_token_id(tokenizer)
+        vocabulary = tokenizer.get_vocab(with_added_tokens=True)
+        self._median_token_length = int(np.median([len(token) for token in vocabulary])) if vocabulary else 1
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Number of dimensions of the output vectors."""
+        return int(self.embedding.shape[1])
+
+    @property
+    def vocabulary_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def embedding_dtype(self) -> str:
+        """Storage dtype of the table: float32, float16 or int8."""
+        return self.embedding.dtype.name
+
+    @property
+    def tokenizer_backend(self) -> str:
+        """Name of the tokenizer backend in use ("hf" or a fast exact one)."""
+        return self._backend.name
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the table, weights, mapping and tokenizer: identifies the vectors produced."""
+        digest = hashlib.sha256()
+        for array in (self.embedding, self.weights, self.token_mapping):
+            if array is not None:
+                digest.update(str((array.dtype.name, array.shape)).encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(self.tokenizer.to_str().encode())
+        return digest.hexdigest()
+
+    # ------------------------------------------------------------------ loading, saving
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        normalize: bool | None = None,
+        quantize_to: str | None = None,
+        dimensionality: int | None = None,
+        max_length: int | None = _UNSET,
+        tokenizer_backend: str | None = None,
+    ) -> StaticModel:
+        """Load a model: the bundled default (no argument or ``"m2v-base"``), a local folder
+        (Model2Vec or Sentence Transformers layout; never touches the network), or a hub id
+        (downloaded only when the hub is reachable; otherwise a clear error).
+        """
+        from m2v_search.persistence import load_folder, resolve_model_folder
+
+        stored = load_folder(resolve_model_folder(path))
+        config = stored.config
+        embeddings, weights = stored.embeddings, stored.weights
+        if quantize_to is not None:
+            embeddings, weights = quantize(embeddings, weights, quantize_to, stored.tokenizer.get_vocab_size())
+        if dimensionality is not None:
+            if not 0 < dimensionality <= embeddings.shape[1]:
+                raise ValueError(f"dimensionality must be in 1..{embeddings.shape[1]}, got {dimensionality}")
+            embeddings = embeddings[:, :dimensionality]
+        name = str(path) if path is not None else None
+        return cls(
+            embeddings,
+            stored.tokenizer,
+            config=config,
+            normalize=bool(config.get("normalize", False)) if normalize is None else normalize,
+            weights=weights,
+            token_mapping=stored.mapping,
+            base_model_name=stored.metadata.get("base_model") or config.get("base_model") or None,
+            language=stored.metadata.get("language"),
+            max_length=config.get("max_length", DEFAULT_MAX_LENGTH) if max_length is _UNSET else max_length,
+            tokenizer_backend=tokenizer_backend,
+        )._named(stored.metadata.get("model_name") or name or Path(stored.folder).name)
+
+    def _named(self, name: str) -> StaticModel:
+        self.name = name
+        return self
+
+    name: str = "static-model"
+
+    def save_pretrained(self, path: str | os.PathLike[str], model_name: str | None = None) -> None:
+        """Save in the Model2Vec layout (which Sentence Transformers loads too), with a model card."""
+        from m2v_search.model_card import render_model_card
+        from m2v_search.persistence import write_folder
+
+        config = {
+            **self.config,
+            "model_type": "model2vec",
+            "architectures": ["StaticModel"],
+            "hidden_dim": self.dim,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "embedding_dtype": self.embedding_dtype,
+        }
+        card = render_model_card(
+            model_name=model_name or Path(path).name,
+            base_model=self.base_model_name,
+            dim=self.dim,
+            vocabulary_size=self.vocabulary_size,
+            dtype=self.embedding_dtype,
+            normalize=self.normalize,
+            language=self.language,
+            recipe=self.config.get("recipe"),
+        )
+        write_folder(Path(path), self.embedding, self.tokenizer, config, self.weights, self.token_mapping, card)
+
+    # ------------------------------------------------------------------ encoding
+    def tokenize(self, texts: list[str], max_length: int | None = _UNSET) -> list[list[int]]:
+        """Token ids per text, as ``encode`` sees them (truncated, unknown tokens dropped)."""
+        ids, offsets = self._tokenize_flat(list(texts), self.max_length if max_length is _UNSET else max_length)
+        return [chunk.tolist() for chunk in np.split(ids, offsets[1:-1])]
+
+    def _tokenize_flat(self, texts: list[str], max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
+        if max_length is not None:
+            # Like Model2Vec: cut very long texts before tokenizing (the tokens kept are the same
+            # whenever the cut text still has max_length tokens).
+            limit = max_length * self._median_token_length
+            texts = [text[:limit] if len(text) > limit else text for text in texts]
+        ids, offsets = self._backend.encode_flat(texts, max_length)
+        if self.unk_token_id is not None:
+            keep = ids != self.unk_token_id
+            if not keep.all():
+                kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+                ids, offsets = ids[keep], kept_before[offsets]
+        return ids, offsets
+
+    @overload
+    def encode(self, texts: str, **kwargs: Any) -> np.ndarray: ...
+    @overload
+    def encode(self, texts: Iterable[str], **kwargs: Any) -> np.ndarray: ...
+
+    def encode(
+        self,
+        texts: str | Iterable[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_length: int | None = _UNSET,
+        normalize: bool | None = None,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Embed texts: contiguous float32 of shape (n, dim), or (dim,) for a single str.
+
+        ``texts`` may be any iterable (a generator is consumed in batches of ``batch_size``).
+        Empty texts, and texts with only unknown tokens, give zero vectors.
+        """
+        if isinstance(texts, str):
+            return self.encode([texts], max_length=max_length, normalize=normalize)[0]
+        chunks = list(self.iter_encode(texts, batch_size=batch_size, max_length=max_length,
+                                       normalize=normalize, show_progress_bar=show_progress_bar))
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def iter_encode(
+        self,
+        texts: Iterable[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_length: int | None = _UNSET,
+        normalize: bool | None = None,
+        show_progress_bar: bool = False,
+    ) -> Iterator[np.ndarray]:
+        """Yield one (batch, dim) float32 array per batch of ``texts``; memory stays per batch.
+
+        The next batch is tokenized in a worker thread while the current one is pooled.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        max_length = self.max_length if max_length is _UNSET else max_length
+        normalize = self.normalize if normalize is None else normalize
+        total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
+        progress = _progress(total, show_progress_bar)
+        batches = _checked_batches(texts, batch_size)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="m2v-tokenize") as pool:
+            pending: Future[tuple[np.ndarray, np.ndarray]] | None = None
+            for batch in batches:
+                upcoming = pool.submit(self._tokenize_flat, batch, max_length)
+                if pending is not None:
+                    yield self._pool(*pending.result(), normalize, progress)
+                pending = upcoming
+            if pending is not None:
+                yield self._pool(*pending.result(), normalize, progress)
+        if progress is not None:
+            progress.close()
+
+    def _pool(self, ids: np.ndarray, offsets: np.ndarray, normalize: bool, progress: Any) -> np.ndarray:
+        vectors = mean_pool(ids, offsets, self._table, self.weights, self.token_mapping)
+        if normalize:
+            l2_normalize(vectors)
+        if progress is not None:
+            progress.update(len(offsets) - 1)
+        return vectors
+
+    def encode_as_sequence(
+        self, texts: str | Iterable[str], *, max_length: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[np.ndarray] | np.ndarray:
+        """Per-token vectors (``(n_tokens, dim)`` float32) of each text, e.g. for chunkers.
+
+        Truncates only when ``max_length`` is given.
+        """
+        if isinstance(texts, str):
+            return self.encode_as_sequence([texts], max_length=max_length)[0]  # type: ignore[return-value]
+        result: list[np.ndarray] = []
+        for batch in _checked_batches(texts, batch_size):
+            ids, offsets = self._tokenize_flat(batch, max_length)
+            result.extend(token_vectors(ids, offsets, self._table, self.weights, self.token_mapping))
+        return result
+
+    def __repr__(self) -> str:
+        return (f"StaticModel(name={self.name!r}, dim={self.dim}, vocabulary={self.vocabulary_size}, "
+                f"dtype={self.embedding_dtype}, normalize={self.normalize}, tokenizer={self.tokenizer_backend})")
+
+
+def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:
+    """Batches of ``texts``; a non-str item raises TypeError naming its position."""
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError("texts must be str or an iterable of str, got bytes; decode it first")
+    iterator = iter(texts)
+    start = 0
+    while True:
+        batch = list(islice(iterator, batch_size))
+        if not batch:
+            return
+        if not all(type(text) is str for text in batch):
+            for position, text in enumerate(batch, start):
+                if not isinstance(text, str):
+                    raise TypeError(f"texts[{position}] is {type(text).__name__}, expected str")
+        yield batch
+        start += len(batch)
+
+
+def _progress(total: int | None, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="texts", desc="Encoding", smoothing=0.1)
+
+
+def _unknown_token_id(tokenizer: Tokenizer) -> int | None:
+    """The id Model2Vec drops from encodings: the tokenizer model's unknown token, if any."""
+    import json
+
+    model = json.loads(tokenizer.to_str())["model"]
+    if model.get("unk_token") is not None:
+        return tokenizer.token_to_id(model["unk_token"])
+    unk_id = model.get("unk_id")
+    return int(unk_id) if unk_id is not None else None

@@ -1,0 +1,292 @@
+"""Reading and writing static models on disk, and resolving model names to folders.
+
+Layouts read:
+- Model2Vec: ``config.json``, ``model.safetensors`` (``embeddings``, optional ``weights``
+  and ``mapping``), ``tokenizer.json``.
+- Sentence Transformers: ``modules.json`` naming a ``StaticEmbedding`` module, whose folder
+  (``.`` or ``0_StaticEmbedding/``) holds ``model.safetensors`` (``embedding.weight`` or
+  ``embeddings``) and ``tokenizer.json``; a ``Normalize`` module means normalised output.
+
+Layout written: the Model2Vec one plus ``modules.json`` (and ``1_Normalize/``), which both
+``model2vec`` and ``sentence_transformers`` load, and a generated ``README.md`` model card.
+Writes go to a staging folder that replaces the target in one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from m2v_search.errors import HubUnavailableError, ModelLoadError
+
+DEFAULT_MODEL_NAME = "m2v-base"
+BUNDLED_MODELS_DIR = Path(__file__).parent / "models"
+HUB_FILES = ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "README.md",
+             "config_sentence_transformers.json", "0_StaticEmbedding/*", "1_Normalize/*"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+@dataclass
+class StoredModel:
+    """What a model folder holds, before it becomes a StaticModel."""
+
+    folder: Path
+    embeddings: np.ndarray
+    tokenizer: Tokenizer
+    config: dict[str, Any]
+    weights: np.ndarray | None = None
+    mapping: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def bundled_model_names() -> list[str]:
+    """Names of the models shipped inside this package."""
+    if not BUNDLED_MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "model.safetensors").exists())
+
+
+def resolve_model_folder(name_or_path: str | os.PathLike[str] | None) -> Path:
+    """A local folder for a model: bundled name, existing path, or (online only) a hub id."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL_NAME
+    text = os.fspath(name_or_path)
+    if text in bundled_model_names():
+        return BUNDLED_MODELS_DIR / text
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"{path} is a file; a model is a folder (holding model.safetensors)")
+        return path
+    if text == DEFAULT_MODEL_NAME:
+        raise ModelLoadError(f"the default model is missing from this installation ({BUNDLED_MODELS_DIR / text})")
+    if not _HUB_ID.match(text) or text.startswith((".", "~")):
+        raise ModelLoadError(f"model folder {text!r} does not exist")
+    return _download_from_hub(text)
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    hint = (
+        f"To use a model you have on disk, pass its folder instead, e.g. "
+        f"StaticModel.from_pretrained('/path/to/{repo_id.split('/')[-1]}'); "
+        f"bundled models: {', '.join(bundled_model_names()) or 'none'}."
+    )
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUTHY:
+        raise HubUnavailableError(f"{repo_id!r} is not a local folder and HF_HUB_OFFLINE is set. {hint}")
+    try:
+        import huggingface_hub
+
+        folder = huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_FILES)
+    except Exception as error:
+        raise HubUnavailableError(
+            f"{repo_id!r} is not a local folder, and downloading it from the Hugging Face hub failed "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). {hint}"
+        ) from error
+    return Path(folder)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"cannot read {path}: {error}") from error
+
+
+def _static_module_folder(folder: Path) -> tuple[Path, bool, bool]:
+    """(folder holding the vectors, is Sentence Transformers layout, has a Normalize module)."""
+    modules_file = folder / "modules.json"
+    if not modules_file.exists():
+        return folder, False, False
+    modules = _read_json(modules_file)
+    if not isinstance(modules, list):
+        raise ModelLoadError(f"{modules_file} must hold a list of modules")
+    types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)]
+    normalize = any(t.endswith("Normalize") for t in types)
+    for module in modules:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith("StaticEmbedding"):
+            sub = str(module.get("path") or ".")
+            return (folder / sub).resolve() if sub != "." else folder, True, normalize
+    if any(t.endswith("Transformer") for t in types):
+        raise ModelLoadError(
+            f"{folder} holds a transformer model, not a static one ({modules_file} has no StaticEmbedding "
+            f"module). Distil it first: m2v distill {folder} -o OUT"
+        )
+    raise ModelLoadError(f"{modules_file} names no StaticEmbedding module")
+
+
+def load_folder(folder: Path) -> StoredModel:
+    """Read a model folder in any supported layout, with errors that name the file at fault."""
+    if not folder.is_dir():
+        raise ModelLoadError(f"model folder {folder} does not exist")
+    vectors_folder, is_st, st_normalize = _static_module_folder(folder)
+    tensors_file = vectors_folder / "model.safetensors"
+    tokenizer_file = vectors_folder / "tokenizer.json"
+    if not tokenizer_file.exists() and (folder / "tokenizer.json").exists():
+        tokenizer_file = folder / "tokenizer.json"
+    for required in (tensors_file, tokenizer_file):
+        if not required.exists():
+            raise ModelLoadError(f"{required} is missing: {folder} is not a complete static model folder")
+    config_file = folder / "config.json"
+    config: dict[str, Any] = _read_json(config_file) if config_file.exists() else {}
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_file} must hold a JSON object")
+    if config.get("architectures") and config.get("model_type") not in (None, "model2vec") and not is_st:
+        raise ModelLoadError(
+            f"{config_file} describes a {config.get('model_type')} transformer, not a static model. "
+            f"Distil it first: m2v distill {folder} -o OUT"
+        )
+    if is_st and "normalize" not in config:
+        config["normalize"] = st_normalize
+
+    tensors = _read_tensors(tensors_file)
+    key = "embeddings" if "embeddings" in tensors else "embedding.weight"
+    if key not in tensors:
+        raise ModelLoadError(f"{tensors_file} has no 'embeddings' or 'embedding.weight' tensor (has {sorted(tensors)})")
+    embeddings = tensors[key]
+    if embeddings.ndim != 2:
+        raise ModelLoadError(f"{tensors_file}: '{key}' must be 2-D, got shape {embeddings.shape}")
+    if embeddings.dtype.name not in ("float32", "float16", "int8", "float64"):
+        raise ModelLoadError(f"{tensors_file}: unsupported dtype {embeddings.dtype.name} for '{key}'")
+    if embeddings.dtype == np.float64:
+        embeddings = embeddings.astype(np.float32)
+    try:
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    except Exception as error:
+        raise ModelLoadError(f"cannot read tokenizer {tokenizer_file}: {error}") from error
+
+    stored = StoredModel(
+        folder=folder,
+        embeddings=embeddings,
+        tokenizer=tokenizer,
+        config=config,
+        weights=tensors.get("weights"),
+        mapping=tensors.get("mapping"),
+        metadata=read_card_metadata(folder / "README.md"),
+    )
+    _check_shapes(stored, tensors_file)
+    return stored
+
+
+def _read_tensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise ModelLoadError(f"cannot read {path} (corrupt or not a safetensors file): {error}") from error
+
+
+def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
+    vocabulary_size = stored.tokenizer.get_vocab_size()
+    rows = stored.embeddings.shape[0]
+    if stored.mapping is not None:
+        mapping = stored.mapping
+        if mapping.ndim != 1 or len(mapping) != vocabulary_size:
+            raise ModelLoadError(
+                f"{tensors_file}: 'mapping' has shape {mapping.shape}, expected ({vocabulary_size},) "
+                f"for the {vocabulary_size}-token tokenizer"
+            )
+        if len(mapping) and (mapping.min() < 0 or mapping.max() >= rows):
+            raise ModelLoadError(f"{tensors_file}: 'mapping' points outside the {rows} embedding rows")
+        stored.mapping = mapping.astype(np.int64)
+    elif rows != vocabulary_size:
+        raise ModelLoadError(
+            f"{tensors_file}: {rows} embedding rows, but the tokenizer has {vocabulary_size} tokens"
+        )
+    if stored.weights is not None:
+        if stored.weights.shape != (vocabulary_size,):
+            raise ModelLoadError(
+                f"{tensors_file}: 'weights' has shape {stored.weights.shape}, expected ({vocabulary_size},)"
+            )
+        stored.weights = stored.weights.astype(np.float32)
+
+
+def read_card_metadata(readme: Path) -> dict[str, Any]:
+    """The YAML front matter of a model card, or {} when there is none or it is unreadable."""
+    if not readme.exists():
+        return {}
+    import yaml
+
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, flags=re.DOTALL)
+    if not match:
+        return {}
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_folder(
+    path: Path,
+    embeddings: np.ndarray,
+    tokenizer: Tokenizer,
+    config: dict[str, Any],
+    weights: np.ndarray | None,
+    mapping: np.ndarray | None,
+    model_card: str,
+) -> None:
+    """Write a model folder atomically: stage it beside ``path``, then swap it in.
+
+    Files in an existing ``path`` that this library does not write are kept.
+    """
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tensors = {"embeddings": np.ascontiguousarray(embeddings)}
+        if weights is not None:
+            tensors["weights"] = np.ascontiguousarray(weights, dtype=np.float32)
+        if mapping is not None:
+            tensors["mapping"] = np.ascontiguousarray(mapping, dtype=np.int64)
+        save_file(tensors, str(staging / "model.safetensors"))
+        tokenizer.save(str(staging / "tokenizer.json"), pretty=False)
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        modules = [{"idx": 0, "name": "0", "path": ".", "type": "sentence_transformers.models.StaticEmbedding"}]
+        if config.get("normalize"):
+            modules.append(
+                {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"}
+            )
+            (staging / "1_Normalize").mkdir()
+        (staging / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+        (staging / "README.md").write_text(model_card, encoding="utf-8")
+        _swap_in(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+_WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize"}
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    for file in staging.iterdir():
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if not target.is_dir():
+        raise ModelLoadError(f"cannot save a model to {target}: it is a file")
+    for extra in target.iterdir():  # keep what the user put there
+        if extra.name not in _WRITTEN:
+            shutil.copytree(extra, staging / extra.name) if extra.is_dir() else shutil.copy2(extra, staging / extra.name)
+    backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.rename(target, backup)
+    os.rename(staging, target)
+    shutil.rmtree(backup, ignore_errors=True)
