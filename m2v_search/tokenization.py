@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 from itertools import chain
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -26,7 +26,7 @@ from tokenizers import Tokenizer
 logger = logging.getLogger(__name__)
 
 BACKEND_ENV_VAR = "M2V_TOKENIZER_BACKEND"
-BACKEND_CHOICES = ("auto", "hf", "nanotoken")
+BACKEND_CHOICES = ("auto", "hf", "nanotoken", "fastokens")
 
 # Strings that tend to expose differences between tokenizer implementations.
 PARITY_STRINGS: tuple[str, ...] = (
@@ -73,27 +73,35 @@ def _offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
     return offsets
 
 
-class HFTokenizerBackend:
+class _PerMaxLength:
+    """Keeps one tokenizer object per truncation length, since truncation is object state."""
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self._by_max_length: dict[int | None, Any] = {}
+        self._lock = threading.Lock()
+
+    def _for_max_length(self, max_length: int | None) -> Any:
+        tokenizer = self._by_max_length.get(max_length)
+        if tokenizer is None:
+            with self._lock:
+                tokenizer = self._make()
+                tokenizer.no_padding() if hasattr(tokenizer, "no_padding") else None
+                if max_length is None:
+                    tokenizer.no_truncation()
+                else:
+                    tokenizer.enable_truncation(max_length)
+                self._by_max_length[max_length] = tokenizer
+        return tokenizer
+
+
+class HFTokenizerBackend(_PerMaxLength):
     """The reference backend: Hugging Face ``tokenizers`` (multi-threaded in Rust)."""
 
     name = "hf"
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        base = copy.deepcopy(tokenizer)
-        base.no_padding()
-        base.no_truncation()
-        self._base = base
-        self._by_max_length: dict[int | None, Tokenizer] = {None: base}
-        self._lock = threading.Lock()
-
-    def _for_max_length(self, max_length: int | None) -> Tokenizer:
-        tokenizer = self._by_max_length.get(max_length)
-        if tokenizer is None:
-            with self._lock:
-                tokenizer = copy.deepcopy(self._base)
-                tokenizer.enable_truncation(max_length)
-                self._by_max_length[max_length] = tokenizer
-        return tokenizer
+        super().__init__(lambda: copy.deepcopy(tokenizer))
 
     def encode_flat(self, texts: list[str], max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
         encodings = self._for_max_length(max_length).encode_batch_fast(texts, add_special_tokens=False)
@@ -120,7 +128,25 @@ class NanotokenBackend:
         return ids.astype(np.int32), offsets.astype(np.int64, copy=False)
 
 
-_FAST_BACKENDS = {"nanotoken": NanotokenBackend}
+class FastokensBackend(_PerMaxLength):
+    """BPE (and other) tokenizers through ``fastokens``, returning flat buffers."""
+
+    name = "fastokens"
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        import fastokens
+
+        text = tokenizer.to_str()
+        super().__init__(lambda: fastokens.Tokenizer.from_json_str(text))
+        self._for_max_length(None)  # fail now if fastokens cannot read this tokenizer.json
+
+    def encode_flat(self, texts: list[str], max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ids, offsets = self._for_max_length(max_length).encode_batch_flat(texts, add_special_tokens=False)
+        return (np.frombuffer(ids, dtype="<u4").astype(np.int32),
+                np.frombuffer(offsets, dtype="<u8").astype(np.int64))
+
+
+_FAST_BACKENDS = {"nanotoken": NanotokenBackend, "fastokens": FastokensBackend}
 
 
 def _model_type(tokenizer: Tokenizer) -> str:
@@ -170,6 +196,8 @@ def _try_fast_backend(name: str, tokenizer: Tokenizer, reference: TokenizerBacke
     model_type = _model_type(tokenizer)
     if name == "nanotoken" and model_type != "WordPiece":
         return f"it supports WordPiece tokenizers only, this one is {model_type or 'unknown'}"
+    if name == "fastokens" and model_type != "BPE":
+        return f"it is used for BPE tokenizers only, this one is {model_type or 'unknown'}"
     try:
         backend = _FAST_BACKENDS[name](tokenizer)
     except ImportError:
