@@ -1,0 +1,189 @@
+"""StaticModel: encode semantics, Model2Vec / Sentence Transformers compatibility, quantization."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from m2v_search import StaticModel
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "Static embeddings are fast.",
+    "",
+    "naïve café, 東京 and ☃ snowmen",
+    "zzzqqqxxx ✓✓ ⟁⟁",
+    "word " * 700,
+    "x" * 6000,
+]
+
+
+def test_encode_shapes_and_types(tiny_model):
+    single = tiny_model.encode("hello world")
+    assert single.shape == (tiny_model.dim,) and single.dtype == np.float32
+    many = tiny_model.encode(TEXTS)
+    assert many.shape == (len(TEXTS), tiny_model.dim)
+    assert many.dtype == np.float32 and many.flags["C_CONTIGUOUS"]
+    assert tiny_model.encode([]).shape == (0, tiny_model.dim)
+    from_generator = tiny_model.encode(text for text in TEXTS)
+    np.testing.assert_array_equal(from_generator, many)
+    np.testing.assert_allclose(tiny_model.encode(TEXTS, batch_size=2), many, atol=1e-6)
+    np.testing.assert_array_equal(tiny_model.encode(tuple(TEXTS)), many)
+
+
+def test_empty_text_is_zero_vector_even_normalized(tiny_model):
+    vectors = tiny_model.encode(["", "   ", "a real sentence"], normalize=True)
+    assert not vectors[0].any() and not vectors[1].any()
+    assert np.isclose(np.linalg.norm(vectors[2]), 1.0, atol=1e-5)
+
+
+def test_non_str_item_names_its_position(tiny_model):
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        tiny_model.encode(["fine", 3, "also fine"])
+    with pytest.raises(TypeError, match=r"texts\[5\] is NoneType"):
+        tiny_model.encode(iter(["a", "b", "c", "d", "e", None]), batch_size=2)
+    with pytest.raises(TypeError, match="bytes"):
+        tiny_model.encode(b"raw bytes")
+
+
+def test_unknown_tokens_are_dropped(tiny_model):
+    unk = tiny_model.unk_token_id
+    assert unk is not None
+    ids = tiny_model.tokenize(["⟁⟁ hello ⟁"])[0]
+    assert unk not in ids and len(ids) == 1
+    np.testing.assert_allclose(tiny_model.encode("⟁⟁ hello ⟁"), tiny_model.encode("hello"), atol=1e-6)
+
+
+def test_max_length_truncates(tiny_model):
+    long_text = "alpha beta " * 100
+    np.testing.assert_allclose(
+        tiny_model.encode(long_text, max_length=4), tiny_model.encode("alpha beta alpha beta"), atol=1e-6
+    )
+
+
+def test_encode_as_sequence_matches_mean(tiny_model):
+    sequences = tiny_model.encode_as_sequence(["one two three", ""])
+    assert sequences[0].shape == (3, tiny_model.dim) and sequences[1].shape == (0, tiny_model.dim)
+    np.testing.assert_allclose(
+        sequences[0].mean(axis=0), tiny_model.encode("one two three", normalize=False), atol=1e-6
+    )
+    assert tiny_model.encode_as_sequence("one two").shape == (2, tiny_model.dim)
+
+
+def test_progress_bar_goes_to_stderr(tiny_model, capsys):
+    tiny_model.encode(["a", "b", "c"], show_progress_bar=True)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Encoding" in captured.err
+
+
+# ---------------------------------------------------------------- Model2Vec compatibility
+@pytest.fixture(scope="module")
+def model2vec_folder(tmp_path_factory, teacher_tokenizer, random_vectors):
+    """A model built and saved by the real model2vec package (random vectors, real tokenizer)."""
+    model2vec = pytest.importorskip("model2vec")
+    folder = tmp_path_factory.mktemp("m2v") / "from-model2vec"
+    model2vec.StaticModel(random_vectors, teacher_tokenizer, normalize=False).save_pretrained(str(folder))
+    return folder
+
+
+def test_vectors_match_model2vec(model2vec_folder):
+    import model2vec
+
+    theirs = model2vec.StaticModel.from_pretrained(str(model2vec_folder))
+    ours = StaticModel.from_pretrained(model2vec_folder)
+    assert ours.normalize is False
+    np.testing.assert_allclose(ours.encode(TEXTS), theirs.encode(TEXTS).astype(np.float32), atol=1e-4)
+    np.testing.assert_allclose(
+        ours.encode(TEXTS, normalize=True), theirs.encode(TEXTS, normalize=True), atol=1e-4
+    )
+
+
+def test_vectors_match_model2vec_with_mapping_and_weights(tmp_path, teacher_tokenizer):
+    model2vec = pytest.importorskip("model2vec")
+    rng = np.random.default_rng(7)
+    vocabulary_size = teacher_tokenizer.get_vocab_size()
+    clusters = rng.standard_normal((500, 24)).astype(np.float32)
+    mapping = rng.integers(0, 500, vocabulary_size)
+    weights = rng.uniform(0.1, 2.0, vocabulary_size).astype(np.float32)
+    theirs = model2vec.StaticModel(clusters, teacher_tokenizer, weights=weights, token_mapping=mapping)
+    theirs.save_pretrained(str(tmp_path / "quantized"))
+    ours = StaticModel.from_pretrained(tmp_path / "quantized")
+    np.testing.assert_allclose(ours.encode(TEXTS), theirs.encode(TEXTS), atol=1e-4)
+
+
+def test_saved_model_loads_in_model2vec(tiny_model, tiny_model_folder):
+    import model2vec
+
+    theirs = model2vec.StaticModel.from_pretrained(str(tiny_model_folder))
+    np.testing.assert_allclose(theirs.encode(TEXTS), tiny_model.encode(TEXTS), atol=1e-4)
+
+
+# ---------------------------------------------------------------- Sentence Transformers
+CLEAN_TEXTS = ["The cat sat on the mat.", "Static embeddings are fast.", "a short third one"]
+
+
+def test_saved_model_loads_in_sentence_transformers(tiny_model, tiny_model_folder):
+    st = pytest.importorskip("sentence_transformers")
+    model = st.SentenceTransformer(str(tiny_model_folder), device="cpu")
+    theirs = model.encode(CLEAN_TEXTS, convert_to_numpy=True)
+    np.testing.assert_allclose(theirs, tiny_model.encode(CLEAN_TEXTS), atol=1e-5)
+
+
+def test_loads_sentence_transformers_static_embedding_layout(tmp_path, teacher_tokenizer, random_vectors):
+    st = pytest.importorskip("sentence_transformers")
+    from sentence_transformers.models import Normalize, StaticEmbedding
+
+    module = StaticEmbedding(teacher_tokenizer, embedding_weights=random_vectors)
+    model = st.SentenceTransformer(modules=[module, Normalize()], device="cpu")
+    model.save(str(tmp_path / "st-static"))
+    ours = StaticModel.from_pretrained(tmp_path / "st-static")
+    assert ours.normalize is True
+    np.testing.assert_allclose(ours.encode(CLEAN_TEXTS), model.encode(CLEAN_TEXTS), atol=1e-5)
+
+
+# ---------------------------------------------------------------- quantization
+def test_float16_and_dimensionality(tiny_model_folder, tiny_model):
+    half = StaticModel.from_pretrained(tiny_model_folder, quantize_to="float16", normalize=False)
+    assert half.embedding_dtype == "float16"
+    reference = tiny_model.encode(CLEAN_TEXTS, normalize=False)
+    np.testing.assert_allclose(half.encode(CLEAN_TEXTS), reference, atol=2e-3)
+    cut = StaticModel.from_pretrained(tiny_model_folder, dimensionality=8, normalize=False)
+    assert cut.dim == 8
+    np.testing.assert_allclose(cut.encode(CLEAN_TEXTS), reference[:, :8], atol=1e-6)
+    with pytest.raises(ValueError, match="dimensionality"):
+        StaticModel.from_pretrained(tiny_model_folder, dimensionality=999)
+
+
+def test_int8_keeps_unnormalized_scale_and_round_trips(tmp_path, tiny_model_folder, tiny_model):
+    import model2vec
+
+    int8 = StaticModel.from_pretrained(tiny_model_folder, quantize_to="int8", normalize=False)
+    assert int8.embedding_dtype == "int8"
+    reference = tiny_model.encode(CLEAN_TEXTS, normalize=False)
+    relative_error = np.abs(int8.encode(CLEAN_TEXTS) - reference).max() / np.abs(reference).max()
+    assert relative_error < 0.02
+    int8.save_pretrained(tmp_path / "int8")
+    again = StaticModel.from_pretrained(tmp_path / "int8")
+    assert again.embedding_dtype == "int8"
+    np.testing.assert_allclose(again.encode(CLEAN_TEXTS), int8.encode(CLEAN_TEXTS), atol=1e-6)
+    theirs = model2vec.StaticModel.from_pretrained(str(tmp_path / "int8"))
+    np.testing.assert_allclose(theirs.encode(CLEAN_TEXTS), int8.encode(CLEAN_TEXTS), atol=1e-4)
+
+
+def test_unsupported_quantize_dtype(tiny_model_folder):
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        StaticModel.from_pretrained(tiny_model_folder, quantize_to="int4")
+
+
+# ---------------------------------------------------------------- import cost
+def test_import_is_light():
+    code = (
+        "import m2v_search, sys; m2v_search.__version__; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'torch','transformers','faiss','langchain_core','llama_index','sklearn'}))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
