@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
@@ -18,7 +19,8 @@ from m2v_search.quantization import normalize_dtype_name, quantize
 from m2v_search.tokenization import TokenizerBackend, select_backend
 
 DEFAULT_MAX_LENGTH = 512
-DEFAULT_BATCH_SIZE = 2048
+DEFAULT_BATCH_SIZE = 4096
+_TOKENIZE_THREADS = max(1, min(2, os.cpu_count() or 1))
 _UNSET: Any = object()
 
 
@@ -221,11 +223,19 @@ class StaticModel:
         """
         if isinstance(texts, str):
             return self.encode([texts], max_length=max_length, normalize=normalize)[0]
-        chunks = list(self.iter_encode(texts, batch_size=batch_size, max_length=max_length,
-                                       normalize=normalize, show_progress_bar=show_progress_bar))
-        if not chunks:
+        chunks = self.iter_encode(texts, batch_size=batch_size, max_length=max_length,
+                                  normalize=normalize, show_progress_bar=show_progress_bar)
+        if hasattr(texts, "__len__"):  # write batches straight into the result: no second copy
+            out = np.empty((len(texts), self.dim), dtype=np.float32)  # type: ignore[arg-type]
+            start = 0
+            for chunk in chunks:
+                out[start : start + len(chunk)] = chunk
+                start += len(chunk)
+            return out
+        collected = list(chunks)
+        if not collected:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return collected[0] if len(collected) == 1 else np.concatenate(collected)
 
     def iter_encode(
         self,
@@ -238,7 +248,8 @@ class StaticModel:
     ) -> Iterator[np.ndarray]:
         """Yield one (batch, dim) float32 array per batch of ``texts``; memory stays per batch.
 
-        The next batch is tokenized in a worker thread while the current one is pooled.
+        Upcoming batches are tokenized in worker threads (the tokenizers release the GIL)
+        while the current one is pooled; at most a few batches are in memory at once.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -253,15 +264,14 @@ class StaticModel:
             if progress is not None:
                 progress.close()
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="m2v-tokenize") as pool:
-            pending: Future[tuple[np.ndarray, np.ndarray]] | None = None
+        with ThreadPoolExecutor(max_workers=_TOKENIZE_THREADS, thread_name_prefix="m2v-tokenize") as pool:
+            pending: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
             for batch in batches:
-                upcoming = pool.submit(self._tokenize_flat, batch, max_length)
-                if pending is not None:
-                    yield self._pool(*pending.result(), normalize, progress)
-                pending = upcoming
-            if pending is not None:
-                yield self._pool(*pending.result(), normalize, progress)
+                pending.append(pool.submit(self._tokenize_flat, batch, max_length))
+                if len(pending) > _TOKENIZE_THREADS:
+                    yield self._pool(*pending.popleft().result(), normalize, progress)
+            while pending:
+                yield self._pool(*pending.popleft().result(), normalize, progress)
         if progress is not None:
             progress.close()
 
