@@ -1,0 +1,219 @@
+"""SQLite docstore: string id <-> int64 id, text, metadata (JSON) and content hash per document.
+
+An opened file is read in place (read-only); the first write copies it into memory, so the
+file on disk never changes until a save writes a new one. Filters run as SQL over the JSON
+metadata column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from m2v_search.index.errors import IndexCorruptError
+from m2v_search.index.filters import filter_to_sql
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    iid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (iid INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_CHUNK = 900  # parameters per IN (...) query
+
+
+def content_hash(text: str, metadata_json: str) -> str:
+    """sha256 of the text and its canonical metadata JSON (what a resume or upsert compares)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass") + b"\x00" + metadata_json.encode()).hexdigest()
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str:
+    return json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+class DocStore:
+    """Thread-safe wrapper around one SQLite connection."""
+
+    def __init__(self, connection: sqlite3.Connection, *, readonly: bool, source: Path | None = None) -> None:
+        self._db = connection
+        self._readonly = readonly
+        self.source = source
+        self._lock = threading.RLock()
+
+    @classmethod
+    def in_memory(cls) -> DocStore:
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.executescript(SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('next_iid', '0')")
+        db.commit()
+        return cls(db, readonly=False)
+
+    @classmethod
+    def open_file(cls, path: Path) -> DocStore:
+        """Open a saved docstore read-only (verified by the manifest first)."""
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                 check_same_thread=False)
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as error:
+            raise IndexCorruptError(f"{path} is not a readable SQLite docstore: {error}") from None
+        if not {"docs", "tombstones", "meta"} <= tables:
+            raise IndexCorruptError(f"{path} lacks the docstore tables (docs, tombstones, meta)")
+        return cls(db, readonly=True, source=path)
+
+    # ------------------------------------------------------------------ writes
+    def _writable(self) -> sqlite3.Connection:
+        if self._readonly:
+            memory = sqlite3.connect(":memory:", check_same_thread=False)
+            self._db.backup(memory)
+            self._db.close()
+            self._db = memory
+            self._readonly = False
+        return self._db
+
+    def next_iids(self, count: int) -> np.ndarray:
+        """Reserve ``count`` new int ids (never reused, so ids of other documents stay stable)."""
+        with self._lock:
+            db = self._writable()
+            start = int(db.execute("SELECT value FROM meta WHERE key='next_iid'").fetchone()[0])
+            db.execute("UPDATE meta SET value=? WHERE key='next_iid'", (str(start + count),))
+            return np.arange(start, start + count, dtype=np.int64)
+
+    def insert(self, rows: Sequence[tuple[int, str, str, str, str]]) -> None:
+        """Insert (iid, id, text, metadata_json, hash) rows; ids must not exist yet."""
+        with self._lock:
+            db = self._writable()
+            db.executemany("INSERT INTO docs (iid, id, text, metadata, hash) VALUES (?, ?, ?, ?, ?)", rows)
+
+    def delete_iids(self, iids: Iterable[int]) -> None:
+        with self._lock:
+            db = self._writable()
+            db.executemany("DELETE FROM docs WHERE iid=?", [(int(i),) for i in iids])
+
+    def add_tombstones(self, iids: Iterable[int]) -> None:
+        with self._lock:
+            self._writable().executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(int(i),) for i in iids])
+
+    def clear_tombstones(self) -> None:
+        with self._lock:
+            self._writable().execute("DELETE FROM tombstones")
+
+    def clear(self) -> None:
+        with self._lock:
+            db = self._writable()
+            db.execute("DELETE FROM docs")
+            db.execute("DELETE FROM tombstones")
+
+    def commit(self) -> None:
+        with self._lock:
+            if not self._readonly:
+                self._db.commit()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._writable().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ reads
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return None if row is None else row[0]
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """id -> (iid, hash) for the ids that exist."""
+        found: dict[str, tuple[int, str]] = {}
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start:start + _CHUNK]
+                query = f"SELECT id, iid, hash FROM docs WHERE id IN ({', '.join('?' * len(chunk))})"
+                for doc_id, iid, digest in self._db.execute(query, chunk):
+                    found[doc_id] = (iid, digest)
+        return found
+
+    def rows_by_id(self, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        """id -> (iid, text, metadata_json)."""
+        found: dict[str, tuple[int, str, str]] = {}
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = list(ids[start:start + _CHUNK])
+                query = f"SELECT id, iid, text, metadata FROM docs WHERE id IN ({', '.join('?' * len(chunk))})"
+                for doc_id, iid, text, meta in self._db.execute(query, chunk):
+                    found[doc_id] = (iid, text, meta)
+        return found
+
+    def rows_by_iid(self, iids: Sequence[int]) -> dict[int, tuple[str, str, str]]:
+        """iid -> (id, text, metadata_json)."""
+        found: dict[int, tuple[str, str, str]] = {}
+        with self._lock:
+            for start in range(0, len(iids), _CHUNK):
+                chunk = [int(i) for i in iids[start:start + _CHUNK]]
+                query = f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({', '.join('?' * len(chunk))})"
+                for iid, doc_id, text, meta in self._db.execute(query, chunk):
+                    found[iid] = (doc_id, text, meta)
+        return found
+
+    def match_iids(self, filter: dict[str, Any] | None) -> np.ndarray:
+        """Sorted int ids of the live documents whose metadata match ``filter``."""
+        where, params = filter_to_sql(filter)
+        with self._lock:
+            rows = self._db.execute(f"SELECT iid FROM docs WHERE {where} ORDER BY iid", params).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def tombstones(self) -> np.ndarray:
+        with self._lock:
+            rows = self._db.execute("SELECT iid FROM tombstones ORDER BY iid").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+
+    def count_tombstones(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0])
+
+    def iter_rows(self, batch: int = 10_000) -> Iterable[tuple[int, str, str, str, str]]:
+        """All (iid, id, text, metadata_json, hash) rows in iid order."""
+        last = -1
+        while True:
+            with self._lock:
+                rows = self._db.execute("SELECT iid, id, text, metadata, hash FROM docs WHERE iid > ? "
+                                        "ORDER BY iid LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+    # ------------------------------------------------------------------ persistence
+    def save_to(self, path: Path) -> None:
+        """Write the whole store to a new SQLite file at ``path`` (which must not exist)."""
+        with self._lock:
+            if not self._readonly:
+                self._db.commit()
+            target = sqlite3.connect(path)
+            try:
+                self._db.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")
+                target.commit()
+            finally:
+                target.close()
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,126 @@
+"""``manifest.json``: what an index directory holds, and the sha256 of every file in it.
+
+The manifest is the commit point of a save: files of a new generation are written under
+new names first, then the manifest is replaced in one ``os.replace``. Readers verify every
+checksum before FAISS or SQLite opens a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_NAME = "m2v-search-index"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(chunk)
+            if not block:
+                break
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+
+    from m2v_search import __version__
+
+    versions = {"m2v_search": __version__, "numpy": numpy.__version__, "python": platform.python_version(),
+                "sqlite": sqlite3.sqlite_version}
+    try:
+        import faiss
+
+        versions["faiss"] = faiss.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return versions
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The parsed manifest of ``directory`` (format checked, files not yet verified)."""
+    path = directory / MANIFEST_NAME
+    if not directory.exists():
+        raise IndexNotFoundError(f"index directory {directory} does not exist")
+    if not path.exists():
+        raise IndexNotFoundError(f"{directory} is not an index: {MANIFEST_NAME} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise IndexCorruptError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise IndexCorruptError(f"{path} is not an m2v-search index manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexCorruptError(f"{path} has format version {version!r}; this m2v-search reads "
+                                f"version {FORMAT_VERSION}")
+    for key in ("files", "model", "index", "dim"):
+        if key not in manifest:
+            raise IndexCorruptError(f"{path} lacks the {key!r} entry")
+    return manifest
+
+
+def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
+    """Check size and sha256 of every file the manifest lists; raise IndexCorruptError naming it."""
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        raise IndexCorruptError(f"{directory / MANIFEST_NAME} lists no files")
+    for name, entry in files.items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise IndexCorruptError(f"{directory / MANIFEST_NAME} names an unsafe file {name!r}")
+        path = directory / name
+        if not path.is_file():
+            raise IndexCorruptError(f"{path} is missing (listed in {MANIFEST_NAME})")
+        size = path.stat().st_size
+        if size != entry.get("bytes"):
+            raise IndexCorruptError(f"{path} has {size} bytes, the manifest says {entry.get('bytes')} "
+                                    "(truncated or modified)")
+        if sha256_file(path) != entry.get("sha256"):
+            raise IndexCorruptError(f"{path} does not match its sha256 in {MANIFEST_NAME} (corrupt or modified)")
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """Atomically replace ``directory/manifest.json`` (temp file, fsync, rename, fsync dir)."""
+    target = directory / MANIFEST_NAME
+    temporary = directory / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
