@@ -15,8 +15,22 @@ from m2v_search.index.errors import IndexLockedError
 LOCK_NAME = ".lock"
 
 
+_REGISTRY: dict[Path, "WriterLock"] = {}
+
+
 class WriterLock:
-    """Exclusive, non-blocking writer lock; re-entrant within one object."""
+    """Exclusive, non-blocking writer lock between processes; re-entrant within one process.
+
+    Use :meth:`for_directory` to get the process-wide lock object of a directory (two objects
+    on the same file would refuse each other, since flock locks belong to open files).
+    """
+
+    @classmethod
+    def for_directory(cls, directory: str | os.PathLike[str]) -> WriterLock:
+        key = Path(directory).resolve()
+        if key not in _REGISTRY:
+            _REGISTRY[key] = cls(directory)
+        return _REGISTRY[key]
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)

@@ -108,7 +108,6 @@ class VectorIndex:
         self._docs = docstore
         self._generation = generation
         self._lock = threading.RLock()
-        self._writer_locks: dict[Path, WriterLock] = {}
         self._count = docstore.count()
         self._tombstones = docstore.count_tombstones()
         self._version = 0
@@ -215,12 +214,8 @@ class VectorIndex:
         self.close()
 
     def close(self) -> None:
-        """Release the docstore and any writer lock held by this object."""
+        """Release the docstore."""
         with self._lock:
-            for lock in self._writer_locks.values():
-                while lock.held:
-                    lock.release()
-            self._writer_locks.clear()
             self._docs.close()
 
     def __repr__(self) -> str:
@@ -229,18 +224,15 @@ class VectorIndex:
 
     # ------------------------------------------------------------------ locking
     def writer_lock(self, path: str | os.PathLike[str] | None = None) -> WriterLock:
-        """The writer lock of ``path`` (default: this index's path), shared by this object's saves.
+        """The (process-wide, re-entrant) writer lock of ``path`` (default: this index's path).
 
         Hold it (``with index.writer_lock(): ...``) around a long series of writes to refuse other
-        writers for the whole time; :meth:`save` takes it on its own otherwise.
+        processes for the whole time; :meth:`save` takes it on its own otherwise.
         """
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("this index has no path yet; pass one")
-        key = target.resolve()
-        if key not in self._writer_locks:
-            self._writer_locks[key] = WriterLock(target)
-        return self._writer_locks[key]
+        return WriterLock.for_directory(target)
 
     # ------------------------------------------------------------------ writes
     def upsert(self, records: Iterable[Record | dict[str, Any]], *, vectors: np.ndarray | None = None,
@@ -598,8 +590,10 @@ class VectorIndex:
         self._touch()
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+    def save(self, path: str | os.PathLike[str] | None = None, *, finalize: bool = True) -> None:
         """Write a new generation atomically (files first, then the manifest); ``path`` None = self.path.
+
+        ``finalize=False`` saves the index as it is (a build checkpoint), without switching type.
 
         Raises IndexLockedError when another process is writing there, and IndexConflictError when
         the index on disk changed since this one was opened from it.
@@ -610,7 +604,8 @@ class VectorIndex:
         if target is None:
             raise ValueError("this index has no path: pass save(path)")
         with self._lock, self.writer_lock(target):
-            self.finalize()
+            if finalize:
+                self.finalize()
             same_place = self.path is not None and target.resolve() == self.path.resolve()
             on_disk = _generation_on_disk(target)
             if same_place and self._generation is not None and on_disk != self._generation:
