@@ -1,0 +1,53 @@
+"""Dimensionality reduction of the token vectors with scikit-learn's PCA."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def check_pca_dims(pca_dims: int | float | None) -> None:
+    """Reject values that can never work (before the slow teacher pass)."""
+    if pca_dims is None:
+        return
+    if isinstance(pca_dims, bool) or not isinstance(pca_dims, (int, float)):
+        raise TypeError(f"pca_dims must be an int, a float in (0, 1) or None, got {pca_dims!r}")
+    if isinstance(pca_dims, float) and not 0.0 < pca_dims < 1.0:
+        raise ValueError(f"a float pca_dims is the variance to keep and must be in (0, 1), got {pca_dims}")
+    if isinstance(pca_dims, int) and pca_dims < 1:
+        raise ValueError(f"pca_dims must be >= 1, got {pca_dims}")
+
+
+def apply_pca(vectors: np.ndarray, pca_dims: int | float | None, *, whiten: bool = False,
+              seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Centre and rotate ``vectors`` onto their principal axes, keeping ``pca_dims`` of them.
+
+    ``pca_dims``: an int (number of dimensions), a float in (0, 1) (keep the fewest dimensions
+    explaining that share of the variance) or None (no PCA). An int above the hidden size or
+    the number of tokens is lowered to what is possible, with a warning. Returns the float32
+    vectors and a summary (dimensions, explained variance). ``whiten`` scales every kept
+    dimension to unit variance.
+    """
+    check_pca_dims(pca_dims)
+    if pca_dims is None:
+        return vectors.astype(np.float32, copy=False), {"pca_dims": None}
+    from sklearn.decomposition import PCA
+
+    rows, hidden = vectors.shape
+    components: int | float = pca_dims
+    if isinstance(pca_dims, int):
+        limit = min(hidden, rows)
+        if pca_dims > limit:
+            what = f"the hidden size ({hidden})" if hidden <= rows else f"the number of tokens ({rows})"
+            warnings.warn(f"pca_dims={pca_dims} is larger than {what}; keeping {limit} dimensions", stacklevel=3)
+            components = limit
+    pca = PCA(n_components=components, whiten=whiten,
+              svd_solver="full" if isinstance(components, float) else "auto", random_state=seed)
+    reduced = pca.fit_transform(vectors.astype(np.float32, copy=False)).astype(np.float32, copy=False)
+    explained = float(pca.explained_variance_ratio_.sum())
+    logger.info("PCA: %d -> %d dimensions, %.3f of the variance kept", hidden, reduced.shape[1], explained)
+    return np.ascontiguousarray(reduced), {"pca_dims": int(reduced.shape[1]), "explained_variance": round(explained, 4)}
