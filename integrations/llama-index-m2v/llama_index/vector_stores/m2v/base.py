@@ -249,16 +249,17 @@ class M2VVectorStore(BasePydanticVectorStore):
         return index.add_texts(texts, ids=ids, metadatas=metadatas, vectors=vectors)
 
     def _vectors_for(self, index: VectorIndex, nodes: List[BaseNode],
-                     embeddings: List[Optional[List[float]]]) -> Optional[np.ndarray]:
+                     embeddings: List[Optional[List[float]]]) -> np.ndarray:
+        """The nodes' own embeddings; nodes without one are embedded here, as LlamaIndex would
+        (their EMBED-mode content), by the index's m2v model."""
         missing = [i for i, e in enumerate(embeddings) if e is None]
         if missing and _is_external(index.model):
             raise ValueError(f"node {nodes[missing[0]].node_id!r} has no embedding, and this store holds "
                              "external vectors so it cannot embed text itself; embed the nodes first")
-        if len(missing) == len(nodes):
-            return None  # the index's own model embeds the texts
         vectors = np.zeros((len(nodes), index.dim), dtype=np.float32)
         present = [i for i, e in enumerate(embeddings) if e is not None]
-        vectors[present] = np.asarray([embeddings[i] for i in present], dtype=np.float32)
+        if present:
+            vectors[present] = np.asarray([embeddings[i] for i in present], dtype=np.float32)
         if missing:
             texts = [nodes[i].get_content(metadata_mode=MetadataMode.EMBED) for i in missing]
             vectors[missing] = index.model.encode(texts, normalize=True)
