@@ -16,7 +16,7 @@ install-demo: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[fast,index]"
 
 demo: install-demo
-	$(BIN)/m2v-index build examples/corpus.jsonl -o examples/index --metadata-fields module,kind
+	$(BIN)/m2v-index build examples/corpus.jsonl -o examples/index
 	$(BIN)/m2v-index search examples/index -q "read a file line by line" -k 5 --format table
 
 install-test: $(BIN)/python
