@@ -5,14 +5,7 @@ from __future__ import annotations
 DEFAULT_MODEL = "m2v-base"
 
 
-def bundled_default_available() -> bool:
-    from m2v_search.persistence import bundled_model_names
-
-    return DEFAULT_MODEL in bundled_model_names()
-
-
-# Each text shares several content words with exactly one query below, so the expected top hit
-# holds for the real model and for a random bag-of-tokens model alike.
+# Each query below is about exactly one of these texts.
 CORPUS = [
     ("The Seine river flows through Paris before reaching the English Channel at Le Havre.",
      {"topic": "geography", "country": "fr", "year": 2001, "rating": 4.5}),

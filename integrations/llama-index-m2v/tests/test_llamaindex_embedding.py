@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from llamaindex_testdata import CORPUS, QUERIES, bundled_default_available
+from llamaindex_testdata import CORPUS, QUERIES
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.embeddings.m2v import M2VEmbedding
 
@@ -141,7 +141,6 @@ def test_missing_model_folder_names_it(tmp_path):
         M2VEmbedding(model_name=str(tmp_path / "nothing-here"))
 
 
-@pytest.mark.skipif(not bundled_default_available(), reason="the bundled m2v-base model is not built yet")
 def test_default_is_the_bundled_model():
     from m2v_search import StaticModel
 

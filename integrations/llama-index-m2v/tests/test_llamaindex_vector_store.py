@@ -247,12 +247,7 @@ def test_persist_and_load_round_trip_without_pickle(store, embed_model, tmp_path
     assert len(M2VVectorStore.from_persist_path(str(path), model=embed_model).client) == len(CORPUS) - 1
 
 
-def test_bundled_model_store_reopens_without_naming_the_model(use_fixture_model_as_default, embedded_nodes,
-                                                              tmp_path):
-    from llamaindex_testdata import bundled_default_available
-
-    if not bundled_default_available():
-        pytest.skip("needs the bundled m2v-base model on disk (the manifest records it by name)")
+def test_default_store_uses_the_bundled_model_and_reopens_without_naming_it(embedded_nodes, tmp_path):
     store = M2VVectorStore()
     store.add(embedded_nodes)
     store.persist(str(tmp_path / "vs"))
@@ -328,7 +323,7 @@ def external_nodes(dim, count=6, seed=0):
     return nodes
 
 
-def test_embeddings_of_another_size_are_stored_as_external_vectors(use_fixture_model_as_default, tmp_path):
+def test_embeddings_of_another_size_are_stored_as_external_vectors(tmp_path):
     nodes = external_nodes(7)
     store = M2VVectorStore()
     store.add(nodes)
