@@ -573,7 +573,8 @@ class VectorIndex:
         new = factories.new_index(target, self.dim)
         if not new.is_trained:
             nlist = int(target.params.get("nlist", 1))
-            if len(ids) < max(factories.IVF_MIN_VECTORS, 39 * nlist) and self._requested.get("factory") is None:
+            minimum = max(factories.IVF_MIN_VECTORS, 39 * nlist, 39 * 256 if target.kind == "ivf-pq" else 0)
+            if len(ids) < minimum and self._requested.get("factory") is None:
                 return  # too few vectors to train well: stay exact until the index grows
             rng = np.random.default_rng(0)
             sample = vectors if len(vectors) <= _MAX_TRAIN else vectors[np.sort(rng.choice(len(vectors), _MAX_TRAIN,
@@ -798,7 +799,26 @@ def _load_model(model: StaticModel | str | os.PathLike[str] | None, model_path: 
     if model is not None and not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a StaticModel, a name or a folder, got {type(model).__name__}")
     source = model_source(None if model is None else os.fspath(model))
-    return StaticModel.from_pretrained(None if model is None else os.fspath(model)), model_path or source
+    key = (source, _mtime(source))
+    if key not in _MODEL_CACHE:  # reopening an index in one process does not reload its model
+        if len(_MODEL_CACHE) >= 4:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[key] = StaticModel.from_pretrained(None if model is None else os.fspath(model))
+    return _MODEL_CACHE[key], model_path or source
+
+
+_MODEL_CACHE: dict[tuple[str, int], StaticModel] = {}
+
+
+def _mtime(source: str) -> int:
+    from m2v_search.persistence import BUNDLED_MODELS_DIR
+
+    for folder in (Path(source), BUNDLED_MODELS_DIR / source):
+        try:
+            return max(p.stat().st_mtime_ns for p in folder.iterdir())
+        except (OSError, ValueError):
+            continue
+    return 0
 
 
 def _model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None, allow_mismatch: bool,
