@@ -190,3 +190,10 @@ async def test_ingestion_pipeline_async_into_the_vector_store(embed_model, corpu
     assert len(store.client) == len(nodes) > len(corpus_documents)
     stored = store.get_nodes(node_ids=[nodes[0].node_id])
     assert stored[0].get_content() == nodes[0].get_content()
+
+
+def test_serialized_form_rebuilds_the_same_embedding(embed_model):
+    rebuilt = M2VEmbedding.from_dict(embed_model.to_dict())
+    assert isinstance(rebuilt, M2VEmbedding) and rebuilt.model_name == embed_model.model_name
+    np.testing.assert_allclose(rebuilt.get_text_embedding(TEXTS[2]), embed_model.get_text_embedding(TEXTS[2]),
+                               rtol=1e-6, atol=1e-6)

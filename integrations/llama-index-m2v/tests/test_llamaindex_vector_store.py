@@ -370,3 +370,19 @@ def test_empty_store_answers_queries_and_refuses_remote_filesystems(tmp_path):
         store.persist(str(tmp_path / "x"), fs=fsspec.filesystem("memory"))
     store.persist(str(tmp_path / "empty"), fs=fsspec.filesystem("file"))
     assert len(M2VVectorStore.from_persist_path(str(tmp_path / "empty")).client) == 0
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "flat"])
+def test_other_faiss_kinds_filter_delete_and_persist(embed_model, embedded_nodes, tmp_path, kind):
+    store = M2VVectorStore(model=embed_model, index_kind=kind)
+    store.add(embedded_nodes)
+    store.persist(str(tmp_path / kind))
+    assert store.client.kind == kind
+    store.delete("doc-0")  # deleting from HNSW marks tombstones; they must never come back
+    query = "Which river flows through Paris?"
+    assert "node-0" not in store.query(query_for(embed_model, query, k=len(CORPUS))).ids
+    result = store.query(query_for(embed_model, query, k=2, filters=filters(("topic", FilterOperator.EQ, "geography"))))
+    assert result.ids == ["node-1"]
+    loaded = M2VVectorStore.from_persist_path(str(tmp_path / kind), model=embed_model)
+    assert loaded.client.kind == kind
+    assert loaded.query(query_for(embed_model, query, k=1)).ids == ["node-0"]
