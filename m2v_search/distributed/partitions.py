@@ -1,0 +1,193 @@
+"""Splitting a corpus into partitions, and reading one partition's records on a worker.
+
+A partition is a byte range of a JSONL file (cut at ``partition_size`` bytes; a range owns the
+lines that *start* inside it), a whole gzip file (gzip cannot be split), or a partition of a
+Dask bag. Records are parsed by the single-machine reader (``m2v_search.index.corpus``), so
+both builds accept the same rows, give the same ids and fail with the same messages, naming
+the file and the line number in the whole file.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from m2v_search.index.corpus import CorpusOptions, CorpusReader
+from m2v_search.index.errors import CorpusError
+from m2v_search.index.store import Record
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_COUNT_CHUNK = 1 << 22
+
+
+@dataclass
+class FileBlock:
+    """Bytes ``[start, stop)`` of ``path`` (``stop`` None: the whole, possibly gzipped, file)."""
+
+    path: str
+    start: int = 0
+    stop: int | None = None
+    first_line: int = 1  # number of the first line that starts in the block (filled by the planner)
+
+    @property
+    def whole(self) -> bool:
+        return self.stop is None
+
+
+def expand_inputs(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files named by ``inputs``: paths, or glob patterns (``corpus/*.jsonl``), in the order given."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise CorpusError("no corpus files given")
+    files: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if text == "-":
+            raise CorpusError("the Dask build cannot read stdin (-): workers read the corpus files themselves; "
+                              "write it to a file on storage the workers can reach")
+        path = Path(text)
+        if not path.exists() and glob.has_magic(text):
+            matched = sorted(glob.glob(text))
+            if not matched:
+                raise CorpusError(f"no corpus file matches {text}")
+            files.extend(Path(m) for m in matched)
+            continue
+        if not path.exists():
+            raise CorpusError(f"corpus file {path} does not exist")
+        if path.is_dir():
+            raise CorpusError(f"corpus {path} is a directory; give .jsonl or .jsonl.gz files (or a glob pattern)")
+        files.append(path)
+    return files
+
+
+def split_file(path: Path, partition_size: int) -> list[FileBlock]:
+    """Byte ranges of about ``partition_size`` bytes (one block for a gzip or an empty file)."""
+    if partition_size < 1:
+        raise ValueError(f"partition_size must be >= 1 byte, got {partition_size}")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if handle.read(2) == _GZIP_MAGIC:
+            return [FileBlock(str(path))]
+    if size == 0:
+        return [FileBlock(str(path), 0, 0)]
+    return [FileBlock(str(path), start, min(size, start + partition_size)) for start in range(0, size, partition_size)]
+
+
+def count_newlines(block: FileBlock) -> tuple[int, bool]:
+    """(newlines in the block's bytes, whether its last byte is a newline); runs on a worker."""
+    if block.whole:
+        return 0, False
+    count, last = 0, b""
+    with open(block.path, "rb") as handle:
+        handle.seek(block.start)
+        remaining = block.stop - block.start  # type: ignore[operator]
+        while remaining > 0:
+            chunk = handle.read(min(_COUNT_CHUNK, remaining))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            remaining -= len(chunk)
+            last = chunk[-1:]
+    return count, last == b"\n"
+
+
+def number_lines(blocks: list[FileBlock], counts: list[tuple[int, bool]]) -> None:
+    """Set ``first_line`` of every block from the newline counts of the blocks before it."""
+    before: dict[str, tuple[int, bool]] = {}
+    for block, (newlines, ends_with_newline) in zip(blocks, counts):
+        seen, previous_ends = before.get(block.path, (0, False))
+        # a block's first owned line starts after the first newline at or after byte start-1
+        block.first_line = 1 if block.start == 0 else seen - int(previous_ends) + 2
+        before[block.path] = (seen + newlines, ends_with_newline)
+
+
+def read_block(block: FileBlock, options: CorpusOptions) -> tuple[Iterator[Record], CorpusReader]:
+    """The records of one block, parsed exactly as the single-machine reader parses them.
+
+    Returns the iterator and the reader whose ``lines``/``skipped``/``records`` it updates.
+    """
+    reader = CorpusReader(block.path, options)
+    if block.whole:
+        return iter(reader), reader
+    return _block_records(block, reader), reader
+
+
+def _block_records(block: FileBlock, reader: CorpusReader) -> Iterator[Record]:
+    from m2v_search.index import corpus as corpus_module
+
+    with open(block.path, "rb") as handle:
+        position = block.start
+        if block.start > 0:
+            handle.seek(block.start - 1)
+            position += len(handle.readline()) - 1  # finish the line that began before the block
+        line = block.first_line - 1
+        while position < block.stop:  # type: ignore[operator]
+            raw = handle.readline()
+            if not raw:
+                break
+            position += len(raw)
+            line += 1
+            reader.lines += 1
+            if not raw.strip():
+                continue
+            try:
+                record = reader._parse(raw, line)
+            except CorpusError as error:
+                if not reader.options.skip_invalid:
+                    raise
+                reader.skipped += 1
+                if reader.skipped <= corpus_module._REPORTED:
+                    corpus_module.log.warning("skipped %s", error)
+                continue
+            reader.records += 1
+            yield record
+
+
+def bag_records(rows: Sequence[Any], options: CorpusOptions, name: str, partition: int
+                ) -> tuple[list[Record], int]:
+    """Records of one Dask bag (or dataframe) partition: JSON lines (str/bytes) or dicts.
+
+    Rows without an id field are refused (their line number is no stable id across partitions).
+    Returns the records and the number of invalid rows skipped (``skip_invalid``).
+    """
+    reader = CorpusReader(name, options)
+    records: list[Record] = []
+    skipped = 0
+    for row_number, row in enumerate(rows, 1):
+        where = f"{name}: partition {partition} row {row_number}"
+        try:
+            if isinstance(row, (str, bytes)):
+                raw = row.encode("utf-8") if isinstance(row, str) else row
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                    raise CorpusError(f"{where}: invalid JSON: {error}") from None
+            if not isinstance(row, dict):
+                raise CorpusError(f"{where}: expected a JSON object or a dict, got {type(row).__name__}")
+            row = _plain(row)
+            if not any(key in row for key in ((options.id_field,) if options.id_field else ("id", "_id"))):
+                raise CorpusError(f"{where}: no id field ({options.id_field or 'id or _id'}); rows of a Dask "
+                                  "collection need explicit ids")
+            records.append(reader._record(row, where, row_number))
+        except CorpusError:
+            if not options.skip_invalid:
+                raise
+            skipped += 1
+    return records, skipped
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with numpy scalars (as in dataframe partitions) turned into Python values."""
+    def convert(value: Any) -> Any:
+        if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+            return value.item()
+        return value
+
+    return {key: convert(value) for key, value in row.items()}
