@@ -29,7 +29,9 @@ def embed_model(m2v_model):
 def corpus_documents():
     from llama_index.core import Document
 
-    return [Document(text=text, metadata=dict(meta), doc_id=f"doc-{i}") for i, (text, meta) in enumerate(CORPUS)]
+    return [
+        Document(text=text, metadata=dict(meta), doc_id=f"doc-{i}") for i, (text, meta) in enumerate(CORPUS)
+    ]
 
 
 @pytest.fixture
@@ -43,6 +45,6 @@ def embedded_nodes(embed_model):
         node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=f"doc-{i}")
         nodes.append(node)
     texts = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
-    for node, embedding in zip(nodes, embed_model.get_text_embedding_batch(texts)):
+    for node, embedding in zip(nodes, embed_model.get_text_embedding_batch(texts), strict=True):
         node.embedding = embedding
     return nodes

@@ -7,9 +7,9 @@ import threading
 
 import numpy as np
 import pytest
-from llamaindex_testdata import CORPUS, QUERIES
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.embeddings.m2v import M2VEmbedding
+from llamaindex_testdata import CORPUS, QUERIES
 
 TEXTS = [text for text, _ in CORPUS]
 
@@ -55,8 +55,12 @@ def test_vectors_are_the_models_unit_vectors_as_python_floats(embed_model, m2v_m
 
 def test_normalize_false_and_max_length_reach_the_model(m2v_model):
     raw = M2VEmbedding(model=m2v_model, normalize=False)
-    np.testing.assert_allclose(raw.get_text_embedding(TEXTS[0]), m2v_model.encode([TEXTS[0]], normalize=False)[0],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        raw.get_text_embedding(TEXTS[0]),
+        m2v_model.encode([TEXTS[0]], normalize=False)[0],
+        rtol=1e-6,
+        atol=1e-6,
+    )
     short = M2VEmbedding(model=m2v_model, max_length=3)
     truncated = m2v_model.encode([TEXTS[1]], max_length=3, normalize=True)[0]
     full = m2v_model.encode([TEXTS[1]], normalize=True)[0]
@@ -97,10 +101,18 @@ async def test_async_batch_is_one_encode_call_off_the_event_loop(m2v_model, monk
 @pytest.mark.asyncio
 async def test_async_single_texts_match_sync(embed_model):
     query, text = "Which river flows through Paris?", TEXTS[4]
-    np.testing.assert_allclose(await embed_model.aget_query_embedding(query), embed_model.get_query_embedding(query),
-                               rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(await embed_model.aget_text_embedding(text), embed_model.get_text_embedding(text),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        await embed_model.aget_query_embedding(query),
+        embed_model.get_query_embedding(query),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        await embed_model.aget_text_embedding(text),
+        embed_model.get_text_embedding(text),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.asyncio
@@ -147,8 +159,12 @@ def test_default_is_the_bundled_model():
     embedding = M2VEmbedding()
     assert embedding.model_name == "m2v-base"
     reference = StaticModel.from_pretrained("m2v-base")
-    np.testing.assert_allclose(embedding.get_text_embedding(TEXTS[0]), reference.encode([TEXTS[0]], normalize=True)[0],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        embedding.get_text_embedding(TEXTS[0]),
+        reference.encode([TEXTS[0]], normalize=True)[0],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_settings_embed_model_with_vector_store_index(embed_model, corpus_documents, monkeypatch):
@@ -168,13 +184,19 @@ def test_ingestion_pipeline_with_sentence_splitter(embed_model, corpus_documents
     from llama_index.core.ingestion import IngestionPipeline
     from llama_index.core.node_parser import SentenceSplitter
 
-    pipeline = IngestionPipeline(transformations=[SentenceSplitter(chunk_size=24, chunk_overlap=0), embed_model])
+    pipeline = IngestionPipeline(
+        transformations=[SentenceSplitter(chunk_size=24, chunk_overlap=0), embed_model]
+    )
     nodes = pipeline.run(documents=corpus_documents)
     assert len(nodes) > len(corpus_documents)  # the splitter really split
     assert {node.ref_doc_id for node in nodes} == {doc.doc_id for doc in corpus_documents}
     contents = [node.get_content(metadata_mode="embed") for node in nodes]
-    np.testing.assert_allclose(np.array([node.embedding for node in nodes]),
-                               embed_model.model.encode(contents, normalize=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array([node.embedding for node in nodes]),
+        embed_model.model.encode(contents, normalize=True),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.asyncio
@@ -184,8 +206,9 @@ async def test_ingestion_pipeline_async_into_the_vector_store(embed_model, corpu
     from llama_index.vector_stores.m2v import M2VVectorStore
 
     store = M2VVectorStore(model=embed_model)
-    pipeline = IngestionPipeline(transformations=[SentenceSplitter(chunk_size=24, chunk_overlap=0), embed_model],
-                                 vector_store=store)
+    pipeline = IngestionPipeline(
+        transformations=[SentenceSplitter(chunk_size=24, chunk_overlap=0), embed_model], vector_store=store
+    )
     nodes = await pipeline.arun(documents=corpus_documents)
     assert len(store.client) == len(nodes) > len(corpus_documents)
     stored = store.get_nodes(node_ids=[nodes[0].node_id])
@@ -195,5 +218,6 @@ async def test_ingestion_pipeline_async_into_the_vector_store(embed_model, corpu
 def test_serialized_form_rebuilds_the_same_embedding(embed_model):
     rebuilt = M2VEmbedding.from_dict(embed_model.to_dict())
     assert isinstance(rebuilt, M2VEmbedding) and rebuilt.model_name == embed_model.model_name
-    np.testing.assert_allclose(rebuilt.get_text_embedding(TEXTS[2]), embed_model.get_text_embedding(TEXTS[2]),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        rebuilt.get_text_embedding(TEXTS[2]), embed_model.get_text_embedding(TEXTS[2]), rtol=1e-6, atol=1e-6
+    )

@@ -29,8 +29,9 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys):
     hits = namespace["hits"]
     assert "Seine" in hits[0].node.get_content()
     assert hits[0].score > hits[1].score
-    assert [h.node.metadata["year"] for h in namespace["recent_hits"]] and \
-        all(h.node.metadata["year"] >= 2005 for h in namespace["recent_hits"])
+    assert [h.node.metadata["year"] for h in namespace["recent_hits"]] and all(
+        h.node.metadata["year"] >= 2005 for h in namespace["recent_hits"]
+    )
     response = namespace["response"]
     assert "Photosynthesis" in response.source_nodes[0].node.get_content()
     assert "binary search" in namespace["reloaded_hits"][0].node.get_content()
@@ -49,10 +50,18 @@ def test_readme_persistence_snippet_runs(tmp_path, monkeypatch, embed_model, cor
     monkeypatch.chdir(tmp_path)
     storage_context = StorageContext.from_defaults(vector_store=M2VVectorStore(model=embed_model))
     VectorStoreIndex.from_documents(corpus_documents, storage_context=storage_context)
-    namespace = {"storage_context": storage_context, "M2VVectorStore": M2VVectorStore,
-                 "StorageContext": StorageContext, "load_index_from_storage": load_index_from_storage}
+    namespace = {
+        "storage_context": storage_context,
+        "M2VVectorStore": M2VVectorStore,
+        "StorageContext": StorageContext,
+        "load_index_from_storage": load_index_from_storage,
+    }
     exec(compile(snippet, str(README), "exec"), namespace)
-    hit = namespace["index"].as_retriever(similarity_top_k=1).retrieve("Why does bread dough rise with yeast?")[0]
+    hit = (
+        namespace["index"]
+        .as_retriever(similarity_top_k=1)
+        .retrieve("Why does bread dough rise with yeast?")[0]
+    )
     assert hit.node.ref_doc_id == "doc-6"
 
 

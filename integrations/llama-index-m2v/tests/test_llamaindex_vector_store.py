@@ -29,12 +29,15 @@ def store(embed_model, embedded_nodes):
 
 
 def query_for(embed_model, text, k=3, **kwargs):
-    return VectorStoreQuery(query_embedding=embed_model.get_query_embedding(text), similarity_top_k=k, **kwargs)
+    return VectorStoreQuery(
+        query_embedding=embed_model.get_query_embedding(text), similarity_top_k=k, **kwargs
+    )
 
 
 def filters(*items, condition=FilterCondition.AND):
-    return MetadataFilters(filters=[MetadataFilter(key=k, value=v, operator=op) for k, op, v in items],
-                           condition=condition)
+    return MetadataFilters(
+        filters=[MetadataFilter(key=k, value=v, operator=op) for k, op, v in items], condition=condition
+    )
 
 
 def test_is_a_pydantic_vector_store_that_stores_text(store):
@@ -64,9 +67,12 @@ def test_query_returns_whole_nodes_with_cosine_similarities(store, embed_model, 
 
 
 def test_add_replaces_nodes_with_the_same_id(store, embed_model):
-    replacement = TextNode(text="Ice hockey is played on a frozen rink with a puck.", id_="node-0",
-                           metadata={"topic": "sport"})
-    replacement.embedding = embed_model.get_text_embedding(replacement.get_content(metadata_mode=MetadataMode.EMBED))
+    replacement = TextNode(
+        text="Ice hockey is played on a frozen rink with a puck.", id_="node-0", metadata={"topic": "sport"}
+    )
+    replacement.embedding = embed_model.get_text_embedding(
+        replacement.get_content(metadata_mode=MetadataMode.EMBED)
+    )
     store.add([replacement])
     assert len(store.client) == len(CORPUS)
     assert store.get_nodes(node_ids=["node-0"])[0].get_content() == replacement.get_content()
@@ -86,26 +92,35 @@ def test_nodes_without_embeddings_are_embedded_by_the_stores_model(embed_model, 
         assert result.similarities[0] == pytest.approx(1.0, abs=1e-4)
 
 
-@pytest.mark.parametrize("items", [
-    [("topic", FilterOperator.EQ, "cooking")],
-    [("country", FilterOperator.NE, "fr")],
-    [("country", FilterOperator.IN, ["it", "gr", "nl"])],
-    [("topic", FilterOperator.NIN, ["biology", "computing"])],
-    [("year", FilterOperator.GT, 2005)],
-    [("year", FilterOperator.GTE, 2005)],
-    [("rating", FilterOperator.LT, 4.0)],
-    [("rating", FilterOperator.LTE, 4.0)],
-    [("year", FilterOperator.GTE, 2000), ("year", FilterOperator.LT, 2012), ("country", FilterOperator.NE, "us")],
-    [("missing_key", FilterOperator.NE, "x"), ("topic", FilterOperator.NIN, ["music", "sport"])],
-    [("missing_key", FilterOperator.EQ, "x")],
-])
+@pytest.mark.parametrize(
+    "items",
+    [
+        [("topic", FilterOperator.EQ, "cooking")],
+        [("country", FilterOperator.NE, "fr")],
+        [("country", FilterOperator.IN, ["it", "gr", "nl"])],
+        [("topic", FilterOperator.NIN, ["biology", "computing"])],
+        [("year", FilterOperator.GT, 2005)],
+        [("year", FilterOperator.GTE, 2005)],
+        [("rating", FilterOperator.LT, 4.0)],
+        [("rating", FilterOperator.LTE, 4.0)],
+        [
+            ("year", FilterOperator.GTE, 2000),
+            ("year", FilterOperator.LT, 2012),
+            ("country", FilterOperator.NE, "us"),
+        ],
+        [("missing_key", FilterOperator.NE, "x"), ("topic", FilterOperator.NIN, ["music", "sport"])],
+        [("missing_key", FilterOperator.EQ, "x")],
+    ],
+)
 def test_filters_select_exactly_what_llamaindex_semantics_select(store, embed_model, items):
     metadata = {f"node-{i}": meta for i, (_, meta) in enumerate(CORPUS)}
     wanted = filters(*items)
     reference = build_metadata_filter_fn(lambda node_id: metadata[node_id], wanted)
     expected = {node_id for node_id in metadata if reference(node_id)}
     assert expected != set(metadata)  # every case really filters
-    result = store.query(query_for(embed_model, "rivers, plants, arrays and music", k=len(CORPUS), filters=wanted))
+    result = store.query(
+        query_for(embed_model, "rivers, plants, arrays and music", k=len(CORPUS), filters=wanted)
+    )
     assert set(result.ids) == expected
     assert {node.node_id for node in store.get_nodes(filters=wanted)} == expected
 
@@ -114,35 +129,57 @@ def test_filter_runs_inside_the_search_not_after(store, embed_model):
     """k=1 with a filter that excludes the best match still returns the best allowed node."""
     query = "Which river flows through Paris?"
     assert store.query(query_for(embed_model, query, k=1)).ids == ["node-0"]
-    result = store.query(query_for(embed_model, query, k=1, filters=filters(("country", FilterOperator.EQ, "de"))))
+    result = store.query(
+        query_for(embed_model, query, k=1, filters=filters(("country", FilterOperator.EQ, "de")))
+    )
     assert result.ids == ["node-1"]
-    result = store.query(query_for(embed_model, query, k=2, filters=filters(("topic", FilterOperator.EQ, "music"))))
+    result = store.query(
+        query_for(embed_model, query, k=2, filters=filters(("topic", FilterOperator.EQ, "music")))
+    )
     assert result.ids == ["node-8"]
 
 
 def test_filter_translation():
     assert metadata_filters_to_dict(None) is None
     assert metadata_filters_to_dict(MetadataFilters(filters=[])) is None
-    nested = MetadataFilters(filters=[
-        MetadataFilter(key="year", value=2000, operator=FilterOperator.GTE),
-        MetadataFilters(filters=[MetadataFilter(key="year", value=2010, operator=FilterOperator.LT),
-                                 MetadataFilter(key="tag", value=["a", "b"], operator=FilterOperator.IN)]),
-    ])
-    assert metadata_filters_to_dict(nested) == {"year": {"$gte": 2000, "$lt": 2010}, "tag": {"$in": ["a", "b"]}}
+    nested = MetadataFilters(
+        filters=[
+            MetadataFilter(key="year", value=2000, operator=FilterOperator.GTE),
+            MetadataFilters(
+                filters=[
+                    MetadataFilter(key="year", value=2010, operator=FilterOperator.LT),
+                    MetadataFilter(key="tag", value=["a", "b"], operator=FilterOperator.IN),
+                ]
+            ),
+        ]
+    )
+    assert metadata_filters_to_dict(nested) == {
+        "year": {"$gte": 2000, "$lt": 2010},
+        "tag": {"$in": ["a", "b"]},
+    }
 
 
-@pytest.mark.parametrize("bad, message", [
-    (filters(("topic", FilterOperator.EQ, "music"), ("topic", FilterOperator.EQ, "sport"),
-             condition=FilterCondition.OR), "AND"),
-    (filters(("topic", FilterOperator.EQ, "music"), condition=FilterCondition.NOT), "NOT"),
-    (filters(("tags", FilterOperator.CONTAINS, "x")), "CONTAINS"),
-    (filters(("text", FilterOperator.TEXT_MATCH, "x")), "TEXT_MATCH"),
-    (filters(("tags", FilterOperator.ANY, ["x"])), "ANY"),
-    (filters(("tags", FilterOperator.IS_EMPTY, None)), "IS_EMPTY"),
-    (filters(("topic", FilterOperator.EQ, ["a", "b"])), "single value"),
-    (filters(("topic", FilterOperator.IN, "a")), "needs a list"),
-    (filters(("year", FilterOperator.EQ, 1), ("year", FilterOperator.EQ, 2)), "two \\$eq"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            filters(
+                ("topic", FilterOperator.EQ, "music"),
+                ("topic", FilterOperator.EQ, "sport"),
+                condition=FilterCondition.OR,
+            ),
+            "AND",
+        ),
+        (filters(("topic", FilterOperator.EQ, "music"), condition=FilterCondition.NOT), "NOT"),
+        (filters(("tags", FilterOperator.CONTAINS, "x")), "CONTAINS"),
+        (filters(("text", FilterOperator.TEXT_MATCH, "x")), "TEXT_MATCH"),
+        (filters(("tags", FilterOperator.ANY, ["x"])), "ANY"),
+        (filters(("tags", FilterOperator.IS_EMPTY, None)), "IS_EMPTY"),
+        (filters(("topic", FilterOperator.EQ, ["a", "b"])), "single value"),
+        (filters(("topic", FilterOperator.IN, "a")), "needs a list"),
+        (filters(("year", FilterOperator.EQ, 1), ("year", FilterOperator.EQ, 2)), "two \\$eq"),
+    ],
+)
 def test_unsupported_filters_raise_clear_errors(store, embed_model, bad, message):
     with pytest.raises(ValueError, match=message):
         store.query(query_for(embed_model, "anything", filters=bad))
@@ -152,8 +189,15 @@ def test_doc_ids_and_node_ids_restrict_the_query(store, embed_model):
     query = "Which river flows through Paris?"
     result = store.query(query_for(embed_model, query, k=5, doc_ids=["doc-3", "doc-7"]))
     assert set(result.ids) == {"node-3", "node-7"}
-    result = store.query(query_for(embed_model, query, k=5, node_ids=["node-2", "node-4", "node-9"],
-                                   filters=filters(("topic", FilterOperator.EQ, "computing"))))
+    result = store.query(
+        query_for(
+            embed_model,
+            query,
+            k=5,
+            node_ids=["node-2", "node-4", "node-9"],
+            filters=filters(("topic", FilterOperator.EQ, "computing")),
+        )
+    )
     assert result.ids == ["node-4"]
     # LlamaIndex's retriever passes node_ids=[] for stores that keep the text: no restriction
     assert store.query(query_for(embed_model, query, k=1, node_ids=[])).ids == ["node-0"]
@@ -163,7 +207,9 @@ def test_delete_by_ref_doc_id_removes_every_chunk_of_that_document(embed_model):
     nodes = []
     for doc in ("doc-a", "doc-b"):
         for part in range(3):
-            node = TextNode(text=f"{doc} part {part}: the river flows through the old town", id_=f"{doc}-{part}")
+            node = TextNode(
+                text=f"{doc} part {part}: the river flows through the old town", id_=f"{doc}-{part}"
+            )
             node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc)
             node.embedding = embed_model.get_text_embedding(node.text)
             nodes.append(node)
@@ -180,7 +226,9 @@ def test_delete_nodes_by_ids_filters_or_both(store):
     assert len(store.client) == len(CORPUS) - 2
     store.delete_nodes(filters=filters(("topic", FilterOperator.EQ, "cooking")))
     assert {n.metadata["topic"] for n in store.get_nodes()} == {"biology", "computing", "music", "sport"}
-    store.delete_nodes(node_ids=["node-2", "node-4"], filters=filters(("topic", FilterOperator.EQ, "biology")))
+    store.delete_nodes(
+        node_ids=["node-2", "node-4"], filters=filters(("topic", FilterOperator.EQ, "biology"))
+    )
     remaining = {n.node_id for n in store.get_nodes()}
     assert "node-2" not in remaining and "node-4" in remaining and "node-3" in remaining
     with pytest.raises(ValueError, match="clear"):
@@ -192,7 +240,9 @@ def test_get_nodes_by_ids_keeps_the_order_asked(store):
     assert [n.node_id for n in nodes] == ["node-5", "node-1"]
     assert nodes[0].get_content() == CORPUS[5][0]
     assert len(store.get_nodes()) == len(CORPUS)
-    both = store.get_nodes(node_ids=["node-0", "node-1", "node-2"], filters=filters(("country", FilterOperator.EQ, "de")))
+    both = store.get_nodes(
+        node_ids=["node-0", "node-1", "node-2"], filters=filters(("country", FilterOperator.EQ, "de"))
+    )
     assert [n.node_id for n in both] == ["node-1"]
 
 
@@ -206,12 +256,18 @@ def test_clear(store, embed_model):
 def test_mmr_query_diversifies(store, embed_model):
     query = "river flows through Paris Germany Alps"
     plain = store.query(query_for(embed_model, query, k=3))
-    relevance_only = store.query(query_for(embed_model, query, k=3, mode=VectorStoreQueryMode.MMR, mmr_threshold=1.0))
+    relevance_only = store.query(
+        query_for(embed_model, query, k=3, mode=VectorStoreQueryMode.MMR, mmr_threshold=1.0)
+    )
     assert relevance_only.ids == plain.ids
-    diverse = store.query(query_for(embed_model, query, k=3, mode=VectorStoreQueryMode.MMR), mmr_threshold=0.1)
+    diverse = store.query(
+        query_for(embed_model, query, k=3, mode=VectorStoreQueryMode.MMR), mmr_threshold=0.1
+    )
     assert diverse.ids[0] == plain.ids[0] and len(set(diverse.ids)) == 3
-    vectors = {n.node_id: np.array(embed_model.get_text_embedding(n.get_content(metadata_mode=MetadataMode.EMBED)))
-               for n in store.get_nodes()}
+    vectors = {
+        n.node_id: np.array(embed_model.get_text_embedding(n.get_content(metadata_mode=MetadataMode.EMBED)))
+        for n in store.get_nodes()
+    }
 
     def max_pair(ids):
         return max(float(vectors[a] @ vectors[b]) for a in ids for b in ids if a < b)
@@ -263,8 +319,9 @@ def test_storage_context_persist_and_load_index_from_storage(embed_model, corpus
     VectorStoreIndex.from_documents(corpus_documents, storage_context=storage, embed_model=embed_model)
     storage.persist(persist_dir=str(tmp_path))
     store = M2VVectorStore.from_persist_dir(str(tmp_path), model=embed_model)
-    restored = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(tmp_path), vector_store=store),
-                                       embed_model=embed_model)
+    restored = load_index_from_storage(
+        StorageContext.from_defaults(persist_dir=str(tmp_path), vector_store=store), embed_model=embed_model
+    )
     hits = restored.as_retriever(similarity_top_k=1).retrieve("how many strings does a violin have")
     assert hits[0].node.ref_doc_id == "doc-8"
 
@@ -276,7 +333,9 @@ def test_vector_store_index_from_vector_store_insert_and_delete(store, embed_mod
     hits = index.as_retriever(similarity_top_k=2).retrieve("Why does bread dough rise with yeast?")
     assert hits[0].node.node_id == "node-6"
     assert hits[0].score >= hits[1].score
-    index.insert(Document(text="Glaciers carve U-shaped valleys as the ice slowly grinds the rock.", doc_id="ice"))
+    index.insert(
+        Document(text="Glaciers carve U-shaped valleys as the ice slowly grinds the rock.", doc_id="ice")
+    )
     hits = index.as_retriever(similarity_top_k=1).retrieve("ice glaciers carve valleys in rock")
     assert hits[0].node.ref_doc_id == "ice"
     index.delete_ref_doc("ice")
@@ -287,8 +346,10 @@ def test_vector_store_index_from_vector_store_insert_and_delete(store, embed_mod
 async def test_async_methods(embed_model, embedded_nodes):
     store = M2VVectorStore(model=embed_model)
     assert await store.async_add(embedded_nodes) == [n.node_id for n in embedded_nodes]
-    query = VectorStoreQuery(query_embedding=await embed_model.aget_query_embedding("binary search on a sorted array"),
-                             similarity_top_k=2)
+    query = VectorStoreQuery(
+        query_embedding=await embed_model.aget_query_embedding("binary search on a sorted array"),
+        similarity_top_k=2,
+    )
     result = await store.aquery(query)
     assert result.ids[0] == "node-4"
     assert [n.node_id for n in await store.aget_nodes(node_ids=["node-1"])] == ["node-1"]
@@ -308,7 +369,9 @@ async def test_async_retriever_and_query_engine(store, embed_model):
     index = VectorStoreIndex.from_vector_store(store, embed_model=embed_model)
     hits = await index.as_retriever(similarity_top_k=1).aretrieve("how long is a marathon race in kilometres")
     assert hits[0].node.node_id == "node-9"
-    response = await index.as_query_engine(llm=MockLLM(), similarity_top_k=2).aquery("Which river flows through Paris?")
+    response = await index.as_query_engine(llm=MockLLM(), similarity_top_k=2).aquery(
+        "Which river flows through Paris?"
+    )
     assert response.source_nodes[0].node.node_id == "node-0"
 
 
@@ -328,8 +391,13 @@ def test_embeddings_of_another_size_are_stored_as_external_vectors(tmp_path):
     store = M2VVectorStore()
     store.add(nodes)
     assert store.client.dim == 7 and not store.embeds_text
-    result = store.query(VectorStoreQuery(query_embedding=nodes[3].embedding, similarity_top_k=2,
-                                          filters=filters(("i", FilterOperator.GTE, 2))))
+    result = store.query(
+        VectorStoreQuery(
+            query_embedding=nodes[3].embedding,
+            similarity_top_k=2,
+            filters=filters(("i", FilterOperator.GTE, 2)),
+        )
+    )
     assert result.ids[0] == "x-3" and result.similarities[0] == pytest.approx(1.0, abs=1e-5)
     assert all(int(i.split("-")[1]) >= 2 for i in result.ids)
     with pytest.raises(ValueError, match="no embedding"):
@@ -340,8 +408,13 @@ def test_embeddings_of_another_size_are_stored_as_external_vectors(tmp_path):
         store.add(external_nodes(5))
     store.persist(str(tmp_path / "ext"))
     loaded = M2VVectorStore.from_persist_path(str(tmp_path / "ext"))
-    again = loaded.query(VectorStoreQuery(query_embedding=nodes[3].embedding, similarity_top_k=2,
-                                          filters=filters(("i", FilterOperator.GTE, 2))))
+    again = loaded.query(
+        VectorStoreQuery(
+            query_embedding=nodes[3].embedding,
+            similarity_top_k=2,
+            filters=filters(("i", FilterOperator.GTE, 2)),
+        )
+    )
     assert again.ids == result.ids
 
 
@@ -381,7 +454,9 @@ def test_other_faiss_kinds_filter_delete_and_persist(embed_model, embedded_nodes
     store.delete("doc-0")  # deleting from HNSW marks tombstones; they must never come back
     query = "Which river flows through Paris?"
     assert "node-0" not in store.query(query_for(embed_model, query, k=len(CORPUS))).ids
-    result = store.query(query_for(embed_model, query, k=2, filters=filters(("topic", FilterOperator.EQ, "geography"))))
+    result = store.query(
+        query_for(embed_model, query, k=2, filters=filters(("topic", FilterOperator.EQ, "geography")))
+    )
     assert result.ids == ["node-1"]
     loaded = M2VVectorStore.from_persist_path(str(tmp_path / kind), model=embed_model)
     assert loaded.client.kind == kind

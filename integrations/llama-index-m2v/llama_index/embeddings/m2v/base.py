@@ -32,8 +32,9 @@ class M2VEmbedding(BaseEmbedding):
     """
 
     model_name: str = Field(default=DEFAULT_M2V_MODEL, description="Bundled model name or model folder.")
-    normalize: Optional[bool] = Field(default=True, description="Return unit-length vectors (None: model's own).")
-    max_length: Optional[int] = Field(default=None, gt=0, description="Token limit per text (None: model's own).")
+    normalize: Optional[bool] = Field(default=True, description="Unit-length vectors (None: model's own).")
+    max_length: Optional[int] = Field(default=None, gt=0,
+                                      description="Token limit per text (None: the model's own).")
     tokenizer_backend: Optional[str] = Field(default=None, description='"auto", "hf" or "nanotoken".')
     embed_batch_size: int = Field(default=DEFAULT_EMBED_BATCH_SIZE, gt=0, le=2048,
                                   description="Texts per encode call in batch methods.")

@@ -34,6 +34,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 
 if TYPE_CHECKING:  # pragma: no cover
     import fsspec
+
     from m2v_search import StaticModel
     from m2v_search.index import Hit, VectorIndex
 
@@ -381,7 +382,8 @@ class M2VVectorStore(BasePydanticVectorStore):
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
 
-    async def adelete_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None,
+    async def adelete_nodes(self, node_ids: Optional[List[str]] = None,
+                            filters: Optional[MetadataFilters] = None,
                             **delete_kwargs: Any) -> None:
         await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
 
@@ -425,8 +427,10 @@ class M2VVectorStore(BasePydanticVectorStore):
         return cls(index, **kwargs)
 
     @classmethod
-    def from_persist_dir(cls, persist_dir: str = DEFAULT_PERSIST_DIR, fs: Optional[fsspec.AbstractFileSystem] = None,
-                         *, namespace: str = DEFAULT_NAMESPACE, model: Any = None, **kwargs: Any) -> M2VVectorStore:
+    def from_persist_dir(cls, persist_dir: str = DEFAULT_PERSIST_DIR,
+                         fs: Optional[fsspec.AbstractFileSystem] = None, *,
+                         namespace: str = DEFAULT_NAMESPACE, model: Any = None,
+                         **kwargs: Any) -> M2VVectorStore:
         """Load the store that ``StorageContext.persist(persist_dir)`` saved under ``namespace``."""
         path = Path(persist_dir) / f"{namespace}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
         return cls.from_persist_path(str(path), fs, model=model, **kwargs)
@@ -497,17 +501,20 @@ def _external_model(dim: int) -> StaticModel:
     It lets a ``VectorIndex`` (which is sized by its model) hold vectors of any size; it is
     deterministic, so an index saved with it opens again with it.
     """
-    from m2v_search import StaticModel
     from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from m2v_search import StaticModel
 
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    model = StaticModel(np.zeros((1, dim), dtype=np.float32), tokenizer, normalize=False, tokenizer_backend="hf")
+    model = StaticModel(np.zeros((1, dim), dtype=np.float32), tokenizer, normalize=False,
+                        tokenizer_backend="hf")
     return model._named(f"{EXTERNAL_MODEL_PREFIX}{dim}d")
 
 
 def _is_external(model: Any) -> bool:
-    return str(getattr(model, "name", "")).startswith(EXTERNAL_MODEL_PREFIX) and getattr(model, "vocabulary_size", 0) == 1
+    name = str(getattr(model, "name", ""))
+    return name.startswith(EXTERNAL_MODEL_PREFIX) and getattr(model, "vocabulary_size", 0) == 1
 
 
 def _require_local(fs: Any) -> None:
@@ -516,4 +523,5 @@ def _require_local(fs: Any) -> None:
     protocol = getattr(fs, "protocol", "file")
     protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
     if not {"file", "local"} & set(protocols):
-        raise ValueError(f"M2VVectorStore persists to the local filesystem only, got fs protocol {protocol!r}")
+        raise ValueError(f"M2VVectorStore persists to the local filesystem only, got fs protocol "
+                         f"{protocol!r}")
