@@ -26,9 +26,11 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 LICENCES = {
     "stdlib": "PSF-2.0 (Python standard library docstrings of the running interpreter)",
@@ -81,6 +83,28 @@ def split_sentences(paragraph: str, *, min_words: int = 4, max_words: int = 80) 
         if min_words <= words <= max_words:
             kept.append(sentence)
     return kept
+
+
+def random_crops(texts: Sequence[str], *, per_text: int = 1, min_words: int = 6, seed: int = 0) -> tuple[
+        list[str], np.ndarray]:
+    """Contiguous word spans (40-90% of the words) of texts of at least ``min_words`` words.
+
+    Returns the crops and, for each crop, the index of the text it came from (so a held-out
+    split can drop the crops of held-out texts).
+    """
+    rng = np.random.default_rng(seed)
+    crops: list[str] = []
+    sources: list[int] = []
+    for index, text in enumerate(texts):
+        words = text.split(" ")
+        if len(words) < min_words:
+            continue
+        for _ in range(per_text):
+            size = int(rng.integers(max(3, int(0.4 * len(words))), max(4, int(0.9 * len(words))) + 1))
+            start = int(rng.integers(0, len(words) - size + 1))
+            crops.append(" ".join(words[start:start + size]))
+            sources.append(index)
+    return crops, np.asarray(sources, dtype=np.int64)
 
 
 # ---------------------------------------------------------------- sources
@@ -238,8 +262,6 @@ def build_corpus(
 
     Returns the manifest: per source the number of texts and the licence.
     """
-    import numpy as np
-
     path = Path(path)
     texts: list[str] = []
     seen: set[str] = set()

@@ -100,9 +100,13 @@ def fit(
     learning_rate: float = 1e-3,
     temperature: float = 0.05,
     validation_fraction: float = 0.05,
+    train_indices: np.ndarray | None = None,
+    validation_indices: np.ndarray | None = None,
     validation_pairs: int = 20_000,
+    tokens: tuple[np.ndarray, np.ndarray] | None = None,
     patience: int = 3,
     max_steps: int | None = None,
+    time_limit: float | None = None,
     max_length: int | None = 256,
     device: str = "auto",
     seed: int = 0,
@@ -121,6 +125,10 @@ def fit(
         epochs, batch_size, learning_rate, patience: Adam on the table and head; stop after
             ``patience`` epochs without a better held-out score; the best epoch is kept.
         max_steps: stop after this many optimiser steps in all (for quick runs and tests).
+        time_limit: stop after the first epoch that ends past this many seconds.
+        tokens: ``tokenize_corpus(model, texts)`` computed earlier (to reuse it across fits).
+        train_indices, validation_indices: explicit split (rows of ``texts``); by default a random
+            ``validation_fraction`` of the texts is held out.
     """
     import torch
     from tqdm.auto import tqdm
@@ -138,14 +146,26 @@ def fit(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
 
-    ids, offsets = tokenize_corpus(model, texts, max_length)
+    ids, offsets = tokens if tokens is not None else tokenize_corpus(model, texts, max_length)
+    if len(offsets) != len(texts) + 1:
+        raise ValueError(f"tokens hold {len(offsets) - 1} texts, but {len(texts)} texts were given")
     lengths = np.diff(offsets)
     usable = np.flatnonzero(lengths > 0)
     if len(usable) < 10:
         raise ValueError(f"only {len(usable)} texts have known tokens; the corpus is too small to train on")
-    usable = rng.permutation(usable)
-    n_validation = max(int(round(validation_fraction * len(usable))), 2)
-    validation, train = np.sort(usable[:n_validation]), usable[n_validation:]
+    if (train_indices is None) != (validation_indices is None):
+        raise ValueError("give both train_indices and validation_indices, or neither")
+    if train_indices is not None:
+        has_tokens = lengths > 0
+        train = np.asarray(train_indices, dtype=np.int64)
+        validation = np.sort(np.asarray(validation_indices, dtype=np.int64))
+        train, validation = train[has_tokens[train]], validation[has_tokens[validation]]
+        if len(validation) < 2 or len(train) < 2:
+            raise ValueError("the explicit train/validation split leaves fewer than 2 texts with known tokens")
+    else:
+        usable = rng.permutation(usable)
+        n_validation = max(int(round(validation_fraction * len(usable))), 2)
+        validation, train = np.sort(usable[:n_validation]), usable[n_validation:]
 
     targets = np.asarray(targets, dtype=np.float32)
     pca = PCA.fit(targets[train], pca_dims or model.dim)
@@ -241,6 +261,8 @@ def fit(
         else:
             stale += 1
         if stale >= patience or (max_steps is not None and steps >= max_steps):
+            break
+        if time_limit is not None and time.perf_counter() - started > time_limit:
             break
 
     bag.load_state_dict(best[2])

@@ -1,0 +1,281 @@
+"""Build the default model: corpus -> teacher features -> fit the distilled table -> save.
+
+    python scripts/train_default_model.py --teacher TEACHER_FOLDER --out m2v_search/models/m2v-base
+
+Steps (each timed, results in ``--report``):
+1. corpus: ``--corpus FILE`` or built from the offline sources (m2v_search.train.corpus);
+2. init: the plain distill of the teacher (``m2v_search.distill``, timed on the chosen device),
+   or ``--init FOLDER``;
+3. featurize the corpus with the teacher (resumable shards in ``--work-dir``);
+4. fit each ``--variants`` entry (loss[+sif]) and keep the best on the held-out part of the
+   corpus (never on STS-B); STS-B dev is reported for each, STS-B test only for the final;
+5. evaluate teacher, plain distill and trained model (STS-B test, GCIDE retrieval) and save
+   the trained model (float16) with its recipe and scores in the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fallback_distill(teacher_folder: str, device: str, pca_dims: int = 256):
+    """Plain static distillation, used only when m2v_search.distill is not installed: each token
+    id alone through the teacher ([CLS] t [SEP], mean-pooled), PCA, Zipf-rank SIF (a=1e-4)."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from m2v_search import StaticModel
+    from m2v_search.train.featurize import Teacher
+    from m2v_search.train.fit import PCA
+
+    teacher = Teacher(teacher_folder, device=device)
+    tokenizer = Tokenizer.from_file(str(Path(teacher_folder) / "tokenizer.json"))
+    vocabulary = tokenizer.get_vocab_size()
+    cls_id, sep_id = teacher.tokenizer.cls_token_id, teacher.tokenizer.sep_token_id
+    vectors = np.empty((vocabulary, teacher.dim), np.float32)
+    with torch.inference_mode():
+        for start in range(0, vocabulary, 4096):
+            ids = torch.arange(start, min(start + 4096, vocabulary), device=teacher.device)[:, None]
+            batch = torch.cat([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], 1)
+            with torch.autocast(teacher.device.split(":")[0], dtype=teacher.dtype,
+                                enabled=teacher.dtype != torch.float32):
+                hidden = teacher.model(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
+            vectors[start:start + len(ids)] = hidden.float().mean(1).cpu().numpy()
+    reduced = PCA.fit(vectors, pca_dims).transform(vectors)
+    probability = 1.0 / np.log(np.arange(1, vocabulary + 1) + 1)  # Zipf-like guess from the rank
+    probability /= probability.sum()
+    weights = 1e-4 / (1e-4 + probability)
+    table = (reduced * weights[:, None]).astype(np.float16)
+    return StaticModel(table, tokenizer, normalize=True, base_model_name="sentence-transformers/all-MiniLM-L6-v2",
+                       config={"recipe": {"method": "fallback plain distill (scripts/train_default_model.py)"}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", required=True, help="Sentence Transformer folder (all-MiniLM-L6-v2)")
+    parser.add_argument("--corpus", help="corpus file (one text per line); default: build it into --work-dir")
+    parser.add_argument("--init", help="starting static model folder; default: distill the teacher")
+    parser.add_argument("--out", required=True, help="folder for the trained model")
+    parser.add_argument("--work-dir", default="train-work")
+    parser.add_argument("--report", help="JSON report path (default: OUT/../train_report.json)")
+    parser.add_argument("--variants", default="cosine,contrastive,cosine+sif,cosine@orig",
+                        help="comma-separated loss[+sif][@orig][*LR] variants to fit (@orig: no crops, *LR: "
+                             "learning rate); the best on the held-out part of the corpus is kept")
+    parser.add_argument("--crops", type=int, default=1, help="random word-span crops per text added to training")
+    parser.add_argument("--held-out", type=float, default=0.05, help="fraction of corpus texts held out")
+    parser.add_argument("--fit-budget", type=float, default=300.0,
+                        help="seconds for all variants: no new variant starts after it, a running one stops")
+    parser.add_argument("--sif-coefficient", type=float, default=1e-4)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--stsb-dir", help="folder with sts-dev.csv/sts-test.csv (default: installed package)")
+    parser.add_argument("--gcide-pairs", help="GCIDE pairs JSON made by train_eval.gcide_pairs (default: package)")
+    parser.add_argument("--model-name", default="m2v-base")
+    parser.add_argument("--time-distill", action="store_true",
+                        help="also time m2v_search.distill(teacher, device=DEVICE) twice (cold, warm)")
+    args = parser.parse_args(argv)
+
+    import train_eval
+    from m2v_search import StaticModel
+    from m2v_search.train.corpus import build_corpus, random_crops, read_corpus
+    from m2v_search.train.featurize import Teacher, featurize, load_features, resolve_device
+    from m2v_search.train.fit import fit, tokenize_corpus
+    from m2v_search.train.sif import sif_weights, token_counts
+
+    started = time.perf_counter()
+    device = resolve_device(args.device)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    report_path = Path(args.report) if args.report else Path(args.out).parent / "train_report.json"
+    report: dict = {"device": device, "host": platform.node(), "variants": {}}
+    if device == "cuda":
+        import torch
+
+        report["gpu"] = torch.cuda.get_device_name()
+
+    def save_report() -> None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+
+    # 1. corpus
+    corpus_path = Path(args.corpus) if args.corpus else work / "corpus.txt.gz"
+    if not args.corpus:
+        build_corpus(corpus_path)
+    texts = read_corpus(corpus_path)
+    manifest_path = Path(str(corpus_path) + ".json")
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    report["corpus"] = {"texts": len(texts), "sources": manifest.get("sources", {})}
+    log(f"corpus: {len(texts)} texts")
+
+    # 2. init: plain distill
+    if args.time_distill:
+        import importlib
+
+        distill = importlib.import_module("m2v_search.distill").distill
+        report["distill_timing"] = []
+        for attempt in ("cold", "warm"):
+            t0 = time.perf_counter()
+            distill(args.teacher, device=device, show_progress_bar=False)
+            if device == "cuda":
+                import torch
+
+                torch.cuda.synchronize()
+            report["distill_timing"].append({"run": attempt, "seconds": time.perf_counter() - t0})
+            log(f"m2v_search.distill(teacher, device={device!r}) {attempt}: {time.perf_counter() - t0:.2f}s")
+        save_report()
+    if args.init:
+        init = StaticModel.from_pretrained(args.init)
+        report["init"] = args.init
+    else:
+        t0 = time.perf_counter()
+        try:
+            import importlib
+
+            distill = importlib.import_module("m2v_search.distill").distill
+            init = distill(args.teacher, device=device)
+            report["init"] = "m2v_search.distill"
+        except (ImportError, AttributeError) as error:
+            log(f"m2v_search.distill unavailable ({error}); fallback distill")
+            init = fallback_distill(args.teacher, device)
+            report["init"] = "fallback distill"
+        if device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        report["distill_seconds"] = time.perf_counter() - t0
+        log(f"distill ({report['init']}) on {device}: {report['distill_seconds']:.1f}s")
+        init.save_pretrained(work / "plain-distill", model_name="plain-distill")
+    save_report()
+
+    # 3. split, crops, featurize
+    rng = np.random.default_rng(0)
+    held_out = np.zeros(len(texts), dtype=bool)
+    held_out[rng.choice(len(texts), int(args.held_out * len(texts)), replace=False)] = True
+    crops, crop_source = random_crops(texts, per_text=args.crops, seed=1) if args.crops else ([], np.zeros(0, int))
+    all_texts = texts + crops
+    validation_rows = np.flatnonzero(held_out)
+    train_orig = np.flatnonzero(~held_out)
+    train_all = np.concatenate([train_orig, len(texts) + np.flatnonzero(~held_out[crop_source])])
+    report["corpus"].update({"crops": len(crops), "held_out": int(held_out.sum())})
+    teacher = Teacher(args.teacher, device=device)
+    t0 = time.perf_counter()
+    featurize(all_texts, teacher, work / "features", batch_size=1024 if device == "cuda" else 256)
+    targets = load_features(work / "features")
+    report["featurize_seconds"] = time.perf_counter() - t0
+    log(f"featurized {len(all_texts)} texts in {report['featurize_seconds']:.1f}s")
+    save_report()
+
+    counts = token_counts(init, texts)
+    weights = sif_weights(counts, args.sif_coefficient)
+    report["corpus"]["tokens"] = int(counts.sum())
+    report["corpus"]["vocabulary_seen"] = int((counts > 0).sum())
+
+    def dev_score(model) -> float:
+        return train_eval.sts_spearman(train_eval.static_encoder(model), "dev", args.stsb_dir)
+
+    report["plain_distill"] = {"stsb_dev": dev_score(init)}
+    log(f"plain distill STS-B dev {report['plain_distill']['stsb_dev']:.2f}")
+
+    # 4. variants
+    best_name, best_result = None, None
+    tokens = tokenize_corpus(init, all_texts)
+    fit_started = time.perf_counter()
+    for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        left = args.fit_budget - (time.perf_counter() - fit_started)
+        if left < 10:
+            log(f"fit budget spent: variant {variant} not run")
+            report["variants"][variant] = {"skipped": "fit budget spent"}
+            continue
+        variant_spec, _, rate = variant.partition("*")
+        recipe, _, data = variant_spec.partition("@")
+        loss, _, sif = recipe.partition("+")
+        try:
+            result = fit(init, all_texts, targets, loss=loss, token_weights=weights if sif == "sif" else None,
+                         epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=float(rate) if rate else args.learning_rate,
+                         patience=args.patience, device=device, show_progress_bar=False,
+                         train_indices=train_orig if data == "orig" else train_all,
+                         validation_indices=validation_rows, time_limit=left, tokens=tokens)
+        except Exception as error:  # noqa: BLE001 - keep the other variants' results
+            log(f"variant {variant} failed: {error!r}")
+            report["variants"][variant] = {"error": repr(error)}
+            continue
+        entry = {"best_validation": result.best_validation, "initial_validation": result.initial_validation,
+                 "best_epoch": result.best_epoch, "epochs_run": len(result.history) - 1,
+                 "fit_seconds": result.seconds, "history": result.history, "stsb_dev": dev_score(result.model)}
+        report["variants"][variant] = entry
+        log(f"variant {variant}: held-out {result.initial_validation:.4f} -> {result.best_validation:.4f} "
+            f"(epoch {result.best_epoch}), STS-B dev {entry['stsb_dev']:.2f}, {result.seconds:.1f}s")
+        if best_result is None or result.best_validation > best_result.best_validation:
+            best_name, best_result = variant, result
+        save_report()
+    if best_result is None:
+        raise SystemExit("every variant failed")
+
+    # 5. final model, evaluation, save
+    from m2v_search.quantization import quantize
+
+    trained = best_result.model
+    table, _ = quantize(trained.embedding, None, "float16", trained.vocabulary_size)
+    for key in ("apply_pca", "sif_coefficient", "pooling"):  # the distill's settings, no longer true
+        trained.config.pop(key, None)
+    trained = StaticModel(table, trained.tokenizer, config=trained.config, normalize=True,
+                          base_model_name=init.base_model_name or "sentence-transformers/all-MiniLM-L6-v2",
+                          language=init.language or ["en"], max_length=init.max_length)
+    queries, documents = train_eval.gcide_pairs(path=args.gcide_pairs)
+    scores = {}
+    for name, encode in (("teacher", teacher.encode), ("plain distill", train_eval.static_encoder(init)),
+                         ("trained", train_eval.static_encoder(trained))):
+        scores[name] = {"stsb_test": train_eval.sts_spearman(encode, "test", args.stsb_dir),
+                        **train_eval.retrieval_scores(encode, queries, documents)}
+        log(f"{name}: {scores[name]}")
+    report["final"] = {"variant": best_name, "scores": scores}
+    loss, _, sif = best_name.partition("*")[0].partition("@")[0].partition("+")
+    sources = report["corpus"]["sources"]
+    trained.config["recipe"] = {
+        "method": "plain distill of the teacher, then its table fitted to the teacher's mean-pooled sentence "
+                  "embeddings (PCA to 256 dims) over an offline corpus (m2v_search.train)",
+        "teacher": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)",
+        "init": "; ".join(f"{k}: {v}" for k, v in (init.config.get("recipe") or {}).items()
+                          if k in ("token input", "pooling", "pca", "sif", "vocabulary")) or str(report["init"]),
+        "corpus": f"{len(texts)} texts (+{len(crops) if '@orig' not in best_name else 0} random word-span "
+                  f"crops; {int(held_out.sum())} held out): " + "; ".join(f"{k} {v['texts']} texts, {v['licence']}"
+                                                      for k, v in sources.items()),
+        "loss": loss + (f", SIF a={args.sif_coefficient} from real corpus token frequencies" if sif else ""),
+        "selection": f"best of {len(report['variants'])} variants on held-out corpus pair-similarity Spearman "
+                     f"({best_result.best_validation:.4f}); STS-B test never used for tuning",
+        "epochs (best / run)": f"{best_result.best_epoch} / {len(best_result.history) - 1}",
+        "STS-B test (teacher / plain distill / this)": " / ".join(f"{scores[k]['stsb_test']:.2f}" for k in scores),
+        "GCIDE def->def MRR@10 (teacher / plain distill / this)": " / ".join(
+            f"{scores[k]['mrr@10']:.2f}" for k in scores),
+        "wall time": f"featurize {report['featurize_seconds']:.0f}s + fit {best_result.seconds:.0f}s on "
+                     f"{report.get('gpu', device)}",
+    }
+    trained.save_pretrained(args.out, model_name=args.model_name)
+    report["seconds"] = time.perf_counter() - started
+    save_report()
+    log(f"saved {args.out}; total {report['seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
