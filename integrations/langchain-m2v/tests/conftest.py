@@ -48,13 +48,27 @@ QUERIES = {
     "How do green plants turn sunlight and water into sugar?": 1,
     "binary search on a sorted array": 2,
     "Why does bread dough rise with yeast?": 3,
-    "how many strings does a violin have": 5,
-    "how long is a marathon race in kilometres": 6,
+    "violin strings tuned in fifths, played with a bow": 5,
+    "marathon race of forty-two kilometres for runners": 6,
     "What is the largest planet in the solar system?": 7,
     "how do vaccines train the immune system": 8,
     "why do central banks raise interest rates": 9,
     "what makes volcanoes erupt magma": 10,
     "who invented the printing press": 11,
+}
+
+# Queries that share no content word with their text: only a model that learnt meaning finds these,
+# so they are checked with the bundled model only (not with the random fallback model).
+PARAPHRASES = {
+    "What gas makes dough get bigger when baking?": 3,
+    "fiddle music instrument": 5,
+    "immunization against disease": 8,
+    "monetary policy and prices": 9,
+    "the biggest world orbiting the sun": 7,
+    "long distance running": 6,
+    "lava and eruptions": 10,
+    "italian pasta recipe": 4,
+    "french waterways": 0,
 }
 
 TEXTS = [text for text, _ in CORPUS]
@@ -109,4 +123,4 @@ def corpus():
     from types import SimpleNamespace
 
     return SimpleNamespace(texts=list(TEXTS), metadatas=[dict(m) for m in METADATAS], ids=list(IDS),
-                           queries=dict(QUERIES))
+                           queries=dict(QUERIES), paraphrases=dict(PARAPHRASES))

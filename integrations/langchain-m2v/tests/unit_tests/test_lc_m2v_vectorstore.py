@@ -24,6 +24,14 @@ def test_every_query_finds_its_document(store, corpus):
         assert top[0].metadata == corpus.metadatas[expected]
 
 
+def test_paraphrases_find_their_document_with_the_bundled_model(store, corpus, test_model_name):
+    if test_model_name != "m2v-base":
+        pytest.skip("the random fallback model knows no meaning; needs the bundled m2v-base")
+    retriever = store.as_retriever(search_kwargs={"k": 1})
+    for query, expected in corpus.paraphrases.items():
+        assert [doc.id for doc in retriever.invoke(query)] == [corpus.ids[expected]], query
+
+
 def test_scores_are_cosine_similarities_best_first(store, corpus, m2v_embeddings):
     query = "Why does bread dough rise with yeast?"
     results = store.similarity_search_with_score(query, k=len(corpus.texts))
