@@ -307,7 +307,10 @@ class M2VVectorStore(VectorStore):
     def load_local(cls, folder_path: str | os.PathLike[str], embeddings: Embeddings | None = None,
                    **kwargs: Any) -> M2VVectorStore:
         """Open a folder written by :meth:`save_local` (or by ``m2v-index build``); checksums are
-        verified before anything is read. ``embeddings`` None: the m2v model recorded in the folder."""
+        verified before anything is read. ``embeddings`` None: the m2v model recorded in the folder.
+        ``allow_dangerous_deserialization`` (LangChain's FAISS option) is accepted and ignored: nothing
+        here is unpickled."""
+        kwargs.pop("allow_dangerous_deserialization", None)
         from m2v_search.index import ModelMismatchError, VectorIndex
         from m2v_search.index.manifest import read_manifest
 

@@ -259,6 +259,23 @@ def test_from_documents(m2v_embeddings, corpus):
     assert store.similarity_search("who invented the printing press", k=1)[0] == docs[11]
 
 
+def test_metadata_must_be_json(m2v_embeddings):
+    store = M2VVectorStore(m2v_embeddings)
+    with pytest.raises(ValueError, match=r"records\[1\] metadata is not JSON-serialisable"):
+        store.add_texts(["a", "b"], [{"ok": 1}, {"bad": object()}])
+    assert store.delete([]) is True and len(store) == 0
+
+
+def test_loads_folders_built_by_the_index_itself(tmp_path, corpus, m2v_embeddings):
+    from m2v_search.index import VectorIndex
+
+    index = VectorIndex.create(model=m2v_embeddings.client)
+    index.add_texts(corpus.texts, ids=corpus.ids, metadatas=corpus.metadatas)
+    index.save(tmp_path / "built")
+    store = M2VVectorStore.load_local(tmp_path / "built", m2v_embeddings, allow_dangerous_deserialization=False)
+    assert store.similarity_search("who invented the printing press", k=1)[0].id == "doc-11"
+
+
 def test_mismatched_lengths_are_refused(m2v_embeddings):
     store = M2VVectorStore(m2v_embeddings)
     with pytest.raises(ValueError, match="2 texts but 1 ids"):
