@@ -167,7 +167,7 @@ def distill_from_model(
         "pooling": pooling,
         "pca": _describe_pca(pca_info, pca_whiten),
         "sif": "none" if sif_coefficient is None else f"a={sif_coefficient:g}, p from {sif_source}",
-        "vocabulary": f"{built.size} tokens ({built.removed} removed by pattern, {built.added} custom words)",
+        "vocabulary changes": f"{built.removed} tokens removed by pattern, {built.added} custom words added",
         "distilled": datetime.date.today().isoformat(),
         "library": f"m2v-search {__version__}",
     }

@@ -25,6 +25,10 @@ def zipf_probabilities(vocabulary_size: int) -> np.ndarray:
 def token_counts(tokenizer: Tokenizer, corpus: Iterable[str], vocabulary_size: int | None = None,
                  show_progress_bar: bool = False) -> tuple[np.ndarray, int]:
     """(count of each token id over ``corpus``, number of texts), no special tokens added."""
+    if tokenizer.padding or tokenizer.truncation:  # count every token, and no padding
+        tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
     size = vocabulary_size or tokenizer.get_vocab_size()
     counts = np.zeros(size, dtype=np.int64)
     texts_seen = 0

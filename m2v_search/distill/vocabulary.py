@@ -164,8 +164,8 @@ def _renumber(data: dict[str, Any], new_id: dict[str, int]) -> None:
     data["added_tokens"] = [
         {**token, "id": new_id[token["content"]]} for token in data.get("added_tokens", []) if token["content"] in new_id
     ]
-    missing = [token for token in new_id if token not in _model_tokens(model) and
-               token not in {t["content"] for t in data["added_tokens"]}]
+    present = _model_tokens(model) | {t["content"] for t in data["added_tokens"]}
+    missing = [token for token in new_id if token not in present]
     if missing:
         raise RuntimeError(f"tokens lost during renumbering: {missing[:5]}")
 

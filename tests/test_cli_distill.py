@@ -1,0 +1,53 @@
+"""`m2v distill` through a real subprocess, on a small vocabulary subset of the teacher."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("sklearn")
+
+
+def m2v(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    return subprocess.run([sys.executable, "-m", "m2v_search.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_distill_small_vocabulary(teacher_folder, teacher_tokenizer, tmp_path):
+    from m2v_search import StaticModel
+
+    by_id = {i: t for t, i in teacher_tokenizer.get_vocab().items()}
+    (tmp_path / "keep.txt").write_text("\n".join(by_id[i] for i in range(1996, 2196)) + "\n", encoding="utf-8")
+    (tmp_path / "words.txt").write_text("xylophonist\n\nNew York\n", encoding="utf-8")
+    (tmp_path / "corpus.txt").write_text("the cat and the dog\nof the people\n", encoding="utf-8")
+    out = tmp_path / "static"
+    result = m2v("distill", str(teacher_folder), "-o", str(out), "--keep-tokens", str(tmp_path / "keep.txt"),
+                 "--vocabulary", str(tmp_path / "words.txt"), "--sif-corpus", str(tmp_path / "corpus.txt"),
+                 "--pca-dims", "16", "--device", "cpu", "--quantize-to", "float32", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout
+    model = StaticModel.from_pretrained(out)
+    assert model.dim == 16 and model.embedding_dtype == "float32"
+    assert model.tokenizer.token_to_id("xylophonist") is not None
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "2 custom words added" in card and "corpus texts" in card
+
+
+def test_cli_distill_bad_input(tmp_path):
+    result = m2v("distill", str(tmp_path / "missing-teacher"), "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+    result = m2v("distill", str(tmp_path), "-o", str(tmp_path / "out"), "--pca-dims", "many")
+    assert result.returncode == 2 and "--pca-dims" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_without_command_shows_help():
+    result = m2v()
+    assert result.returncode == 2 and "distill" in result.stderr
