@@ -346,3 +346,13 @@ def test_hidden_size_warning(teacher, keep):
         warnings.simplefilter("always")
         distill_from_model(model, tokenizer, keep_tokens=keep, pca_dims=1000, show_progress_bar=False, device="cpu")
     assert any("hidden size" in str(w.message) or "number of tokens" in str(w.message) for w in caught)
+
+
+def test_int8_storage_keeps_the_scale(teacher, keep):
+    model, tokenizer = teacher
+    common = dict(keep_tokens=keep, pca_dims=np.int64(16), show_progress_bar=False, device="cpu")
+    exact = distill_from_model(model, tokenizer, quantize_to="float32", **common)
+    small = distill_from_model(model, tokenizer, quantize_to="int8", **common)
+    assert small.embedding_dtype == "int8" and small.dim == 16
+    a, b = exact.encode(SENTENCES, normalize=False), small.encode(SENTENCES, normalize=False)
+    np.testing.assert_allclose(b, a, atol=0.02 * np.abs(a).max())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import warnings
 
 import numpy as np
@@ -14,11 +15,11 @@ def check_pca_dims(pca_dims: int | float | None) -> None:
     """Reject values that can never work (before the slow teacher pass)."""
     if pca_dims is None:
         return
-    if isinstance(pca_dims, bool) or not isinstance(pca_dims, (int, float)):
+    if isinstance(pca_dims, bool) or not isinstance(pca_dims, (numbers.Integral, numbers.Real)):
         raise TypeError(f"pca_dims must be an int, a float in (0, 1) or None, got {pca_dims!r}")
-    if isinstance(pca_dims, float) and not 0.0 < pca_dims < 1.0:
+    if not isinstance(pca_dims, numbers.Integral) and not 0.0 < pca_dims < 1.0:
         raise ValueError(f"a float pca_dims is the variance to keep and must be in (0, 1), got {pca_dims}")
-    if isinstance(pca_dims, int) and pca_dims < 1:
+    if isinstance(pca_dims, numbers.Integral) and pca_dims < 1:
         raise ValueError(f"pca_dims must be >= 1, got {pca_dims}")
 
 
@@ -38,10 +39,10 @@ def apply_pca(vectors: np.ndarray, pca_dims: int | float | None, *, whiten: bool
     from sklearn.decomposition import PCA
 
     rows, hidden = vectors.shape
-    components: int | float = pca_dims
-    if isinstance(pca_dims, int):
+    components: int | float = int(pca_dims) if isinstance(pca_dims, numbers.Integral) else float(pca_dims)
+    if isinstance(components, int):
         limit = min(hidden, rows)
-        if pca_dims > limit:
+        if components > limit:
             what = f"the hidden size ({hidden})" if hidden <= rows else f"the number of tokens ({rows})"
             warnings.warn(f"pca_dims={pca_dims} is larger than {what}; keeping {limit} dimensions", stacklevel=3)
             components = limit

@@ -158,7 +158,7 @@ def distill_from_model(
             probabilities = zipf_probabilities(built.size)
             sif_source = "Zipf's law over token ids"
         vectors *= sif_weights(probabilities, sif_coefficient)[:, None]
-    embeddings, _ = quantize(vectors, None, quantize_to, built.size)
+    embeddings, weights = quantize(vectors, None, quantize_to, built.size)  # int8: weights carry the scale
 
     name = base_model_name or _model_name(model)
     recipe: dict[str, Any] = {
@@ -173,7 +173,7 @@ def distill_from_model(
     }
     config = {"recipe": recipe, "apply_pca": pca_info.get("pca_dims"), "sif_coefficient": sif_coefficient,
               "tokenizer_name": name, "pooling": pooling}
-    return StaticModel(embeddings, built.tokenizer, config=config, normalize=normalize,
+    return StaticModel(embeddings, built.tokenizer, config=config, normalize=normalize, weights=weights,
                        base_model_name=name)._named(f"{Path(str(name)).name}-static")
 
 
