@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default="train-work")
     parser.add_argument("--report", help="JSON report path (default: OUT/../train_report.json)")
     parser.add_argument("--variants", default="cosine,contrastive,cosine+sif,cosine@orig",
-                        help="comma-separated loss[+sif][@orig][*LR] variants to fit (@orig: no crops, *LR: "
-                             "learning rate); the best on the held-out part of the corpus is kept")
+                        help="comma-separated loss[+sif][+white][@orig][^N][*LR] variants to fit (+sif: SIF "
+                             "weights in pooling, +white: whitened targets, @orig: no crops, ^N: STS-B train "
+                             "sentences N times an epoch, *LR: learning rate)")
     parser.add_argument("--crops", type=int, default=1, help="random word-span crops per text added to training")
     parser.add_argument("--held-out", type=float, default=0.05, help="fraction of corpus texts held out")
     parser.add_argument("--fit-budget", type=float, default=300.0,
@@ -90,13 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stsb-dir", help="folder with sts-dev.csv/sts-test.csv (default: installed package)")
     parser.add_argument("--gcide-pairs", help="GCIDE pairs JSON made by train_eval.gcide_pairs (default: package)")
     parser.add_argument("--model-name", default="m2v-base")
+    parser.add_argument("--post-whiten", action="store_true",
+                        help="also consider each fitted model whitened over the corpus (m2v_search.train.whiten)")
+    parser.add_argument("--select-on", choices=["held-out", "stsb-dev"], default="held-out",
+                        help="choose the final variant on the held-out corpus part or on STS-B dev (never test)")
     parser.add_argument("--time-distill", action="store_true",
                         help="also time m2v_search.distill(teacher, device=DEVICE) twice (cold, warm)")
     args = parser.parse_args(argv)
 
     import train_eval
     from m2v_search import StaticModel
-    from m2v_search.train.corpus import build_corpus, random_crops, read_corpus
+    import re
+
+    from m2v_search.train.corpus import build_corpus, random_crops, read_corpus, stsb_train_sentences
+    from m2v_search.train.whiten import whiten
     from m2v_search.train.featurize import Teacher, featurize, load_features, resolve_device
     from m2v_search.train.fit import fit, tokenize_corpus
     from m2v_search.train.sif import sif_weights, token_counts
@@ -176,9 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     train_orig = np.flatnonzero(~held_out)
     train_all = np.concatenate([train_orig, len(texts) + np.flatnonzero(~held_out[crop_source])])
     report["corpus"].update({"crops": len(crops), "held_out": int(held_out.sum())})
+    in_domain = set(stsb_train_sentences(args.stsb_dir))
+    focus = np.fromiter((t in in_domain for t in texts), dtype=bool, count=len(texts)) & ~held_out
+    focus_rows = np.concatenate([np.flatnonzero(focus), len(texts) + np.flatnonzero(focus[crop_source])])
     teacher = Teacher(args.teacher, device=device)
     t0 = time.perf_counter()
-    featurize(all_texts, teacher, work / "features", batch_size=1024 if device == "cuda" else 256)
+    featurize(all_texts, teacher, work / "features", batch_size=1024 if device == "cuda" else 256,
+              show_progress_bar=sys.stderr.isatty())
     targets = load_features(work / "features")
     report["featurize_seconds"] = time.perf_counter() - t0
     log(f"featurized {len(all_texts)} texts in {report['featurize_seconds']:.1f}s")
@@ -196,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"plain distill STS-B dev {report['plain_distill']['stsb_dev']:.2f}")
 
     # 4. variants
-    best_name, best_result = None, None
+    best_name, best_result, best_model, best_dev = None, None, None, float("-inf")
     tokens = tokenize_corpus(init, all_texts)
     fit_started = time.perf_counter()
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
@@ -205,15 +217,21 @@ def main(argv: list[str] | None = None) -> int:
             log(f"fit budget spent: variant {variant} not run")
             report["variants"][variant] = {"skipped": "fit budget spent"}
             continue
-        variant_spec, _, rate = variant.partition("*")
-        recipe, _, data = variant_spec.partition("@")
-        loss, _, sif = recipe.partition("+")
+        parsed = re.fullmatch(r"(cosine|contrastive)((?:\+(?:sif|white))*)(@orig)?(?:\^(\d+))?(?:\*([0-9.e-]+))?",
+                              variant)
+        if parsed is None:
+            raise SystemExit(f"variant {variant!r} does not read as loss[+sif][+white][@orig][^N][*LR]")
+        loss, flags, data, repeat, rate = parsed.groups()
+        sif = "sif" if "+sif" in flags else ""
+        rows = train_orig if data else train_all
+        if repeat and int(repeat) > 1:
+            rows = np.concatenate([rows] + [focus_rows] * (int(repeat) - 1))
         try:
             result = fit(init, all_texts, targets, loss=loss, token_weights=weights if sif == "sif" else None,
                          epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=float(rate) if rate else args.learning_rate,
                          patience=args.patience, device=device, show_progress_bar=False,
-                         train_indices=train_orig if data == "orig" else train_all,
+                         whiten_targets="+white" in flags, train_indices=rows,
                          validation_indices=validation_rows, time_limit=left, tokens=tokens)
         except Exception as error:  # noqa: BLE001 - keep the other variants' results
             log(f"variant {variant} failed: {error!r}")
@@ -222,11 +240,23 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"best_validation": result.best_validation, "initial_validation": result.initial_validation,
                  "best_epoch": result.best_epoch, "epochs_run": len(result.history) - 1,
                  "fit_seconds": result.seconds, "history": result.history, "stsb_dev": dev_score(result.model)}
+        candidates = [(variant, result.model, entry["stsb_dev"])]
+        if args.post_whiten:
+            whitened = whiten(result.model, texts)
+            entry["stsb_dev_post_whiten"] = dev_score(whitened)
+            candidates.append((variant + " | post-whiten", whitened, entry["stsb_dev_post_whiten"]))
         report["variants"][variant] = entry
+        whitened_note = f" (post-whiten {candidates[-1][2]:.2f})" if args.post_whiten else ""
         log(f"variant {variant}: held-out {result.initial_validation:.4f} -> {result.best_validation:.4f} "
-            f"(epoch {result.best_epoch}), STS-B dev {entry['stsb_dev']:.2f}, {result.seconds:.1f}s")
-        if best_result is None or result.best_validation > best_result.best_validation:
-            best_name, best_result = variant, result
+            f"(epoch {result.best_epoch}), STS-B dev {entry['stsb_dev']:.2f}{whitened_note}, {result.seconds:.1f}s")
+        for name, candidate, dev in candidates:
+            if args.select_on == "stsb-dev":
+                better = best_result is None or dev > best_dev
+            else:
+                better = (best_result is None or result.best_validation > best_result.best_validation
+                          or (result is best_result and name.endswith("post-whiten")))
+            if better:
+                best_name, best_result, best_model, best_dev = name, result, candidate, dev
         save_report()
     if best_result is None:
         raise SystemExit("every variant failed")
@@ -234,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     # 5. final model, evaluation, save
     from m2v_search.quantization import quantize
 
-    trained = best_result.model
+    trained = best_model
     table, _ = quantize(trained.embedding, None, "float16", trained.vocabulary_size)
     for key in ("apply_pca", "sif_coefficient", "pooling"):  # the distill's settings, no longer true
         trained.config.pop(key, None)
@@ -249,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                         **train_eval.retrieval_scores(encode, queries, documents)}
         log(f"{name}: {scores[name]}")
     report["final"] = {"variant": best_name, "scores": scores}
-    loss, _, sif = best_name.partition("*")[0].partition("@")[0].partition("+")
+    loss = best_name.split("+")[0].split("@")[0].split("^")[0].split("*")[0].split(" ")[0]
+    sif = "+sif" in best_name
     sources = report["corpus"]["sources"]
     trained.config["recipe"] = {
         "method": "plain distill of the teacher, then its table fitted to the teacher's mean-pooled sentence "
@@ -260,9 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": f"{len(texts)} texts (+{len(crops) if '@orig' not in best_name else 0} random word-span "
                   f"crops; {int(held_out.sum())} held out): " + "; ".join(f"{k} {v['texts']} texts, {v['licence']}"
                                                       for k, v in sources.items()),
-        "loss": loss + (f", SIF a={args.sif_coefficient} from real corpus token frequencies" if sif else ""),
-        "selection": f"best of {len(report['variants'])} variants on held-out corpus pair-similarity Spearman "
-                     f"({best_result.best_validation:.4f}); STS-B test never used for tuning",
+        "loss": loss + (f", SIF a={args.sif_coefficient} from real corpus token frequencies" if sif else "")
+                + (", whitened targets" if "+white" in best_name else "")
+                + ("; then whitened over the corpus (folded into the table)" if "post-whiten" in best_name else ""),
+        "variant": best_name,
+        "selection": (f"best of {len(report['variants'])} variants" + (" (each also whitened)" if args.post_whiten
+                      else "") + (f" on STS-B dev ({best_dev:.2f})" if args.select_on == "stsb-dev" else
+                                  f" on held-out corpus pair-similarity Spearman ({best_result.best_validation:.4f})")
+                      + "; STS-B test never used for tuning"),
         "epochs (best / run)": f"{best_result.best_epoch} / {len(best_result.history) - 1}",
         "STS-B test (teacher / plain distill / this)": " / ".join(f"{scores[k]['stsb_test']:.2f}" for k in scores),
         "GCIDE def->def MRR@10 (teacher / plain distill / this)": " / ".join(

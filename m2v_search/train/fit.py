@@ -46,9 +46,11 @@ class PCA:
     mean: np.ndarray
     components: np.ndarray  # (k, d)
     explained_variance_ratio: float
+    variances: np.ndarray | None = None  # (k,) variance along each component
+    whiten: bool = False
 
     @classmethod
-    def fit(cls, data: np.ndarray, n_components: int) -> PCA:
+    def fit(cls, data: np.ndarray, n_components: int, whiten: bool = False) -> PCA:
         if not 0 < n_components <= data.shape[1]:
             raise ValueError(f"pca_dims must be in 1..{data.shape[1]} (the teacher's dimension), got {n_components}")
         mean = data.mean(0, dtype=np.float64)
@@ -57,10 +59,14 @@ class PCA:
         values, vectors = np.linalg.eigh(covariance)
         top = np.argsort(values)[::-1][:n_components]
         return cls(mean.astype(np.float32), vectors[:, top].T.astype(np.float32),
-                   float(values[top].sum() / max(values.sum(), 1e-30)))
+                   float(values[top].sum() / max(values.sum(), 1e-30)),
+                   np.maximum(values[top], 1e-12).astype(np.float32), whiten)
 
     def transform(self, data: np.ndarray) -> np.ndarray:
-        return ((data - self.mean) @ self.components.T).astype(np.float32)
+        projected = (data - self.mean) @ self.components.T
+        if self.whiten and self.variances is not None:
+            projected = projected / np.sqrt(self.variances)
+        return projected.astype(np.float32)
 
 
 def pair_similarity_spearman(student: np.ndarray, teacher: np.ndarray, pairs: np.ndarray) -> float:
@@ -93,6 +99,7 @@ def fit(
     targets: np.ndarray,
     *,
     pca_dims: int | None = None,
+    whiten_targets: bool = False,
     loss: str = "cosine",
     token_weights: np.ndarray | None = None,
     epochs: int = 30,
@@ -119,6 +126,7 @@ def fit(
             folded into the table. Not modified.
         texts, targets: the corpus and the teacher's embeddings of it.
         pca_dims: dimensions of the PCA-reduced targets, hence of the result (default: the model's).
+        whiten_targets: scale each PCA dimension of the targets to unit variance.
         loss: "cosine" (1 - cosine to the target) or "contrastive" (in-batch InfoNCE, ``temperature``).
         token_weights: optional fixed per-token weights used in pooling (e.g. SIF from real token
             frequencies); they are folded into the saved table.
@@ -127,7 +135,8 @@ def fit(
         max_steps: stop after this many optimiser steps in all (for quick runs and tests).
         time_limit: stop after the first epoch that ends past this many seconds.
         tokens: ``tokenize_corpus(model, texts)`` computed earlier (to reuse it across fits).
-        train_indices, validation_indices: explicit split (rows of ``texts``); by default a random
+        train_indices, validation_indices: explicit split (rows of ``texts``; a row repeated in
+            ``train_indices`` is seen that many times an epoch); by default a random
             ``validation_fraction`` of the texts is held out.
     """
     import torch
@@ -168,7 +177,7 @@ def fit(
         validation, train = np.sort(usable[:n_validation]), usable[n_validation:]
 
     targets = np.asarray(targets, dtype=np.float32)
-    pca = PCA.fit(targets[train], pca_dims or model.dim)
+    pca = PCA.fit(targets[np.unique(train)], pca_dims or model.dim, whiten=whiten_targets)
     reduced = pca.transform(targets)
     pairs = rng.integers(0, len(validation), size=(validation_pairs, 2))
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
