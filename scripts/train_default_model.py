@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.post_whiten:
             whitened = whiten(result.model, texts)
             entry["stsb_dev_post_whiten"] = dev_score(whitened)
-            candidates.append((variant + " | post-whiten", whitened, entry["stsb_dev_post_whiten"]))
+            candidates.append((variant + ", post-whiten", whitened, entry["stsb_dev_post_whiten"]))
         report["variants"][variant] = entry
         whitened_note = f" (post-whiten {candidates[-1][2]:.2f})" if args.post_whiten else ""
         log(f"variant {variant}: held-out {result.initial_validation:.4f} -> {result.best_validation:.4f} "
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                         **train_eval.retrieval_scores(encode, queries, documents)}
         log(f"{name}: {scores[name]}")
     report["final"] = {"variant": best_name, "scores": scores}
-    loss = best_name.split("+")[0].split("@")[0].split("^")[0].split("*")[0].split(" ")[0]
+    loss = best_name.split("+")[0].split("@")[0].split("^")[0].split("*")[0].split(",")[0]
     sif = "+sif" in best_name
     sources = report["corpus"]["sources"]
     trained.config["recipe"] = {
