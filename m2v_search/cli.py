@@ -117,6 +117,16 @@ def run_distill(args: argparse.Namespace) -> int:
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {"distill": add_distill_parser}
 
 
+def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``m2v train`` (issue 8), defined in m2v_search/train/cli.py."""
+    from m2v_search.train.cli import add_train_parser
+
+    add_train_parser(subparsers)
+
+
+SUBCOMMANDS["train"] = _add_train_parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="m2v", description="m2v-search: static text embeddings.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")

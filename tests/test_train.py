@@ -133,3 +133,35 @@ def test_corpus_round_trip_and_errors(tmp_path):
     bad.write_bytes(b"fine\n\xff\xfe broken\n")
     with pytest.raises(ValueError, match="bad.txt"):
         corpus_module.read_corpus(bad)
+
+
+def test_cli_train_end_to_end(texts, teacher_folder, tiny_model_folder, tmp_path, capsys):
+    from m2v_search.cli import EXIT_BAD_INPUT, main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts[:80]) + "\n", encoding="utf-8")
+    out = tmp_path / "trained"
+    code = main(["train", str(teacher_folder), "--corpus", str(corpus), "-o", str(out), "--init",
+                 str(tiny_model_folder), "--device", "cpu", "--epochs", "1", "--max-steps", "3", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert "held-out pair Spearman" in capsys.readouterr().out
+    model = StaticModel.from_pretrained(out)
+    assert model.embedding_dtype == "float16" and model.dim == 32
+    assert "whitened" in model.config["recipe"]["post-processing"]
+    assert np.isfinite(model.encode(["A man is playing a guitar."])).all()
+    assert (tmp_path / "trained.work" / "features" / PROGRESS_FILE).exists()
+    assert main(["train", str(teacher_folder), "--corpus", str(tmp_path / "missing.txt"), "-o", str(out),
+                 "--init", str(tiny_model_folder)]) == EXIT_BAD_INPUT
+    assert "missing.txt" in capsys.readouterr().err
+
+
+def test_whiten_folds_into_table(texts, tiny_model):
+    from m2v_search.train.whiten import whiten
+
+    whitened = whiten(tiny_model, texts)
+    outputs = whitened.encode(texts, normalize=False)
+    assert np.abs(outputs.mean(0)).max() < 1e-3  # centred over the corpus
+    covariance = np.cov(outputs.T)
+    np.testing.assert_allclose(np.diag(covariance), 1.0, atol=0.05)
+    with pytest.raises(ValueError, match="more than"):
+        whiten(tiny_model, texts[:5])

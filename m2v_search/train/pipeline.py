@@ -29,6 +29,7 @@ def train_static_model(
     max_steps: int | None = None,
     device: str = "auto",
     quantize_to: str | None = "float16",
+    post_whiten: bool = True,
     shard_size: int = 50_000,
     seed: int = 0,
     show_progress_bar: bool = True,
@@ -37,11 +38,13 @@ def train_static_model(
     ``init_model`` to the teacher's embeddings. Returns the model and a report (recipe, history).
 
     ``sif_coefficient``: when given, SIF weights from the corpus's real token frequencies are
-    used in pooling during training and folded into the table.
+    used in pooling during training and folded into the table. ``post_whiten``: whiten the
+    fitted model's outputs over the corpus (folded into the table; helped STS-B and retrieval).
     """
     from m2v_search.train.featurize import featurize, load_features
     from m2v_search.train.fit import fit
     from m2v_search.train.sif import sif_weights, token_counts
+    from m2v_search.train.whiten import whiten
 
     started = time.perf_counter()
     model = init_model if isinstance(init_model, StaticModel) else StaticModel.from_pretrained(init_model)
@@ -56,6 +59,8 @@ def train_static_model(
                  learning_rate=learning_rate, patience=patience, max_steps=max_steps, device=device, seed=seed,
                  show_progress_bar=show_progress_bar)
     trained = result.model
+    if post_whiten:
+        trained = whiten(trained, texts)
     if quantize_to is not None:
         table, _ = quantize(trained.embedding, None, quantize_to, trained.vocabulary_size)
         trained = StaticModel(table, trained.tokenizer, config=trained.config, normalize=trained.normalize,
@@ -68,6 +73,7 @@ def train_static_model(
         "loss": loss,
         "sif in training": "none" if sif_coefficient is None else f"a={sif_coefficient}, real token frequencies",
         "targets": f"teacher mean-pooled embeddings, PCA to {trained.dim} dims",
+        "post-processing": "outputs whitened over the corpus" if post_whiten else "none",
         "epochs run / best": f"{len(result.history) - 1} / {result.best_epoch}",
         "held-out pair Spearman (start -> best)": f"{result.initial_validation:.4f} -> {result.best_validation:.4f}",
     }
