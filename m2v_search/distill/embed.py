@@ -82,16 +82,21 @@ def embed_sequences(
             for row, index in enumerate(rows):
                 ids[row, : lengths[index]] = sequences[index]
             input_ids = torch.from_numpy(ids).to(device)
-            attention = torch.from_numpy(mask.astype(np.int64)).to(device)
-            inputs = {"input_ids": input_ids, "attention_mask": attention}
+            inputs = {"input_ids": input_ids}
+            padded = not mask.all()
+            if padded:  # without padding, no mask lets the attention kernels take their fast path
+                attention = torch.from_numpy(mask.astype(np.int64)).to(device)
+                inputs["attention_mask"] = attention
             if accepts_token_types:
                 inputs["token_type_ids"] = torch.zeros_like(input_ids)
             states = model(**inputs).last_hidden_state
             if pooling == "first":
                 pooled = states[:, 0]
-            else:
+            elif padded:
                 weights = attention.to(states.dtype)
                 pooled = (states * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True)
+            else:
+                pooled = states.mean(1)
             output[rows] = pooled.float().cpu().numpy()
             if progress is not None:
                 progress.update(len(rows))
