@@ -334,3 +334,19 @@ def test_bad_records(tiny_model) -> None:
         vectors.upsert([{"id": "a", "text": 5}])
     with pytest.raises(ValueError, match="must have shape"):
         vectors.upsert([{"id": "a", "text": "x"}], vectors=np.zeros((1, 3), np.float32))
+
+
+@pytest.mark.parametrize(("kind", "n"), [("ivf", 3000), ("ivf-pq", 10_000)])
+def test_trained_indexes_delete_upsert_reload(tiny_model, tmp_path: Path, kind: str, n: int) -> None:
+    vectors = VectorIndex.create(tmp_path / kind, tiny_model, index=kind)
+    vectors.upsert(corpus(n))
+    vectors.save()
+    assert vectors.kind == kind and vectors.factory.startswith("IVF")
+    assert vectors.delete([f"doc-{i}" for i in range(0, 60)]) == 60
+    vectors.upsert([{"id": "doc-100", "text": "replaced by something else entirely", "metadata": {"n": -5}}])
+    hits = vectors.search("example", k=n, filter={"n": {"$lt": 60}})
+    assert [h.id for h in hits] == ["doc-100"]  # deleted ones are gone; the replaced one is found
+    vectors.save()
+    reopened = VectorIndex.open(tmp_path / kind, model=tiny_model)
+    assert len(reopened) == n - 60 and reopened.verify() == []
+    assert reopened.search(corpus(n)[500]["text"], k=1)[0].id == "doc-500"
