@@ -118,6 +118,10 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
     directory = Path(output_dir)
     options = CorpusOptions(id_field=id_field, text_field=text_field, metadata_fields=metadata_fields,
                             skip_invalid=skip_invalid)
+    if not _is_collection(inputs):  # bad paths fail before any cluster starts
+        from m2v_search.distributed.partitions import expand_inputs
+
+        inputs = expand_inputs(inputs)
     loaded, source = _load_model(model, None)
     with WriterLock.for_directory(directory):
         staging = Path(staging_dir) if staging_dir is not None else directory / STAGING
@@ -197,7 +201,7 @@ def _cluster(client: Any, scheduler: str | None, n_workers: int | None, threads_
 def _plan(client: Any, inputs: Any, partition_size: int, options: CorpusOptions) -> _Plan:
     from m2v_search.distributed.partitions import count_newlines, expand_inputs, number_lines, split_file
 
-    if hasattr(inputs, "to_delayed") and not isinstance(inputs, (str, os.PathLike)):
+    if _is_collection(inputs):
         if hasattr(inputs, "columns") and hasattr(inputs, "to_bag"):
             inputs = inputs.to_bag(index=False, format="dict")  # a Dask dataframe
         return _Plan(list(inputs.to_delayed()), "bag", f"dask bag {getattr(inputs, 'name', '')}".strip())
@@ -207,6 +211,11 @@ def _plan(client: Any, inputs: Any, partition_size: int, options: CorpusOptions)
     number_lines(blocks, counts)
     name = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
     return _Plan(blocks, "files", name)
+
+
+def _is_collection(inputs: Any) -> bool:
+    """A Dask bag or dataframe (anything with ``to_delayed``), rather than file names."""
+    return hasattr(inputs, "to_delayed") and not isinstance(inputs, (str, os.PathLike))
 
 
 def _encode(client: Any, plan: _Plan, shard_dir: Path, options: CorpusOptions, model_source: str,
