@@ -92,6 +92,10 @@ def _build(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
     budget = _size(args.memory_budget, parse_size)
+    if args.engine == "dask":
+        return _build_dask(args, budget)
+    if args.scheduler:
+        raise UsageError("--scheduler needs --engine dask")
     corpus = _reader(args, args.corpus)
     report = build_index(corpus, args.output, model=args.model, index=args.index, factory=args.factory,
                          memory_budget=budget, batch_size=args.batch_size, resume=args.resume,
@@ -102,6 +106,30 @@ def _build(args: argparse.Namespace) -> int:
     log.info("indexed %d records (%d added, %d replaced, %d unchanged) into %s in %.2f s (%.0f texts/s), "
              "index %s", report.records_read, report.added, report.replaced, report.unchanged, report.directory,
              report.seconds, report.texts_per_second, report.factory)
+    _emit({"command": "build", **report.as_dict()})
+    return EXIT_OK
+
+
+def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
+    """``build --engine dask``: workers of a Dask cluster encode; see m2v_search.distributed."""
+    if args.resume:
+        raise UsageError("--resume is not supported with --engine dask (a failed Dask build starts again)")
+    try:
+        from m2v_search.distributed import build_index_dask
+    except ImportError as error:  # pragma: no cover - dask not installed
+        raise UsageError(f"--engine dask needs dask: pip install 'm2v-search[dask]' ({error})") from None
+    fields = None
+    if args.metadata_fields is not None:
+        fields = [name.strip() for name in args.metadata_fields.split(",") if name.strip()]
+    report = build_index_dask(args.corpus, args.output, model=args.model, scheduler=args.scheduler,
+                              index=args.index, factory=args.factory, memory_budget=budget, id_field=args.id_field,
+                              text_field=args.text_field, metadata_fields=fields, skip_invalid=args.skip_invalid,
+                              batch_size=args.batch_size, show_progress=not args.quiet)
+    if report.skipped_invalid:
+        log.warning("skipped %d invalid line(s)", report.skipped_invalid)
+    log.info("indexed %d records (%d added, %d replaced, %d unchanged) into %s in %.2f s (%.0f texts/s) on %s, "
+             "index %s", report.records_read, report.added, report.replaced, report.unchanged, report.directory,
+             report.seconds, report.texts_per_second, report.scheduler, report.factory)
     _emit({"command": "build", **report.as_dict()})
     return EXIT_OK
 
@@ -364,6 +392,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--resume", action="store_true", help="continue an interrupted build from its checkpoint")
     build.add_argument("--checkpoint-every", type=int, default=100_000, metavar="N",
                        help="save a resumable checkpoint every N records (0: never)")
+    build.add_argument("--engine", choices=["local", "dask"], default="local",
+                       help="local: this process; dask: encode on a Dask cluster (CORPUS may then be a glob)")
+    build.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler address (default: start a local cluster, one worker per core)")
     build.set_defaults(handler=_build)
 
     search = commands.add_parser("search", parents=[common, model], help="search DIR")
