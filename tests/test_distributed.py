@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ PARTITION = 150_000  # bytes: about 9 partitions over the two files
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=50) as cluster, Client(cluster) as dask_client:
         yield dask_client
 
@@ -277,3 +275,22 @@ def test_stdin_and_missing_files_are_refused(tmp_path):
         build_index_dask("-", tmp_path / "x", client=object(), show_progress=False)
     with pytest.raises(CorpusError, match="does not exist"):
         build_index_dask(tmp_path / "nope.jsonl", tmp_path / "x", client=object(), show_progress=False)
+
+
+def test_cli_build_engine_dask(client, corpus, tmp_path, capfd, restore_logging):
+    from m2v_search.index.cli import main
+
+    pattern = str(corpus["dir"] / "[ab].jsonl")  # a glob: both halves, in name order
+    output = tmp_path / "cli"
+    code = main(["build", pattern, "-o", str(output), "--engine", "dask", "--scheduler", client.scheduler.address,
+                 "--index", "ivf", "--quiet"])
+    assert code == 0
+    out = capfd.readouterr().out  # FAISS's own prints during the on-disk merge must not reach stdout
+    summary = json.loads(out)
+    assert summary["command"] == "build" and summary["engine"] == "dask" and summary["documents"] == 3414
+    assert summary["factory"].startswith("IVF")
+    with VectorIndex.open(output) as index:
+        assert len(index) == 3414
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", str(corpus["a"]), "-o", str(tmp_path / "x"), "--scheduler", "tcp://nowhere:1", "--quiet"])
+    assert exit_info.value.code == 2

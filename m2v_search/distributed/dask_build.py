@@ -34,7 +34,7 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,7 +193,7 @@ def _cluster(client: Any, scheduler: str | None, n_workers: int | None, threads_
     if workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
     with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as local:
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as local:
         yield local, f"local cluster ({workers} processes)"
 
 

@@ -1,0 +1,160 @@
+"""Dask build throughput at 1 and 2 workers beside the single-machine build, and driver peak memory.
+
+Same model (the bundled m2v-base), same GCIDE definitions written to a temporary JSONL (GPL
+data: deleted afterwards, never stored), same index kind, each configuration in its own
+driver process for its peak RSS. Dask workers are separate processes: their peak RSS is
+reported apart. Throughput is records / wall time of the whole build (cluster start
+included) and records / encode phase (partitions in, shards out).
+
+    python benchmarks/dask_scaling.py                   # all ~172k definitions
+    python benchmarks/dask_scaling.py --texts 20000     # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, gcide_definitions, machine_line, peak_rss_mib, run_worker, write_report  # noqa: E402
+
+SCRIPT = Path(__file__).resolve()
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One build in this process: ``single`` or ``dask`` with ``--workers``."""
+    from m2v_search.index.manifest import read_manifest
+
+    started = time.perf_counter()
+    if args.engine == "single":
+        from m2v_search.index.build import build_index
+        from m2v_search.index.corpus import CorpusReader
+
+        report = build_index(CorpusReader(args.corpus), args.out, index=args.index, show_progress=False)
+        phases, workers_rss = {}, []
+    else:
+        import resource
+
+        from distributed import Client, LocalCluster
+
+        from m2v_search.distributed import build_index_dask
+
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          silence_logs=40) as cluster, Client(cluster) as client:
+            report = build_index_dask(args.corpus, args.out, client=client, index=args.index,
+                                      partition_size=args.partition_mb << 20, show_progress=False)
+            workers_rss = sorted(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024).values())
+        phases = report.phases
+    seconds = time.perf_counter() - started
+    manifest = read_manifest(Path(args.out))  # not VectorIndex.open: loading the index would count in the RSS
+    documents, factory = manifest["counts"]["documents"], manifest["index"]["factory"]
+    return {"engine": args.engine, "workers": args.workers, "records": report.records_read, "documents": documents,
+            "factory": factory, "seconds": seconds, "phases": phases, "driver_rss_mib": peak_rss_mib(),
+            "worker_rss_mib": workers_rss}
+
+
+def write_corpus(path: Path, texts: list[str]) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        for number, text in enumerate(texts):
+            out.write(json.dumps({"id": f"gcide-{number}", "text": text}, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=int, default=None, help="number of definitions (default: all)")
+    parser.add_argument("--index", default="flat", help="index kind for every build (default flat)")
+    parser.add_argument("--partition-mb", type=int, default=4, help="JSONL megabytes per Dask partition")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="single", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    texts = gcide_definitions(args.texts)
+    scratch = Path(tempfile.mkdtemp(prefix="dask-scaling-"))
+    runs = []
+    try:
+        full, half = scratch / "full.jsonl", scratch / "half.jsonl"
+        write_corpus(full, texts)
+        write_corpus(half, texts[: len(texts) // 2])
+        plan = [("single", 0, full), ("dask", 1, full), ("dask", 2, full), ("single", 0, half), ("dask", 2, half)]
+        for number, (engine, workers, corpus) in enumerate(plan):
+            out = scratch / f"index-{number}"
+            print(f"running {engine} workers={workers} on {corpus.name}", file=sys.stderr)
+            result = run_worker(SCRIPT, ["--engine", engine, "--workers", str(workers), "--corpus", str(corpus),
+                                         "--out", str(out), "--index", args.index,
+                                         "--partition-mb", str(args.partition_mb)])
+            result["corpus"] = corpus.name
+            runs.append(result)
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report(runs, args)
+
+
+def report(runs: list[dict], args: argparse.Namespace) -> None:
+    single_full = next(r for r in runs if r["engine"] == "single" and r["corpus"] == "full.jsonl")
+    lines = [
+        "# Dask build scaling",
+        "",
+        f"{machine_line()}. GCIDE definitions, bundled m2v-base, index `{args.index}`, "
+        f"{args.partition_mb} MiB partitions, local cluster (processes, 1 thread each). The machine is shared "
+        "with other work: timings are noisy.",
+        "",
+        "| build | records | whole build (s) | texts/s | vs single | encode phase (s) | encode texts/s | "
+        "driver peak RSS (MiB) | worker peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        name = "single machine" if r["engine"] == "single" else f"dask, {r['workers']} worker(s)"
+        rate = r["records"] / r["seconds"]
+        encode = r["phases"].get("encode")
+        encode_cells = (f"{encode:.1f} | {r['records'] / encode:,.0f}" if encode else "- | -")
+        workers = ", ".join(f"{v:.0f}" for v in r["worker_rss_mib"]) or "-"
+        ratio = rate / (single_full["records"] / single_full["seconds"]) if r["corpus"] == "full.jsonl" else None
+        lines.append(f"| {name} | {r['records']:,} | {r['seconds']:.1f} | {rate:,.0f} | "
+                     f"{'-' if ratio is None else f'{ratio:.2f}x'} | {encode_cells} | {r['driver_rss_mib']:.0f} | "
+                     f"{workers} |")
+    lines += ["", "Phases of the Dask builds (s): " + "; ".join(
+        f"{r['workers']}w/{r['corpus']}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items())
+        for r in runs if r["engine"] == "dask"), ""]
+    write_report("dask_scaling", "\n".join(lines))
+    plot(runs)
+
+
+def plot(runs: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = [r for r in runs if r["corpus"] == "full.jsonl"]
+    names = ["single" if r["engine"] == "single" else f"dask {r['workers']}w" for r in full]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(names, [r["records"] / r["seconds"] for r in full], label="whole build")
+    left.bar(names, [r["records"] / r["phases"]["encode"] if r["phases"].get("encode") else 0 for r in full],
+             alpha=0.5, label="encode phase")
+    left.set_ylabel("texts/s")
+    left.set_title(f"{full[0]['records']:,} GCIDE definitions")
+    left.legend()
+    labels = [f"{'single' if r['engine'] == 'single' else str(r['workers']) + 'w'} {r['records'] // 1000}k"
+              for r in runs]
+    right.bar(labels, [r["driver_rss_mib"] for r in runs])
+    right.set_ylabel("driver peak RSS (MiB)")
+    right.set_title("driver memory")
+    figure.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    figure.savefig(RESULTS / "dask_scaling.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
