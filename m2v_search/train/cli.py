@@ -12,16 +12,9 @@ import sys
 from pathlib import Path
 
 
-def _sif(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'none', got {text!r}") from None
-
-
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    from m2v_search.cli import _sif_coefficient  # the one parser of --sif-coefficient values
+
     parser = subparsers.add_parser(
         "train", help="train a static model on a teacher's sentence embeddings over a corpus",
         description="Featurize a corpus with the teacher (resumable shards in --work-dir), fit the static "
@@ -36,7 +29,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="folder for the teacher features (default: OUTPUT.work); rerun to resume")
     parser.add_argument("--loss", choices=("cosine", "contrastive"), default="cosine")
-    parser.add_argument("--sif-coefficient", type=_sif, default=None,
+    parser.add_argument("--sif-coefficient", type=_sif_coefficient, default=None,
                         help="SIF a from the corpus's token frequencies used in pooling, or 'none' (default)")
     parser.add_argument("--no-whiten", action="store_true", help="skip whitening the outputs over the corpus")
     parser.add_argument("--epochs", type=int, default=30)
