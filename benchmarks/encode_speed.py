@@ -112,7 +112,7 @@ def main() -> None:
         return max(r["texts_per_s"] for label, c, r in rows if c == cpus and label.startswith(library))
 
     lines = [
-        f"# Encode speed: m2v-search vs model2vec\n",
+        "# Encode speed: m2v-search vs model2vec\n",
         f"{len(texts):,} GCIDE definitions, model `{folder.name}`, best of {args.repeats} runs. Machine: {machine_line()}.\n",
         "| configuration | cores | texts/s | vs model2vec best | p50 latency (ms) | p99 latency (ms) | peak RSS (MiB) |",
         "|---|---|---|---|---|---|---|",

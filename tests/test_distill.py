@@ -12,7 +12,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-pytest.importorskip("sklearn")
 
 from tokenizers import Tokenizer  # noqa: E402
 

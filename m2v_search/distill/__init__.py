@@ -1,5 +1,5 @@
 """Distillation of transformers into static models (needs the ``distill`` extra: torch,
-transformers, scikit-learn). Heavy modules load only when a distillation runs.
+transformers). Heavy modules load only when a distillation runs.
 
 ``m2v_search.distill`` is both this package and, through ``m2v_search``'s lazy exports, the
 ``distill`` function; the package itself is callable too, so ``m2v_search.distill(...)``

@@ -1,4 +1,4 @@
-"""Dimensionality reduction of the token vectors with scikit-learn's PCA."""
+"""Dimensionality reduction of the distilled token vectors (``m2v_search.pca``)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,18 @@ import warnings
 
 import numpy as np
 
+from m2v_search.pca import PCA, check_components
+
 logger = logging.getLogger(__name__)
 
 
 def check_pca_dims(pca_dims: int | float | None) -> None:
     """Reject values that can never work (before the slow teacher pass)."""
-    if pca_dims is None:
-        return
-    if isinstance(pca_dims, bool) or not isinstance(pca_dims, (numbers.Integral, numbers.Real)):
-        raise TypeError(f"pca_dims must be an int, a float in (0, 1) or None, got {pca_dims!r}")
-    if not isinstance(pca_dims, numbers.Integral) and not 0.0 < pca_dims < 1.0:
-        raise ValueError(f"a float pca_dims is the variance to keep and must be in (0, 1), got {pca_dims}")
-    if isinstance(pca_dims, numbers.Integral) and pca_dims < 1:
-        raise ValueError(f"pca_dims must be >= 1, got {pca_dims}")
+    if pca_dims is not None:
+        check_components(pca_dims)
 
 
-def apply_pca(vectors: np.ndarray, pca_dims: int | float | None, *, whiten: bool = False,
-              seed: int = 0) -> tuple[np.ndarray, dict]:
+def apply_pca(vectors: np.ndarray, pca_dims: int | float | None, *, whiten: bool = False) -> tuple[np.ndarray, dict]:
     """Centre and rotate ``vectors`` onto their principal axes, keeping ``pca_dims`` of them.
 
     ``pca_dims``: an int (number of dimensions), a float in (0, 1) (keep the fewest dimensions
@@ -36,8 +31,6 @@ def apply_pca(vectors: np.ndarray, pca_dims: int | float | None, *, whiten: bool
     check_pca_dims(pca_dims)
     if pca_dims is None:
         return vectors.astype(np.float32, copy=False), {"pca_dims": None}
-    from sklearn.decomposition import PCA
-
     rows, hidden = vectors.shape
     components: int | float = int(pca_dims) if isinstance(pca_dims, numbers.Integral) else float(pca_dims)
     if isinstance(components, int):
@@ -46,9 +39,8 @@ def apply_pca(vectors: np.ndarray, pca_dims: int | float | None, *, whiten: bool
             what = f"the hidden size ({hidden})" if hidden <= rows else f"the number of tokens ({rows})"
             warnings.warn(f"pca_dims={pca_dims} is larger than {what}; keeping {limit} dimensions", stacklevel=3)
             components = limit
-    pca = PCA(n_components=components, whiten=whiten,
-              svd_solver="full" if isinstance(components, float) else "auto", random_state=seed)
-    reduced = pca.fit_transform(vectors.astype(np.float32, copy=False)).astype(np.float32, copy=False)
-    explained = float(pca.explained_variance_ratio_.sum())
+    pca = PCA.fit(vectors, components, whiten=whiten)
+    reduced = pca.transform(vectors)
+    explained = pca.explained_variance_ratio
     logger.info("PCA: %d -> %d dimensions, %.3f of the variance kept", hidden, reduced.shape[1], explained)
-    return np.ascontiguousarray(reduced), {"pca_dims": int(reduced.shape[1]), "explained_variance": round(explained, 4)}
+    return np.ascontiguousarray(reduced), {"pca_dims": pca.n_components, "explained_variance": round(explained, 4)}

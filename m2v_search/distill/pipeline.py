@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from m2v_search._version import __version__
 from m2v_search.distill.pca import apply_pca, check_pca_dims

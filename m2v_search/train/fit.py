@@ -17,11 +17,11 @@ import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from m2v_search.model import StaticModel
+from m2v_search.pca import PCA
 from m2v_search.train.featurize import resolve_device
 
 LOSSES = ("cosine", "contrastive")
@@ -37,36 +37,6 @@ class FitResult:
     best_validation: float = float("nan")
     initial_validation: float = float("nan")
     seconds: float = 0.0
-
-
-@dataclass
-class PCA:
-    """Centre and project onto the top principal components (fit in float64)."""
-
-    mean: np.ndarray
-    components: np.ndarray  # (k, d)
-    explained_variance_ratio: float
-    variances: np.ndarray | None = None  # (k,) variance along each component
-    whiten: bool = False
-
-    @classmethod
-    def fit(cls, data: np.ndarray, n_components: int, whiten: bool = False) -> PCA:
-        if not 0 < n_components <= data.shape[1]:
-            raise ValueError(f"pca_dims must be in 1..{data.shape[1]} (the teacher's dimension), got {n_components}")
-        mean = data.mean(0, dtype=np.float64)
-        centred = data.astype(np.float64) - mean
-        covariance = centred.T @ centred / max(len(data) - 1, 1)
-        values, vectors = np.linalg.eigh(covariance)
-        top = np.argsort(values)[::-1][:n_components]
-        return cls(mean.astype(np.float32), vectors[:, top].T.astype(np.float32),
-                   float(values[top].sum() / max(values.sum(), 1e-30)),
-                   np.maximum(values[top], 1e-12).astype(np.float32), whiten)
-
-    def transform(self, data: np.ndarray) -> np.ndarray:
-        projected = (data - self.mean) @ self.components.T
-        if self.whiten and self.variances is not None:
-            projected = projected / np.sqrt(self.variances)
-        return projected.astype(np.float32)
 
 
 def pair_similarity_spearman(student: np.ndarray, teacher: np.ndarray, pairs: np.ndarray) -> float:
@@ -177,7 +147,10 @@ def fit(
         validation, train = np.sort(usable[:n_validation]), usable[n_validation:]
 
     targets = np.asarray(targets, dtype=np.float32)
-    pca = PCA.fit(targets[np.unique(train)], pca_dims or model.dim, whiten=whiten_targets)
+    dims = int(pca_dims or model.dim)
+    if not 0 < dims <= targets.shape[1]:
+        raise ValueError(f"pca_dims must be in 1..{targets.shape[1]} (the teacher's dimension), got {dims}")
+    pca = PCA.fit(targets[np.unique(train)], dims, whiten=whiten_targets)
     reduced = pca.transform(targets)
     pairs = rng.integers(0, len(validation), size=(validation_pairs, 2))
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]

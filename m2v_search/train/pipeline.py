@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from m2v_search.model import StaticModel
 from m2v_search.quantization import quantize
