@@ -350,3 +350,44 @@ def test_trained_indexes_delete_upsert_reload(tiny_model, tmp_path: Path, kind: 
     reopened = VectorIndex.open(tmp_path / kind, model=tiny_model)
     assert len(reopened) == n - 60 and reopened.verify() == []
     assert reopened.search(corpus(n)[500]["text"], k=1)[0].id == "doc-500"
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_external_vectors_index(tmp_path: Path, tiny_model, kind: str) -> None:
+    """An index of vectors from another embedding model: no model, vectors in and out, reopened as such."""
+    rng = np.random.default_rng(0)
+    n = 3000 if kind == "ivf" else 300
+    vectors = rng.normal(size=(n, 48)).astype(np.float32)
+    index = VectorIndex.create(tmp_path / kind, dim=48, index=kind)
+    assert index.external_vectors and index.model is None and index.dim == 48
+    records = [{"id": f"v{i}", "text": f"text {i}", "metadata": {"n": i}} for i in range(n)]
+    index.upsert(records, vectors=vectors)
+    with pytest.raises(ValueError, match="computed elsewhere .*pass the documents' vectors"):
+        index.add_texts(["no vector for me"])
+    with pytest.raises(ValueError, match="computed elsewhere .*pass query vectors"):
+        index.search("a text query")
+    index.save()
+    manifest = json.loads((tmp_path / kind / "manifest.json").read_text())
+    assert manifest["model"] == {"external": True, "dim": 48}
+    reopened = VectorIndex.open(tmp_path / kind)
+    assert reopened.external_vectors and len(reopened) == n and reopened.verify() == []
+    hits = reopened.search(vectors[7], k=1, filter={"n": {"$lt": 10}})
+    assert hits[0].id == "v7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ModelMismatchError, match="computed elsewhere"):
+        VectorIndex.open(tmp_path / kind, model=tiny_model)
+
+
+def test_external_vectors_bad_dim(tiny_model) -> None:
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        VectorIndex.create(dim=0)
+    with pytest.raises(ValueError, match="dim=16 but model"):
+        VectorIndex.create(model=tiny_model, dim=16)
+    assert VectorIndex.create(model=tiny_model, dim=tiny_model.dim).model is tiny_model
+
+
+def test_ids_matching_a_filter(index: VectorIndex) -> None:
+    assert index.ids() == [f"doc-{i}" for i in range(600)]
+    assert index.ids({"n": {"$lt": 3}}) == ["doc-0", "doc-1", "doc-2"]
+    index.delete(["doc-1"])
+    assert index.ids({"n": {"$lt": 3}}) == ["doc-0", "doc-2"]
+    assert index.ids({"tag": "t4", "even": True}) == [f"doc-{i}" for i in range(600) if i % 5 == 4 and i % 2 == 0]

@@ -171,6 +171,13 @@ class DocStore:
             rows = self._db.execute(f"SELECT iid FROM docs WHERE {where} ORDER BY iid", params).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def match_ids(self, filter: dict[str, Any] | None) -> list[str]:
+        """Document ids of the live documents whose metadata match ``filter``, in insertion order."""
+        where, params = filter_to_sql(filter)
+        with self._lock:
+            rows = self._db.execute(f"SELECT id FROM docs WHERE {where} ORDER BY iid", params).fetchall()
+        return [row[0] for row in rows]
+
     def tombstones(self) -> np.ndarray:
         with self._lock:
             rows = self._db.execute("SELECT iid FROM tombstones ORDER BY iid").fetchall()

@@ -97,13 +97,13 @@ class VectorIndex:
     directory, checksums verified first). Thread-safe: one lock guards every operation.
     """
 
-    def __init__(self, *, model: StaticModel, model_path: str | None, index: Any, spec: factories.IndexSpec,
+    def __init__(self, *, model: StaticModel | None, model_path: str | None, index: Any, spec: factories.IndexSpec,
                  requested: dict[str, Any], docstore: DocStore, path: Path | None,
                  generation: str | None = None, build: dict[str, Any] | None = None) -> None:
-        self.model = model
+        self.model = model  # None: the vectors come from elsewhere (see create(dim=...))
         self.model_path = model_path
         self.path = path
-        self.dim = int(model.dim)
+        self.dim = int(index.d)
         self._index = index
         self._spec = spec
         self._requested = requested
@@ -122,24 +122,36 @@ class VectorIndex:
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None = None, model: StaticModel | str | None = None, *,
-               index: str = "auto", factory: str | None = None, memory_budget: int | None = None,
-               model_path: str | None = None) -> VectorIndex:
+               dim: int | None = None, index: str = "auto", factory: str | None = None,
+               memory_budget: int | None = None, model_path: str | None = None) -> VectorIndex:
         """A new, empty index (in memory until :meth:`save`; ``path`` is where save writes).
 
         ``model``: a StaticModel, a model name or folder, or None for the bundled default.
+        ``dim`` without a model: an index of vectors computed elsewhere (any embedding model):
+        every write and query then passes vectors, and the manifest records no model.
         ``index``: auto|flat|hnsw|ivf|ivf-pq; ``factory`` (a FAISS factory string) overrides it.
         Indexes that need training (IVF) collect vectors in an exact flat index and switch on save.
         """
         if factory is None and index not in factories.KINDS:
             raise ValueError(f"unknown index kind {index!r}; use one of {', '.join(factories.KINDS)}")
-        loaded, source = _load_model(model, model_path)
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1):
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        loaded: StaticModel | None
+        if dim is not None and model is None:
+            loaded, source, width = None, None, int(dim)
+        else:
+            loaded, source = _load_model(model, model_path)
+            width = int(loaded.dim)
+            if dim is not None and int(dim) != width:
+                raise ValueError(f"dim={dim} but model {loaded.name!r} gives {width}-dim vectors; "
+                                 "leave dim out, or pass no model for vectors computed elsewhere")
         requested = {"kind": "custom" if factory else index, "factory": factory, "memory_budget": memory_budget}
-        spec = factories.custom_spec(factory) if factory else factories.resolve(index, 0, loaded.dim, memory_budget)
+        spec = factories.custom_spec(factory) if factory else factories.resolve(index, 0, width, memory_budget)
         if factory is None and index == "auto":
             spec = factories.flat_spec()
-        faiss_index = factories.new_index(spec, loaded.dim)
+        faiss_index = factories.new_index(spec, width)
         if not faiss_index.is_trained:  # collect vectors exactly until there are enough to train
-            spec, faiss_index = factories.flat_spec(), factories.new_index(factories.flat_spec(), loaded.dim)
+            spec, faiss_index = factories.flat_spec(), factories.new_index(factories.flat_spec(), width)
         return cls(model=loaded, model_path=source, index=faiss_index, spec=spec, requested=requested,
                    docstore=DocStore.in_memory(), path=None if path is None else Path(path))
 
@@ -221,8 +233,21 @@ class VectorIndex:
             self._docs.close()
 
     def __repr__(self) -> str:
+        model = self.model.name if self.model is not None else None
         return (f"VectorIndex(path={str(self.path) if self.path else None!r}, documents={len(self)}, "
-                f"dim={self.dim}, index={self._spec.factory!r}, model={self.model.name!r})")
+                f"dim={self.dim}, index={self._spec.factory!r}, model={model!r})")
+
+    @property
+    def external_vectors(self) -> bool:
+        """True for an index of vectors computed elsewhere (created with ``dim=`` and no model)."""
+        return self.model is None
+
+    def _encode(self, texts: list[str], hint: str) -> np.ndarray:
+        """The model's (unnormalised) vectors of ``texts``; an external-vectors index has none."""
+        if self.model is None:
+            raise ValueError(f"this index holds vectors computed elsewhere ({self.dim} dims, no model) "
+                             f"and cannot encode text: {hint}")
+        return self.model.encode(texts, batch_size=max(len(texts), 1), normalize=False)
 
     # ------------------------------------------------------------------ locking
     def writer_lock(self, path: str | os.PathLike[str] | None = None) -> WriterLock:
@@ -313,8 +338,7 @@ class VectorIndex:
             stats.replaced += len(replaced)
             stats.added += len(changed) - len(replaced)
             if vectors is None:
-                new_vectors = self.model.encode([items[i][1] for i in changed], batch_size=len(changed),
-                                                normalize=False)
+                new_vectors = self._encode([items[i][1] for i in changed], "pass the documents' vectors (vectors=)")
             else:
                 new_vectors = np.array(vectors[changed], dtype=np.float32)
             _normalize_rows(new_vectors)
@@ -387,6 +411,12 @@ class VectorIndex:
             rows = self._docs.rows_by_id(wanted)
         return [Record(doc_id, rows[doc_id][1], json.loads(rows[doc_id][2])) for doc_id in wanted if doc_id in rows]
 
+    def ids(self, filter: dict[str, Any] | None = None) -> list[str]:
+        """The ids of the stored documents whose metadata match ``filter`` (all of them for None),
+        in insertion order; no vectors are searched."""
+        with self._lock:
+            return self._docs.match_ids(filter)
+
     def search(self, query: str | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
                include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
                ) -> list[Hit]:
@@ -453,7 +483,7 @@ class VectorIndex:
             for position, text in enumerate(texts):
                 if not isinstance(text, str):
                     raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
-            matrix = self.model.encode(texts, normalize=False) if texts else np.zeros((0, self.dim), np.float32)
+            matrix = self._encode(texts, "pass query vectors") if texts else np.zeros((0, self.dim), np.float32)
             matrix = np.array(matrix, dtype=np.float32)
         _normalize_rows(matrix)
         return matrix
@@ -533,7 +563,8 @@ class VectorIndex:
             except RuntimeError:
                 missing.append(iid)
         if missing:  # index without reconstruction: encode the stored texts again
-            encoded = self.model.encode([rows[i][1] for i in missing], normalize=False)
+            encoded = self._encode([rows[i][1] for i in missing],
+                                   f"its {self._spec.factory!r} index cannot return the stored vectors")
             _normalize_rows(encoded)
             vectors.update(zip(missing, encoded))
         return vectors
@@ -644,7 +675,7 @@ class VectorIndex:
             "generation": generation,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "libraries": library_versions(),
-            "model": {
+            "model": {"external": True, "dim": self.dim} if self.model is None else {
                 "name": self.model.name,
                 "path": self.model_path,
                 "fingerprint": self.model.fingerprint,
@@ -695,7 +726,7 @@ class VectorIndex:
                     stored_vectors = np.stack([self._index.reconstruct(int(i)) for i in sample])
                 except RuntimeError:
                     stored_vectors = None
-                if stored_vectors is not None and self._spec.kind in ("flat", "hnsw", "ivf"):
+                if stored_vectors is not None and self.model is not None and self._spec.kind in ("flat", "hnsw", "ivf"):
                     fresh = self.model.encode([rows[int(i)][1] for i in sample], normalize=False)
                     _normalize_rows(fresh)
                     worst = float(np.max(np.abs(fresh - stored_vectors)))
@@ -846,8 +877,14 @@ def _mtime(source: str) -> int:
 
 
 def _model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None, allow_mismatch: bool,
-                        directory: Path) -> tuple[StaticModel, str | None]:
+                        directory: Path) -> tuple[StaticModel | None, str | None]:
     recorded = manifest["model"]
+    if recorded.get("external"):
+        if model is not None and not allow_mismatch:
+            raise ModelMismatchError(f"{directory} holds vectors computed elsewhere (no model); open it without "
+                                     "model=, or force a model (allow_model_mismatch=True) whose vectors match")
+        if model is None:
+            return None, None
     if model is None:
         if not recorded.get("path"):
             raise ModelMismatchError(f"{directory} was built with an in-memory model ({recorded.get('name')!r}) "

@@ -2,8 +2,7 @@
 
 With ``M2VEmbeddings`` the index encodes texts and queries with the same ``StaticModel`` itself
 (no round trip through Python lists). With any other ``Embeddings`` the store embeds with it and
-hands the vectors to the index, which then holds a vectors-only placeholder model of the right
-dimension (see :func:`vectors_only_model`).
+hands the vectors to an index of external vectors (``VectorIndex.create(dim=...)``, no model).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,37 +24,6 @@ from langchain_m2v.embeddings import M2VEmbeddings
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import Hit, VectorIndex
-    from m2v_search.model import StaticModel
-
-VECTORS_ONLY_PREFIX = "langchain-m2v-vectors-only"
-
-
-@lru_cache(maxsize=16)
-def vectors_only_model(dim: int) -> StaticModel:
-    """A ``dim``-dimensional placeholder model for an index whose vectors come from elsewhere.
-
-    ``VectorIndex`` takes its dimension from its model. When vectors come from a non-m2v
-    ``Embeddings``, the store gives the index this model: a one-token vocabulary with a zero
-    vector. It is never used to encode (the store always passes vectors), and it is
-    deterministic, so its fingerprint identifies "external vectors of ``dim`` dims" when the
-    index is saved and opened again.
-    """
-    from m2v_search.model import StaticModel
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import WhitespaceSplit
-
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    tokenizer = Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = WhitespaceSplit()
-    model = StaticModel(np.zeros((1, dim), dtype=np.float32), tokenizer, normalize=True, tokenizer_backend="hf")
-    return model._named(f"{VECTORS_ONLY_PREFIX}-{dim}d")
-
-
-def _is_vectors_only(model: StaticModel) -> bool:
-    return str(getattr(model, "name", "")).startswith(VECTORS_ONLY_PREFIX)
-
 
 def _cosine_relevance(score: float) -> float:
     """Cosine similarity in [-1, 1] -> relevance in [0, 1] (0.5 = orthogonal)."""
@@ -112,11 +79,10 @@ class M2VVectorStore(VectorStore):
     def __init__(self, embedding: Embeddings | None = None, *, index: VectorIndex | None = None,
                  index_type: str = "auto", dim: int | None = None) -> None:
         if embedding is None:
-            if index is not None and not _is_vectors_only(index.model):
+            if index is not None and index.model is not None:
                 embedding = M2VEmbeddings.from_model(index.model)
             elif index is not None:
-                raise ValueError(f"this index holds vectors from another Embeddings ({index.model.name}); "
-                                 "pass that embedding")
+                raise ValueError("this index holds vectors from another Embeddings; pass that embedding")
             else:
                 embedding = M2VEmbeddings()
         if not isinstance(embedding, Embeddings):
@@ -143,10 +109,13 @@ class M2VVectorStore(VectorStore):
             raise ValueError(f"dim={dim} but the index holds {index.dim}-dim vectors")
         if self._native:
             client = self._embedding.client  # type: ignore[attr-defined]
+            if index.model is None:
+                raise ValueError("the index holds vectors from another Embeddings, not comparable with the "
+                                 f"embedding's model {client.name!r}")
             if client is not index.model and client.fingerprint != index.model.fingerprint:
                 raise ValueError(f"the index was built with model {index.model.name!r}, not with the embedding's "
                                  f"model {client.name!r}: their vectors are not comparable")
-        elif not _is_vectors_only(index.model):
+        elif index.model is not None:
             raise ValueError(f"the index encodes with model {index.model.name!r}; vectors from "
                              f"{type(self._embedding).__name__} are not comparable with its documents")
 
@@ -155,7 +124,7 @@ class M2VVectorStore(VectorStore):
             if self._index is None:
                 from m2v_search.index import VectorIndex
 
-                self._index = VectorIndex.create(model=vectors_only_model(int(dim)), index=self._index_type)
+                self._index = VectorIndex.create(dim=int(dim), index=self._index_type)
             return self._index
 
     # ------------------------------------------------------------------ properties
@@ -316,19 +285,24 @@ class M2VVectorStore(VectorStore):
 
         folder = Path(folder_path)
         manifest = read_manifest(folder)
-        recorded = str(manifest.get("model", {}).get("name"))
+        recorded_model = manifest.get("model", {})
+        external = bool(recorded_model.get("external"))
+        recorded = "vectors from another Embeddings" if external else repr(str(recorded_model.get("name")))
         try:
             if embeddings is None:
-                if recorded.startswith(VECTORS_ONLY_PREFIX):
+                if external:
                     raise ValueError(f"{folder} holds vectors from a non-m2v Embeddings: pass the same "
                                      "embeddings to load_local")
                 index = VectorIndex.open(folder)
             elif isinstance(embeddings, M2VEmbeddings):
                 index = VectorIndex.open(folder, model=embeddings.client)
+            elif external:
+                index = VectorIndex.open(folder)
             else:
-                index = VectorIndex.open(folder, model=vectors_only_model(int(manifest["dim"])))
+                raise ValueError(f"{folder} was built with the m2v model {recorded}; its documents cannot be "
+                                 f"searched with {type(embeddings).__name__} vectors")
         except ModelMismatchError as error:
             used = "its m2v model" if isinstance(embeddings, M2VEmbeddings) else type(embeddings).__name__
-            raise ValueError(f"{folder} was built with {recorded!r}; it cannot be searched with {used}: "
+            raise ValueError(f"{folder} was built with {recorded}; it cannot be searched with {used}: "
                              f"{error}") from error
         return cls(embeddings, index=index, **kwargs)

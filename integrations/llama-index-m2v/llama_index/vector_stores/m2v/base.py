@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 NAMESPACE_SEP = "__"
 DEFAULT_NAMESPACE = "default"
 NODE_ID_KEY = "_node_id"
-EXTERNAL_MODEL_PREFIX = "llama-index-external-vectors-"
 DEFAULT_MMR_THRESHOLD = 0.5
 MMR_PREFETCH_FACTOR = 4
 
@@ -190,7 +189,7 @@ class M2VVectorStore(BasePydanticVectorStore):
         """Whether the index has an m2v model that can embed nodes and queries given as text."""
         index = self._index
         if index is not None:
-            return not _is_external(index.model)
+            return not index.external_vectors
         return self._dim is None
 
     # ------------------------------------------------------------------ index creation
@@ -200,28 +199,33 @@ class M2VVectorStore(BasePydanticVectorStore):
 
         if self._index is not None:
             if dim is not None and dim != self._index.dim:
-                if len(self._index) == 0 and not self._model_given and not _is_external(self._index.model) \
+                if len(self._index) == 0 and not self._model_given and not self._index.external_vectors \
                         and self._dim is None and self._index.path is None:
                     self._index = None  # an empty default index: make one of the right size instead
                 else:
+                    held = "external" if self._index.model is None else f"model {self._index.model.name!r}"
                     raise ValueError(
-                        f"this store holds {self._index.dim}-dimensional vectors (model "
-                        f"{self._index.model.name!r}) but was given {dim}-dimensional embeddings; use the "
-                        "same embed model as the store, or a new store")
+                        f"this store holds {self._index.dim}-dimensional vectors ({held}) but was given "
+                        f"{dim}-dimensional embeddings; use the same embed model as the store, or a new store")
         if self._index is None:
             options: Dict[str, Any] = {"index": self.index_kind, "factory": self.factory}
-            model = _external_model(self._dim) if self._dim is not None else self._model
-            index = VectorIndex.create(None, model, **options)  # model None: the bundled default
+            if self._dim is not None:
+                index = VectorIndex.create(None, dim=self._dim, **options)  # vectors from elsewhere
+            else:
+                index = VectorIndex.create(None, self._model, **options)  # model None: the bundled default
             if dim is not None and dim != index.dim:
                 if self._model_given or self._dim is not None:
+                    held = (f"the store's model {index.model.name!r} gives {index.dim}-dimensional vectors"
+                            if index.model is not None else
+                            f"the store was made for {index.dim}-dimensional vectors (dim={index.dim})")
                     raise ValueError(
-                        f"the store's model {index.model.name!r} gives {index.dim}-dimensional vectors but "
-                        f"was given {dim}-dimensional embeddings; use the same model for the store and the "
-                        "embed model (or dim= for embeddings from elsewhere)")
+                        f"{held} but was given {dim}-dimensional embeddings; "
+                        "use the same model for the store and the embed model (or dim= for embeddings from "
+                        "elsewhere)")
                 logger.info("embeddings have %d dimensions, the default m2v model %d: storing them as "
                             "external vectors", dim, index.dim)
                 self._dim = dim
-                index = VectorIndex.create(None, _external_model(dim), **options)
+                index = VectorIndex.create(None, dim=dim, **options)
             self._index = index
         return self._index
 
@@ -254,7 +258,7 @@ class M2VVectorStore(BasePydanticVectorStore):
         """The nodes' own embeddings; nodes without one are embedded here, as LlamaIndex would
         (their EMBED-mode content), by the index's m2v model."""
         missing = [i for i, e in enumerate(embeddings) if e is None]
-        if missing and _is_external(index.model):
+        if missing and index.external_vectors:
             raise ValueError(f"node {nodes[missing[0]].node_id!r} has no embedding, and this store holds "
                              "external vectors so it cannot embed text itself; embed the nodes first")
         vectors = np.zeros((len(nodes), index.dim), dtype=np.float32)
@@ -319,8 +323,7 @@ class M2VVectorStore(BasePydanticVectorStore):
         index = self._index
         if index is None or len(index) == 0:
             return []
-        hits = index.search(np.zeros(index.dim, dtype=np.float32), k=len(index), filter=where)
-        return [hit.id for hit in hits]
+        return index.ids(where)
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The ``similarity_top_k`` nodes closest to the query, filters applied inside the search.
@@ -344,7 +347,7 @@ class M2VVectorStore(BasePydanticVectorStore):
             target: Union[str, np.ndarray] = vector
         elif query.query_str is not None:
             index = self._ensure_index(None)
-            if _is_external(index.model):
+            if index.external_vectors:
                 raise ValueError("this store holds external vectors and cannot embed query_str; pass "
                                  "query_embedding")
             target = query.query_str
@@ -409,21 +412,14 @@ class M2VVectorStore(BasePydanticVectorStore):
                           **kwargs: Any) -> M2VVectorStore:
         """Load a store saved by :meth:`persist` (checksums verified before anything is read).
 
-        ``model``: None reloads the model recorded in the index (the default, a folder, or
-        the external-vectors marker); give it when the index was built with an in-memory model.
+        ``model``: None reloads the model recorded in the index (the default or a folder;
+        none for an index of external vectors); give it when the index was built with an in-memory model.
         """
         from m2v_search.index import VectorIndex
-        from m2v_search.index.manifest import read_manifest
 
         _require_local(fs)
         path = Path(persist_path)
-        loaded = _as_model(model)
-        if loaded is None:
-            recorded = read_manifest(path).get("model", {})
-            name = str(recorded.get("name") or "")
-            if name.startswith(EXTERNAL_MODEL_PREFIX) and not recorded.get("path"):
-                loaded = _external_model(int(recorded["dim"]))
-        index = VectorIndex.open(path, model=loaded)
+        index = VectorIndex.open(path, model=_as_model(model))
         return cls(index, **kwargs)
 
     @classmethod
@@ -493,28 +489,6 @@ def _as_model(model: Any) -> Any:
         return inner
     raise TypeError(f"model must be a StaticModel, a model name or folder, or an M2VEmbedding; "
                     f"got {type(model).__name__}")
-
-
-def _external_model(dim: int) -> StaticModel:
-    """A marker model for vectors computed elsewhere: ``dim`` zeros for a one-token vocabulary.
-
-    It lets a ``VectorIndex`` (which is sized by its model) hold vectors of any size; it is
-    deterministic, so an index saved with it opens again with it.
-    """
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from m2v_search import StaticModel
-
-    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    model = StaticModel(np.zeros((1, dim), dtype=np.float32), tokenizer, normalize=False,
-                        tokenizer_backend="hf")
-    return model._named(f"{EXTERNAL_MODEL_PREFIX}{dim}d")
-
-
-def _is_external(model: Any) -> bool:
-    name = str(getattr(model, "name", ""))
-    return name.startswith(EXTERNAL_MODEL_PREFIX) and getattr(model, "vocabulary_size", 0) == 1
 
 
 def _require_local(fs: Any) -> None:
