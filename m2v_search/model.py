@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -185,8 +185,13 @@ class StaticModel:
     # ------------------------------------------------------------------ encoding
     def tokenize(self, texts: list[str], max_length: int | None = _UNSET) -> list[list[int]]:
         """Token ids per text, as ``encode`` sees them (truncated, unknown tokens dropped)."""
-        ids, offsets = self._tokenize_flat(list(texts), self.max_length if max_length is _UNSET else max_length)
+        ids, offsets = self.tokenize_flat(texts, max_length)
         return [chunk.tolist() for chunk in np.split(ids, offsets[1:-1])]
+
+    def tokenize_flat(self, texts: Sequence[str], max_length: int | None = _UNSET) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of ``texts`` as ``encode`` sees them, in CSR layout: ``ids`` of every text one
+        after another, and ``offsets`` (len(texts) + 1) so that text i has ``ids[offsets[i]:offsets[i+1]]``."""
+        return self._tokenize_flat(list(texts), self.max_length if max_length is _UNSET else max_length)
 
     def _tokenize_flat(self, texts: list[str], max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
         if max_length is not None:

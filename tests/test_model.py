@@ -57,6 +57,15 @@ def test_unknown_tokens_are_dropped(tiny_model):
     np.testing.assert_allclose(tiny_model.encode("⟁⟁ hello ⟁"), tiny_model.encode("hello"), atol=1e-6)
 
 
+def test_tokenize_flat_is_the_csr_form_of_tokenize(tiny_model):
+    texts = ["alpha beta", "", "⟁⟁ hello ⟁", "alpha beta " * 10]
+    ids, offsets = tiny_model.tokenize_flat(texts, max_length=4)
+    assert offsets[0] == 0 and offsets[-1] == len(ids) and len(offsets) == len(texts) + 1
+    per_text = [ids[offsets[i]:offsets[i + 1]].tolist() for i in range(len(texts))]
+    assert per_text == tiny_model.tokenize(texts, max_length=4)
+    assert per_text[1] == [] and len(per_text[3]) == 4
+
+
 def test_max_length_truncates(tiny_model):
     long_text = "alpha beta " * 100
     np.testing.assert_allclose(

@@ -55,7 +55,7 @@ def tokenize_corpus(model: StaticModel, texts: Sequence[str], max_length: int | 
     """Flat token ids and offsets of ``texts`` as ``model.encode`` sees them."""
     ids_parts, lengths_parts = [], []
     for start in range(0, len(texts), batch_size):
-        ids, offsets = model._tokenize_flat(list(texts[start:start + batch_size]), max_length)
+        ids, offsets = model.tokenize_flat(texts[start:start + batch_size], max_length)
         ids_parts.append(ids.astype(np.int64))
         lengths_parts.append(np.diff(offsets))
     lengths = np.concatenate(lengths_parts) if lengths_parts else np.zeros(0, np.int64)

@@ -14,7 +14,7 @@ def token_counts(model: StaticModel, texts: Sequence[str], max_length: int | Non
     """How often each token id occurs in ``texts`` as ``model`` tokenizes them (int64, vocabulary size)."""
     counts = np.zeros(model.vocabulary_size, dtype=np.int64)
     for start in range(0, len(texts), batch_size):
-        ids, _ = model._tokenize_flat(list(texts[start:start + batch_size]), max_length)
+        ids, _ = model.tokenize_flat(texts[start:start + batch_size], max_length)
         counts += np.bincount(ids, minlength=len(counts))[:len(counts)]
     return counts
 
