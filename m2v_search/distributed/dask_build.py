@@ -47,14 +47,7 @@ from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import SCHEMA, DocStore
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.locking import WriterLock
-from m2v_search.index.manifest import fsync_dir, fsync_file, write_manifest
-from m2v_search.index.store import (
-    _MAX_TRAIN,
-    VectorIndex,
-    _generation_on_disk,
-    _load_model,
-    _remove_old_generations,
-)
+from m2v_search.index.store import _MAX_TRAIN, VectorIndex, _load_model, commit_generation
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.distributed.worker import ShardInfo
@@ -86,10 +79,11 @@ class _Plan:
 
 
 class _Counted:
-    """Stands in for the FAISS index when the manifest is made (it only reads ``ntotal``)."""
+    """Stands in for the FAISS index when the manifest is made (it reads ``ntotal`` and ``d``)."""
 
-    def __init__(self, ntotal: int) -> None:
+    def __init__(self, ntotal: int, dim: int) -> None:
         self.ntotal = ntotal
+        self.d = dim
 
 
 def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: StaticModel | str | None = None,
@@ -380,27 +374,18 @@ def _commit(directory: Path, staging: Path, client: Any, model: StaticModel, mod
             spec: factories.IndexSpec, requested: dict[str, Any], trained: Any, docs: DocStore,
             shards: list[ShardInfo], dead: np.ndarray, live: int, build_info: dict[str, Any], started: float) -> None:
     """Write the index file, the docstore and the manifest as a new generation of ``directory``."""
-    on_disk = _generation_on_disk(directory)
-    sequence = int(str(on_disk or "0").split("-")[0] or 0) + 1
-    generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
-    index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
-    staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
-    try:
-        ntotal = _write_faiss(staged_index, staging, client, model.dim, spec, trained, shards, dead, live)
-        fsync_file(staged_index)
-        docs.save_to(staged_docs)
-        fsync_file(staged_docs)
-        os.replace(staged_index, directory / index_name)
-        os.replace(staged_docs, directory / docs_name)
-    finally:
-        for staged in (staged_index, staged_docs):
-            staged.unlink(missing_ok=True)
-    build_info["seconds"] = round(time.perf_counter() - started, 3)
-    record = VectorIndex(model=model, model_path=model_path, index=_Counted(ntotal), spec=spec, requested=requested,
-                         docstore=docs, path=directory, build=build_info)
-    write_manifest(directory, record._manifest(generation, index_name, docs_name, directory))
-    _remove_old_generations(directory, {index_name, docs_name})
-    fsync_dir(directory)
+    written: dict[str, int] = {}
+
+    def write_index(path: Path) -> None:
+        written["ntotal"] = _write_faiss(path, staging, client, model.dim, spec, trained, shards, dead, live)
+
+    def manifest(generation: str, index_name: str, docs_name: str) -> dict[str, Any]:
+        build_info["seconds"] = round(time.perf_counter() - started, 3)
+        record = VectorIndex(model=model, model_path=model_path, index=_Counted(written["ntotal"], model.dim),
+                             spec=spec, requested=requested, docstore=docs, path=directory, build=build_info)
+        return record._manifest(generation, index_name, docs_name, directory)
+
+    commit_generation(directory, write_index, docs, manifest)
 
 
 def _write_faiss(path: Path, staging: Path, client: Any, dim: int, spec: factories.IndexSpec, trained: Any,

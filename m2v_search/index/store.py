@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -646,25 +646,9 @@ class VectorIndex:
             if same_place and self._generation is not None and on_disk != self._generation:
                 raise IndexConflictError(f"{target} was changed by another writer since it was opened "
                                          f"(generation {self._generation} -> {on_disk}); open it again")
-            sequence = int(str(on_disk or "0").split("-")[0] or 0) + 1
-            generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
-            index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
-            staged_index = target / f".{index_name}.tmp"
-            staged_docs = target / f".{docs_name}.tmp"
-            try:
-                faiss.write_index(self._index, str(staged_index))
-                fsync_file(staged_index)
-                self._docs.save_to(staged_docs)
-                fsync_file(staged_docs)
-                os.replace(staged_index, target / index_name)
-                os.replace(staged_docs, target / docs_name)
-            finally:
-                for staged in (staged_index, staged_docs):
-                    staged.unlink(missing_ok=True)
-            manifest = self._manifest(generation, index_name, docs_name, target)
-            write_manifest(target, manifest)
-            _remove_old_generations(target, {index_name, docs_name})
-            fsync_dir(target)
+            generation = commit_generation(
+                target, lambda path: faiss.write_index(self._index, str(path)), self._docs,
+                lambda generation, index_name, docs_name: self._manifest(generation, index_name, docs_name, target))
             self.path = target
             self._generation = generation
 
@@ -813,6 +797,36 @@ def _read_faiss(path: Path) -> Any:
         return faiss.read_index(str(path))
     except RuntimeError as error:
         raise IndexCorruptError(f"{path} is not a readable FAISS index: {str(error).splitlines()[0]}") from None
+
+
+def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
+                      manifest: Callable[[str, str, str], dict[str, Any]]) -> str:
+    """Write a new generation of an index directory and return its name.
+
+    The FAISS file (``write_index(path)``) and the docstore are written under new names and
+    fsynced, then ``manifest(generation, index_file, docstore_file)`` replaces ``manifest.json``
+    (the commit point), then older generations are removed. A crash before the manifest is
+    replaced leaves the previous generation in use; the caller holds the writer lock.
+    """
+    on_disk = _generation_on_disk(directory)
+    sequence = int(str(on_disk or "0").split("-")[0] or 0) + 1
+    generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
+    index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
+    staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
+    try:
+        write_index(staged_index)
+        fsync_file(staged_index)
+        docs.save_to(staged_docs)
+        fsync_file(staged_docs)
+        os.replace(staged_index, directory / index_name)
+        os.replace(staged_docs, directory / docs_name)
+    finally:
+        for staged in (staged_index, staged_docs):
+            staged.unlink(missing_ok=True)
+    write_manifest(directory, manifest(generation, index_name, docs_name))
+    _remove_old_generations(directory, {index_name, docs_name})
+    fsync_dir(directory)
+    return generation
 
 
 def _generation_on_disk(directory: Path) -> str | None:
