@@ -195,3 +195,18 @@ def test_kill_during_build_keeps_old_index_then_resume(built: Path, tmp_path: Pa
     rebuilt = VectorIndex.open(built, model=tiny_model)
     assert len(rebuilt) == 200 and rebuilt.get(["a-0"]) == [] and rebuilt.verify() == []
     assert not (built / ".build").exists()
+
+
+def test_logs_follow_the_current_stderr_and_loggers_are_restored(tmp_path: Path, tiny_model_folder: Path,
+                                                                  capsys) -> None:
+    import logging
+
+    library = logging.getLogger("m2v_search")
+    before = (library.handlers[:], library.propagate, library.level)
+    corpus = write_jsonl(tmp_path / "a.jsonl", rows("a", 50))
+    for attempt in range(2):  # the second in-process run logs to the stream pytest captures then
+        code, _, err = run(capsys, "build", corpus, "-o", tmp_path / f"idx{attempt}", "--model", tiny_model_folder)
+        assert code == 0 and "m2v-index: " in err
+        logging.getLogger("m2v_search.index").warning("a log line from outside a command")
+        assert "m2v-index: a log line" not in capsys.readouterr().err  # our handler is gone again
+    assert (library.handlers[:], library.propagate, library.level) == before

@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,12 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.quiet)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with _logging_to_stderr(args.quiet):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from m2v_search.errors import ModelLoadError
     from m2v_search.index.errors import (
         CorpusError,
@@ -68,15 +73,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _configure_logging(quiet: bool) -> None:
-    """Our logs on stderr (info unless --quiet); other libraries' only from warnings up."""
-    handler = logging.StreamHandler(sys.stderr)
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (not when it was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def _logging_to_stderr(quiet: bool) -> Iterator[None]:
+    """For one command: our logs on stderr (info unless --quiet), other libraries' only from
+    warnings up; the loggers are put back as they were afterwards (main() may run in-process)."""
+    ours, faiss_logger = logging.getLogger("m2v_search"), logging.getLogger("faiss")
+    saved = (ours.handlers[:], ours.propagate, ours.level, faiss_logger.level)
+    handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("m2v-index: %(message)s"))
-    ours = logging.getLogger("m2v_search")
     ours.handlers[:] = [handler]
     ours.propagate = False
     ours.setLevel(logging.WARNING if quiet else logging.INFO)
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    faiss_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ours.handlers[:], ours.propagate = saved[0], saved[1]
+        ours.setLevel(saved[2])
+        faiss_logger.setLevel(saved[3])
 
 
 def _fail(error: Exception, code: int) -> int:
