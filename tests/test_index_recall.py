@@ -43,3 +43,34 @@ def test_default_search_params_keep_recall(kind: str, tiny_model, records, flat,
     assert recall >= 0.95, f"{kind} {index.factory} {index.search_params}: recall@10 {recall:.3f}"
     # single queries (one thread) give the same results as the batch
     assert [h.id for h in index.search(queries[3], k=10)] == found[3]
+
+
+def test_ivf_pq_reranks_exactly_with_the_model(tiny_model, records, flat, tmp_path: Path) -> None:
+    """PQ codes alone lose recall; the index re-scores 4x the candidates with the model's exact
+    vectors of their stored texts, unless some vectors were given rather than encoded."""
+    exact, _ = flat
+    index = VectorIndex.create(tmp_path / "pq", tiny_model, factory="IVF64,PQ8")
+    index.upsert(records)  # encoded from the texts: re-ranking applies
+    index.save()
+    queries = [r["text"][: max(8, len(r["text"]) // 2)] for r in records[::11]]
+    truth = exact.search_batch(queries, k=10)
+    found = index.search_batch(queries, k=10)
+    recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(found, truth)])
+    assert recall >= 0.95, f"{index.factory}: recall@10 {recall:.3f} with re-ranking"
+    for got, want in zip(found[:20], truth[:20]):  # exact cosines, best first, as the flat index gives them
+        scores = [h.score for h in got]
+        assert scores == sorted(scores, reverse=True)
+        common = {h.id: h.score for h in want}
+        for hit in got:
+            if hit.id in common:
+                assert hit.score == pytest.approx(common[hit.id], abs=1e-5)
+    assert index.verify() == []  # lossy codes are not compared with fresh encodings
+
+    without = VectorIndex.create(tmp_path / "pq-given", tiny_model, factory="IVF64,PQ8")
+    without.upsert(records, vectors=tiny_model.encode([r["text"] for r in records]))
+    without.save()
+    lossy = without.search_batch(queries, k=10)
+    lossy_recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(lossy, truth)])
+    assert lossy_recall < recall  # given vectors: no re-ranking (the texts may not be what was embedded)
+    reopened = VectorIndex.open(tmp_path / "pq", model=tiny_model)
+    assert [h.id for h in reopened.search_batch(queries[:5], k=10)[0]] == [h.id for h in found[0]]

@@ -59,6 +59,8 @@ SMALL_BATCH = 32            # fewer queries than this search on one thread: Open
 HNSW_EXACT_RATIO = 0.05      # filters matching less than this share of an HNSW index search exactly
 HNSW_COMPACT_RATIO = 0.2     # tombstones above this share of an HNSW index trigger a rebuild on save
 _MAX_TRAIN = 100_000
+RERANK_FACTOR = 4            # lossy (PQ/SQ) indexes: candidates fetched per result, re-scored exactly
+GIVEN_VECTORS_KEY = "given_vectors"  # docstore meta: some vectors were passed in, not encoded from the text
 
 
 @dataclass
@@ -341,6 +343,9 @@ class VectorIndex:
                 new_vectors = self._encode([items[i][1] for i in changed], "pass the documents' vectors (vectors=)")
             else:
                 new_vectors = np.array(vectors[changed], dtype=np.float32)
+                if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
+                    self._docs.set_meta(GIVEN_VECTORS_KEY, "1")
+                    self._cache.pop("rerank", None)
             _normalize_rows(new_vectors)
             iids = self._docs.next_iids(len(changed))
             if replaced:
@@ -450,11 +455,16 @@ class VectorIndex:
                     return empty
             elif self._tombstones:
                 matched = self._live_iids()
-            k_eff = int(min(k, self._count if matched is None else len(matched)))
+            available = self._count if matched is None else len(matched)
+            k_eff = int(min(k, available))
+            rerank = self._reranks()
+            k_search = int(min(k_eff * RERANK_FACTOR, available)) if rerank else k_eff
             with _omp_threads(1 if len(matrix) < SMALL_BATCH else None):
-                scores, labels = self._faiss_search(matrix, k_eff, matched, nprobe, ef_search)
+                scores, labels = self._faiss_search(matrix, k_search, matched, nprobe, ef_search)
             found = labels[labels >= 0]
             rows = self._docs.rows_by_iid(np.unique(found).tolist())
+            if rerank:
+                scores, labels = self._rerank_exact(matrix, labels, rows, k_eff)
             vectors = self._vectors_for(rows) if include_vectors else {}
         results: list[list[Hit]] = []
         metadata_cache: dict[int, dict[str, Any]] = {}
@@ -470,6 +480,37 @@ class VectorIndex:
                                 vectors.get(label) if include_vectors else None))
             results.append(hits)
         return results
+
+    def _reranks(self) -> bool:
+        """Whether searches re-score their candidates exactly: the index stores lossy codes (PQ,
+        SQ), and every vector in it is the model's encoding of the stored text, so the static
+        model can recompute the exact vectors of a few candidates for far less than storing them."""
+        if "rerank" not in self._cache:
+            self._cache["rerank"] = (self.model is not None and self._lossy()
+                                     and self._docs.get_meta(GIVEN_VECTORS_KEY) is None)
+        return bool(self._cache["rerank"])
+
+    def _lossy(self) -> bool:
+        """Whether the index keeps compressed codes (PQ, SQ) instead of the vectors themselves."""
+        return "PQ" in self._spec.factory or "SQ" in self._spec.factory
+
+    def _rerank_exact(self, matrix: np.ndarray, labels: np.ndarray, rows: dict[int, tuple[str, str, str]],
+                      k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of each query's candidates (``labels``) by exact cosine with the vectors
+        the model gives their stored texts."""
+        present = np.asarray(sorted(rows), dtype=np.int64)
+        exact_scores = np.full(labels.shape, -np.inf, dtype=np.float32)
+        if len(present):
+            vectors = self._encode([rows[int(iid)][1] for iid in present], "")
+            _normalize_rows(vectors)
+            position = np.searchsorted(present, labels).clip(0, len(present) - 1)
+            valid = (labels >= 0) & (present[position] == labels)
+            scored = np.einsum("qd,qcd->qc", matrix, vectors[position])
+            exact_scores[valid] = scored[valid]
+        order = np.argsort(-exact_scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(exact_scores, order, axis=1)
+        best_labels = np.where(np.isfinite(best_scores), np.take_along_axis(labels, order, axis=1), -1)
+        return np.where(np.isfinite(best_scores), best_scores, -np.inf).astype(np.float32), best_labels
 
     def _query_matrix(self, queries: Sequence[str] | np.ndarray) -> np.ndarray:
         if isinstance(queries, np.ndarray):
@@ -710,7 +751,8 @@ class VectorIndex:
                     stored_vectors = np.stack([self._index.reconstruct(int(i)) for i in sample])
                 except RuntimeError:
                     stored_vectors = None
-                if stored_vectors is not None and self.model is not None and self._spec.kind in ("flat", "hnsw", "ivf"):
+                if stored_vectors is not None and self.model is not None and not self._lossy() \
+                        and self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
                     fresh = self.model.encode([rows[int(i)][1] for i in sample], normalize=False)
                     _normalize_rows(fresh)
                     worst = float(np.max(np.abs(fresh - stored_vectors)))
