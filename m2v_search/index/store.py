@@ -244,12 +244,14 @@ class VectorIndex:
         """True for an index of vectors computed elsewhere (created with ``dim=`` and no model)."""
         return self.model is None
 
-    def _encode(self, texts: list[str], hint: str) -> np.ndarray:
+    def _encode(self, texts: list[str], hint: str, batch_size: int | None = None) -> np.ndarray:
         """The model's (unnormalised) vectors of ``texts``; an external-vectors index has none."""
         if self.model is None:
             raise ValueError(f"this index holds vectors computed elsewhere ({self.dim} dims, no model) "
                              f"and cannot encode text: {hint}")
-        return self.model.encode(texts, batch_size=max(len(texts), 1), normalize=False)
+        if batch_size is None:
+            return self.model.encode(texts, normalize=False)
+        return self.model.encode(texts, batch_size=batch_size, normalize=False)
 
     # ------------------------------------------------------------------ locking
     def writer_lock(self, path: str | os.PathLike[str] | None = None) -> WriterLock:
@@ -340,7 +342,8 @@ class VectorIndex:
             stats.replaced += len(replaced)
             stats.added += len(changed) - len(replaced)
             if vectors is None:
-                new_vectors = self._encode([items[i][1] for i in changed], "pass the documents' vectors (vectors=)")
+                new_vectors = self._encode([items[i][1] for i in changed], "pass the documents' vectors (vectors=)",
+                                           batch_size=len(changed))
             else:
                 new_vectors = np.array(vectors[changed], dtype=np.float32)
                 if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
