@@ -3,7 +3,7 @@
 Same model folder, same GCIDE definitions (a temporary JSONL, deleted afterwards: GPL data is
 never stored), each side in its own process for its peak memory, both reading the JSONL and
 saving the index to disk. Then single-query latency (p50/p99) and batch query throughput on
-the saved indexes, and (``--ann``) recall@10 and latency of the HNSW and IVF defaults vs flat.
+the saved indexes, and (``--ann``) recall@10 and latency of the HNSW, IVF and IVF-PQ (re-ranked) defaults vs flat.
 
     python benchmarks/index_speed.py                 # all ~172k definitions, 2 repeats
     python benchmarks/index_speed.py --texts 20000 --repeats 1   # quick
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=None, help="limit the number of definitions (default: all)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model, else random 256-d)")
-    parser.add_argument("--ann", action="store_true", help="also measure HNSW and IVF defaults against flat")
+    parser.add_argument("--ann", action="store_true", help="also measure the HNSW, IVF and IVF-PQ defaults against flat")
     parser.add_argument("--worker", nargs=5, metavar=("KIND", "CORPUS", "MODEL", "OUT", "INDEX"))
     args = parser.parse_args()
     if args.worker:
@@ -156,7 +156,7 @@ def main() -> None:
         if args.ann:
             (work / "ann").mkdir()
             shutil.move(str(work / "ours-0"), str(work / "ann" / "flat"))
-            for kind in ("hnsw", "ivf"):
+            for kind in ("hnsw", "ivf", "ivf-pq"):
                 print(f"ann: {kind}", file=sys.stderr)
                 ann.append((kind, run_worker(SCRIPT, ["recall", str(corpus), str(folder), str(work / "ann"), kind])))
         report(texts, folder, args.model, runs, agreement, ann)
@@ -183,7 +183,7 @@ def report(texts: list[str], folder: Path, given: str | None, runs: dict, agreem
     lines = [
         "# Index build and search: `m2v-index` vs LangChain FAISS + Model2vecEmbeddings\n",
         f"{n:,} GCIDE definitions from a JSONL file, model {model_note}, best of {len(runs['ours'])} runs per side, "
-        f"each in its own process. Machine: {machine_line()} (shared with other jobs: timings are noisy).\n",
+        f"each in its own process. Machine: {machine_line()} (the machine may be shared with other jobs: compare the ratios, measured in the same run).\n",
         "Build = read the JSONL, embed, index, save to disk (`m2v-index build --index flat`; LangChain "
         "`FAISS.from_texts` + `save_local`). Latency = one `search(k=10)` call including query encoding, "
         f"{QUERIES} queries. Batch = {BATCH} queries at once (`search_batch`; LangChain has no batch search, "
