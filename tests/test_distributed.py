@@ -270,6 +270,23 @@ def test_dask_bag_input(client, corpus, tmp_path):
                          show_progress=False)
 
 
+def test_dask_dataframe_input(client, corpus, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    pandas = pytest.importorskip("pandas")
+
+    rows = [json.loads(line) for line in corpus["all"].read_text(encoding="utf-8").splitlines()][:600]
+    frame = pandas.DataFrame({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows]})
+    report = build_index_dask(dd.from_pandas(frame, npartitions=3), tmp_path / "frame", client=client,
+                              show_progress=False)
+    assert report.partitions == 3 and report.documents == 600
+    subset = tmp_path / "subset.jsonl"
+    subset.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows), encoding="utf-8")
+    single = _single(subset, tmp_path / "single")
+    with VectorIndex.open(tmp_path / "frame") as distributed:
+        assert _rows(distributed) == _rows(single)
+    single.close()
+
+
 def test_stdin_and_missing_files_are_refused(tmp_path):
     with pytest.raises(CorpusError, match="cannot read stdin"):
         build_index_dask("-", tmp_path / "x", client=object(), show_progress=False)
