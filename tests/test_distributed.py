@@ -311,3 +311,13 @@ def test_cli_build_engine_dask(client, corpus, tmp_path, capfd, restore_logging)
     with pytest.raises(SystemExit) as exit_info:
         main(["build", str(corpus["a"]), "-o", str(tmp_path / "x"), "--scheduler", "tcp://nowhere:1", "--quiet"])
     assert exit_info.value.code == 2
+
+
+def test_worker_never_recreates_a_missing_staging_directory(tiny_model, tiny_model_folder, tmp_path):
+    from m2v_search.distributed.worker import encode_rows
+
+    gone = tmp_path / "removed-staging" / "shards"
+    with pytest.raises(FileNotFoundError, match="shared by the driver and every worker"):
+        encode_rows([{"id": "a", "text": "alpha"}], 0, str(gone), CorpusOptions(), str(tiny_model_folder),
+                    tiny_model.fingerprint, 64, "bag")
+    assert not gone.parent.exists()

@@ -162,12 +162,23 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                 finally:
                     docs.close()
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove_staging(staging)
     seconds = time.perf_counter() - started
     return DaskBuildReport(str(directory), live, records, counts["added"], counts["replaced"], counts["unchanged"],
                            skipped, False, round(seconds, 3), round(records / seconds, 1) if seconds else 0.0,
                            spec.factory, partitions=len(shards), workers=workers, scheduler=address,
                            phases={k: round(v, 3) for k, v in phases.items()})
+
+
+def _remove_staging(staging: Path, attempts: int = 20) -> None:
+    """Delete the staging area. After a failure, tasks already running on workers (cancelling
+    does not stop them) may still drop a temporary file into it while it is removed: retry."""
+    for _ in range(attempts):
+        shutil.rmtree(staging, ignore_errors=True)
+        if not staging.exists():
+            return
+        time.sleep(0.05)
+    log.warning("could not remove the staging area %s entirely; delete it by hand", staging)
 
 
 # ---------------------------------------------------------------------- cluster

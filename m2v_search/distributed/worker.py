@@ -95,7 +95,9 @@ def _write_shard(records: Any, partition: int, shard_dir: str, model_source: str
 
     model = worker_model(model_source, fingerprint)
     directory = Path(shard_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    if not directory.is_dir():  # the driver makes it; never recreate it after a cancelled build removed it
+        raise FileNotFoundError(f"staging directory {directory} does not exist on this worker: it must be on "
+                                "storage shared by the driver and every worker (or the build was cancelled)")
     stem = f"part-{partition:05d}"
     vectors_path, records_path = directory / f"{stem}.npy", directory / f"{stem}.jsonl"
     temporary = f".tmp-{os.getpid()}-{threading.get_ident()}"
