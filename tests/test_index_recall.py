@@ -72,5 +72,8 @@ def test_ivf_pq_reranks_exactly_with_the_model(tiny_model, records, flat, tmp_pa
     lossy = without.search_batch(queries, k=10)
     lossy_recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(lossy, truth)])
     assert lossy_recall < recall  # given vectors: no re-ranking (the texts may not be what was embedded)
+    without.clear()  # emptied: the next documents decide again whether re-ranking is possible
+    without.upsert(records)
+    assert without.search_batch(queries[:5], k=10)[0][0].score == pytest.approx(found[0][0].score, abs=1e-5)
     reopened = VectorIndex.open(tmp_path / "pq", model=tiny_model)
     assert [h.id for h in reopened.search_batch(queries[:5], k=10)[0]] == [h.id for h in found[0]]

@@ -125,6 +125,10 @@ class DocStore:
         with self._lock:
             self._writable().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        with self._lock:
+            self._writable().execute("DELETE FROM meta WHERE key=?", (key,))
+
     # ------------------------------------------------------------------ reads
     def get_meta(self, key: str) -> str | None:
         with self._lock:

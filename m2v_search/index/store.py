@@ -347,8 +347,7 @@ class VectorIndex:
             else:
                 new_vectors = np.array(vectors[changed], dtype=np.float32)
                 if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
-                    self._docs.set_meta(GIVEN_VECTORS_KEY, "1")
-                    self._cache.pop("rerank", None)
+                    self._docs.set_meta(GIVEN_VECTORS_KEY, "1")  # _touch() below drops the cached answer
             _normalize_rows(new_vectors)
             iids = self._docs.next_iids(len(changed))
             if replaced:
@@ -380,6 +379,7 @@ class VectorIndex:
         """Remove every document (the index type and model stay)."""
         with self._lock:
             self._docs.clear()
+            self._docs.delete_meta(GIVEN_VECTORS_KEY)
             self._docs.commit()
             self._index = factories.new_index(self._spec, self.dim) if not self._spec.factory.startswith("IVF") \
                 else self._emptied_ivf()
@@ -489,31 +489,36 @@ class VectorIndex:
         SQ), and every vector in it is the model's encoding of the stored text, so the static
         model can recompute the exact vectors of a few candidates for far less than storing them."""
         if "rerank" not in self._cache:
-            self._cache["rerank"] = (self.model is not None and self._lossy()
-                                     and self._docs.get_meta(GIVEN_VECTORS_KEY) is None)
+            self._cache["rerank"] = self._lossy() and self._vectors_from_model()
         return bool(self._cache["rerank"])
+
+    def _vectors_from_model(self) -> bool:
+        """Whether every stored vector is the model's encoding of its stored text."""
+        return self.model is not None and self._docs.get_meta(GIVEN_VECTORS_KEY) is None
 
     def _lossy(self) -> bool:
         """Whether the index keeps compressed codes (PQ, SQ) instead of the vectors themselves."""
         return "PQ" in self._spec.factory or "SQ" in self._spec.factory
 
     def _rerank_exact(self, matrix: np.ndarray, labels: np.ndarray, rows: dict[int, tuple[str, str, str]],
-                      k: int) -> tuple[np.ndarray, np.ndarray]:
+                      k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """The best ``k`` of each query's candidates (``labels``) by exact cosine with the vectors
-        the model gives their stored texts."""
+        the model gives their stored texts (``block`` queries at a time bounds the gathered vectors)."""
+        assert self.model is not None
         present = np.asarray(sorted(rows), dtype=np.int64)
         exact_scores = np.full(labels.shape, -np.inf, dtype=np.float32)
         if len(present):
-            vectors = self._encode([rows[int(iid)][1] for iid in present], "")
-            _normalize_rows(vectors)
+            vectors = self.model.encode([rows[int(iid)][1] for iid in present], normalize=True)
             position = np.searchsorted(present, labels).clip(0, len(present) - 1)
             valid = (labels >= 0) & (present[position] == labels)
-            scored = np.einsum("qd,qcd->qc", matrix, vectors[position])
-            exact_scores[valid] = scored[valid]
+            for start in range(0, len(matrix), block):
+                part = slice(start, start + block)
+                scored = np.einsum("qd,qcd->qc", matrix[part], vectors[position[part]])
+                exact_scores[part] = np.where(valid[part], scored, -np.inf)
         order = np.argsort(-exact_scores, axis=1, kind="stable")[:, :k]
         best_scores = np.take_along_axis(exact_scores, order, axis=1)
         best_labels = np.where(np.isfinite(best_scores), np.take_along_axis(labels, order, axis=1), -1)
-        return np.where(np.isfinite(best_scores), best_scores, -np.inf).astype(np.float32), best_labels
+        return best_scores, best_labels
 
     def _query_matrix(self, queries: Sequence[str] | np.ndarray) -> np.ndarray:
         if isinstance(queries, np.ndarray):
@@ -754,8 +759,8 @@ class VectorIndex:
                     stored_vectors = np.stack([self._index.reconstruct(int(i)) for i in sample])
                 except RuntimeError:
                     stored_vectors = None
-                if stored_vectors is not None and self.model is not None and not self._lossy() \
-                        and self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
+                if stored_vectors is not None and not self._lossy() and self._vectors_from_model():
+                    assert self.model is not None
                     fresh = self.model.encode([rows[int(i)][1] for i in sample], normalize=False)
                     _normalize_rows(fresh)
                     worst = float(np.max(np.abs(fresh - stored_vectors)))
