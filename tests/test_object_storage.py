@@ -1,0 +1,337 @@
+"""Corpora and indexes on object storage, against a real S3-compatible server on loopback.
+
+moto's server mode (``python -m moto.server``) runs on a free 127.0.0.1 port for the module;
+s3fs/boto reach it through ``AWS_ENDPOINT_URL`` / ``FSSPEC_S3_ENDPOINT_URL`` and dummy
+credentials. The Dask builds run on a real LocalCluster of 2 worker processes (one thread each),
+which inherit that environment.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("s3fs")
+pytest.importorskip("pyarrow")
+pytest.importorskip("moto")
+pytest.importorskip("distributed")
+pytest.importorskip("faiss")
+
+from m2v_search.index import CorpusError, IndexCorruptError, VectorIndex  # noqa: E402
+from m2v_search.index.build import build_index  # noqa: E402
+from m2v_search.index.corpus import CorpusOptions, CorpusReader  # noqa: E402
+from m2v_search.index.manifest import read_manifest  # noqa: E402
+from m2v_search.index.remote import RemoteIndexError, download_index, upload_index  # noqa: E402
+from m2v_search.index.sources import expand_sources, open_corpus, redact  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "corpus.jsonl"
+BUCKET = "m2v-test"
+ROWS = 1200
+QUERIES = ["read a file line by line", "sort a list in place", "start an HTTP server", "compile a regular expression"]
+ENVIRONMENT = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server on loopback, with the environment pointing s3fs at it (restored afterwards)."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = {key: os.environ.get(key) for key in [*ENVIRONMENT, "AWS_ENDPOINT_URL", "FSSPEC_S3_ENDPOINT_URL"]}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.2)
+        os.environ.update(ENVIRONMENT, AWS_ENDPOINT_URL=endpoint, FSSPEC_S3_ENDPOINT_URL=endpoint)
+        import fsspec.config
+        import s3fs
+
+        fsspec.config.set_conf_env(fsspec.config.conf)  # fsspec reads FSSPEC_* at import time
+        s3fs.S3FileSystem.clear_instance_cache()
+        s3fs.S3FileSystem().mkdir(BUCKET)
+        yield endpoint
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def s3(s3_endpoint):
+    import s3fs
+
+    return s3fs.S3FileSystem()
+
+
+@pytest.fixture(scope="module")
+def client(s3_endpoint):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=50) as cluster, Client(cluster) as dask_client:
+        yield dask_client
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    lines = EXAMPLES.read_text(encoding="utf-8").splitlines()[:ROWS]
+    return [json.loads(line) for line in lines]
+
+
+def _flat(row: dict) -> dict:
+    """A row as a Parquet/flat JSONL row: id, text and two metadata columns."""
+    return {"id": row["id"], "text": row["text"], "module": row["metadata"]["module"], "kind": row["metadata"]["kind"]}
+
+
+@pytest.fixture(scope="module")
+def corpus(s3, rows, tmp_path_factory) -> dict[str, Path]:
+    """The rows as local JSONL and, on S3, as two Parquet files (100-row groups) and JSONL + JSONL.gz."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("corpus")
+    flat = [_flat(row) for row in rows]
+    local = folder / "all.jsonl"
+    local.write_text("".join(json.dumps(row) + "\n" for row in flat), encoding="utf-8")
+    half = len(flat) // 2
+    for number, part in enumerate([flat[:half], flat[half:]]):
+        path = folder / f"part-{number}.parquet"
+        pq.write_table(pa.Table.from_pylist(part), path, row_group_size=100)
+        s3.put_file(str(path), f"{BUCKET}/corpus/part-{number}.parquet")
+    (folder / "a.jsonl").write_text("".join(json.dumps(row) + "\n" for row in flat[:half]), encoding="utf-8")
+    (folder / "b.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in flat[half:]).encode()))
+    s3.put_file(str(folder / "a.jsonl"), f"{BUCKET}/jsonl/a.jsonl")
+    s3.put_file(str(folder / "b.jsonl.gz"), f"{BUCKET}/jsonl/b.jsonl.gz")
+    return {"local": local, "dir": folder}
+
+
+@pytest.fixture(scope="module")
+def local_index(corpus, tiny_model_folder, tmp_path_factory) -> VectorIndex:
+    """The single-machine build of the local JSONL: the reference every remote build must equal."""
+    output = tmp_path_factory.mktemp("local") / "index"
+    build_index(CorpusReader(corpus["local"], CorpusOptions(metadata_fields=["module", "kind"])), output,
+                model=str(tiny_model_folder), show_progress=False)
+    with VectorIndex.open(output) as index:
+        yield index
+
+
+def _rows(index: VectorIndex) -> list[tuple]:
+    return list(index._docs.iter_rows())
+
+
+def _assert_same_index(index: VectorIndex, reference: VectorIndex, **search) -> None:
+    assert len(index) == len(reference) == ROWS
+    assert _rows(index) == _rows(reference)  # ids, texts, metadata, hashes, int ids
+    for hits, expected in zip(index.search_batch(QUERIES, 10, **search), reference.search_batch(QUERIES, 10)):
+        assert [h.id for h in hits] == [h.id for h in expected]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected], atol=1e-5)
+
+
+# ---------------------------------------------------------------------- sources
+def test_parquet_and_jsonl_on_s3_read_like_local_jsonl(corpus):
+    options = CorpusOptions(metadata_fields=["module", "kind"])
+    local = list(CorpusReader(corpus["local"], options))
+    parquet = open_corpus(f"s3://{BUCKET}/corpus/*.parquet", options)
+    assert list(parquet) == local
+    assert parquet.records == parquet.lines == ROWS and parquet.name.endswith("(+1 files)")
+    jsonl = open_corpus([f"s3://{BUCKET}/jsonl/a.jsonl", f"s3://{BUCKET}/jsonl/b.jsonl.gz"], options)
+    assert list(jsonl) == local
+    # a column projection: only the columns asked for are metadata
+    only_module = list(open_corpus(f"s3://{BUCKET}/corpus/part-0.parquet", CorpusOptions(metadata_fields=["module"])))
+    assert only_module[0].metadata == {"module": local[0].metadata["module"]}
+
+
+def test_single_machine_build_from_parquet_on_s3_equals_local_build(corpus, local_index, tiny_model_folder, tmp_path):
+    reader = open_corpus(f"s3://{BUCKET}/corpus/*.parquet", CorpusOptions(metadata_fields=["module", "kind"]))
+    build_index(reader, tmp_path / "index", model=str(tiny_model_folder), show_progress=False)
+    with VectorIndex.open(tmp_path / "index") as index:
+        _assert_same_index(index, local_index)
+
+
+def test_bad_parquet_row_names_file_row_group_and_row(s3, rows, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = [_flat(row) for row in rows[:300]]
+    flat[257]["text"] = None  # row group 2 (100 rows each), row 57 of the group
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.Table.from_pylist(flat), path, row_group_size=100)
+    s3.put_file(str(path), f"{BUCKET}/bad/bad.parquet")
+    url = f"s3://{BUCKET}/bad/bad.parquet"
+    with pytest.raises(CorpusError, match=r"s3://m2v-test/bad/bad\.parquet: row group 2, row 57: field 'text'"):
+        list(open_corpus(url))
+    skipping = open_corpus(url, CorpusOptions(skip_invalid=True))
+    assert len(list(skipping)) == 299 and skipping.skipped == 1
+    with pytest.raises(CorpusError, match="no text column 'body'"):
+        list(open_corpus(url, CorpusOptions(text_field="body")))
+    # rows without an id column get their row number in the file (from 0)
+    pq.write_table(pa.Table.from_pylist([{"text": r["text"]} for r in flat[:150]]), path, row_group_size=100)
+    records = list(open_corpus(str(path)))
+    assert [r.id for r in records[99:102]] == ["99", "100", "101"]
+
+
+def test_missing_sources_are_named(s3_endpoint, tmp_path):
+    with pytest.raises(CorpusError, match=r"no corpus file matches s3://m2v-test/nothing/\*\.parquet"):
+        expand_sources(f"s3://{BUCKET}/nothing/*.parquet")
+    with pytest.raises(CorpusError, match="does not exist"):
+        expand_sources(f"s3://{BUCKET}/nothing.jsonl")
+    with pytest.raises(CorpusError, match="not a readable Parquet file"):
+        (tmp_path / "fake.parquet").write_text("not parquet")
+        list(open_corpus(str(tmp_path / "fake.parquet")))
+    assert redact("https://user:secret@host/path") == "https://***@host/path"
+
+
+# ---------------------------------------------------------------------- index upload and download
+def test_upload_download_verifies_and_a_failed_upload_keeps_the_previous_generation(
+        s3, corpus, local_index, tiny_model_folder, tmp_path, monkeypatch):
+    import s3fs
+
+    url = f"s3://{BUCKET}/indexes/upload"
+    upload_index(local_index.path, url)
+    cache = tmp_path / "cache"
+    mirror = download_index(url, cache)
+    with VectorIndex.open(mirror) as index:
+        _assert_same_index(index, local_index)
+    first_generation = read_manifest(mirror)["generation"]
+    # a second generation, whose upload fails on its docstore: the first stays current and readable
+    second = tmp_path / "second"
+    subset = tmp_path / "subset.jsonl"
+    subset.write_text("".join(corpus["local"].read_text(encoding="utf-8").splitlines(keepends=True)[:100]))
+    build_index(CorpusReader(subset), second, model=str(tiny_model_folder), show_progress=False)
+    original = s3fs.S3FileSystem._put_file
+
+    async def failing_put(self, lpath, rpath, *args, **kwargs):
+        if str(rpath).endswith(".sqlite"):
+            raise OSError("connection reset by peer (injected)")
+        return await original(self, lpath, rpath, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_put_file", failing_put)
+    s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
+    with pytest.raises(RemoteIndexError, match="previous index there, if any, is unchanged"):
+        upload_index(second, url)
+    monkeypatch.setattr(s3fs.S3FileSystem, "_put_file", original)
+    s3fs.S3FileSystem.clear_instance_cache()
+    assert any(name.endswith(".faiss") and "index." in name for name in s3.ls(f"{BUCKET}/indexes/upload"))
+    fresh = download_index(url, tmp_path / "fresh-cache")
+    assert read_manifest(fresh)["generation"] == first_generation
+    with VectorIndex.open(fresh) as index:
+        assert len(index) == ROWS
+    # the retry commits the second generation; the cached mirror follows it
+    upload_index(second, url)
+    assert download_index(url, cache) == mirror
+    assert read_manifest(mirror)["generation"] != first_generation
+    with VectorIndex.open(mirror) as index:
+        assert len(index) == 100
+    stale = [Path(p).name for p in s3.ls(f"{BUCKET}/indexes/upload") if "index." in p]
+    assert len(stale) == 2  # the current and the previous generation only
+
+
+def test_download_refuses_a_tampered_file_and_a_missing_index(s3, local_index, tmp_path):
+    url = f"s3://{BUCKET}/indexes/tampered"
+    upload_index(local_index.path, url)
+    manifest = json.loads(s3.cat_file(f"{BUCKET}/indexes/tampered/manifest.json"))
+    docstore = manifest["docstore"]["file"]
+    data = bytearray(s3.cat_file(f"{BUCKET}/indexes/tampered/{docstore}"))
+    data[-100] ^= 0xFF
+    s3.pipe_file(f"{BUCKET}/indexes/tampered/{docstore}", bytes(data))
+    with pytest.raises(IndexCorruptError, match="does not match its sha256"):
+        download_index(url, tmp_path / "cache")
+    with pytest.raises(RemoteIndexError, match="no index at s3://m2v-test/indexes/none"):
+        download_index(f"s3://{BUCKET}/indexes/none", tmp_path / "cache")
+
+
+# ---------------------------------------------------------------------- Dask builds
+def test_dask_build_parquet_from_s3_with_staging_and_output_on_s3(s3, client, local_index, tiny_model_folder,
+                                                                    tmp_path):
+    from m2v_search.distributed import build_index_dask
+
+    url = f"s3://{BUCKET}/indexes/dask-parquet"
+    report = build_index_dask(f"s3://{BUCKET}/corpus/*.parquet", url, client=client, model=str(tiny_model_folder),
+                              metadata_fields=["module", "kind"], partition_size=20_000,
+                              staging_dir=f"s3://{BUCKET}/staging", show_progress=False)
+    assert report.documents == ROWS and report.partitions >= 4 and report.directory == url
+    assert "upload" in report.phases
+    assert not s3.exists(f"{BUCKET}/staging") or s3.ls(f"{BUCKET}/staging", refresh=True) == []  # cleaned up
+    with VectorIndex.open(download_index(url, tmp_path / "cache")) as index:
+        _assert_same_index(index, local_index)
+        assert index.build_info["engine"] == "dask"
+
+
+def test_dask_build_jsonl_from_s3_ivf_staged_next_to_the_output(s3, client, local_index, tiny_model_folder,
+                                                                 tmp_path):
+    from m2v_search.distributed import build_index_dask
+
+    url = f"s3://{BUCKET}/indexes/dask-ivf"
+    build_index_dask([f"s3://{BUCKET}/jsonl/a.jsonl", f"s3://{BUCKET}/jsonl/b.jsonl.gz"], url, client=client,
+                     model=str(tiny_model_folder), metadata_fields=["module", "kind"], factory="IVF8,Flat",
+                     partition_size=60_000, show_progress=False)
+    assert not s3.exists(f"{BUCKET}/indexes/dask-ivf/.dask-build")
+    with VectorIndex.open(download_index(url, tmp_path / "cache")) as index:
+        assert index.factory == "IVF8,Flat"
+        _assert_same_index(index, local_index, nprobe=8)  # all lists probed: exact
+
+
+def _arm_kill_on_records_upload(marker: str) -> int:
+    """Runs on one worker: its first upload of a shard's records kills the process (SIGKILL),
+    after the shard's vectors went up: a death in the middle of a partition."""
+    import s3fs
+
+    original = s3fs.S3FileSystem._put_file
+
+    async def killing_put(self, lpath, rpath, *args, **kwargs):
+        if str(rpath).endswith(".jsonl") and not os.path.exists(marker):
+            Path(marker).write_text(str(rpath))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await original(self, lpath, rpath, *args, **kwargs)
+
+    s3fs.S3FileSystem._put_file = killing_put
+    s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
+    return os.getpid()
+
+
+def test_worker_killed_mid_partition_is_retried_without_duplicates(s3, client, local_index, tiny_model_folder,
+                                                                   tmp_path):
+    from m2v_search.distributed import build_index_dask
+
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    marker = tmp_path / "killed"
+    pid = client.run(_arm_kill_on_records_upload, str(marker), workers=[victim])[victim]
+    url = f"s3://{BUCKET}/indexes/dask-killed"
+    report = build_index_dask(f"s3://{BUCKET}/corpus/*.parquet", url, client=client, model=str(tiny_model_folder),
+                              metadata_fields=["module", "kind"], partition_size=20_000,
+                              staging_dir=f"s3://{BUCKET}/staging", show_progress=False)
+    assert marker.exists(), "the armed worker never uploaded a shard"
+    assert f"{BUCKET}/staging/build-" in marker.read_text() and "/shards/part-" in marker.read_text()
+    assert pid not in client.run(os.getpid).values()  # that process is gone (the nanny started a new one)
+    assert report.records_read == report.documents == ROWS and report.unchanged == 0 and report.replaced == 0
+    with VectorIndex.open(download_index(url, tmp_path / "cache")) as index:
+        _assert_same_index(index, local_index)
+    client.wait_for_workers(2, timeout=60)
