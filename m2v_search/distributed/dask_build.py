@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -46,11 +44,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2v_search.distributed.docstore_fill import fill_docstore
 from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
 from m2v_search.index.build import BuildReport
 from m2v_search.index.corpus import CorpusOptions
-from m2v_search.index.docstore import SCHEMA, DocStore
+from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.locking import WriterLock
 from m2v_search.index.sources import is_parquet, is_url, redact
@@ -64,7 +63,6 @@ log = logging.getLogger("m2v_search.distributed")
 STAGING = ".dask-build"
 DEFAULT_PARTITION_SIZE = 64 << 20   # bytes of JSONL per partition
 CHUNK_ROWS = 65_536                 # vectors the driver reads at once from a shard
-_DOC_BATCH = 4096                   # records per docstore transaction step
 
 
 @dataclass
@@ -97,10 +95,10 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                      scheduler: str | None = None, client: Any = None, n_workers: int | None = None,
                      threads_per_worker: int = 1, partition_size: int = DEFAULT_PARTITION_SIZE,
                      index: str = "auto", factory: str | None = None, memory_budget: int | None = None,
-                     id_field: str | None = None, text_field: str = "text", metadata_fields: list[str] | None = None,
-                     skip_invalid: bool = False, batch_size: int = 4096,
-                     staging_dir: str | os.PathLike[str] | None = None, work_dir: str | os.PathLike[str] | None = None,
-                     show_progress: bool = True) -> DaskBuildReport:
+                     id_field: str | None = None, text_field: str = "text",
+                     metadata_fields: list[str] | None = None, skip_invalid: bool = False, batch_size: int = 4096,
+                     staging_dir: str | os.PathLike[str] | None = None,
+                     work_dir: str | os.PathLike[str] | None = None, show_progress: bool = True) -> DaskBuildReport:
     """Index ``inputs`` into ``output_dir`` on a Dask cluster (the index there is replaced only at the end).
 
     Args:
@@ -151,7 +149,9 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
     output = os.fspath(output_dir)
     requested = {"kind": "custom" if factory else index, "factory": factory, "memory_budget": memory_budget}
     cluster = (client, scheduler, n_workers, threads_per_worker)
-    shared = os.fspath(staging_dir) if staging_dir is not None else (join(output, STAGING) if is_url(output) else None)
+    shared = os.fspath(staging_dir) if staging_dir is not None else None
+    if shared is None and is_url(output):  # stage next to a URL output: the workers can reach it
+        shared = join(output, STAGING)
     with _local_output(output, work_dir) as directory, WriterLock.for_directory(directory):
         if shared is not None and not is_url(shared):
             staging = Staging.create(Path(shared), None)
@@ -212,7 +212,7 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
         phases["encode"] = time.perf_counter() - mark
         mark = time.perf_counter()
         shards = _localize(staging, shared_shards)
-        docs, counts, dead = _fill_docstore(staging.local / "docstore.sqlite", shards)
+        docs, counts, dead = fill_docstore(staging.local / "docstore.sqlite", shards)
         phases["docstore"] = time.perf_counter() - mark
         try:
             records = sum(s.rows for s in shards)
@@ -227,7 +227,8 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
                           "engine": "dask", "partitions": len(shards), "workers": workers}
             mark = time.perf_counter()
             merge = _Merge(staging, dask_client, shards, shared_shards, dead)
-            _commit(directory, merge, loaded, source, spec, requested, faiss_index, docs, live, build_info, started)
+            _commit(directory, merge, loaded, source, spec, requested, faiss_index, docs, live, build_info,
+                    started)
             phases["merge_and_commit"] = time.perf_counter() - mark
         finally:
             docs.close()
@@ -354,67 +355,6 @@ def _encode(client: Any, plan: _Plan, shard_dir: str, options: CorpusOptions, mo
         if progress is not None:
             progress.close()
     return [results[number] for number in range(len(futures))]
-
-
-def _fill_docstore(path: Path, shards: list[ShardInfo]) -> tuple[DocStore, dict[str, int], np.ndarray]:
-    """Stream every shard's records into an on-disk docstore; int id = position in the corpus.
-
-    Returns the docstore, counts (added, replaced, unchanged) and the sorted positions whose
-    vectors must not enter the index (records replaced later, or identical repeats).
-    """
-    connection = sqlite3.connect(path, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=OFF")   # staging file: a crash restarts the build
-    connection.execute("PRAGMA synchronous=OFF")
-    connection.executescript(SCHEMA)
-    docs = DocStore(connection, readonly=False, source=path)
-    total = sum(s.rows for s in shards)
-    docs.set_meta("next_iid", str(total))
-    counts = {"added": 0, "replaced": 0, "unchanged": 0}
-    dead: list[int] = []
-    position = 0
-    for shard in shards:
-        with open(shard.records, encoding="utf-8") as handle:
-            while True:
-                lines = [line for _, line in zip(range(_DOC_BATCH), handle)]
-                if not lines:
-                    break
-                rows = [json.loads(line) for line in lines]
-                position = _insert_batch(docs, rows, position, counts, dead)
-        docs.commit()
-    return docs, counts, np.unique(np.asarray(dead, dtype=np.int64))
-
-
-def _insert_batch(docs: DocStore, rows: list[list[str]], position: int, counts: dict[str, int],
-                  dead: list[int]) -> int:
-    existing = docs.lookup(list(dict.fromkeys(row[0] for row in rows)))
-    pending: dict[str, tuple[int, str, str, str, str]] = {}
-    removed: list[int] = []
-    for doc_id, text, meta, digest in rows:
-        previous = pending.get(doc_id)
-        if previous is not None:
-            earlier, earlier_hash = previous[0], previous[4]
-        elif doc_id in existing:
-            earlier, earlier_hash = existing[doc_id]
-        else:
-            earlier, earlier_hash = None, None
-        if earlier is None:
-            pending[doc_id] = (position, doc_id, text, meta, digest)
-            counts["added"] += 1
-        elif earlier_hash == digest:  # the same record again: keep the first
-            dead.append(position)
-            counts["unchanged"] += 1
-        else:  # a new version replaces the earlier one
-            dead.append(earlier)
-            if previous is None:
-                removed.append(earlier)
-                existing.pop(doc_id)
-            pending[doc_id] = (position, doc_id, text, meta, digest)
-            counts["replaced"] += 1
-        position += 1
-    if removed:
-        docs.delete_iids(removed)
-    docs.insert(sorted(pending.values()))
-    return position
 
 
 def _choose_index(requested: dict[str, Any], live: int, dim: int, shards: list[ShardInfo], dead: np.ndarray,

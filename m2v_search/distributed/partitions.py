@@ -3,7 +3,8 @@
 A partition is a byte range of a JSONL file (cut at ``partition_size`` bytes; a range owns the
 lines that *start* inside it), a whole gzip file (gzip cannot be split), consecutive row groups
 of a Parquet file (about ``partition_size`` uncompressed bytes), or a partition of a Dask bag.
-Files are local paths or fsspec URLs (``m2v_search.index.sources``). Records are parsed by the single-machine reader (``m2v_search.index.corpus``), so
+Files are local paths or fsspec URLs (``m2v_search.index.sources``). Records are parsed by
+the single-machine readers (``m2v_search.index.corpus``, ``m2v_search.index.sources``), so
 both builds accept the same rows, give the same ids and fail with the same messages, naming
 the file and the line number in the whole file.
 """
@@ -70,7 +71,8 @@ def split_file(path: str | os.PathLike[str], partition_size: int) -> list[FileBl
             return [FileBlock(name)]
     if size == 0:
         return [FileBlock(name, 0, 0)]
-    return [FileBlock(name, start, min(size, start + partition_size)) for start in range(0, size, partition_size)]
+    return [FileBlock(name, start, min(size, start + partition_size))
+            for start in range(0, size, partition_size)]
 
 
 def split_parquet(path: str, groups: list[tuple[int, int]], partition_size: int) -> list[ParquetBlock]:

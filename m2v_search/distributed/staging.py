@@ -68,8 +68,8 @@ class Staging:
             except FileNotFoundError:
                 pass
             except OSError as error:
-                log.warning("could not remove the staging prefix %s (%s); delete it by hand", redact(self.remote),
-                            error)
+                log.warning("could not remove the staging prefix %s (%s); delete it by hand",
+                            redact(self.remote), error)
         for _ in range(attempts):
             shutil.rmtree(self.local, ignore_errors=True)
             if not self.local.exists():
@@ -94,9 +94,11 @@ def check_open(shared_dir: str) -> None:
         root = shared_dir.rstrip("/").rsplit("/", 1)[0]  # the build prefix above "shards" or "ivf"
         fs, path = filesystem(join(root, MARKER))
         if not fs.exists(path):
-            raise FileNotFoundError(f"staging prefix {redact(root)} is gone: the build was cancelled or finished")
+            raise FileNotFoundError(f"staging prefix {redact(root)} is gone: the build was cancelled or "
+                                    "finished")
         return
-    if not Path(shared_dir).is_dir():  # the driver makes it; never recreate it after a cancelled build removed it
+    # the driver makes the folder; never recreate it after a cancelled build removed it
+    if not Path(shared_dir).is_dir():
         raise FileNotFoundError(f"staging directory {shared_dir} does not exist on this worker: it must be on "
                                 "storage shared by the driver and every worker (or the build was cancelled)")
 

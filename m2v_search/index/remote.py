@@ -74,8 +74,8 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
             fs.put_file(str(directory / name), f"{root}/{name}")
         fs.put_file(str(directory / MANIFEST_NAME), f"{root}/{MANIFEST_NAME}")  # the commit point
     except (OSError, ValueError) as error:  # botocore errors surface as OSError through s3fs
-        raise RemoteIndexError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index there, "
-                               "if any, is unchanged") from None
+        raise RemoteIndexError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index "
+                               "there, if any, is unchanged") from None
     _remove_stale(fs, root, keep={*manifest["files"], *(previous or {}).get("files", {})})
     return str(manifest.get("generation"))
 
@@ -108,7 +108,8 @@ def download_index(url: str, cache_dir: str | os.PathLike[str] | None = None) ->
             except FileNotFoundError:
                 # a writer replaced the generation (and removed files) between our reads: read again
                 if attempt == 2:
-                    raise RemoteIndexError(f"{redact(url)} changed three times while it was downloaded") from None
+                    raise RemoteIndexError(f"{redact(url)} changed three times while it was "
+                                           "downloaded") from None
         temporary = target / f".{MANIFEST_NAME}.download"
         temporary.write_bytes(manifest_bytes)
         os.replace(temporary, target / MANIFEST_NAME)
@@ -160,7 +161,7 @@ def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]
         if "/" in name or "\\" in name or name.startswith("."):
             raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} names an unsafe file {name!r}")
         local = target / name
-        if local.is_file() and local.stat().st_size == entry.get("bytes") and sha256_file(local) == entry.get("sha256"):
+        if _cached(local, entry):
             continue
         partial = target / f".{name}.download"
         log.info("downloading %s from %s", name, redact(url))
@@ -173,6 +174,11 @@ def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]
             partial.unlink(missing_ok=True)
             raise RemoteIndexError(f"cannot download {name} from {redact(url)}: {error}") from None
         os.replace(partial, local)
+
+
+def _cached(local: Path, entry: dict[str, Any]) -> bool:
+    """Whether the mirror already holds this file (same size and sha256)."""
+    return local.is_file() and local.stat().st_size == entry.get("bytes") and sha256_file(local) == entry.get("sha256")
 
 
 def _remove_stale(fs: Any, root: str, keep: set[str]) -> None:

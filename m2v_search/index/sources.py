@@ -61,7 +61,8 @@ def filesystem(url: str) -> tuple[Any, str]:
     try:
         fs, path = fsspec.core.url_to_fs(url)
     except ImportError as error:
-        raise CorpusError(f"cannot read {redact(url)}: {error} (for s3://: pip install 'm2v-search[s3]')") from None
+        raise CorpusError(f"cannot read {redact(url)}: {error} (for s3://: pip install "
+                          "'m2v-search[s3]')") from None
     except ValueError as error:
         raise CorpusError(f"cannot read {redact(url)}: {error}") from None
     fs.invalidate_cache()
@@ -101,7 +102,8 @@ def _expand_local(text: str) -> list[str]:
     if not path.exists():
         raise CorpusError(f"corpus file {path} does not exist")
     if path.is_dir():
-        raise CorpusError(f"corpus {path} is a directory; give .jsonl, .jsonl.gz or .parquet files (or a glob pattern)")
+        raise CorpusError(f"corpus {path} is a directory; give .jsonl, .jsonl.gz or .parquet files "
+                          "(or a glob pattern)")
     return [str(path)]
 
 
@@ -116,7 +118,8 @@ def _expand_url(url: str) -> list[str]:
         if not fs.exists(path):
             raise CorpusError(f"corpus file {redact(url)} does not exist")
         if fs.isdir(path):
-            raise CorpusError(f"corpus {redact(url)} is a directory; give files or a glob pattern (e.g. {url}/*.parquet)")
+            raise CorpusError(f"corpus {redact(url)} is a directory; give files or a glob pattern "
+                              f"(e.g. {redact(url)}/*.parquet)")
     except OSError as error:  # permissions, unreachable endpoint...
         raise CorpusError(f"cannot list {redact(url)}: {error}") from None
     return [url]
@@ -253,7 +256,8 @@ class ParquetReader:
         """The columns to read: all, unless ``metadata_fields`` names the metadata ones."""
         options = self.options
         if options.id_field is not None and options.id_field not in available:
-            raise CorpusError(f"{self.name}: no id column {options.id_field!r} (columns: {', '.join(available)})")
+            raise CorpusError(f"{self.name}: no id column {options.id_field!r} "
+                              f"(columns: {', '.join(available)})")
         if options.text_field not in available:
             raise CorpusError(f"{self.name}: no text column {options.text_field!r} (columns: "
                               f"{', '.join(available)}); choose one with --text-column")
@@ -274,7 +278,8 @@ def _plain_row(row: dict[str, Any], where: str) -> dict[str, Any]:
         if isinstance(value, decimal.Decimal):
             return str(value)
         if isinstance(value, (bytes, bytearray)):
-            raise CorpusError(f"{where}: column {column!r} holds binary data; leave it out with --metadata-columns")
+            raise CorpusError(f"{where}: column {column!r} holds binary data; leave it out with "
+                              "--metadata-columns")
         if isinstance(value, dict):
             return {str(k): plain(v, column) for k, v in value.items()}
         if isinstance(value, list):
@@ -305,8 +310,11 @@ class SourcesReader:
 
     def __iter__(self) -> Iterator[Record]:
         for source in self.sources:
-            reader: Any = ParquetReader(source, self.options) if is_parquet(source) else jsonl_reader(source,
-                                                                                                        self.options)
+            reader: Any
+            if is_parquet(source):
+                reader = ParquetReader(source, self.options)
+            else:
+                reader = jsonl_reader(source, self.options)
             try:
                 for record in reader:
                     self.records += 1
