@@ -300,18 +300,26 @@ def test_dask_build_jsonl_from_s3_ivf_staged_next_to_the_output(s3, client, loca
 
 
 def _arm_kill_on_records_upload(marker: str) -> int:
-    """Runs on one worker: its first upload of a shard's records kills the process (SIGKILL),
-    after the shard's vectors went up: a death in the middle of a partition."""
+    """Runs on every worker: the first upload of a shard's records, on whichever worker comes
+    first (the marker file is created exclusively), kills that process (SIGKILL) after the
+    shard's vectors went up: a death in the middle of a partition."""
     import s3fs
 
     original = s3fs.S3FileSystem._put_file
 
     async def killing_put(self, lpath, rpath, *args, **kwargs):
-        if str(rpath).endswith(".jsonl") and not os.path.exists(marker):
-            Path(marker).write_text(str(rpath))
-            os.kill(os.getpid(), signal.SIGKILL)
+        if str(rpath).endswith(".jsonl"):
+            try:
+                descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.write(descriptor, str(rpath).encode())
+                os.close(descriptor)
+                os.kill(os.getpid(), signal.SIGKILL)
         return await original(self, lpath, rpath, *args, **kwargs)
 
+    killing_put.__wrapped_original__ = original
     s3fs.S3FileSystem._put_file = killing_put
     s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
     return os.getpid()
@@ -321,17 +329,84 @@ def test_worker_killed_mid_partition_is_retried_without_duplicates(s3, client, l
                                                                    tmp_path):
     from m2v_search.distributed import build_index_dask
 
-    victim = sorted(client.scheduler_info()["workers"])[0]
     marker = tmp_path / "killed"
-    pid = client.run(_arm_kill_on_records_upload, str(marker), workers=[victim])[victim]
+    pids = set(client.run(_arm_kill_on_records_upload, str(marker)).values())
     url = f"s3://{BUCKET}/indexes/dask-killed"
     report = build_index_dask(f"s3://{BUCKET}/corpus/*.parquet", url, client=client, model=str(tiny_model_folder),
                               metadata_fields=["module", "kind"], partition_size=20_000,
                               staging_dir=f"s3://{BUCKET}/staging", show_progress=False)
     assert marker.exists(), "the armed worker never uploaded a shard"
     assert f"{BUCKET}/staging/build-" in marker.read_text() and "/shards/part-" in marker.read_text()
-    assert pid not in client.run(os.getpid).values()  # that process is gone (the nanny started a new one)
+    assert len(pids - set(client.run(os.getpid).values())) == 1  # one process died (its nanny started another)
     assert report.records_read == report.documents == ROWS and report.unchanged == 0 and report.replaced == 0
     with VectorIndex.open(download_index(url, tmp_path / "cache")) as index:
         _assert_same_index(index, local_index)
     client.wait_for_workers(2, timeout=60)
+    client.run(_disarm)
+
+
+def _disarm() -> None:
+    """Restore s3fs on a worker that was armed and survived."""
+    import s3fs
+
+    original = getattr(s3fs.S3FileSystem._put_file, "__wrapped_original__", None)
+    if original is not None:
+        s3fs.S3FileSystem._put_file = original
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+# ---------------------------------------------------------------------- partitioned indexes
+@pytest.fixture(scope="module")
+def hive(s3, rows, tmp_path_factory) -> str:
+    """The rows as a Hive-partitioned Parquet dataset on S3: ``half=first`` and ``half=second``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path_factory.mktemp("hive")
+    flat = [_flat(row) for row in rows]
+    for value, part in (("first", flat[:ROWS // 2]), ("second", flat[ROWS // 2:])):
+        pq.write_table(pa.Table.from_pylist(part), folder / f"{value}.parquet", row_group_size=150)
+        s3.put_file(str(folder / f"{value}.parquet"), f"{BUCKET}/hive/half={value}/part-0.parquet")
+    return f"s3://{BUCKET}/hive/*/*.parquet"
+
+
+@pytest.mark.parametrize("engine", ["dask", "local"])
+def test_partitioned_index_on_s3_searches_like_one_index(engine, hive, client, local_index, tiny_model_folder,
+                                                         tmp_path):
+    from m2v_search.index.partitioned import PartitionedIndex, build_partitioned_indexes, hive_partitions
+
+    partitions = hive_partitions(hive, "half")
+    assert sorted(partitions) == ["first", "second"]
+    root = f"s3://{BUCKET}/partitioned-{engine}"
+    extra = {"client": client, "partition_size": 20_000, "show_progress": False} if engine == "dask" else {
+        "show_progress": False}
+    reports = build_partitioned_indexes(partitions, root, engine=engine, model=str(tiny_model_folder),
+                                        metadata_fields=["module", "kind"], **extra)
+    assert {key: report.documents for key, report in reports.items()} == {"first": ROWS // 2, "second": ROWS // 2}
+    first_half = {row["id"] for row in map(json.loads, EXAMPLES.read_text().splitlines()[:ROWS // 2])}
+    with PartitionedIndex.open(root, cache_dir=tmp_path / "cache") as both:
+        assert len(both) == ROWS and both.keys == ["first", "second"]
+        # flat partitions: the merged top k is the top k of one index over the whole corpus
+        for hits, expected in zip(both.search_batch(QUERIES, 10), local_index.search_batch(QUERIES, 10)):
+            assert [h.id for h in hits] == [h.id for h in expected]
+            np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected], atol=1e-5)
+            assert all((h.partition == "first") == (h.id in first_half) for h in hits)
+        only = both.search(QUERIES[0], 5, partitions=["second"])
+        assert {h.partition for h in only} == {"second"}
+        assert [h.id for h in only] == [h.id for h in both.indexes["second"].search(QUERIES[0], 5)]
+        with pytest.raises(KeyError, match="not open: third"):
+            both.search(QUERIES[0], 5, partitions=["third"])
+
+
+def test_partitioned_listing_errors(tmp_path):
+    from m2v_search.index import IndexNotFoundError
+    from m2v_search.index.partitioned import PartitionedIndex, build_partitioned_indexes
+
+    with pytest.raises(IndexNotFoundError, match="partitions.json is missing"):
+        PartitionedIndex.open(tmp_path)
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        build_partitioned_indexes({"../up": "x.jsonl"}, tmp_path)
+    (tmp_path / "partitions.json").write_text(json.dumps({"format": "m2v-search-partitioned-index",
+                                                          "partitions": {"a": {"path": "../elsewhere"}}}))
+    with pytest.raises(IndexCorruptError, match="unsafe partition"):
+        PartitionedIndex.open(tmp_path)

@@ -17,15 +17,16 @@ roles); URLs are logged without any ``user:password@`` part.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
-from m2v_search.index.locking import WriterLock
 from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
 from m2v_search.index.sources import filesystem, is_url, redact
 
@@ -99,7 +100,7 @@ def download_index(url: str, cache_dir: str | os.PathLike[str] | None = None) ->
     target = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = target / hashlib.sha256(url.rstrip("/").encode("utf-8")).hexdigest()[:20]
     target.mkdir(parents=True, exist_ok=True)
-    with WriterLock.for_directory(target):
+    with _download_lock(target):
         for attempt in range(3):
             manifest_bytes = _read_manifest_bytes(fs, root, url)
             try:
@@ -128,6 +129,19 @@ def open_target(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] 
 
 
 # ---------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _download_lock(target: Path) -> Iterator[None]:
+    """One downloader at a time per mirror (others wait; the OS drops the lock if its holder dies)."""
+    import fcntl
+
+    fd = os.open(target / ".download.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 def _size(info: dict[str, Any]) -> int | None:
     size = info.get("size", info.get("Size"))
     return None if size is None else int(size)
