@@ -32,9 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,6 +50,7 @@ from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.locking import WriterLock
+from m2v_search.index.remote import build_target
 from m2v_search.index.sources import is_parquet, is_url, redact
 from m2v_search.index.store import _MAX_TRAIN, VectorIndex, _load_model, commit_generation
 
@@ -152,7 +151,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
     shared = os.fspath(staging_dir) if staging_dir is not None else None
     if shared is None and is_url(output):  # stage next to a URL output: the workers can reach it
         shared = join(output, STAGING)
-    with _local_output(output, work_dir) as directory, WriterLock.for_directory(directory):
+    with build_target(output, work_dir) as directory, WriterLock.for_directory(directory):
         if shared is not None and not is_url(shared):
             staging = Staging.create(Path(shared), None)
         else:
@@ -162,33 +161,12 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                           partition_size, batch_size, show_progress, started)
         finally:
             staging.remove()
-        if is_url(output):
-            from m2v_search.index.remote import upload_index
-
-            mark = time.perf_counter()
-            upload_index(directory, output)
-            report.phases["upload"] = round(time.perf_counter() - mark, 3)
-            report.directory = redact(output)
+        mark = time.perf_counter()  # leaving build_target uploads a URL output
+    if is_url(output):
+        report.phases["upload"] = round(time.perf_counter() - mark, 3)
+        report.directory = redact(output)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
-
-
-@contextlib.contextmanager
-def _local_output(output: str, work_dir: str | os.PathLike[str] | None) -> Iterator[Path]:
-    """The local folder the index is committed to: ``output`` itself, or for a URL ``work_dir``
-    (kept) or a temporary folder (removed afterwards)."""
-    if not is_url(output):
-        yield Path(output)
-        return
-    if work_dir is not None:
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        yield Path(work_dir)
-        return
-    temporary = Path(tempfile.mkdtemp(prefix="m2v-dask-build-"))
-    try:
-        yield temporary
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, directory: Path, staging: Staging,
@@ -243,12 +221,8 @@ def _localize(staging: Staging, shards: list[ShardInfo]) -> list[ShardInfo]:
     """The shards with local paths: as they are in a shared folder, downloaded from a staging URL."""
     if staging.remote is None:
         return shards
-    local = []
-    for shard in shards:
-        vectors = staging.fetch(shard.vectors, shard.vectors.rsplit("/", 1)[-1])
-        records = staging.fetch(shard.records, shard.records.rsplit("/", 1)[-1])
-        local.append(dataclasses.replace(shard, vectors=vectors, records=records))
-    return local
+    paths = iter(staging.fetch([path for shard in shards for path in (shard.vectors, shard.records)]))
+    return [dataclasses.replace(shard, vectors=next(paths), records=next(paths)) for shard in shards]
 
 
 @dataclass
@@ -481,7 +455,7 @@ def _merge_ivf(path: Path, merge: _Merge, trained: Any) -> int:
         futures.append(merge.client.submit(fill_ivf_shard, shared_trained, shard.vectors, first, own_dead,
                                            join(ivf_dir, names[-1]), pure=False))
     added = merge.client.gather(futures)
-    outputs = [staging.fetch(join(ivf_dir, name), name) for name in names]
+    outputs = staging.fetch([join(ivf_dir, name) for name in names])
     merged = faiss.read_index(str(trained_path))
     with _c_stdout_to_stderr():  # FAISS prints its file resizing on the C stdout: keep stdout for results
         merge_ondisk(merged, outputs, str(staging.local / "merged.ivfdata"))

@@ -77,15 +77,20 @@ class Staging:
             time.sleep(0.05)
         log.warning("could not remove the staging area %s entirely; delete it by hand", self.local)
 
-    def fetch(self, source: str, name: str) -> str:
-        """A local path for ``source`` (downloaded into the work folder when it is a URL)."""
-        if not is_url(source):
-            return source
-        local = self.local / "downloaded" / name
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fs, path = filesystem(source)
-        fs.get_file(path, str(local))
-        return str(local)
+    def fetch(self, sources: list[str]) -> list[str]:
+        """Local paths for ``sources``: as they are in a shared folder; URLs are downloaded into
+        the work folder (concurrently, by the filesystem's own bulk ``get``)."""
+        if self.remote is None or not sources:
+            return list(sources)
+        folder = self.local / "downloaded"
+        folder.mkdir(parents=True, exist_ok=True)
+        fs, _ = filesystem(sources[0])
+        remote_paths = [filesystem(source)[1] for source in sources]
+        local = [str(folder / path.rsplit("/", 1)[-1]) for path in remote_paths]
+        if len(set(local)) != len(local):
+            raise ValueError("staging files to download share a name")
+        fs.get(remote_paths, local)
+        return local
 
 
 def check_open(shared_dir: str) -> None:

@@ -18,7 +18,6 @@ import heapq
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,14 +109,11 @@ def _build_one(inputs: Any, output: str, engine: str, options: dict[str, Any]) -
     options = dict(options)  # shared by every partition: take the corpus fields out of a copy
     fields = {name: options.pop(name) for name in ("id_field", "text_field", "metadata_fields", "skip_invalid")
               if name in options}
-    corpus = open_corpus(inputs, CorpusOptions(**fields))
-    if not is_url(output):
-        return build_index(corpus, output, **options)
-    from m2v_search.index.remote import upload_index
+    from m2v_search.index.remote import build_target
 
-    with tempfile.TemporaryDirectory(prefix="m2v-partition-") as local:
+    corpus = open_corpus(inputs, CorpusOptions(**fields))
+    with build_target(output) as local:
         report = build_index(corpus, local, **options)
-        upload_index(local, output)
     report.directory = redact(output)
     return report
 

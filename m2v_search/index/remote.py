@@ -22,6 +22,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,8 +126,52 @@ def download_index(url: str, cache_dir: str | os.PathLike[str] | None = None) ->
 
 
 def open_target(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``path`` itself for a local directory, else the verified local mirror of the URL."""
+    """The local directory to open for ``path``: itself, or for a URL its verified local mirror.
+
+    Args:
+        path: an index directory or the fsspec URL of one.
+        cache_dir: where URL mirrors live (default ``default_cache_dir()``).
+
+    Returns:
+        A local index directory.
+    """
     return download_index(os.fspath(path), cache_dir) if is_url(os.fspath(path)) else Path(path)
+
+
+@contextlib.contextmanager
+def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str] | None = None
+                 ) -> Iterator[Path]:
+    """The local directory a build commits to, uploaded afterwards when ``output`` is a URL.
+
+    A local ``output`` is yielded as it is. For a URL, the build goes to ``work_dir`` (kept) or
+    a temporary folder (removed afterwards); when the ``with`` body finishes without an error,
+    the committed index is uploaded with ``upload_index`` (manifest last).
+
+    Args:
+        output: the index directory or fsspec URL the user asked for.
+        work_dir: a local folder for URL outputs (default a temporary one).
+
+    Yields:
+        The local index directory to build into.
+
+    Raises:
+        RemoteIndexError: the upload failed (the previous index at the URL stays current).
+    """
+    target = os.fspath(output)
+    if not is_url(target):
+        yield Path(target)
+        return
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        yield Path(work_dir)
+        upload_index(work_dir, target)
+        return
+    temporary = Path(tempfile.mkdtemp(prefix="m2v-index-build-"))
+    try:
+        yield temporary
+        upload_index(temporary, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- helpers
