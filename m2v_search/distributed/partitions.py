@@ -19,7 +19,14 @@ from typing import Any
 
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
-from m2v_search.index.sources import ParquetReader, expand_sources, jsonl_reader, open_binary, source_size
+from m2v_search.index.sources import (
+    ParquetReader,
+    count_skipped,
+    expand_sources,
+    jsonl_reader,
+    open_binary,
+    source_size,
+)
 from m2v_search.index.store import Record
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -138,8 +145,6 @@ def read_block(block: FileBlock | ParquetBlock, options: CorpusOptions) -> tuple
 
 
 def _block_records(block: FileBlock, reader: CorpusReader) -> Iterator[Record]:
-    from m2v_search.index import corpus as corpus_module
-
     with open_binary(block.path) as handle:
         position = block.start
         if block.start > 0:
@@ -158,11 +163,7 @@ def _block_records(block: FileBlock, reader: CorpusReader) -> Iterator[Record]:
             try:
                 record = reader._parse(raw, line)
             except CorpusError as error:
-                if not reader.options.skip_invalid:
-                    raise
-                reader.skipped += 1
-                if reader.skipped <= corpus_module._REPORTED:
-                    corpus_module.log.warning("skipped %s", error)
+                count_skipped(reader, error)
                 continue
             reader.records += 1
             yield record

@@ -215,11 +215,10 @@ def _remote_manifest(fs: Any, root: str, url: str, missing_ok: bool = False) -> 
 
 def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]) -> None:
     files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} lists no files")
+    unsafe = [name for name in files or () if "/" in name or "\\" in name or name.startswith(".")]
+    if not isinstance(files, dict) or not files or unsafe:  # never write outside the mirror folder
+        raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} lists no files or unsafe names {unsafe}")
     for name, entry in files.items():
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} names an unsafe file {name!r}")
         local = target / name
         if _cached(local, entry):
             continue

@@ -38,6 +38,15 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 _REPORTED = 5  # skipped rows logged one by one before only counting
 
 
+def count_skipped(reader: Any, error: CorpusError) -> None:
+    """Count a bad row on ``reader`` (logging the first few) under ``skip_invalid``, else raise ``error``."""
+    if not reader.options.skip_invalid:
+        raise error
+    reader.skipped += 1
+    if reader.skipped <= _REPORTED:
+        log.warning("skipped %s", error)
+
+
 def is_url(source: str | os.PathLike[str]) -> bool:
     """Whether ``source`` names a file through an fsspec protocol (``s3://``, ``gs://``, ``memory://``...)."""
     return "://" in os.fspath(source) and not os.fspath(source).startswith("file://")
@@ -241,11 +250,7 @@ class ParquetReader:
                     try:
                         record = parser._record(_plain_row(row, where), where, file_row)
                     except CorpusError as error:
-                        if not self.options.skip_invalid:
-                            raise
-                        self.skipped += 1
-                        if self.skipped <= _REPORTED:
-                            log.warning("skipped %s", error)
+                        count_skipped(self, error)
                         continue
                     finally:
                         file_row += 1
