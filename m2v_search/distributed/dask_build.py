@@ -47,7 +47,10 @@ from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import SCHEMA, DocStore
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.locking import WriterLock
-from m2v_search.index.store import _MAX_TRAIN, VectorIndex, _load_model, commit_generation
+from m2v_search.index.generations import commit_generation
+from m2v_search.index.model_binding import load_model as _load_model
+from m2v_search.index.store import VectorIndex
+from m2v_search.index.vectors import MAX_TRAIN as _MAX_TRAIN
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.distributed.worker import ShardInfo

@@ -19,7 +19,7 @@ from typing import Any
 
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
-from m2v_search.index.store import Record
+from m2v_search.index.records import Record
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _COUNT_CHUNK = 1 << 22

@@ -22,7 +22,8 @@ import numpy as np
 
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import content_hash
-from m2v_search.index.store import Record, _normalize_rows
+from m2v_search.index.records import Record
+from m2v_search.index.vectors import normalize_rows as _normalize_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.distributed.partitions import FileBlock

@@ -124,3 +124,59 @@ def fsync_dir(directory: Path) -> None:
 def fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def index_manifest(*, generation: str, model: Any, model_path: str | None, dim: int, index_file: str,
+                   docstore_file: str, spec: Any, requested: dict[str, Any], counts: dict[str, int],
+                   build: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """The manifest of one generation of an index directory (its files must be written already).
+
+    Args:
+        generation: The generation's name.
+        model: The StaticModel the vectors come from, or None for vectors computed elsewhere.
+        model_path: The model's recorded source (bundled name or folder).
+        dim: Dimensions of the vectors.
+        index_file: Name of the FAISS file in ``directory``.
+        docstore_file: Name of the docstore file in ``directory``.
+        spec: The index in use (``kind``, ``factory``, ``params``).
+        requested: What was asked for (``kind``, ``factory``, ``memory_budget``).
+        counts: ``documents``, ``vectors`` and ``deleted``.
+        build: Facts about the build (complete or not, corpus, timings).
+        directory: Where the files are (their checksums are taken now).
+
+    Returns:
+        The manifest, ready for :func:`write_manifest`.
+    """
+    import time
+
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "generation": generation,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "libraries": library_versions(),
+        "model": {"external": True, "dim": dim} if model is None else {
+            "name": model.name,
+            "path": model_path,
+            "fingerprint": model.fingerprint,
+            "dim": dim,
+            "tokenizer_backend": model.tokenizer_backend,
+            "embedding_dtype": model.embedding_dtype,
+        },
+        "dim": dim,
+        "metric": "inner_product",
+        "normalized": True,
+        "index": {
+            "file": index_file,
+            "kind": spec.kind,
+            "factory": spec.factory,
+            "search_params": spec.params,
+            "requested": requested.get("kind"),
+            "requested_factory": requested.get("factory"),
+            "memory_budget": requested.get("memory_budget"),
+        },
+        "docstore": {"file": docstore_file, "schema": 1},
+        "counts": counts,
+        "build": build,
+        "files": {name: file_entry(directory / name) for name in (index_file, docstore_file)},
+    }
