@@ -392,3 +392,11 @@ def test_ids_matching_a_filter(index: VectorIndex) -> None:
     index.delete(["doc-1"])
     assert index.ids({"n": {"$lt": 3}}) == ["doc-0", "doc-2"]
     assert index.ids({"tag": "t4", "even": True}) == [f"doc-{i}" for i in range(600) if i % 5 == 4 and i % 2 == 0]
+
+
+def test_index_keyword_is_a_deprecated_alias_of_index_kind(tiny_model) -> None:
+    with pytest.warns(DeprecationWarning, match="index_kind"):
+        vectors = VectorIndex.create(model=tiny_model, index="hnsw")
+    assert vectors.index_kind == vectors.kind == "hnsw"
+    with pytest.warns(DeprecationWarning):
+        assert VectorIndex.create(model=tiny_model, index="ivf").index_kind == "flat"  # until trained
