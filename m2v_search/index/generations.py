@@ -9,6 +9,7 @@ crash at any point leaves the previous manifest and its files in place.
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
-from m2v_search.index.manifest import fsync_dir, fsync_file, read_manifest, verify_files, write_manifest
+from m2v_search.index.manifest import fsync_dir, fsync_file, read_manifest, read_verified_files, write_manifest
 
-_READ_ATTEMPTS = 3
+_READ_ATTEMPTS = 5
+REQUIRED_TABLES = {"docs", "tombstones", "meta"}
 
 
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
@@ -89,17 +91,18 @@ def remove_old_generations(directory: Path, keep: set[str]) -> None:
                 path.unlink(missing_ok=True)
 
 
-def read_verified_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest of ``directory`` once every file it lists matches its checksum.
+def read_verified_generation(directory: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest of ``directory`` and the verified bytes of every file it lists.
 
-    A writer may replace the generation between the manifest read and the checks: then the
-    new manifest is read and checked again.
+    A writer may commit a new generation (and remove an old one) while this reads: when a
+    check fails and the manifest on disk names another generation by then, the new manifest
+    is read and checked again.
 
     Args:
         directory: The index directory.
 
     Returns:
-        The parsed manifest.
+        ``(manifest, {file name: content})``; parse these bytes, not the files.
 
     Raises:
         IndexNotFoundError: ``directory`` holds no index.
@@ -108,9 +111,34 @@ def read_verified_manifest(directory: Path) -> dict[str, Any]:
     for attempt in range(_READ_ATTEMPTS):
         manifest = read_manifest(directory)
         try:
-            verify_files(directory, manifest)
-            return manifest
+            return manifest, read_verified_files(directory, manifest)
         except IndexCorruptError:
-            if attempt == _READ_ATTEMPTS - 1 or generation_on_disk(directory) == manifest.get("generation"):
+            if attempt == _READ_ATTEMPTS - 1 or generation_on_disk(directory) == manifest["generation"]:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def docstore_from_bytes(data: bytes, path: Path) -> DocStore:
+    """A docstore over a private in-memory copy of verified SQLite bytes (never the file again).
+
+    Args:
+        data: The verified content of a docstore file.
+        path: Where it came from (for messages).
+
+    Returns:
+        The docstore (writable: writes change only the in-memory copy until a save).
+
+    Raises:
+        IndexCorruptError: ``data`` is not a docstore.
+    """
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    try:
+        db.deserialize(data)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise IndexCorruptError(f"{path} is not a readable SQLite docstore: {error}") from None
+    if not REQUIRED_TABLES <= tables:
+        db.close()
+        raise IndexCorruptError(f"{path} lacks the docstore tables ({', '.join(sorted(REQUIRED_TABLES))})")
+    return DocStore(db, readonly=False, source=path)

@@ -39,7 +39,12 @@ from m2v_search.index.checks import consistency_problems
 from m2v_search.index.collection import DocumentCollection
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import IndexConflictError, IndexCorruptError
-from m2v_search.index.generations import commit_generation, generation_on_disk, read_verified_manifest
+from m2v_search.index.generations import (
+    commit_generation,
+    docstore_from_bytes,
+    generation_on_disk,
+    read_verified_generation,
+)
 from m2v_search.index.locking import WriterLock
 from m2v_search.index.manifest import MANIFEST_NAME, index_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
@@ -167,17 +172,17 @@ class VectorIndex(DocumentCollection):
         directory = Path(path)
         if create and not (directory / MANIFEST_NAME).exists():
             return cls.create(directory, model, **create_kwargs)
-        manifest = read_verified_manifest(directory)
+        manifest, contents = read_verified_generation(directory)
         loaded, source = model_for_manifest(manifest, model, allow_model_mismatch, directory)
         info = manifest["index"]
-        spec = factories.IndexSpec(info["kind"], info["factory"], dict(info.get("search_params", {})))
-        docs = DocStore.open_file(directory / manifest["docstore"]["file"])
-        index_path = directory / info["file"]
+        spec = factories.IndexSpec(info["kind"], info["factory"], dict(info.get("search_params") or {}))
+        docs_name, index_name = manifest["docstore"]["file"], info["file"]
+        docs = docstore_from_bytes(contents.pop(docs_name), directory / docs_name)
         try:
-            backend = load_backend(index_path.read_bytes(), spec, docs.tombstones())
-        except IndexCorruptError as error:
+            backend = load_backend(contents.pop(index_name), spec, docs.tombstones())
+        except (IndexCorruptError, ValueError) as error:  # unparseable bytes, or a kind no backend serves
             docs.close()
-            raise IndexCorruptError(f"{index_path} is {error}") from None
+            raise IndexCorruptError(f"{directory / index_name}: {error}") from None
         _check_counts(directory, manifest, backend, docs)
         requested = {"kind": info.get("requested", spec.kind), "factory": info.get("requested_factory"),
                      "memory_budget": info.get("memory_budget")}
