@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -99,14 +100,10 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
                 vectors.save(staging, finalize=False)
                 log.debug("checkpoint: %d documents in %s", len(vectors), staging)
 
-            progress = _progress(show_progress, "Indexing")
-            try:
+            with progress_bar(show_progress, "Indexing") as progress:
                 read, added, replaced, unchanged = stream_upsert(
                     vectors, corpus, batch_size=batch_size, progress=progress, checkpoint=checkpoint,
                     checkpoint_every=checkpoint_every)
-            finally:
-                if progress is not None:
-                    progress.close()
             if read == 0 and not resumed:
                 raise CorpusError(f"{corpus.name}: no records (read {corpus.lines} lines, "
                                   f"{corpus.skipped} invalid); the previous index, if any, is unchanged")
@@ -124,9 +121,16 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
             vectors.close()
 
 
-def _progress(enabled: bool, description: str) -> Any:
+@contextmanager
+def progress_bar(enabled: bool, description: str) -> Iterator[Any]:
+    """A tqdm progress bar on stderr counting texts (None when not ``enabled``), closed on exit."""
     if not enabled:
-        return None
+        yield None
+        return
     from tqdm.auto import tqdm
 
-    return tqdm(unit=" texts", desc=description, mininterval=0.5, smoothing=0.1, unit_scale=True)
+    bar = tqdm(unit=" texts", desc=description, mininterval=0.5, smoothing=0.1, unit_scale=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
