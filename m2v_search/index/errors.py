@@ -35,3 +35,11 @@ class CorpusError(IndexError_, InvalidInputError):
 
 class NoModelError(IndexError_, ValueError):
     """The index holds vectors computed elsewhere (no model), and an operation needs to encode text."""
+
+
+class UnsafeFileError(IndexError_, PermissionError):
+    """A file the index writes is a symbolic link, a hard link or not a plain file (refused, never followed)."""
+
+
+class OutputDirectoryError(IndexError_, ValueError):
+    """A build's output directory is a file, or a non-empty directory that is not an index (without force)."""
