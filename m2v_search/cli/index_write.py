@@ -22,7 +22,10 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="index type (default auto: exact flat for small corpora, HNSW or IVF-PQ beyond)")
     parser.add_argument("--factory", default=None, help="FAISS factory string (overrides --index)")
     parser.add_argument("--memory-budget", default=None, help="memory for auto's choice, e.g. 4G")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted build from its checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted build from its checkpoint (same corpus file)")
+    parser.add_argument("--force", action="store_true",
+                        help="build into a non-empty directory that holds no index (its other files are left alone)")
     parser.add_argument("--checkpoint-every", type=non_negative_int, default=100_000, metavar="N",
                         help="save a resumable checkpoint every N records (0: never)")
     parser.add_argument("--engine", choices=["local", "dask"], default="local",
@@ -47,7 +50,7 @@ def build(args: argparse.Namespace) -> int:
     report = build_index(corpus, args.output, model=args.model, index=args.index, factory=args.factory,
                          memory_budget=budget, batch_size=args.batch_size, resume=args.resume,
                          checkpoint_every=args.checkpoint_every, allow_model_mismatch=args.force_model,
-                         show_progress=not args.quiet)
+                         show_progress=not args.quiet, force=args.force)
     if corpus.skipped:
         log.warning("skipped %d invalid line(s) of %s", corpus.skipped, corpus.name)
     log.info("indexed %d records (%d added, %d replaced, %d unchanged) into %s in %.2f s (%.0f texts/s), "
@@ -103,11 +106,16 @@ def add(args: argparse.Namespace) -> int:
                 index.save()
             summary = {"command": "add", "directory": str(args.index_dir), "records_read": read, "added": added,
                        "replaced": replaced, "unchanged": unchanged, "skipped_invalid": corpus.skipped,
+                       "duplicate_ids": corpus.duplicates, "id_type_collisions": corpus.id_type_collisions,
                        "documents": len(index), "seconds": round(time.perf_counter() - started, 3)}
         finally:
             index.close()
     if corpus.skipped:
         log.warning("skipped %d invalid line(s) of %s", corpus.skipped, corpus.name)
+    if corpus.duplicates:
+        log.warning("%s: %d record(s) repeated an id of an earlier record (%d of them an integer id matching a "
+                    "string id); the later record of each id was kept", corpus.name, corpus.duplicates,
+                    corpus.id_type_collisions)
     emit(summary)
     return EXIT_OK
 
