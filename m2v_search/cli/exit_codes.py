@@ -11,11 +11,12 @@ code   meaning
 0      success
 1      unexpected error (a bug): one line on stderr; ``--debug`` or ``M2V_DEBUG=1`` shows
        the traceback
-2      usage: bad arguments, or no index at the path given
+2      usage: bad arguments, no index at the path given, or an output directory that is a
+       file, or not empty and not an index (without ``--force``)
 3      bad input: a corpus line, query, filter, metadata value or input file is malformed
        or missing
-4      corrupt index: a file is missing, truncated or fails its checksum, or the manifest
-       is malformed
+4      corrupt or unsafe index: a file is missing, truncated or fails its checksum, the
+       manifest is malformed, or a symbolic/hard link sits where the index writes a file
 5      busy: another writer holds the index's lock, or changed it since it was opened
 6      model problem: the model cannot be loaded, differs from the index's, or the index
        holds external vectors and has no model to encode text with
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 
 from m2v_search.errors import M2VSearchError
 
@@ -47,9 +49,9 @@ EXIT_LOCKED = EXIT_BUSY
 MEANINGS = {
     EXIT_OK: "success",
     EXIT_ERROR: "unexpected error (rerun with --debug for the traceback)",
-    EXIT_USAGE: "usage: bad arguments, or no index at the path given",
+    EXIT_USAGE: "usage: bad arguments, no index at the path, or an unusable output directory",
     EXIT_INPUT: "bad input: corpus, queries, filter, metadata or an input file",
-    EXIT_CORRUPT: "corrupt index",
+    EXIT_CORRUPT: "corrupt index, or a link planted where it writes",
     EXIT_BUSY: "index locked or changed by another writer",
     EXIT_MODEL: "model problem: cannot load, mismatch, or an index without a model",
     EXIT_SYSTEM: "the system refused: permission, read-only file system, disk full, I/O error",
@@ -75,12 +77,16 @@ def exit_code_table() -> tuple[tuple[type[BaseException], int], ...]:
         IndexNotFoundError,
         ModelMismatchError,
         NoModelError,
+        OutputDirectoryError,
+        UnsafeFileError,
     )
 
     return (
         (UsageError, EXIT_USAGE),
         (IndexNotFoundError, EXIT_USAGE),
+        (OutputDirectoryError, EXIT_USAGE),
         (IndexCorruptError, EXIT_CORRUPT),
+        (UnsafeFileError, EXIT_CORRUPT),
         (IndexLockedError, EXIT_BUSY),
         (IndexConflictError, EXIT_BUSY),
         (ModelLoadError, EXIT_MODEL),
@@ -101,8 +107,30 @@ def exit_code_table() -> tuple[tuple[type[BaseException], int], ...]:
     )
 
 
+_SQLITE_ERRNOS = {13: errno.ENOSPC, 10: errno.EIO}  # SQLITE_FULL, SQLITE_IOERR
+
+
+def system_error(error: BaseException) -> OSError | None:
+    """An OSError for a library error that stands for one: FAISS raises RuntimeError "... (No space
+    left on device)" when a write fails, SQLite "database or disk is full"; else None."""
+    if isinstance(error, OSError):
+        return None
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_ERRNOS:
+        code = _SQLITE_ERRNOS[sqlite_code & 0xFF]
+        return OSError(code, os.strerror(code))
+    if not isinstance(error, RuntimeError):
+        return None
+    text = str(error)
+    for code in _OS_HINTS:
+        if f"({os.strerror(code)})" in text:
+            return OSError(code, os.strerror(code))
+    return None
+
+
 def exit_code_for(error: BaseException) -> int:
     """The exit code of ``error``: the table's code for the first listed class in its MRO, else 1."""
+    error = system_error(error) or error
     table = dict(exit_code_table())
     for cls in type(error).__mro__:
         if cls in table:
@@ -123,9 +151,10 @@ _OS_HINTS = {
 
 def describe(error: BaseException) -> str:
     """One line saying what went wrong, without a traceback."""
+    error = system_error(error) or error
     if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.errno in _OS_HINTS:
-        if error.strerror is None and str(error):  # a message of our own, with an errno attached
-            return _one_line(str(error))
+        if error.filename is None and error.strerror and error.strerror != os.strerror(error.errno):
+            return _one_line(f"{error.strerror} ({_OS_HINTS[error.errno]})")  # a message of our own
         where = f"{error.filename}: " if error.filename is not None else ""
         return f"{where}{_OS_HINTS[error.errno]}"
     if isinstance(error, OSError) and error.strerror and error.filename is not None:
