@@ -50,9 +50,12 @@ from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.locking import WriterLock
+from m2v_search.index.generations import commit_generation
+from m2v_search.index.model_binding import load_model
 from m2v_search.index.remote import build_target
 from m2v_search.index.sources import is_parquet, is_url, redact
-from m2v_search.index.store import _MAX_TRAIN, VectorIndex, _load_model, commit_generation
+from m2v_search.index.manifest import index_manifest
+from m2v_search.index.vectors import MAX_TRAIN
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.distributed.worker import ShardInfo
@@ -80,14 +83,6 @@ class _Plan:
     tasks: list[Any]          # FileBlock or dask Delayed partitions
     kind: str                 # "files" or "bag"
     name: str                 # the corpus, as the manifest records it
-
-
-class _Counted:
-    """Stands in for the FAISS index when the manifest is made (it reads ``ntotal`` and ``d``)."""
-
-    def __init__(self, ntotal: int, dim: int) -> None:
-        self.ntotal = ntotal
-        self.d = dim
 
 
 def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: StaticModel | str | None = None,
@@ -144,7 +139,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         from m2v_search.distributed.partitions import expand_inputs
 
         inputs = expand_inputs(inputs)
-    loaded, source = _load_model(model, None)
+    loaded, source = load_model(model, None)
     output = os.fspath(output_dir)
     requested = {"kind": "custom" if factory else index, "factory": factory, "memory_budget": memory_budget}
     cluster = (client, scheduler, n_workers, threads_per_worker)
@@ -360,10 +355,10 @@ def _choose_index(requested: dict[str, Any], live: int, dim: int, shards: list[S
 def _training_sample(shards: list[ShardInfo], dead: np.ndarray, live: int) -> np.ndarray:
     """The vectors the single-machine build trains on: all live ones up to 100k, else the same
     seeded random choice of live ranks; read row by row from the shard files."""
-    if live <= _MAX_TRAIN:
+    if live <= MAX_TRAIN:
         ranks = np.arange(live, dtype=np.int64)
     else:
-        ranks = np.sort(np.random.default_rng(0).choice(live, _MAX_TRAIN, replace=False))
+        ranks = np.sort(np.random.default_rng(0).choice(live, MAX_TRAIN, replace=False))
     live_before_dead = dead - np.arange(len(dead), dtype=np.int64)
     positions = ranks + np.searchsorted(live_before_dead, ranks, side="right")
     firsts = _first_ids(shards)
@@ -404,9 +399,10 @@ def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str 
 
     def manifest(generation: str, index_name: str, docs_name: str) -> dict[str, Any]:
         build_info["seconds"] = round(time.perf_counter() - started, 3)
-        record = VectorIndex(model=model, model_path=model_path, index=_Counted(written["ntotal"], model.dim),
-                             spec=spec, requested=requested, docstore=docs, path=directory, build=build_info)
-        return record._manifest(generation, index_name, docs_name, directory)
+        counts = {"documents": live, "vectors": written["ntotal"], "deleted": docs.count_tombstones()}
+        return index_manifest(generation=generation, model=model, model_path=model_path, dim=model.dim,
+                              index_file=index_name, docstore_file=docs_name, spec=spec, requested=requested,
+                              counts=counts, build=build_info, directory=directory)
 
     commit_generation(directory, write_index, docs, manifest)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
+from m2v_search.index.records import Record
 from m2v_search.index.sources import (
     ParquetReader,
     count_skipped,
@@ -27,7 +28,6 @@ from m2v_search.index.sources import (
     open_binary,
     source_size,
 )
-from m2v_search.index.store import Record
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _COUNT_CHUNK = 1 << 22

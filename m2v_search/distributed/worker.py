@@ -27,8 +27,9 @@ import numpy as np
 from m2v_search.distributed.staging import check_open, fetch_to_scratch, publish, scratch_dir
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import content_hash
+from m2v_search.index.records import Record
 from m2v_search.index.sources import is_url
-from m2v_search.index.store import Record, _normalize_rows
+from m2v_search.index.vectors import normalize_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
@@ -135,7 +136,7 @@ def _encode_records(records: Any, model: StaticModel, batch_size: int, out: Any)
             break
         encoded = model.encode([r.text for r in batch], batch_size=len(batch), normalize=False)
         encoded = np.array(encoded, dtype=np.float32).reshape(len(batch), model.dim)
-        _normalize_rows(encoded)
+        normalize_rows(encoded)
         blocks.append(encoded)
         lines = []
         for record in batch:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
 from m2v_search.index.sources import expand_sources, filesystem, is_url, redact
-from m2v_search.index.store import Hit, VectorIndex
+from m2v_search.index.records import Hit
+from m2v_search.index.store import VectorIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index.build import BuildReport

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
-from m2v_search.index.store import Record
+from m2v_search.index.records import Record
 
 log = logging.getLogger("m2v_search.index")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -228,13 +228,21 @@ class ParquetReader:
     skipped: int = 0
     lines: int = 0      # rows read (the name matches CorpusReader's counter)
     records: int = 0
+    duplicates: int = 0
+    id_type_collisions: int = 0
 
     @property
     def name(self) -> str:
         return redact(self.source)
 
     def __iter__(self) -> Iterator[Record]:
-        parser = CorpusReader(self.name, self.options)
+        parser = CorpusReader(self.name, self.options)  # the JSONL reader's row rules and repeat counting
+        try:
+            yield from self._rows(parser)
+        finally:
+            self.duplicates, self.id_type_collisions = parser.duplicates, parser.id_type_collisions
+
+    def _rows(self, parser: CorpusReader) -> Iterator[Record]:
         with _parquet_file(self.source) as parquet:
             metadata = parquet.metadata
             groups = range(metadata.num_row_groups) if self.row_groups is None else list(self.row_groups)
@@ -255,6 +263,7 @@ class ParquetReader:
                     finally:
                         file_row += 1
                     self.records += 1
+                    parser._count_repeat(record.id, file_row - 1)
                     yield record
 
     def _columns(self, available: list[str]) -> list[str] | None:
@@ -307,6 +316,13 @@ class SourcesReader:
     skipped: int = 0
     lines: int = 0
     records: int = 0
+    duplicates: int = 0          # ids repeated within a file (a later file may also replace ids)
+    id_type_collisions: int = 0
+
+    @property
+    def source(self) -> str:
+        """The one file read, or the name of the set (``build_index`` records it)."""
+        return self.sources[0] if len(self.sources) == 1 else self.name
 
     @property
     def name(self) -> str:
@@ -327,6 +343,8 @@ class SourcesReader:
             finally:
                 self.lines += reader.lines
                 self.skipped += reader.skipped
+                self.duplicates += reader.duplicates
+                self.id_type_collisions += reader.id_type_collisions
 
 
 def open_corpus(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
