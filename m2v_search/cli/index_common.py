@@ -14,6 +14,7 @@ from m2v_search.cli.options import metadata_field_list
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import VectorIndex
     from m2v_search.index.corpus import CorpusReader
+    from m2v_search.index.sources import SourcesReader
 
 log = logging.getLogger("m2v_search.index")
 
@@ -39,13 +40,15 @@ def open_index(args: argparse.Namespace, *, needs_model: bool = False) -> Vector
     return index
 
 
-def corpus_reader(args: argparse.Namespace, source: str) -> CorpusReader:
-    """A reader of ``source`` (a file or ``-``) with the corpus options of the command line."""
-    from m2v_search.index.corpus import CorpusOptions, CorpusReader
+def corpus_reader(args: argparse.Namespace, source: str) -> CorpusReader | SourcesReader:
+    """A reader of ``source`` with the corpus options of the command line: a JSONL(.gz) file or
+    ``-``, or a Parquet file, a glob or an fsspec URL (``s3://bucket/corpus/*.parquet``)."""
+    from m2v_search.index.corpus import CorpusOptions
+    from m2v_search.index.sources import open_corpus
 
     options = CorpusOptions(id_field=args.id_field, text_field=args.text_field,
                             metadata_fields=metadata_field_list(args.metadata_fields), skip_invalid=args.skip_invalid)
-    return CorpusReader(source, options)
+    return open_corpus(source, options)
 
 
 def text_lines(source: str, what: str) -> list[str]:

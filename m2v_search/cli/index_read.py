@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
@@ -18,7 +17,7 @@ MAX_K = 1_000_000
 
 
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", type=Path, metavar="DIR")
+    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
     parser.add_argument("-q", "--query", action="append", help="query text (repeatable)")
     parser.add_argument("--queries", metavar="FILE", help="file with one query per line (- for stdin)")
     parser.add_argument("-k", type=bounded_int(1, MAX_K), default=10, help="results per query (default 10)")
@@ -64,7 +63,7 @@ def search(args: argparse.Namespace) -> int:
 
 
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", type=Path, metavar="DIR")
+    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
     parser.add_argument("--format", choices=["json", "table"], default="table")
 
 
@@ -73,8 +72,9 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
 def info(args: argparse.Namespace) -> int:
     """Run ``m2v-index info``."""
     from m2v_search.index.manifest import read_manifest
+    from m2v_search.index.remote import open_target
 
-    manifest = read_manifest(Path(args.index_dir))
+    manifest = read_manifest(open_target(args.index_dir))  # a URL: its verified local mirror
     model, index, counts = manifest["model"], manifest["index"], manifest.get("counts", {})
     summary = {
         "directory": str(args.index_dir),
@@ -109,7 +109,7 @@ def info(args: argparse.Namespace) -> int:
 
 
 def _verify_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", type=Path, metavar="DIR")
+    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
 
 
 @INDEX.command("verify", help="check checksums and consistency of DIR", options=("common", "threads", "model"),

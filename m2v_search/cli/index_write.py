@@ -16,8 +16,12 @@ log = logging.getLogger("m2v_search.index")
 
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("corpus", metavar="CORPUS", help="JSONL or JSONL.gz file, or - for stdin")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="index directory")
+    parser.add_argument("corpus", metavar="CORPUS",
+                        help="JSONL(.gz) or Parquet file, a glob, an fsspec URL (s3://bucket/corpus/*.parquet), "
+                             "or - for stdin")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="index directory, or an fsspec URL (s3://bucket/idx): built locally, then uploaded "
+                             "with its manifest last")
     parser.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivf-pq"],
                         help="index type (default auto: exact flat for small corpora, HNSW or IVF-PQ beyond)")
     parser.add_argument("--factory", default=None, help="FAISS factory string (overrides --index)")
@@ -32,6 +36,9 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local: this process; dask: encode on a Dask cluster (CORPUS may then be a glob)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="Dask scheduler address (default: start a local cluster, one worker per core)")
+    parser.add_argument("--staging", default=None, metavar="DIR|URL",
+                        help="--engine dask: where workers put their shards, a folder shared by all machines or "
+                             "an fsspec URL (default DIR/.dask-build)")
 
 
 @INDEX.command("build", help="index a JSONL corpus into DIR", options=("common", "threads", "corpus", "model"),
@@ -39,18 +46,25 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace) -> int:
     """Run ``m2v-index build``."""
     from m2v_search.index.build import build_index
+    from m2v_search.index.remote import build_target
+    from m2v_search.index.sources import is_url, redact
 
     set_threads(args)
     budget = _memory_budget(args.memory_budget)
     if args.engine == "dask":
         return _build_dask(args, budget)
-    if args.scheduler:
-        raise UsageError("--scheduler needs --engine dask")
+    if args.scheduler or args.staging:
+        raise UsageError("--scheduler and --staging need --engine dask")
+    if args.resume and is_url(args.output):
+        raise UsageError("--resume needs a local -o DIR (a URL output is built in a temporary folder)")
     corpus = corpus_reader(args, args.corpus)
-    report = build_index(corpus, args.output, model=args.model, index=args.index, factory=args.factory,
-                         memory_budget=budget, batch_size=args.batch_size, resume=args.resume,
-                         checkpoint_every=args.checkpoint_every, allow_model_mismatch=args.force_model,
-                         show_progress=not args.quiet, force=args.force)
+    with build_target(args.output) as directory:  # a URL output is uploaded when the build is done
+        report = build_index(corpus, directory, model=args.model, index=args.index, factory=args.factory,
+                             memory_budget=budget, batch_size=args.batch_size, resume=args.resume,
+                             checkpoint_every=args.checkpoint_every, allow_model_mismatch=args.force_model,
+                             show_progress=not args.quiet, force=args.force)
+    if is_url(args.output):
+        report.directory = redact(args.output)
     if corpus.skipped:
         log.warning("skipped %d invalid line(s) of %s", corpus.skipped, corpus.name)
     log.info("indexed %d records (%d added, %d replaced, %d unchanged) into %s in %.2f s (%.0f texts/s), "
@@ -72,7 +86,7 @@ def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
                               index=args.index, factory=args.factory, memory_budget=budget, id_field=args.id_field,
                               text_field=args.text_field, metadata_fields=metadata_field_list(args.metadata_fields),
                               skip_invalid=args.skip_invalid, batch_size=args.batch_size,
-                              show_progress=not args.quiet)
+                              staging_dir=args.staging, show_progress=not args.quiet)
     if report.skipped_invalid:
         log.warning("skipped %d invalid line(s)", report.skipped_invalid)
     log.info("indexed %d records (%d added, %d replaced, %d unchanged) into %s in %.2f s (%.0f texts/s) on %s, "

@@ -84,11 +84,12 @@ def thread_options(parser: argparse.ArgumentParser) -> None:
 
 
 def corpus_options(parser: argparse.ArgumentParser) -> None:
-    """How a JSONL corpus is read (``build``, ``add``)."""
-    parser.add_argument("--id-field", default=None, help="id field (default: id, else BEIR _id, else line number)")
-    parser.add_argument("--text-field", default="text", help="text field (default: text)")
-    parser.add_argument("--metadata-fields", default=None,
-                        help="comma-separated fields kept as metadata (default: the 'metadata' object, "
+    """How a corpus is read (``build``, ``add``); Parquet columns are fields (``--id-column`` etc.)."""
+    parser.add_argument("--id-field", "--id-column", default=None,
+                        help="id field or Parquet column (default: id, else BEIR _id, else line/row number)")
+    parser.add_argument("--text-field", "--text-column", default="text", help="text field or column (default: text)")
+    parser.add_argument("--metadata-fields", "--metadata-columns", default=None,
+                        help="comma-separated fields (columns) kept as metadata (default: the 'metadata' object, "
                              "or every other field)")
     parser.add_argument("--batch-size", type=bounded_int(1, 10_000_000), default=4096,
                         help="records encoded per batch (default 4096)")

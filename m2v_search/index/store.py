@@ -49,6 +49,7 @@ from m2v_search.index.locking import WriterLock
 from m2v_search.index.manifest import MANIFEST_NAME, index_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
 from m2v_search.index.records import Hit, Record, UpsertStats
+from m2v_search.index.sources import is_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
@@ -154,7 +155,9 @@ class VectorIndex(DocumentCollection):
         """Load an index directory; every checksum is verified before FAISS or SQLite reads a file.
 
         Args:
-            path: The index directory.
+            path: The index directory, or an fsspec URL of one (``s3://bucket/idx``): its current
+                generation is mirrored into a local cache folder and verified first
+                (``m2v_search.index.remote.download_index``; saving then writes the mirror only).
             model: None reloads the model recorded in the manifest; a different model than the
                 one the index was built with raises ModelMismatchError unless ``allow_model_mismatch``.
             create: Make a new index (with ``create_kwargs``) when ``path`` holds none.
@@ -169,6 +172,10 @@ class VectorIndex(DocumentCollection):
             IndexCorruptError: A file is missing, modified or unreadable.
             ModelMismatchError: The model differs from the one the index was built with.
         """
+        if is_url(path):
+            from m2v_search.index.remote import download_index
+
+            path = download_index(os.fspath(path))
         directory = Path(path)
         if create and not (directory / MANIFEST_NAME).exists():
             return cls.create(directory, model, **create_kwargs)
