@@ -31,7 +31,12 @@ from m2v_search.index import CorpusError, IndexCorruptError, VectorIndex  # noqa
 from m2v_search.index.build import build_index  # noqa: E402
 from m2v_search.index.corpus import CorpusOptions, CorpusReader  # noqa: E402
 from m2v_search.index.manifest import read_manifest  # noqa: E402
-from m2v_search.index.remote import RemoteIndexError, download_index, upload_index  # noqa: E402
+from m2v_search.index.remote import (  # noqa: E402
+    RemoteIndexError,
+    RemoteStorageError,
+    download_index,
+    upload_index,
+)
 from m2v_search.index.sources import expand_sources, open_corpus, redact  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "corpus.jsonl"
@@ -235,7 +240,7 @@ def test_upload_download_verifies_and_a_failed_upload_keeps_the_previous_generat
 
     monkeypatch.setattr(s3fs.S3FileSystem, "_put_file", failing_put)
     s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
-    with pytest.raises(RemoteIndexError, match="previous index there, if any, is unchanged"):
+    with pytest.raises(RemoteStorageError, match="previous index there, if any, is unchanged"):
         upload_index(second, url)
     monkeypatch.setattr(s3fs.S3FileSystem, "_put_file", original)
     s3fs.S3FileSystem.clear_instance_cache()
@@ -410,3 +415,64 @@ def test_partitioned_listing_errors(tmp_path):
                                                           "partitions": {"a": {"path": "../elsewhere"}}}))
     with pytest.raises(IndexCorruptError, match="unsafe partition"):
         PartitionedIndex.open(tmp_path)
+
+
+# ---------------------------------------------------------------------- the hooks: VectorIndex.open and the CLI
+def test_vector_index_opens_a_url(local_index, tmp_path, monkeypatch):
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    url = f"s3://{BUCKET}/indexes/opened"
+    upload_index(local_index.path, url)
+    with VectorIndex.open(url) as index:
+        _assert_same_index(index, local_index)
+        assert index.path.parent == tmp_path / "cache"
+
+
+def test_cli_builds_from_s3_to_s3_and_searches_there(s3, client, corpus, local_index, tiny_model_folder, tmp_path,
+                                                     capsys, monkeypatch):
+    from m2v_search.cli import index_main as main
+
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    url = f"s3://{BUCKET}/indexes/cli"
+    assert main(["build", f"s3://{BUCKET}/corpus/*.parquet", "-o", url, "--metadata-columns", "module,kind",
+                 "--model", str(tiny_model_folder), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["directory"] == url and summary["documents"] == ROWS
+    assert main(["search", url, "-q", QUERIES[1], "-k", "5", "--quiet"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [h["id"] for h in hits] == [h.id for h in local_index.search(QUERIES[1], 5)]
+    assert main(["info", url, "--format", "json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == ROWS
+    assert main(["verify", url, "--quiet"]) == 0
+    capsys.readouterr()
+    # the Dask engine, JSONL from S3, shards staged on S3
+    dask_url = f"s3://{BUCKET}/indexes/cli-dask"
+    assert main(["build", f"s3://{BUCKET}/jsonl/*", "-o", dask_url, "--engine", "dask", "--scheduler",
+                 client.scheduler.address, "--staging", f"s3://{BUCKET}/cli-staging", "--metadata-columns",
+                 "module,kind", "--model", str(tiny_model_folder), "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == ROWS
+    with VectorIndex.open(dask_url) as index:
+        _assert_same_index(index, local_index)
+
+
+def test_cli_errors_on_object_storage(s3, rows, tiny_model_folder, tmp_path, capsys, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from m2v_search.cli import index_main as main
+
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    texts = [row["text"] for row in rows[:200]]
+    texts[120] = None  # row group 1 (100 rows each), row 20
+    pq.write_table(pa.table({"id": [row["id"] for row in rows[:200]], "text": texts}), tmp_path / "bad.parquet",
+                   row_group_size=100)
+    s3.put_file(str(tmp_path / "bad.parquet"), f"{BUCKET}/cli-bad/bad.parquet")
+    model = ["--model", str(tiny_model_folder), "--quiet"]
+    code = main(["build", f"s3://{BUCKET}/cli-bad/bad.parquet", "-o", str(tmp_path / "x"), *model])
+    assert code == 3 and "bad.parquet: row group 1, row 20: field 'text' must be a string" in capsys.readouterr().err
+    assert main(["build", f"s3://{BUCKET}/cli-bad/none-*.parquet", "-o", str(tmp_path / "x"), *model]) == 3
+    assert "no corpus file matches" in capsys.readouterr().err
+    assert main(["search", f"s3://{BUCKET}/indexes/missing", "-q", "x", "--quiet"]) == 2
+    assert "no index at s3://m2v-test/indexes/missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build", f"s3://{BUCKET}/cli-bad/bad.parquet", "-o", f"s3://{BUCKET}/x", "--resume", *model])
+    assert exit_info.value.code == 2

@@ -126,7 +126,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
 
     Raises:
         CorpusError: a missing input or a malformed row (naming file and line, or row group and row).
-        RemoteIndexError: the upload of a URL output failed (the previous index there stays current).
+        RemoteStorageError: the upload of a URL output failed (the previous index there stays current).
     """
     if factory is None and index not in factories.KINDS:
         raise ValueError(f"unknown index kind {index!r}; use one of {', '.join(factories.KINDS)}")

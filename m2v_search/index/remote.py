@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
+from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError
 from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
 from m2v_search.index.sources import filesystem, is_url, redact
 
@@ -38,7 +38,11 @@ _GENERATION_FILES = ("index.", "docstore.")
 
 
 class RemoteIndexError(IndexNotFoundError):
-    """An index URL cannot be read or written (missing, unreachable, or refused)."""
+    """No index at a URL (its manifest is missing), or it kept changing while it was read."""
+
+
+class RemoteStorageError(OSError, IndexError_):
+    """Object storage refused or failed a transfer (network, permission, quota); an ``OSError``."""
 
 
 def default_cache_dir() -> Path:
@@ -59,7 +63,7 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
 
     Raises:
         IndexCorruptError: the local index does not match its manifest.
-        RemoteIndexError: an upload failed; the previous remote generation, if any, stays current.
+        RemoteStorageError: an upload failed; the previous remote generation, if any, stays current.
     """
     directory = Path(local_dir)
     manifest = read_manifest(directory)
@@ -77,8 +81,8 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
             fs.put_file(str(directory / name), f"{root}/{name}")
         fs.put_file(str(directory / MANIFEST_NAME), f"{root}/{MANIFEST_NAME}")  # the commit point
     except (OSError, ValueError) as error:  # botocore errors surface as OSError through s3fs
-        raise RemoteIndexError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index "
-                               "there, if any, is unchanged") from None
+        raise RemoteStorageError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index "
+                                 "there, if any, is unchanged") from None
     _remove_stale(fs, root, keep={*manifest["files"], *(previous or {}).get("files", {})})
     return str(manifest.get("generation"))
 
@@ -94,7 +98,8 @@ def download_index(url: str, cache_dir: str | os.PathLike[str] | None = None) ->
         A local index directory that ``VectorIndex.open`` reads.
 
     Raises:
-        RemoteIndexError: no index at ``url``, or it cannot be read.
+        RemoteIndexError: no index at ``url``.
+        RemoteStorageError: a transfer failed.
         IndexCorruptError: a downloaded file does not match the manifest.
     """
     fs, root = filesystem(url)
@@ -155,7 +160,7 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
         The local index directory to build into.
 
     Raises:
-        RemoteIndexError: the upload failed (the previous index at the URL stays current).
+        RemoteStorageError: the upload failed (the previous index at the URL stays current).
     """
     target = os.fspath(output)
     if not is_url(target):
@@ -199,7 +204,7 @@ def _read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
     except FileNotFoundError:
         raise RemoteIndexError(f"no index at {redact(url)}: {MANIFEST_NAME} is missing") from None
     except OSError as error:
-        raise RemoteIndexError(f"cannot read {redact(url)}: {error}") from None
+        raise RemoteStorageError(f"cannot read {redact(url)}: {error}") from None
 
 
 def _remote_manifest(fs: Any, root: str, url: str, missing_ok: bool = False) -> dict[str, Any] | None:
@@ -231,7 +236,7 @@ def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]
             raise
         except OSError as error:
             partial.unlink(missing_ok=True)
-            raise RemoteIndexError(f"cannot download {name} from {redact(url)}: {error}") from None
+            raise RemoteStorageError(f"cannot download {name} from {redact(url)}: {error}") from None
         os.replace(partial, local)
 
 
