@@ -96,8 +96,16 @@ def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
     return EXIT_OK
 
 
+def local_directory(text: str) -> Path:
+    """An index directory that ``add``/``delete`` change in place: a local path, not a URL."""
+    if "://" in text and not text.startswith("file://"):
+        raise argparse.ArgumentTypeError(f"{text} is a URL: add and delete change a local index directory; for an "
+                                         "index on object storage, build a new one with -o URL")
+    return Path(text.removeprefix("file://"))
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", type=Path, metavar="DIR")
+    parser.add_argument("index_dir", type=local_directory, metavar="DIR")
     parser.add_argument("corpus", metavar="CORPUS", help="JSONL or JSONL.gz file, or - for stdin")
 
 
@@ -135,7 +143,7 @@ def add(args: argparse.Namespace) -> int:
 
 
 def _delete_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", type=Path, metavar="DIR")
+    parser.add_argument("index_dir", type=local_directory, metavar="DIR")
     parser.add_argument("ids", nargs="*", metavar="ID")
     parser.add_argument("--ids-file", metavar="FILE", help="file with one id per line (- for stdin)")
 
