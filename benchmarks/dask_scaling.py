@@ -65,7 +65,7 @@ def worker(args: argparse.Namespace) -> dict:
         phases = report.phases
     seconds = time.perf_counter() - started
     if args.engine == "dask-s3":  # the manifest as uploaded (not the index: loading it would count in the RSS)
-        from m2v_search.index.sources import filesystem
+        from m2v_search.index.urls import filesystem
 
         fs, root = filesystem(args.out)
         manifest = json.loads(fs.cat_file(f"{root}/manifest.json"))

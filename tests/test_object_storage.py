@@ -37,7 +37,8 @@ from m2v_search.index.remote import (  # noqa: E402
     download_index,
     upload_index,
 )
-from m2v_search.index.sources import expand_sources, open_corpus, redact  # noqa: E402
+from m2v_search.index.sources import expand_sources, open_corpus  # noqa: E402
+from m2v_search.index.urls import redact  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "corpus.jsonl"
 BUCKET = "m2v-test"

@@ -47,7 +47,7 @@ def build(args: argparse.Namespace) -> int:
     """Run ``m2v-index build``."""
     from m2v_search.index.build import build_index
     from m2v_search.index.remote import build_target
-    from m2v_search.index.sources import is_url, redact
+    from m2v_search.index.urls import is_url, redact
 
     set_threads(args)
     budget = _memory_budget(args.memory_budget)

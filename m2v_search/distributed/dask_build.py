@@ -53,7 +53,8 @@ from m2v_search.index.locking import WriterLock
 from m2v_search.index.generations import commit_generation
 from m2v_search.index.model_binding import load_model
 from m2v_search.index.remote import build_target
-from m2v_search.index.sources import is_parquet, is_url, redact
+from m2v_search.index.sources import is_parquet
+from m2v_search.index.urls import is_url, redact
 from m2v_search.index.manifest import index_manifest
 from m2v_search.index.vectors import MAX_TRAIN
 

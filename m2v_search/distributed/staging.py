@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from m2v_search.index.sources import filesystem, is_url, redact
+from m2v_search.index.urls import filesystem, is_url, redact
 
 log = logging.getLogger("m2v_search.distributed")
 MARKER = "BUILDING"

@@ -28,7 +28,7 @@ from m2v_search.distributed.staging import check_open, fetch_to_scratch, publish
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import content_hash
 from m2v_search.index.records import Record
-from m2v_search.index.sources import is_url
+from m2v_search.index.urls import is_url
 from m2v_search.index.vectors import normalize_rows
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
-from m2v_search.index.sources import expand_sources, filesystem, is_url, redact
+from m2v_search.index.sources import expand_sources
+from m2v_search.index.urls import filesystem, is_url, redact
 from m2v_search.index.records import Hit
 from m2v_search.index.store import VectorIndex
 

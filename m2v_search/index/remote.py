@@ -30,7 +30,7 @@ from typing import Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError
 from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
-from m2v_search.index.sources import filesystem, is_url, redact
+from m2v_search.index.urls import filesystem, is_url, redact
 
 log = logging.getLogger("m2v_search.index")
 CACHE_ENV = "M2V_SEARCH_INDEX_CACHE"

@@ -32,6 +32,7 @@ from typing import IO, Any
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
+from m2v_search.index.urls import filesystem, is_url, redact
 
 log = logging.getLogger("m2v_search.index")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -45,37 +46,6 @@ def count_skipped(reader: Any, error: CorpusError) -> None:
     reader.skipped += 1
     if reader.skipped <= _REPORTED:
         log.warning("skipped %s", error)
-
-
-def is_url(source: str | os.PathLike[str]) -> bool:
-    """Whether ``source`` names a file through an fsspec protocol (``s3://``, ``gs://``, ``memory://``...)."""
-    return "://" in os.fspath(source) and not os.fspath(source).startswith("file://")
-
-
-def redact(url: str) -> str:
-    """``url`` without a ``user:password@`` part, for logs and error messages."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{scheme}://{authority}{slash}{path}"
-
-
-def filesystem(url: str) -> tuple[Any, str]:
-    """(fsspec filesystem, path inside it) for ``url``; the listing cache is dropped for fresh reads."""
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-    except ImportError as error:
-        raise CorpusError(f"cannot read {redact(url)}: {error} (for s3://: pip install "
-                          "'m2v-search[s3]')") from None
-    except ValueError as error:
-        raise CorpusError(f"cannot read {redact(url)}: {error}") from None
-    fs.invalidate_cache()
-    return fs, path
 
 
 def is_parquet(source: str | os.PathLike[str]) -> bool:

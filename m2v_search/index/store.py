@@ -49,7 +49,7 @@ from m2v_search.index.locking import WriterLock
 from m2v_search.index.manifest import MANIFEST_NAME, index_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
 from m2v_search.index.records import Hit, Record, UpsertStats
-from m2v_search.index.sources import is_url
+from m2v_search.index.urls import is_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
