@@ -481,3 +481,13 @@ def test_cli_errors_on_object_storage(s3, rows, tiny_model_folder, tmp_path, cap
         main(["add", f"s3://{BUCKET}/indexes/cli", str(tmp_path / "more.jsonl"), "--quiet"])
     assert exit_info.value.code == 2 and "is a URL: add and delete change a local" in capsys.readouterr().err
     assert not Path("s3:").exists()
+
+
+def test_file_urls_are_local_paths(corpus, local_index, tiny_model_folder, tmp_path):
+    from m2v_search.index.remote import build_target, open_target
+
+    records = list(open_corpus(f"file://{corpus['dir']}/*.parquet", CorpusOptions(metadata_fields=["module", "kind"])))
+    assert records == list(CorpusReader(corpus["local"], CorpusOptions(metadata_fields=["module", "kind"])))
+    with build_target(f"file://{tmp_path}/index") as directory:
+        assert directory == tmp_path / "index"
+    assert open_target(f"file://{local_index.path}") == local_index.path

@@ -54,7 +54,7 @@ from m2v_search.index.generations import commit_generation
 from m2v_search.index.model_binding import load_model
 from m2v_search.index.remote import build_target
 from m2v_search.index.sources import is_parquet
-from m2v_search.index.urls import is_url, redact
+from m2v_search.index.urls import is_url, local_path, redact
 from m2v_search.index.manifest import index_manifest
 from m2v_search.index.vectors import MAX_TRAIN
 
@@ -149,7 +149,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         shared = join(output, STAGING)
     with build_target(output, work_dir) as directory, WriterLock.for_directory(directory):
         if shared is not None and not is_url(shared):
-            staging = Staging.create(Path(shared), None)
+            staging = Staging.create(Path(local_path(shared)), None)
         else:
             staging = Staging.create(directory / STAGING, shared)
         try:

@@ -30,7 +30,7 @@ from typing import Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError
 from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
-from m2v_search.index.urls import filesystem, is_url, redact
+from m2v_search.index.urls import filesystem, is_url, local_path, redact
 
 log = logging.getLogger("m2v_search.index")
 CACHE_ENV = "M2V_SEARCH_INDEX_CACHE"
@@ -140,7 +140,7 @@ def open_target(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] 
     Returns:
         A local index directory.
     """
-    return download_index(os.fspath(path), cache_dir) if is_url(os.fspath(path)) else Path(path)
+    return download_index(os.fspath(path), cache_dir) if is_url(path) else Path(local_path(path))
 
 
 @contextlib.contextmanager
@@ -164,7 +164,7 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
     """
     target = os.fspath(output)
     if not is_url(target):
-        yield Path(target)
+        yield Path(local_path(target))
         return
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
@@ -223,6 +223,8 @@ def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]
     unsafe = [name for name in files or () if "/" in name or "\\" in name or name.startswith(".")]
     if not isinstance(files, dict) or not files or unsafe:  # never write outside the mirror folder
         raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} lists no files or unsafe names {unsafe}")
+    for leftover in target.glob(".*.download"):  # from a download that was killed
+        leftover.unlink(missing_ok=True)
     for name, entry in files.items():
         local = target / name
         if _cached(local, entry):

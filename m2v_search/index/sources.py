@@ -32,7 +32,7 @@ from typing import IO, Any
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
-from m2v_search.index.urls import filesystem, is_url, redact
+from m2v_search.index.urls import filesystem, is_url, local_path, redact
 
 log = logging.getLogger("m2v_search.index")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -64,9 +64,7 @@ def expand_sources(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         raise CorpusError("no corpus files given")
     files: list[str] = []
     for item in items:
-        text = os.fspath(item)
-        if text.startswith("file://"):
-            text = text[len("file://"):]
+        text = local_path(item)
         files.extend(_expand_url(text) if is_url(text) else _expand_local(text))
     return files
 

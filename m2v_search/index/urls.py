@@ -44,3 +44,9 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise URLError(f"cannot read {redact(url)}: {error}") from None
     fs.invalidate_cache()
     return fs, path
+
+
+def local_path(text: str | os.PathLike[str]) -> str:
+    """A local path given plainly or as a ``file://`` URL, as a plain path."""
+    value = os.fspath(text)
+    return value[len("file://"):] if value.startswith("file://") else value
