@@ -57,7 +57,10 @@ def matches(index: VectorIndex, filter: dict) -> list[int]:
     ({"n": None}, [0]),
     ({"tags": {"$contains": "b"}}, [0, 1]),
     ({"tags": {"$contains": 3}}, [3]),
-    ({"topic": {"$contains": "bio"}}, []),  # a string is not a list
+    ({"topic": {"$contains": "io"}}, [0, 2]),  # a substring of a string value
+    ({"title": {"$contains": "Violin"}}, [2]),
+    ({"title": {"$contains": "violin"}}, []),  # case-sensitive
+    ({"year": {"$contains": 2001}}, []),  # a number is neither a list nor a string
     ({"title": {"$like": "%search"}}, [3]),
     ({"title": {"$like": "the%"}}, [2]),
     ({"year": {"$gt": 2000, "$lt": 2015}}, [0, 3]),
@@ -135,6 +138,8 @@ def _op(op: str, operand, value) -> bool:
     if op == "$exists":
         return (value is not _MISSING) == operand
     if op == "$contains":
+        if isinstance(value, str) and isinstance(operand, str):
+            return operand in value
         return isinstance(value, list) and operand in value
     if op == "$in":
         return value is not _MISSING and not isinstance(value, list) and value in operand

@@ -5,7 +5,8 @@ A filter is a dict; its entries are ANDed. An entry is either a key condition or
 - ``{"key": value}`` equality, ``{"key": [v1, v2]}`` membership;
 - ``{"key": {"$op": operand, ...}}`` (numbers compare with numbers, strings with strings) with ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``,
   ``$in``, ``$nin`` (a list), ``$exists`` (a bool: the key is present, even with a null value),
-  ``$contains`` (the value is a list holding the operand) and ``$like`` (the value is a string
+  ``$contains`` (the value is a list holding the operand, or a string holding the operand as a
+  case-sensitive substring) and ``$like`` (the value is a string
   matching an SQL LIKE pattern: ``%`` any run, ``_`` one character, case-insensitive for ASCII);
 - ``{"$and": [filter, ...]}``, ``{"$or": [filter, ...]}`` and ``{"$not": filter}``.
 
@@ -146,8 +147,12 @@ class _Translator:
             if value is None:
                 raise FilterError(f"{where} needs a string, number or bool, got null")
             items_sql, items_params = field.items
-            return (f"({type_sql} = 'array' AND EXISTS (SELECT 1 FROM {items_sql} WHERE value = ?))",
-                    [*type_params, *items_params, value])
+            sql = f"({type_sql} = 'array' AND EXISTS (SELECT 1 FROM {items_sql} WHERE value = ?))"
+            params = [*type_params, *items_params, value]
+            if isinstance(value, str):  # a text value contains a substring (case-sensitive)
+                sql = f"({sql} OR ({type_sql} = 'text' AND instr({value_sql}, ?) > 0))"
+                params += [*type_params, *value_params, value]
+            return sql, params
         if op == "$like":
             if not isinstance(operand, str):
                 raise FilterError(f"{where} needs a LIKE pattern string, got {type(operand).__name__}")

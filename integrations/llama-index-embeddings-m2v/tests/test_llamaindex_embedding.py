@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.embeddings.m2v import M2VEmbedding
-from llamaindex_testdata import CORPUS, QUERIES
+from embedding_testdata import CORPUS, QUERIES
 
 TEXTS = [text for text, _ in CORPUS]
 
@@ -199,25 +199,21 @@ def test_ingestion_pipeline_with_sentence_splitter(embed_model, corpus_documents
     )
 
 
-@pytest.mark.asyncio
-async def test_ingestion_pipeline_async_into_the_vector_store(embed_model, corpus_documents):
-    from llama_index.core.ingestion import IngestionPipeline
-    from llama_index.core.node_parser import SentenceSplitter
-    from llama_index.vector_stores.m2v import M2VVectorStore
-
-    store = M2VVectorStore(model=embed_model)
-    pipeline = IngestionPipeline(
-        transformations=[SentenceSplitter(chunk_size=24, chunk_overlap=0), embed_model], vector_store=store
-    )
-    nodes = await pipeline.arun(documents=corpus_documents)
-    assert len(store.client) == len(nodes) > len(corpus_documents)
-    stored = store.get_nodes(node_ids=[nodes[0].node_id])
-    assert stored[0].get_content() == nodes[0].get_content()
-
-
 def test_serialized_form_rebuilds_the_same_embedding(embed_model):
     rebuilt = M2VEmbedding.from_dict(embed_model.to_dict())
     assert isinstance(rebuilt, M2VEmbedding) and rebuilt.model_name == embed_model.model_name
     np.testing.assert_allclose(
         rebuilt.get_text_embedding(TEXTS[2]), embed_model.get_text_embedding(TEXTS[2]), rtol=1e-6, atol=1e-6
     )
+
+
+def test_namespace_packages_are_shared_with_llama_index_core():
+    from pathlib import Path
+
+    import llama_index
+    import llama_index.core
+    import llama_index.embeddings.m2v as module
+
+    assert module.__file__.startswith(str(Path(__file__).resolve().parents[1]))
+    assert not hasattr(llama_index, "__file__") or llama_index.__file__ is None  # PEP 420 namespace
+    assert any("site-packages" in p for p in llama_index.__path__)  # core's half of the namespace
