@@ -57,7 +57,8 @@ def pop_index_kind(options: dict[str, Any], index_kind: str | None, owner: str, 
             value = options.pop(name)
             if index_kind is not None:
                 raise TypeError(f"{owner}: pass index_kind only ({name} is its deprecated name)")
-            warnings.warn(f"{owner}({name}=...) is deprecated; use index_kind=", DeprecationWarning, stacklevel=3)
+            warnings.warn(f"{owner}({name}=...) is deprecated; use index_kind=", DeprecationWarning,
+                          stacklevel=3)
             index_kind = value
     return default if index_kind is None else str(index_kind)
 
@@ -100,9 +101,10 @@ class IndexBinding:
         TypeError: ``index`` is not a VectorIndex.
     """
 
-    def __init__(self, index: VectorIndex | None = None, *, model: ModelLike | None = None, dim: int | None = None,
-                 index_kind: str = "auto", factory: str | None = None, fallback_model: ModelLike | None = None,
-                 translate_filter: FilterTranslator = no_translation, model_path: str | None = None) -> None:
+    def __init__(self, index: VectorIndex | None = None, *, model: ModelLike | None = None,
+                 dim: int | None = None, index_kind: str = "auto", factory: str | None = None,
+                 fallback_model: ModelLike | None = None, translate_filter: FilterTranslator = no_translation,
+                 model_path: str | None = None) -> None:
         from m2v_search.index import VectorIndex
 
         if index is not None:
@@ -113,7 +115,8 @@ class IndexBinding:
             if model is not None:
                 raise ValueError("pass either an index or model=, not both")
         elif model is not None and dim is not None:
-            raise ValueError("pass either model= (an m2v model) or dim= (vectors computed elsewhere), not both")
+            raise ValueError("pass either model= (an m2v model) or dim= (vectors computed elsewhere), "
+                             "not both")
         self.index_kind = index_kind
         self.factory = factory
         self.fallback_model = fallback_model
@@ -189,8 +192,8 @@ class IndexBinding:
             held = f"the model {index.model.name!r} gives {index.dim}-dimensional vectors"
         else:
             held = f"the index was made for {index.dim}-dimensional vectors (dim={index.dim})"
-        return (f"{held} but {dim}-dimensional embeddings were given; use the same model for the store and the "
-                "embeddings (or a new store)")
+        return (f"{held} but {dim}-dimensional embeddings were given; use the same model for the store "
+                "and the embeddings (or a new store)")
 
     # ------------------------------------------------------------------ writes
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -310,7 +313,8 @@ class IndexBinding:
             raise ValueError(self._size_mismatch(self._index, len(vector)))
         return vector
 
-    def search(self, query: str | Any, k: int, *, filter: Any = None, include_vectors: bool = False) -> list[Hit]:
+    def search(self, query: str | Any, k: int, *, filter: Any = None,
+               include_vectors: bool = False) -> list[Hit]:
         """The ``k`` documents closest to ``query`` (a text or a vector), filter applied inside the search.
 
         Args:
@@ -381,7 +385,8 @@ class IndexBinding:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], fs: Any = None, *, model: ModelLike | None = None,
-             external: bool = False, embedder: str = "another embedding model", **options: Any) -> IndexBinding:
+             external: bool = False, embedder: str = "another embedding model",
+             **options: Any) -> IndexBinding:
         """Open an index directory (checksums verified before anything is parsed).
 
         Args:

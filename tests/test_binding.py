@@ -20,7 +20,8 @@ from m2v_search.binding import (
 )
 from m2v_search.index import IndexNotFoundError, ModelMismatchError, VectorIndex
 
-TEXTS = ["the violin has four strings", "bread rises with yeast", "rivers flow to the sea", "a cello is a string"]
+TEXTS = ["the violin has four strings", "bread rises with yeast", "rivers flow to the sea",
+         "a cello is a string"]
 
 
 def test_created_for_a_model_now(tiny_model) -> None:
@@ -130,7 +131,7 @@ def test_mmr_uses_the_hosts_selection(tiny_model) -> None:
 
     def select(query, candidates, count):
         calls.append((query.shape, candidates.shape, count))
-        return list(range(len(candidates)))[::-1][:count]  # the least relevant first: visibly the host's order
+        return list(range(len(candidates)))[::-1][:count]  # least relevant first: visibly the host's order
 
     plain = [h.id for h in binding.search("violin strings", k=3)]
     chosen = [h.id for h in binding.search_mmr("violin strings", k=2, fetch_k=3, select=select)]
@@ -149,7 +150,8 @@ def test_save_and_open_through_fsspec(tiny_model, tiny_model_folder, tmp_path, p
     binding.save(f"{root}/idx", fs)
     opened = IndexBinding.open(f"{root}/idx", fs)
     assert opened.index.model.fingerprint == tiny_model.fingerprint  # reloaded from the recorded folder
-    assert [h.id for h in opened.search("yeast bread", k=1)] == [h.id for h in binding.search("yeast bread", k=1)]
+    expected = [h.id for h in binding.search("yeast bread", k=1)]
+    assert [h.id for h in opened.search("yeast bread", k=1)] == expected
     with pytest.raises(ModelMismatchError, match="cannot be searched with FakeEmbeddings vectors"):
         IndexBinding.open(f"{root}/idx", fs, external=True, embedder="FakeEmbeddings")
     external = IndexBinding(dim=3)

@@ -3,7 +3,8 @@
 A filter is a dict; its entries are ANDed. An entry is either a key condition or a logical one:
 
 - ``{"key": value}`` equality, ``{"key": [v1, v2]}`` membership;
-- ``{"key": {"$op": operand, ...}}`` (numbers compare with numbers, strings with strings) with ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``,
+- ``{"key": {"$op": operand, ...}}`` (numbers compare with numbers, strings with strings) with
+  ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``,
   ``$in``, ``$nin`` (a list), ``$exists`` (a bool: the key is present, even with a null value),
   ``$contains`` (the value is a list holding the operand, or a string holding the operand as a
   case-sensitive substring) and ``$like`` (the value is a string
@@ -73,7 +74,8 @@ class _Field:
             self.value = (f"(SELECT field.value {lookup})", [key])
             self.type = (f"(SELECT field.type {lookup})", [key])
             self.items = (f"(SELECT item.value AS value FROM json_each({column}) AS field, "
-                          f"json_each(field.value) AS item WHERE field.key = ? AND field.type = 'array')", [key])
+                          "json_each(field.value) AS item WHERE field.key = ? AND field.type = 'array')",
+                          [key])
 
 
 class _Translator:
@@ -120,7 +122,8 @@ class _Translator:
             if plain:
                 raise FilterError(f"{where} mixes operators with the key {plain[0]!r}: metadata values are "
                                   "compared as a whole, write {'$op': value} conditions only")
-            parts = [self.operator(field, op, operand, f"{where}[{op!r}]") for op, operand in condition.items()]
+            parts = [self.operator(field, op, operand, f"{where}[{op!r}]")
+                     for op, operand in condition.items()]
             return _join([sql for sql, _ in parts], "AND"), [p for _, extra in parts for p in extra]
         if isinstance(condition, (list, tuple, set, frozenset)):
             return self.operator(field, "$in", list(condition), where)
@@ -182,7 +185,8 @@ class _Translator:
         parts: list[str] = []
         params: list[Any] = []
         if non_null:
-            parts.append(f"({type_sql} NOT IN ('array', 'object') AND {value_sql} IN ({', '.join('?' * len(non_null))}))")
+            marks = ", ".join("?" * len(non_null))
+            parts.append(f"({type_sql} NOT IN ('array', 'object') AND {value_sql} IN ({marks}))")
             params.extend([*type_params, *value_params, *non_null])
         if len(non_null) != len(values):
             parts.append(f"{type_sql} = 'null'")

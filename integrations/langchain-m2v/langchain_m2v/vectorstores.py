@@ -31,7 +31,8 @@ def _cosine_relevance(score: float) -> float:
 
 
 def _document(hit_or_record: Any) -> Document:
-    return Document(id=hit_or_record.id, page_content=hit_or_record.text, metadata=dict(hit_or_record.metadata))
+    return Document(id=hit_or_record.id, page_content=hit_or_record.text,
+                    metadata=dict(hit_or_record.metadata))
 
 
 def _check_index(index: VectorIndex, embedding: Embeddings) -> None:
@@ -167,8 +168,9 @@ class M2VVectorStore(VectorStore):
         """Relevance = (cosine + 1) / 2, in [0, 1]."""
         return _cosine_relevance
 
-    def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5,
-                                      filter: dict[str, Any] | None = None, **kwargs: Any) -> list[Document]:
+    def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20,
+                                      lambda_mult: float = 0.5, filter: dict[str, Any] | None = None,
+                                      **kwargs: Any) -> list[Document]:
         """Documents relevant to ``query`` but diverse among themselves (MMR over ``fetch_k`` candidates)."""
         if len(self._binding) == 0:
             self._binding.translate_filter(filter)
@@ -187,7 +189,8 @@ class M2VVectorStore(VectorStore):
         def select(query: np.ndarray, candidates: np.ndarray, count: int) -> list[int]:
             return maximal_marginal_relevance(query, list(candidates), lambda_mult=lambda_mult, k=count)
 
-        return [_document(hit) for hit in self._binding.search_mmr(embedding, k, fetch_k, select, filter=filter)]
+        hits = self._binding.search_mmr(embedding, k, fetch_k, select, filter=filter)
+        return [_document(hit) for hit in hits]
 
     # ------------------------------------------------------------------ construction, persistence
     @classmethod

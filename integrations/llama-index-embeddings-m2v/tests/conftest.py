@@ -1,4 +1,4 @@
-"""Fixtures for the M2VEmbedding tests: the bundled m2v-base model and a small real-text corpus."""
+"""Fixtures for the M2VEmbedding tests: the bundled m2v-base model, its embedding, and documents."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def m2v_model():
-    """The bundled default model (shipped in m2v_search/models/m2v-base)."""
     from m2v_search import StaticModel
 
     return StaticModel.from_pretrained(DEFAULT_MODEL)
@@ -27,8 +26,7 @@ def embed_model(m2v_model):
 
 @pytest.fixture
 def corpus_documents():
+    """One LlamaIndex Document per test text, with ids doc-0, doc-1, ..."""
     from llama_index.core import Document
 
-    return [
-        Document(text=text, metadata=dict(meta), doc_id=f"doc-{i}") for i, (text, meta) in enumerate(CORPUS)
-    ]
+    return [Document(text=text, metadata=meta, doc_id=f"doc-{i}") for i, (text, meta) in enumerate(CORPUS)]

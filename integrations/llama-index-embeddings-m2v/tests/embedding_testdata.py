@@ -1,59 +1,28 @@
-"""Test data for the M2VEmbedding tests (a module name unique across the repo's test dirs)."""
+"""Test texts for the M2VEmbedding tests (a module name unique across the repo's test dirs)."""
 
 from __future__ import annotations
 
 DEFAULT_MODEL = "m2v-base"
 
-
-# Each query below is about exactly one of these texts.
+# Each query below is about exactly one of these texts, in words the text shares with it.
 CORPUS = [
-    (
-        "The Seine river flows through Paris before reaching the English Channel at Le Havre.",
-        {"topic": "geography", "country": "fr", "year": 2001, "rating": 4.5},
-    ),
-    (
-        "The Rhine river flows from the Swiss Alps through Germany and the Netherlands to the North Sea.",
-        {"topic": "geography", "country": "de", "year": 1998, "rating": 3.0},
-    ),
-    (
-        "Photosynthesis lets green plants turn sunlight, water and carbon dioxide into sugar and oxygen.",
-        {"topic": "biology", "country": "us", "year": 2010, "rating": 5.0},
-    ),
-    (
-        "Mitochondria produce most of the chemical energy that a cell needs, stored as ATP.",
-        {"topic": "biology", "country": "uk", "year": 2015, "rating": 4.0},
-    ),
-    (
-        "A binary search halves a sorted array at every step, so it needs logarithmic time.",
-        {"topic": "computing", "country": "us", "year": 2020, "rating": 4.8},
-    ),
-    (
-        "Python lists are dynamic arrays; appending an element takes amortised constant time.",
-        {"topic": "computing", "country": "nl", "year": 2021, "rating": 3.5},
-    ),
-    (
-        "Bread dough rises because yeast ferments sugar and releases carbon dioxide gas.",
-        {"topic": "cooking", "country": "fr", "year": 2005, "rating": 4.2},
-    ),
-    (
-        "Simmer the tomato sauce slowly with garlic, olive oil and fresh basil leaves.",
-        {"topic": "cooking", "country": "it", "year": 2012, "rating": 4.9},
-    ),
-    (
-        "The violin has four strings tuned in fifths and is played with a horsehair bow.",
-        {"topic": "music", "country": "it", "year": 1999, "rating": 3.8},
-    ),
-    (
-        "A marathon race covers forty-two kilometres and runners train for months to finish it.",
-        {"topic": "sport", "country": "gr", "year": 2004, "rating": 4.1},
-    ),
+    ("Glaciers carve deep valleys as they slowly move downhill under their own weight.", {"topic": "geology"}),
+    ("Honey bees dance to tell the hive where flowers with nectar can be found.", {"topic": "biology"}),
+    ("A hash table finds a key in constant time on average by hashing it to a bucket.", {"topic": "computing"}),
+    ("Sourdough bread is leavened by wild yeast and lactic acid bacteria in a starter.", {"topic": "cooking"}),
+    ("The Danube flows through Vienna, Budapest and Belgrade on its way to the Black Sea.", {"topic": "geography"}),
+    ("A chess game opens with pawns and knights fighting for control of the centre squares.", {"topic": "games"}),
+    ("Solar panels turn sunlight into electricity with layers of doped silicon.", {"topic": "energy"}),
+    ("The piano has eighty-eight keys, and hammers strike its strings when a key is pressed.", {"topic": "music"}),
 ]
 
 QUERIES = {
-    "Which river flows through Paris?": 0,
-    "How do plants turn sunlight and water into sugar?": 2,
-    "binary search on a sorted array": 4,
-    "Why does bread dough rise with yeast?": 6,
-    "how many strings does a violin have": 8,
-    "how long is a marathon race in kilometres": 9,
+    "how do glaciers carve valleys": 0,
+    "why do honey bees dance in the hive": 1,
+    "hash table lookup of a key in constant time": 2,
+    "sourdough starter with wild yeast": 3,
+    "which river flows through Vienna and Budapest": 4,
+    "opening moves in a chess game": 5,
+    "solar panels turning sunlight into electricity": 6,
+    "how many keys does a piano have": 7,
 }

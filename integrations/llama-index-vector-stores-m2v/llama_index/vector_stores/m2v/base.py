@@ -1,10 +1,7 @@
 """``M2VVectorStore``: a LlamaIndex vector store over m2v-search, through ``m2v_search.binding``.
 
-Each node is one index document: the node id is the document id, the node text is the document
-text, and the metadata holds the node's own metadata (filterable) plus the serialized node
-(``_node_content``) and ``ref_doc_id``, so nodes come back whole. LlamaIndex's vectors are handed
-over as they are (the index normalises them); scores are cosine similarities. Metadata filters
-become an m2v-search filter dict and run inside the FAISS search.
+Each node is one index document (id, text, and metadata that holds the node's own metadata plus
+the serialized node and ``ref_doc_id``, so nodes come back whole); scores are cosine similarities.
 """
 
 from __future__ import annotations
@@ -76,7 +73,8 @@ class M2VVectorStore(BasePydanticVectorStore):
         loaded, path = resolve_model(model)
         fallback = DEFAULT_MODEL if index is None and model is None and dim is None else None
         self._binding = IndexBinding(index, model=loaded, dim=dim, index_kind=kind, factory=factory,
-                                     fallback_model=fallback, translate_filter=to_filter_dict, model_path=path)
+                                     fallback_model=fallback, translate_filter=to_filter_dict,
+                                     model_path=path)
 
     @classmethod
     def class_name(cls) -> str:
@@ -188,16 +186,17 @@ class M2VVectorStore(BasePydanticVectorStore):
                 raise ValueError(f"mmr_threshold must be in [0, 1], got {threshold}")
 
             def select(vector: np.ndarray, candidates: np.ndarray, count: int) -> List[int]:
-                _, chosen = get_top_k_mmr_embeddings(vector.tolist(), candidates.tolist(), similarity_top_k=count,
-                                                     mmr_threshold=threshold)
+                _, chosen = get_top_k_mmr_embeddings(vector.tolist(), candidates.tolist(),
+                                                     similarity_top_k=count, mmr_threshold=threshold)
                 return chosen
 
             prefetch = int(kwargs.get("mmr_prefetch_k", k * MMR_PREFETCH_FACTOR))
             hits = self._binding.search_mmr(target, k, max(prefetch, k), select, filter=where)
         else:
             hits = self._binding.search(target, k, filter=where)
-        return VectorStoreQueryResult(nodes=[metadata_dict_to_node(hit.metadata, text=hit.text) for hit in hits],
-                                      similarities=[float(hit.score) for hit in hits], ids=[hit.id for hit in hits])
+        nodes = [metadata_dict_to_node(hit.metadata, text=hit.text) for hit in hits]
+        return VectorStoreQueryResult(nodes=nodes, similarities=[float(hit.score) for hit in hits],
+                                      ids=[hit.id for hit in hits])
 
     # ------------------------------------------------------------------ async: the same, off the event loop
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:
@@ -206,8 +205,8 @@ class M2VVectorStore(BasePydanticVectorStore):
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
 
-    async def adelete_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None,
-                            **delete_kwargs: Any) -> None:
+    async def adelete_nodes(self, node_ids: Optional[List[str]] = None,
+                            filters: Optional[MetadataFilters] = None, **delete_kwargs: Any) -> None:
         await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
 
     async def aget_nodes(self, node_ids: Optional[List[str]] = None,
@@ -234,15 +233,17 @@ class M2VVectorStore(BasePydanticVectorStore):
         ``model``: None reloads the model recorded in the index (the default or a folder; none for
         an index of external vectors); give it when the index was built with an in-memory model.
         """
-        binding = IndexBinding.open(persist_path, fs, model=resolve_model(model)[0], translate_filter=to_filter_dict,
-                                    index_kind=kwargs.get("index_kind") or "auto", factory=kwargs.get("factory"))
+        binding = IndexBinding.open(persist_path, fs, model=resolve_model(model)[0],
+                                    translate_filter=to_filter_dict, factory=kwargs.get("factory"),
+                                    index_kind=kwargs.get("index_kind") or "auto")
         store = cls(binding.index, **kwargs)
         store._binding = binding  # keeps a copy downloaded from a remote fs alive as long as the store
         return store
 
     @classmethod
-    def from_persist_dir(cls, persist_dir: str = DEFAULT_PERSIST_DIR, fs: Optional[fsspec.AbstractFileSystem] = None,
-                         *, namespace: str = DEFAULT_NAMESPACE, model: Any = None, **kwargs: Any) -> M2VVectorStore:
+    def from_persist_dir(cls, persist_dir: str = DEFAULT_PERSIST_DIR,
+                         fs: Optional[fsspec.AbstractFileSystem] = None, *,
+                         namespace: str = DEFAULT_NAMESPACE, model: Any = None, **kwargs: Any) -> M2VVectorStore:
         """Load the store that ``StorageContext.persist(persist_dir)`` saved under ``namespace``."""
         path = f"{str(persist_dir).rstrip('/')}/{namespace}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
         return cls.from_persist_path(path, fs, model=model, **kwargs)

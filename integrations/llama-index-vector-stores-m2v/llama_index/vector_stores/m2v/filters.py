@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
 
 _COMPARISONS = {
     FilterOperator.EQ: "$eq",
@@ -82,11 +87,13 @@ def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
     operator = FilterOperator(item.operator)
     key, value = item.key, item.value
     if operator in _LIST_OPERATORS and not isinstance(value, list):
-        raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a list, got {type(value).__name__}")
+        raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a list, "
+                         f"got {type(value).__name__}")
     if operator not in _LIST_OPERATORS and isinstance(value, list):
         raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a single value, got a list "
                          "(use IN)")
-    if operator in (FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE) and not isinstance(value, str):
+    text_match = (FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE)
+    if operator in text_match and not isinstance(value, str):
         raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a string")
     if operator in _COMPARISONS:
         return {key: {_COMPARISONS[operator]: value}}
@@ -100,4 +107,5 @@ def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
         return {word: [{key: {"$contains": v}} for v in value]}
     if operator == FilterOperator.IS_EMPTY:
         return {"$or": [{key: {"$exists": False}}, {key: None}, {key: ""}]}
-    raise ValueError(f"M2VVectorStore does not support filter operator {operator.name} on key {key!r} ({where})")
+    raise ValueError(f"M2VVectorStore does not support filter operator {operator.name} on key {key!r} "
+                     f"({where})")
