@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -124,6 +125,7 @@ class IndexBinding:
         self.model_path = model_path
         self._guessed = False  # the index was made for fallback_model before any vector was seen
         self._scratch: Any = None  # keeps a downloaded copy alive as long as the index reads it
+        self._lock = threading.RLock()  # two threads adding first must not create two indexes
         self._index = index
         if index is None and model is not None:
             self._index = self._create(model=model)
@@ -167,6 +169,10 @@ class IndexBinding:
             ValueError: the vectors do not have the index's size, or there is nothing to learn a
                 size from (no model and no vectors yet).
         """
+        with self._lock:
+            return self._require(dim)
+
+    def _require(self, dim: int | None) -> VectorIndex:
         index = self._index
         if index is not None and dim is not None and dim != index.dim:
             if self._guessed and len(index) == 0:

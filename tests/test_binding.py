@@ -48,6 +48,15 @@ def test_created_for_external_vectors_now_or_on_the_first_add() -> None:
         lazy.search("a text query", k=1)
 
 
+def test_threads_adding_first_share_one_index() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    binding = IndexBinding()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: binding.add([f"t{i}"], ids=[f"d{i}"], vectors=np.ones((1, 3))), range(32)))
+    assert len(binding) == 32 and sorted(binding.ids()) == sorted(f"d{i}" for i in range(32))
+
+
 def test_fallback_model_unless_the_first_vectors_have_another_size(tiny_model) -> None:
     same = IndexBinding(fallback_model=tiny_model)
     assert same.embeds_text and same.index is None
