@@ -19,6 +19,7 @@ from m2v_search.server.limits import ServerLimits
 from m2v_search.server.middleware import BearerAuth, BodyLimit
 from m2v_search.server.openai_routes import openai_router
 from m2v_search.server.service import IndexService
+from m2v_search.server.threads import WorkerThreads
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import VectorIndex
@@ -71,8 +72,9 @@ def create_app(index_or_path: VectorIndex | str | os.PathLike[str], *, api_key: 
     app.state.limits = limits
     install_error_handlers(app)
     documented_auth = [Depends(HTTPBearer(auto_error=False))] if api_key else []
-    app.include_router(openai_router(service, limits), dependencies=documented_auth)
-    app.include_router(index_router(service, limits), dependencies=documented_auth)
+    workers = WorkerThreads(limits.compute_threads)
+    app.include_router(openai_router(service, limits, workers), dependencies=documented_auth)
+    app.include_router(index_router(service, limits, workers), dependencies=documented_auth)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     if api_key is not None:
         app.add_middleware(BearerAuth, api_key=api_key)  # added last: runs first, before the body is read

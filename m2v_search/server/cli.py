@@ -15,6 +15,7 @@ from m2v_search.server.limits import (
     DEFAULT_MAX_K,
     DEFAULT_MAX_PENDING_WRITES,
     ServerLimits,
+    default_compute_threads,
 )
 
 EXIT_OK, EXIT_USAGE, EXIT_CORRUPT, EXIT_MODEL, EXIT_MISSING_EXTRA = 0, 2, 4, 6, 7
@@ -37,6 +38,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"largest k of a search (default {DEFAULT_MAX_K})")
     parser.add_argument("--max-pending-writes", type=int, default=DEFAULT_MAX_PENDING_WRITES, metavar="N",
                         help=f"writes allowed to wait for the writer (default {DEFAULT_MAX_PENDING_WRITES})")
+    parser.add_argument("--threads", type=int, default=default_compute_threads(), metavar="N",
+                        help="searches and embeddings computed at once; the rest queue "
+                             f"(default {default_compute_threads()}: the cores, at most 8)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                         help="server log level on stderr (default info)")
 
@@ -53,7 +57,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     limits = ServerLimits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_k=args.max_k,
-                          max_pending_writes=args.max_pending_writes)
+                          max_pending_writes=args.max_pending_writes, compute_threads=args.threads)
     from m2v_search.server.app import serve
 
     serve(args.index_dir, host=args.host, port=args.port, api_key_env=args.api_key_env, limits=limits,

@@ -112,7 +112,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
-        return error_response(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
+        message = str(error.detail)
+        if isinstance(error.__cause__, RecursionError):  # json.loads gave up on the nesting
+            message = "the body is not valid JSON here: it is nested too deeply to parse"
+        return error_response(error.status_code, message, headers=getattr(error, "headers", None))
 
     async def on_api_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)

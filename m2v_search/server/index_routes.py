@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import uuid
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from m2v_search._version import __version__
 from m2v_search.server.errors import ApiError, api_error_from
@@ -24,18 +26,19 @@ from m2v_search.server.schemas import (
     UpsertResponse,
 )
 from m2v_search.server.service import IndexService, WriteResult
+from m2v_search.server.threads import WorkerThreads, json_response
 from m2v_search.server.validation import as_matrix, check_batch, check_json_value, check_texts
 
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 _HYBRID_FIELDS = ("mode", "alpha")
 
 
-def index_router(service: IndexService, limits: ServerLimits) -> APIRouter:
+def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThreads) -> APIRouter:
     """The search, document and status routes of ``service``."""
     router = APIRouter(responses=_ERRORS)
 
     @router.get("/health", tags=["status"], summary="Liveness (no key needed)")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @router.get("/info", tags=["status"], summary="The served index: size, type, model, limits")
@@ -47,29 +50,17 @@ def index_router(service: IndexService, limits: ServerLimits) -> APIRouter:
                 "model": None if index.model is None else index.model.name,
                 "path": None if service.path is None else str(service.path), "writable": service.writable,
                 "commits": service.commits, "hybrid": _supports_hybrid(index), "version": __version__,
-                "limits": {"max_body_bytes": limits.max_body_bytes, "max_batch": limits.max_batch,
-                           "max_k": limits.max_k, "max_pending_writes": limits.max_pending_writes},
+                "limits": dataclasses.asdict(limits),
             }
 
     @router.post("/search", tags=["index"], response_model=SearchResponse, summary="Search the index")
-    def search(request: SearchRequest) -> dict[str, Any]:
-        if request.k > limits.max_k:
-            raise ApiError(422, f"k: {request.k} is more than the server's limit of {limits.max_k}", param="k")
+    async def search(request: SearchRequest) -> Response:
+        k = request.k if "k" in request.model_fields_set else min(request.k, limits.max_k)
+        if k > limits.max_k:
+            raise ApiError(422, f"k: {k} is more than the server's limit of {limits.max_k}", param="k")
         if request.filter is not None:
             check_json_value("filter", request.filter)
-        hybrid = {name: getattr(request, name) for name in _HYBRID_FIELDS if getattr(request, name) is not None}
-        with service.reading() as index:
-            queries = _queries_of(request, index.dim, limits)
-            if hybrid and not _supports_hybrid(index):
-                raise ApiError(400, f"{', '.join(hybrid)}: this index does not support search modes "
-                                    "(hybrid search); leave the field out", param=next(iter(hybrid)))
-            try:
-                results = index.search_batch(queries, request.k, filter=request.filter, nprobe=request.nprobe,
-                                             ef_search=request.ef_search, **hybrid)
-            except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
-                raise api_error_from(error) from None
-        return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
-                             for hit in hits] for hits in results]}
+        return json_response(await workers.run(_search, service, limits, request, k))
 
     @router.post("/documents", tags=["index"], response_model=UpsertResponse,
                  summary="Add or replace documents; answers once they are committed to disk")
@@ -118,9 +109,38 @@ async def _write(service: IndexService, apply: Any) -> Any:
         raise api_error_from(error) from None
 
 
-def _supports_hybrid(index: Any) -> bool:
-    parameters = inspect.signature(index.search_batch).parameters
+def _search(service: IndexService, limits: ServerLimits, request: SearchRequest, k: int) -> dict[str, Any]:
+    hybrid = {name: getattr(request, name) for name in _HYBRID_FIELDS if getattr(request, name) is not None}
+    with service.reading() as index:
+        queries = _queries_of(request, index.dim, limits)
+        if hybrid and not _supports_hybrid(index):
+            raise ApiError(400, f"{', '.join(hybrid)}: this index does not support search modes "
+                                "(hybrid search); leave the field out", param=next(iter(hybrid)))
+        try:
+            results = _run_search(index, queries, k, filter=request.filter, nprobe=request.nprobe,
+                                  ef_search=request.ef_search, **hybrid)
+        except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
+            raise api_error_from(error) from None
+    return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
+                         for hit in hits] for hits in results]}
+
+
+def _takes_mode(method: Any) -> bool:
+    parameters = inspect.signature(method).parameters
     return "mode" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _supports_hybrid(index: Any) -> bool:
+    """Whether the index's search takes ``mode=`` / ``alpha=`` (hybrid search)."""
+    return _takes_mode(index.search_batch) or _takes_mode(index.search)
+
+
+def _run_search(index: Any, queries: list[str] | np.ndarray, k: int, **options: Any) -> list[Any]:
+    """``search_batch``, or one ``search`` per query where only ``search`` takes the hybrid options."""
+    if "mode" in options or "alpha" in options:
+        if not _takes_mode(index.search_batch):
+            return [index.search(query, k, **options) for query in queries]
+    return index.search_batch(queries, k, **options)
 
 
 def _queries_of(request: SearchRequest, dim: int, limits: ServerLimits) -> list[str] | np.ndarray:

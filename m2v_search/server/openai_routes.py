@@ -4,9 +4,9 @@ client with ``base_url=".../v1"`` works against them)."""
 from __future__ import annotations
 
 import base64
-import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter
@@ -16,7 +16,11 @@ from m2v_search.server.errors import ApiError
 from m2v_search.server.limits import ServerLimits
 from m2v_search.server.schemas import EmbeddingRequest, EmbeddingResponse, ErrorBody, ModelCard, ModelList
 from m2v_search.server.service import IndexService
+from m2v_search.server.threads import WorkerThreads, json_response
 from m2v_search.server.validation import check_batch, check_texts
+
+if TYPE_CHECKING:  # pragma: no cover
+    from m2v_search.model import StaticModel
 
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422)}
 
@@ -30,7 +34,7 @@ def _accepted_ids(model_id: str) -> set[str]:
     return {model_id, Path(model_id).name}
 
 
-def openai_router(service: IndexService, limits: ServerLimits) -> APIRouter:
+def openai_router(service: IndexService, limits: ServerLimits, workers: WorkerThreads) -> APIRouter:
     """The ``/v1`` routes for ``service``'s model."""
     router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=_ERRORS)
     created = int(time.time())
@@ -49,7 +53,7 @@ def openai_router(service: IndexService, limits: ServerLimits) -> APIRouter:
         return ModelCard(id=served, created=created)
 
     @router.post("/embeddings", response_model=EmbeddingResponse, summary="Embed texts (OpenAI schema)")
-    def create_embeddings(request: EmbeddingRequest) -> Response:
+    async def create_embeddings(request: EmbeddingRequest) -> Response:
         served = served_model_id(service)
         if served is None or service.model is None:
             raise ApiError(400, "this index holds vectors computed elsewhere and has no model to embed with",
@@ -60,28 +64,29 @@ def openai_router(service: IndexService, limits: ServerLimits) -> APIRouter:
         texts = _texts_of(request.input)
         check_batch("input", len(texts), limits.max_batch)
         check_texts("input", texts)
-        model = service.model
-        vectors = model.encode(texts)
-        if request.dimensions is not None:
-            if request.dimensions > vectors.shape[1]:
-                raise ApiError(400, f"dimensions={request.dimensions}, but the model gives {vectors.shape[1]}",
-                               param="dimensions")
-            vectors = np.ascontiguousarray(vectors[:, :request.dimensions])
-            if model.normalize:
-                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-                np.divide(vectors, norms, out=vectors, where=norms > 0)
-        _, offsets = model.tokenize_flat(texts)
-        tokens = int(offsets[-1] - offsets[0]) if len(offsets) else 0
-        little_endian = vectors.astype("<f4", copy=False)
-        data = [{"object": "embedding", "index": position,
-                 "embedding": base64.b64encode(row.tobytes()).decode("ascii")
-                 if request.encoding_format == "base64" else row.tolist()}
-                for position, row in enumerate(little_endian)]
-        body = {"object": "list", "data": data, "model": served,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+        if request.dimensions is not None and request.dimensions > service.model.dim:
+            raise ApiError(400, f"dimensions={request.dimensions}, but the model gives {service.model.dim}",
+                           param="dimensions")
+        return json_response(await workers.run(_embed, service.model, served, texts, request))
 
     return router
+
+
+def _embed(model: StaticModel, served: str, texts: list[str], request: EmbeddingRequest) -> dict[str, Any]:
+    vectors = model.encode(texts)
+    if request.dimensions is not None:
+        vectors = np.ascontiguousarray(vectors[:, :request.dimensions])
+        if model.normalize:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            np.divide(vectors, norms, out=vectors, where=norms > 0)
+    _, offsets = model.tokenize_flat(texts)
+    tokens = int(offsets[-1] - offsets[0]) if len(offsets) else 0
+    little_endian = vectors.astype("<f4", copy=False)
+    data = [{"object": "embedding", "index": position,
+             "embedding": base64.b64encode(row.tobytes()).decode("ascii")
+             if request.encoding_format == "base64" else row.tolist()}
+            for position, row in enumerate(little_endian)]
+    return {"object": "list", "data": data, "model": served, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _texts_of(given: str | list[str] | list[int] | list[list[int]]) -> list[str]:

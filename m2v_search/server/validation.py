@@ -62,10 +62,11 @@ def as_matrix(field: str, rows: list[list[float]], dim: int | None) -> np.ndarra
     widths = {len(row) for row in rows}
     if len(widths) > 1:
         raise ApiError(400, f"{field}: rows of different lengths ({sorted(widths)[:5]})", param=field)
-    matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1 if rows else (dim or 0))
+    with np.errstate(over="ignore"):
+        matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1 if rows else (dim or 0))
+    if not np.isfinite(matrix).all():
+        raise ApiError(400, f"{field}: a value overflows float32", param=field)
     if dim is not None and matrix.shape[1] != dim:
         raise ApiError(400, f"{field}: vectors of {matrix.shape[1]} values, but the index holds {dim}-dim vectors",
                        param=field)
-    if not np.isfinite(matrix).all():
-        raise ApiError(400, f"{field}: a value overflows float32", param=field)
     return matrix
