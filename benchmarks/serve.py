@@ -70,8 +70,9 @@ def start_server(folder: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not start within 120 s")
 
 
-async def drive(url: str, path: str, bodies: list[dict], clients: int, requests: int) -> dict:
+async def drive(url: str, path: str, bodies: list[dict], clients: int, requests: int, writer: bool = False) -> dict:
     """Send ``requests`` POSTs (cycling through ``bodies``), ``clients`` at a time; latency stats.
+    ``writer``: meanwhile, one more client upserts a document at a time (each one committed).
 
     aiohttp, not httpx: httpx's async connection pool itself slows down past ~10 connections
     (measured here: 711 -> 101 requests/s on GET /health from 8 to 32 clients; aiohttp 1535 -> 869).
@@ -98,30 +99,49 @@ async def drive(url: str, path: str, bodies: list[dict], clients: int, requests:
             latencies.append(time.perf_counter() - started)
             failures += status != 200
 
-    connector = aiohttp.TCPConnector(limit=clients)
+    writes = 0
+    readers_done = asyncio.Event()
+
+    async def write_loop(http: aiohttp.ClientSession) -> None:
+        nonlocal writes
+        while not readers_done.is_set():
+            body = {"ids": [f"bench-{writes}"], "texts": [f"benchmark upsert number {writes}"]}
+            async with http.post("/documents", json=body) as response:
+                await response.read()
+                writes += response.status == 200
+
+    async def readers(http: aiohttp.ClientSession) -> None:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        readers_done.set()
+
+    connector = aiohttp.TCPConnector(limit=clients + 1)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
         # Open every connection and warm the server's caches before timing.
         await asyncio.gather(*(post(http, bodies[i % len(bodies)]) for i in range(clients)))
         started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+        await asyncio.gather(readers(http), *([write_loop(http)] if writer else []))
         wall = time.perf_counter() - started
     values = np.array(latencies) * 1000
-    return {"requests": len(latencies), "failures": failures, "rps": len(latencies) / wall,
+    return {"requests": len(latencies), "failures": failures, "rps": len(latencies) / wall, "writes": writes,
             "p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
-def workloads(texts: list[str], model_id: str) -> list[tuple[str, str, list[dict]]]:
+def workloads(texts: list[str], model_id: str) -> list[tuple[str, str, list[dict], bool]]:
     rng = np.random.default_rng(0)
     picks = [texts[i] for i in rng.choice(len(texts), 512, replace=False)]
     queries = [" ".join(text.split()[:6]) for text in picks]
+    searches = [{"query": query, "k": 10} for query in queries]
     return [
         ("embeddings, 1 text", "/v1/embeddings",
-         [{"input": text, "model": model_id, "encoding_format": "base64"} for text in picks]),
+         [{"input": text, "model": model_id, "encoding_format": "base64"} for text in picks], False),
         ("embeddings, 32 texts", "/v1/embeddings",
-         [{"input": picks[i:i + 32], "model": model_id, "encoding_format": "base64"} for i in range(0, 480, 32)]),
-        ("search, k=10", "/search", [{"query": query, "k": 10} for query in queries]),
-        ("search, k=10, filter", "/search", [{"query": query, "k": 10, "filter": {"part": 3}} for query in queries]),
+         [{"input": picks[i:i + 32], "model": model_id, "encoding_format": "base64"} for i in range(0, 480, 32)],
+         False),
+        ("search, k=10", "/search", searches, False),
+        ("search, k=10, filter", "/search",
+         [{"query": query, "k": 10, "filter": {"part": 3}} for query in queries], False),
+        ("search, k=10, while a writer upserts", "/search", searches, True),
     ]
 
 
@@ -148,9 +168,9 @@ def main() -> None:
 
         model_id = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
         rows = []
-        for name, path, bodies in workloads(texts, model_id):
+        for name, path, bodies, writer in workloads(texts, model_id):
             for clients in levels:
-                result = asyncio.run(drive(url, path, bodies, clients, args.requests))
+                result = asyncio.run(drive(url, path, bodies, clients, args.requests, writer))
                 rows.append({"workload": name, "clients": clients, **result})
                 print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
@@ -169,11 +189,14 @@ def report(rows: list[dict], count: int, requests: int) -> None:
         "`python -m m2v_search.server` (one uvicorn process); client: aiohttp in another process on the",
         f"same machine, {requests} requests per row (capped at {LEVEL_TIME_CAP_S:.0f} s), over loopback.",
         "",
-        "| workload | clients | requests | failed | requests/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "The last rows search while one more client upserts a document per request (each committed to",
+        "disk as a new generation before it is answered); 'writes' counts those committed meanwhile.",
+        "",
+        "| workload | clients | requests | failed | requests/s | p50 ms | p99 ms | writes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [f"| {r['workload']} | {r['clients']} | {r['requests']} | {r['failures']} | {r['rps']:.0f} | "
-              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} |" for r in rows]
+              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['writes'] or ''} |" for r in rows]
     write_report("serve", "\n".join(lines) + "\n")
 
 

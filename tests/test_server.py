@@ -401,6 +401,11 @@ def test_readers_never_fail_while_a_writer_commits(served: str) -> None:
 
 
 # ---------------------------------------------------------------------- command line
+def server_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", **extra,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -409,8 +414,7 @@ def free_port() -> int:
 
 def test_python_m_server_with_api_key_env(index_dir: Path) -> None:
     port = free_port()
-    env = {**os.environ, "M2V_TEST_KEY": "from-the-env", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = server_env(M2V_TEST_KEY="from-the-env")
     process = subprocess.Popen([sys.executable, "-m", "m2v_search.server", str(index_dir), "--port", str(port),
                                 "--api-key-env", "M2V_TEST_KEY", "--log-level", "warning"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -435,11 +439,12 @@ def test_python_m_server_with_api_key_env(index_dir: Path) -> None:
 
 @pytest.mark.parametrize(("arguments", "words"), [
     (["--api-key-env", "M2V_SURELY_UNSET_VARIABLE"], "M2V_SURELY_UNSET_VARIABLE"),
-    (["--max-k", "0"], "max_k"),
+    (["--max-k", "0"], "--max-k"),
+    (["--request-threads", "many"], "--request-threads"),
     (["--port", "70000"], "--port"),
 ])
 def test_python_m_server_refuses_bad_options(index_dir: Path, arguments: list[str], words: str) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = server_env()
     env.pop("M2V_SURELY_UNSET_VARIABLE", None)
     done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(index_dir), *arguments],
                           env=env, capture_output=True, text=True, timeout=60)
@@ -447,7 +452,81 @@ def test_python_m_server_refuses_bad_options(index_dir: Path, arguments: list[st
 
 
 def test_python_m_server_on_a_missing_index(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(tmp_path / "nothing")],
-                          env=env, capture_output=True, text=True, timeout=60)
+                          env=server_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "nothing" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_importing_the_server_package_stays_light() -> None:
+    code = ("import sys, m2v_search, m2v_search.server; limits = m2v_search.server.ServerLimits(max_k=5); "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'faiss', 'starlette') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], env=server_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+# ---------------------------------------------------------------------- the service behind the routes
+def test_a_reader_keeps_its_snapshot_through_a_commit(index_dir: Path) -> None:
+    from m2v_search.server.service import IndexService, WriteResult
+
+    service = IndexService.open(index_dir)
+    try:
+        with service.reading() as before:
+            future = service.submit(lambda index: WriteResult(index.add_texts(["a new text"], ids=["new"]), True))
+            assert future.result(timeout=30) == ["new"]
+            assert len(before) == len(DOCS)  # still the generation it started with, and usable
+            assert before.search("cat", k=1)[0].id == "cat"
+            with service.reading() as after:
+                assert len(after) == len(DOCS) + 1 and after.get(["new"])
+        assert service.commits == 1
+    finally:
+        service.close()
+
+
+def test_a_failing_write_is_dropped_and_the_others_commit(index_dir: Path) -> None:
+    from m2v_search.server.service import IndexService, WriteResult
+
+    def add(doc_id: str):
+        return lambda index: WriteResult(index.add_texts([f"text of {doc_id}"], ids=[doc_id]), True)
+
+    def add_then_fail(index: VectorIndex) -> WriteResult:
+        index.add_texts(["half written"], ids=["half"])
+        raise RuntimeError("this write fails after changing its copy")
+
+    service = IndexService.open(index_dir)
+    try:
+        futures = [service.submit(add("one")), service.submit(add_then_fail), service.submit(add("two"))]
+        assert futures[0].result(timeout=30) == ["one"] and futures[2].result(timeout=30) == ["two"]
+        with pytest.raises(RuntimeError, match="fails after"):
+            futures[1].result(timeout=30)
+        with service.reading() as index:
+            assert [r.id for r in index.get(["one", "half", "two"])] == ["one", "two"]
+        reopened = VectorIndex.open(index_dir)
+        assert len(reopened) == len(DOCS) + 2 and not reopened.get(["half"])
+        reopened.close()
+    finally:
+        service.close()
+    with pytest.raises(Exception, match="shutting down"):
+        service.submit(add("three"))
+
+
+def test_too_many_waiting_writes_get_503(index_dir: Path) -> None:
+    limits = ServerLimits(max_pending_writes=1)
+    with running(create_app(index_dir, limits=limits)) as url:
+        def write(number: int) -> Any:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                return http.post("/documents", json={"ids": [f"n{number}"], "texts": [f"text {number}"]})
+
+        threads_results: list[Any] = [None] * 16
+        workers = [threading.Thread(target=lambda i=i: threads_results.__setitem__(i, write(i))) for i in range(16)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        statuses = sorted(response.status_code for response in threads_results)
+        assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+        for response in threads_results:
+            if response.status_code == 503:
+                assert_error(response, 503, "waiting")
+                assert response.headers["retry-after"] == "1"
+        with httpx.Client(base_url=url) as http:
+            assert http.get("/info").json()["documents"] == len(DOCS) + statuses.count(200)

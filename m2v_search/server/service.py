@@ -31,7 +31,6 @@ log = logging.getLogger("m2v_search.server")
 
 MAX_WRITES_PER_COMMIT = 256
 _CONFLICT_RETRIES = 2
-_INPUT_ERRORS = (ValueError, TypeError, KeyError)
 
 
 class ReadOnlyError(M2VSearchError, RuntimeError):
@@ -161,7 +160,11 @@ class IndexService:
                     stop = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception as error:  # noqa: BLE001 - the writer thread must outlive any one batch
+                log.exception("writing to %s failed", self.path)
+                self._fail(batch, error)
             if stop:
                 break
         self._fail_waiting()
@@ -221,7 +224,7 @@ class IndexService:
         for request in pending:
             try:
                 results.append(request.apply(writer))
-            except (*_INPUT_ERRORS, M2VSearchError, UnicodeError) as error:
+            except Exception as error:  # noqa: BLE001 - the copy is thrown away: nothing of it is kept
                 return results, (request, error)
         return results, None
 
