@@ -285,6 +285,13 @@ def test_read_only(index_dir: Path) -> None:
         assert_error(http.post("/documents", json={"texts": ["x"]}), 403, "read-only")
         assert_error(http.delete("/documents/cat"), 403, "read-only")
         assert http.post("/search", json={"query": "cat"}).status_code == 200
+    in_memory = VectorIndex.create()  # no directory: served, but nowhere to commit writes
+    in_memory.add_texts(["only in memory"], ids=["mem"])
+    with running(create_app(in_memory)) as url, httpx.Client(base_url=url) as http:
+        assert http.post("/search", json={"query": "memory", "k": 1}).json()["results"][0][0]["id"] == "mem"
+        assert_error(http.post("/documents", json={"texts": ["x"]}), 403, "no directory")
+        assert http.get("/info").json()["writable"] is False
+    assert in_memory.search("memory", k=1)[0].id == "mem"  # the caller's index is left open
 
 
 BAD_REQUESTS = [
@@ -302,6 +309,7 @@ BAD_REQUESTS = [
     ("post", "/search", b'{"vector": [1e39]}', 400, "float32"),
     ("post", "/search", b'{"query": "x", "k": 0}', 422, "k"),
     ("post", "/search", b'{"query": "x", "k": "ten"}', 422, "k"),
+    ("post", "/search", b'{"query": "x", "k": true}', 422, "k"),
     ("post", "/search", b'{"query": "x", "ef_search": 99999999999}', 422, "ef_search"),
     ("post", "/search", b'{"query": "x", "nprobe": -3}', 422, "nprobe"),
     ("post", "/search", b'{"query": "x", "mode": "no-such-mode"}', 400, "mode"),

@@ -69,10 +69,10 @@ class SearchRequest(_Strict):
     queries: list[str] | None = Field(None, description="Several query texts (one result list each).")
     vector: list[float] | None = Field(None, description="One query vector (the index's dimensions).")
     vectors: list[list[float]] | None = Field(None, description="Several query vectors.")
-    k: int = Field(10, ge=1, description="Results per query (at most the server's max_k).")
+    k: int = Field(10, ge=1, strict=True, description="Results per query (at most the server's max_k).")
     filter: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"year": {"$gte": 2020}}.')
-    nprobe: int | None = Field(None, ge=1, le=MAX_NPROBE, description="IVF lists probed (default: the index's).")
-    ef_search: int | None = Field(None, ge=1, le=MAX_EF_SEARCH, description="HNSW efSearch (default: the index's).")
+    nprobe: int | None = Field(None, ge=1, le=MAX_NPROBE, strict=True, description="IVF lists probed (default: the index's).")
+    ef_search: int | None = Field(None, ge=1, le=MAX_EF_SEARCH, strict=True, description="HNSW efSearch (default: the index's).")
     mode: str | None = Field(None, description="Search mode, passed to the index only when given "
                                                "(e.g. hybrid, where the index supports it).")
     alpha: float | None = Field(None, description="Weight of the dense score in a hybrid search "

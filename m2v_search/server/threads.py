@@ -11,6 +11,8 @@ import anyio
 import anyio.to_thread
 from fastapi.responses import Response
 
+from m2v_search.server.errors import ApiError
+
 T = TypeVar("T")
 
 
@@ -31,5 +33,14 @@ class WorkerThreads:
 
 
 def json_response(body: Any) -> Response:
-    """A compact JSON response, without validating ``body`` against a response model again."""
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
+    """A compact JSON response, without validating ``body`` against a response model again.
+
+    Raises:
+        ApiError: (500) the body holds NaN or infinity, which JSON cannot carry.
+    """
+    try:
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)  # ASCII: lone surrogates stay escaped
+    except ValueError:
+        raise ApiError(500, "the result holds a number JSON cannot carry (NaN or infinity)",
+                       code="non_finite_result") from None
+    return Response(text, media_type="application/json")
