@@ -185,17 +185,17 @@ class IndexService:
                 return
             results, failed = self._apply_all(writer, pending)
             if failed is not None:
-                self._dispose(_Snapshot(writer, owned=True))
+                writer.close()
                 pending.remove(failed[0])
                 failed[0].future.set_exception(failed[1])
                 continue
             if not any(result.changed for result in results):
-                self._dispose(_Snapshot(writer, owned=True))
+                writer.close()
             else:
                 try:
                     writer.save()
                 except IndexConflictError as error:
-                    self._dispose(_Snapshot(writer, owned=True))
+                    writer.close()
                     conflicts += 1
                     if conflicts <= _CONFLICT_RETRIES:
                         log.info("another process wrote %s; applying %d writes again", self.path, len(pending))
@@ -203,7 +203,7 @@ class IndexService:
                     self._fail(pending, error)
                     return
                 except Exception as error:  # noqa: BLE001 - a failed save leaves the served snapshot as it was
-                    self._dispose(_Snapshot(writer, owned=True))
+                    writer.close()
                     self._fail(pending, error)
                     return
                 self._swap(writer)
