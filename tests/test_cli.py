@@ -179,3 +179,13 @@ def test_importing_the_cli_stays_light() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_serve_is_an_index_subcommand(tmp_path: Path, capsys) -> None:
+    """`m2v-index serve` is registered; a directory without an index is a usage error, one line."""
+    with pytest.raises(SystemExit) as help_exit:
+        index_main(["serve", "--help"])
+    assert help_exit.value.code == 0
+    assert "--api-key-env" in capsys.readouterr().out
+    assert index_main(["serve", str(tmp_path / "missing"), "--port", "0"]) == EXIT_USAGE
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

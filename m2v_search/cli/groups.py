@@ -24,4 +24,5 @@ COMMAND_MODULES = (
     "m2v_search.cli.train",
     "m2v_search.cli.index_write",
     "m2v_search.cli.index_read",
+    "m2v_search.cli.index_serve",
 )
