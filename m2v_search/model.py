@@ -109,25 +109,70 @@ class StaticModel:
         digest.update(self.tokenizer.to_str().encode())
         return digest.hexdigest()
 
+    @property
+    def tokens(self) -> list[str]:
+        """The vocabulary, in id order (as Model2Vec's ``StaticModel.tokens``)."""
+        vocabulary = self.tokenizer.get_vocab(with_added_tokens=True)
+        return [token for token, _ in sorted(vocabulary.items(), key=lambda item: item[1])]
+
+    @property
+    def median_token_length(self) -> int:
+        """Median length in characters of the vocabulary's tokens (texts are cut at max_length times this)."""
+        return self._median_token_length
+
+    @property
+    def vocabulary_quantization(self) -> int | None:
+        """Number of table rows when tokens share rows through ``token_mapping``, else None."""
+        return int(self.embedding.shape[0]) if self.token_mapping is not None else None
+
     # ------------------------------------------------------------------ loading, saving
     @classmethod
     def from_pretrained(
         cls,
         path: str | os.PathLike[str] | None = None,
-        *,
+        token: str | None = None,
         normalize: bool | None = None,
+        subfolder: str | None = None,
         quantize_to: str | None = None,
         dimensionality: int | None = None,
+        vocabulary_quantization: int | None = None,
         max_length: int | None = _UNSET,
+        force_download: bool = True,
+        *,
         tokenizer_backend: str | None = None,
     ) -> StaticModel:
-        """Load a model: the bundled default (no argument or ``"m2v-base"``), a local folder
-        (Model2Vec or Sentence Transformers layout; never touches the network), or a hub id
-        (downloaded only when the hub is reachable; otherwise a clear error).
+        """Load a model; the arguments (and their order) are Model2Vec's.
+
+        Args:
+            path: None or ``"m2v-base"`` (the bundled default), a local folder (Model2Vec or
+                Sentence Transformers layout; never touches the network), or a hub id
+                (downloaded when the hub is reachable; otherwise a clear error).
+            token: Hugging Face token for private hub repositories.
+            normalize: unit-length output by default (None: the model's config).
+            subfolder: the model's folder inside ``path`` (or inside the hub repository).
+            quantize_to: storage precision after loading: "float32", "float16" or "int8".
+            dimensionality: keep the first n dimensions (PCA-ordered models).
+            vocabulary_quantization: Model2Vec's k-means vocabulary clustering; not supported
+                here (models clustered by Model2Vec load fine: pass None).
+            max_length: default token limit of ``encode`` (None: no limit; unset: the config's).
+            force_download: for hub ids, ask the hub even when a cached copy exists.
+            tokenizer_backend: "auto", "hf" or "nanotoken" (see ``m2v_search.tokenization``).
+
+        Returns:
+            The model.
+
+        Raises:
+            ModelLoadError: the folder is missing, incomplete or corrupt (the message names the file).
+            HubUnavailableError: a hub id while offline or when the hub cannot be reached.
+            ValueError: a bad ``quantize_to``, ``dimensionality`` or ``vocabulary_quantization``.
         """
         from m2v_search.persistence import load_folder, resolve_model_folder
 
-        stored = load_folder(resolve_model_folder(path))
+        if vocabulary_quantization is not None:
+            raise ValueError("vocabulary_quantization (k-means clustering of the vocabulary) is not supported by "
+                             "m2v-search; cluster with model2vec, then load the saved folder here")
+        folder = resolve_model_folder(path, subfolder=subfolder, token=token, force_download=force_download)
+        stored = load_folder(folder)
         config = stored.config
         embeddings, weights = stored.embeddings, stored.weights
         if quantize_to is not None:
@@ -150,17 +195,50 @@ class StaticModel:
             tokenizer_backend=tokenizer_backend,
         )._named(stored.metadata.get("model_name") or name or Path(stored.folder).name)
 
+    @classmethod
+    def from_sentence_transformers(cls, model: Any, *, normalize: bool | None = None) -> StaticModel:
+        """A StaticModel from a Sentence Transformers static model: a loaded ``SentenceTransformer``
+        (or its ``StaticEmbedding`` module), or the path of one saved on disk.
+
+        Args:
+            model: ``SentenceTransformer`` whose first module is ``StaticEmbedding``, a
+                ``StaticEmbedding``, or a folder.
+            normalize: unit-length output by default (None: when the model has a Normalize module).
+
+        Returns:
+            The model, giving the same vectors as ``model.encode``.
+
+        Raises:
+            TypeError: ``model`` is a transformer (distil it first) or not a Sentence Transformers model.
+        """
+        from m2v_search.st_compat import static_parts
+
+        if isinstance(model, (str, os.PathLike)):
+            return cls.from_pretrained(model, normalize=normalize)
+        vectors, tokenizer, has_normalize, name = static_parts(model)
+        return cls(vectors, tokenizer, normalize=has_normalize if normalize is None else normalize,
+                   max_length=None)._named(name)
+
     def _named(self, name: str) -> StaticModel:
         self.name = name
         return self
 
     name: str = "static-model"
 
-    def save_pretrained(self, path: str | os.PathLike[str], model_name: str | None = None) -> None:
-        """Save in the Model2Vec layout (which Sentence Transformers loads too), with a model card."""
+    def save_pretrained(
+        self, path: str | os.PathLike[str], model_name: str | None = None, subfolder: str | None = None
+    ) -> None:
+        """Save in the Model2Vec layout (which Sentence Transformers loads too), with a model card.
+
+        Args:
+            path: the folder to write (replaced atomically; files of other tools in it are kept).
+            model_name: the name in the model card (default: the folder's name).
+            subfolder: write into ``path/subfolder`` instead.
+        """
         from m2v_search.model_card import render_model_card
         from m2v_search.persistence import write_folder
 
+        target = Path(path) / subfolder if subfolder else Path(path)
         config = {
             **self.config,
             "model_type": "model2vec",
@@ -171,7 +249,7 @@ class StaticModel:
             "embedding_dtype": self.embedding_dtype,
         }
         card = render_model_card(
-            model_name=model_name or Path(path).name,
+            model_name=model_name or target.name,
             base_model=self.base_model_name,
             dim=self.dim,
             vocabulary_size=self.vocabulary_size,
@@ -180,7 +258,38 @@ class StaticModel:
             language=self.language,
             recipe=self.config.get("recipe"),
         )
-        write_folder(Path(path), self.embedding, self.tokenizer, config, self.weights, self.token_mapping, card)
+        write_folder(target, self.embedding, self.tokenizer, config, self.weights, self.token_mapping, card)
+
+    def push_to_hub(
+        self, repo_id: str, private: bool = False, token: str | None = None, subfolder: str | None = None
+    ) -> None:
+        """Upload the model to a Hugging Face hub model repository (Model2Vec's signature).
+
+        Args:
+            repo_id: ``owner/name``; the repository is created when missing.
+            private: create the repository private (an existing one keeps its visibility).
+            token: Hugging Face token (default: the one stored by ``hf auth login``).
+            subfolder: upload into this folder of the repository.
+
+        Raises:
+            HubUnavailableError: HF_HUB_OFFLINE is set, or the hub cannot be reached.
+        """
+        from m2v_search.hub import push_model_to_hub
+
+        push_model_to_hub(self, repo_id, private=private, token=token, subfolder=subfolder)
+
+    def to_onnx(self, path: str | os.PathLike[str]) -> Path:
+        """Export to ONNX with the tokenizer files (layout: ``m2v_search.onnx_export``); needs ``onnx``.
+
+        Args:
+            path: the output folder.
+
+        Returns:
+            The path of the main graph, ``path/onnx/model.onnx``.
+        """
+        from m2v_search.onnx_export import export_onnx
+
+        return export_onnx(self, path)
 
     # ------------------------------------------------------------------ encoding
     def tokenize(self, texts: list[str], max_length: int | None = _UNSET) -> list[list[int]]:
@@ -208,30 +317,53 @@ class StaticModel:
         return ids, offsets
 
     @overload
-    def encode(self, texts: str, **kwargs: Any) -> np.ndarray: ...
+    def encode(self, sentences: str, *args: Any, **kwargs: Any) -> np.ndarray: ...
     @overload
-    def encode(self, texts: Iterable[str], **kwargs: Any) -> np.ndarray: ...
+    def encode(self, sentences: Iterable[str], *args: Any, **kwargs: Any) -> np.ndarray: ...
 
     def encode(
         self,
-        texts: str | Iterable[str],
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_length: int | None = _UNSET,
-        normalize: bool | None = None,
+        sentences: str | Iterable[str],
         show_progress_bar: bool = False,
+        max_length: int | None = _UNSET,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        use_multiprocessing: bool = True,
+        multiprocessing_threshold: int = 10_000,
+        *,
+        normalize: bool | None = None,
+        **kwargs: Any,
     ) -> np.ndarray:
         """Embed texts: contiguous float32 of shape (n, dim), or (dim,) for a single str.
 
-        ``texts`` may be any iterable (a generator is consumed in batches of ``batch_size``).
-        Empty texts, and texts with only unknown tokens, give zero vectors.
+        The arguments and their positional order are Model2Vec's. Empty texts, and texts with
+        only unknown tokens, give zero vectors.
+
+        Args:
+            sentences: a str, or any iterable of str (a generator is consumed in batches).
+            show_progress_bar: a tqdm bar on stderr.
+            max_length: token limit per text (None: no limit; unset: the model's ``max_length``).
+            batch_size: texts per batch (memory stays per batch).
+            use_multiprocessing: True (default) tokenizes upcoming batches in worker threads while
+                the current one is pooled; False keeps all work on the calling thread.
+            multiprocessing_threshold: accepted for Model2Vec compatibility; no effect (threads
+                are used whenever there is more than one batch).
+            normalize: unit-length vectors (None: the model's ``normalize``).
+            **kwargs: other keywords are accepted and ignored, as in Model2Vec (a warning names them).
+
+        Returns:
+            The vectors.
+
+        Raises:
+            TypeError: an item is not a str (the message gives its position).
         """
-        if isinstance(texts, str):
-            return self.encode([texts], max_length=max_length, normalize=normalize)[0]
-        chunks = self.iter_encode(texts, batch_size=batch_size, max_length=max_length,
-                                  normalize=normalize, show_progress_bar=show_progress_bar)
-        if hasattr(texts, "__len__"):  # write batches straight into the result: no second copy
-            out = np.empty((len(texts), self.dim), dtype=np.float32)  # type: ignore[arg-type]
+        if kwargs:
+            _warn_ignored(kwargs)
+        if isinstance(sentences, str):
+            return self.encode([sentences], max_length=max_length, normalize=normalize)[0]
+        chunks = self.iter_encode(sentences, batch_size=batch_size, max_length=max_length, normalize=normalize,
+                                  show_progress_bar=show_progress_bar, threads=use_multiprocessing)
+        if hasattr(sentences, "__len__"):  # write batches straight into the result: no second copy
+            out = np.empty((len(sentences), self.dim), dtype=np.float32)  # type: ignore[arg-type]
             start = 0
             for chunk in chunks:
                 out[start : start + len(chunk)] = chunk
@@ -250,11 +382,13 @@ class StaticModel:
         max_length: int | None = _UNSET,
         normalize: bool | None = None,
         show_progress_bar: bool = False,
+        threads: bool = True,
     ) -> Iterator[np.ndarray]:
         """Yield one (batch, dim) float32 array per batch of ``texts``; memory stays per batch.
 
         Upcoming batches are tokenized in worker threads (the tokenizers release the GIL)
         while the current one is pooled; at most a few batches are in memory at once.
+        ``threads=False`` does all the work on the calling thread.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -263,7 +397,7 @@ class StaticModel:
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
         progress = _progress(total, show_progress_bar)
         batches = _checked_batches(texts, batch_size)
-        if total is not None and total <= batch_size:  # one batch: nothing to overlap
+        if not threads or (total is not None and total <= batch_size):  # nothing to overlap
             for batch in batches:
                 yield self._pool(*self._tokenize_flat(batch, max_length), normalize, progress)
             if progress is not None:
@@ -289,23 +423,55 @@ class StaticModel:
         return vectors
 
     def encode_as_sequence(
-        self, texts: str | Iterable[str], *, max_length: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        sentences: str | Iterable[str],
+        *,
+        max_length: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        show_progress_bar: bool = False,
+        use_multiprocessing: bool = True,
+        multiprocessing_threshold: int = 10_000,
     ) -> list[np.ndarray] | np.ndarray:
         """Per-token vectors (``(n_tokens, dim)`` float32) of each text, e.g. for chunkers.
 
-        Truncates only when ``max_length`` is given.
+        Model2Vec's signature. Truncates only when ``max_length`` is given (the model's own
+        ``max_length`` does not apply, as in Model2Vec).
+
+        Args:
+            sentences: a str (gives one array) or an iterable of str (gives a list).
+            max_length: token limit per text (None: no limit).
+            batch_size: texts tokenized at once.
+            show_progress_bar: a tqdm bar on stderr.
+            use_multiprocessing: accepted for Model2Vec compatibility; no effect.
+            multiprocessing_threshold: accepted for Model2Vec compatibility; no effect.
+
+        Returns:
+            One array per text; texts without known tokens give ``(0, dim)`` arrays.
         """
-        if isinstance(texts, str):
-            return self.encode_as_sequence([texts], max_length=max_length)[0]  # type: ignore[return-value]
+        if isinstance(sentences, str):
+            return self.encode_as_sequence([sentences], max_length=max_length)[0]  # type: ignore[return-value]
         result: list[np.ndarray] = []
-        for batch in _checked_batches(texts, batch_size):
+        total = len(sentences) if hasattr(sentences, "__len__") else None  # type: ignore[arg-type]
+        progress = _progress(total, show_progress_bar)
+        for batch in _checked_batches(sentences, batch_size):
             ids, offsets = self._tokenize_flat(batch, max_length)
             result.extend(token_vectors(ids, offsets, self._table, self.weights, self.token_mapping))
+            if progress is not None:
+                progress.update(len(batch))
+        if progress is not None:
+            progress.close()
         return result
 
     def __repr__(self) -> str:
         return (f"StaticModel(name={self.name!r}, dim={self.dim}, vocabulary={self.vocabulary_size}, "
                 f"dtype={self.embedding_dtype}, normalize={self.normalize}, tokenizer={self.tokenizer_backend})")
+
+
+def _warn_ignored(kwargs: dict[str, Any]) -> None:
+    import warnings
+
+    warnings.warn(f"StaticModel.encode ignores the keyword arguments {sorted(kwargs)} (accepted for "
+                  "Model2Vec compatibility)", UserWarning, stacklevel=3)
 
 
 def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:
