@@ -305,7 +305,7 @@ def write_folder(
             (staging / "1_Normalize").mkdir()
         (staging / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(model_card, encoding="utf-8")
-        _swap_in(staging, path)
+        swap_in(staging, path, _WRITTEN)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -314,7 +314,15 @@ def write_folder(
 _WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize"}
 
 
-def _swap_in(staging: Path, target: Path) -> None:
+def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
+    """Make the complete folder ``staging`` become ``target`` with renames (fsynced first).
+
+    Entries of an existing ``target`` whose names are not in ``replaced`` are copied over,
+    so that files other tools put there survive.
+
+    Raises:
+        ModelLoadError: ``target`` exists and is a file.
+    """
     for file in staging.iterdir():
         if file.is_file():
             with open(file, "rb") as handle:
@@ -325,7 +333,7 @@ def _swap_in(staging: Path, target: Path) -> None:
     if not target.is_dir():
         raise ModelLoadError(f"cannot save a model to {target}: it is a file")
     for extra in target.iterdir():  # keep what the user put there
-        if extra.name not in _WRITTEN:
+        if extra.name not in replaced:
             shutil.copytree(extra, staging / extra.name) if extra.is_dir() else shutil.copy2(extra, staging / extra.name)
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.rename(target, backup)
