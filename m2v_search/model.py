@@ -262,7 +262,7 @@ class StaticModel:
 
     def push_to_hub(
         self, repo_id: str, private: bool = False, token: str | None = None, subfolder: str | None = None
-    ) -> None:
+    ) -> str:
         """Upload the model to a Hugging Face hub model repository (Model2Vec's signature).
 
         Args:
@@ -271,12 +271,15 @@ class StaticModel:
             token: Hugging Face token (default: the one stored by ``hf auth login``).
             subfolder: upload into this folder of the repository.
 
+        Returns:
+            The URL of the commit.
+
         Raises:
             HubUnavailableError: HF_HUB_OFFLINE is set, or the hub cannot be reached.
         """
         from m2v_search.hub import push_model_to_hub
 
-        push_model_to_hub(self, repo_id, private=private, token=token, subfolder=subfolder)
+        return push_model_to_hub(self, repo_id, private=private, token=token, subfolder=subfolder)
 
     def to_onnx(self, path: str | os.PathLike[str]) -> Path:
         """Export to ONNX with the tokenizer files (layout: ``m2v_search.onnx_export``); needs ``onnx``.
