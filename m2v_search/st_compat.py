@@ -26,7 +26,8 @@ def static_parts(model: Any) -> tuple[np.ndarray, Tokenizer, bool, str]:
     Raises:
         TypeError: ``model`` holds no ``StaticEmbedding`` (e.g. a transformer: distil it first).
     """
-    modules = list(model) if _is_sequential(model) else [model]
+    is_pipeline = type(model).__name__ != "StaticEmbedding" and hasattr(model, "_modules") and hasattr(model, "__iter__")
+    modules = list(model) if is_pipeline else [model]
     if not modules or type(modules[0]).__name__ != "StaticEmbedding":
         kinds = ", ".join(type(m).__name__ for m in modules) or type(model).__name__
         raise TypeError(f"expected a Sentence Transformers static model (StaticEmbedding first), got {kinds}; "
@@ -39,6 +40,3 @@ def static_parts(model: Any) -> tuple[np.ndarray, Tokenizer, bool, str]:
     name = getattr(card, "model_name", None) or getattr(static, "base_model", None) or "sentence-transformers-static"
     return np.ascontiguousarray(weight, dtype=np.float32), tokenizer, has_normalize, str(name)
 
-
-def _is_sequential(model: Any) -> bool:
-    return hasattr(model, "__iter__") and hasattr(model, "_modules") and not hasattr(model, "tokenizer")
