@@ -133,10 +133,11 @@ def test_local_folders_never_touch_the_network(tiny_model_folder, no_network, mo
 
 # ---------------------------------------------------------------------- indexes
 @pytest.fixture()
-def saved_index(tiny_model, tiny_model_folder, tmp_path):
+def saved_index(tiny_model_folder, tmp_path):
     from m2v_search.index import VectorIndex
 
-    index = VectorIndex.create(tmp_path / "index", tiny_model, index="flat", model_path=str(tiny_model_folder))
+    model = StaticModel.from_pretrained(tiny_model_folder)
+    index = VectorIndex.create(tmp_path / "index", model, index="flat", model_path=str(tiny_model_folder))
     index.upsert([{"id": f"doc-{i}", "text": f"document number {i} about topic {i % 7}", "metadata": {"n": i}}
                   for i in range(200)])
     index.save()

@@ -7,7 +7,6 @@ asked, the index's model folder under ``model/``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
