@@ -2,18 +2,24 @@
 
 Uploads are checked at the ``huggingface_hub`` API boundary (``HfApi.create_repo`` and
 ``HfApi.upload_folder`` record what they are given, and any socket connection fails the
-test). Downloads run the real ``huggingface_hub`` code against a hub cache laid out on disk
-from the recorded upload, with HF_HUB_OFFLINE=1; unreachable-hub errors run in a subprocess
-against a closed loopback port.
+test). Downloads run the real ``huggingface_hub`` code: offline against a hub cache laid
+out on disk from the recorded upload, online (in a subprocess, HF_ENDPOINT set) against a
+small read-only hub server on loopback serving the recorded files. Unreachable-hub errors
+run against a closed loopback port.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pytest
@@ -78,6 +84,74 @@ def lay_out_cache(cache: Path, repo_type: str, repo_id: str, files: dict[str, by
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(FAKE_COMMIT)
     return write_files(files, repo / "snapshots" / FAKE_COMMIT)
+
+
+class ReadOnlyHub:
+    """The download side of the hub API for dataset repositories, on a free loopback port:
+    repository info, file tree, and file resolution, all at one commit."""
+
+    def __init__(self, repos: dict[str, dict[str, bytes]]) -> None:
+        self.repos, self.requests = repos, []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                hub.answer(self, head=False)
+
+            def do_HEAD(self):
+                hub.answer(self, head=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, request, head):
+        parts = unquote(urlparse(request.path).path).strip("/").split("/")
+        self.requests.append((request.command, request.path))
+        api = parts[:2] == ["api", "datasets"]
+        repo = "/".join(parts[2:4] if api else parts[1:3])
+        files = self.repos.get(repo)
+        status, body, headers = 404, b"{}", {"X-Error-Code": "RepoNotFound"}
+        if files is not None and api and len(parts) > 4 and parts[4] == "tree":
+            status, headers = 200, {"Content-Type": "application/json"}
+            body = json.dumps([{"type": "file", "path": name, "size": len(data),
+                                "oid": hashlib.sha1(data).hexdigest()} for name, data in files.items()]).encode()
+        elif files is not None and api:
+            status, headers = 200, {"Content-Type": "application/json"}
+            body = json.dumps({"id": repo, "sha": FAKE_COMMIT, "private": False,
+                               "siblings": [{"rfilename": name} for name in files]}).encode()
+        elif files is not None and parts[0] == "datasets" and parts[3:4] == ["resolve"]:
+            name = "/".join(parts[5:])
+            status, body, headers = 404, b"", {"X-Error-Code": "EntryNotFound"}
+            if name in files:
+                status, body = 200, files[name]
+                headers = {"X-Repo-Commit": FAKE_COMMIT, "ETag": f'"{hashlib.sha1(body).hexdigest()}"'}
+        request.send_response(status)
+        for key, value in headers.items():
+            request.send_header(key, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        if not head:
+            request.wfile.write(body)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def download_online(hub: ReadOnlyHub, repo_id: str, cache: Path) -> subprocess.CompletedProcess:
+    """``index_from_hub`` in a fresh interpreter whose HF_ENDPOINT is ``hub``."""
+    code = ("from m2v_search.index.hub import index_from_hub\n"
+            "try:\n"
+            f"    print('OK', index_from_hub({repo_id!r}, cache_dir={str(cache)!r}))\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_HOME": str(cache.parent / "hf-home"),
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
 # ---------------------------------------------------------------------- models
@@ -146,8 +220,6 @@ def saved_index(tiny_model_folder, tmp_path):
 
 
 def test_push_index_payload_and_offline_download_round_trip(saved_index, recording_hub, tmp_path, monkeypatch):
-    import json
-
     from m2v_search.index import VectorIndex
 
     url = push_index_to_hub(saved_index, "me/my-index", private=True, token="hf_x", include_model=True)
@@ -175,9 +247,33 @@ def test_push_index_payload_and_offline_download_round_trip(saved_index, recordi
     downloaded.close()
 
 
-def test_download_detects_a_corrupt_file(saved_index, recording_hub, tmp_path, monkeypatch):
-    import json
+def test_online_download_from_a_loopback_hub(saved_index, recording_hub, tmp_path):
+    from m2v_search.index import VectorIndex
 
+    push_index_to_hub(saved_index, "me/my-index")
+    files = dict(recording_hub["upload_folder"][0]["files"])
+    files["unrelated.bin"] = b"not part of the index"
+    hub = ReadOnlyHub({"me/my-index": files})
+    try:
+        result = download_online(hub, "me/my-index", tmp_path / "cache")
+        assert result.stdout.startswith("OK "), result.stdout + result.stderr
+        directory = Path(result.stdout.split(" ", 1)[1].strip())
+        assert FAKE_COMMIT in directory.parts  # one pinned commit
+        assert not (directory / "unrelated.bin").exists()  # only what the manifest lists
+        index = VectorIndex.open(directory)  # the model: the folder the manifest records
+        assert len(index.search("document about topic 3", k=3)) == 3
+        index.close()
+
+        missing = download_online(hub, "me/absent", tmp_path / "cache2")
+        assert missing.stdout.startswith("IndexNotFoundError") and "me/absent" in missing.stdout, missing.stdout
+        files[next(iter(json.loads(files["manifest.json"])["files"]))] += b"!"  # the hub serves a changed file
+        corrupt = download_online(hub, "me/my-index", tmp_path / "cache3")
+        assert corrupt.stdout.startswith("IndexCorruptError"), corrupt.stdout + corrupt.stderr
+    finally:
+        hub.close()
+
+
+def test_download_detects_a_corrupt_file(saved_index, recording_hub, tmp_path, monkeypatch):
     push_index_to_hub(saved_index, "me/idx")
     files = dict(recording_hub["upload_folder"][0]["files"])
     victim = next(iter(json.loads(files["manifest.json"])["files"]))
@@ -200,8 +296,6 @@ def test_offline_without_cache_is_a_clear_error(no_network, tmp_path, monkeypatc
 def test_push_refuses_bad_or_corrupt_index_before_any_request(saved_index, recording_hub, tmp_path):
     with pytest.raises(IndexNotFoundError, match="manifest.json is missing"):
         push_index_to_hub(tmp_path, "me/idx")
-    import json
-
     name = next(iter(json.loads((saved_index / "manifest.json").read_text())["files"]))
     with open(saved_index / name, "r+b") as handle:
         handle.seek(10)
