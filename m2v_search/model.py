@@ -30,14 +30,17 @@ class StaticModel(StaticModelIO):
     token vectors (each scaled by its optional per-token weight). A text with no known
     token gets a zero vector, also when ``normalize`` is on.
 
+    The arguments up to ``max_length`` are Model2Vec's, in its positional order.
+
     Args:
         vectors: the embedding table, one row per token (or per cluster with ``token_mapping``).
         tokenizer: a Hugging Face ``tokenizers.Tokenizer``.
         config: metadata kept in ``config.json``.
         normalize: default for ``encode``: unit-length output vectors.
+        base_model_name: the teacher this model came from, for the model card.
+        language: language codes, for the model card.
         weights: optional per-token weights (length = vocabulary size).
         token_mapping: optional token id -> table row (vocabulary-quantised models).
-        base_model_name: the teacher this model came from, for the model card.
         max_length: default token limit per text (None: no limit).
         tokenizer_backend: "auto", "hf" or "nanotoken" (see ``m2v_search.tokenization``).
 
@@ -48,14 +51,14 @@ class StaticModel(StaticModelIO):
         self,
         vectors: np.ndarray,
         tokenizer: Tokenizer,
-        *,
         config: dict[str, Any] | None = None,
         normalize: bool = False,
-        weights: np.ndarray | None = None,
-        token_mapping: np.ndarray | None = None,
         base_model_name: str | None = None,
         language: list[str] | None = None,
+        weights: np.ndarray | None = None,
+        token_mapping: np.ndarray | None = None,
         max_length: int | None = DEFAULT_MAX_LENGTH,
+        *,
         tokenizer_backend: str | None = None,
     ) -> None:
         vocabulary_size = tokenizer.get_vocab_size()

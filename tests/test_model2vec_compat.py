@@ -111,6 +111,19 @@ def test_distill_example_on_a_local_teacher(monkeypatch, tmp_path, teacher_folde
 
 
 # ---------------------------------------------------------------------- the documented calls
+def test_constructor_takes_model2vec_positional_order(teacher_tokenizer, random_vectors):
+    import model2vec
+
+    size = teacher_tokenizer.get_vocab_size()
+    weights = np.linspace(0.5, 1.5, size).astype(np.float32)
+    # vectors, tokenizer, config, normalize, base_model_name, language, weights, token_mapping, max_length
+    args = (random_vectors, teacher_tokenizer, {"note": "x"}, False, "teacher", ["en"], weights, None, 8)
+    ours, theirs = StaticModel(*args), model2vec.StaticModel(*args)
+    assert (ours.base_model_name, ours.language, ours.max_length, ours.normalize) == ("teacher", ["en"], 8, False)
+    texts = ["positional construction works the same", "word " * 30]
+    np.testing.assert_allclose(ours.encode(texts), theirs.encode(texts), atol=1e-5)
+
+
 def test_encode_takes_model2vec_positional_order(tiny_model):
     texts = ["one text", "another text here", ""] * 5
     reference = tiny_model.encode(texts)
