@@ -10,17 +10,20 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from m2v_search.errors import HubUnavailableError
 from m2v_search.persistence import hub_offline
 
-if TYPE_CHECKING:  # pragma: no cover
-    from m2v_search.model import StaticModel
+
+class SavableModel(Protocol):
+    """What ``push_model_to_hub`` needs of a model (``StaticModel`` has it)."""
+
+    def save_pretrained(self, path: str | os.PathLike[str], model_name: str | None = None) -> None: ...
 
 
 def push_model_to_hub(
-    model: StaticModel,
+    model: SavableModel,
     repo_id: str,
     *,
     private: bool = False,

@@ -26,12 +26,26 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
+from tokenizers import Tokenizer
 
-if TYPE_CHECKING:  # pragma: no cover
-    from m2v_search.model import StaticModel
+
+class ExportableModel(Protocol):
+    """What the export reads of a ``m2v_search.StaticModel``."""
+
+    name: str
+    embedding: np.ndarray
+    weights: np.ndarray | None
+    token_mapping: np.ndarray | None
+    tokenizer: Tokenizer
+    unk_token_id: int | None
+    normalize: bool
+    max_length: int | None
+
+    @property
+    def dim(self) -> int: ...
 
 OPSET = 18
 MODEL_FILE = "onnx/model.onnx"
@@ -42,7 +56,7 @@ _EXTERNAL_DATA_BYTES = 1_800_000_000  # a protobuf file cannot exceed 2 GB
 
 
 def export_onnx(
-    model: StaticModel | str | os.PathLike[str],
+    model: ExportableModel,
     out_dir: str | os.PathLike[str],
     *,
     padded: bool = True,
@@ -50,7 +64,8 @@ def export_onnx(
     """Write the ONNX graphs and tokenizer files of ``model`` to ``out_dir`` (atomically).
 
     Args:
-        model: a StaticModel, or anything ``StaticModel.from_pretrained`` accepts.
+        model: the ``m2v_search.StaticModel`` to export (load a folder or name with
+            ``StaticModel.from_pretrained`` first).
         out_dir: the output folder (created; an existing one is replaced, keeping files
             this export does not write).
         padded: also write ``onnx/model_padded.onnx`` (``input_ids`` + ``attention_mask``).
@@ -60,17 +75,14 @@ def export_onnx(
 
     Raises:
         ImportError: the ``onnx`` package is missing (install ``m2v-search[onnx]``).
-        ModelLoadError: ``model`` names a folder that cannot be loaded.
+        OSError: ``out_dir`` cannot be written.
     """
     try:
         import onnx
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("ONNX export needs the onnx package: pip install 'm2v-search[onnx]'") from error
-    from m2v_search.model import StaticModel
     from m2v_search.persistence import swap_in
 
-    if not isinstance(model, StaticModel):
-        model = StaticModel.from_pretrained(model)
     target = Path(out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -94,7 +106,7 @@ def export_onnx(
 class _GraphBuilder:
     """Nodes and initializers of one graph, with fresh names for intermediate values."""
 
-    def __init__(self, model: StaticModel) -> None:
+    def __init__(self, model: ExportableModel) -> None:
         from onnx import helper, numpy_helper
 
         self.helper, self.numpy_helper = helper, numpy_helper
@@ -164,7 +176,7 @@ class _GraphBuilder:
         return onnx_model
 
 
-def build_bag_graph(model: StaticModel) -> Any:
+def build_bag_graph(model: ExportableModel) -> Any:
     """The ``input_ids`` + ``offsets`` graph (``EmbeddingBag`` mean mode), as an ``onnx.ModelProto``."""
     from onnx import TensorProto
 
@@ -195,7 +207,7 @@ def build_bag_graph(model: StaticModel) -> Any:
     return builder.graph("m2v_search_static_bag", inputs)
 
 
-def build_padded_graph(model: StaticModel) -> Any:
+def build_padded_graph(model: ExportableModel) -> Any:
     """The ``input_ids`` + ``attention_mask`` graph (padded batches), as an ``onnx.ModelProto``."""
     from onnx import TensorProto
 
@@ -222,14 +234,14 @@ def _save(onnx_model: Any, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- tokenizer files
-def _special_token(model: StaticModel, candidates: tuple[str, ...]) -> str | None:
+def _special_token(model: ExportableModel, candidates: tuple[str, ...]) -> str | None:
     for token in candidates:
         if model.tokenizer.token_to_id(token) is not None:
             return token
     return None
 
 
-def _write_tokenizer_files(model: StaticModel, folder: Path, padded: bool) -> None:
+def _write_tokenizer_files(model: ExportableModel, folder: Path, padded: bool) -> None:
     tokenizer_json = json.loads(model.tokenizer.to_str())
     tokenizer_json["post_processor"] = None  # never add [CLS]/[SEP]: encode does not
     tokenizer_json["padding"] = None
@@ -265,7 +277,7 @@ def _write_tokenizer_files(model: StaticModel, folder: Path, padded: bool) -> No
     (folder / "README.md").write_text(_readme(model, padded), encoding="utf-8")
 
 
-def _readme(model: StaticModel, padded: bool) -> str:
+def _readme(model: ExportableModel, padded: bool) -> str:
     lines = [
         "---", "library_name: onnx", "tags: [embeddings, static-embeddings, onnx, m2v-search, model2vec]", "---",
         f"# {model.name} (ONNX)", "",

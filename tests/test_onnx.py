@@ -118,7 +118,7 @@ def test_transformers_tokenizer_loads_the_folder(bundled, tmp_path):
 def test_layout_files_and_config(bundled, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "NOTES.txt").write_text("mine")
-    export_onnx("m2v-base", tmp_path / "out")
+    export_onnx(bundled, tmp_path / "out")
     names = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert names == {"onnx/model.onnx", "onnx/model_padded.onnx", "tokenizer.json", "tokenizer_config.json",
                      "special_tokens_map.json", "config.json", "README.md", "NOTES.txt"}
