@@ -124,7 +124,7 @@ def stdlib_docstrings() -> Iterator[str]:
             names.update(f"{name}.{sub.name}" for sub in pkgutil.iter_modules(spec.submodule_search_locations)
                          if not sub.name.startswith(("_", "test")))
     names = sorted(names)
-    seen: set[int] = set()
+    seen: set[str] = set()  # by content: a docstring made on access can be freed and its id reused
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in names:
@@ -142,9 +142,9 @@ def stdlib_docstrings() -> Iterator[str]:
                         objects.extend(v for _, v in inspect.getmembers(value) if callable(v))
             for obj in objects:
                 doc = getattr(obj, "__doc__", None)
-                if not isinstance(doc, str) or id(doc) in seen:
+                if not isinstance(doc, str) or doc in seen:
                     continue
-                seen.add(id(doc))
+                seen.add(doc)
                 for paragraph in re.split(r"\n\s*\n", inspect.cleandoc(doc)):
                     if ">>>" in paragraph or "::" in paragraph:
                         continue
