@@ -172,7 +172,7 @@ def test_whiten_folds_into_table(texts, tiny_model):
 # ---------------------------------------------------------------- the parts of fit: student, loop, early stopping
 @pytest.fixture(scope="module")
 def corpus_tokens(texts, tiny_model):
-    from m2v_search.train.student import tokenize_corpus
+    from m2v_search.train.tokens import tokenize_corpus
 
     return tokenize_corpus(tiny_model, texts)
 

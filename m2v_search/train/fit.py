@@ -23,7 +23,7 @@ from m2v_search.model import StaticModel
 from m2v_search.pca import PCA
 from m2v_search.train.featurize import resolve_device
 from m2v_search.train.options import LOSSES, FitOptions
-from m2v_search.train.student import TokenizedCorpus, tokenize_corpus
+from m2v_search.train.tokens import TokenizedCorpus, tokenize_corpus
 
 __all__ = ["LOSSES", "FitOptions", "FitResult", "HeldOutScore", "fit", "pair_similarity_spearman",
            "split_rows", "tokenize_corpus"]

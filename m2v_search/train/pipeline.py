@@ -62,8 +62,9 @@ def train_static_model(
     if post_whiten:
         trained = whiten(trained, texts)
     if quantize_to is not None:
-        table, _ = quantize(trained.embedding, None, quantize_to, trained.vocabulary_size)
-        trained = StaticModel(table, trained.tokenizer, config=trained.config, normalize=trained.normalize,
+        table, scale = quantize(trained.embedding, None, quantize_to, trained.vocabulary_size)  # int8: the scale
+        trained = StaticModel(table, trained.tokenizer, config=trained.config, weights=scale,
+                              normalize=trained.normalize,
                               base_model_name=trained.base_model_name, language=trained.language,
                               max_length=trained.max_length)._named(trained.name)
     recipe = {
