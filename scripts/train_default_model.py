@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", help="comma-separated variant names: fit only these of the recipe's")
     parser.add_argument("--max-texts", type=int, help="use only the first N corpus texts (quick trials)")
     parser.add_argument("--fit-budget", type=float, help="seconds for all variants (default: the recipe's)")
+    parser.add_argument("--model-name", help="name in the model card (default: the recipe's)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, mps or cpu")
     parser.add_argument("--stsb-dir", help="folder with sts-{train,dev,test}.csv (default: the installed package)")
     parser.add_argument("--gcide-pairs", help="GCIDE pairs JSON (default: the installed package)")
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             args.recipe, args.out, teacher=args.teacher, corpus=args.corpus, init=args.init,
             max_texts=args.max_texts, variants=args.variants.split(",") if args.variants else None,
             work_dir=args.work_dir, report_path=args.report, stsb_dir=args.stsb_dir, gcide_pairs=args.gcide_pairs,
-            fit_budget=args.fit_budget, device=args.device, show_progress_bar=not args.no_progress,
+            fit_budget=args.fit_budget, model_name=args.model_name, device=args.device, show_progress_bar=not args.no_progress,
         )
     except M2VSearchError as error:
         print(f"error: {error}", file=sys.stderr)

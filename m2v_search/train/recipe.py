@@ -104,7 +104,7 @@ class InitSpec:
     Attributes:
         pca_dims: dimensions (those of the result too).
         pca_whiten: whitened PCA.
-        sif_coefficient: SIF ``a``.
+        sif_coefficient: SIF ``a`` (None: no SIF weighting).
         sif_corpus: where token frequencies come from: "stdlib-docstring-paragraphs", "corpus"
             (the training corpus), or None (Zipf's law over token ids).
         vocabulary: "full" (the teacher's vocabulary) or "corpus" (only tokens the corpus
@@ -113,7 +113,7 @@ class InitSpec:
 
     pca_dims: int = 256
     pca_whiten: bool = True
-    sif_coefficient: float = 1e-4
+    sif_coefficient: float | None = 1e-4
     sif_corpus: str | None = "stdlib-docstring-paragraphs"
     vocabulary: str = "full"
 

@@ -55,6 +55,7 @@ def run_recipe(
     stsb_dir: str | os.PathLike[str] | None = None,
     gcide_pairs: str | os.PathLike[str] | None = None,
     fit_budget: float | None = None,
+    model_name: str | None = None,
     device: str = "auto",
     show_progress_bar: bool = True,
 ) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def run_recipe(
         stsb_dir: a folder of ``sts-{train,dev,test}.csv`` (default: the STS-B package).
         gcide_pairs: a GCIDE pairs JSON file (default: the GCIDE package).
         fit_budget: seconds for all variants (default: the recipe's ``fit.time_budget``).
+        model_name: the name in the model card (default: the recipe's ``output.model_name``).
         device: "auto" (cuda, then mps, then cpu) or a torch device.
         show_progress_bar: tqdm bars on stderr.
 
@@ -91,6 +93,8 @@ def run_recipe(
     recipe = load_recipe(recipe)
     if variants:
         recipe = recipe.with_variants(list(variants))
+    if model_name:
+        recipe = dataclasses.replace(recipe, output=dataclasses.replace(recipe.output, model_name=model_name))
     if max_texts is not None and max_texts < 20:
         raise ValueError(f"max_texts must be >= 20, got {max_texts}")
     data = find_recipe_data(recipe, teacher=teacher, corpus=corpus, stsb_dir=stsb_dir, gcide_pairs=gcide_pairs)
