@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gcide-pairs", help="GCIDE pairs JSON (default: the installed package)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
 
     from m2v_search.errors import M2VSearchError
     from m2v_search.train import run_recipe
@@ -49,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             args.recipe, args.out, teacher=args.teacher, corpus=args.corpus, init=args.init,
             max_texts=args.max_texts, variants=args.variants.split(",") if args.variants else None,
             work_dir=args.work_dir, report_path=args.report, stsb_dir=args.stsb_dir, gcide_pairs=args.gcide_pairs,
-            fit_budget=args.fit_budget, model_name=args.model_name, device=args.device, show_progress_bar=not args.no_progress,
+            fit_budget=args.fit_budget, model_name=args.model_name, device=args.device,
+            show_progress_bar=not args.no_progress,
         )
-    except M2VSearchError as error:
+    except (M2VSearchError, ValueError, OSError) as error:  # bad input or missing data: a message, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(report["final"], indent=2))

@@ -70,6 +70,18 @@ def test_recipe_file_errors_name_the_file_and_field(tmp_path):
         load_recipe("default").with_variants(["cosine^9"])
 
 
+def test_recipe_provenance_says_how_to_rebuild():
+    from m2v_search.train.model_card_recipe import recipe_provenance
+
+    recipe = load_recipe("default")
+    assert recipe_provenance(recipe) == ("m2v-base (m2v_search/train/recipes/m2v-base.json; rebuild: "
+                                         "m2v train --recipe m2v-base)")
+    assert recipe_provenance(recipe, variants=["cosine"], max_texts=500).endswith(
+        "run with --max-texts 500, --variants cosine")
+    edited = dataclasses.replace(recipe, post_whiten=False)
+    assert recipe_provenance(edited).startswith("m2v-base, not a shipped recipe")
+
+
 def test_missing_teacher_package_says_how_to_get_it(tmp_path):
     from m2v_search.train.runner import run_recipe
 
@@ -157,10 +169,12 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     assert saved["final"] == report["final"] and saved["recipe"]["name"] == "tiny"
 
     card = model.config["recipe"]
-    assert card["recipe"] == "tiny (rebuild: m2v train --recipe tiny)" and card["variant"] == report["final"]["variant"]
+    assert card["recipe"] == (f"tiny, not a shipped recipe (the whole recipe is in the training report); "
+                              f"--corpus {tiny_corpus}; --max-texts 200")
+    assert card["variant"] == report["final"]["variant"]
     assert "STS-B test (plain distill / this)" in card and "200 texts" in card["corpus"]
     readme = (out / "README.md").read_text(encoding="utf-8")
-    assert "m2v train --recipe tiny" in readme and "Apache-2.0" in readme
+    assert "not a shipped recipe" in readme and "Apache-2.0" in readme
 
     # a rerun in the same work folder reuses the teacher's features (and here the saved plain distill),
     # and selects on the held-out corpus

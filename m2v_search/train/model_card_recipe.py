@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 from m2v_search.model import StaticModel
 from m2v_search.train.init_model import describe_init
-from m2v_search.train.recipe import Recipe, VariantSpec
+from m2v_search.train.recipe import Recipe, RecipeError, VariantSpec, load_recipe
 from m2v_search.train.training_set import TrainingSet
 from m2v_search.train.variants import Candidate
 
@@ -30,6 +32,34 @@ def describe_variant(recipe: Recipe, variant: VariantSpec, whitened: bool) -> st
     return text + ("; then the outputs whitened over the corpus (folded into the table)" if whitened else "")
 
 
+def recipe_provenance(recipe: Recipe, *, corpus: str | os.PathLike[str] | None = None,
+                      init: str | os.PathLike[str] | StaticModel | None = None, max_texts: int | None = None,
+                      variants: Sequence[str] | None = None) -> str:
+    """Whether a run is the shipped recipe as is (and how to rebuild it), or what differs.
+
+    Args:
+        recipe: the recipe as loaded (before any variant filter).
+        corpus: a corpus file given instead of the recipe's sources.
+        init: a starting model given instead of the recipe's distill.
+        max_texts: a corpus cut.
+        variants: a subset of the variants.
+    """
+    changes = [f"{flag} {value}" for flag, value in (
+        ("--corpus", None if corpus is None else os.fspath(corpus)),
+        ("--init", None if init is None else init.name if isinstance(init, StaticModel) else os.fspath(init)),
+        ("--max-texts", max_texts), ("--variants", ",".join(variants) if variants else None)) if value is not None]
+    try:
+        shipped = load_recipe(recipe.name) == recipe
+    except RecipeError:
+        shipped = False
+    if not shipped:
+        return (f"{recipe.name}, not a shipped recipe (the whole recipe is in the training report)"
+                + "".join(f"; {change}" for change in changes))
+    if changes:
+        return f"{recipe.name} (m2v_search/train/recipes) run with {', '.join(changes)}"
+    return f"{recipe.name} (m2v_search/train/recipes/{recipe.name}.json; rebuild: m2v train --recipe {recipe.name})"
+
+
 def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: TrainingSet,
                 report: dict[str, Any]) -> dict[str, str]:
     """What the model card records: the recipe, the data and its licences, the choice, the scores.
@@ -49,7 +79,7 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
     rows = {
         "method": "plain distill of the teacher, then its table fitted to the teacher's mean-pooled sentence "
                   f"embeddings (PCA to {best.model.dim} dims) over an offline corpus (m2v_search.train)",
-        "recipe": f"{recipe.name} (rebuild: m2v train --recipe {recipe.name})",
+        "recipe": str(report.get("provenance", recipe.name)),
         "teacher": f"{recipe.teacher.name} ({recipe.teacher.licence})",
         "init": describe_init(init) or str(report.get("init", "")),
         "corpus": f"{len(training.texts)} texts (+{crops} random word-span crops; {len(training.validation)} held "
@@ -66,6 +96,7 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
         if names:
             rows[f"{label} ({' / '.join(n if n != 'trained' else 'this' for n in names)})"] = " / ".join(
                 f"{scores[name][key]:.2f}" for name in names)
-    rows["wall time"] = (f"featurize {report.get('featurize_seconds', 0):.0f}s + fit {best.result.seconds:.0f}s "
-                         f"(the kept variant) on {report.get('device', '?')}")
+    teacher_seconds = report.get("teacher_seconds_all_runs", report.get("featurize_seconds", 0))
+    rows["wall time"] = (f"teacher pass {teacher_seconds:.0f}s + fit {best.result.seconds:.0f}s (the kept variant) "
+                         f"on {report.get('device', '?')}")
     return rows

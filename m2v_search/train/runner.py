@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from m2v_search.model import StaticModel
-from m2v_search.train.model_card_recipe import card_recipe
+from m2v_search.train.model_card_recipe import card_recipe, recipe_provenance
 from m2v_search.train.recipe import Recipe, load_recipe
 from m2v_search.train.recipe_data import RecipeData, find_recipe_data
 from m2v_search.train.training_set import TrainingSet, make_training_set
@@ -91,6 +91,7 @@ def run_recipe(
 
     started = time.perf_counter()
     recipe = load_recipe(recipe)
+    provenance = recipe_provenance(recipe, corpus=corpus, init=init, max_texts=max_texts, variants=variants)
     if variants:
         recipe = recipe.with_variants(list(variants))
     if model_name:
@@ -103,7 +104,8 @@ def run_recipe(
     work.mkdir(parents=True, exist_ok=True)
     report = _Report(Path(report_path) if report_path else work / "train_report.json")
     device = resolve_device(device)
-    report.update(recipe=recipe.to_dict(), device=device, host=platform.node(), output=str(output))
+    report.update(recipe=recipe.to_dict(), provenance=provenance, device=device, host=platform.node(),
+                  output=str(output))
 
     texts, sources = _corpus_texts(recipe, data, work, max_texts)
     report.update(corpus={"texts": len(texts), "sources": sources})
@@ -202,13 +204,15 @@ def _in_domain_sentences(recipe: Recipe, data: RecipeData) -> set[str]:
 
 def _teacher_features(texts: list[str], teacher: Path, work: Path, device: str, show_progress_bar: bool,
                       report: _Report) -> np.ndarray:
-    from m2v_search.train.featurize import featurize, load_features
+    from m2v_search.train.featurize import PROGRESS_FILE, featurize, load_features
 
     started = time.perf_counter()
     folder = featurize(texts, teacher, work / "features", device=device,
                        batch_size=1024 if device.startswith("cuda") else 256, show_progress_bar=show_progress_bar)
-    report.update(featurize_seconds=time.perf_counter() - started)
-    logger.info("teacher features of %d texts: %.1fs", len(texts), report.data["featurize_seconds"])
+    progress = json.loads((folder / PROGRESS_FILE).read_text(encoding="utf-8"))
+    report.update(featurize_seconds=time.perf_counter() - started, teacher_seconds_all_runs=progress["seconds"])
+    logger.info("teacher features of %d texts: %.1fs (%.1fs in all runs of this work folder)", len(texts),
+                report.data["featurize_seconds"], progress["seconds"])
     return load_features(folder)
 
 
