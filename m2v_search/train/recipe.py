@@ -223,12 +223,6 @@ class Recipe:
         _check(len(set(names)) == len(names), f"variant names must be unique, got {names}")
         _check(self.selection in SELECTIONS, f"selection must be one of {SELECTIONS}, got {self.selection!r}")
 
-    @property
-    def needs_stsb(self) -> bool:
-        """Whether running it reads STS-B (selection on dev, test scores, in-domain oversampling)."""
-        return (self.selection == "stsb-dev" or self.evaluation.stsb_test
-                or any(v.in_domain_repeat > 1 for v in self.variants))
-
     def with_variants(self, names: list[str]) -> Recipe:
         """The same recipe with only the named variants (in the recipe's order).
 
