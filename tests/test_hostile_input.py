@@ -350,3 +350,42 @@ def test_table_format_escapes_control_characters(tmp_path: Path, tiny_model_fold
     assert "line\\nbreak\\tid" in out and "a text\\nwith\\ttabs \\x1b[31mred" in out and "\x1b" not in out
     code, out, _ = run(capsys, "search", tmp_path / "i", "-q", "a text", "-k", "2")
     assert "line\nbreak\tid" in [json.loads(line)["id"] for line in out.splitlines()]  # JSON keeps the exact id
+
+
+# ---------------------------------------------------------------------- found while trying more
+def test_huge_ef_search_is_clamped_to_the_index_size(tmp_path: Path, tiny_model_folder: Path, capsys) -> None:
+    """--ef-search 2147483647 used to make FAISS allocate 16 GB (86 s) for a 30-vector HNSW index."""
+    import resource
+
+    directory = tmp_path / "hnsw"
+    assert main(["build", str(write_jsonl(tmp_path / "a.jsonl", rows("a", 30))), "-o", str(directory), "--index",
+                 "hnsw", "--model", str(tiny_model_folder), "--quiet"]) == 0
+    capsys.readouterr()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    result = subprocess.run([sys.executable, "-m", "m2v_search.index", "search", str(directory), "-q", "a document 3",
+                             "-k", "2", "--ef-search", "2147483647"], capture_output=True, text=True, env=env,
+                            timeout=120, preexec_fn=limit_memory)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--filter-json", '{"a": NaN}'], "a is nan"),
+    (["--filter-json", '{"a": {"$in": [1, Infinity]}}'], "a.$in.1 is inf"),
+    (["--filter", "a=1e999"], "a is inf"),
+])
+def test_non_finite_filter_values_are_refused(built: Path, capsys, argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["search", str(built), "-q", "x", *argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "finite" in err
+
+
+def test_a_number_too_large_for_sqlite_is_bad_input(built: Path, capsys) -> None:
+    code, _, err = run(capsys, "search", built, "-q", "x", "--filter", "g=99999999999999999999999999")
+    assert code == 3 and "too large" in one_line(err)

@@ -100,6 +100,7 @@ def exit_code_table() -> tuple[tuple[type[BaseException], int], ...]:
         (OSError, EXIT_SYSTEM),            # permission, read-only, disk full, I/O error
         (MemoryError, EXIT_SYSTEM),
         (RecursionError, EXIT_INPUT),      # input nested too deeply
+        (OverflowError, EXIT_INPUT),       # a number past what SQLite or FAISS take
         (UnicodeError, EXIT_INPUT),        # lone surrogates and other unencodable text
         (ValueError, EXIT_INPUT),          # a library function refused an argument's value
         (TypeError, EXIT_INPUT),
