@@ -389,3 +389,20 @@ def test_non_finite_filter_values_are_refused(built: Path, capsys, argv: list[st
 def test_a_number_too_large_for_sqlite_is_bad_input(built: Path, capsys) -> None:
     code, _, err = run(capsys, "search", built, "-q", "x", "--filter", "g=99999999999999999999999999")
     assert code == 3 and "too large" in one_line(err)
+
+
+def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(built: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    import gzip
+
+    from m2v_search.index.corpus import MAX_LINE_BYTES
+
+    bomb = tmp_path / "bomb.jsonl.gz"  # ~70 KB on disk, one line of 65 MiB
+    bomb.write_bytes(gzip.compress(b'{"id": "x", "text": "' + b"a" * (MAX_LINE_BYTES + 1024) + b'"}\n'
+                                   b'{"id": "after", "text": "a normal line"}\n', 1))
+    code, _, err = run(capsys, "add", built, bomb, "--quiet")
+    assert code == 3 and "line 1: longer than 64 MiB" in one_line(err)
+    code, out, _ = run(capsys, "add", built, bomb, "--quiet", "--skip-invalid")
+    summary = json.loads(out)
+    assert code == 0 and summary["skipped_invalid"] == 1 and summary["added"] == 1
+    assert VectorIndex.open(built).get(["after"])[0].text == "a normal line"

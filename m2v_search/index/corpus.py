@@ -5,7 +5,8 @@ Rows are ``{"id": ..., "text": ..., "metadata": {...}}``, any flat JSON object (
 "text"}`` (title and text joined). A bad line raises CorpusError naming the file, line and
 field, or is skipped and counted with ``skip_invalid``: invalid JSON or UTF-8, a lone surrogate
 (``"\\ud800"``) in an id, text or metadata, NaN or Infinity anywhere in metadata (JSON has no
-such numbers), nesting deeper than 100 levels. Only one line is held in memory at a time.
+such numbers), nesting deeper than 100 levels, a line longer than 64 MiB. Only one line is held
+in memory at a time.
 
 An id seen earlier in the same corpus is counted in ``duplicates`` (the later record wins), and
 in ``id_type_collisions`` when one was an integer and the other a string (``1`` and ``"1"`` are
@@ -33,6 +34,7 @@ from m2v_search.index.store import Record
 log = logging.getLogger("m2v_search.index")
 _GZIP_MAGIC = b"\x1f\x8b"
 _REPORTED = 5  # skipped lines logged one by one before only counting
+MAX_LINE_BYTES = 64 << 20  # a longer line is refused (a 1 MB .gz can hold a 1 GB line)
 
 
 @dataclass
@@ -92,16 +94,7 @@ class CorpusReader:
         line_number = 0
         try:
             while True:
-                try:
-                    raw = handle.readline()
-                except OSError as error:
-                    if error.errno is not None:  # the disk or file system, not the data
-                        raise self._read_error(error, line_number + 1) from None
-                    raise CorpusError(f"{self.name}: line {line_number + 1}: cannot read compressed data "
-                                      f"({error}); is the file truncated?") from None
-                except (EOFError, zlib.error) as error:
-                    raise CorpusError(f"{self.name}: line {line_number + 1}: cannot read compressed data "
-                                      f"({error}); is the file truncated?") from None
+                raw = self._read_line(handle, line_number + 1)
                 if not raw:
                     break
                 line_number += 1
@@ -109,6 +102,10 @@ class CorpusReader:
                 if not raw.strip():
                     continue
                 try:
+                    if len(raw) > MAX_LINE_BYTES:
+                        self._skip_rest_of_line(handle, raw, line_number)
+                        raise CorpusError(f"{self.name}: line {line_number}: longer than {MAX_LINE_BYTES >> 20} MiB; "
+                                          "split the document")
                     record = self._parse(raw, line_number)
                 except CorpusError as error:
                     if not self.options.skip_invalid:
@@ -123,6 +120,23 @@ class CorpusReader:
         finally:
             if str(self.source) != "-":
                 handle.close()
+
+    def _read_line(self, handle: IO[bytes], line: int, limit: int = MAX_LINE_BYTES + 1) -> bytes:
+        """One line (at most ``limit`` bytes of it), with read errors naming the line."""
+        try:
+            return handle.readline(limit)
+        except OSError as error:
+            if error.errno is not None:  # the disk or file system, not the data
+                raise self._read_error(error, line) from None
+            raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
+                              "is the file truncated?") from None
+        except (EOFError, zlib.error) as error:
+            raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
+                              "is the file truncated?") from None
+
+    def _skip_rest_of_line(self, handle: IO[bytes], raw: bytes, line: int) -> None:
+        while raw and not raw.endswith(b"\n"):
+            raw = self._read_line(handle, line, 1 << 20)
 
     def _parse(self, raw: bytes, line: int) -> Record:
         where = f"{self.name}: line {line}"
