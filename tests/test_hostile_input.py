@@ -406,3 +406,28 @@ def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(built:
     summary = json.loads(out)
     assert code == 0 and summary["skipped_invalid"] == 1 and summary["added"] == 1
     assert VectorIndex.open(built).get(["after"])[0].text == "a normal line"
+
+
+def test_ctrl_c_during_a_build_is_one_line_and_exit_130(built: Path, tiny_model_folder: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-m", "m2v_search.index", "build", "-", "-o", str(built), "--model",
+                                str(tiny_model_folder), "--batch-size", "10", "--checkpoint-every", "10", "--quiet"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        process.stdin.write("".join(json.dumps(r) + "\n" for r in rows("s", 30)).encode())
+        process.stdin.flush()  # then the build waits for more input
+        deadline = time.monotonic() + 60
+        while not (built / ".build" / "manifest.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = err.decode()
+    assert process.returncode == 130 and "Traceback" not in text and "interrupted" in one_line(text)
+    assert len(VectorIndex.open(built)) == 60 and (built / ".build" / "build.json").exists()
