@@ -431,3 +431,20 @@ def test_ctrl_c_during_a_build_is_one_line_and_exit_130(built: Path, tiny_model_
     text = err.decode()
     assert process.returncode == 130 and "Traceback" not in text and "interrupted" in one_line(text)
     assert len(VectorIndex.open(built)) == 60 and (built / ".build" / "build.json").exists()
+
+
+@pytest.mark.parametrize("redirect", ["full", "closed"])
+def test_stdout_full_or_closed(built: Path, redirect: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "m2v_search.index", "search", str(built), "-q", "x", "-k", "3"]
+    if redirect == "full":
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full")
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        expected = "disk is full"
+    else:
+        result = subprocess.run(["sh", "-c", '"$@" >&-', "sh", *command], stderr=subprocess.PIPE, text=True, env=env,
+                                timeout=120)
+        expected = "standard output is closed"
+    assert result.returncode == 7 and expected in one_line(result.stderr) and "Traceback" not in result.stderr

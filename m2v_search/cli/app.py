@@ -19,6 +19,7 @@ from m2v_search.cli.exit_codes import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_SYSTEM,
     EXIT_USAGE,
     UsageError,
     describe,
@@ -63,6 +64,10 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     if args.run is None:  # a group without its subcommand
         args.command_parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if sys.stdout is None:  # started with stdout closed (`>&-`): results would have nowhere to go
+        print(f"{args.command_name}: error: standard output is closed; redirect it to a file or /dev/null",
+              file=sys.stderr)
+        return EXIT_SYSTEM
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     debug = bool(getattr(args, "debug", False) or os.environ.get("M2V_DEBUG"))
     with _logging_to_stderr(args.command_name.split()[0], quiet=getattr(args, "quiet", False),
