@@ -448,3 +448,11 @@ def test_stdout_full_or_closed(built: Path, redirect: str) -> None:
                                 timeout=120)
         expected = "standard output is closed"
     assert result.returncode == 7 and expected in one_line(result.stderr) and "Traceback" not in result.stderr
+
+
+def test_add_or_delete_on_a_mistyped_directory_creates_nothing(tmp_path: Path, capsys) -> None:
+    source = write_jsonl(tmp_path / "a.jsonl", rows("a", 2))
+    for command in (["add", tmp_path / "typo", source], ["delete", tmp_path / "typo", "x"]):
+        code, _, err = run(capsys, *command, "--quiet")
+        assert code == 2 and "does not exist" in one_line(err)
+        assert not (tmp_path / "typo").exists()
