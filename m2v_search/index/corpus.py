@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from m2v_search.index.docstore import find_invalid_value
+from m2v_search.index.docstore import MAX_DEPTH, find_invalid_value
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.store import Record
 
@@ -59,6 +59,7 @@ class CorpusReader:
     id_type_collisions: int = 0
     _seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
     _last_id_was_int: bool = field(default=False, repr=False)
+    _non_finite: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -148,14 +149,27 @@ class CorpusReader:
         if line == 1 and text.startswith("\ufeff"):
             text = text[1:]
         try:
-            row = json.loads(text)
+            self._non_finite = False
+            row = json.loads(text, parse_constant=self._constant, parse_float=self._float)
         except json.JSONDecodeError as error:
             raise CorpusError(f"{where}: invalid JSON: {error.msg} (column {error.colno})") from None
         except RecursionError:
             raise CorpusError(f"{where}: JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise CorpusError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        return self._record(row, where, line)
+        # lone surrogates come only from \\u escapes, deep nesting needs many brackets: most lines skip the walk
+        suspect = self._non_finite or b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+        return self._record(row, where, line, suspect)
+
+    def _constant(self, name: str) -> float:
+        self._non_finite = True  # NaN, Infinity, -Infinity
+        return float(name)
+
+    def _float(self, literal: str) -> float:
+        value = float(literal)
+        if value - value != 0.0:  # inf or nan (1e999)
+            self._non_finite = True
+        return value
 
     def _count_repeat(self, doc_id: str, line: int) -> None:
         as_int = self._last_id_was_int
@@ -174,7 +188,7 @@ class CorpusReader:
             log.warning("%s: line %d: id %r appeared earlier in the corpus%s; the later record wins", self.name,
                         line, doc_id, kind)
 
-    def _record(self, row: dict[str, Any], where: str, line: int) -> Record:
+    def _record(self, row: dict[str, Any], where: str, line: int, suspect: bool) -> Record:
         options = self.options
         id_field = options.id_field
         used = {options.text_field}
@@ -207,11 +221,12 @@ class CorpusReader:
             if row["title"].strip():
                 text = f"{row['title']} {text}" if text else row["title"]
         metadata = self._metadata(row, used, where)
-        for prefix, value, path in (("", doc_id, id_field or "id"), ("", text, options.text_field),
-                                    ("metadata ", metadata, "")):
-            problem = find_invalid_value(value, path)
-            if problem is not None:
-                raise CorpusError(f"{where}: {prefix}{problem}")
+        if suspect:
+            for prefix, value, path in (("", doc_id, id_field or "id"), ("", text, options.text_field),
+                                        ("metadata ", metadata, "")):
+                problem = find_invalid_value(value, path)
+                if problem is not None:
+                    raise CorpusError(f"{where}: {prefix}{problem}")
         return Record(str(doc_id), text, metadata)
 
     def _metadata(self, row: dict[str, Any], used: set[str], where: str) -> dict[str, Any]:
