@@ -56,9 +56,17 @@ def index_main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` with ``parser`` and run the chosen command; returns its exit code.
+    """Parse ``argv`` with ``parser`` and run the chosen command.
 
-    Argument errors exit through argparse (SystemExit 2), as ``--help`` exits 0.
+    Args:
+        parser: a parser from ``CommandGroup.build_parser``.
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: the command's, or the exit-code table's for the error it raised.
+
+    Raises:
+        SystemExit: argument errors (code 2) and ``--help`` (code 0), through argparse.
     """
     args = parser.parse_args(_checked_arguments(parser, argv))
     if args.run is None:  # a group without its subcommand

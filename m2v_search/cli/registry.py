@@ -42,6 +42,7 @@ class Command:
     description: str | None = None
 
     def add_to(self, subparsers: argparse._SubParsersAction, prog: str) -> None:
+        """Add this command's parser (shared option sets, then its own arguments) to ``subparsers``."""
         parser = subparsers.add_parser(self.name, help=self.help, description=self.description or self.help,
                                        allow_abbrev=False)
         for name in self.options:
@@ -64,7 +65,22 @@ class CommandGroup:
     def command(self, name: str, *, help: str, options: Sequence[str] = ("common",),
                 arguments: ArgumentsFunction | None = None,
                 description: str | None = None) -> Callable[[RunFunction], RunFunction]:
-        """Decorator registering ``run`` as the subcommand ``name`` of this group."""
+        """Decorator registering ``run`` as the subcommand ``name`` of this group.
+
+        Args:
+            name: the subcommand's name (``m2v-index NAME``).
+            help: one line for the group's ``--help``.
+            options: shared option sets the command takes (keys of ``options.OPTION_SETS``:
+                ``common``, ``threads``, ``corpus``, ``model``).
+            arguments: adds the command's own arguments to its parser.
+            description: longer text for the command's ``--help`` (default: ``help``).
+
+        Returns:
+            A decorator that registers ``run(args) -> exit code`` and returns it unchanged.
+
+        Raises:
+            ValueError: an unknown option set, or (when decorating) a name registered twice.
+        """
         unknown = set(options) - set(OPTION_SETS)
         if unknown:
             raise ValueError(f"unknown option sets {sorted(unknown)}; known: {sorted(OPTION_SETS)}")
@@ -76,14 +92,29 @@ class CommandGroup:
         return register
 
     def add(self, command: Command | CommandGroup, name: str | None = None) -> None:
-        """Register a command, or a group as a subcommand named ``name``."""
+        """Register a command, or a group as a subcommand named ``name``.
+
+        Args:
+            command: a Command, or a CommandGroup (then ``name`` is its subcommand name).
+            name: the name to register under (default: the command's name or the group's prog).
+
+        Raises:
+            ValueError: the name is registered already.
+        """
         key = name or (command.name if isinstance(command, Command) else command.prog)
         if key in self.commands:
             raise ValueError(f"{self.prog} {key} is registered twice")
         self.commands[key] = command
 
     def build_parser(self, prog: str | None = None) -> argparse.ArgumentParser:
-        """The argparse parser of this group as a top-level command."""
+        """The argparse parser of this group as a top-level command.
+
+        Args:
+            prog: the program name shown in usage and error lines (default: the group's).
+
+        Returns:
+            A parser whose namespace holds ``run``, ``command_parser`` and ``command_name``.
+        """
         parser = argparse.ArgumentParser(prog=prog or self.prog, description=self.description, epilog=self.epilog,
                                          allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("-v", "--verbose", action="store_true", help="log details (debug level) to stderr")
