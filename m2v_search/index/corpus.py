@@ -188,7 +188,9 @@ class CorpusReader:
             log.warning("%s: line %d: id %r appeared earlier in the corpus%s; the later record wins", self.name,
                         line, doc_id, kind)
 
-    def _record(self, row: dict[str, Any], where: str, line: int, suspect: bool) -> Record:
+    def _record(self, row: dict[str, Any], where: str, line: int, suspect: bool = True) -> Record:
+        """The record of a parsed row; ``suspect`` walks it for NaN, surrogates and depth (rows that
+        did not come from a line, e.g. a Dask bag's, are always walked)."""
         options = self.options
         id_field = options.id_field
         used = {options.text_field}
