@@ -86,8 +86,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
             args.command_parser.error(str(error))  # exits 2 with the command's usage line
             return EXIT_USAGE
         except KeyboardInterrupt:
-            print(f"{args.command_name}: interrupted; the index on disk is unchanged "
-                  "(a build continues with --resume)", file=sys.stderr)
+            hint = getattr(args, "interrupt_hint", "")
+            print(f"{args.command_name}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except BrokenPipeError:  # e.g. piped into `head`: stop quietly
             _silence_stdout()

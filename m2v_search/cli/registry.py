@@ -41,7 +41,7 @@ class Command:
     options: tuple[str, ...] = ("common",)
     description: str | None = None
 
-    def add_to(self, subparsers: argparse._SubParsersAction, prog: str) -> None:
+    def add_to(self, subparsers: argparse._SubParsersAction, prog: str, interrupt_hint: str = "") -> None:
         """Add this command's parser (shared option sets, then its own arguments) to ``subparsers``."""
         parser = subparsers.add_parser(self.name, help=self.help, description=self.description or self.help,
                                        allow_abbrev=False)
@@ -49,7 +49,8 @@ class Command:
             OPTION_SETS[name](parser)
         if self.arguments is not None:
             self.arguments(parser)
-        parser.set_defaults(run=self.run, command_parser=parser, command_name=f"{prog} {self.name}")
+        parser.set_defaults(run=self.run, command_parser=parser, command_name=f"{prog} {self.name}",
+                            interrupt_hint=interrupt_hint)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class CommandGroup:
     epilog: str | None = None
     commands: dict[str, Command | CommandGroup] = field(default_factory=dict)
     help: str = ""
+    interrupt_hint: str = ""  # what to tell the user after Ctrl-C in one of these commands
 
     def command(self, name: str, *, help: str, options: Sequence[str] = ("common",),
                 arguments: ArgumentsFunction | None = None,
@@ -126,7 +128,7 @@ class CommandGroup:
         parser.set_defaults(run=None, command_parser=parser, command_name=prog)
         for name, command in self.commands.items():
             if isinstance(command, Command):
-                command.add_to(subparsers, prog)
+                command.add_to(subparsers, prog, self.interrupt_hint)
             else:
                 child = subparsers.add_parser(name, help=command.help or command.description,
                                               description=command.description, epilog=command.epilog,
