@@ -146,6 +146,21 @@ def test_unexpected_error_is_one_line_and_debug_shows_traceback(capsys, monkeypa
         run(parser, ["boom"])
 
 
+def test_interrupt_is_exit_130_with_the_group_hint(capsys) -> None:
+    from m2v_search.cli.app import run
+    from m2v_search.cli.registry import CommandGroup
+
+    for hint in ("", "the index on disk is unchanged"):
+        group = CommandGroup("tool", "a test group", interrupt_hint=hint)
+
+        @group.command("wait", help="wait")
+        def wait(args: argparse.Namespace) -> int:
+            raise KeyboardInterrupt
+
+        assert run(group.build_parser(), ["wait"]) == 130
+        assert capsys.readouterr().err == f"tool wait: interrupted{'; ' + hint if hint else ''}\n"
+
+
 def test_registering_a_command_takes_a_few_lines(capsys) -> None:
     from m2v_search.cli.app import run
     from m2v_search.cli.options import bounded_int

@@ -350,3 +350,111 @@ def test_table_format_escapes_control_characters(tmp_path: Path, tiny_model_fold
     assert "line\\nbreak\\tid" in out and "a text\\nwith\\ttabs \\x1b[31mred" in out and "\x1b" not in out
     code, out, _ = run(capsys, "search", tmp_path / "i", "-q", "a text", "-k", "2")
     assert "line\nbreak\tid" in [json.loads(line)["id"] for line in out.splitlines()]  # JSON keeps the exact id
+
+
+# ---------------------------------------------------------------------- found while trying more
+def test_huge_ef_search_is_clamped_to_the_index_size(tmp_path: Path, tiny_model_folder: Path, capsys) -> None:
+    """--ef-search 2147483647 used to make FAISS allocate 16 GB (86 s) for a 30-vector HNSW index."""
+    import resource
+
+    directory = tmp_path / "hnsw"
+    assert main(["build", str(write_jsonl(tmp_path / "a.jsonl", rows("a", 30))), "-o", str(directory), "--index",
+                 "hnsw", "--model", str(tiny_model_folder), "--quiet"]) == 0
+    capsys.readouterr()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    result = subprocess.run([sys.executable, "-m", "m2v_search.index", "search", str(directory), "-q", "a document 3",
+                             "-k", "2", "--ef-search", "2147483647"], capture_output=True, text=True, env=env,
+                            timeout=120, preexec_fn=limit_memory)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--filter-json", '{"a": NaN}'], "a is nan"),
+    (["--filter-json", '{"a": {"$in": [1, Infinity]}}'], "a.$in.1 is inf"),
+    (["--filter", "a=1e999"], "a is inf"),
+])
+def test_non_finite_filter_values_are_refused(built: Path, capsys, argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["search", str(built), "-q", "x", *argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "finite" in err
+
+
+def test_a_number_too_large_for_sqlite_is_bad_input(built: Path, capsys) -> None:
+    code, _, err = run(capsys, "search", built, "-q", "x", "--filter", "g=99999999999999999999999999")
+    line = one_line(err)  # SQLite's OverflowError, or the filter's own check naming the 64-bit range
+    assert code == 3 and ("too large" in line or "64-bit" in line)
+
+
+def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(built: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    import gzip
+
+    from m2v_search.index.corpus import MAX_LINE_BYTES
+
+    bomb = tmp_path / "bomb.jsonl.gz"  # ~70 KB on disk, one line of 65 MiB
+    bomb.write_bytes(gzip.compress(b'{"id": "x", "text": "' + b"a" * (MAX_LINE_BYTES + 1024) + b'"}\n'
+                                   b'{"id": "after", "text": "a normal line"}\n', 1))
+    code, _, err = run(capsys, "add", built, bomb, "--quiet")
+    assert code == 3 and "line 1: longer than 64 MiB" in one_line(err)
+    code, out, _ = run(capsys, "add", built, bomb, "--quiet", "--skip-invalid")
+    summary = json.loads(out)
+    assert code == 0 and summary["skipped_invalid"] == 1 and summary["added"] == 1
+    assert VectorIndex.open(built).get(["after"])[0].text == "a normal line"
+
+
+def test_ctrl_c_during_a_build_is_one_line_and_exit_130(built: Path, tiny_model_folder: Path) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-m", "m2v_search.index", "build", "-", "-o", str(built), "--model",
+                                str(tiny_model_folder), "--batch-size", "10", "--checkpoint-every", "10", "--quiet"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        process.stdin.write("".join(json.dumps(r) + "\n" for r in rows("s", 30)).encode())
+        process.stdin.flush()  # then the build waits for more input
+        deadline = time.monotonic() + 60
+        while not (built / ".build" / "manifest.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = err.decode()
+    assert process.returncode == 130 and "Traceback" not in text
+    assert "interrupted; the index on disk is unchanged" in one_line(text)
+    assert len(VectorIndex.open(built)) == 60 and (built / ".build" / "build.json").exists()
+
+
+@pytest.mark.parametrize("redirect", ["full", "closed"])
+def test_stdout_full_or_closed(built: Path, redirect: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "m2v_search.index", "search", str(built), "-q", "x", "-k", "3"]
+    if redirect == "full":
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full")
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        expected = "disk is full"
+    else:
+        result = subprocess.run(["sh", "-c", '"$@" >&-', "sh", *command], stderr=subprocess.PIPE, text=True, env=env,
+                                timeout=120)
+        expected = "standard output is closed"
+    assert result.returncode == 7 and expected in one_line(result.stderr) and "Traceback" not in result.stderr
+
+
+def test_add_or_delete_on_a_mistyped_directory_creates_nothing(tmp_path: Path, capsys) -> None:
+    source = write_jsonl(tmp_path / "a.jsonl", rows("a", 2))
+    for command in (["add", tmp_path / "typo", source], ["delete", tmp_path / "typo", "x"]):
+        code, _, err = run(capsys, *command, "--quiet")
+        assert code == 2 and "does not exist" in one_line(err)
+        assert not (tmp_path / "typo").exists()

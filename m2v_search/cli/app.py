@@ -19,6 +19,7 @@ from m2v_search.cli.exit_codes import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_SYSTEM,
     EXIT_USAGE,
     UsageError,
     describe,
@@ -55,14 +56,26 @@ def index_main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` with ``parser`` and run the chosen command; returns its exit code.
+    """Parse ``argv`` with ``parser`` and run the chosen command.
 
-    Argument errors exit through argparse (SystemExit 2), as ``--help`` exits 0.
+    Args:
+        parser: a parser from ``CommandGroup.build_parser``.
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: the command's, or the exit-code table's for the error it raised.
+
+    Raises:
+        SystemExit: argument errors (code 2) and ``--help`` (code 0), through argparse.
     """
     args = parser.parse_args(_checked_arguments(parser, argv))
     if args.run is None:  # a group without its subcommand
         args.command_parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if sys.stdout is None:  # started with stdout closed (`>&-`): results would have nowhere to go
+        print(f"{args.command_name}: error: standard output is closed; redirect it to a file or /dev/null",
+              file=sys.stderr)
+        return EXIT_SYSTEM
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     debug = bool(getattr(args, "debug", False) or os.environ.get("M2V_DEBUG"))
     with _logging_to_stderr(args.command_name.split()[0], quiet=getattr(args, "quiet", False),
@@ -73,8 +86,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
             args.command_parser.error(str(error))  # exits 2 with the command's usage line
             return EXIT_USAGE
         except KeyboardInterrupt:
-            print(f"{args.command_name}: interrupted; the index on disk is unchanged "
-                  "(a build continues with --resume)", file=sys.stderr)
+            hint = getattr(args, "interrupt_hint", "")
+            print(f"{args.command_name}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except BrokenPipeError:  # e.g. piped into `head`: stop quietly
             _silence_stdout()

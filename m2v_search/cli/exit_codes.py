@@ -100,6 +100,7 @@ def exit_code_table() -> tuple[tuple[type[BaseException], int], ...]:
         (OSError, EXIT_SYSTEM),            # permission, read-only, disk full, I/O error
         (MemoryError, EXIT_SYSTEM),
         (RecursionError, EXIT_INPUT),      # input nested too deeply
+        (OverflowError, EXIT_INPUT),       # a number past what SQLite or FAISS take
         (UnicodeError, EXIT_INPUT),        # lone surrogates and other unencodable text
         (ValueError, EXIT_INPUT),          # a library function refused an argument's value
         (TypeError, EXIT_INPUT),
@@ -129,7 +130,15 @@ def system_error(error: BaseException) -> OSError | None:
 
 
 def exit_code_for(error: BaseException) -> int:
-    """The exit code of ``error``: the table's code for the first listed class in its MRO, else 1."""
+    """The exit code of ``error``.
+
+    Args:
+        error: any exception.
+
+    Returns:
+        The table's code for the first listed class in the MRO of ``error`` (or of the OSError it
+        stands for, see :func:`system_error`), else 1.
+    """
     error = system_error(error) or error
     table = dict(exit_code_table())
     for cls in type(error).__mro__:
@@ -150,7 +159,15 @@ _OS_HINTS = {
 
 
 def describe(error: BaseException) -> str:
-    """One line saying what went wrong, without a traceback."""
+    """One line saying what went wrong, without a traceback.
+
+    Args:
+        error: any exception.
+
+    Returns:
+        Its message on one line; for an OS error the file and a hint (disk full, read-only ...);
+        for an unexpected error its type and how to see the traceback.
+    """
     error = system_error(error) or error
     if isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.errno in _OS_HINTS:
         if error.filename is None and error.strerror and error.strerror != os.strerror(error.errno):

@@ -40,6 +40,13 @@ def open_index(args: argparse.Namespace, *, needs_model: bool = False) -> Vector
     return index
 
 
+def require_index(directory: Path) -> None:
+    """Raise IndexNotFoundError if ``directory`` holds no index, before a writer lock would create it."""
+    from m2v_search.index.manifest import read_manifest
+
+    read_manifest(Path(directory))
+
+
 def corpus_reader(args: argparse.Namespace, source: str) -> CorpusReader | SourcesReader:
     """A reader of ``source`` with the corpus options of the command line: a JSONL(.gz) file or
     ``-``, or a Parquet file, a glob or an fsspec URL (``s3://bucket/corpus/*.parquet``)."""

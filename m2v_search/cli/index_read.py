@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -28,7 +29,7 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nprobe", type=bounded_int(1, INT32_MAX), default=None,
                         help="IVF lists probed (default: the index's)")
     parser.add_argument("--ef-search", type=bounded_int(1, INT32_MAX), default=None,
-                        help="HNSW efSearch (default: the index's)")
+                        help="HNSW efSearch (default: the index's; more than the index holds counts as that)")
 
 
 @INDEX.command("search", help="search DIR", options=("common", "threads", "model"), arguments=_search_arguments)
@@ -42,7 +43,9 @@ def search(args: argparse.Namespace) -> int:
     filter_ = parse_filters(args.filter, args.filter_json)
     index = open_index(args, needs_model=True)
     try:
-        results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=args.ef_search)
+        # efSearch beyond the number of vectors changes nothing but what FAISS allocates (2^31 took 16 GB)
+        ef_search = None if args.ef_search is None else min(args.ef_search, max(index.faiss_index.ntotal, args.k))
+        results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=ef_search)
     finally:
         index.close()
     out = sys.stdout
@@ -163,7 +166,22 @@ def parse_filters(pairs: list[str] | None, raw_json: str | None) -> dict[str, An
         if not isinstance(extra, dict):
             raise UsageError("--filter-json must be a JSON object")
         result.update(extra)
+    problem = _non_finite(result)
+    if problem:
+        raise UsageError(f"filter value {problem}: NaN and infinity match nothing; give a finite number")
     return result or None
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """Where a filter holds NaN or +-Infinity (``NaN`` and ``1e999`` parse as such)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path or 'value'} is {value}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
 
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
-from m2v_search.cli.index_common import corpus_reader, emit, open_index, set_threads, text_lines
+from m2v_search.cli.index_common import corpus_reader, emit, open_index, require_index, set_threads, text_lines
 from m2v_search.cli.options import metadata_field_list, non_negative_int
 
 log = logging.getLogger("m2v_search.index")
@@ -118,6 +118,7 @@ def add(args: argparse.Namespace) -> int:
 
     corpus = corpus_reader(args, args.corpus)
     started = time.perf_counter()
+    require_index(args.index_dir)  # a mistyped DIR must not be created by taking its lock
     with WriterLock.for_directory(args.index_dir):
         index = open_index(args, needs_model=True)
         try:
@@ -159,6 +160,7 @@ def delete(args: argparse.Namespace) -> int:
         ids.extend(line.strip() for line in text_lines(args.ids_file, "ids file") if line.strip())
     if not ids:
         raise UsageError("give the ids to delete, or --ids-file FILE")
+    require_index(args.index_dir)
     with WriterLock.for_directory(args.index_dir):
         index = open_index(args)
         try:

@@ -15,7 +15,16 @@ INT64_MAX = 2**63 - 1
 
 # ---------------------------------------------------------------------- value types
 def bounded_int(low: int, high: int = INT64_MAX) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high] (high defaults to the int64 limit FAISS takes)."""
+    """An argparse type: an integer in [low, high].
+
+    Args:
+        low: the smallest value accepted.
+        high: the largest value accepted (default: the int64 limit FAISS takes).
+
+    Returns:
+        A function turning the argument's text into the integer, raising ArgumentTypeError
+        (a usage error naming the option) otherwise.
+    """
 
     def parse(text: str) -> int:
         try:

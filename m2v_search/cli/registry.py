@@ -41,14 +41,16 @@ class Command:
     options: tuple[str, ...] = ("common",)
     description: str | None = None
 
-    def add_to(self, subparsers: argparse._SubParsersAction, prog: str) -> None:
+    def add_to(self, subparsers: argparse._SubParsersAction, prog: str, interrupt_hint: str = "") -> None:
+        """Add this command's parser (shared option sets, then its own arguments) to ``subparsers``."""
         parser = subparsers.add_parser(self.name, help=self.help, description=self.description or self.help,
                                        allow_abbrev=False)
         for name in self.options:
             OPTION_SETS[name](parser)
         if self.arguments is not None:
             self.arguments(parser)
-        parser.set_defaults(run=self.run, command_parser=parser, command_name=f"{prog} {self.name}")
+        parser.set_defaults(run=self.run, command_parser=parser, command_name=f"{prog} {self.name}",
+                            interrupt_hint=interrupt_hint)
 
 
 @dataclass
@@ -60,11 +62,27 @@ class CommandGroup:
     epilog: str | None = None
     commands: dict[str, Command | CommandGroup] = field(default_factory=dict)
     help: str = ""
+    interrupt_hint: str = ""  # what to tell the user after Ctrl-C in one of these commands
 
     def command(self, name: str, *, help: str, options: Sequence[str] = ("common",),
                 arguments: ArgumentsFunction | None = None,
                 description: str | None = None) -> Callable[[RunFunction], RunFunction]:
-        """Decorator registering ``run`` as the subcommand ``name`` of this group."""
+        """Decorator registering ``run`` as the subcommand ``name`` of this group.
+
+        Args:
+            name: the subcommand's name (``m2v-index NAME``).
+            help: one line for the group's ``--help``.
+            options: shared option sets the command takes (keys of ``options.OPTION_SETS``:
+                ``common``, ``threads``, ``corpus``, ``model``).
+            arguments: adds the command's own arguments to its parser.
+            description: longer text for the command's ``--help`` (default: ``help``).
+
+        Returns:
+            A decorator that registers ``run(args) -> exit code`` and returns it unchanged.
+
+        Raises:
+            ValueError: an unknown option set, or (when decorating) a name registered twice.
+        """
         unknown = set(options) - set(OPTION_SETS)
         if unknown:
             raise ValueError(f"unknown option sets {sorted(unknown)}; known: {sorted(OPTION_SETS)}")
@@ -76,14 +94,29 @@ class CommandGroup:
         return register
 
     def add(self, command: Command | CommandGroup, name: str | None = None) -> None:
-        """Register a command, or a group as a subcommand named ``name``."""
+        """Register a command, or a group as a subcommand named ``name``.
+
+        Args:
+            command: a Command, or a CommandGroup (then ``name`` is its subcommand name).
+            name: the name to register under (default: the command's name or the group's prog).
+
+        Raises:
+            ValueError: the name is registered already.
+        """
         key = name or (command.name if isinstance(command, Command) else command.prog)
         if key in self.commands:
             raise ValueError(f"{self.prog} {key} is registered twice")
         self.commands[key] = command
 
     def build_parser(self, prog: str | None = None) -> argparse.ArgumentParser:
-        """The argparse parser of this group as a top-level command."""
+        """The argparse parser of this group as a top-level command.
+
+        Args:
+            prog: the program name shown in usage and error lines (default: the group's).
+
+        Returns:
+            A parser whose namespace holds ``run``, ``command_parser`` and ``command_name``.
+        """
         parser = argparse.ArgumentParser(prog=prog or self.prog, description=self.description, epilog=self.epilog,
                                          allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("-v", "--verbose", action="store_true", help="log details (debug level) to stderr")
@@ -95,7 +128,7 @@ class CommandGroup:
         parser.set_defaults(run=None, command_parser=parser, command_name=prog)
         for name, command in self.commands.items():
             if isinstance(command, Command):
-                command.add_to(subparsers, prog)
+                command.add_to(subparsers, prog, self.interrupt_hint)
             else:
                 child = subparsers.add_parser(name, help=command.help or command.description,
                                               description=command.description, epilog=command.epilog,

@@ -5,7 +5,8 @@ Rows are ``{"id": ..., "text": ..., "metadata": {...}}``, any flat JSON object (
 "text"}`` (title and text joined). A bad line raises CorpusError naming the file, line and
 field, or is skipped and counted with ``skip_invalid``: invalid JSON or UTF-8, a lone surrogate
 (``"\\ud800"``) in an id, text or metadata, NaN or Infinity anywhere in metadata (JSON has no
-such numbers), nesting deeper than 100 levels. Only one line is held in memory at a time.
+such numbers), nesting deeper than 100 levels, a line longer than 64 MiB. Only one line is held
+in memory at a time.
 
 An id seen earlier in the same corpus is counted in ``duplicates`` (the later record wins), and
 in ``id_type_collisions`` when one was an integer and the other a string (``1`` and ``"1"`` are
@@ -26,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from m2v_search.index.docstore import find_invalid_value
+from m2v_search.index.docstore import MAX_DEPTH, find_invalid_value
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.store import Record
 
 log = logging.getLogger("m2v_search.index")
 _GZIP_MAGIC = b"\x1f\x8b"
 _REPORTED = 5  # skipped lines logged one by one before only counting
+MAX_LINE_BYTES = 64 << 20  # a longer line is refused (a 1 MB .gz can hold a 1 GB line)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class CorpusReader:
     id_type_collisions: int = 0
     _seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
     _last_id_was_int: bool = field(default=False, repr=False)
+    _non_finite: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -92,16 +95,7 @@ class CorpusReader:
         line_number = 0
         try:
             while True:
-                try:
-                    raw = handle.readline()
-                except OSError as error:
-                    if error.errno is not None:  # the disk or file system, not the data
-                        raise self._read_error(error, line_number + 1) from None
-                    raise CorpusError(f"{self.name}: line {line_number + 1}: cannot read compressed data "
-                                      f"({error}); is the file truncated?") from None
-                except (EOFError, zlib.error) as error:
-                    raise CorpusError(f"{self.name}: line {line_number + 1}: cannot read compressed data "
-                                      f"({error}); is the file truncated?") from None
+                raw = self._read_line(handle, line_number + 1)
                 if not raw:
                     break
                 line_number += 1
@@ -109,6 +103,10 @@ class CorpusReader:
                 if not raw.strip():
                     continue
                 try:
+                    if len(raw) > MAX_LINE_BYTES:
+                        self._skip_rest_of_line(handle, raw, line_number)
+                        raise CorpusError(f"{self.name}: line {line_number}: longer than {MAX_LINE_BYTES >> 20} MiB; "
+                                          "split the document")
                     record = self._parse(raw, line_number)
                 except CorpusError as error:
                     if not self.options.skip_invalid:
@@ -124,6 +122,23 @@ class CorpusReader:
             if str(self.source) != "-":
                 handle.close()
 
+    def _read_line(self, handle: IO[bytes], line: int, limit: int = MAX_LINE_BYTES + 1) -> bytes:
+        """One line (at most ``limit`` bytes of it), with read errors naming the line."""
+        try:
+            return handle.readline(limit)
+        except OSError as error:
+            if error.errno is not None:  # the disk or file system, not the data
+                raise self._read_error(error, line) from None
+            raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
+                              "is the file truncated?") from None
+        except (EOFError, zlib.error) as error:
+            raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
+                              "is the file truncated?") from None
+
+    def _skip_rest_of_line(self, handle: IO[bytes], raw: bytes, line: int) -> None:
+        while raw and not raw.endswith(b"\n"):
+            raw = self._read_line(handle, line, 1 << 20)
+
     def _parse(self, raw: bytes, line: int) -> Record:
         where = f"{self.name}: line {line}"
         try:
@@ -134,14 +149,27 @@ class CorpusReader:
         if line == 1 and text.startswith("\ufeff"):
             text = text[1:]
         try:
-            row = json.loads(text)
+            self._non_finite = False
+            row = json.loads(text, parse_constant=self._constant, parse_float=self._float)
         except json.JSONDecodeError as error:
             raise CorpusError(f"{where}: invalid JSON: {error.msg} (column {error.colno})") from None
         except RecursionError:
             raise CorpusError(f"{where}: JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise CorpusError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        return self._record(row, where, line)
+        # lone surrogates come only from \\u escapes, deep nesting needs many brackets: most lines skip the walk
+        suspect = self._non_finite or b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+        return self._record(row, where, line, suspect)
+
+    def _constant(self, name: str) -> float:
+        self._non_finite = True  # NaN, Infinity, -Infinity
+        return float(name)
+
+    def _float(self, literal: str) -> float:
+        value = float(literal)
+        if value - value != 0.0:  # inf or nan (1e999)
+            self._non_finite = True
+        return value
 
     def _count_repeat(self, doc_id: str, line: int) -> None:
         as_int = self._last_id_was_int
@@ -160,7 +188,9 @@ class CorpusReader:
             log.warning("%s: line %d: id %r appeared earlier in the corpus%s; the later record wins", self.name,
                         line, doc_id, kind)
 
-    def _record(self, row: dict[str, Any], where: str, line: int) -> Record:
+    def _record(self, row: dict[str, Any], where: str, line: int, suspect: bool = True) -> Record:
+        """The record of a parsed row; ``suspect`` walks it for NaN, surrogates and depth (rows that
+        did not come from a line, e.g. a Dask bag's, are always walked)."""
         options = self.options
         id_field = options.id_field
         used = {options.text_field}
@@ -193,11 +223,12 @@ class CorpusReader:
             if row["title"].strip():
                 text = f"{row['title']} {text}" if text else row["title"]
         metadata = self._metadata(row, used, where)
-        for prefix, value, path in (("", doc_id, id_field or "id"), ("", text, options.text_field),
-                                    ("metadata ", metadata, "")):
-            problem = find_invalid_value(value, path)
-            if problem is not None:
-                raise CorpusError(f"{where}: {prefix}{problem}")
+        if suspect:
+            for prefix, value, path in (("", doc_id, id_field or "id"), ("", text, options.text_field),
+                                        ("metadata ", metadata, "")):
+                problem = find_invalid_value(value, path)
+                if problem is not None:
+                    raise CorpusError(f"{where}: {prefix}{problem}")
         return Record(str(doc_id), text, metadata)
 
     def _metadata(self, row: dict[str, Any], used: set[str], where: str) -> dict[str, Any]:
