@@ -7,6 +7,7 @@ asked, the index's model folder under ``model/``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -110,20 +111,61 @@ def index_from_hub(
     try:
         manifest_file = huggingface_hub.hf_hub_download(repo_id, MANIFEST_NAME, repo_type=REPO_TYPE,
                                                         revision=pinned, **options)
-        manifest = read_manifest(Path(manifest_file).parent)
+        listed = _listed_files(Path(manifest_file))
         folder = huggingface_hub.snapshot_download(
             repo_id, repo_type=REPO_TYPE, revision=pinned,
-            allow_patterns=[MANIFEST_NAME, "README.md", f"{MODEL_FOLDER}/*", *manifest["files"]], **options)
+            allow_patterns=[MANIFEST_NAME, "README.md", f"{MODEL_FOLDER}/*", *listed], **options)
     except (IndexNotFoundError, IndexCorruptError):
         raise
     except Exception as error:
         raise _download_error(repo_id, revision, error, options["local_files_only"]) from error
-    directory = Path(folder)
+    directory = _plain_files(Path(folder), [MANIFEST_NAME, *listed])
+    manifest = read_manifest(directory)  # the full checks, on the plain copy
     try:
         verify_files(directory, manifest)
     except IndexCorruptError as error:
         raise IndexCorruptError(f"{error}; download it again with force_download=True") from None
     return directory
+
+
+def _listed_files(manifest_file: Path) -> list[str]:
+    """The file names a downloaded manifest lists (only to choose what to download: the manifest
+    itself is checked in full once the files are local)."""
+    try:
+        files = json.loads(manifest_file.read_bytes()).get("files")
+    except (ValueError, AttributeError) as error:
+        raise IndexCorruptError(f"{manifest_file}: not a readable index manifest ({error})") from None
+    if not isinstance(files, dict) or not all(isinstance(name, str) for name in files):
+        raise IndexCorruptError(f"{manifest_file}: 'files' must map file names to their checksums")
+    return list(files)
+
+
+def _plain_files(snapshot: Path, names: list[str]) -> Path:
+    """``snapshot`` itself when it holds plain files (``local_dir`` downloads), else a copy of it.
+
+    The hub cache keeps each file of a snapshot as a symbolic link into its blob store, and an
+    index opens only plain files (a link could be swapped between the check and the read), so
+    a cached snapshot is copied once, atomically, beside it: ``<repo cache>/m2v-search/<commit>``.
+    """
+    if not any((snapshot / name).is_symlink() for name in names):
+        return snapshot
+    target = snapshot.parent.parent / "m2v-search" / snapshot.name
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{snapshot.name}.", dir=target.parent))
+    try:
+        for source in snapshot.rglob("*"):
+            if source.is_file():  # follows the cache's links to their blobs
+                destination = staging / source.relative_to(snapshot)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, destination)
+        os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.is_dir():  # another process may have finished the same copy first
+            raise
+    return target
 
 
 def model_folder(directory: str | os.PathLike[str]) -> Path | None:
