@@ -211,7 +211,7 @@ def saved_index(tiny_model_folder, tmp_path):
     from m2v_search.index import VectorIndex
 
     model = StaticModel.from_pretrained(tiny_model_folder)
-    index = VectorIndex.create(tmp_path / "index", model, index="flat", model_path=str(tiny_model_folder))
+    index = VectorIndex.create(tmp_path / "index", model, index_kind="flat", model_path=str(tiny_model_folder))
     index.upsert([{"id": f"doc-{i}", "text": f"document number {i} about topic {i % 7}", "metadata": {"n": i}}
                   for i in range(200)])
     index.save()
