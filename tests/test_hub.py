@@ -26,7 +26,7 @@ import pytest
 
 from m2v_search import StaticModel
 from m2v_search.errors import HubUnavailableError
-from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
+from m2v_search.index.errors import IndexConflictError, IndexCorruptError, IndexNotFoundError
 from m2v_search.index.hub import index_from_hub, model_folder, push_index_to_hub
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -211,7 +211,7 @@ def saved_index(tiny_model_folder, tmp_path):
     from m2v_search.index import VectorIndex
 
     model = StaticModel.from_pretrained(tiny_model_folder)
-    index = VectorIndex.create(tmp_path / "index", model, index="flat", model_path=str(tiny_model_folder))
+    index = VectorIndex.create(tmp_path / "index", model, index_kind="flat", model_path=str(tiny_model_folder))
     index.upsert([{"id": f"doc-{i}", "text": f"document number {i} about topic {i % 7}", "metadata": {"n": i}}
                   for i in range(200)])
     index.save()
@@ -319,3 +319,67 @@ def test_unreachable_hub_is_a_clear_error(call, saved_index, tiny_model_folder, 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.stdout.startswith("HubUnavailableError"), result.stdout + result.stderr
     assert "Connect" in result.stdout and "Traceback" not in result.stdout
+
+
+# ---------------------------------------------------------------------- VectorIndex.push_to_hub / from_hub
+def test_index_methods_push_the_saved_directory_and_open_the_download(saved_index, recording_hub, tmp_path,
+                                                                      monkeypatch):
+    from m2v_search.index import VectorIndex
+
+    with VectorIndex.open(saved_index) as index:
+        url = index.push_to_hub("me/my-index", private=True, token="hf_x", include_model=True)
+        expected = [h.id for h in index.search("document about topic 3", k=5)]
+    assert url.endswith(FAKE_COMMIT) and recording_hub["create_repo"][0]["private"] is True
+    (upload,) = recording_hub["upload_folder"]
+    files = upload["files"]
+    for name in json.loads(files["manifest.json"])["files"]:
+        assert files[name] == (saved_index / name).read_bytes()
+    assert "model/model.safetensors" in files
+
+    lay_out_cache(tmp_path / "hub-cache", "dataset", "me/my-index", files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with VectorIndex.from_hub("me/my-index", cache_dir=tmp_path / "hub-cache") as downloaded:
+        assert downloaded.path == index_from_hub("me/my-index", cache_dir=tmp_path / "hub-cache")
+        assert downloaded.model_path == str(downloaded.path / "model")  # the uploaded model, not the recorded one
+        assert len(downloaded) == 200
+        assert [h.id for h in downloaded.search("document about topic 3", k=5)] == expected
+    with pytest.raises(HubUnavailableError, match="not in the local Hugging Face cache"):
+        VectorIndex.from_hub("me/absent", cache_dir=tmp_path / "hub-cache")
+
+
+def test_index_push_refuses_unsaved_or_stale_state(saved_index, tiny_model_folder, recording_hub, tmp_path):
+    from m2v_search.index import VectorIndex
+
+    fresh = VectorIndex.create(None, str(tiny_model_folder))
+    with pytest.raises(ValueError, match="never saved"):
+        fresh.push_to_hub("me/idx")
+    fresh.close()
+
+    index = VectorIndex.open(saved_index)
+    index.upsert([{"id": "doc-1", "text": "document number 1 about topic 1", "metadata": {"n": 1}}])
+    assert index.last_upsert.skipped == 1  # the same content: nothing changed, so it may be pushed
+    index.push_to_hub("me/idx")
+    writes = [
+        lambda: index.add_texts(["a new document"], ids=["new"]),
+        lambda: index.upsert([{"id": "doc-2", "text": "document number 2, changed"}]),
+        lambda: index.upsert([{"id": "doc-3", "text": "document number 3 about topic 3", "metadata": {"n": -3}}]),
+        lambda: index.delete(["doc-4"]),
+        lambda: (index.delete(["doc-5"]), index.add_texts(["same count again"], ids=["doc-5b"])),
+        index.clear,
+    ]
+    for write in writes:
+        write()
+        with pytest.raises(ValueError, match=f"changes not saved to {saved_index}"):
+            index.push_to_hub("me/idx")
+        index.save()
+        index.push_to_hub("me/idx")
+    assert len(recording_hub["upload_folder"]) == 1 + len(writes)
+
+    other = VectorIndex.open(saved_index)  # another writer saves meanwhile
+    other.add_texts(["from elsewhere"], ids=["elsewhere"])
+    other.save()
+    other.close()
+    with pytest.raises(IndexConflictError, match="changed by another writer"):
+        index.push_to_hub("me/idx")
+    index.close()
+    assert len(recording_hub["upload_folder"]) == 1 + len(writes)  # nothing uploaded by a refusal

@@ -1,6 +1,8 @@
-"""``m2v train``: fit a static model to a teacher's sentence embeddings over a corpus.
+"""``m2v train``: fit a static model to a teacher's sentence embeddings over a corpus, or rebuild
+a model from its recipe.
 
     m2v train TEACHER --corpus FILE -o OUT [--init MODEL] [--work-dir DIR] [--loss cosine] ...
+    m2v train --recipe NAME|FILE -o OUT [TEACHER] [--corpus FILE] [--variants A,B] [--max-texts N] ...
 """
 
 from __future__ import annotations
@@ -8,45 +10,111 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from m2v_search.cli.exit_codes import EXIT_OK
+from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import M2V
-from m2v_search.cli.options import non_negative_int, positive_int, sif_coefficient
+from m2v_search.cli.options import bounded_int, non_negative_int, positive_int, sif_coefficient
 from m2v_search.errors import InvalidInputError, ModelLoadError
+
+# Settings of a plain fit: a recipe sets them itself, so they are refused with --recipe. The
+# parser's defaults are None (so a given flag can be told from an absent one); these apply.
+PLAIN_DEFAULTS: dict[str, Any] = {
+    "loss": "cosine", "sif_coefficient": None, "no_whiten": False, "epochs": 30, "batch_size": 1024,
+    "learning_rate": 3e-3, "patience": 3, "max_steps": None, "quantize_to": "float16",
+}
+# Settings only a recipe run takes.
+RECIPE_ONLY = ("variants", "max_texts", "fit_budget", "stsb_dir", "gcide_pairs", "report")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("teacher", help="teacher: a local Sentence Transformer folder")
-    parser.add_argument("--corpus", required=True, type=Path,
-                        help="training texts, one per line (UTF-8; .gz or .xz read as such)")
+    parser.add_argument("teacher", nargs="?", default=None,
+                        help="teacher: a local Sentence Transformer folder (required without --recipe; "
+                             "with --recipe, default: the recipe's teacher package)")
+    parser.add_argument("--recipe", default=None, metavar="NAME|FILE",
+                        help="rebuild a model from a recipe: a shipped name ('default' = m2v-base) or a recipe "
+                             "JSON file; the recipe sets the loss, epochs, whitening and the rest")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="training texts, one per line (UTF-8; .gz or .xz read as such); required without "
+                             "--recipe; with --recipe, default: built from the recipe's sources")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder to write the trained model to")
     parser.add_argument("--init", default=None,
-                        help="starting static model (folder or name); default: distil the teacher (256 dims)")
+                        help="starting static model (folder or name); default: distil the teacher (256 dims, "
+                             "or as the recipe says)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="folder for the teacher features (default: OUTPUT.work); rerun to resume")
-    parser.add_argument("--loss", choices=("cosine", "contrastive"), default="cosine")
-    parser.add_argument("--sif-coefficient", type=sif_coefficient, default=None,
-                        help="SIF a from the corpus's token frequencies used in pooling, or 'none' (default)")
-    parser.add_argument("--no-whiten", action="store_true", help="skip whitening the outputs over the corpus")
-    parser.add_argument("--epochs", type=positive_int, default=30)
-    parser.add_argument("--batch-size", type=positive_int, default=1024)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--patience", type=non_negative_int, default=3,
-                        help="epochs without held-out progress before stopping")
-    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimiser steps")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
-    parser.add_argument("--quantize-to", choices=("float32", "float16", "int8"), default="float16")
-    parser.add_argument("--name", help="model name for the model card (default: the output folder's name)")
+    parser.add_argument("--name", help="model name for the model card (default: the output folder's name, "
+                                       "or the recipe's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (also: --quiet)")
+    plain = parser.add_argument_group("plain training (without --recipe; a recipe sets these itself)")
+    plain.add_argument("--loss", choices=("cosine", "contrastive"), default=None, help="default cosine")
+    plain.add_argument("--sif-coefficient", type=sif_coefficient, default=None,
+                       help="SIF a from the corpus's token frequencies used in pooling, or 'none' (default)")
+    plain.add_argument("--no-whiten", action="store_true", default=None,
+                       help="skip whitening the outputs over the corpus")
+    plain.add_argument("--epochs", type=positive_int, default=None, help="default 30")
+    plain.add_argument("--batch-size", type=positive_int, default=None, help="default 1024")
+    plain.add_argument("--learning-rate", type=float, default=None, help="default 3e-3")
+    plain.add_argument("--patience", type=non_negative_int, default=None,
+                       help="epochs without held-out progress before stopping (default 3)")
+    plain.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimiser steps")
+    plain.add_argument("--quantize-to", choices=("float32", "float16", "int8"), default=None,
+                       help="default float16")
+    recipe = parser.add_argument_group("recipe runs (with --recipe)")
+    recipe.add_argument("--variants", default=None, help="comma-separated names of the recipe's variants to fit")
+    recipe.add_argument("--max-texts", type=bounded_int(20), default=None,
+                        help="use only the first N corpus texts (quick trials; at least 20)")
+    recipe.add_argument("--fit-budget", type=float, default=None,
+                        help="seconds for all variants (default: the recipe's)")
+    recipe.add_argument("--stsb-dir", type=Path, default=None,
+                        help="folder of sts-{train,dev,test}.csv (default: the STS-B package)")
+    recipe.add_argument("--gcide-pairs", type=Path, default=None,
+                        help="GCIDE pairs JSON (default: the GCIDE package)")
+    recipe.add_argument("--report", type=Path, default=None,
+                        help="JSON report (default: WORK_DIR/train_report.json)")
 
 
-@M2V.command("train", help="train a static model on a teacher's sentence embeddings over a corpus",
+def checked_mode(args: argparse.Namespace) -> None:
+    """Refuse flags that do not belong to the chosen mode, and fill in the plain-training defaults.
+
+    Raises:
+        UsageError: a plain-training flag with ``--recipe``, a recipe flag without it, or no
+            teacher or ``--corpus`` without ``--recipe``.
+    """
+    if args.recipe is not None:
+        given = [_flag(dest) for dest in PLAIN_DEFAULTS if getattr(args, dest) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: set by the recipe with --recipe; edit a copy of its JSON file "
+                             f"and pass its path to --recipe instead")
+        return
+    given = [_flag(dest) for dest in RECIPE_ONLY if getattr(args, dest) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only with --recipe")
+    missing = [what for what, value in (("TEACHER", args.teacher), ("--corpus", args.corpus)) if value is None]
+    if missing:
+        raise UsageError(f"{' and '.join(missing)} required without --recipe")
+    for dest, default in PLAIN_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+
+
+@M2V.command("train", help="train a static model on a teacher's sentence embeddings, or rebuild one from a recipe",
              arguments=_arguments,
              description="Featurize a corpus with the teacher (resumable shards in --work-dir), fit the static "
                          "table of --init to the teacher's embeddings, whiten, and save (Model2Vec layout, "
-                         "model card).")
+                         "model card). With --recipe, rebuild a model from a recipe (e.g. 'default', the shipped "
+                         "m2v-base): it checks first for every piece of data it needs and lists what is missing "
+                         "with how to get it (exit 3).")
 def run_train(args: argparse.Namespace) -> int:
     """Run ``m2v train``."""
+    checked_mode(args)
+    if args.recipe is not None:
+        return _run_recipe(args)
     from m2v_search.train.corpus import read_corpus
     from m2v_search.train.pipeline import train_static_model
 
@@ -75,4 +143,22 @@ def run_train(args: argparse.Namespace) -> int:
           f"held-out pair Spearman {report['initial_validation']:.4f} -> {report['best_validation']:.4f}; "
           f"{report['seconds']:.0f}s")
     print(f"featurize {report['featurize_seconds']:.0f}s, fit {report['fit_seconds']:.0f}s", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_recipe(args: argparse.Namespace) -> int:
+    """``m2v train --recipe``: progress is logged (INFO, stderr); the final variant and its scores on stdout."""
+    from m2v_search.train.runner import run_recipe
+
+    variants = [name.strip() for name in args.variants.split(",") if name.strip()] if args.variants else None
+    report = run_recipe(
+        args.recipe, args.output, teacher=args.teacher, corpus=args.corpus, init=args.init,
+        max_texts=args.max_texts, variants=variants, work_dir=args.work_dir, report_path=args.report,
+        stsb_dir=args.stsb_dir, gcide_pairs=args.gcide_pairs, fit_budget=args.fit_budget, model_name=args.name,
+        device=args.device, show_progress_bar=not (args.no_progress or args.quiet),
+    )
+    final = report["final"]
+    scores = "; ".join(f"{name}: " + ", ".join(f"{metric} {value:.4f}" for metric, value in figures.items())
+                       for name, figures in final["scores"].items())
+    print(f"{args.output}: variant {final['variant']}; {scores}")
     return EXIT_OK

@@ -11,18 +11,17 @@ the file and the line number in the whole file.
 
 from __future__ import annotations
 
-import json
+import io
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
 from m2v_search.index.sources import (
     ParquetReader,
-    count_skipped,
     expand_sources,
     jsonl_reader,
     open_binary,
@@ -145,28 +144,23 @@ def read_block(block: FileBlock | ParquetBlock, options: CorpusOptions) -> tuple
 
 
 def _block_records(block: FileBlock, reader: CorpusReader) -> Iterator[Record]:
-    with open_binary(block.path) as handle:
+    with open_binary(block.path) as opened:
+        handle = opened if hasattr(opened, "peek") else io.BufferedReader(opened)  # readline(size) for fsspec files
         position = block.start
         if block.start > 0:
             handle.seek(block.start - 1)
-            position += len(handle.readline()) - 1  # finish the line that began before the block
-        line = block.first_line - 1
-        while position < block.stop:  # type: ignore[operator]
-            raw = handle.readline()
-            if not raw:
-                break
-            position += len(raw)
-            line += 1
-            reader.lines += 1
-            if not raw.strip():
-                continue
-            try:
-                record = reader._parse(raw, line)
-            except CorpusError as error:
-                count_skipped(reader, error)
-                continue
-            reader.records += 1
-            yield record
+            position += _finish_line(handle) - 1  # the line that began before the block is the previous block's
+        yield from reader.read_records(handle, block.first_line, block.stop - position)  # type: ignore[operator]
+
+
+def _finish_line(handle: IO[bytes]) -> int:
+    """Read to just past the next newline (or the end), 1 MiB at a time; the bytes read."""
+    read = 0
+    while chunk := handle.readline(1 << 20):
+        read += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return read
 
 
 def bag_records(rows: Sequence[Any], options: CorpusOptions, name: str, partition: int
@@ -186,17 +180,14 @@ def bag_records(rows: Sequence[Any], options: CorpusOptions, name: str, partitio
                 raw = row.encode("utf-8") if isinstance(row, str) else row
                 if not raw.strip():
                     continue
-                try:
-                    row = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                    raise CorpusError(f"{where}: invalid JSON: {error}") from None
+                row = reader.parse_row(raw, where)  # the line checks: length, UTF-8, JSON, an object
             if not isinstance(row, dict):
                 raise CorpusError(f"{where}: expected a JSON object or a dict, got {type(row).__name__}")
             row = _plain(row)
             if not any(key in row for key in ((options.id_field,) if options.id_field else ("id", "_id"))):
                 raise CorpusError(f"{where}: no id field ({options.id_field or 'id or _id'}); rows of a Dask "
                                   "collection need explicit ids")
-            records.append(reader._record(row, where, row_number))
+            records.append(reader.record_from_row(row, where, row_number))
         except CorpusError:
             if not options.skip_invalid:
                 raise

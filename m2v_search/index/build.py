@@ -128,7 +128,7 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
         vectors = staging.open_checkpoint(model, allow_model_mismatch) if resume else None
         resumed = vectors is not None
         if vectors is None:
-            vectors = VectorIndex.create(None, model, index=index, factory=factory, memory_budget=memory_budget)
+            vectors = VectorIndex.create(None, model, index_kind=index, factory=factory, memory_budget=memory_budget)
         try:
             vectors.build_info = {"complete": False, "corpus": corpus.name}
             with progress_bar(show_progress, "Indexing") as progress:

@@ -92,35 +92,55 @@ class CorpusReader:
 
     def __iter__(self) -> Iterator[Record]:
         handle = self._open()
-        line_number = 0
+        self.lines = 0
         try:
-            while True:
-                raw = self._read_line(handle, line_number + 1)
-                if not raw:
-                    break
-                line_number += 1
-                self.lines = line_number
-                if not raw.strip():
-                    continue
-                try:
-                    if len(raw) > MAX_LINE_BYTES:
-                        self._skip_rest_of_line(handle, raw, line_number)
-                        raise CorpusError(f"{self.name}: line {line_number}: longer than {MAX_LINE_BYTES >> 20} MiB; "
-                                          "split the document")
-                    record = self._parse(raw, line_number)
-                except CorpusError as error:
-                    if not self.options.skip_invalid:
-                        raise
-                    self.skipped += 1
-                    if self.skipped <= _REPORTED:
-                        log.warning("skipped %s", error)
-                    continue
-                self.records += 1
-                self._count_repeat(record.id, line_number)
-                yield record
+            yield from self.read_records(handle)
         finally:
             if str(self.source) != "-":
                 handle.close()
+
+    def read_records(self, handle: IO[bytes], first_line: int = 1, byte_limit: int | None = None
+                     ) -> Iterator[Record]:
+        """The records of the lines read from ``handle``, every line checked (length, UTF-8, JSON,
+        fields, values); the counters (``lines``, ``records``, ``skipped``, ``duplicates``) follow.
+
+        Args:
+            handle: A binary stream at the start of a line (``readline`` taking a size limit).
+            first_line: The number of that line in the whole file (messages, ids of id-less rows).
+            byte_limit: Read only the lines that start within this many bytes (a byte range of a
+                file owns the lines that start inside it); None: read to the end.
+
+        Yields:
+            The records, in file order.
+
+        Raises:
+            CorpusError: A bad line (file and line number in the message), unless ``skip_invalid``.
+            OSError: The file cannot be read (the message names the file and line).
+        """
+        line_number, consumed = first_line - 1, 0
+        while byte_limit is None or consumed < byte_limit:
+            raw = self._read_line(handle, line_number + 1)
+            if not raw:
+                break
+            consumed += len(raw)
+            line_number += 1
+            self.lines += 1
+            if not raw.strip():
+                continue
+            try:
+                if len(raw) > MAX_LINE_BYTES:
+                    consumed += self._skip_rest_of_line(handle, raw, line_number)
+                record = self.parse_line(raw, line_number)
+            except CorpusError as error:
+                if not self.options.skip_invalid:
+                    raise
+                self.skipped += 1
+                if self.skipped <= _REPORTED:
+                    log.warning("skipped %s", error)
+                continue
+            self.records += 1
+            self.count_repeat(record.id, line_number)
+            yield record
 
     def _read_line(self, handle: IO[bytes], line: int, limit: int = MAX_LINE_BYTES + 1) -> bytes:
         """One line (at most ``limit`` bytes of it), with read errors naming the line."""
@@ -135,18 +155,56 @@ class CorpusReader:
             raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
                               "is the file truncated?") from None
 
-    def _skip_rest_of_line(self, handle: IO[bytes], raw: bytes, line: int) -> None:
+    def _skip_rest_of_line(self, handle: IO[bytes], raw: bytes, line: int) -> int:
+        """Read past the rest of the line ``raw`` begins, 1 MiB at a time; the bytes skipped."""
+        skipped = 0
         while raw and not raw.endswith(b"\n"):
             raw = self._read_line(handle, line, 1 << 20)
+            skipped += len(raw)
+        return skipped
 
-    def _parse(self, raw: bytes, line: int) -> Record:
+    def parse_line(self, raw: bytes, line: int) -> Record:
+        """The record of one corpus line, checked as :meth:`parse_row` and :meth:`record_from_row` say.
+
+        Args:
+            raw: The line's bytes (with or without its newline).
+            line: Its number in the file (messages; the id of a row without one).
+
+        Returns:
+            The record.
+
+        Raises:
+            CorpusError: The line is bad; the message names the file, the line and the field.
+        """
         where = f"{self.name}: line {line}"
+        row = self.parse_row(raw, where, strip_bom=line == 1)
+        # lone surrogates come only from \\u escapes, deep nesting needs many brackets: most lines skip the walk
+        suspect = self._non_finite or b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+        return self.record_from_row(row, where, line, suspect)
+
+    def parse_row(self, raw: bytes, where: str, *, strip_bom: bool = False) -> dict[str, Any]:
+        """The JSON object of one line: at most 64 MiB (``MAX_LINE_BYTES``), UTF-8, JSON, an object.
+        Its values (NaN, lone surrogates, depth) are checked by :meth:`record_from_row`.
+
+        Args:
+            raw: The line's bytes.
+            where: The file and line (or partition and row) for messages.
+            strip_bom: Drop a leading byte-order mark (the first line of a file).
+
+        Returns:
+            The parsed object.
+
+        Raises:
+            CorpusError: The line is too long, not UTF-8, not JSON, or not an object.
+        """
+        if len(raw) > MAX_LINE_BYTES:
+            raise CorpusError(f"{where}: longer than {MAX_LINE_BYTES >> 20} MiB; split the document")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise CorpusError(f"{where}: not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte offset "
                               f"{error.start})") from None
-        if line == 1 and text.startswith("\ufeff"):
+        if strip_bom and text.startswith("\ufeff"):
             text = text[1:]
         try:
             self._non_finite = False
@@ -157,9 +215,7 @@ class CorpusReader:
             raise CorpusError(f"{where}: JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise CorpusError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        # lone surrogates come only from \\u escapes, deep nesting needs many brackets: most lines skip the walk
-        suspect = self._non_finite or b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
-        return self._record(row, where, line, suspect)
+        return row
 
     def _constant(self, name: str) -> float:
         self._non_finite = True  # NaN, Infinity, -Infinity
@@ -171,7 +227,12 @@ class CorpusReader:
             self._non_finite = True
         return value
 
-    def _count_repeat(self, doc_id: str, line: int) -> None:
+    def count_repeat(self, doc_id: str, line: int) -> None:
+        """Count ``doc_id`` in ``duplicates`` (and ``id_type_collisions``) when it was seen before.
+
+        Call it after :meth:`record_from_row` made the record (which notes whether the id was an
+        integer), with the record's id and line (or row) number.
+        """
         as_int = self._last_id_was_int
         here, other = self._seen[as_int], self._seen[not as_int]
         if here.add(doc_id):
@@ -188,9 +249,22 @@ class CorpusReader:
             log.warning("%s: line %d: id %r appeared earlier in the corpus%s; the later record wins", self.name,
                         line, doc_id, kind)
 
-    def _record(self, row: dict[str, Any], where: str, line: int, suspect: bool = True) -> Record:
-        """The record of a parsed row; ``suspect`` walks it for NaN, surrogates and depth (rows that
-        did not come from a line, e.g. a Dask bag's, are always walked)."""
+    def record_from_row(self, row: dict[str, Any], where: str, line: int, suspect: bool = True) -> Record:
+        """The record of a parsed row (from a line, a Parquet row or a Dask partition's dict).
+
+        Args:
+            row: The row's fields.
+            where: The file and line (or row) for messages.
+            line: The line or row number (the id of a row without an id field).
+            suspect: Walk the id, text and metadata for NaN/Infinity, lone surrogates and depth
+                (rows that did not come from a line, e.g. a Dask bag's, are always walked).
+
+        Returns:
+            The record.
+
+        Raises:
+            CorpusError: A missing or mistyped id or text field, bad metadata, or an invalid value.
+        """
         options = self.options
         id_field = options.id_field
         used = {options.text_field}

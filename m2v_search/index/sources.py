@@ -224,14 +224,14 @@ class ParquetReader:
                     self.lines += 1
                     where = f"{self.name}: row group {group}, row {row_number}"
                     try:
-                        record = parser._record(_plain_row(row, where), where, file_row)
+                        record = parser.record_from_row(_plain_row(row, where), where, file_row)
                     except CorpusError as error:
                         count_skipped(self, error)
                         continue
                     finally:
                         file_row += 1
                     self.records += 1
-                    parser._count_repeat(record.id, file_row - 1)
+                    parser.count_repeat(record.id, file_row - 1)
                     yield record
 
     def _columns(self, available: list[str]) -> list[str] | None:

