@@ -27,11 +27,15 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
                       manifest: Callable[[str, str, str], dict[str, Any]]) -> str:
     """Write a new generation of an index directory and return its name.
 
-    The caller holds the directory's writer lock.
+    The caller holds the directory's writer lock. Files are only ever removed when a manifest
+    recorded them: the generation replaced now stays on disk as ``retired`` (a reader that
+    read the previous manifest may still be reading it), and the generation retired by the
+    previous commit is removed. A file the index did not record is never touched.
 
     Args:
         directory: The index directory (it exists).
-        write_index: Writes the FAISS file to the path it is given.
+        write_index: Writes the FAISS file to the path it is given (created empty, a plain
+            file, beforehand).
         docs: The docstore to save.
         manifest: Makes the manifest from ``(generation, index_file, docstore_file)``; called
             once both files are in place, so that their checksums can be taken.
@@ -42,14 +46,16 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     Raises:
         OSError: A file could not be written; the previous generation stays in use.
     """
-    on_disk = generation_on_disk(directory)
-    sequence = int(str(on_disk or "0").split("-")[0] or 0) + 1
+    previous = _readable_manifest(directory)
+    sequence = int(str(previous["generation"] if previous else "0").split("-")[0] or 0) + 1
     generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
     index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
     staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
     try:
+        create_private_file(staged_index)
         write_index(staged_index)
         fsync_file(staged_index)
+        create_private_file(staged_docs)
         docs.save_to(staged_docs)
         fsync_file(staged_docs)
         os.replace(staged_index, directory / index_name)
@@ -57,10 +63,35 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     finally:
         for staged in (staged_index, staged_docs):
             staged.unlink(missing_ok=True)
-    write_manifest(directory, manifest(generation, index_name, docs_name))
-    remove_old_generations(directory, {index_name, docs_name})
+    record = manifest(generation, index_name, docs_name)
+    current = {index_name, docs_name}
+    record["retired"] = [name for name in (previous or {}).get("files", {}) if name not in current]
+    write_manifest(directory, record)
+    for name in (previous or {}).get("retired", []):
+        if name not in current and name not in record["retired"]:
+            (directory / name).unlink(missing_ok=True)
     fsync_dir(directory)
     return generation
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` as a new, empty plain file (refusing an existing file or a symlink there).
+
+    Args:
+        path: The file to create.
+
+    Raises:
+        FileExistsError: Something exists at ``path`` already.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    os.close(os.open(path, flags, 0o644))
+
+
+def _readable_manifest(directory: Path) -> dict[str, Any] | None:
+    try:
+        return read_manifest(directory)
+    except (IndexNotFoundError, IndexCorruptError):
+        return None
 
 
 def generation_on_disk(directory: Path) -> str | None:
@@ -72,23 +103,8 @@ def generation_on_disk(directory: Path) -> str | None:
     Returns:
         The generation's name, or None.
     """
-    try:
-        return read_manifest(directory).get("generation")
-    except (IndexNotFoundError, IndexCorruptError):
-        return None
-
-
-def remove_old_generations(directory: Path, keep: set[str]) -> None:
-    """Remove the files of generations other than the one whose file names are in ``keep``.
-
-    Args:
-        directory: The index directory.
-        keep: File names to leave in place.
-    """
-    for pattern in ("index.*.faiss", "docstore.*.sqlite", ".index.*.tmp", ".docstore.*.tmp"):
-        for path in directory.glob(pattern):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+    manifest = _readable_manifest(directory)
+    return None if manifest is None else manifest["generation"]
 
 
 def read_verified_generation(directory: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
