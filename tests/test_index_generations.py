@@ -58,6 +58,21 @@ def test_save_removes_only_files_a_manifest_recorded(tmp_path: Path) -> None:
         assert (directory / name).read_text() == "the user's own file"
 
 
+def test_stale_temporary_manifest_is_removed_by_the_next_writer(tmp_path: Path) -> None:
+    directory = tmp_path / "idx"
+    index = make_index(directory)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (directory / ".manifest.json.tmp-999999").write_text("{half a manif")  # left by kill -9
+    (directory / ".manifest.json.tmp-424242").symlink_to(victim)
+    index.delete(["d3"])
+    index.save()
+    assert not (directory / ".manifest.json.tmp-999999").exists()
+    assert not (directory / ".manifest.json.tmp-424242").is_symlink()
+    assert victim.read_text() == "precious"  # the link was removed, never written through
+    assert len(VectorIndex.open(directory)) == 199
+
+
 WRITER = textwrap.dedent("""
     import os, sys, time
     from m2v_search.index import VectorIndex

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -24,6 +25,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "m2v-search-index"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 << 20
+TEMP_PREFIX = f".{MANIFEST_NAME}.tmp-"
+STALE_TEMP = re.compile(re.escape(TEMP_PREFIX) + r"[0-9]+")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -171,16 +174,45 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    """Atomically replace ``directory/manifest.json`` (temp file, fsync, rename, fsync dir)."""
+    """Atomically replace ``directory/manifest.json`` (temp file, fsync, rename, fsync dir).
+
+    The caller holds the writer lock, so a temporary manifest of another process found there
+    was left by a killed writer: it is removed first. The temporary file is created new
+    (``O_EXCL``) without following symlinks.
+
+    Args:
+        directory: The index directory.
+        manifest: The manifest to write.
+    """
+    remove_stale_temporaries(directory)
     target = directory / MANIFEST_NAME
-    temporary = directory / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
+    temporary = directory / f"{TEMP_PREFIX}{os.getpid()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        with os.fdopen(os.open(temporary, flags, 0o644), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
     fsync_dir(directory)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Remove ``.manifest.json.tmp-<pid>`` files (only names of exactly that form) from ``directory``.
+
+    Args:
+        directory: An index directory whose writer lock the caller holds.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if STALE_TEMP.fullmatch(name):
+            (directory / name).unlink(missing_ok=True)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -18,6 +18,7 @@ name, its entry in ``m2v_search.index.factory`` (``KINDS`` and :func:`~m2v_searc
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,18 @@ class Backend(ABC):
     def write(self, path: Path) -> None:
         """Write the serialised index to ``path`` (same bytes as :meth:`to_bytes`, streamed).
 
+        The file is opened once, without following a symlink, and FAISS writes through it.
+
         Args:
-            path: The file to write.
+            path: The file to write (created or truncated).
         """
         import faiss
 
-        faiss.write_index(self.index, str(path))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(path, flags, 0o644), "wb") as handle:
+            writer = faiss.PyCallbackIOWriter(handle.write)
+            faiss.write_index(self.index, writer)
+            del writer
 
     # ------------------------------------------------------------------ facts
     @property
