@@ -31,3 +31,7 @@ class ModelMismatchError(IndexError_, ValueError):
 
 class CorpusError(IndexError_, ValueError):
     """A corpus record is malformed; the message names the file and line."""
+
+
+class IndexClosedError(IndexError_, RuntimeError):
+    """The index was closed (``close()``, or the end of its ``with`` block); open it again."""
