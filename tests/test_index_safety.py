@@ -145,3 +145,21 @@ def test_unknown_index_kind_is_corrupt(saved) -> None:
     with pytest.raises(IndexCorruptError, match="quantum"):
         VectorIndex.open(directory)
     assert os.path.exists(directory / manifest["index"]["file"])
+
+
+def test_use_after_close_says_the_index_is_closed(saved) -> None:
+    from m2v_search.index import IndexClosedError
+
+    directory, _ = saved
+    with VectorIndex.open(directory) as index:
+        pass
+    index.close()  # closing twice is fine
+    for use in (lambda: index.search(np.ones(DIM), k=3), lambda: index.get(["d1"]), lambda: index.ids(),
+                lambda: index.delete(["d1"]), lambda: index.upsert([{"id": "x", "text": "y"}], vectors=np.ones((1, DIM))),
+                lambda: list(index.iter_records()), lambda: index.save(), lambda: index.verify(), lambda: index.clear()):
+        with pytest.raises(IndexClosedError, match="index is closed"):
+            use()
+    empty = VectorIndex.create(dim=DIM)
+    empty.close()
+    with pytest.raises(IndexClosedError):
+        empty.search(np.ones(DIM))

@@ -17,6 +17,7 @@ import numpy as np
 
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
+from m2v_search.index.errors import IndexClosedError
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
 from m2v_search.index.vectors import unit_vectors
@@ -50,6 +51,17 @@ class DocumentCollection:
 
     def __len__(self) -> int:
         return self._count
+
+    def close(self) -> None:
+        """Release the docstore; any later use raises IndexClosedError (closing again does nothing)."""
+        with self._lock:
+            if not isinstance(self._docs, _ClosedDocStore):
+                self._docs.close()
+                self._docs = _ClosedDocStore()  # type: ignore[assignment]
+
+    def _check_open(self) -> None:
+        if isinstance(self._docs, _ClosedDocStore):
+            _ClosedDocStore().fail()
 
     @property
     def backend(self) -> Backend:
@@ -104,7 +116,9 @@ class DocumentCollection:
         Raises:
             ValueError: A bad record, ``batch_size`` < 1, or vectors of the wrong shape or count.
             TypeError: A record of the wrong type.
+            IndexClosedError: The index was closed.
         """
+        self._check_open()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if vectors is not None:
@@ -289,7 +303,9 @@ class DocumentCollection:
             ValueError: ``k`` < 1, vectors of the wrong shape, a bad filter, or text queries on
                 an index without a model.
             TypeError: ``queries`` is a str, or holds something other than str.
+            IndexClosedError: The index was closed.
         """
+        self._check_open()
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         matrix = _query_matrix(queries, self.dim, self.embed)
@@ -359,3 +375,17 @@ def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | No
         return items, vectors
     keep = sorted(last.values())
     return [items[i] for i in keep], None if vectors is None else vectors[keep]
+
+
+class _ClosedDocStore:
+    """Stands in for the docstore of a closed index: every use raises IndexClosedError."""
+
+    def fail(self) -> None:
+        raise IndexClosedError("this index is closed (close() was called, or its with block ended); "
+                               "open it again to use it")
+
+    def __getattr__(self, name: str) -> Any:
+        self.fail()
+
+    def close(self) -> None:
+        """Closing again does nothing."""

@@ -224,11 +224,6 @@ class VectorIndex(DocumentCollection):
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Release the docstore."""
-        with self._lock:
-            self._docs.close()
-
     def __repr__(self) -> str:
         model = self.model.name if self.model is not None else None
         return (f"VectorIndex(path={str(self.path) if self.path else None!r}, documents={len(self)}, "
@@ -310,9 +305,11 @@ class VectorIndex(DocumentCollection):
 
         Raises:
             ValueError: No path is given and the index has none.
+            IndexClosedError: The index was closed.
             IndexLockedError: Another process is writing there.
             IndexConflictError: The index on disk changed since this one was opened from it.
         """
+        self._check_open()
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("this index has no path: pass save(path)")
