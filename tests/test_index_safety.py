@@ -113,7 +113,7 @@ def test_hashed_bytes_are_the_parsed_bytes(saved, monkeypatch) -> None:
     bytes that were hashed, not the file again."""
     import m2v_search.index.manifest as manifest_module
 
-    directory, manifest = saved
+    directory, _ = saved
     reader = manifest_module.read_plain_file
 
     def read_then_swap(path: Path, limit: int | None = None) -> bytes:
@@ -163,3 +163,20 @@ def test_use_after_close_says_the_index_is_closed(saved) -> None:
     empty.close()
     with pytest.raises(IndexClosedError):
         empty.search(np.ones(DIM))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_vectors_are_refused(saved, bad: float) -> None:
+    directory, _ = saved
+    with VectorIndex.open(directory) as index:
+        vectors = np.ones((3, DIM))
+        vectors[1, 4] = bad
+        with pytest.raises(ValueError, match=r"vectors\[1\] holds NaN or infinity"):
+            index.upsert([{"id": f"n{i}", "text": "t"} for i in range(3)], vectors=vectors)
+        assert len(index) == 50 and index.get(["n0"]) == []  # nothing of the batch was written
+        with pytest.raises(ValueError, match=r"query vectors\[0\] holds NaN"):
+            index.search(np.full(DIM, bad), k=3)
+        with pytest.raises(ValueError, match=r"vectors\[0\] holds NaN"):
+            index.add_texts(["x"], vectors=np.full((1, DIM), bad))
+        with pytest.raises(ValueError, match="array of numbers"):
+            index.upsert([{"id": "s", "text": "t"}], vectors=[["a"] * DIM])

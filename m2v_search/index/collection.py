@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from m2v_search.index.docstore import DocStore, content_hash
 from m2v_search.index.errors import IndexClosedError
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
-from m2v_search.index.vectors import unit_vectors
+from m2v_search.index.vectors import checked_vectors, unit_vectors
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
@@ -114,7 +114,8 @@ class DocumentCollection:
             The ids, in order.
 
         Raises:
-            ValueError: A bad record, ``batch_size`` < 1, or vectors of the wrong shape or count.
+            ValueError: A bad record, ``batch_size`` < 1, or vectors of the wrong shape or count,
+                or holding NaN or infinity.
             TypeError: A record of the wrong type.
             IndexClosedError: The index was closed.
         """
@@ -122,9 +123,7 @@ class DocumentCollection:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if vectors is not None:
-            vectors = np.asarray(vectors, dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-                raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
+            vectors = checked_vectors(vectors, self.dim)
             if hasattr(records, "__len__") and len(records) != len(vectors):  # type: ignore[arg-type]
                 raise ValueError(f"{len(records)} records but {len(vectors)} vectors")  # type: ignore[arg-type]
         stats = UpsertStats()
@@ -152,11 +151,8 @@ class DocumentCollection:
         hashes = [content_hash(text, meta) for _, text, meta in items]
         with self._lock:
             existing = self._docs.lookup([item[0] for item in items])
-            if vectors is None:
-                changed = [i for i, (item, digest) in enumerate(zip(items, hashes))
-                           if existing.get(item[0], (None, None))[1] != digest]
-            else:
-                changed = list(range(len(items)))
+            changed = [i for i, (item, digest) in enumerate(zip(items, hashes))  # given vectors may differ
+                       if vectors is not None or existing.get(item[0], (None, None))[1] != digest]
             stats.skipped += len(items) - len(changed)
             if not changed:
                 return
@@ -244,11 +240,6 @@ class DocumentCollection:
         with self._lock:
             return self._docs.match_ids(filter)
 
-    def iter_records(self) -> Iterator[Record]:
-        """Every stored document, in insertion order."""
-        for _, doc_id, text, meta, _ in self._docs.iter_rows():
-            yield Record(doc_id, text, json.loads(meta))
-
     def search(self, query: str | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
                include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
                ) -> list[Hit]:
@@ -311,15 +302,13 @@ class DocumentCollection:
         matrix = _query_matrix(queries, self.dim, self.embed)
         options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search)
         with self._lock:
-            if len(matrix) == 0 or self._count == 0:
-                return [[] for _ in range(len(matrix))]
             matched = self._docs.match_iids(filter) if filter else None
-            if matched is not None and len(matched) == 0:
+            available = self._count if matched is None else len(matched)
+            if len(matrix) == 0 or available == 0:
                 return [[] for _ in range(len(matrix))]
-            k_eff = int(min(k, self._count if matched is None else len(matched)))
+            k_eff = int(min(k, available))
             rerank = self._rerank_enabled()
-            k_search = int(min(k_eff * RERANK_FACTOR, self._count if matched is None else len(matched))) \
-                if rerank else k_eff
+            k_search = int(min(k_eff * RERANK_FACTOR, available)) if rerank else k_eff
             with omp_threads(1 if len(matrix) < SMALL_BATCH else None):
                 scores, labels = self._backend.search(matrix, k_search, matched, options)
             rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
@@ -329,9 +318,8 @@ class DocumentCollection:
         return to_hits(scores, labels, rows, vectors)
 
     def _rerank_enabled(self) -> bool:
-        """Whether searches re-score their candidates exactly: the index stores lossy codes (PQ,
-        SQ), and every vector in it is the model's encoding of the stored text, so the static
-        model can recompute the exact vectors of a few candidates for far less than storing them."""
+        """Whether searches re-score candidates exactly: lossy codes (PQ, SQ) of vectors the model
+        recomputes from the stored texts (a few candidates cost far less than storing them all)."""
         if self._reranks is None:
             self._reranks = self._backend.lossy and self._vectors_from_model()
         return self._reranks
@@ -340,12 +328,11 @@ class DocumentCollection:
         """Whether every stored vector is the model's encoding of its stored text."""
         return self.model is not None and self._docs.get_meta(GIVEN_VECTORS_KEY) is None
 
+
 def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:
     """Unit query vectors of a list of texts or an (n, dim) array, with errors naming the bad input."""
     if isinstance(queries, np.ndarray):
-        if queries.ndim != 2 or queries.shape[1] != dim:
-            raise ValueError(f"query vectors must have shape (n, {dim}), got {queries.shape}")
-        return unit_vectors(queries)
+        return unit_vectors(checked_vectors(queries, dim, "query vectors"))
     if isinstance(queries, str):
         raise TypeError("search_batch takes a list of queries; use search() for one")
     texts = list(queries)

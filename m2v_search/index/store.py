@@ -16,10 +16,11 @@ Nothing is pickled.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ from m2v_search.index.records import Hit, Record, UpsertStats
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
 
-__all__ = ["VectorIndex", "Record", "Hit", "UpsertStats", "model_source"]
+__all__ = ["Hit", "Record", "UpsertStats", "VectorIndex", "model_source"]
 
 
 class VectorIndex(DocumentCollection):
@@ -255,6 +256,11 @@ class VectorIndex(DocumentCollection):
         records = [Record(doc_id, text, dict(metadatas[i]) if metadatas is not None and metadatas[i] else {})
                    for i, (doc_id, text) in enumerate(zip(chosen, texts))]
         return self.upsert(records, vectors=vectors)
+
+    def iter_records(self) -> Iterator[Record]:
+        """Every stored document, in insertion order."""
+        for _, doc_id, text, meta, _ in self._docs.iter_rows():
+            yield Record(doc_id, text, json.loads(meta))
 
     # ------------------------------------------------------------------ locking
     def writer_lock(self, path: str | os.PathLike[str] | None = None) -> WriterLock:
