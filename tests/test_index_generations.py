@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +157,7 @@ def test_reader_behind_by_commits_reads_old_or_new_generation(tmp_path: Path, mo
     """The race of a reader and a writer, made deterministic: the writer commits after the
     reader has read the manifest and before it reads the files. One commit behind, the reader
     still finds its generation (kept as retired); two behind, it retries on the new manifest."""
-    import m2v_search.index.generations as generations
+    from m2v_search.index import generations
 
     directory = tmp_path / "idx"
     writer = make_index(directory)

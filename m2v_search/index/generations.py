@@ -17,7 +17,13 @@ from typing import Any
 
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
-from m2v_search.index.manifest import fsync_dir, fsync_file, read_manifest, read_verified_files, write_manifest
+from m2v_search.index.manifest import (
+    fsync_dir,
+    fsync_file,
+    read_manifest,
+    read_verified_files,
+    write_manifest,
+)
 
 _READ_ATTEMPTS = 5
 REQUIRED_TABLES = {"docs", "tombstones", "meta"}
