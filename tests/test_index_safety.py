@@ -180,3 +180,24 @@ def test_nan_or_infinite_vectors_are_refused(saved, bad: float) -> None:
             index.add_texts(["x"], vectors=np.full((1, DIM), bad))
         with pytest.raises(ValueError, match="array of numbers"):
             index.upsert([{"id": "s", "text": "t"}], vectors=[["a"] * DIM])
+
+
+@pytest.mark.parametrize("factory, message", [
+    ("PQ7", "bad FAISS factory 'PQ7'.*multiple of the number of subquantizers"),
+    ("Foo,Bar", "bad FAISS factory 'Foo,Bar'.*could not parse index string"),
+])
+def test_bad_factory_is_a_clear_value_error(factory: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        VectorIndex.create(dim=DIM * 2, factory=factory)
+    assert "Error in" not in str(caught.value) and ".cpp" not in str(caught.value)
+
+
+def test_ivf_with_more_lists_than_documents_fails_clearly_and_keeps_the_directory(tmp_path: Path) -> None:
+    index = VectorIndex.create(tmp_path / "ivf", dim=DIM, factory="IVF1024,Flat")
+    index.upsert([{"id": f"d{i}", "text": "t"} for i in range(100)], vectors=np.random.default_rng(0).random((100, DIM)))
+    (tmp_path / "ivf").mkdir()
+    with pytest.raises(ValueError, match=r"cannot train factory 'IVF1024,Flat' on 100 vectors: Number of training "
+                                         r"points \(100\) should be at least as large as number of clusters \(1024\)"):
+        index.save()
+    assert list((tmp_path / "ivf").iterdir()) in ([], [tmp_path / "ivf" / ".lock"])  # nothing committed
+    assert len(index.search(np.ones(DIM), k=3)) == 3  # still usable (exact) in memory

@@ -143,7 +143,10 @@ class VectorIndex(DocumentCollection):
             spec = factories.flat_spec()
         else:
             spec = factories.resolve(index_kind, 0, width, memory_budget)
-        backend = create_backend(spec, width)
+        try:
+            backend = create_backend(spec, width)
+        except ValueError as error:
+            raise ValueError(f"bad FAISS factory {factory!r}: {error}" if factory else str(error)) from None
         if not backend.is_trained:  # collect vectors exactly until there are enough to train
             backend = create_backend(factories.flat_spec(), width)
         return cls(model=loaded, model_path=source, backend=backend, requested=requested,
