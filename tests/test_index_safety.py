@@ -201,3 +201,18 @@ def test_ivf_with_more_lists_than_documents_fails_clearly_and_keeps_the_director
         index.save()
     assert list((tmp_path / "ivf").iterdir()) in ([], [tmp_path / "ivf" / ".lock"])  # nothing committed
     assert len(index.search(np.ones(DIM), k=3)) == 3  # still usable (exact) in memory
+
+
+@pytest.mark.parametrize("options", [{"nprobe": -3}, {"nprobe": 0}, {"ef_search": 99999999999}, {"ef_search": 0},
+                                     {"nprobe": 1.5}, {"nprobe": True}])
+def test_search_parameters_out_of_range_are_refused(saved, options: dict) -> None:
+    directory, _ = saved
+    name = next(iter(options))
+    with VectorIndex.open(directory) as index:
+        with pytest.raises(ValueError, match=f"{name} must be an integer from 1 to 1048576"):
+            index.search(np.ones(DIM), k=3, **options)
+        setattr(index, name, options[name])  # the index-wide default is checked as well
+        with pytest.raises(ValueError, match=name):
+            index.search_batch(np.ones((2, DIM)), k=3)
+        setattr(index, name, 2)
+        assert len(index.search(np.ones(DIM), k=3)) == 3

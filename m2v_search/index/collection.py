@@ -259,8 +259,8 @@ class DocumentCollection:
             The hits; ``Hit.score`` is the cosine similarity.
 
         Raises:
-            ValueError: ``k`` < 1, a vector of the wrong shape, a bad filter, or a text query on
-                an index without a model.
+            ValueError: ``k`` < 1, ``nprobe`` or ``ef_search`` out of range (1 to 2**20), a vector
+                of the wrong shape, a bad filter, or a text query on an index without a model.
             TypeError: ``query`` is neither a str nor a numpy array.
         """
         if isinstance(query, np.ndarray):
@@ -291,8 +291,8 @@ class DocumentCollection:
             One list of hits per query.
 
         Raises:
-            ValueError: ``k`` < 1, vectors of the wrong shape, a bad filter, or text queries on
-                an index without a model.
+            ValueError: ``k`` < 1, ``nprobe`` or ``ef_search`` out of range (1 to 2**20), vectors
+                of the wrong shape, a bad filter, or text queries on an index without a model.
             TypeError: ``queries`` is a str, or holds something other than str.
             IndexClosedError: The index was closed.
         """
@@ -300,7 +300,8 @@ class DocumentCollection:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         matrix = _query_matrix(queries, self.dim, self.embed)
-        options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search)
+        options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
+                                ef_search=self.ef_search if ef_search is None else ef_search)
         with self._lock:
             matched = self._docs.match_iids(filter) if filter else None
             available = self._count if matched is None else len(matched)

@@ -30,6 +30,10 @@ from m2v_search.index import factory as factories
 from m2v_search.index.errors import IndexCorruptError
 
 
+MAX_SEARCH_PARAMETER = 1 << 20
+"""Largest nprobe or ef_search accepted (FAISS takes a C int; far past any useful value)."""
+
+
 @dataclass(frozen=True)
 class SearchOptions:
     """Per-search overrides of a backend's default search parameters (None: the default).
@@ -41,6 +45,20 @@ class SearchOptions:
 
     nprobe: int | None = None
     ef_search: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse values FAISS cannot take.
+
+        Raises:
+            ValueError: A value is not an integer from 1 to ``MAX_SEARCH_PARAMETER``.
+        """
+        for name in ("nprobe", "ef_search"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not 1 <= value <= MAX_SEARCH_PARAMETER:
+                raise ValueError(f"{name} must be an integer from 1 to {MAX_SEARCH_PARAMETER}, got {value!r}")
 
 
 class Backend(ABC):
