@@ -176,3 +176,28 @@ def test_reader_behind_by_commits_reads_old_or_new_generation(tmp_path: Path, mo
     with VectorIndex.open(directory) as reader:
         assert len(reader) == expected and reader.verify() == []
     assert len(calls) == commits_in_between  # two behind: one failed read, then the retry
+
+
+def test_tampered_retired_list_never_deletes_other_files(tmp_path: Path) -> None:
+    directory = tmp_path / "idx"
+    index = make_index(directory)
+    (directory / "notes.txt").write_text("keep me")
+    (directory / "index.mine.faiss").write_text("keep me")
+    manifest = manifest_of(directory)
+    manifest["retired"] = ["notes.txt", "index.mine.faiss"]  # plain names, but not files a commit wrote
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    index.delete(["d0"])
+    index.save()
+    assert (directory / "notes.txt").read_text() == (directory / "index.mine.faiss").read_text() == "keep me"
+
+
+def test_odd_generation_name_does_not_break_the_next_commit(tmp_path: Path) -> None:
+    directory = tmp_path / "idx"
+    make_index(directory).close()
+    manifest = manifest_of(directory)
+    manifest["generation"] = "not-a-number"
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with VectorIndex.open(directory) as index:
+        index.delete(["d0"])
+        index.save()
+    assert manifest_of(directory)["generation"].startswith("000001-")

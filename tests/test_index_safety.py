@@ -216,3 +216,28 @@ def test_search_parameters_out_of_range_are_refused(saved, options: dict) -> Non
             index.search_batch(np.ones((2, DIM)), k=3)
         setattr(index, name, 2)
         assert len(index.search(np.ones(DIM), k=3)) == 3
+
+
+def test_fifo_under_an_index_file_name_does_not_hang(saved) -> None:
+    directory, manifest = saved
+    path = directory / manifest["index"]["file"]
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(IndexCorruptError, match="not a regular file"):
+        VectorIndex.open(directory)
+
+
+def test_docstore_with_the_wrong_columns_is_refused(saved) -> None:
+    import sqlite3
+
+    directory, manifest = saved
+    name = manifest["docstore"]["file"]
+    (directory / name).unlink()
+    with sqlite3.connect(directory / name) as db:
+        db.executescript("CREATE TABLE docs (iid INTEGER, id TEXT); CREATE TABLE tombstones (iid INTEGER);"
+                         "CREATE TABLE meta (key TEXT, value TEXT);")
+    db.close()
+    manifest["files"][name] = file_entry(directory / name)
+    rewrite(directory, manifest)
+    with pytest.raises(IndexCorruptError, match="lacks docstore columns: docs.hash, docs.metadata, docs.text"):
+        VectorIndex.open(directory)

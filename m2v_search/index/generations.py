@@ -9,6 +9,7 @@ crash at any point leaves the previous manifest and its files in place.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from m2v_search.index.manifest import (
 )
 
 _READ_ATTEMPTS = 5
-REQUIRED_TABLES = {"docs", "tombstones", "meta"}
+REQUIRED_COLUMNS = {"docs": {"iid", "id", "text", "metadata", "hash"}, "tombstones": {"iid"}, "meta": {"key", "value"}}
+GENERATION = re.compile(r"([0-9]{1,18})-[0-9a-f]{8}")
+GENERATION_FILE = re.compile(r"(?:index\.[0-9]{1,18}-[0-9a-f]{8}\.faiss|docstore\.[0-9]{1,18}-[0-9a-f]{8}\.sqlite)")
 
 
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
@@ -53,7 +56,8 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
         OSError: A file could not be written; the previous generation stays in use.
     """
     previous = _readable_manifest(directory)
-    sequence = int(str(previous["generation"] if previous else "0").split("-")[0] or 0) + 1
+    sequence = int(GENERATION.fullmatch(previous["generation"])[1]) + 1 \
+        if previous and GENERATION.fullmatch(previous["generation"]) else 1
     generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
     index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
     staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
@@ -73,8 +77,8 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     current = {index_name, docs_name}
     record["retired"] = [name for name in (previous or {}).get("files", {}) if name not in current]
     write_manifest(directory, record)
-    for name in (previous or {}).get("retired", []):
-        if name not in current and name not in record["retired"]:
+    for name in (previous or {}).get("retired", []):  # recorded, and named as this module names files
+        if name not in current and name not in record["retired"] and GENERATION_FILE.fullmatch(name):
             (directory / name).unlink(missing_ok=True)
     fsync_dir(directory)
     return generation
@@ -156,11 +160,12 @@ def docstore_from_bytes(data: bytes, path: Path) -> DocStore:
     db = sqlite3.connect(":memory:", check_same_thread=False)
     try:
         db.deserialize(data)
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = [f"{table}.{column}" for table, columns in REQUIRED_COLUMNS.items()
+                   for column in sorted(columns - {row[1] for row in db.execute(f"PRAGMA table_info({table})")})]
     except sqlite3.DatabaseError as error:
         db.close()
         raise IndexCorruptError(f"{path} is not a readable SQLite docstore: {error}") from None
-    if not REQUIRED_TABLES <= tables:
+    if missing:
         db.close()
-        raise IndexCorruptError(f"{path} lacks the docstore tables ({', '.join(sorted(REQUIRED_TABLES))})")
+        raise IndexCorruptError(f"{path} lacks docstore columns: {', '.join(missing)}")
     return DocStore(db, readonly=False, source=path)

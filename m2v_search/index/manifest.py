@@ -71,7 +71,8 @@ def read_plain_file(path: Path, limit: int | None = None) -> bytes:
         IndexCorruptError: ``path`` is a symbolic link, not a regular file, or over ``limit``.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO planted under an index file name must not hang the reader
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise IndexCorruptError(f"{path} is a symbolic link; an index reads only plain files") from None
