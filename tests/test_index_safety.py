@@ -59,7 +59,7 @@ def test_manifest_fields_are_type_checked(saved, change, message) -> None:
 
 
 def test_manifest_errors_exit_4_from_the_cli(saved, capsys) -> None:
-    from m2v_search.index.cli import main
+    from m2v_search.cli import index_main as main
 
     directory, manifest = saved
     manifest["index"].pop("kind")

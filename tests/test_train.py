@@ -136,7 +136,8 @@ def test_corpus_round_trip_and_errors(tmp_path):
 
 
 def test_cli_train_end_to_end(texts, teacher_folder, tiny_model_folder, tmp_path, capsys):
-    from m2v_search.cli import EXIT_BAD_INPUT, main
+    from m2v_search.cli import main
+    from m2v_search.cli.exit_codes import EXIT_BAD_INPUT
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(texts[:80]) + "\n", encoding="utf-8")

@@ -17,7 +17,7 @@ import numpy as np
 
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
-from m2v_search.index.errors import IndexClosedError
+from m2v_search.index.errors import IndexClosedError, NoModelError
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
 from m2v_search.index.vectors import checked_vectors, unit_vectors
@@ -86,10 +86,10 @@ class DocumentCollection:
             (len(texts), dim) float32 unit rows.
 
         Raises:
-            ValueError: This index holds vectors computed elsewhere and has no model.
+            NoModelError: This index holds vectors computed elsewhere and has no model (a ValueError).
         """
         if self.model is None:
-            raise ValueError(f"this index holds vectors computed elsewhere ({self.dim} dims, no model) "
+            raise NoModelError(f"this index holds vectors computed elsewhere ({self.dim} dims, no model) "
                              f"and cannot encode text: {hint}")
         if not texts:
             return np.zeros((0, self.dim), np.float32)

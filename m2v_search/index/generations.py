@@ -65,8 +65,7 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
         create_private_file(staged_index)
         write_index(staged_index)
         fsync_file(staged_index)
-        create_private_file(staged_docs)
-        docs.save_to(staged_docs)
+        docs.save_to(staged_docs)  # creates the file itself, with O_EXCL | O_NOFOLLOW
         fsync_file(staged_docs)
         os.replace(staged_index, directory / index_name)
         os.replace(staged_docs, directory / docs_name)

@@ -18,6 +18,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.core.vector_stores.utils import build_metadata_filter_fn
 from llama_index.vector_stores.m2v import M2VVectorStore, metadata_filters_to_dict
+from m2v_search.index import IndexNotFoundError
 from llamaindex_testdata import CORPUS, QUERIES
 
 
@@ -35,8 +36,12 @@ def query_for(embed_model, text, k=3, **kwargs):
 
 
 def filters(*items, condition=FilterCondition.AND):
+    """MetadataFilters from (key, operator, value) items; a trailing "or"/"not" item sets the condition."""
+    if items and isinstance(items[-1], str):
+        *items, condition = items
     return MetadataFilters(
-        filters=[MetadataFilter(key=k, value=v, operator=op) for k, op, v in items], condition=condition
+        filters=[MetadataFilter(key=k, value=v, operator=op) for k, op, v in items],
+        condition=FilterCondition(condition),
     )
 
 
@@ -110,6 +115,16 @@ def test_nodes_without_embeddings_are_embedded_by_the_stores_model(embed_model, 
         ],
         [("missing_key", FilterOperator.NE, "x"), ("topic", FilterOperator.NIN, ["music", "sport"])],
         [("missing_key", FilterOperator.EQ, "x")],
+        [("topic", FilterOperator.EQ, "music"), ("country", FilterOperator.EQ, "de"), "or"],
+        [("topic", FilterOperator.EQ, "geography"), ("year", FilterOperator.LT, 2000), "not"],
+        [("topic", FilterOperator.CONTAINS, "og")],
+        [("topic", FilterOperator.TEXT_MATCH, "ook")],
+        [("topic", FilterOperator.TEXT_MATCH, "OOK")],
+        [("topic", FilterOperator.TEXT_MATCH_INSENSITIVE, "OOK")],
+        [("topic", FilterOperator.ANY, ["usi", "ook"])],
+        [("topic", FilterOperator.ALL, ["o", "g"])],
+        [("missing_key", FilterOperator.IS_EMPTY, None), ("year", FilterOperator.GT, 2010)],
+        [("topic", FilterOperator.IS_EMPTY, None), ("year", FilterOperator.GT, 2010), "or"],
     ],
 )
 def test_filters_select_exactly_what_llamaindex_semantics_select(store, embed_model, items):
@@ -154,33 +169,44 @@ def test_filter_translation():
         ]
     )
     assert metadata_filters_to_dict(nested) == {
-        "year": {"$gte": 2000, "$lt": 2010},
-        "tag": {"$in": ["a", "b"]},
+        "$and": [{"year": {"$gte": 2000}}, {"$and": [{"year": {"$lt": 2010}}, {"tag": {"$in": ["a", "b"]}}]}]
     }
+    either = MetadataFilters(filters=[nested, MetadataFilters(filters=[
+        MetadataFilter(key="tag", value="x", operator=FilterOperator.CONTAINS),
+        MetadataFilter(key="year", value=1990, operator=FilterOperator.LT)], condition=FilterCondition.NOT)],
+        condition=FilterCondition.OR)
+    assert metadata_filters_to_dict(either) == {"$or": [
+        metadata_filters_to_dict(nested),
+        {"$not": {"$or": [{"tag": {"$contains": "x"}}, {"year": {"$lt": 1990}}]}},
+    ]}
+
+
+def test_nested_or_and_not_inside_the_search(store, embed_model):
+    """(geography AND before 2000) OR NOT (year >= 2000 OR country == us): computed by hand."""
+    geography_old = filters(("topic", FilterOperator.EQ, "geography"), ("year", FilterOperator.LT, 2000))
+    neither = filters(("year", FilterOperator.GTE, 2000), ("country", FilterOperator.EQ, "us"), "not")
+    wanted = MetadataFilters(filters=[geography_old, neither], condition=FilterCondition.OR)
+    expected = {f"node-{i}" for i, (_, m) in enumerate(CORPUS)
+                if (m["topic"] == "geography" and m["year"] < 2000) or not (m["year"] >= 2000 or m["country"] == "us")}
+    assert expected and expected != {f"node-{i}" for i in range(len(CORPUS))}
+    result = store.query(query_for(embed_model, "rivers and plants", k=len(CORPUS), filters=wanted))
+    assert set(result.ids) == expected
+    assert {node.node_id for node in store.get_nodes(filters=wanted)} == expected
 
 
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (
-            filters(
-                ("topic", FilterOperator.EQ, "music"),
-                ("topic", FilterOperator.EQ, "sport"),
-                condition=FilterCondition.OR,
-            ),
-            "AND",
-        ),
-        (filters(("topic", FilterOperator.EQ, "music"), condition=FilterCondition.NOT), "NOT"),
-        (filters(("tags", FilterOperator.CONTAINS, "x")), "CONTAINS"),
-        (filters(("text", FilterOperator.TEXT_MATCH, "x")), "TEXT_MATCH"),
-        (filters(("tags", FilterOperator.ANY, ["x"])), "ANY"),
-        (filters(("tags", FilterOperator.IS_EMPTY, None)), "IS_EMPTY"),
-        (filters(("topic", FilterOperator.EQ, ["a", "b"])), "single value"),
-        (filters(("topic", FilterOperator.IN, "a")), "needs a list"),
-        (filters(("year", FilterOperator.EQ, 1), ("year", FilterOperator.EQ, 2)), "two \\$eq"),
+        (filters(("topic", FilterOperator.EQ, ["a", "b"])), r"EQ filter on key 'topic' \(filters\[0\]\) needs a single"),
+        (filters(("topic", FilterOperator.IN, "a")), "IN filter on key 'topic' .* needs a list"),
+        (filters(("tags", FilterOperator.ANY, [])), "needs a non-empty list"),
+        (filters(("topic", FilterOperator.TEXT_MATCH, 3)), "TEXT_MATCH filter on key 'topic' .* needs a string"),
+        (filters(("year", FilterOperator.GT, float("nan"))), r"filter\['year'\]\['\$gt'\]: nan is not a finite"),
+        (filters(("year", FilterOperator.GT, 2**70)), "outside the 64-bit range"),
+        (filters(("", FilterOperator.EQ, 1)), "keys must be non-empty"),
     ],
 )
-def test_unsupported_filters_raise_clear_errors(store, embed_model, bad, message):
+def test_bad_filters_raise_clear_errors(store, embed_model, bad, message):
     with pytest.raises(ValueError, match=message):
         store.query(query_for(embed_model, "anything", filters=bad))
 
@@ -432,17 +458,57 @@ def test_explicit_dim_and_mismatched_model(embed_model):
         M2VVectorStore(model=42)
 
 
-def test_empty_store_answers_queries_and_refuses_remote_filesystems(tmp_path):
+def test_empty_store_answers_queries_and_persists(tmp_path):
     import fsspec
 
     store = M2VVectorStore(dim=4)
     assert store.query(VectorStoreQuery(query_embedding=[0.1, 0.2, 0.3, 0.4], similarity_top_k=3)).ids == []
     assert store.get_nodes() == []
     store.delete("anything")
-    with pytest.raises(ValueError, match="local filesystem"):
-        store.persist(str(tmp_path / "x"), fs=fsspec.filesystem("memory"))
     store.persist(str(tmp_path / "empty"), fs=fsspec.filesystem("file"))
     assert len(M2VVectorStore.from_persist_path(str(tmp_path / "empty")).client) == 0
+
+
+@pytest.mark.parametrize("protocol", ["memory", "file"])
+def test_persist_to_an_fsspec_filesystem_and_back(store, embed_model, tmp_path, protocol):
+    import fsspec
+
+    fs = fsspec.filesystem(protocol)
+    root = f"/m2v-test-{tmp_path.name}" if protocol == "memory" else str(tmp_path / "remote")
+    path = f"{root}/vs"
+    store.persist(path, fs=fs)
+    names = sorted(entry.rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+    assert "manifest.json" in names and any(n.endswith(".faiss") for n in names)
+    loaded = M2VVectorStore.from_persist_path(path, fs=fs, model=embed_model)
+    query = "Which river flows through Paris?"
+    assert loaded.query(query_for(embed_model, query, k=3)).ids == store.query(query_for(embed_model, query, k=3)).ids
+    # a second persist after a delete replaces the files of the old generation
+    loaded.delete("doc-0")
+    loaded.persist(path, fs=fs)
+    again = M2VVectorStore.from_persist_path(path, fs=fs, model=embed_model)
+    assert len(again.client) == len(CORPUS) - 1 and "node-0" not in again.query(query_for(embed_model, query)).ids
+    assert sorted(entry.rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False)) != names
+    assert len([n for n in fs.ls(path, detail=False) if n.endswith(".faiss")]) == 1
+    # StorageContext-style loading from a directory on the same filesystem
+    store.persist(f"{root}/storage/default__vector_store.json", fs=fs)
+    from_dir = M2VVectorStore.from_persist_dir(f"{root}/storage", fs=fs, model=embed_model)
+    assert len(from_dir.client) == len(CORPUS)
+    with pytest.raises(IndexNotFoundError):
+        M2VVectorStore.from_persist_path(f"{root}/nothing", fs=fs)
+    if protocol == "memory":
+        fs.rm(root, recursive=True)
+
+
+def test_nan_and_infinite_values_are_refused_with_a_clear_error(embed_model):
+    store = M2VVectorStore(model=embed_model)
+    node = TextNode(text="a node", id_="n", metadata={"score": float("nan")})
+    with pytest.raises(ValueError, match=r"nodes\[0\] \(id 'n'\) metadata\['score'\] is nan; metadata values must be finite"):
+        store.add([node])
+    vector = embed_model.get_text_embedding("a node")
+    vector[3] = float("inf")
+    with pytest.raises(ValueError, match=r"vectors\[0\] holds NaN or infinite values"):
+        store.add([TextNode(text="a node", id_="n", embedding=vector)])
+    assert len(store.client) == 0
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "flat"])
@@ -461,3 +527,19 @@ def test_other_faiss_kinds_filter_delete_and_persist(embed_model, embedded_nodes
     loaded = M2VVectorStore.from_persist_path(str(tmp_path / kind), model=embed_model)
     assert loaded.client.kind == kind
     assert loaded.query(query_for(embed_model, query, k=1)).ids == ["node-0"]
+
+
+@pytest.mark.asyncio
+async def test_ingestion_pipeline_async_into_the_vector_store(embed_model, corpus_documents):
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.vector_stores.m2v import M2VVectorStore
+
+    store = M2VVectorStore(model=embed_model)
+    pipeline = IngestionPipeline(
+        transformations=[SentenceSplitter(chunk_size=24, chunk_overlap=0), embed_model], vector_store=store
+    )
+    nodes = await pipeline.arun(documents=corpus_documents)
+    assert len(store.client) == len(nodes) > len(corpus_documents)
+    stored = store.get_nodes(node_ids=[nodes[0].node_id])
+    assert stored[0].get_content() == nodes[0].get_content()
