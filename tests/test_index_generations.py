@@ -1,6 +1,5 @@
-"""Generations on disk: a save removes only files a manifest recorded, keeps the replaced
-generation for readers one commit longer, cleans temporary manifests left by a killed writer;
-readers never fail while a writer commits."""
+"""Generations on disk: a save removes only files a manifest recorded, cleans temporary
+manifests left by a killed writer; readers never fail while a writer commits."""
 
 from __future__ import annotations
 
@@ -46,13 +45,8 @@ def test_save_removes_only_files_a_manifest_recorded(tmp_path: Path) -> None:
     index.delete(["d1"])
     index.save()
     second = manifest_of(directory)
-    assert second["retired"] == list(first["files"])  # kept for readers of the first manifest
-    assert all((directory / name).exists() for name in first["files"])
-    index.delete(["d2"])
-    index.save()
-    third = manifest_of(directory)
-    assert not any((directory / name).exists() for name in first["files"])  # recorded: removed now
-    assert all((directory / name).exists() for name in [*third["files"], *third["retired"]])
+    assert not any((directory / name).exists() for name in first["files"])  # recorded: removed
+    assert all((directory / name).exists() for name in second["files"])
     for name in foreign:
         assert (directory / name).read_text() == "the user's own file"
 
@@ -151,12 +145,12 @@ def test_readers_never_fail_while_a_writer_commits(tmp_path: Path, tiny_model_fo
         assert final.verify() == [] and len(final) == 305
 
 
-@pytest.mark.parametrize("commits_in_between, expected", [(1, 200), (2, 198)])
-def test_reader_behind_by_commits_reads_old_or_new_generation(tmp_path: Path, monkeypatch, commits_in_between: int,
+@pytest.mark.parametrize("commits_in_between, expected", [(1, 199), (2, 198)])
+def test_reader_behind_the_writer_retries_on_the_new_manifest(tmp_path: Path, monkeypatch, commits_in_between: int,
                                                               expected: int) -> None:
     """The race of a reader and a writer, made deterministic: the writer commits after the
-    reader has read the manifest and before it reads the files. One commit behind, the reader
-    still finds its generation (kept as retired); two behind, it retries on the new manifest."""
+    reader has read the manifest and before it opens the files (which the commit removed):
+    the reader reads the new manifest and its files instead of failing."""
     from m2v_search.index import generations
 
     directory = tmp_path / "idx"
@@ -175,29 +169,44 @@ def test_reader_behind_by_commits_reads_old_or_new_generation(tmp_path: Path, mo
     monkeypatch.setattr(generations, "read_verified_files", commit_first)
     with VectorIndex.open(directory) as reader:
         assert len(reader) == expected and reader.verify() == []
-    assert len(calls) == commits_in_between  # two behind: one failed read, then the retry
+    assert len(calls) == 2 and calls[0] != calls[1]
 
 
-def test_tampered_retired_list_never_deletes_other_files(tmp_path: Path) -> None:
+def test_files_open_before_a_commit_stay_readable(tmp_path: Path, monkeypatch) -> None:
+    """Every file of a generation is opened before any is read: a commit that removes them
+    while the reader is reading the first one cannot make the second one disappear."""
+    from m2v_search.index import manifest as manifest_module
+
     directory = tmp_path / "idx"
-    index = make_index(directory)
-    (directory / "notes.txt").write_text("keep me")
-    (directory / "index.mine.faiss").write_text("keep me")
-    manifest = manifest_of(directory)
-    manifest["retired"] = ["notes.txt", "index.mine.faiss"]  # plain names, but not files a commit wrote
-    (directory / "manifest.json").write_text(json.dumps(manifest))
-    index.delete(["d0"])
-    index.save()
-    assert (directory / "notes.txt").read_text() == (directory / "index.mine.faiss").read_text() == "keep me"
+    writer = make_index(directory)
+    real_open = manifest_module.open_plain_file
+    opened, committed = [], []
 
+    class CommitOnFirstRead:
+        def __init__(self, handle) -> None:
+            self.handle = handle
 
-def test_odd_generation_name_does_not_break_the_next_commit(tmp_path: Path) -> None:
-    directory = tmp_path / "idx"
-    make_index(directory).close()
-    manifest = manifest_of(directory)
-    manifest["generation"] = "not-a-number"
-    (directory / "manifest.json").write_text(json.dumps(manifest))
-    with VectorIndex.open(directory) as index:
-        index.delete(["d0"])
-        index.save()
-    assert manifest_of(directory)["generation"].startswith("000001-")
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.handle.close()
+
+        def read(self) -> bytes:
+            if not committed:  # the first read of the generation
+                committed.append(True)
+                writer.delete(["d0"])
+                writer.save()  # removes the files the reader has open
+            return self.handle.read()
+
+    def open_and_count(path: Path):
+        if path.name == "manifest.json":
+            return real_open(path)
+        opened.append(path.name)
+        return CommitOnFirstRead(real_open(path))
+
+    monkeypatch.setattr(manifest_module, "open_plain_file", open_and_count)
+    with VectorIndex.open(directory) as reader:
+        assert len(reader) == 200  # the generation it started with, read in full
+    assert committed and len(opened) == 2  # the files were removed meanwhile; no retry was needed
+    assert not any((directory / name).exists() for name in opened)

@@ -109,23 +109,24 @@ def test_symlinks_are_never_followed(saved, tmp_path: Path) -> None:
 
 
 def test_hashed_bytes_are_the_parsed_bytes(saved, monkeypatch) -> None:
-    """A file swapped right after it was hashed changes nothing: FAISS and SQLite parse the
-    bytes that were hashed, not the file again."""
-    import m2v_search.index.manifest as manifest_module
+    """Files swapped right after they were hashed change nothing: FAISS and SQLite parse the
+    bytes that were hashed, not the files again."""
+    from m2v_search.index import generations
 
-    directory, _ = saved
-    reader = manifest_module.read_plain_file
+    directory, manifest = saved
+    real = generations.read_verified_files
 
-    def read_then_swap(path: Path, limit: int | None = None) -> bytes:
-        data = reader(path, limit)
-        if path.name != "manifest.json":
-            path.write_bytes(b"swapped by an attacker" * 10)
-        return data
+    def read_then_swap(directory_: Path, manifest_: dict) -> dict:
+        contents = real(directory_, manifest_)
+        for name in manifest_["files"]:
+            (directory_ / name).write_bytes(b"swapped by an attacker" * 10)
+        return contents
 
-    monkeypatch.setattr(manifest_module, "read_plain_file", read_then_swap)
+    monkeypatch.setattr(generations, "read_verified_files", read_then_swap)
     with VectorIndex.open(directory) as index:
         assert len(index) == 50 and index.verify() == []
         assert index.get(["d7"])[0].metadata == {"n": 7}
+    assert (directory / manifest["index"]["file"]).read_bytes().startswith(b"swapped")
 
 
 def test_checksummed_garbage_docstore_is_refused(saved) -> None:

@@ -36,10 +36,11 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
                       manifest: Callable[[str, str, str], dict[str, Any]]) -> str:
     """Write a new generation of an index directory and return its name.
 
-    The caller holds the directory's writer lock. Files are only ever removed when a manifest
-    recorded them: the generation replaced now stays on disk as ``retired`` (a reader that
-    read the previous manifest may still be reading it), and the generation retired by the
-    previous commit is removed. A file the index did not record is never touched.
+    The caller holds the directory's writer lock. Once the new manifest is in place, the files
+    the previous manifest recorded are removed (only names of the form commits give them); a
+    file the index did not record is never touched. A reader that read the previous manifest
+    either has its files open already (removal does not disturb an open file) or finds them
+    gone and reads the new manifest (see :func:`read_verified_generation`).
 
     Args:
         directory: The index directory (it exists).
@@ -72,12 +73,9 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     finally:
         for staged in (staged_index, staged_docs):
             staged.unlink(missing_ok=True)
-    record = manifest(generation, index_name, docs_name)
-    current = {index_name, docs_name}
-    record["retired"] = [name for name in (previous or {}).get("files", {}) if name not in current]
-    write_manifest(directory, record)
-    for name in (previous or {}).get("retired", []):  # recorded, and named as this module names files
-        if name not in current and name not in record["retired"] and GENERATION_FILE.fullmatch(name):
+    write_manifest(directory, manifest(generation, index_name, docs_name))
+    for name in (previous or {}).get("files", {}):  # recorded, and named as this module names files
+        if name not in (index_name, docs_name) and GENERATION_FILE.fullmatch(name):
             (directory / name).unlink(missing_ok=True)
     fsync_dir(directory)
     return generation
@@ -119,9 +117,10 @@ def generation_on_disk(directory: Path) -> str | None:
 def read_verified_generation(directory: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest of ``directory`` and the verified bytes of every file it lists.
 
-    A writer may commit a new generation (and remove an old one) while this reads: when a
-    check fails and the manifest on disk names another generation by then, the new manifest
-    is read and checked again.
+    Every listed file is opened right after the manifest is read, before any is read, so a
+    writer committing meanwhile (it removes the previous generation) can only make a file
+    missing, never change what an open descriptor reads; then the manifest on disk names
+    another generation, and it is read and checked again.
 
     Args:
         directory: The index directory.

@@ -7,6 +7,7 @@ checksum before FAISS or SQLite opens a file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -16,7 +17,7 @@ import re
 import sqlite3
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
 from m2v_search.index.manifest_schema import validate_manifest
@@ -56,8 +57,36 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def open_plain_file(path: Path) -> BinaryIO:
+    """``path`` opened for reading, without following a symlink and without blocking on a FIFO.
+
+    Args:
+        path: A regular file.
+
+    Returns:
+        The open binary file (close it).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        IndexCorruptError: ``path`` is a symbolic link or not a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise IndexCorruptError(f"{path} is a symbolic link; an index reads only plain files") from None
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise IndexCorruptError(f"{path} cannot be read: {error.strerror}") from None
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise IndexCorruptError(f"{path} is not a regular file")
+    return handle
+
+
 def read_plain_file(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of ``path``, read through one descriptor opened without following symlinks.
+    """The bytes of ``path``, read through one descriptor (see :func:`open_plain_file`).
 
     Args:
         path: A regular file.
@@ -70,21 +99,10 @@ def read_plain_file(path: Path, limit: int | None = None) -> bytes:
         FileNotFoundError: ``path`` does not exist.
         IndexCorruptError: ``path`` is a symbolic link, not a regular file, or over ``limit``.
     """
-    try:
-        # O_NONBLOCK: a FIFO planted under an index file name must not hang the reader
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise IndexCorruptError(f"{path} is a symbolic link; an index reads only plain files") from None
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise IndexCorruptError(f"{path} cannot be read: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise IndexCorruptError(f"{path} is not a regular file")
-        if limit is not None and info.st_size > limit:
-            raise IndexCorruptError(f"{path} has {info.st_size} bytes, more than the {limit} accepted")
+    with open_plain_file(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if limit is not None and size > limit:
+            raise IndexCorruptError(f"{path} has {size} bytes, more than the {limit} accepted")
         return handle.read()
 
 
@@ -128,8 +146,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 def read_verified_files(directory: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     """The bytes of every file the manifest lists, each checked against its size and sha256.
 
-    Each file is read once, without following symlinks, and the bytes returned are the bytes
-    hashed: parse them, never the file again (no check-then-open race).
+    Every file is opened first (without following symlinks), then each is read once; the bytes
+    returned are the bytes hashed: parse them, never the file again (no check-then-open race).
 
     Args:
         directory: The index directory.
@@ -141,19 +159,21 @@ def read_verified_files(directory: Path, manifest: dict[str, Any]) -> dict[str, 
     Raises:
         IndexCorruptError: A file is missing, a symlink, truncated or modified (naming it).
     """
-    contents: dict[str, bytes] = {}
-    for name, entry in manifest["files"].items():
-        path = directory / name
-        try:
-            data = read_plain_file(path)
-        except FileNotFoundError:
-            raise IndexCorruptError(f"{path} is missing (listed in {MANIFEST_NAME})") from None
+    with contextlib.ExitStack() as stack:
+        handles = {}
+        for name in manifest["files"]:  # open them all first: a file removed later stays readable
+            try:
+                handles[name] = stack.enter_context(open_plain_file(directory / name))
+            except FileNotFoundError:
+                raise IndexCorruptError(f"{directory / name} is missing (listed in {MANIFEST_NAME})") from None
+        contents = {name: handle.read() for name, handle in handles.items()}
+    for name, data in contents.items():
+        entry, path = manifest["files"][name], directory / name
         if len(data) != entry["bytes"]:
             raise IndexCorruptError(f"{path} has {len(data)} bytes, the manifest says {entry['bytes']} "
                                     "(truncated or modified)")
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise IndexCorruptError(f"{path} does not match its sha256 in {MANIFEST_NAME} (corrupt or modified)")
-        contents[name] = data
     return contents
 
 

@@ -103,10 +103,6 @@ def validate_manifest(manifest: dict[str, Any], path: Path) -> None:
             raise check.fail(where, f"names {name!r}, which is not listed (and so not verified) in files")
     for key in ("counts", "build"):
         check.get(manifest, key, "", (dict,), "an object", required=False)
-    retired = check.get(manifest, "retired", "", (list,), "a list of file names", required=False) or []
-    for position, name in enumerate(retired):
-        if not is_plain_name(name):
-            raise check.fail(f"retired[{position}]", f"must be a plain file name, got {name!r}")
 
 
 def _short(value: Any) -> str:
