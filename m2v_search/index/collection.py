@@ -68,11 +68,6 @@ class DocumentCollection:
         """The backend holding the vectors."""
         return self._backend
 
-    @property
-    def external_vectors(self) -> bool:
-        """True for an index of vectors computed elsewhere (created with ``dim=`` and no model)."""
-        return self.model is None
-
     def embed(self, texts: list[str], hint: str = "pass vectors instead of texts", batch_size: int | None = None
               ) -> np.ndarray:
         """Unit vectors of ``texts`` from the index's model (what insert and query use).

@@ -202,6 +202,11 @@ class VectorIndex(DocumentCollection):
     kind = index_kind
 
     @property
+    def external_vectors(self) -> bool:
+        """True for an index of vectors computed elsewhere (created with ``dim=`` and no model)."""
+        return self.model is None
+
+    @property
     def factory(self) -> str:
         """FAISS factory string of the index in use now."""
         return self._backend.spec.factory
