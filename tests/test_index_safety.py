@@ -242,3 +242,53 @@ def test_docstore_with_the_wrong_columns_is_refused(saved) -> None:
     rewrite(directory, manifest)
     with pytest.raises(IndexCorruptError, match="lacks docstore columns: docs.hash, docs.metadata, docs.text"):
         VectorIndex.open(directory)
+
+
+def test_a_file_instead_of_a_directory_is_not_an_index(tmp_path: Path) -> None:
+    from m2v_search.index import IndexNotFoundError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IndexNotFoundError, match="is a file, not an index directory"):
+        VectorIndex.open(tmp_path / "file")
+
+
+@pytest.mark.parametrize("params, message", [({"nprobe": -5}, "search_params.nprobe must be from 1"),
+                                             ({"efSearch": "x"}, "search_params.efSearch must be a positive integer"),
+                                             ({"nlist": 10**12}, "search_params.nlist must be from 1")])
+def test_manifest_search_parameters_are_checked(saved, params: dict, message: str) -> None:
+    directory, manifest = saved
+    manifest["index"]["search_params"] = params
+    rewrite(directory, manifest)
+    with pytest.raises(IndexCorruptError, match=message):
+        VectorIndex.open(directory)
+
+
+def test_checksummed_index_with_another_metric_is_refused(saved) -> None:
+    import faiss
+
+    directory, manifest = saved
+    with VectorIndex.open(directory) as index:
+        vectors = index.faiss_index.index.reconstruct_n(0, 50)
+        ids = faiss.vector_to_array(index.faiss_index.id_map)
+    l2 = faiss.index_factory(DIM, "IDMap2,Flat", faiss.METRIC_L2)
+    l2.add_with_ids(vectors, ids)
+    name = manifest["index"]["file"]
+    faiss.write_index(l2, str(directory / name))
+    manifest["files"][name] = file_entry(directory / name)
+    rewrite(directory, manifest)
+    with pytest.raises(IndexCorruptError, match="inner-product metric"):
+        VectorIndex.open(directory)
+
+
+def test_checksummed_docstore_with_a_stale_next_id_is_refused(saved) -> None:
+    import sqlite3
+
+    directory, manifest = saved
+    name = manifest["docstore"]["file"]
+    with sqlite3.connect(directory / name) as db:
+        db.execute("UPDATE meta SET value='3' WHERE key='next_iid'")  # new documents would reuse ids 3, 4, ...
+    db.close()
+    manifest["files"][name] = file_entry(directory / name)
+    rewrite(directory, manifest)
+    with pytest.raises(IndexCorruptError, match="next id '3' is not a number past its largest id 49"):
+        VectorIndex.open(directory)

@@ -123,6 +123,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST_NAME
     if not directory.exists():
         raise IndexNotFoundError(f"index directory {directory} does not exist")
+    if not directory.is_dir():
+        raise IndexNotFoundError(f"{directory} is a file, not an index directory")
     try:
         data = read_plain_file(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:

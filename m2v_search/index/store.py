@@ -359,13 +359,28 @@ class VectorIndex(DocumentCollection):
 
 def _check_counts(directory: Path, manifest: dict[str, Any], backend: Backend, docs: DocStore) -> None:
     """Raise IndexCorruptError (closing ``docs``) when the backend and the docstore disagree."""
+    import faiss
+
     problem = None
+    live, dead = docs.count(), docs.count_tombstones()
     if backend.dim != manifest["dim"]:
         problem = f"the FAISS index has {backend.dim} dims, the manifest {manifest['dim']}"
+    elif getattr(backend.index, "metric_type", faiss.METRIC_INNER_PRODUCT) != faiss.METRIC_INNER_PRODUCT:
+        problem = "the FAISS index does not use the inner-product metric (its scores would not be cosines)"
+    elif backend.ntotal != live + dead:
+        problem = f"the FAISS index holds {backend.ntotal} vectors but the docstore {live} documents (+{dead} deleted)"
     else:
-        live, dead = docs.count(), docs.count_tombstones()
-        if backend.ntotal != live + dead:
-            problem = f"the FAISS index holds {backend.ntotal} vectors but the docstore {live} documents (+{dead} deleted)"
+        problem = _next_id_problem(docs)
     if problem is not None:
         docs.close()
         raise IndexCorruptError(f"{directory}: {problem}")
+
+
+def _next_id_problem(docs: DocStore) -> str | None:
+    """What is wrong with the docstore's next internal id (it must be past every id in use), or None."""
+    recorded = docs.get_meta("next_iid")
+    used = np.concatenate([docs.match_iids(None), docs.tombstones()])
+    largest = int(used.max()) if len(used) else -1
+    if recorded is None or not recorded.isdigit() or int(recorded) <= largest:
+        return f"the docstore's next id {recorded!r} is not a number past its largest id {largest}"
+    return None
