@@ -29,7 +29,6 @@ import numpy as np
 from m2v_search.index import factory as factories
 from m2v_search.index.errors import IndexCorruptError
 
-
 MAX_SEARCH_PARAMETER = 1 << 20
 """Largest nprobe or ef_search accepted (FAISS takes a C int; far past any useful value)."""
 
