@@ -35,6 +35,14 @@ def rewrite(directory: Path, manifest: dict) -> None:
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
+def accept_as_is(directory: Path, manifest: dict, kind: str) -> None:
+    """Record the current checksum of the ``kind`` file (index or docstore): a tampered file
+    that passes the checksum, to test what is checked beyond it."""
+    name = manifest[kind]["file"]
+    manifest["files"][name] = file_entry(directory / name)
+    rewrite(directory, manifest)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.pop("dim"), "dim is missing"),
     (lambda m: m.update(dim="16"), "dim must be a positive integer, got str"),
@@ -133,8 +141,7 @@ def test_checksummed_garbage_docstore_is_refused(saved) -> None:
     directory, manifest = saved
     name = manifest["docstore"]["file"]
     (directory / name).write_bytes(b"not sqlite" * 100)
-    manifest["files"][name] = file_entry(directory / name)
-    rewrite(directory, manifest)
+    accept_as_is(directory, manifest, "docstore")
     with pytest.raises(IndexCorruptError, match="docstore"):
         VectorIndex.open(directory)
 
@@ -238,8 +245,7 @@ def test_docstore_with_the_wrong_columns_is_refused(saved) -> None:
         db.executescript("CREATE TABLE docs (iid INTEGER, id TEXT); CREATE TABLE tombstones (iid INTEGER);"
                          "CREATE TABLE meta (key TEXT, value TEXT);")
     db.close()
-    manifest["files"][name] = file_entry(directory / name)
-    rewrite(directory, manifest)
+    accept_as_is(directory, manifest, "docstore")
     with pytest.raises(IndexCorruptError, match="lacks docstore columns: docs.hash, docs.metadata, docs.text"):
         VectorIndex.open(directory)
 
@@ -274,8 +280,7 @@ def test_checksummed_index_with_another_metric_is_refused(saved) -> None:
     l2.add_with_ids(vectors, ids)
     name = manifest["index"]["file"]
     faiss.write_index(l2, str(directory / name))
-    manifest["files"][name] = file_entry(directory / name)
-    rewrite(directory, manifest)
+    accept_as_is(directory, manifest, "index")
     with pytest.raises(IndexCorruptError, match="inner-product metric"):
         VectorIndex.open(directory)
 
@@ -288,7 +293,6 @@ def test_checksummed_docstore_with_a_stale_next_id_is_refused(saved) -> None:
     with sqlite3.connect(directory / name) as db:
         db.execute("UPDATE meta SET value='3' WHERE key='next_iid'")  # new documents would reuse ids 3, 4, ...
     db.close()
-    manifest["files"][name] = file_entry(directory / name)
-    rewrite(directory, manifest)
+    accept_as_is(directory, manifest, "docstore")
     with pytest.raises(IndexCorruptError, match="next id '3' is not a number past its largest id 49"):
         VectorIndex.open(directory)
