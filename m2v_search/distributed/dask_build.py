@@ -46,8 +46,8 @@ from m2v_search.index.build import BuildReport
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import SCHEMA, DocStore
 from m2v_search.index.errors import CorpusError
-from m2v_search.index.generations import commit_generation
 from m2v_search.index.locking import WriterLock
+from m2v_search.index.generations import commit_generation
 from m2v_search.index.model_binding import load_model as _load_model
 from m2v_search.index.store import VectorIndex
 from m2v_search.index.vectors import MAX_TRAIN as _MAX_TRAIN
