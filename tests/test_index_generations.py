@@ -179,7 +179,7 @@ def test_files_open_before_a_commit_stay_readable(tmp_path: Path, monkeypatch) -
 
     directory = tmp_path / "idx"
     writer = make_index(directory)
-    real_open = manifest_module.open_plain_file
+    real_open = manifest_module.open_for_reading
     opened, committed = [], []
 
     class CommitOnFirstRead:
@@ -205,7 +205,7 @@ def test_files_open_before_a_commit_stay_readable(tmp_path: Path, monkeypatch) -
         opened.append(path.name)
         return CommitOnFirstRead(real_open(path))
 
-    monkeypatch.setattr(manifest_module, "open_plain_file", open_and_count)
+    monkeypatch.setattr(manifest_module, "open_for_reading", open_and_count)
     with VectorIndex.open(directory) as reader:
         assert len(reader) == 200  # the generation it started with, read in full
     assert committed and len(opened) == 2  # the files were removed meanwhile; no retry was needed

@@ -57,7 +57,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def open_plain_file(path: Path) -> BinaryIO:
+def open_for_reading(path: Path) -> BinaryIO:
     """``path`` opened for reading, without following a symlink and without blocking on a FIFO.
 
     Args:
@@ -86,7 +86,7 @@ def open_plain_file(path: Path) -> BinaryIO:
 
 
 def read_plain_file(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of ``path``, read through one descriptor (see :func:`open_plain_file`).
+    """The bytes of ``path``, read through one descriptor (see :func:`open_for_reading`).
 
     Args:
         path: A regular file.
@@ -99,7 +99,7 @@ def read_plain_file(path: Path, limit: int | None = None) -> bytes:
         FileNotFoundError: ``path`` does not exist.
         IndexCorruptError: ``path`` is a symbolic link, not a regular file, or over ``limit``.
     """
-    with open_plain_file(path) as handle:
+    with open_for_reading(path) as handle:
         size = os.fstat(handle.fileno()).st_size
         if limit is not None and size > limit:
             raise IndexCorruptError(f"{path} has {size} bytes, more than the {limit} accepted")
@@ -165,7 +165,7 @@ def read_verified_files(directory: Path, manifest: dict[str, Any]) -> dict[str, 
         handles = {}
         for name in manifest["files"]:  # open them all first: a file removed later stays readable
             try:
-                handles[name] = stack.enter_context(open_plain_file(directory / name))
+                handles[name] = stack.enter_context(open_for_reading(directory / name))
             except FileNotFoundError:
                 raise IndexCorruptError(f"{directory / name} is missing (listed in {MANIFEST_NAME})") from None
         contents = {name: handle.read() for name, handle in handles.items()}
