@@ -14,6 +14,14 @@ a backend, and persists the tombstones in its docstore.
 Adding an index kind is one new module with a :class:`Backend` subclass, plus one line in
 ``m2v_search/index/backends/__init__.py`` (``BACKENDS``) and, for a kind users can ask for by
 name, its entry in ``m2v_search.index.factory`` (``KINDS`` and :func:`~m2v_search.index.factory.resolve`).
+The defaults here suit FAISS float indexes with ids (``index_factory``, ``serialize_index``);
+a backend over another FAISS family (binary codes: ``IndexBinaryIDMap2``) overrides
+:meth:`Backend.create`, :meth:`Backend.from_bytes`, :meth:`Backend.to_bytes`,
+:meth:`Backend.write` and :attr:`Backend.dim` (bits are not dimensions), and
+:meth:`Backend.reconstruct` / :meth:`Backend.live_vectors` when it cannot give float vectors
+back (return ``{}`` from ``reconstruct``; a conversion away from it then needs its own source
+of vectors). :attr:`Backend.lossy` true makes the front re-score candidates exactly with the
+model's vectors of their texts (re-ranking), when the vectors come from the model.
 """
 
 from __future__ import annotations
