@@ -279,7 +279,7 @@ def test_checksummed_but_invalid_faiss_file(index: VectorIndex, tmp_path: Path) 
 
 
 def test_failed_save_keeps_previous_generation(index: VectorIndex, tmp_path: Path, monkeypatch) -> None:
-    import m2v_search.index.generations as generations
+    from m2v_search.index import generations
 
     directory, _ = _saved(index, tmp_path)
     index.upsert([{"id": "late", "text": "added after the first save"}])

@@ -58,7 +58,7 @@ def filled(kind: str, ids: np.ndarray, vectors: np.ndarray):
 
 
 def self_recall(backend, ids: np.ndarray, vectors: np.ndarray, rows: slice = slice(0, 200)) -> float:
-    scores, labels = backend.search(vectors[rows], 1, None, SearchOptions())
+    _, labels = backend.search(vectors[rows], 1, None, SearchOptions())
     return float(np.mean(labels[:, 0] == ids[rows]))
 
 
@@ -88,7 +88,7 @@ def test_filter_selector_keeps_results_inside(kind: str, data) -> None:
     backend = filled(kind, ids, vectors)
     for share in (0.5, 0.01):  # a broad filter, and a narrow one (HNSW: exact; IVF: more lists probed)
         allowed = np.sort(np.random.default_rng(1).choice(ids, int(N * share), replace=False))
-        scores, labels = backend.search(vectors[:20], 10, allowed, SearchOptions(nprobe=1, ef_search=16))
+        _, labels = backend.search(vectors[:20], 10, allowed, SearchOptions(nprobe=1, ef_search=16))
         assert np.isin(labels, allowed).all()  # every query still gets k results, all allowed
         wanted = np.flatnonzero(np.isin(ids, allowed))[:20]
         _, own = backend.search(vectors[wanted], 1, allowed, SearchOptions())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from m2v_search.index.errors import (
     CorpusError,
+    IndexClosedError,
     IndexConflictError,
     IndexCorruptError,
     IndexLockedError,
@@ -18,5 +19,5 @@ from m2v_search.index.errors import (
 )
 from m2v_search.index.store import Hit, Record, UpsertStats, VectorIndex
 
-__all__ = ["VectorIndex", "Record", "Hit", "UpsertStats", "CorpusError", "IndexConflictError", "IndexCorruptError",
-           "IndexLockedError", "IndexNotFoundError", "ModelMismatchError"]
+__all__ = ["VectorIndex", "Record", "Hit", "UpsertStats", "CorpusError", "IndexClosedError", "IndexConflictError",
+           "IndexCorruptError", "IndexLockedError", "IndexNotFoundError", "ModelMismatchError"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +17,10 @@ import numpy as np
 
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
+from m2v_search.index.errors import IndexClosedError, NoModelError
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
-from m2v_search.index.vectors import unit_vectors
+from m2v_search.index.vectors import checked_vectors, unit_vectors
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
@@ -51,15 +52,21 @@ class DocumentCollection:
     def __len__(self) -> int:
         return self._count
 
+    def close(self) -> None:
+        """Release the docstore; any later use raises IndexClosedError (closing again does nothing)."""
+        with self._lock:
+            if not isinstance(self._docs, _ClosedDocStore):
+                self._docs.close()
+                self._docs = _ClosedDocStore()  # type: ignore[assignment]
+
+    def _check_open(self) -> None:
+        if isinstance(self._docs, _ClosedDocStore):
+            _ClosedDocStore().fail()
+
     @property
     def backend(self) -> Backend:
         """The backend holding the vectors."""
         return self._backend
-
-    @property
-    def external_vectors(self) -> bool:
-        """True for an index of vectors computed elsewhere (created with ``dim=`` and no model)."""
-        return self.model is None
 
     def embed(self, texts: list[str], hint: str = "pass vectors instead of texts", batch_size: int | None = None
               ) -> np.ndarray:
@@ -74,10 +81,10 @@ class DocumentCollection:
             (len(texts), dim) float32 unit rows.
 
         Raises:
-            ValueError: This index holds vectors computed elsewhere and has no model.
+            NoModelError: This index holds vectors computed elsewhere and has no model (a ValueError).
         """
         if self.model is None:
-            raise ValueError(f"this index holds vectors computed elsewhere ({self.dim} dims, no model) "
+            raise NoModelError(f"this index holds vectors computed elsewhere ({self.dim} dims, no model) "
                              f"and cannot encode text: {hint}")
         if not texts:
             return np.zeros((0, self.dim), np.float32)
@@ -102,15 +109,16 @@ class DocumentCollection:
             The ids, in order.
 
         Raises:
-            ValueError: A bad record, ``batch_size`` < 1, or vectors of the wrong shape or count.
+            ValueError: A bad record, ``batch_size`` < 1, or vectors of the wrong shape or count,
+                or holding NaN or infinity.
             TypeError: A record of the wrong type.
+            IndexClosedError: The index was closed.
         """
+        self._check_open()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if vectors is not None:
-            vectors = np.asarray(vectors, dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-                raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
+            vectors = checked_vectors(vectors, self.dim)
             if hasattr(records, "__len__") and len(records) != len(vectors):  # type: ignore[arg-type]
                 raise ValueError(f"{len(records)} records but {len(vectors)} vectors")  # type: ignore[arg-type]
         stats = UpsertStats()
@@ -138,11 +146,8 @@ class DocumentCollection:
         hashes = [content_hash(text, meta) for _, text, meta in items]
         with self._lock:
             existing = self._docs.lookup([item[0] for item in items])
-            if vectors is None:
-                changed = [i for i, (item, digest) in enumerate(zip(items, hashes))
-                           if existing.get(item[0], (None, None))[1] != digest]
-            else:
-                changed = list(range(len(items)))
+            changed = [i for i, (item, digest) in enumerate(zip(items, hashes))  # given vectors may differ
+                       if vectors is not None or existing.get(item[0], (None, None))[1] != digest]
             stats.skipped += len(items) - len(changed)
             if not changed:
                 return
@@ -230,11 +235,6 @@ class DocumentCollection:
         with self._lock:
             return self._docs.match_ids(filter)
 
-    def iter_records(self) -> Iterator[Record]:
-        """Every stored document, in insertion order."""
-        for _, doc_id, text, meta, _ in self._docs.iter_rows():
-            yield Record(doc_id, text, json.loads(meta))
-
     def search(self, query: str | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
                include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
                ) -> list[Hit]:
@@ -254,8 +254,8 @@ class DocumentCollection:
             The hits; ``Hit.score`` is the cosine similarity.
 
         Raises:
-            ValueError: ``k`` < 1, a vector of the wrong shape, a bad filter, or a text query on
-                an index without a model.
+            ValueError: ``k`` < 1, ``nprobe`` or ``ef_search`` out of range (1 to 2**20), a vector
+                of the wrong shape, a bad filter, or a text query on an index without a model.
             TypeError: ``query`` is neither a str nor a numpy array.
         """
         if isinstance(query, np.ndarray):
@@ -286,24 +286,25 @@ class DocumentCollection:
             One list of hits per query.
 
         Raises:
-            ValueError: ``k`` < 1, vectors of the wrong shape, a bad filter, or text queries on
-                an index without a model.
+            ValueError: ``k`` < 1, ``nprobe`` or ``ef_search`` out of range (1 to 2**20), vectors
+                of the wrong shape, a bad filter, or text queries on an index without a model.
             TypeError: ``queries`` is a str, or holds something other than str.
+            IndexClosedError: The index was closed.
         """
+        self._check_open()
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         matrix = _query_matrix(queries, self.dim, self.embed)
-        options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search)
+        options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
+                                ef_search=self.ef_search if ef_search is None else ef_search)
         with self._lock:
-            if len(matrix) == 0 or self._count == 0:
-                return [[] for _ in range(len(matrix))]
             matched = self._docs.match_iids(filter) if filter else None
-            if matched is not None and len(matched) == 0:
+            available = self._count if matched is None else len(matched)
+            if len(matrix) == 0 or available == 0:
                 return [[] for _ in range(len(matrix))]
-            k_eff = int(min(k, self._count if matched is None else len(matched)))
+            k_eff = int(min(k, available))
             rerank = self._rerank_enabled()
-            k_search = int(min(k_eff * RERANK_FACTOR, self._count if matched is None else len(matched))) \
-                if rerank else k_eff
+            k_search = int(min(k_eff * RERANK_FACTOR, available)) if rerank else k_eff
             with omp_threads(1 if len(matrix) < SMALL_BATCH else None):
                 scores, labels = self._backend.search(matrix, k_search, matched, options)
             rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
@@ -313,9 +314,8 @@ class DocumentCollection:
         return to_hits(scores, labels, rows, vectors)
 
     def _rerank_enabled(self) -> bool:
-        """Whether searches re-score their candidates exactly: the index stores lossy codes (PQ,
-        SQ), and every vector in it is the model's encoding of the stored text, so the static
-        model can recompute the exact vectors of a few candidates for far less than storing them."""
+        """Whether searches re-score candidates exactly: lossy codes (PQ, SQ) of vectors the model
+        recomputes from the stored texts (a few candidates cost far less than storing them all)."""
         if self._reranks is None:
             self._reranks = self._backend.lossy and self._vectors_from_model()
         return self._reranks
@@ -324,12 +324,11 @@ class DocumentCollection:
         """Whether every stored vector is the model's encoding of its stored text."""
         return self.model is not None and self._docs.get_meta(GIVEN_VECTORS_KEY) is None
 
+
 def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:
     """Unit query vectors of a list of texts or an (n, dim) array, with errors naming the bad input."""
     if isinstance(queries, np.ndarray):
-        if queries.ndim != 2 or queries.shape[1] != dim:
-            raise ValueError(f"query vectors must have shape (n, {dim}), got {queries.shape}")
-        return unit_vectors(queries)
+        return unit_vectors(checked_vectors(queries, dim, "query vectors"))
     if isinstance(queries, str):
         raise TypeError("search_batch takes a list of queries; use search() for one")
     texts = list(queries)
@@ -359,3 +358,17 @@ def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | No
         return items, vectors
     keep = sorted(last.values())
     return [items[i] for i in keep], None if vectors is None else vectors[keep]
+
+
+class _ClosedDocStore:
+    """Stands in for the docstore of a closed index: every use raises IndexClosedError."""
+
+    def fail(self) -> None:
+        raise IndexClosedError("this index is closed (close() was called, or its with block ended); "
+                               "open it again to use it")
+
+    def __getattr__(self, name: str) -> Any:
+        self.fail()
+
+    def close(self) -> None:
+        """Closing again does nothing."""

@@ -33,6 +33,10 @@ class CorpusError(IndexError_, InvalidInputError):
     """A corpus record is malformed; the message names the file and line."""
 
 
+class IndexClosedError(IndexError_, RuntimeError):
+    """The index was closed (``close()``, or the end of its ``with`` block); open it again."""
+
+
 class NoModelError(IndexError_, ValueError):
     """The index holds vectors computed elsewhere (no model), and an operation needs to encode text."""
 

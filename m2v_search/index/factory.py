@@ -142,7 +142,8 @@ def new_index(spec: IndexSpec, dim: int) -> Any:
     try:
         index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as error:
-        raise ValueError(f"FAISS cannot build factory {spec.factory!r} for {dim} dims: {error}") from None
+        raise ValueError(f"FAISS cannot build factory {spec.factory!r} for {dim} dims: {faiss_reason(error)}") \
+            from None
     apply_build_params(index, spec)
     return index
 
@@ -176,3 +177,19 @@ def ivf_of(index: Any) -> Any:
         return faiss.extract_index_ivf(index)
     except (RuntimeError, AttributeError):
         return None
+
+
+_FAISS_ERROR = re.compile(r"Error in .*? at [^ ]+:\d+: (?:Error: '.*?' failed: )?")
+
+
+def faiss_reason(error: BaseException) -> str:
+    """The sentence of a FAISS C++ error, without the function signature and source location.
+
+    Args:
+        error: A RuntimeError raised by FAISS.
+
+    Returns:
+        E.g. ``could not parse index string Foo,Bar``.
+    """
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return _FAISS_ERROR.sub("", lines[0], count=1).strip() or lines[0]

@@ -9,6 +9,7 @@ crash at any point leaves the previous manifest and its files in place.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -17,21 +18,34 @@ from typing import Any
 
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
-from m2v_search.index.manifest import fsync_dir, fsync_file, read_manifest, read_verified_files, write_manifest
+from m2v_search.index.manifest import (
+    fsync_dir,
+    fsync_file,
+    read_manifest,
+    read_verified_files,
+    write_manifest,
+)
 
 _READ_ATTEMPTS = 5
-REQUIRED_TABLES = {"docs", "tombstones", "meta"}
+REQUIRED_COLUMNS = {"docs": {"iid", "id", "text", "metadata", "hash"}, "tombstones": {"iid"}, "meta": {"key", "value"}}
+GENERATION = re.compile(r"([0-9]{1,18})-[0-9a-f]{8}")
+GENERATION_FILE = re.compile(r"(?:index\.[0-9]{1,18}-[0-9a-f]{8}\.faiss|docstore\.[0-9]{1,18}-[0-9a-f]{8}\.sqlite)")
 
 
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
                       manifest: Callable[[str, str, str], dict[str, Any]]) -> str:
     """Write a new generation of an index directory and return its name.
 
-    The caller holds the directory's writer lock.
+    The caller holds the directory's writer lock. Once the new manifest is in place, the files
+    the previous manifest recorded are removed (only names of the form commits give them); a
+    file the index did not record is never touched. A reader that read the previous manifest
+    either has its files open already (removal does not disturb an open file) or finds them
+    gone and reads the new manifest (see :func:`read_verified_generation`).
 
     Args:
         directory: The index directory (it exists).
-        write_index: Writes the FAISS file to the path it is given.
+        write_index: Writes the FAISS file to the path it is given (created empty, a plain
+            file, beforehand).
         docs: The docstore to save.
         manifest: Makes the manifest from ``(generation, index_file, docstore_file)``; called
             once both files are in place, so that their checksums can be taken.
@@ -42,15 +56,17 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     Raises:
         OSError: A file could not be written; the previous generation stays in use.
     """
-    on_disk = generation_on_disk(directory)
-    sequence = int(str(on_disk or "0").split("-")[0] or 0) + 1
+    previous = _readable_manifest(directory)
+    sequence = int(GENERATION.fullmatch(previous["generation"])[1]) + 1 \
+        if previous and GENERATION.fullmatch(previous["generation"]) else 1
     generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
     index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
     staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
     try:
+        create_private_file(staged_index)
         write_index(staged_index)
         fsync_file(staged_index)
-        docs.save_to(staged_docs)
+        docs.save_to(staged_docs)  # creates the file itself, with O_EXCL | O_NOFOLLOW
         fsync_file(staged_docs)
         os.replace(staged_index, directory / index_name)
         os.replace(staged_docs, directory / docs_name)
@@ -58,9 +74,31 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
         for staged in (staged_index, staged_docs):
             staged.unlink(missing_ok=True)
     write_manifest(directory, manifest(generation, index_name, docs_name))
-    remove_old_generations(directory, {index_name, docs_name})
+    for name in (previous or {}).get("files", {}):  # recorded, and named as this module names files
+        if name not in (index_name, docs_name) and GENERATION_FILE.fullmatch(name):
+            (directory / name).unlink(missing_ok=True)
     fsync_dir(directory)
     return generation
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` as a new, empty plain file (refusing an existing file or a symlink there).
+
+    Args:
+        path: The file to create.
+
+    Raises:
+        FileExistsError: Something exists at ``path`` already.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    os.close(os.open(path, flags, 0o644))
+
+
+def _readable_manifest(directory: Path) -> dict[str, Any] | None:
+    try:
+        return read_manifest(directory)
+    except (IndexNotFoundError, IndexCorruptError):
+        return None
 
 
 def generation_on_disk(directory: Path) -> str | None:
@@ -72,31 +110,17 @@ def generation_on_disk(directory: Path) -> str | None:
     Returns:
         The generation's name, or None.
     """
-    try:
-        return read_manifest(directory).get("generation")
-    except (IndexNotFoundError, IndexCorruptError):
-        return None
-
-
-def remove_old_generations(directory: Path, keep: set[str]) -> None:
-    """Remove the files of generations other than the one whose file names are in ``keep``.
-
-    Args:
-        directory: The index directory.
-        keep: File names to leave in place.
-    """
-    for pattern in ("index.*.faiss", "docstore.*.sqlite", ".index.*.tmp", ".docstore.*.tmp"):
-        for path in directory.glob(pattern):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+    manifest = _readable_manifest(directory)
+    return None if manifest is None else manifest["generation"]
 
 
 def read_verified_generation(directory: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest of ``directory`` and the verified bytes of every file it lists.
 
-    A writer may commit a new generation (and remove an old one) while this reads: when a
-    check fails and the manifest on disk names another generation by then, the new manifest
-    is read and checked again.
+    Every listed file is opened right after the manifest is read, before any is read, so a
+    writer committing meanwhile (it removes the previous generation) can only make a file
+    missing, never change what an open descriptor reads; then the manifest on disk names
+    another generation, and it is read and checked again.
 
     Args:
         directory: The index directory.
@@ -134,11 +158,12 @@ def docstore_from_bytes(data: bytes, path: Path) -> DocStore:
     db = sqlite3.connect(":memory:", check_same_thread=False)
     try:
         db.deserialize(data)
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = [f"{table}.{column}" for table, columns in REQUIRED_COLUMNS.items()
+                   for column in sorted(columns - {row[1] for row in db.execute(f"PRAGMA table_info({table})")})]
     except sqlite3.DatabaseError as error:
         db.close()
         raise IndexCorruptError(f"{path} is not a readable SQLite docstore: {error}") from None
-    if not REQUIRED_TABLES <= tables:
+    if missing:
         db.close()
-        raise IndexCorruptError(f"{path} lacks the docstore tables ({', '.join(sorted(REQUIRED_TABLES))})")
+        raise IndexCorruptError(f"{path} lacks docstore columns: {', '.join(missing)}")
     return DocStore(db, readonly=False, source=path)

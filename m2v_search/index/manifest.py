@@ -7,15 +7,17 @@ checksum before FAISS or SQLite opens a file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import platform
+import re
 import sqlite3
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
 from m2v_search.index.manifest_schema import validate_manifest
@@ -24,6 +26,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "m2v-search-index"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 << 20
+TEMP_PREFIX = f".{MANIFEST_NAME}.tmp-"
+STALE_TEMP = re.compile(re.escape(TEMP_PREFIX) + r"[0-9]+")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -53,8 +57,36 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def open_for_reading(path: Path) -> BinaryIO:
+    """``path`` opened for reading, without following a symlink and without blocking on a FIFO.
+
+    Args:
+        path: A regular file.
+
+    Returns:
+        The open binary file (close it).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        IndexCorruptError: ``path`` is a symbolic link or not a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise IndexCorruptError(f"{path} is a symbolic link; an index reads only plain files") from None
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise IndexCorruptError(f"{path} cannot be read: {error.strerror}") from None
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise IndexCorruptError(f"{path} is not a regular file")
+    return handle
+
+
 def read_plain_file(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of ``path``, read through one descriptor opened without following symlinks.
+    """The bytes of ``path``, read through one descriptor (see :func:`open_for_reading`).
 
     Args:
         path: A regular file.
@@ -67,20 +99,10 @@ def read_plain_file(path: Path, limit: int | None = None) -> bytes:
         FileNotFoundError: ``path`` does not exist.
         IndexCorruptError: ``path`` is a symbolic link, not a regular file, or over ``limit``.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise IndexCorruptError(f"{path} is a symbolic link; an index reads only plain files") from None
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise IndexCorruptError(f"{path} cannot be read: {error.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise IndexCorruptError(f"{path} is not a regular file")
-        if limit is not None and info.st_size > limit:
-            raise IndexCorruptError(f"{path} has {info.st_size} bytes, more than the {limit} accepted")
+    with open_for_reading(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if limit is not None and size > limit:
+            raise IndexCorruptError(f"{path} has {size} bytes, more than the {limit} accepted")
         return handle.read()
 
 
@@ -101,6 +123,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST_NAME
     if not directory.exists():
         raise IndexNotFoundError(f"index directory {directory} does not exist")
+    if not directory.is_dir():
+        raise IndexNotFoundError(f"{directory} is a file, not an index directory")
     try:
         data = read_plain_file(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
@@ -124,8 +148,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 def read_verified_files(directory: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     """The bytes of every file the manifest lists, each checked against its size and sha256.
 
-    Each file is read once, without following symlinks, and the bytes returned are the bytes
-    hashed: parse them, never the file again (no check-then-open race).
+    Every file is opened first (without following symlinks), then each is read once; the bytes
+    returned are the bytes hashed: parse them, never the file again (no check-then-open race).
 
     Args:
         directory: The index directory.
@@ -137,19 +161,21 @@ def read_verified_files(directory: Path, manifest: dict[str, Any]) -> dict[str, 
     Raises:
         IndexCorruptError: A file is missing, a symlink, truncated or modified (naming it).
     """
-    contents: dict[str, bytes] = {}
-    for name, entry in manifest["files"].items():
-        path = directory / name
-        try:
-            data = read_plain_file(path)
-        except FileNotFoundError:
-            raise IndexCorruptError(f"{path} is missing (listed in {MANIFEST_NAME})") from None
+    with contextlib.ExitStack() as stack:
+        handles = {}
+        for name in manifest["files"]:  # open them all first: a file removed later stays readable
+            try:
+                handles[name] = stack.enter_context(open_for_reading(directory / name))
+            except FileNotFoundError:
+                raise IndexCorruptError(f"{directory / name} is missing (listed in {MANIFEST_NAME})") from None
+        contents = {name: handle.read() for name, handle in handles.items()}
+    for name, data in contents.items():
+        entry, path = manifest["files"][name], directory / name
         if len(data) != entry["bytes"]:
             raise IndexCorruptError(f"{path} has {len(data)} bytes, the manifest says {entry['bytes']} "
                                     "(truncated or modified)")
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise IndexCorruptError(f"{path} does not match its sha256 in {MANIFEST_NAME} (corrupt or modified)")
-        contents[name] = data
     return contents
 
 
@@ -171,16 +197,45 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    """Atomically replace ``directory/manifest.json`` (temp file, fsync, rename, fsync dir)."""
+    """Atomically replace ``directory/manifest.json`` (temp file, fsync, rename, fsync dir).
+
+    The caller holds the writer lock, so a temporary manifest of another process found there
+    was left by a killed writer: it is removed first. The temporary file is created new
+    (``O_EXCL``) without following symlinks.
+
+    Args:
+        directory: The index directory.
+        manifest: The manifest to write.
+    """
+    remove_stale_temporaries(directory)
     target = directory / MANIFEST_NAME
-    temporary = directory / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
+    temporary = directory / f"{TEMP_PREFIX}{os.getpid()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        with os.fdopen(os.open(temporary, flags, 0o644), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
     fsync_dir(directory)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Remove ``.manifest.json.tmp-<pid>`` files (only names of exactly that form) from ``directory``.
+
+    Args:
+        directory: An index directory whose writer lock the caller holds.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if STALE_TEMP.fullmatch(name):
+            (directory / name).unlink(missing_ok=True)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from m2v_search.index.errors import IndexCorruptError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_PARAMETER = 1 << 20  # largest search or build parameter a manifest may record
 
 
 def is_plain_name(name: object) -> bool:
@@ -82,7 +83,11 @@ def validate_manifest(manifest: dict[str, Any], path: Path) -> None:
     index_file = check.name(index, "file", "index")
     for key in ("kind", "factory"):
         check.get(index, key, "index", (str,), "a string")
-    check.get(index, "search_params", "index", (dict,), "an object", required=False)
+    params = check.get(index, "search_params", "index", (dict,), "an object", required=False) or {}
+    for key in ("nprobe", "nlist", "efSearch", "efConstruction"):
+        value = check.get(params, key, "index.search_params", (int,), "a positive integer", required=False)
+        if value is not None and not 1 <= value <= MAX_PARAMETER:
+            raise check.fail(f"index.search_params.{key}", f"must be from 1 to {MAX_PARAMETER}, got {value}")
     check.get(index, "requested", "index", (str,), "a string or null", required=False)
     check.get(index, "requested_factory", "index", (str,), "a string or null", required=False)
     check.get(index, "memory_budget", "index", (int,), "an integer or null", required=False)
@@ -103,10 +108,6 @@ def validate_manifest(manifest: dict[str, Any], path: Path) -> None:
             raise check.fail(where, f"names {name!r}, which is not listed (and so not verified) in files")
     for key in ("counts", "build"):
         check.get(manifest, key, "", (dict,), "an object", required=False)
-    retired = check.get(manifest, "retired", "", (list,), "a list of file names", required=False) or []
-    for position, name in enumerate(retired):
-        if not is_plain_name(name):
-            raise check.fail(f"retired[{position}]", f"must be a plain file name, got {name!r}")
 
 
 def _short(value: Any) -> str:

@@ -16,10 +16,11 @@ Nothing is pickled.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,7 @@ from m2v_search.index.urls import is_url
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
 
-__all__ = ["VectorIndex", "Record", "Hit", "UpsertStats", "model_source"]
+__all__ = ["Hit", "Record", "UpsertStats", "VectorIndex", "model_source"]
 
 
 class VectorIndex(HubMethods, DocumentCollection):
@@ -146,7 +147,10 @@ class VectorIndex(HubMethods, DocumentCollection):
             spec = factories.flat_spec()
         else:
             spec = factories.resolve(index_kind, 0, width, memory_budget)
-        backend = create_backend(spec, width)
+        try:
+            backend = create_backend(spec, width)
+        except ValueError as error:
+            raise ValueError(f"bad FAISS factory {factory!r}: {error}" if factory else str(error)) from None
         if not backend.is_trained:  # collect vectors exactly until there are enough to train
             backend = create_backend(factories.flat_spec(), width)
         return cls(model=loaded, model_path=source, backend=backend, requested=requested,
@@ -208,6 +212,11 @@ class VectorIndex(HubMethods, DocumentCollection):
     kind = index_kind
 
     @property
+    def external_vectors(self) -> bool:
+        """True for an index of vectors computed elsewhere (created with ``dim=`` and no model)."""
+        return self.model is None
+
+    @property
     def factory(self) -> str:
         """FAISS factory string of the index in use now."""
         return self._backend.spec.factory
@@ -233,11 +242,6 @@ class VectorIndex(HubMethods, DocumentCollection):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-    def close(self) -> None:
-        """Release the docstore."""
-        with self._lock:
-            self._docs.close()
 
     def __repr__(self) -> str:
         model = self.model.name if self.model is not None else None
@@ -270,6 +274,11 @@ class VectorIndex(HubMethods, DocumentCollection):
         records = [Record(doc_id, text, dict(metadatas[i]) if metadatas is not None and metadatas[i] else {})
                    for i, (doc_id, text) in enumerate(zip(chosen, texts))]
         return self.upsert(records, vectors=vectors)
+
+    def iter_records(self) -> Iterator[Record]:
+        """Every stored document, in insertion order."""
+        for _, doc_id, text, meta, _ in self._docs.iter_rows():
+            yield Record(doc_id, text, json.loads(meta))
 
     # ------------------------------------------------------------------ locking
     def writer_lock(self, path: str | os.PathLike[str] | None = None) -> WriterLock:
@@ -320,9 +329,11 @@ class VectorIndex(HubMethods, DocumentCollection):
 
         Raises:
             ValueError: No path is given and the index has none.
+            IndexClosedError: The index was closed.
             IndexLockedError: Another process is writing there.
             IndexConflictError: The index on disk changed since this one was opened from it.
         """
+        self._check_open()
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("this index has no path: pass save(path)")
@@ -359,13 +370,28 @@ class VectorIndex(HubMethods, DocumentCollection):
 
 def _check_counts(directory: Path, manifest: dict[str, Any], backend: Backend, docs: DocStore) -> None:
     """Raise IndexCorruptError (closing ``docs``) when the backend and the docstore disagree."""
+    import faiss
+
     problem = None
+    live, dead = docs.count(), docs.count_tombstones()
     if backend.dim != manifest["dim"]:
         problem = f"the FAISS index has {backend.dim} dims, the manifest {manifest['dim']}"
+    elif getattr(backend.index, "metric_type", faiss.METRIC_INNER_PRODUCT) != faiss.METRIC_INNER_PRODUCT:
+        problem = "the FAISS index does not use the inner-product metric (its scores would not be cosines)"
+    elif backend.ntotal != live + dead:
+        problem = f"the FAISS index holds {backend.ntotal} vectors but the docstore {live} documents (+{dead} deleted)"
     else:
-        live, dead = docs.count(), docs.count_tombstones()
-        if backend.ntotal != live + dead:
-            problem = f"the FAISS index holds {backend.ntotal} vectors but the docstore {live} documents (+{dead} deleted)"
+        problem = _next_id_problem(docs)
     if problem is not None:
         docs.close()
         raise IndexCorruptError(f"{directory}: {problem}")
+
+
+def _next_id_problem(docs: DocStore) -> str | None:
+    """What is wrong with the docstore's next internal id (it must be past every id in use), or None."""
+    recorded = docs.get_meta("next_iid")
+    used = np.concatenate([docs.match_iids(None), docs.tombstones()])
+    largest = int(used.max()) if len(used) else -1
+    if recorded is None or not recorded.isdigit() or int(recorded) <= largest:
+        return f"the docstore's next id {recorded!r} is not a number past its largest id {largest}"
+    return None

@@ -52,3 +52,31 @@ def training_sample(vectors: np.ndarray, limit: int = MAX_TRAIN, seed: int = 0) 
         return np.ascontiguousarray(vectors)
     rows = np.sort(np.random.default_rng(seed).choice(len(vectors), limit, replace=False))
     return np.ascontiguousarray(vectors[rows])
+
+
+def checked_vectors(vectors: object, dim: int, name: str = "vectors") -> np.ndarray:
+    """``vectors`` as a float32 (n, dim) array, refusing a wrong shape and NaN or infinite values.
+
+    Args:
+        vectors: Array-like vectors given by a caller.
+        dim: The dimensions expected.
+        name: What to call them in messages (``vectors``, ``query vectors``).
+
+    Returns:
+        The float32 array (not yet normalised: see :func:`unit_vectors`).
+
+    Raises:
+        ValueError: Not a 2-D array of ``dim`` columns of numbers, or a row holds NaN or infinity.
+    """
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be an (n, {dim}) array of numbers: {error}") from None
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (n, {dim}), got {matrix.shape}")
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{name}[{row}] holds NaN or infinity ({int((~finite).sum())} such rows); "
+                         "give finite vectors")
+    return matrix

@@ -116,13 +116,20 @@ def convert(source: Backend, target: factories.IndexSpec, *, force: bool = False
 
     Returns:
         The new backend, or None when there are too few vectors to train the target well.
+
+    Raises:
+        ValueError: ``force`` is set and FAISS cannot train the target on these vectors.
     """
     ids, vectors = source.live_vectors()
     new = create_backend(target, source.dim)
     if not new.is_trained:
         if len(ids) < new.min_training_vectors() and not force:
             return None
-        new.train(training_sample(vectors))
+        try:
+            new.train(training_sample(vectors))
+        except RuntimeError as error:  # e.g. more IVF lists or PQ centroids than vectors
+            raise ValueError(f"FAISS cannot train factory {target.factory!r} on {len(ids)} vectors: "
+                             f"{factories.faiss_reason(error)}; add documents or choose a smaller index") from None
     new.add(ids, vectors)
     return new
 

@@ -14,10 +14,19 @@ a backend, and persists the tombstones in its docstore.
 Adding an index kind is one new module with a :class:`Backend` subclass, plus one line in
 ``m2v_search/index/backends/__init__.py`` (``BACKENDS``) and, for a kind users can ask for by
 name, its entry in ``m2v_search.index.factory`` (``KINDS`` and :func:`~m2v_search.index.factory.resolve`).
+The defaults here suit FAISS float indexes with ids (``index_factory``, ``serialize_index``);
+a backend over another FAISS family (binary codes: ``IndexBinaryIDMap2``) overrides
+:meth:`Backend.create`, :meth:`Backend.from_bytes`, :meth:`Backend.to_bytes`,
+:meth:`Backend.write` and :attr:`Backend.dim` (bits are not dimensions), and
+:meth:`Backend.reconstruct` / :meth:`Backend.live_vectors` when it cannot give float vectors
+back (return ``{}`` from ``reconstruct``; a conversion away from it then needs its own source
+of vectors). :attr:`Backend.lossy` true makes the front re-score candidates exactly with the
+model's vectors of their texts (re-ranking), when the vectors come from the model.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +36,9 @@ import numpy as np
 
 from m2v_search.index import factory as factories
 from m2v_search.index.errors import IndexCorruptError
+
+MAX_SEARCH_PARAMETER = 1 << 20
+"""Largest nprobe or ef_search accepted (FAISS takes a C int; far past any useful value)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,20 @@ class SearchOptions:
 
     nprobe: int | None = None
     ef_search: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse values FAISS cannot take.
+
+        Raises:
+            ValueError: A value is not an integer from 1 to ``MAX_SEARCH_PARAMETER``.
+        """
+        for name in ("nprobe", "ef_search"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not 1 <= value <= MAX_SEARCH_PARAMETER:
+                raise ValueError(f"{name} must be an integer from 1 to {MAX_SEARCH_PARAMETER}, got {value!r}")
 
 
 class Backend(ABC):
@@ -114,12 +140,18 @@ class Backend(ABC):
     def write(self, path: Path) -> None:
         """Write the serialised index to ``path`` (same bytes as :meth:`to_bytes`, streamed).
 
+        The file is opened once, without following a symlink, and FAISS writes through it.
+
         Args:
-            path: The file to write.
+            path: The file to write (created or truncated).
         """
         import faiss
 
-        faiss.write_index(self.index, str(path))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(path, flags, 0o644), "wb") as handle:
+            writer = faiss.PyCallbackIOWriter(handle.write)
+            faiss.write_index(self.index, writer)
+            del writer
 
     # ------------------------------------------------------------------ facts
     @property
