@@ -1,0 +1,93 @@
+"""Hostile and careless use of the public API, the adapters' core and the HTTP server: every
+bad input gets a clear error naming it (never a raw SQLite, NumPy or Python internals error,
+never a silent wrong answer), and nothing is left half-written."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from m2v_search.index import VectorIndex, filters
+from m2v_search.index.filters import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, FilterError, filter_to_sql
+
+
+@pytest.fixture(scope="module")
+def small_index() -> VectorIndex:
+    metadata = [{"k": 1, "é": [1, 2], "s": "abc"}, {"k": 2, "é": [3], "s": "xyz"}, {"k": 3}]
+    index = VectorIndex.create(dim=4, index_kind="flat")
+    index.add_texts([f"t{i}" for i in range(len(metadata))], ids=[f"d{i}" for i in range(len(metadata))],
+                    metadatas=metadata, vectors=np.eye(len(metadata), 4, dtype=np.float32))
+    return index
+
+
+# ---------------------------------------------------------------------- filters SQLite cannot take
+def _nested(depth: int, leaf: dict) -> dict:
+    """``depth`` logical operators inside one another, mixing $not, $or and $and with siblings."""
+    filter = leaf
+    for level in range(depth):
+        kind = level % 3
+        if kind == 0:
+            filter = {"$not": filter}
+        elif kind == 1:
+            filter = {"$or": [filter, {"é": {"$contains": 9}}]}
+        else:
+            filter = {"$and": [filter, {"k": {"$ne": 7}}], "s": {"$exists": True}}
+    return filter
+
+
+@pytest.mark.parametrize("leaf", [{"k": 1}, {"é": {"$ne": 5}}, {"é": {"$contains": "a"}}, {"é": {"$nin": [1, None]}}])
+def test_filters_nested_up_to_the_limit_run_and_deeper_ones_get_a_filter_error(small_index: VectorIndex,
+                                                                              leaf: dict) -> None:
+    # Before: 25 nested $not (or 10 levels of $not/$or) made SQLite fail with "parser stack
+    # overflow", and a thousand levels raised RecursionError.
+    deepest = _nested(MAX_FILTER_DEPTH, leaf)
+    small_index.ids(deepest)  # compiles and runs
+    assert small_index.search(np.ones(4, dtype=np.float32), k=3, filter=deepest) is not None
+    for depth in (MAX_FILTER_DEPTH + 1, 5000):
+        with pytest.raises(FilterError, match="nested more than"):
+            small_index.ids(_nested(depth, leaf))
+
+
+def test_nested_not_keeps_its_meaning(small_index: VectorIndex) -> None:
+    filter: dict = {"k": 1}
+    for depth in range(1, 12):
+        filter = {"$not": filter}
+        assert small_index.ids(filter) == (["d1", "d2"] if depth % 2 else ["d0"])
+    assert small_index.ids({"$not": {"missing": 1}}) == ["d0", "d1", "d2"]  # a missing key is not a match
+
+
+@pytest.mark.parametrize("op", ["$or", "$and"])
+def test_wide_logical_filters_run_up_to_the_limit(small_index: VectorIndex, op: str) -> None:
+    # Before: 999 conditions in one $or/$and (or 999 keys in one dict) failed inside SQLite
+    # with "Expression tree is too large (maximum depth 1000)"; 80,000 took minutes to compile.
+    conditions = [{"k": {"$ne": n}} if op == "$and" else {"k": n} for n in range(10, 10 + MAX_FILTER_CONDITIONS - 1)]
+    assert small_index.ids({op: conditions}) == (["d0", "d1", "d2"] if op == "$and" else [])
+    assert small_index.ids({op: [*conditions, {"k": 2}]}) == ["d1"]
+    with pytest.raises(FilterError, match=f"more than {MAX_FILTER_CONDITIONS} conditions"):
+        small_index.ids({op: [*conditions, {"k": 2}, {"k": 3}]})
+    keys = {f"key{n}": {"$exists": False} for n in range(MAX_FILTER_CONDITIONS)}
+    assert small_index.ids(keys) == ["d0", "d1", "d2"]
+
+
+def test_a_like_pattern_longer_than_sqlite_takes_is_a_filter_error(small_index: VectorIndex) -> None:
+    # Before: sqlite3.OperationalError "LIKE or GLOB pattern too complex", raised by the search.
+    with pytest.raises(FilterError, match="LIKE pattern"):
+        small_index.ids({"s": {"$like": "%" * 60_000}})
+    assert small_index.ids({"s": {"$like": "%" * 1000 + "b%"}}) == ["d0"]
+
+
+def test_a_filter_an_older_sqlite_refuses_is_a_filter_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite before 3.32 binds at most 999 parameters in a statement: the filter is compiled
+    against the running SQLite first, so its refusal is a FilterError, not an error mid-search."""
+    old_sqlite = sqlite3.connect(":memory:", check_same_thread=False)
+    old_sqlite.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    monkeypatch.setattr(filters, "_checker", old_sqlite)
+    filters._sqlite_refuses.cache_clear()
+    try:
+        with pytest.raises(FilterError, match="SQLite cannot evaluate.*too many SQL variables"):
+            filter_to_sql({"$or": [{"k": {"$gt": n}} for n in range(400)]})
+        assert filter_to_sql({"k": {"$gt": 1}})[1][-1] == 1
+    finally:
+        filters._sqlite_refuses.cache_clear()
