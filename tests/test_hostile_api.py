@@ -91,3 +91,47 @@ def test_a_filter_an_older_sqlite_refuses_is_a_filter_error(monkeypatch: pytest.
         assert filter_to_sql({"k": {"$gt": 1}})[1][-1] == 1
     finally:
         filters._sqlite_refuses.cache_clear()
+
+
+# ---------------------------------------------------------------------- filter operands
+def test_in_takes_any_number_of_values(small_index: VectorIndex) -> None:
+    # Before: 300,000 values failed inside SQLite with "too many SQL variables".
+    many = list(range(100, 400_100))
+    assert small_index.ids({"k": {"$in": [*many, 2]}}) == ["d1"]
+    assert small_index.ids({"k": {"$nin": [*many, 2]}}) == ["d0", "d2"]
+    assert small_index.ids({"s": [f"s{n}" for n in range(50_000)] + ["xyz"]}) == ["d1"]
+
+
+def test_in_compares_like_equality(small_index: VectorIndex) -> None:
+    assert small_index.ids({"k": {"$in": ["1", "2"]}}) == []  # text is not a number
+    assert small_index.ids({"k": {"$in": [1.0, True]}}) == ["d0"]  # 1.0 and true are 1
+    assert small_index.ids({"k": {"$in": [None, 3]}}) == ["d2"]
+    assert small_index.ids({"s": {"$in": ["abc", "é"]}}) == ["d0"]
+    assert small_index.ids({"é": {"$in": [1, 3]}}) == []  # a list value is not a member
+
+
+def test_the_smallest_int64_is_a_valid_operand() -> None:
+    filter_to_sql({"k": -2**63})
+    filter_to_sql({"k": {"$in": [2**63 - 1, -2**63]}})
+    for out_of_range in (2**63, -2**63 - 1):
+        with pytest.raises(FilterError, match="64-bit"):
+            filter_to_sql({"k": out_of_range})
+
+
+@pytest.mark.parametrize("filter", [
+    {"\ud800": 1}, {"k": "\udfff"}, {"k": {"$in": ["a", "\ud800"]}}, {"k": {"$like": "%\ud800"}},
+    {"k": {"$contains": "\udc00"}}, {"$or": [{"k\udc00": {"$exists": True}}]},
+])
+def test_a_lone_surrogate_in_a_filter_is_a_filter_error(small_index: VectorIndex, filter: dict) -> None:
+    # Before: UnicodeEncodeError from the sqlite3 module, raised by the search.
+    with pytest.raises(FilterError, match="surrogate"):
+        small_index.ids(filter)
+
+
+@pytest.mark.parametrize("filter", [{"a\x00b": 1}, {"\x00": {"$exists": True}}, {"k": "a\x00"},
+                                    {"s": {"$in": ["abc\x00"]}}, {"s": {"$like": "\x00%"}}])
+def test_a_nul_in_a_filter_is_a_filter_error(small_index: VectorIndex, filter: dict) -> None:
+    # Before: silently matched nothing, even where the metadata held that very key or value
+    # (SQLite's JSON functions end text at a NUL).
+    with pytest.raises(FilterError, match="NUL"):
+        small_index.ids(filter)

@@ -23,6 +23,7 @@ any number of values in one condition).
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sqlite3
 import threading
@@ -133,6 +134,7 @@ class _Translator:
             here = f"{where}[{key!r}]"
             if not isinstance(key, str) or not key:
                 raise FilterError(f"{where} has the key {key!r}; keys must be non-empty strings")
+            _text(key, f"{where} key")
             if key in LOGICAL_OPERATORS:
                 sql, extra = self.logical(key, condition, here, depth + 1)
             elif key.startswith("$"):
@@ -202,7 +204,8 @@ class _Translator:
         if op == "$like":
             if not isinstance(operand, str):
                 raise FilterError(f"{where} needs a LIKE pattern string, got {type(operand).__name__}")
-            if len(operand.encode("utf-8", "surrogatepass")) > MAX_LIKE_PATTERN_BYTES:
+            _text(operand, where)
+            if len(operand.encode("utf-8")) > MAX_LIKE_PATTERN_BYTES:
                 raise FilterError(f"{where}: a LIKE pattern of more than {MAX_LIKE_PATTERN_BYTES} bytes is more "
                                   "than SQLite takes")
             return (f"({type_sql} = 'text' AND {value_sql} LIKE ? ESCAPE '\\')",
@@ -230,10 +233,10 @@ class _Translator:
         type_sql, type_params = field.type
         parts: list[str] = []
         params: list[Any] = []
-        if non_null:
-            marks = ", ".join("?" * len(non_null))
-            parts.append(f"({type_sql} NOT IN ('array', 'object') AND {value_sql} IN ({marks}))")
-            params.extend([*type_params, *value_params, *non_null])
+        if non_null:  # one JSON array parameter, however many values (SQLite binds 32,766 at most)
+            parts.append(f"({type_sql} NOT IN ('array', 'object') AND "
+                         f"{value_sql} IN (SELECT value FROM json_each(?)))")
+            params.extend([*type_params, *value_params, json.dumps(non_null, ensure_ascii=False)])
         if len(non_null) != len(values):
             parts.append(f"{type_sql} = 'null'")
             params.extend(type_params)
@@ -260,18 +263,33 @@ def _join(clauses: list[str], word: str) -> str:
     return "(" + f" {word} ".join(clauses) + ")"
 
 
+def _text(value: str, where: str) -> str:
+    """``value`` (a key, a string operand) if SQLite can compare it with stored metadata."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise FilterError(f"{where}: {value[:40]!r} is not valid Unicode (a lone surrogate at character "
+                          f"{error.start})") from None
+    if "\x00" in value:
+        raise FilterError(f"{where}: {value[:40]!r} holds a NUL character; SQLite's JSON functions end text "
+                          "there, so no metadata could match it")
+    return value
+
+
 def _scalar(value: Any, where: str) -> Any:
     """A value SQLite can compare with JSON metadata: str, int (bools as 0/1), finite float or None."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        if abs(value) > _INT64:
+        if not -_INT64 - 1 <= value <= _INT64:
             raise FilterError(f"{where}: the integer {value} is outside the 64-bit range metadata can hold")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise FilterError(f"{where}: {value!r} is not a finite number")
         return value
-    if value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _text(value, where)
+    if value is None:
         return value
     raise FilterError(f"{where} must be a string, number, bool or null, got {type(value).__name__}")
