@@ -34,6 +34,8 @@ FilterTranslator = Callable[[Any], "dict[str, Any] | None"]
 # (query vector, candidate vectors (n, dim), k) -> positions of the chosen candidates, best first.
 MMRSelector = Callable[[np.ndarray, np.ndarray, int], Sequence[int]]
 
+#: Deepest nesting of dicts and lists accepted inside one document's metadata.
+MAX_METADATA_DEPTH = 32
 #: Earlier names of the ``index_kind`` option, still accepted with a DeprecationWarning.
 DEPRECATED_INDEX_KIND_NAMES = ("index_type",)
 
@@ -261,18 +263,21 @@ class IndexBinding:
             The ids, in order.
 
         Raises:
-            ValueError: lengths differ, a vector or metadata value is not finite, or sizes mismatch.
+            ValueError: lengths differ, an id is given twice (ids are compared as text, so 1
+                and "1" are the same id), a metadata is not a JSON object or holds NaN or
+                infinity, a vector is not finite, or sizes mismatch.
         """
         texts = list(texts)
         if ids is not None:
             if len(ids) != len(texts):
                 raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
             ids = [_new_id() if doc_id is None else str(doc_id) for doc_id in ids]
+            _refuse_repeated_ids(ids)
         if metadatas is not None:
             if len(metadatas) != len(texts):
                 raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
             for position, metadata in enumerate(metadatas):
-                check_finite_metadata(metadata, f"metadatas[{position}]")
+                check_metadata(metadata, f"metadatas[{position}]")
             metadatas = [dict(m) if m else {} for m in metadatas]
         if not texts:
             return []
@@ -337,8 +342,7 @@ class IndexBinding:
             FilterError: the translated filter is malformed.
         """
         translated = self.translate_filter(filter)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        _check_count("k", k)
         target = query if isinstance(query, str) else self.query_vector(query)
         if isinstance(query, str) and not self.embeds_text:
             self.encode([])  # raises the "cannot embed text" error
@@ -360,7 +364,12 @@ class IndexBinding:
 
         Returns:
             The chosen hits, in the order ``select`` gave; scores stay the cosine similarities.
+
+        Raises:
+            ValueError: ``k`` or ``fetch_k`` is not a positive integer, or as :meth:`search`.
         """
+        _check_count("k", k)
+        _check_count("fetch_k", fetch_k)
         if self._index is None or len(self._index) == 0:
             self.translate_filter(filter)  # a bad filter fails even on an empty store
             return []
@@ -455,21 +464,54 @@ def finite_matrix(vectors: Any, rows: int, what: str) -> np.ndarray:
     return matrix
 
 
-def check_finite_metadata(metadata: Any, where: str) -> None:
-    """Refuse NaN and infinity anywhere in a metadata value: they are not JSON and no filter can match them.
+def _refuse_repeated_ids(ids: Sequence[str]) -> None:
+    """One call may not give an id twice: the later document would silently replace the earlier."""
+    if len(set(ids)) == len(ids):
+        return
+    first: dict[str, int] = {}
+    for position, doc_id in enumerate(ids):
+        if doc_id in first:
+            raise ValueError(f"ids[{first[doc_id]}] and ids[{position}] are both {doc_id!r} (ids are compared as "
+                             "text); give each document of one call its own id")
+        first[doc_id] = position
+
+
+def check_metadata(metadata: Any, where: str) -> None:
+    """Refuse a document's metadata that the index cannot store as it was given.
+
+    It must be None or a mapping with string keys (a JSON object), nested at most
+    ``MAX_METADATA_DEPTH`` levels, without NaN or infinity anywhere (they are not JSON and no
+    filter can match them).
 
     Raises:
         ValueError: naming the place, e.g. ``metadatas[3]['score']``.
     """
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValueError(f"{where} must be a dict of metadata (or None), got {type(metadata).__name__}")
+    check_finite_metadata(metadata, where)
+
+
+def check_finite_metadata(metadata: Any, where: str, depth: int = 0) -> None:
+    """Refuse NaN and infinity anywhere in a metadata value, keys that are not strings, and
+    nesting deeper than ``MAX_METADATA_DEPTH``.
+
+    Raises:
+        ValueError: naming the place, e.g. ``metadatas[3]['score']``.
+    """
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_METADATA_DEPTH} levels deep")
     if isinstance(metadata, float) and not math.isfinite(metadata):
         raise ValueError(f"{where} is {metadata!r}; metadata values must be finite numbers (NaN and "
                          "infinity are not JSON): store null or leave the key out")
     if isinstance(metadata, Mapping):
         for key, value in metadata.items():
-            check_finite_metadata(value, f"{where}[{key!r}]")
+            if not isinstance(key, str):
+                raise ValueError(f"{where} has the key {key!r} ({type(key).__name__}); metadata keys must be "
+                                 "strings (JSON object keys)")
+            check_finite_metadata(value, f"{where}[{key!r}]", depth + 1)
     elif isinstance(metadata, (list, tuple)):
         for position, value in enumerate(metadata):
-            check_finite_metadata(value, f"{where}[{position}]")
+            check_finite_metadata(value, f"{where}[{position}]", depth + 1)
 
 
 def model_source(name: str | os.PathLike[str] | None) -> str | None:
@@ -511,6 +553,11 @@ def resolve_model(model: Any) -> tuple[ModelLike | None, str | None]:
             return inner, model_source(getattr(model, "model_name", None))
     raise TypeError(f"model must be a StaticModel, a model name or folder, or m2v embeddings; "
                     f"got {type(model).__name__}")
+
+
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _new_id() -> str:

@@ -5,11 +5,14 @@ never a silent wrong answer), and nothing is left half-written."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 
-from m2v_search.index import VectorIndex, filters
+from m2v_search.binding import MAX_METADATA_DEPTH, IndexBinding
+from m2v_search.index import IndexCorruptError, VectorIndex, filters
 from m2v_search.index.filters import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, FilterError, filter_to_sql
 
 
@@ -135,3 +138,64 @@ def test_a_nul_in_a_filter_is_a_filter_error(small_index: VectorIndex, filter: d
     # (SQLite's JSON functions end text at a NUL).
     with pytest.raises(FilterError, match="NUL"):
         small_index.ids(filter)
+
+
+# ---------------------------------------------------------------------- the adapters' core (IndexBinding)
+@pytest.fixture()
+def binding() -> IndexBinding:
+    return IndexBinding(dim=3)
+
+
+def test_an_id_given_twice_in_one_add_is_refused(binding: IndexBinding) -> None:
+    # Before: the earlier document was silently dropped, and both ids were returned as added.
+    vectors = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"ids\[0\] and ids\[2\] are both 'a'"):
+        binding.add(["x", "y", "z"], ids=["a", "b", "a"], vectors=vectors)
+    with pytest.raises(ValueError, match=r"ids\[0\] and ids\[1\] are both '1'"):
+        binding.add(["x", "y"], ids=[1, "1"], vectors=vectors[:2])
+    assert len(binding) == 0
+    assert binding.add(["x", "y"], ids=[None, None], vectors=vectors[:2]) != [None, None]  # new ids differ
+    assert len(binding) == 2
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    ("just text", r"metadatas\[0\] must be a dict of metadata \(or None\), got str"),
+    ([["k", "v"]], r"metadatas\[0\] must be a dict of metadata \(or None\), got list"),
+    ({1: "x", "a": 2}, r"metadatas\[0\] has the key 1 \(int\); metadata keys must be strings"),
+    ({"a": {(1, 2): "x"}}, r"metadatas\[0\]\['a'\] has the key \(1, 2\)"),
+    ({"a": [{"b": float("-inf")}]}, r"metadatas\[0\]\['a'\]\[0\]\['b'\] is -inf"),
+])
+def test_metadata_that_is_not_a_json_object_is_refused_by_name(binding: IndexBinding, metadata: object,
+                                                               message: str) -> None:
+    # Before: "dictionary update sequence element #0 has length 1; 2 is required", or
+    # "'<' not supported between instances of 'str' and 'int'" from deep inside the docstore.
+    with pytest.raises(ValueError, match=message):
+        binding.add(["x"], metadatas=[metadata], vectors=np.ones((1, 3)))
+    assert len(binding) == 0
+
+
+def test_metadata_nested_too_deeply_is_a_value_error(binding: IndexBinding) -> None:
+    # Before: RecursionError.
+    deep: dict = {}
+    inner = deep
+    for _ in range(5000):
+        inner["a"] = {}
+        inner = inner["a"]
+    with pytest.raises(ValueError, match=f"nested more than {MAX_METADATA_DEPTH} levels"):
+        binding.add(["x"], metadatas=[deep], vectors=np.ones((1, 3)))
+    fine: dict = {"leaf": 1}
+    for _ in range(MAX_METADATA_DEPTH - 1):
+        fine = {"a": fine}
+    binding.add(["x"], ids=["ok"], metadatas=[fine], vectors=np.ones((1, 3)))
+    assert binding.get(["ok"])[0].metadata == fine
+
+
+@pytest.mark.parametrize(("k", "fetch_k", "name"), [(0, 20, "k"), (-1, 20, "k"), (2.0, 20, "k"), (True, 20, "k"),
+                                                    (2, 0, "fetch_k"), (2, -5, "fetch_k")])
+def test_mmr_checks_k_and_fetch_k_as_search_does_k(binding: IndexBinding, k: object, fetch_k: object,
+                                                   name: str) -> None:
+    # Before: k=0 or k=-1 silently gave [], where search() refuses k=0.
+    binding.add(["x", "y"], vectors=np.eye(2, 3, dtype=np.float32))
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        binding.search_mmr(np.ones(3), k, fetch_k, lambda query, candidates, count: list(range(count)))
+    assert len(binding.search_mmr(np.ones(3), 5, 1, lambda query, candidates, count: list(range(count)))) == 2
