@@ -577,27 +577,49 @@ def _is_local(fs: Any) -> bool:
 
 def _upload(local: Path, remote: str, fs: Any) -> None:
     """Copy a saved index directory to ``fs``: data files first, the manifest last, then drop the
-    files of older generations (a reader of the old manifest still finds its files until then)."""
+    files that only the replaced manifest listed (a reader of the old manifest still finds its
+    files until then). Nothing else in ``remote`` is touched."""
     fs.makedirs(remote, exist_ok=True)
+    root = remote.rstrip("/")
+    old_manifest = f"{root}/manifest.json"
+    replaced = _manifest_files(fs.cat_file(old_manifest)) if fs.exists(old_manifest) else None
     names = sorted(p.name for p in local.iterdir() if p.is_file() and not p.name.startswith("."))
     manifest = [n for n in names if n == "manifest.json"]
     for name in [n for n in names if n != "manifest.json"] + manifest:
-        fs.put_file(str(local / name), f"{remote.rstrip('/')}/{name}")
-    keep = set(names)
-    for entry in fs.ls(remote, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name not in keep and (name.startswith("index.") or name.startswith("docstore.")):
-            fs.rm_file(entry)
+        fs.put_file(str(local / name), f"{root}/{name}")
+    for name in sorted((replaced or set()) - set(names)):
+        if fs.exists(f"{root}/{name}"):
+            fs.rm_file(f"{root}/{name}")
 
 
 def _download(remote: str, local: Path, fs: Any) -> None:
-    """Copy the plain files of an index directory from ``fs`` (the index verifies them on open)."""
-    from m2v_search.index import IndexNotFoundError
+    """Copy the manifest of an index directory from ``fs`` and the files it lists (the index
+    verifies them on open); other files there are left alone."""
+    from m2v_search.index import IndexCorruptError, IndexNotFoundError
 
-    if not fs.exists(f"{remote.rstrip('/')}/manifest.json"):
+    root = remote.rstrip("/")
+    if not fs.exists(f"{root}/manifest.json"):
         raise IndexNotFoundError(f"{remote}: no m2v-search index there (no manifest.json) on {fs.protocol}")
     local.mkdir(parents=True)
-    for entry in fs.ls(remote, detail=True):
-        name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
-        if entry.get("type") == "file" and name and not name.startswith(".") and "/" not in name:
-            fs.get_file(entry["name"], str(local / name))
+    fs.get_file(f"{root}/manifest.json", str(local / "manifest.json"))
+    listed = _manifest_files((local / "manifest.json").read_bytes())
+    if listed is None:
+        raise IndexCorruptError(f"{remote}/manifest.json is not an m2v-search manifest (no 'files' listing)")
+    for name in sorted(listed):
+        if fs.exists(f"{root}/{name}"):
+            fs.get_file(f"{root}/{name}", str(local / name))
+
+
+def _manifest_files(manifest: bytes) -> set[str] | None:
+    """The data files a manifest lists (plain names only), or None when it is not a manifest."""
+    import json
+
+    from m2v_search.index.manifest_schema import is_plain_name
+
+    try:
+        files = json.loads(manifest).get("files")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    return {name for name in files if is_plain_name(name) and name != "manifest.json"}

@@ -199,3 +199,37 @@ def test_mmr_checks_k_and_fetch_k_as_search_does_k(binding: IndexBinding, k: obj
     with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
         binding.search_mmr(np.ones(3), k, fetch_k, lambda query, candidates, count: list(range(count)))
     assert len(binding.search_mmr(np.ones(3), 5, 1, lambda query, candidates, count: list(range(count)))) == 2
+
+
+def test_saving_to_a_shared_remote_folder_removes_only_what_the_index_wrote(tmp_path: Path) -> None:
+    # Before: every remote file named index.* or docstore.* that the new save did not write was
+    # deleted (a site's index.html, the user's docstore.notes), and opening downloaded every file.
+    fs = fsspec.filesystem("memory")
+    root = f"/shared-{tmp_path.name}"
+    fs.pipe({f"{root}/index.html": b"<html>", f"{root}/docstore.notes": b"mine", f"{root}/big.bin": b"x" * 1000})
+    binding = IndexBinding(dim=3)
+    binding.add(["x"], ids=["a"], vectors=np.ones((1, 3)))
+    binding.save(root, fs)
+    first = {name.rsplit("/", 1)[-1] for name in fs.ls(root, detail=False)}
+    binding.add(["y"], ids=["b"], vectors=np.eye(1, 3))
+    binding.save(root, fs)
+    second = {name.rsplit("/", 1)[-1] for name in fs.ls(root, detail=False)}
+    mine = {"index.html", "docstore.notes", "big.bin"}
+    assert mine <= first and mine <= second
+    data_files = second - mine - {"manifest.json"}
+    assert len(data_files) == 2 and not data_files & first  # the first generation's files are gone
+    opened = IndexBinding.open(root, fs)
+    assert sorted(opened.ids()) == ["a", "b"]
+    downloaded = {p.name for p in Path(opened.index.path).iterdir() if not p.name.startswith(".")}
+    assert downloaded == data_files | {"manifest.json"}
+    fs.rm(root, recursive=True)
+
+
+def test_opening_a_remote_folder_whose_manifest_is_not_one_is_index_corrupt(tmp_path: Path) -> None:
+    fs = fsspec.filesystem("memory")
+    root = f"/tampered-{tmp_path.name}"
+    for text in (b"not json", b"[]", b'{"files": 3}', b"[" * 100_000):
+        fs.pipe({f"{root}/manifest.json": text})
+        with pytest.raises(IndexCorruptError, match="manifest"):
+            IndexBinding.open(root, fs)
+    fs.rm(root, recursive=True)
