@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import inspect
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -538,3 +539,22 @@ def test_too_many_waiting_writes_get_503(index_dir: Path) -> None:
                 assert response.headers["retry-after"] == "1"
         with httpx.Client(base_url=url) as http:
             assert http.get("/info").json()["documents"] == len(DOCS) + statuses.count(200)
+
+
+# ---------------------------------------------------------------------- hostile use
+def test_a_port_in_use_is_one_line_and_exit_2_before_the_index_opens(tmp_path: Path) -> None:
+    # Before: uvicorn logged the error and called sys.exit(3), which m2v-index reads as "bad input".
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in ([sys.executable, "-m", "m2v_search.server"],
+                        [sys.executable, "-m", "m2v_search.cli", "index", "serve"]):
+            # the index does not exist: the address is checked first, so that is the error seen
+            done = subprocess.run([*command, str(tmp_path / "not-opened"), "--port", str(port)],
+                                  env=server_env(), capture_output=True, text=True, timeout=60)
+            assert done.returncode == 2, done.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(tmp_path), "--host", "no-such-host.invalid"],
+                          env=server_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot listen on no-such-host.invalid" in done.stderr, done.stderr

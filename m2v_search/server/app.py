@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -95,6 +96,30 @@ def api_key_from_env(variable: str | None) -> str | None:
     return key.strip()
 
 
+class CannotListenError(OSError):
+    """The server cannot listen on the address asked for (in use, not this machine's, or not allowed)."""
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port``, ready to hand to uvicorn.
+
+    Raises:
+        CannotListenError: the address is in use, the host does not resolve to an address of this
+            machine, or the port needs privileges; the message names the address.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        raise CannotListenError(error.errno, f"cannot listen on {where}: {error.strerror or error}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(index_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000,
           api_key_env: str | None = None, *, limits: ServerLimits | None = None, read_only: bool = False,
           log_level: str = "info", **uvicorn_options: Any) -> None:
@@ -112,6 +137,7 @@ def serve(index_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int
 
     Raises:
         ValueError: ``api_key_env`` names an unset variable.
+        CannotListenError: the address is in use or not this machine's (checked before the index opens).
         IndexNotFoundError, IndexCorruptError, ModelMismatchError: the index cannot be opened.
     """
     import uvicorn
@@ -119,6 +145,15 @@ def serve(index_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int
     api_key = api_key_from_env(api_key_env)
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("serving on %s without an API key: anyone who can reach it can read and write the index "
-                    "(use --api-key-env)", host)
-    app = create_app(index_path, api_key=api_key, limits=limits, read_only=read_only)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options)
+                    "(use --api-key-env)", host or "every address")
+    sock = listening_socket(host, port)
+    try:
+        app = create_app(index_path, api_key=api_key, limits=limits, read_only=read_only)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **uvicorn_options)
+        bound = sock.getsockname()  # uvicorn says where it listens only for addresses it binds itself
+        address = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
+        logging.getLogger("uvicorn.error").info("Serving %s on http://%s:%d (docs at /docs; press CTRL+C to quit)",
+                                                index_path, address, bound[1])
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -58,9 +58,10 @@ def _positive(text: str) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """Serve ``args.index_dir`` until interrupted (the handler of ``m2v-index serve``).
 
-    Bad options, an unset ``--api-key-env`` variable or a missing ``serve`` extra are reported
-    in one line on stderr (exit 2, or 1 for the extra); errors opening the index propagate, for
-    the caller to map to its exit codes.
+    Bad options, an unset ``--api-key-env`` variable, an address it cannot listen on (in use,
+    or not this machine's) or a missing ``serve`` extra are reported in one line on stderr
+    (exit 2, or 1 for the extra); errors opening the index propagate, for the caller to map to
+    its exit codes.
 
     Raises:
         IndexNotFoundError, IndexCorruptError, ModelMismatchError, ModelLoadError: the index
@@ -84,11 +85,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"m2v-index serve: {' and '.join(missing)} not installed; pip install 'm2v-search[serve]'",
               file=sys.stderr)
         return EXIT_ERROR
-    from m2v_search.server.app import serve
+    from m2v_search.server.app import CannotListenError, serve
 
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs which CPU build it picked
-    serve(args.index_dir, host=args.host, port=args.port, api_key_env=args.api_key_env, limits=limits,
-          read_only=args.read_only, log_level=args.log_level)
+    try:
+        serve(args.index_dir, host=args.host, port=args.port, api_key_env=args.api_key_env, limits=limits,
+              read_only=args.read_only, log_level=args.log_level)
+    except CannotListenError as error:
+        print(f"m2v-index serve: --host/--port: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
