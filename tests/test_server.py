@@ -558,3 +558,69 @@ def test_a_port_in_use_is_one_line_and_exit_2_before_the_index_opens(tmp_path: P
     done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(tmp_path), "--host", "no-such-host.invalid"],
                           env=server_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "cannot listen on no-such-host.invalid" in done.stderr, done.stderr
+
+
+def test_filter_errors_name_the_filter_param(shared_server: str) -> None:
+    deep: dict[str, Any] = {"kind": "food"}
+    for _ in range(24):  # 24 nested $not: SQLite's parser overflowed before ("parser stack overflow")
+        deep = {"$not": deep}
+    with httpx.Client(base_url=shared_server) as http:
+        assert [h["id"] for h in http.post("/search", json={"query": "x", "filter": deep}).json()["results"][0]] \
+            == ["bread", "pie"]
+        many = {"year": {"$in": list(range(3000, 203_000)) + [2020]}}  # one SQL parameter per value before
+        assert [h["id"] for h in http.post("/search", json={"query": "x", "filter": many}).json()["results"][0]] \
+            == ["cat"]
+        for bad, words in [({"kind": {"$regex": "."}}, "$regex"), ({"kind": "a\u0000b"}, "NUL"),
+                           ({"$or": [{"year": n} for n in range(1001)]}, "1000 conditions")]:
+            error = assert_error(http.post("/search", json={"query": "x", "filter": bad}), 400, words)
+            assert error["param"] == "filter" and error["code"] == "invalid_filter"
+
+
+def test_every_acknowledged_write_survives_a_shutdown_during_writes(index_dir: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "m2v_search.server", str(index_dir), "--port", str(port),
+                                "--log-level", "warning"], env=server_env(), stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.communicate()
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+        assert time.monotonic() < deadline, "the server did not come up"
+    acknowledged: list[str] = []
+    refused: list[Any] = []
+
+    def write(worker: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for number in range(40):
+                doc_id = f"w{worker}-{number}"
+                try:
+                    response = http.post("/documents", json={"ids": [doc_id], "texts": [f"text {doc_id}"]})
+                except httpx.TransportError:
+                    return  # the server has gone: nothing was promised
+                if response.status_code == 200:
+                    acknowledged.append(doc_id)
+                else:
+                    refused.append(response)
+
+    writers = [threading.Thread(target=write, args=(worker,)) for worker in range(6)]
+    for writer in writers:
+        writer.start()
+    while len(acknowledged) < 6 and any(writer.is_alive() for writer in writers):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    for writer in writers:
+        writer.join(60)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
+    for response in refused:
+        assert_error(response, 503, "shutting down")
+    reopened = VectorIndex.open(index_dir)  # checksums verified
+    try:
+        assert [record.id for record in reopened.get(acknowledged)] == acknowledged
+        assert len(reopened) >= len(DOCS) + len(acknowledged)
+    finally:
+        reopened.close()
