@@ -233,3 +233,28 @@ def test_opening_a_remote_folder_whose_manifest_is_not_one_is_index_corrupt(tmp_
         with pytest.raises(IndexCorruptError, match="manifest"):
             IndexBinding.open(root, fs)
     fs.rm(root, recursive=True)
+
+
+# ---------------------------------------------------------------------- defects in files other helpers own
+@pytest.mark.xfail(strict=True, reason="model.py: encode hands a lone surrogate to the tokenizer, whose "
+                                       "UnicodeEncodeError surfaces from every adapter and the CLI; it should be "
+                                       "an InvalidInputError naming the text's position, as add_texts gives")
+def test_encode_names_a_lone_surrogate() -> None:
+    from m2v_search import StaticModel
+    from m2v_search.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"texts\[1\].*surrogate"):
+        StaticModel.from_pretrained().encode(["fine", "bad \ud800"])
+
+
+@pytest.mark.xfail(strict=True, reason="docstore.py: a NUL in a metadata string is stored, but SQLite's JSON "
+                                       "functions end text at a NUL, so the filter {'k': 'a'} matches 'a\\x00b'; "
+                                       "metadata keys and strings holding NUL should be refused at their record, "
+                                       "as lone surrogates are")
+def test_a_nul_in_metadata_never_makes_a_filter_match_wrongly() -> None:
+    index = VectorIndex.create(dim=2, index_kind="flat")
+    try:
+        index.add_texts(["x"], ids=["nul"], metadatas=[{"k": "a\x00b"}], vectors=np.ones((1, 2)))
+    except ValueError:
+        return  # refused: fine
+    assert index.ids({"k": "a"}) == []
