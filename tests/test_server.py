@@ -624,3 +624,18 @@ def test_every_acknowledged_write_survives_a_shutdown_during_writes(index_dir: P
         assert len(reopened) >= len(DOCS) + len(acknowledged)
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("key", ["sëcret", " padded", "with space", "tab\there", "", "nul\x00"])
+def test_an_api_key_no_http_client_can_send_is_refused_at_start(index_dir: Path, key: str) -> None:
+    # Before: the server started, and httpx (so the openai client) could not even send a non-ASCII
+    # key, while a key with an outer space could never match the header's token.
+    with pytest.raises(ValueError, match="API key"):
+        create_app(index_dir, api_key=key)
+
+
+def test_an_api_key_env_no_http_client_can_send_is_exit_2(index_dir: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(index_dir), "--api-key-env", "M2V_TEST_KEY"],
+                          env=server_env(M2V_TEST_KEY="clé"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "M2V_TEST_KEY" in done.stderr and "'é'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -17,7 +17,7 @@ from m2v_search._version import __version__
 from m2v_search.server.errors import install_error_handlers
 from m2v_search.server.index_routes import index_router
 from m2v_search.server.limits import ServerLimits
-from m2v_search.server.middleware import BearerAuth, BodyLimit
+from m2v_search.server.middleware import BearerAuth, BodyLimit, check_api_key
 from m2v_search.server.openai_routes import openai_router
 from m2v_search.server.service import IndexService
 from m2v_search.server.threads import WorkerThreads
@@ -41,7 +41,8 @@ def create_app(index_or_path: VectorIndex | str | os.PathLike[str], *, api_key: 
         index_or_path: an index directory (opened here, checksums verified, closed when the app
             stops) or an open :class:`~m2v_search.index.VectorIndex` (left open; writes go to its
             directory, so it must be saved: unsaved changes are not served after the first write).
-        api_key: when given, requests need ``Authorization: Bearer <api_key>`` (401 otherwise).
+        api_key: when given, requests need ``Authorization: Bearer <api_key>`` (401 otherwise); visible
+            ASCII characters only.
         limits: request size and batch limits (default :class:`ServerLimits`).
         read_only: refuse writes (403).
 
@@ -49,10 +50,13 @@ def create_app(index_or_path: VectorIndex | str | os.PathLike[str], *, api_key: 
         A FastAPI app; run it with uvicorn, or use :func:`serve`.
 
     Raises:
+        ValueError: ``api_key`` holds characters HTTP clients cannot send (checked before the index opens).
         IndexNotFoundError: the directory holds no index.
         IndexCorruptError: a file of the index fails its checksum.
         ModelMismatchError, ModelLoadError: the index's model cannot be loaded.
     """
+    if api_key is not None:
+        check_api_key(api_key)  # the middleware is only built at the first request: fail here, not there
     limits = limits or ServerLimits()
     if isinstance(index_or_path, (str, os.PathLike)):
         service = IndexService.open(Path(index_or_path), writable=not read_only,
@@ -86,14 +90,18 @@ def api_key_from_env(variable: str | None) -> str | None:
     """The key in environment variable ``variable`` (None when no variable is named).
 
     Raises:
-        ValueError: the variable is named but unset or empty (refusing to start without the key).
+        ValueError: the variable is named but unset or empty (refusing to start without the key), or
+            its key holds characters HTTP clients cannot send (spaces, non-ASCII).
     """
     if variable is None:
         return None
     key = os.environ.get(variable, "")
     if not key.strip():
         raise ValueError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty")
-    return key.strip()
+    try:
+        return check_api_key(key.strip())
+    except ValueError as error:
+        raise ValueError(f"--api-key-env {variable}: {error}") from None
 
 
 class CannotListenError(OSError):
