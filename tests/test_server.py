@@ -639,3 +639,18 @@ def test_an_api_key_env_no_http_client_can_send_is_exit_2(index_dir: Path) -> No
                           env=server_env(M2V_TEST_KEY="clé"), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "M2V_TEST_KEY" in done.stderr and "'é'" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_queries_times_k_is_bounded(index_dir: Path) -> None:
+    # Before: max_batch queries x max_k hits (2048 x 1000) were accepted in one request, an answer
+    # of gigabytes on a large index.
+    with running(create_app(index_dir, limits=ServerLimits(max_hits=10, max_k=8))) as url, \
+            httpx.Client(base_url=url) as http:
+        assert len(http.post("/search", json={"queries": ["a", "b"], "k": 5}).json()["results"]) == 2
+        error = assert_error(http.post("/search", json={"queries": ["a", "b", "c"], "k": 4}), 422, "12 hits", "10")
+        assert error["param"] == "k" and error["code"] == "too_many_hits"
+        assert_error(http.post("/search", json={"vectors": [[0.0] * 256] * 11, "k": 1}), 422, "11 hits")
+        assert http.post("/search", json={"query": "a", "k": 8}).status_code == 200
+        assert http.get("/info").json()["limits"]["max_hits"] == 10
+    with pytest.raises(ValueError, match="max_hits"):
+        ServerLimits(max_hits=0)
