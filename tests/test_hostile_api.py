@@ -87,13 +87,13 @@ def test_a_filter_an_older_sqlite_refuses_is_a_filter_error(monkeypatch: pytest.
     old_sqlite = sqlite3.connect(":memory:", check_same_thread=False)
     old_sqlite.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
     monkeypatch.setattr(filters, "_checker", old_sqlite)
-    filters._sqlite_refuses.cache_clear()
+    filters._sqlite_refuses_cached.cache_clear()
     try:
         with pytest.raises(FilterError, match="SQLite cannot evaluate.*too many SQL variables"):
             filter_to_sql({"$or": [{"k": {"$gt": n}} for n in range(400)]})
         assert filter_to_sql({"k": {"$gt": 1}})[1][-1] == 1
     finally:
-        filters._sqlite_refuses.cache_clear()
+        filters._sqlite_refuses_cached.cache_clear()
 
 
 # ---------------------------------------------------------------------- filter operands

@@ -41,6 +41,7 @@ _PLAIN_KEY_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 MAX_FILTER_DEPTH = 32  # $and/$or/$not inside one another; SQLite's parser takes about 48 at worst
 MAX_FILTER_CONDITIONS = 1000  # key conditions in one filter; SQLite's planner takes time quadratic in them
 MAX_LIKE_PATTERN_BYTES = 50_000  # SQLite's SQLITE_MAX_LIKE_PATTERN_LENGTH
+_CACHED_SQL_CHARS = 4096  # compile checks of longer filters are not cached (256 of them could be 100 MB)
 _GROUP_SIZE = 16  # conditions ANDed/ORed flat; more are grouped, so SQLite's expression tree stays shallow
 
 
@@ -69,7 +70,8 @@ def filter_to_sql(filter: dict[str, Any] | None, column: str = "metadata") -> tu
     if not filter:
         return "1", []
     where, params = _Translator(column).filter(filter, "filter")
-    problem = _sqlite_refuses(where, column, len(params))
+    check = _sqlite_refuses_cached if len(where) <= _CACHED_SQL_CHARS else _sqlite_refuses
+    problem = check(where, column, len(params))
     if problem:
         raise FilterError(f"filter: SQLite cannot evaluate a filter this large or this deeply nested ({problem}); "
                           "simplify it (many values of one key fit in one $in list)")
@@ -80,11 +82,10 @@ _checker_lock = threading.Lock()
 _checker: sqlite3.Connection | None = None
 
 
-@functools.lru_cache(maxsize=256)
 def _sqlite_refuses(where: str, column: str, n_params: int) -> str | None:
     """SQLite's complaint when it compiles ``where`` (None: it compiles). Its parser stack and
     expression depth are limited; a filter within them always compiles, so the SQL text alone
-    decides, and it is cached."""
+    decides, and the answer for short texts is cached."""
     global _checker
     with _checker_lock:
         if _checker is None:
@@ -95,6 +96,9 @@ def _sqlite_refuses(where: str, column: str, n_params: int) -> str | None:
         except sqlite3.OperationalError as error:
             return str(error)
     return None
+
+
+_sqlite_refuses_cached = functools.lru_cache(maxsize=256)(_sqlite_refuses)
 
 
 class _Field:
