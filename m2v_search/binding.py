@@ -492,8 +492,9 @@ def check_metadata(metadata: Any, where: str) -> None:
 
 
 def check_finite_metadata(metadata: Any, where: str, depth: int = 0) -> None:
-    """Refuse NaN and infinity anywhere in a metadata value, keys that are not strings, and
-    nesting deeper than ``MAX_METADATA_DEPTH``.
+    """Refuse NaN and infinity anywhere in a metadata value, integers beyond 64 bits (SQLite
+    would compare them as rounded floats), keys that are not strings, and nesting deeper than
+    ``MAX_METADATA_DEPTH``.
 
     Raises:
         ValueError: naming the place, e.g. ``metadatas[3]['score']``.
@@ -503,6 +504,9 @@ def check_finite_metadata(metadata: Any, where: str, depth: int = 0) -> None:
     if isinstance(metadata, float) and not math.isfinite(metadata):
         raise ValueError(f"{where} is {metadata!r}; metadata values must be finite numbers (NaN and "
                          "infinity are not JSON): store null or leave the key out")
+    if isinstance(metadata, int) and not -2**63 <= metadata < 2**63:
+        raise ValueError(f"{where} is {metadata}, an integer beyond 64 bits, which filters cannot compare "
+                         "exactly; store it as a string")
     if isinstance(metadata, Mapping):
         for key, value in metadata.items():
             if not isinstance(key, str):

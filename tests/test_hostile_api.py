@@ -164,6 +164,7 @@ def test_an_id_given_twice_in_one_add_is_refused(binding: IndexBinding) -> None:
     ({1: "x", "a": 2}, r"metadatas\[0\] has the key 1 \(int\); metadata keys must be strings"),
     ({"a": {(1, 2): "x"}}, r"metadatas\[0\]\['a'\] has the key \(1, 2\)"),
     ({"a": [{"b": float("-inf")}]}, r"metadatas\[0\]\['a'\]\[0\]\['b'\] is -inf"),
+    ({"big": 2**64}, r"metadatas\[0\]\['big'\] is 18446744073709551616, an integer beyond 64 bits"),
 ])
 def test_metadata_that_is_not_a_json_object_is_refused_by_name(binding: IndexBinding, metadata: object,
                                                                message: str) -> None:
