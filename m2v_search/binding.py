@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -387,9 +388,14 @@ class IndexBinding:
         Args:
             path: the directory.
             fs: an fsspec filesystem; None or a local one writes ``path`` directly, any other
-                gets the files of a local save uploaded, the manifest last.
+                gets the files of a local save uploaded, the manifest last. With None, a URL
+                ``path`` (``s3://bucket/idx``) names its own filesystem.
+
+        Raises:
+            ValueError: ``path`` is a URL and fsspec (or the filesystem's package) is missing.
         """
         index = self.require(None)
+        path, fs = _filesystem_of(path, fs)
         if _is_local(fs):
             Path(path).mkdir(parents=True, exist_ok=True)
             index.save(Path(path))
@@ -405,7 +411,7 @@ class IndexBinding:
         """Open an index directory (checksums verified before anything is parsed).
 
         Args:
-            path: the directory (on ``fs`` when given).
+            path: the directory (on ``fs`` when given; with no ``fs``, a URL names its filesystem).
             fs: an fsspec filesystem; a non-local one is downloaded to a private temporary folder
                 that lives as long as the binding.
             model: the model to search with (None: the one recorded in the index).
@@ -422,6 +428,7 @@ class IndexBinding:
         """
         from m2v_search.index import ModelMismatchError, VectorIndex
 
+        path, fs = _filesystem_of(path, fs)
         scratch = None if _is_local(fs) else tempfile.mkdtemp(prefix="m2v-download-")
         try:
             local = Path(path) if scratch is None else Path(scratch) / "index"
@@ -571,6 +578,24 @@ def _new_id() -> str:
 
 
 # ---------------------------------------------------------------------- fsspec
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _filesystem_of(path: str | os.PathLike[str], fs: Any) -> tuple[str | os.PathLike[str], Any]:
+    """``(path, fs)``, where a URL given without ``fs`` is resolved to its fsspec filesystem (a
+    local path would otherwise make a folder named ``s3:`` here, and nothing would reach S3)."""
+    if fs is not None or not isinstance(path, str) or not _URL.match(path):
+        return path, fs
+    try:
+        import fsspec
+
+        fs, resolved = fsspec.core.url_to_fs(path)
+    except (ImportError, ValueError) as error:
+        raise ValueError(f"{path} is a URL, but its filesystem is not available ({error}); install fsspec and "
+                         "the filesystem's package (e.g. s3fs), or pass fs=") from None
+    return resolved, fs
+
+
 def _is_local(fs: Any) -> bool:
     if fs is None:
         return True

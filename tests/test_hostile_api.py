@@ -236,6 +236,25 @@ def test_opening_a_remote_folder_whose_manifest_is_not_one_is_index_corrupt(tmp_
     fs.rm(root, recursive=True)
 
 
+
+def test_a_url_given_without_fs_goes_to_its_filesystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: save("s3://bucket/idx") made a local folder named "s3:" in the working directory,
+    # and nothing reached the bucket (open read that local folder back, so it looked fine).
+    monkeypatch.chdir(tmp_path)
+    binding = IndexBinding(dim=3)
+    binding.add(["x"], ids=["x"], vectors=np.ones((1, 3)))
+    url = f"memory://bucket-{tmp_path.name}/idx"
+    binding.save(url)
+    assert list(tmp_path.iterdir()) == []
+    assert fsspec.filesystem("memory").exists(f"/bucket-{tmp_path.name}/idx/manifest.json")
+    assert IndexBinding.open(url).ids() == ["x"]
+    binding.save(f"file://{tmp_path}/local")
+    assert IndexBinding.open(tmp_path / "local").ids() == ["x"]
+    with pytest.raises(ValueError, match="nosuchproto://x is a URL"):
+        binding.save("nosuchproto://x")
+    fsspec.filesystem("memory").rm(f"/bucket-{tmp_path.name}", recursive=True)
+
+
 # ---------------------------------------------------------------------- defects in files other helpers own
 @pytest.mark.xfail(strict=True, reason="model.py: encode hands a lone surrogate to the tokenizer, whose "
                                        "UnicodeEncodeError surfaces from every adapter and the CLI; it should be "
