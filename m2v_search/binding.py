@@ -111,6 +111,8 @@ class IndexBinding:
                  model_path: str | None = None) -> None:
         from m2v_search.index import VectorIndex
 
+        if dim is not None:
+            _check_count("dim", dim)  # 1.5 was silently made 1
         if index is not None:
             if not isinstance(index, VectorIndex):
                 raise TypeError(f"index must be an m2v_search.index.VectorIndex, got {type(index).__name__}")

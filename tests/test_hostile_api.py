@@ -146,6 +146,12 @@ def binding() -> IndexBinding:
     return IndexBinding(dim=3)
 
 
+@pytest.mark.parametrize("dim", [1.5, "3", True, 0, -2])
+def test_dim_must_be_a_positive_integer(dim: object) -> None:
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        IndexBinding(dim=dim)  # type: ignore[arg-type]
+
+
 def test_an_id_given_twice_in_one_add_is_refused(binding: IndexBinding) -> None:
     # Before: the earlier document was silently dropped, and both ids were returned as added.
     vectors = np.eye(3, dtype=np.float32)
