@@ -156,7 +156,7 @@ class IndexBinding:
     def _create(self, *, model: ModelLike | None = None, dim: int | None = None) -> VectorIndex:
         from m2v_search.index import VectorIndex
 
-        options: dict[str, Any] = {"index": self.index_kind, "factory": self.factory}
+        options: dict[str, Any] = {"index_kind": self.index_kind, "factory": self.factory}
         if dim is not None and model is None:
             return VectorIndex.create(dim=int(dim), **options)
         return VectorIndex.create(model=model, model_path=self.model_path, **options)
