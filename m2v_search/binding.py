@@ -12,11 +12,8 @@ vectors over as they are.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import shutil
-import tempfile
 import threading
 import warnings
 import weakref
@@ -26,17 +23,32 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from m2v_search.binding_checks import (  # the checks are part of this module's API, for the adapters
+    MAX_METADATA_DEPTH,
+    check_count,
+    check_finite_metadata,
+    check_metadata,
+    check_sources,
+    checked_ids,
+    checked_metadatas,
+    finite_matrix,
+    finite_vector,
+    size_mismatch,
+)
+from m2v_search.binding_storage import open_index, save_index
+
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import Hit, Record, VectorIndex
     from m2v_search.model import StaticModel
+
+__all__ = ["MAX_METADATA_DEPTH", "IndexBinding", "all_of", "check_finite_metadata", "check_metadata",
+           "finite_matrix", "model_source", "no_translation", "pop_index_kind", "resolve_model"]
 
 ModelLike = Union["StaticModel", str, os.PathLike]
 FilterTranslator = Callable[[Any], "dict[str, Any] | None"]
 # (query vector, candidate vectors (n, dim), k) -> positions of the chosen candidates, best first.
 MMRSelector = Callable[[np.ndarray, np.ndarray, int], Sequence[int]]
 
-#: Deepest nesting of dicts and lists accepted inside one document's metadata.
-MAX_METADATA_DEPTH = 32
 #: Earlier names of the ``index_kind`` option, still accepted with a DeprecationWarning.
 DEPRECATED_INDEX_KIND_NAMES = ("index_type",)
 
@@ -109,20 +121,7 @@ class IndexBinding:
                  dim: int | None = None, index_kind: str = "auto", factory: str | None = None,
                  fallback_model: ModelLike | None = None, translate_filter: FilterTranslator = no_translation,
                  model_path: str | None = None) -> None:
-        from m2v_search.index import VectorIndex
-
-        if dim is not None:
-            _check_count("dim", dim)  # 1.5 was silently made 1
-        if index is not None:
-            if not isinstance(index, VectorIndex):
-                raise TypeError(f"index must be an m2v_search.index.VectorIndex, got {type(index).__name__}")
-            if dim is not None and dim != index.dim:
-                raise ValueError(f"dim={dim} but the index holds {index.dim}-dimensional vectors")
-            if model is not None:
-                raise ValueError("pass either an index or model=, not both")
-        elif model is not None and dim is not None:
-            raise ValueError("pass either model= (an m2v model) or dim= (vectors computed elsewhere), "
-                             "not both")
+        check_sources(index, model, dim)
         self.index_kind = index_kind
         self.factory = factory
         self.fallback_model = fallback_model
@@ -183,7 +182,7 @@ class IndexBinding:
             if self._guessed and len(index) == 0:
                 index = self._index = None  # made for the fallback model before any vector was seen
             else:
-                raise ValueError(self._size_mismatch(index, dim))
+                raise ValueError(size_mismatch(index, dim))
         if index is None:
             if self.fallback_model is not None:
                 index = self._create(model=self.fallback_model)
@@ -196,15 +195,6 @@ class IndexBinding:
                 raise ValueError("no vectors have been added yet, so the size of the index is unknown")
             self._index = index
         return index
-
-    @staticmethod
-    def _size_mismatch(index: VectorIndex, dim: int) -> str:
-        if index.model is not None:
-            held = f"the model {index.model.name!r} gives {index.dim}-dimensional vectors"
-        else:
-            held = f"the index was made for {index.dim}-dimensional vectors (dim={index.dim})"
-        return (f"{held} but {dim}-dimensional embeddings were given; use the same model for the store "
-                "and the embeddings (or a new store)")
 
     # ------------------------------------------------------------------ writes
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -271,17 +261,8 @@ class IndexBinding:
                 infinity, a vector is not finite, or sizes mismatch.
         """
         texts = list(texts)
-        if ids is not None:
-            if len(ids) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
-            ids = [_new_id() if doc_id is None else str(doc_id) for doc_id in ids]
-            _refuse_repeated_ids(ids)
-        if metadatas is not None:
-            if len(metadatas) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
-            for position, metadata in enumerate(metadatas):
-                check_metadata(metadata, f"metadatas[{position}]")
-            metadatas = [dict(m) if m else {} for m in metadatas]
+        ids = checked_ids(ids, len(texts))
+        metadatas = checked_metadatas(metadatas, len(texts))
         if not texts:
             return []
         if vectors is None:
@@ -318,13 +299,9 @@ class IndexBinding:
         """
         if isinstance(query, str):
             return self.encode([query])[0]
-        vector = np.asarray(query, dtype=np.float32)
-        if vector.ndim != 1:
-            raise ValueError(f"a query vector must be a flat list of numbers, got shape {vector.shape}")
-        if not np.isfinite(vector).all():
-            raise ValueError("the query vector holds NaN or infinite values")
+        vector = finite_vector(query)
         if self._index is not None and len(vector) != self._index.dim:
-            raise ValueError(self._size_mismatch(self._index, len(vector)))
+            raise ValueError(size_mismatch(self._index, len(vector)))
         return vector
 
     def search(self, query: str | Any, k: int, *, filter: Any = None,
@@ -345,7 +322,7 @@ class IndexBinding:
             FilterError: the translated filter is malformed.
         """
         translated = self.translate_filter(filter)
-        _check_count("k", k)
+        check_count("k", k)
         target = query if isinstance(query, str) else self.query_vector(query)
         if isinstance(query, str) and not self.embeds_text:
             self.encode([])  # raises the "cannot embed text" error
@@ -371,8 +348,8 @@ class IndexBinding:
         Raises:
             ValueError: ``k`` or ``fetch_k`` is not a positive integer, or as :meth:`search`.
         """
-        _check_count("k", k)
-        _check_count("fetch_k", fetch_k)
+        check_count("k", k)
+        check_count("fetch_k", fetch_k)
         if self._index is None or len(self._index) == 0:
             self.translate_filter(filter)  # a bad filter fails even on an empty store
             return []
@@ -385,146 +362,38 @@ class IndexBinding:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], fs: Any = None) -> None:
-        """Save the index as a directory at ``path`` (atomic locally; no pickle).
-
-        Args:
-            path: the directory.
-            fs: an fsspec filesystem; None or a local one writes ``path`` directly, any other
-                gets the files of a local save uploaded, the manifest last. With None, a URL
-                ``path`` (``s3://bucket/idx``) names its own filesystem.
+        """Save the index as a directory at ``path``, locally or on an fsspec filesystem
+        (see :func:`m2v_search.binding_storage.save_index`; no pickle).
 
         Raises:
             ValueError: ``path`` is a URL and fsspec (or the filesystem's package) is missing.
         """
-        index = self.require(None)
-        path, fs = _filesystem_of(path, fs)
-        if _is_local(fs):
-            Path(path).mkdir(parents=True, exist_ok=True)
-            index.save(Path(path))
-            return
-        with tempfile.TemporaryDirectory(prefix="m2v-upload-") as scratch:
-            index.save(Path(scratch) / "index")
-            _upload(Path(scratch) / "index", str(path), fs)
+        save_index(self.require(None), path, fs)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], fs: Any = None, *, model: ModelLike | None = None,
              external: bool = False, embedder: str = "another embedding model",
              **options: Any) -> IndexBinding:
-        """Open an index directory (checksums verified before anything is parsed).
-
-        Args:
-            path: the directory (on ``fs`` when given; with no ``fs``, a URL names its filesystem).
-            fs: an fsspec filesystem; a non-local one is downloaded to a private temporary folder
-                that lives as long as the binding.
-            model: the model to search with (None: the one recorded in the index).
-            external: the caller embeds with a non-m2v model, so the index must hold external vectors.
-            embedder: how errors name the caller's embedding model.
-            options: passed to the constructor (``translate_filter``, ``index_kind``, ...).
-
-        Returns:
-            A binding over the opened index.
+        """A binding over the index directory at ``path`` (checksums verified before anything is
+        parsed); a copy downloaded from a remote ``fs`` lives as long as the binding. The arguments
+        but ``options`` (for the constructor) are those of :func:`m2v_search.binding_storage.open_index`.
 
         Raises:
             IndexNotFoundError: no index at ``path``.
+            IndexCorruptError: a file is missing or fails its checksum, or the manifest is malformed.
             ModelMismatchError: the index was built with another model, or for vectors of another kind.
         """
-        from m2v_search.index import ModelMismatchError, VectorIndex
-
-        path, fs = _filesystem_of(path, fs)
-        scratch = None if _is_local(fs) else tempfile.mkdtemp(prefix="m2v-download-")
+        index, scratch = open_index(path, fs, model=model, external=external, embedder=embedder)
         try:
-            local = Path(path) if scratch is None else Path(scratch) / "index"
-            if scratch is not None:
-                _download(str(path), local, fs)
-            try:
-                index = VectorIndex.open(local, model=None if external else model)
-            except ModelMismatchError as error:
-                if external:
-                    raise ModelMismatchError(f"{path} was built with an m2v model; its documents cannot be "
-                                             f"searched with {embedder} vectors ({error})") from error
-                raise
-            if external and index.model is not None:
-                index.close()
-                raise ModelMismatchError(f"{path} was built with the m2v model {index.model.name!r}; its "
-                                         f"documents cannot be searched with {embedder} vectors")
+            binding = cls(index, **options)
         except BaseException:
+            index.close()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
             raise
-        binding = cls(index, **options)
         if scratch is not None:
             binding._scratch = weakref.finalize(binding, shutil.rmtree, scratch, True)
         return binding
-
-
-# ---------------------------------------------------------------------- checks
-def finite_matrix(vectors: Any, rows: int, what: str) -> np.ndarray:
-    """``vectors`` as a float32 (rows, dim) matrix of finite numbers.
-
-    Raises:
-        ValueError: wrong shape, or NaN/infinite values (naming the first bad row).
-    """
-    matrix = np.asarray(vectors, dtype=np.float32)
-    if matrix.ndim != 2 or len(matrix) != rows:
-        raise ValueError(f"{what} must have shape ({rows}, dim), got {matrix.shape}")
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        raise ValueError(f"{what}[{int(np.argmax(bad))}] holds NaN or infinite values")
-    return matrix
-
-
-def _refuse_repeated_ids(ids: Sequence[str]) -> None:
-    """One call may not give an id twice: the later document would silently replace the earlier."""
-    if len(set(ids)) == len(ids):
-        return
-    first: dict[str, int] = {}
-    for position, doc_id in enumerate(ids):
-        if doc_id in first:
-            raise ValueError(f"ids[{first[doc_id]}] and ids[{position}] are both {doc_id!r} (ids are compared as "
-                             "text); give each document of one call its own id")
-        first[doc_id] = position
-
-
-def check_metadata(metadata: Any, where: str) -> None:
-    """Refuse a document's metadata that the index cannot store as it was given.
-
-    It must be None or a mapping with string keys (a JSON object), nested at most
-    ``MAX_METADATA_DEPTH`` levels, without NaN or infinity anywhere (they are not JSON and no
-    filter can match them).
-
-    Raises:
-        ValueError: naming the place, e.g. ``metadatas[3]['score']``.
-    """
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise ValueError(f"{where} must be a dict of metadata (or None), got {type(metadata).__name__}")
-    check_finite_metadata(metadata, where)
-
-
-def check_finite_metadata(metadata: Any, where: str, depth: int = 0) -> None:
-    """Refuse NaN and infinity anywhere in a metadata value, integers beyond 64 bits (SQLite
-    would compare them as rounded floats), keys that are not strings, and nesting deeper than
-    ``MAX_METADATA_DEPTH``.
-
-    Raises:
-        ValueError: naming the place, e.g. ``metadatas[3]['score']``.
-    """
-    if depth > MAX_METADATA_DEPTH:
-        raise ValueError(f"{where} is nested more than {MAX_METADATA_DEPTH} levels deep")
-    if isinstance(metadata, float) and not math.isfinite(metadata):
-        raise ValueError(f"{where} is {metadata!r}; metadata values must be finite numbers (NaN and "
-                         "infinity are not JSON): store null or leave the key out")
-    if isinstance(metadata, int) and not -2**63 <= metadata < 2**63:
-        raise ValueError(f"{where} is {metadata}, an integer beyond 64 bits, which filters cannot compare "
-                         "exactly; store it as a string")
-    if isinstance(metadata, Mapping):
-        for key, value in metadata.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{where} has the key {key!r} ({type(key).__name__}); metadata keys must be "
-                                 "strings (JSON object keys)")
-            check_finite_metadata(value, f"{where}[{key!r}]", depth + 1)
-    elif isinstance(metadata, (list, tuple)):
-        for position, value in enumerate(metadata):
-            check_finite_metadata(value, f"{where}[{position}]", depth + 1)
 
 
 def model_source(name: str | os.PathLike[str] | None) -> str | None:
@@ -566,91 +435,3 @@ def resolve_model(model: Any) -> tuple[ModelLike | None, str | None]:
             return inner, model_source(getattr(model, "model_name", None))
     raise TypeError(f"model must be a StaticModel, a model name or folder, or m2v embeddings; "
                     f"got {type(model).__name__}")
-
-
-def _check_count(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _new_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex
-
-
-# ---------------------------------------------------------------------- fsspec
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def _filesystem_of(path: str | os.PathLike[str], fs: Any) -> tuple[str | os.PathLike[str], Any]:
-    """``(path, fs)``, where a URL given without ``fs`` is resolved to its fsspec filesystem (a
-    local path would otherwise make a folder named ``s3:`` here, and nothing would reach S3)."""
-    if fs is not None or not isinstance(path, str) or not _URL.match(path):
-        return path, fs
-    try:
-        import fsspec
-
-        fs, resolved = fsspec.core.url_to_fs(path)
-    except (ImportError, ValueError) as error:
-        raise ValueError(f"{path} is a URL, but its filesystem is not available ({error}); install fsspec and "
-                         "the filesystem's package (e.g. s3fs), or pass fs=") from None
-    return resolved, fs
-
-
-def _is_local(fs: Any) -> bool:
-    if fs is None:
-        return True
-    protocol = getattr(fs, "protocol", "file")
-    protocols = {protocol} if isinstance(protocol, str) else set(protocol)
-    return bool({"file", "local"} & protocols)
-
-
-def _upload(local: Path, remote: str, fs: Any) -> None:
-    """Copy a saved index directory to ``fs``: data files first, the manifest last, then drop the
-    files that only the replaced manifest listed (a reader of the old manifest still finds its
-    files until then). Nothing else in ``remote`` is touched."""
-    fs.makedirs(remote, exist_ok=True)
-    root = remote.rstrip("/")
-    old_manifest = f"{root}/manifest.json"
-    replaced = _manifest_files(fs.cat_file(old_manifest)) if fs.exists(old_manifest) else None
-    names = sorted(p.name for p in local.iterdir() if p.is_file() and not p.name.startswith("."))
-    manifest = [n for n in names if n == "manifest.json"]
-    for name in [n for n in names if n != "manifest.json"] + manifest:
-        fs.put_file(str(local / name), f"{root}/{name}")
-    for name in sorted((replaced or set()) - set(names)):
-        if fs.exists(f"{root}/{name}"):
-            fs.rm_file(f"{root}/{name}")
-
-
-def _download(remote: str, local: Path, fs: Any) -> None:
-    """Copy the manifest of an index directory from ``fs`` and the files it lists (the index
-    verifies them on open); other files there are left alone."""
-    from m2v_search.index import IndexCorruptError, IndexNotFoundError
-
-    root = remote.rstrip("/")
-    if not fs.exists(f"{root}/manifest.json"):
-        raise IndexNotFoundError(f"{remote}: no m2v-search index there (no manifest.json) on {fs.protocol}")
-    local.mkdir(parents=True)
-    fs.get_file(f"{root}/manifest.json", str(local / "manifest.json"))
-    listed = _manifest_files((local / "manifest.json").read_bytes())
-    if listed is None:
-        raise IndexCorruptError(f"{remote}/manifest.json is not an m2v-search manifest (no 'files' listing)")
-    for name in sorted(listed):
-        if fs.exists(f"{root}/{name}"):
-            fs.get_file(f"{root}/{name}", str(local / name))
-
-
-def _manifest_files(manifest: bytes) -> set[str] | None:
-    """The data files a manifest lists (plain names only), or None when it is not a manifest."""
-    import json
-
-    from m2v_search.index.manifest_schema import is_plain_name
-
-    try:
-        files = json.loads(manifest).get("files")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    if not isinstance(files, dict):
-        return None
-    return {name for name in files if is_plain_name(name) and name != "manifest.json"}
