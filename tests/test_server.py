@@ -421,24 +421,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_python_m_server_with_api_key_env(index_dir: Path) -> None:
+def start_server(index_dir: Path, *arguments: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``python -m m2v_search.server`` on a free port, once it answers /health: (process, base URL)."""
     port = free_port()
-    env = server_env(M2V_TEST_KEY="from-the-env")
     process = subprocess.Popen([sys.executable, "-m", "m2v_search.server", str(index_dir), "--port", str(port),
-                                "--api-key-env", "M2V_TEST_KEY", "--log-level", "warning"],
+                                "--log-level", "warning", *arguments],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.communicate()
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not come up"
+        time.sleep(0.2)
+
+
+def test_python_m_server_with_api_key_env(index_dir: Path) -> None:
+    process, url = start_server(index_dir, "--api-key-env", "M2V_TEST_KEY", env=server_env(M2V_TEST_KEY="from-the-env"))
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
         assert httpx.get(f"{url}/info").status_code == 401
         assert httpx.get(f"{url}/info", headers={"Authorization": "Bearer from-the-env"}).json()["documents"] == 5
     finally:
@@ -577,19 +581,7 @@ def test_filter_errors_name_the_filter_param(shared_server: str) -> None:
 
 
 def test_every_acknowledged_write_survives_a_shutdown_during_writes(index_dir: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "m2v_search.server", str(index_dir), "--port", str(port),
-                                "--log-level", "warning"], env=server_env(), stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.communicate()
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-        assert time.monotonic() < deadline, "the server did not come up"
+    process, url = start_server(index_dir, env=server_env())
     acknowledged: list[str] = []
     refused: list[Any] = []
 
