@@ -13,7 +13,9 @@ A filter is a dict; its entries are ANDed. An entry is either a key condition or
 
 A document without the key (or with a null value) matches ``$ne`` and ``$nin`` of any other
 value; a missing key also matches ``$exists: False``. Keys are the
-top-level metadata labels, compared as exact text (any characters, quotes included). Every
+top-level metadata labels, compared as exact text (any characters, quotes included, but not a
+NUL, where SQLite's JSON functions end text; a metadata key that begins with ``$`` cannot be
+filtered on, as that names an operator). Every
 mistake raises :class:`FilterError` naming where in the filter it is, and so does a filter
 SQLite cannot take or takes too long to compile: logical operators nested more than
 ``MAX_FILTER_DEPTH`` levels, or more than ``MAX_FILTER_CONDITIONS`` conditions (``$in`` takes
