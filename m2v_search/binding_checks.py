@@ -21,9 +21,16 @@ def finite_matrix(vectors: Any, rows: int, what: str) -> np.ndarray:
     """``vectors`` as a float32 (rows, dim) matrix of finite numbers.
 
     Raises:
-        ValueError: wrong shape, or NaN/infinite values (naming the first bad row).
+        ValueError: rows of different lengths, values that are not numbers, a wrong shape, or
+            NaN/infinite values (naming the first bad row).
     """
-    matrix = np.asarray(vectors, dtype=np.float32)
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        lengths = sorted({len(row) for row in vectors if hasattr(row, "__len__")})
+        if len(lengths) > 1:
+            raise ValueError(f"{what} has rows of different lengths: {lengths[:5]}") from None
+        raise ValueError(f"{what} must hold numbers only, in ({rows}, dim) rows") from None
     if matrix.ndim != 2 or len(matrix) != rows:
         raise ValueError(f"{what} must have shape ({rows}, dim), got {matrix.shape}")
     bad = ~np.isfinite(matrix).all(axis=1)

@@ -146,6 +146,20 @@ def binding() -> IndexBinding:
     return IndexBinding(dim=3)
 
 
+@pytest.mark.parametrize(("vectors", "message"), [
+    ([[1.0, 2.0, 3.0], [1.0, 2.0]], r"vectors has rows of different lengths: \[2, 3\]"),
+    ([["a", "b", "c"]], r"vectors must hold numbers only"),
+    ([[1.0, None, 3.0]], r"vectors must hold numbers only|NaN"),
+])
+def test_vectors_that_are_not_a_matrix_of_numbers_are_named(vectors: list, message: str) -> None:
+    # Before: numpy's "setting an array element with a sequence. The requested array has an
+    # inhomogeneous shape after 1 dimensions..." (an Embeddings returning ragged vectors).
+    binding = IndexBinding(dim=3)
+    with pytest.raises(ValueError, match=message):
+        binding.add(["x"] * len(vectors), vectors=vectors)
+    assert len(binding) == 0
+
+
 @pytest.mark.parametrize("dim", [1.5, "3", True, 0, -2])
 def test_dim_must_be_a_positive_integer(dim: object) -> None:
     with pytest.raises(ValueError, match="dim must be a positive integer"):
