@@ -168,7 +168,11 @@ def finite_vector(query: Any) -> np.ndarray:
     Raises:
         ValueError: not flat, or NaN/infinite values.
     """
-    vector = np.asarray(query, dtype=np.float32)
+    try:
+        vector = np.asarray(query, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"a query vector must be a flat list of numbers, got {type(query).__name__} "
+                         f"{str(query)[:60]}") from None
     if vector.ndim != 1:
         raise ValueError(f"a query vector must be a flat list of numbers, got shape {vector.shape}")
     if not np.isfinite(vector).all():

@@ -158,6 +158,10 @@ def test_vectors_that_are_not_a_matrix_of_numbers_are_named(vectors: list, messa
     with pytest.raises(ValueError, match=message):
         binding.add(["x"] * len(vectors), vectors=vectors)
     assert len(binding) == 0
+    binding.add(["x"], vectors=np.ones((1, 3)))
+    for query in ([[1.0], [1.0, 2.0]], ["a", "b", "c"], b"abc", None, {"x": 1}):
+        with pytest.raises(ValueError, match="a query vector must be a flat list of numbers"):
+            binding.search(query, k=1)
 
 
 @pytest.mark.parametrize("dim", [1.5, "3", True, 0, -2])
