@@ -29,6 +29,7 @@ from m2v_search.binding_checks import (  # the checks are part of this module's 
     check_finite_metadata,
     check_metadata,
     check_sources,
+    checked_filter,
     checked_ids,
     checked_metadatas,
     finite_matrix,
@@ -289,7 +290,10 @@ class IndexBinding:
     def ids(self, filter: Any = None) -> list[str]:
         """Ids of the documents matching the host ``filter`` (all for None), in insertion order."""
         translated = self.translate_filter(filter)
-        return [] if self._index is None else self._index.ids(translated)
+        if self._index is None:
+            checked_filter(translated)  # a bad filter fails before the store has an index too
+            return []
+        return self._index.ids(translated)
 
     def query_vector(self, query: str | Any) -> np.ndarray:
         """``query`` as a vector: a text encoded by the index's model, or a given vector checked.
@@ -327,6 +331,7 @@ class IndexBinding:
         if isinstance(query, str) and not self.embeds_text:
             self.encode([])  # raises the "cannot embed text" error
         if self._index is None or len(self._index) == 0:
+            checked_filter(translated)  # a bad filter fails on an empty store too
             return []
         return self._index.search(target, int(k), filter=translated, include_vectors=include_vectors)
 
@@ -351,7 +356,7 @@ class IndexBinding:
         check_count("k", k)
         check_count("fetch_k", fetch_k)
         if self._index is None or len(self._index) == 0:
-            self.translate_filter(filter)  # a bad filter fails even on an empty store
+            checked_filter(self.translate_filter(filter))  # a bad filter fails even on an empty store
             return []
         vector = self.query_vector(query)
         hits = self.search(vector, max(int(fetch_k), int(k)), filter=filter, include_vectors=True)
@@ -374,14 +379,9 @@ class IndexBinding:
     def open(cls, path: str | os.PathLike[str], fs: Any = None, *, model: ModelLike | None = None,
              external: bool = False, embedder: str = "another embedding model",
              **options: Any) -> IndexBinding:
-        """A binding over the index directory at ``path`` (checksums verified before anything is
-        parsed); a copy downloaded from a remote ``fs`` lives as long as the binding. The arguments
-        but ``options`` (for the constructor) are those of :func:`m2v_search.binding_storage.open_index`.
-
-        Raises:
-            IndexNotFoundError: no index at ``path``.
-            IndexCorruptError: a file is missing or fails its checksum, or the manifest is malformed.
-            ModelMismatchError: the index was built with another model, or for vectors of another kind.
+        """A binding over the index directory at ``path``, opened (and checked, and downloaded from
+        a remote ``fs`` for as long as the binding lives) by :func:`m2v_search.binding_storage.open_index`,
+        which takes the arguments but ``options`` (for the constructor) and says what it raises.
         """
         index, scratch = open_index(path, fs, model=model, external=external, embedder=embedder)
         try:

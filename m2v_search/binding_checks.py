@@ -188,3 +188,15 @@ def size_mismatch(index: VectorIndex, dim: int) -> str:
         held = f"the index was made for {index.dim}-dimensional vectors (dim={index.dim})"
     return (f"{held} but {dim}-dimensional embeddings were given; use the same model for the store "
             "and the embeddings (or a new store)")
+
+
+def checked_filter(filter: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``filter`` (an m2v-search filter dict) if it is well formed.
+
+    Raises:
+        FilterError: it is not (naming the place), as a search with it would.
+    """
+    from m2v_search.index.filters import filter_to_sql
+
+    filter_to_sql(filter)
+    return filter

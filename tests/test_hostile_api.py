@@ -317,3 +317,17 @@ def test_saving_into_a_folder_keeps_files_the_index_did_not_write(tmp_path: Path
     binding.add(["y"], vectors=np.ones((1, 3)))
     binding.save(tmp_path)
     assert {name: (tmp_path / name).read_text() for name in mine if (tmp_path / name).exists()} == mine
+
+
+def test_a_bad_filter_fails_on_an_empty_store_too() -> None:
+    # Before: search, MMR and ids on a store with nothing in it returned [] for any filter, so a
+    # wrong operator went unnoticed until the first documents arrived.
+    bad = {"year": {"$regex": "19.*"}}
+    for binding in (IndexBinding(), IndexBinding(dim=3)):
+        with pytest.raises(FilterError, match="regex"):
+            binding.ids(bad)
+        with pytest.raises(FilterError, match="regex"):
+            binding.search(np.ones(3), 2, filter=bad)
+        with pytest.raises(FilterError, match="regex"):
+            binding.search_mmr(np.ones(3), 2, 4, lambda query, candidates, count: [], filter=bad)
+        assert binding.search(np.ones(3), 2, filter={"year": 1999}) == []

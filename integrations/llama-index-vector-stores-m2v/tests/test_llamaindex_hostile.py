@@ -73,3 +73,11 @@ def test_persist_to_a_url_without_fs_writes_there(store: M2VVectorStore, tmp_pat
     loaded = M2VVectorStore.from_persist_path(url)
     assert sorted(node.node_id for node in loaded.get_nodes()) == ["a", "b"]
     fsspec.filesystem("memory").rm(f"/li-{tmp_path.name}", recursive=True)
+
+
+def test_a_bad_filter_fails_on_a_store_with_nothing_yet(m2v_model) -> None:
+    empty = M2VVectorStore(model=m2v_model)
+    bad = MetadataFilters(filters=[MetadataFilter(key="", value="x")])
+    with pytest.raises(FilterError, match="non-empty"):
+        empty.query(VectorStoreQuery(query_str="violin", similarity_top_k=1, filters=bad))
+    assert M2VVectorStore().query(VectorStoreQuery(query_str="violin", similarity_top_k=1)).ids == []

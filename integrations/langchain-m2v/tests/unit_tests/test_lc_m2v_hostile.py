@@ -72,3 +72,13 @@ def test_save_local_to_a_url_writes_there(store: M2VVectorStore, tmp_path: Path,
     loaded = M2VVectorStore.load_local(url, store.embeddings)
     assert [doc.id for doc in loaded.similarity_search("violin strings", k=1)] == ["a"]
     fsspec.filesystem("memory").rm(f"/lc-{tmp_path.name}", recursive=True)
+
+
+def test_a_bad_filter_fails_on_an_empty_store(m2v_embeddings) -> None:
+    from m2v_search.index.filters import FilterError
+
+    empty = M2VVectorStore(m2v_embeddings)
+    for search in (empty.similarity_search, empty.max_marginal_relevance_search):
+        with pytest.raises(FilterError, match="regex"):
+            search("violin", filter={"topic": {"$regex": "mus.*"}})
+        assert search("violin", filter={"topic": "music"}) == []

@@ -173,8 +173,6 @@ class M2VVectorStore(BasePydanticVectorStore):
             if not self._binding.embeds_text:
                 raise ValueError("this store holds external vectors and cannot embed query_str; pass "
                                  "query_embedding")
-        if self._binding.index is None:  # nothing stored yet
-            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
         # LlamaIndex's retriever passes node_ids=[] (not None) for stores that keep the text: an
         # empty list means no restriction, as in LlamaIndex's own stores.
         where = all_of(metadata_filters_to_dict(query.filters),
