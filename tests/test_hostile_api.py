@@ -331,3 +331,20 @@ def test_a_bad_filter_fails_on_an_empty_store_too() -> None:
         with pytest.raises(FilterError, match="regex"):
             binding.search_mmr(np.ones(3), 2, 4, lambda query, candidates, count: [], filter=bad)
         assert binding.search(np.ones(3), 2, filter={"year": 1999}) == []
+
+
+ODD_KEYS = ["a.b", "a[0]", "k'ey", 'q"uote', "back\\slash", " sp ", "emoji🙂", "line\nbreak", "*", "%", "_", "ünï",
+            "x$", "[", "]", "..", "a\tb", "\u200b"]
+
+
+def test_odd_keys_match_exactly_and_never_as_paths() -> None:
+    metadata = [{key: position} for position, key in enumerate(ODD_KEYS)]
+    metadata.append({"a": {"b": 0}, "k": [{"ey": 2}]})  # what a path reading of "a.b" would find
+    index = VectorIndex.create(dim=2, index_kind="flat")
+    index.add_texts(["t"] * len(metadata), ids=[f"d{n}" for n in range(len(metadata))], metadatas=metadata,
+                    vectors=np.ones((len(metadata), 2), dtype=np.float32))
+    for position, key in enumerate(ODD_KEYS):
+        assert index.ids({key: position}) == [f"d{position}"], key
+        assert index.ids({key: {"$exists": True}}) == [f"d{position}"], key
+    assert index.ids({"a.b": {"$exists": True}}) == ["d0"]
+    assert index.ids({"a": {"$exists": True}}) == [f"d{len(ODD_KEYS)}"]

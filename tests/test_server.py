@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -646,3 +647,34 @@ def test_queries_times_k_is_bounded(index_dir: Path) -> None:
         assert http.get("/info").json()["limits"]["max_hits"] == 10
     with pytest.raises(ValueError, match="max_hits"):
         ServerLimits(max_hits=0)
+
+
+def test_concurrent_upserts_and_deletes_of_one_id_leave_a_consistent_index(served: str, index_dir: Path) -> None:
+    def hammer(worker: int) -> list[int]:
+        statuses = []
+        with httpx.Client(base_url=served, timeout=60) as http:
+            for round_ in range(6):
+                if (worker + round_) % 2:
+                    response = http.post("/documents", json={"ids": ["same"], "texts": [f"v{worker}-{round_}"]})
+                else:
+                    response = http.delete("/documents/same")
+                statuses.append(response.status_code)
+        return statuses
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [status for result in pool.map(hammer, range(8)) for status in result]
+    assert set(statuses) <= {200, 404}, statuses  # 404: deleted before, never a 500
+    with httpx.Client(base_url=served) as http:
+        served_count = http.get("/info").json()["documents"]
+        served_same = http.get("/documents/same")
+    reopened = VectorIndex.open(index_dir)  # checksums verified
+    try:
+        on_disk = reopened.get(["same"])
+        assert len(reopened) == served_count == len(DOCS) + len(on_disk)
+        if on_disk:
+            assert served_same.json()["text"] == on_disk[0].text and on_disk[0].text.startswith("v")
+            assert [hit.id for hit in reopened.search(on_disk[0].text, k=1)] == ["same"]
+        else:
+            assert served_same.status_code == 404
+    finally:
+        reopened.close()
