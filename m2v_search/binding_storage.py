@@ -29,14 +29,14 @@ def save_index(index: VectorIndex, path: str | os.PathLike[str], fs: Any = None)
     Raises:
         ValueError: ``path`` is a URL and fsspec (or the filesystem's package) is missing.
     """
-    path, fs = filesystem_of(path, fs)
-    if is_local(fs):
+    path, fs = _filesystem_of(path, fs)
+    if _is_local(fs):
         Path(path).mkdir(parents=True, exist_ok=True)
         index.save(Path(path))
         return
     with tempfile.TemporaryDirectory(prefix="m2v-upload-") as scratch:
         index.save(Path(scratch) / "index")
-        upload(Path(scratch) / "index", str(path), fs)
+        _upload(Path(scratch) / "index", str(path), fs)
 
 
 def open_index(path: str | os.PathLike[str], fs: Any = None, *,
@@ -62,12 +62,12 @@ def open_index(path: str | os.PathLike[str], fs: Any = None, *,
     """
     from m2v_search.index import ModelMismatchError, VectorIndex
 
-    path, fs = filesystem_of(path, fs)
-    scratch = None if is_local(fs) else tempfile.mkdtemp(prefix="m2v-download-")
+    path, fs = _filesystem_of(path, fs)
+    scratch = None if _is_local(fs) else tempfile.mkdtemp(prefix="m2v-download-")
     try:
         local = Path(path) if scratch is None else Path(scratch) / "index"
         if scratch is not None:
-            download(str(path), local, fs)
+            _download(str(path), local, fs)
         try:
             index = VectorIndex.open(local, model=None if external else model)
         except ModelMismatchError as error:
@@ -89,7 +89,7 @@ def open_index(path: str | os.PathLike[str], fs: Any = None, *,
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def filesystem_of(path: str | os.PathLike[str], fs: Any) -> tuple[str | os.PathLike[str], Any]:
+def _filesystem_of(path: str | os.PathLike[str], fs: Any) -> tuple[str | os.PathLike[str], Any]:
     """``(path, fs)``, where a URL given without ``fs`` is resolved to its fsspec filesystem (a
     local path would otherwise make a folder named ``s3:`` here, and nothing would reach S3)."""
     if fs is not None or not isinstance(path, str) or not _URL.match(path):
@@ -104,7 +104,7 @@ def filesystem_of(path: str | os.PathLike[str], fs: Any) -> tuple[str | os.PathL
     return resolved, fs
 
 
-def is_local(fs: Any) -> bool:
+def _is_local(fs: Any) -> bool:
     if fs is None:
         return True
     protocol = getattr(fs, "protocol", "file")
@@ -112,14 +112,14 @@ def is_local(fs: Any) -> bool:
     return bool({"file", "local"} & protocols)
 
 
-def upload(local: Path, remote: str, fs: Any) -> None:
+def _upload(local: Path, remote: str, fs: Any) -> None:
     """Copy a saved index directory to ``fs``: data files first, the manifest last, then drop the
     files that only the replaced manifest listed (a reader of the old manifest still finds its
     files until then). Nothing else in ``remote`` is touched."""
     fs.makedirs(remote, exist_ok=True)
     root = remote.rstrip("/")
     old_manifest = f"{root}/manifest.json"
-    replaced = manifest_files(fs.cat_file(old_manifest)) if fs.exists(old_manifest) else None
+    replaced = _manifest_files(fs.cat_file(old_manifest)) if fs.exists(old_manifest) else None
     names = sorted(p.name for p in local.iterdir() if p.is_file() and not p.name.startswith("."))
     manifest = [n for n in names if n == "manifest.json"]
     for name in [n for n in names if n != "manifest.json"] + manifest:
@@ -129,7 +129,7 @@ def upload(local: Path, remote: str, fs: Any) -> None:
             fs.rm_file(f"{root}/{name}")
 
 
-def download(remote: str, local: Path, fs: Any) -> None:
+def _download(remote: str, local: Path, fs: Any) -> None:
     """Copy the manifest of an index directory from ``fs`` and the files it lists (the index
     verifies them on open); other files there are left alone."""
     from m2v_search.index import IndexCorruptError, IndexNotFoundError
@@ -139,7 +139,7 @@ def download(remote: str, local: Path, fs: Any) -> None:
         raise IndexNotFoundError(f"{remote}: no m2v-search index there (no manifest.json) on {fs.protocol}")
     local.mkdir(parents=True)
     fs.get_file(f"{root}/manifest.json", str(local / "manifest.json"))
-    listed = manifest_files((local / "manifest.json").read_bytes())
+    listed = _manifest_files((local / "manifest.json").read_bytes())
     if listed is None:
         raise IndexCorruptError(f"{remote}/manifest.json is not an m2v-search manifest (no 'files' listing)")
     for name in sorted(listed):
@@ -147,7 +147,7 @@ def download(remote: str, local: Path, fs: Any) -> None:
             fs.get_file(f"{root}/{name}", str(local / name))
 
 
-def manifest_files(manifest: bytes) -> set[str] | None:
+def _manifest_files(manifest: bytes) -> set[str] | None:
     """The data files a manifest lists (plain names only), or None when it is not a manifest."""
     import json
 
