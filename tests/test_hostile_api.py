@@ -276,6 +276,9 @@ def test_a_url_given_without_fs_goes_to_its_filesystem(tmp_path: Path, monkeypat
     assert IndexBinding.open(tmp_path / "local").ids() == ["x"]
     with pytest.raises(ValueError, match="nosuchproto://x is a URL"):
         binding.save("nosuchproto://x")
+    with pytest.raises(ValueError, match=r"nosuchproto://\*\*\*@host/x is a URL") as error:
+        binding.save("nosuchproto://user:secret@host/x")
+    assert "secret" not in str(error.value)
     fsspec.filesystem("memory").rm(f"/bucket-{tmp_path.name}", recursive=True)
 
 
