@@ -12,10 +12,8 @@ vectors over as they are.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import tempfile
 import threading
 import warnings
 import weakref
@@ -25,9 +23,27 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from m2v_search.binding_checks import (  # the checks are part of this module's API, for the adapters
+    MAX_METADATA_DEPTH,
+    check_count,
+    check_finite_metadata,
+    check_metadata,
+    check_sources,
+    checked_filter,
+    checked_ids,
+    checked_metadatas,
+    finite_matrix,
+    finite_vector,
+    size_mismatch,
+)
+from m2v_search.binding_storage import open_index, save_index
+
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import Hit, Record, VectorIndex
     from m2v_search.model import StaticModel
+
+__all__ = ["MAX_METADATA_DEPTH", "IndexBinding", "all_of", "check_finite_metadata", "check_metadata",
+           "finite_matrix", "model_source", "no_translation", "pop_index_kind", "resolve_model"]
 
 ModelLike = Union["StaticModel", str, os.PathLike]
 FilterTranslator = Callable[[Any], "dict[str, Any] | None"]
@@ -106,18 +122,7 @@ class IndexBinding:
                  dim: int | None = None, index_kind: str = "auto", factory: str | None = None,
                  fallback_model: ModelLike | None = None, translate_filter: FilterTranslator = no_translation,
                  model_path: str | None = None) -> None:
-        from m2v_search.index import VectorIndex
-
-        if index is not None:
-            if not isinstance(index, VectorIndex):
-                raise TypeError(f"index must be an m2v_search.index.VectorIndex, got {type(index).__name__}")
-            if dim is not None and dim != index.dim:
-                raise ValueError(f"dim={dim} but the index holds {index.dim}-dimensional vectors")
-            if model is not None:
-                raise ValueError("pass either an index or model=, not both")
-        elif model is not None and dim is not None:
-            raise ValueError("pass either model= (an m2v model) or dim= (vectors computed elsewhere), "
-                             "not both")
+        check_sources(index, model, dim)
         self.index_kind = index_kind
         self.factory = factory
         self.fallback_model = fallback_model
@@ -151,7 +156,7 @@ class IndexBinding:
     def _create(self, *, model: ModelLike | None = None, dim: int | None = None) -> VectorIndex:
         from m2v_search.index import VectorIndex
 
-        options: dict[str, Any] = {"index": self.index_kind, "factory": self.factory}
+        options: dict[str, Any] = {"index_kind": self.index_kind, "factory": self.factory}
         if dim is not None and model is None:
             return VectorIndex.create(dim=int(dim), **options)
         return VectorIndex.create(model=model, model_path=self.model_path, **options)
@@ -178,7 +183,7 @@ class IndexBinding:
             if self._guessed and len(index) == 0:
                 index = self._index = None  # made for the fallback model before any vector was seen
             else:
-                raise ValueError(self._size_mismatch(index, dim))
+                raise ValueError(size_mismatch(index, dim))
         if index is None:
             if self.fallback_model is not None:
                 index = self._create(model=self.fallback_model)
@@ -191,15 +196,6 @@ class IndexBinding:
                 raise ValueError("no vectors have been added yet, so the size of the index is unknown")
             self._index = index
         return index
-
-    @staticmethod
-    def _size_mismatch(index: VectorIndex, dim: int) -> str:
-        if index.model is not None:
-            held = f"the model {index.model.name!r} gives {index.dim}-dimensional vectors"
-        else:
-            held = f"the index was made for {index.dim}-dimensional vectors (dim={index.dim})"
-        return (f"{held} but {dim}-dimensional embeddings were given; use the same model for the store "
-                "and the embeddings (or a new store)")
 
     # ------------------------------------------------------------------ writes
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -261,19 +257,13 @@ class IndexBinding:
             The ids, in order.
 
         Raises:
-            ValueError: lengths differ, a vector or metadata value is not finite, or sizes mismatch.
+            ValueError: lengths differ, an id is given twice (ids are compared as text, so 1
+                and "1" are the same id), a metadata is not a JSON object or holds NaN or
+                infinity, a vector is not finite, or sizes mismatch.
         """
         texts = list(texts)
-        if ids is not None:
-            if len(ids) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
-            ids = [_new_id() if doc_id is None else str(doc_id) for doc_id in ids]
-        if metadatas is not None:
-            if len(metadatas) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
-            for position, metadata in enumerate(metadatas):
-                check_finite_metadata(metadata, f"metadatas[{position}]")
-            metadatas = [dict(m) if m else {} for m in metadatas]
+        ids = checked_ids(ids, len(texts))
+        metadatas = checked_metadatas(metadatas, len(texts))
         if not texts:
             return []
         if vectors is None:
@@ -300,7 +290,10 @@ class IndexBinding:
     def ids(self, filter: Any = None) -> list[str]:
         """Ids of the documents matching the host ``filter`` (all for None), in insertion order."""
         translated = self.translate_filter(filter)
-        return [] if self._index is None else self._index.ids(translated)
+        if self._index is None:
+            checked_filter(translated)  # a bad filter fails before the store has an index too
+            return []
+        return self._index.ids(translated)
 
     def query_vector(self, query: str | Any) -> np.ndarray:
         """``query`` as a vector: a text encoded by the index's model, or a given vector checked.
@@ -310,13 +303,9 @@ class IndexBinding:
         """
         if isinstance(query, str):
             return self.encode([query])[0]
-        vector = np.asarray(query, dtype=np.float32)
-        if vector.ndim != 1:
-            raise ValueError(f"a query vector must be a flat list of numbers, got shape {vector.shape}")
-        if not np.isfinite(vector).all():
-            raise ValueError("the query vector holds NaN or infinite values")
+        vector = finite_vector(query)
         if self._index is not None and len(vector) != self._index.dim:
-            raise ValueError(self._size_mismatch(self._index, len(vector)))
+            raise ValueError(size_mismatch(self._index, len(vector)))
         return vector
 
     def search(self, query: str | Any, k: int, *, filter: Any = None,
@@ -337,12 +326,12 @@ class IndexBinding:
             FilterError: the translated filter is malformed.
         """
         translated = self.translate_filter(filter)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        check_count("k", k)
         target = query if isinstance(query, str) else self.query_vector(query)
         if isinstance(query, str) and not self.embeds_text:
             self.encode([])  # raises the "cannot embed text" error
         if self._index is None or len(self._index) == 0:
+            checked_filter(translated)  # a bad filter fails on an empty store too
             return []
         return self._index.search(target, int(k), filter=translated, include_vectors=include_vectors)
 
@@ -360,9 +349,14 @@ class IndexBinding:
 
         Returns:
             The chosen hits, in the order ``select`` gave; scores stay the cosine similarities.
+
+        Raises:
+            ValueError: ``k`` or ``fetch_k`` is not a positive integer, or as :meth:`search`.
         """
+        check_count("k", k)
+        check_count("fetch_k", fetch_k)
         if self._index is None or len(self._index) == 0:
-            self.translate_filter(filter)  # a bad filter fails even on an empty store
+            checked_filter(self.translate_filter(filter))  # a bad filter fails even on an empty store
             return []
         vector = self.query_vector(query)
         hits = self.search(vector, max(int(fetch_k), int(k)), filter=filter, include_vectors=True)
@@ -373,103 +367,33 @@ class IndexBinding:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], fs: Any = None) -> None:
-        """Save the index as a directory at ``path`` (atomic locally; no pickle).
+        """Save the index as a directory at ``path``, locally or on an fsspec filesystem
+        (see :func:`m2v_search.binding_storage.save_index`; no pickle).
 
-        Args:
-            path: the directory.
-            fs: an fsspec filesystem; None or a local one writes ``path`` directly, any other
-                gets the files of a local save uploaded, the manifest last.
+        Raises:
+            ValueError: ``path`` is a URL and fsspec (or the filesystem's package) is missing.
         """
-        index = self.require(None)
-        if _is_local(fs):
-            Path(path).mkdir(parents=True, exist_ok=True)
-            index.save(Path(path))
-            return
-        with tempfile.TemporaryDirectory(prefix="m2v-upload-") as scratch:
-            index.save(Path(scratch) / "index")
-            _upload(Path(scratch) / "index", str(path), fs)
+        save_index(self.require(None), path, fs)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], fs: Any = None, *, model: ModelLike | None = None,
              external: bool = False, embedder: str = "another embedding model",
              **options: Any) -> IndexBinding:
-        """Open an index directory (checksums verified before anything is parsed).
-
-        Args:
-            path: the directory (on ``fs`` when given).
-            fs: an fsspec filesystem; a non-local one is downloaded to a private temporary folder
-                that lives as long as the binding.
-            model: the model to search with (None: the one recorded in the index).
-            external: the caller embeds with a non-m2v model, so the index must hold external vectors.
-            embedder: how errors name the caller's embedding model.
-            options: passed to the constructor (``translate_filter``, ``index_kind``, ...).
-
-        Returns:
-            A binding over the opened index.
-
-        Raises:
-            IndexNotFoundError: no index at ``path``.
-            ModelMismatchError: the index was built with another model, or for vectors of another kind.
+        """A binding over the index directory at ``path``, opened (and checked, and downloaded from
+        a remote ``fs`` for as long as the binding lives) by :func:`m2v_search.binding_storage.open_index`,
+        which takes the arguments but ``options`` (for the constructor) and says what it raises.
         """
-        from m2v_search.index import ModelMismatchError, VectorIndex
-
-        scratch = None if _is_local(fs) else tempfile.mkdtemp(prefix="m2v-download-")
+        index, scratch = open_index(path, fs, model=model, external=external, embedder=embedder)
         try:
-            local = Path(path) if scratch is None else Path(scratch) / "index"
-            if scratch is not None:
-                _download(str(path), local, fs)
-            try:
-                index = VectorIndex.open(local, model=None if external else model)
-            except ModelMismatchError as error:
-                if external:
-                    raise ModelMismatchError(f"{path} was built with an m2v model; its documents cannot be "
-                                             f"searched with {embedder} vectors ({error})") from error
-                raise
-            if external and index.model is not None:
-                index.close()
-                raise ModelMismatchError(f"{path} was built with the m2v model {index.model.name!r}; its "
-                                         f"documents cannot be searched with {embedder} vectors")
+            binding = cls(index, **options)
         except BaseException:
+            index.close()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
             raise
-        binding = cls(index, **options)
         if scratch is not None:
             binding._scratch = weakref.finalize(binding, shutil.rmtree, scratch, True)
         return binding
-
-
-# ---------------------------------------------------------------------- checks
-def finite_matrix(vectors: Any, rows: int, what: str) -> np.ndarray:
-    """``vectors`` as a float32 (rows, dim) matrix of finite numbers.
-
-    Raises:
-        ValueError: wrong shape, or NaN/infinite values (naming the first bad row).
-    """
-    matrix = np.asarray(vectors, dtype=np.float32)
-    if matrix.ndim != 2 or len(matrix) != rows:
-        raise ValueError(f"{what} must have shape ({rows}, dim), got {matrix.shape}")
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        raise ValueError(f"{what}[{int(np.argmax(bad))}] holds NaN or infinite values")
-    return matrix
-
-
-def check_finite_metadata(metadata: Any, where: str) -> None:
-    """Refuse NaN and infinity anywhere in a metadata value: they are not JSON and no filter can match them.
-
-    Raises:
-        ValueError: naming the place, e.g. ``metadatas[3]['score']``.
-    """
-    if isinstance(metadata, float) and not math.isfinite(metadata):
-        raise ValueError(f"{where} is {metadata!r}; metadata values must be finite numbers (NaN and "
-                         "infinity are not JSON): store null or leave the key out")
-    if isinstance(metadata, Mapping):
-        for key, value in metadata.items():
-            check_finite_metadata(value, f"{where}[{key!r}]")
-    elif isinstance(metadata, (list, tuple)):
-        for position, value in enumerate(metadata):
-            check_finite_metadata(value, f"{where}[{position}]")
 
 
 def model_source(name: str | os.PathLike[str] | None) -> str | None:
@@ -511,46 +435,3 @@ def resolve_model(model: Any) -> tuple[ModelLike | None, str | None]:
             return inner, model_source(getattr(model, "model_name", None))
     raise TypeError(f"model must be a StaticModel, a model name or folder, or m2v embeddings; "
                     f"got {type(model).__name__}")
-
-
-def _new_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex
-
-
-# ---------------------------------------------------------------------- fsspec
-def _is_local(fs: Any) -> bool:
-    if fs is None:
-        return True
-    protocol = getattr(fs, "protocol", "file")
-    protocols = {protocol} if isinstance(protocol, str) else set(protocol)
-    return bool({"file", "local"} & protocols)
-
-
-def _upload(local: Path, remote: str, fs: Any) -> None:
-    """Copy a saved index directory to ``fs``: data files first, the manifest last, then drop the
-    files of older generations (a reader of the old manifest still finds its files until then)."""
-    fs.makedirs(remote, exist_ok=True)
-    names = sorted(p.name for p in local.iterdir() if p.is_file() and not p.name.startswith("."))
-    manifest = [n for n in names if n == "manifest.json"]
-    for name in [n for n in names if n != "manifest.json"] + manifest:
-        fs.put_file(str(local / name), f"{remote.rstrip('/')}/{name}")
-    keep = set(names)
-    for entry in fs.ls(remote, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name not in keep and (name.startswith("index.") or name.startswith("docstore.")):
-            fs.rm_file(entry)
-
-
-def _download(remote: str, local: Path, fs: Any) -> None:
-    """Copy the plain files of an index directory from ``fs`` (the index verifies them on open)."""
-    from m2v_search.index import IndexNotFoundError
-
-    if not fs.exists(f"{remote.rstrip('/')}/manifest.json"):
-        raise IndexNotFoundError(f"{remote}: no m2v-search index there (no manifest.json) on {fs.protocol}")
-    local.mkdir(parents=True)
-    for entry in fs.ls(remote, detail=True):
-        name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
-        if entry.get("type") == "file" and name and not name.startswith(".") and "/" not in name:
-            fs.get_file(entry["name"], str(local / name))

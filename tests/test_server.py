@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import inspect
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -420,24 +422,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_python_m_server_with_api_key_env(index_dir: Path) -> None:
+def start_server(index_dir: Path, *arguments: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """``python -m m2v_search.server`` on a free port, once it answers /health: (process, base URL)."""
     port = free_port()
-    env = server_env(M2V_TEST_KEY="from-the-env")
     process = subprocess.Popen([sys.executable, "-m", "m2v_search.server", str(index_dir), "--port", str(port),
-                                "--api-key-env", "M2V_TEST_KEY", "--log-level", "warning"],
+                                "--log-level", "warning", *arguments],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.communicate()
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not come up"
+        time.sleep(0.2)
+
+
+def test_python_m_server_with_api_key_env(index_dir: Path) -> None:
+    process, url = start_server(index_dir, "--api-key-env", "M2V_TEST_KEY", env=server_env(M2V_TEST_KEY="from-the-env"))
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
         assert httpx.get(f"{url}/info").status_code == 401
         assert httpx.get(f"{url}/info", headers={"Authorization": "Bearer from-the-env"}).json()["documents"] == 5
     finally:
@@ -538,3 +544,137 @@ def test_too_many_waiting_writes_get_503(index_dir: Path) -> None:
                 assert response.headers["retry-after"] == "1"
         with httpx.Client(base_url=url) as http:
             assert http.get("/info").json()["documents"] == len(DOCS) + statuses.count(200)
+
+
+# ---------------------------------------------------------------------- hostile use
+def test_a_port_in_use_is_one_line_and_exit_2_before_the_index_opens(tmp_path: Path) -> None:
+    # Before: uvicorn logged the error and called sys.exit(3), which m2v-index reads as "bad input".
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in ([sys.executable, "-m", "m2v_search.server"],
+                        [sys.executable, "-m", "m2v_search.cli", "index", "serve"]):
+            # the index does not exist: the address is checked first, so that is the error seen
+            done = subprocess.run([*command, str(tmp_path / "not-opened"), "--port", str(port)],
+                                  env=server_env(), capture_output=True, text=True, timeout=60)
+            assert done.returncode == 2, done.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(tmp_path), "--host", "no-such-host.invalid"],
+                          env=server_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot listen on no-such-host.invalid" in done.stderr, done.stderr
+
+
+def test_filter_errors_name_the_filter_param(shared_server: str) -> None:
+    deep: dict[str, Any] = {"kind": "food"}
+    for _ in range(24):  # 24 nested $not: SQLite's parser overflowed before ("parser stack overflow")
+        deep = {"$not": deep}
+    with httpx.Client(base_url=shared_server) as http:
+        assert [h["id"] for h in http.post("/search", json={"query": "x", "filter": deep}).json()["results"][0]] \
+            == ["bread", "pie"]
+        many = {"year": {"$in": list(range(3000, 203_000)) + [2020]}}  # one SQL parameter per value before
+        assert [h["id"] for h in http.post("/search", json={"query": "x", "filter": many}).json()["results"][0]] \
+            == ["cat"]
+        for bad, words in [({"kind": {"$regex": "."}}, "$regex"), ({"kind": "a\u0000b"}, "NUL"),
+                           ({"$or": [{"year": n} for n in range(1001)]}, "1000 conditions")]:
+            error = assert_error(http.post("/search", json={"query": "x", "filter": bad}), 400, words)
+            assert error["param"] == "filter" and error["code"] == "invalid_filter"
+
+
+def test_every_acknowledged_write_survives_a_shutdown_during_writes(index_dir: Path) -> None:
+    process, url = start_server(index_dir, env=server_env())
+    acknowledged: list[str] = []
+    refused: list[Any] = []
+
+    def write(worker: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for number in range(40):
+                doc_id = f"w{worker}-{number}"
+                try:
+                    response = http.post("/documents", json={"ids": [doc_id], "texts": [f"text {doc_id}"]})
+                except httpx.TransportError:
+                    return  # the server has gone: nothing was promised
+                if response.status_code == 200:
+                    acknowledged.append(doc_id)
+                else:
+                    refused.append(response)
+
+    writers = [threading.Thread(target=write, args=(worker,)) for worker in range(6)]
+    for writer in writers:
+        writer.start()
+    while len(acknowledged) < 6 and any(writer.is_alive() for writer in writers):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    for writer in writers:
+        writer.join(60)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
+    for response in refused:
+        assert_error(response, 503, "shutting down")
+    reopened = VectorIndex.open(index_dir)  # checksums verified
+    try:
+        assert [record.id for record in reopened.get(acknowledged)] == acknowledged
+        assert len(reopened) >= len(DOCS) + len(acknowledged)
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("key", ["sëcret", " padded", "with space", "tab\there", "", "nul\x00"])
+def test_an_api_key_no_http_client_can_send_is_refused_at_start(index_dir: Path, key: str) -> None:
+    # Before: the server started, and httpx (so the openai client) could not even send a non-ASCII
+    # key, while a key with an outer space could never match the header's token.
+    with pytest.raises(ValueError, match="API key"):
+        create_app(index_dir, api_key=key)
+
+
+def test_an_api_key_env_no_http_client_can_send_is_exit_2(index_dir: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(index_dir), "--api-key-env", "M2V_TEST_KEY"],
+                          env=server_env(M2V_TEST_KEY="clé"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "M2V_TEST_KEY" in done.stderr and "'é'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_queries_times_k_is_bounded(index_dir: Path) -> None:
+    # Before: max_batch queries x max_k hits (2048 x 1000) were accepted in one request, an answer
+    # of gigabytes on a large index.
+    with running(create_app(index_dir, limits=ServerLimits(max_hits=10, max_k=8))) as url, \
+            httpx.Client(base_url=url) as http:
+        assert len(http.post("/search", json={"queries": ["a", "b"], "k": 5}).json()["results"]) == 2
+        error = assert_error(http.post("/search", json={"queries": ["a", "b", "c"], "k": 4}), 422, "12 hits", "10")
+        assert error["param"] == "k" and error["code"] == "too_many_hits"
+        assert_error(http.post("/search", json={"vectors": [[0.0] * 256] * 11, "k": 1}), 422, "11 hits")
+        assert http.post("/search", json={"query": "a", "k": 8}).status_code == 200
+        assert http.get("/info").json()["limits"]["max_hits"] == 10
+    with pytest.raises(ValueError, match="max_hits"):
+        ServerLimits(max_hits=0)
+
+
+def test_concurrent_upserts_and_deletes_of_one_id_leave_a_consistent_index(served: str, index_dir: Path) -> None:
+    def hammer(worker: int) -> list[int]:
+        statuses = []
+        with httpx.Client(base_url=served, timeout=60) as http:
+            for round_ in range(6):
+                if (worker + round_) % 2:
+                    response = http.post("/documents", json={"ids": ["same"], "texts": [f"v{worker}-{round_}"]})
+                else:
+                    response = http.delete("/documents/same")
+                statuses.append(response.status_code)
+        return statuses
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [status for result in pool.map(hammer, range(8)) for status in result]
+    assert set(statuses) <= {200, 404}, statuses  # 404: deleted before, never a 500
+    with httpx.Client(base_url=served) as http:
+        served_count = http.get("/info").json()["documents"]
+        served_same = http.get("/documents/same")
+    reopened = VectorIndex.open(index_dir)  # checksums verified
+    try:
+        on_disk = reopened.get(["same"])
+        assert len(reopened) == served_count == len(DOCS) + len(on_disk)
+        if on_disk:
+            assert served_same.json()["text"] == on_disk[0].text and on_disk[0].text.startswith("v")
+            assert [hit.id for hit in reopened.search(on_disk[0].text, k=1)] == ["same"]
+        else:
+            assert served_same.status_code == 404
+    finally:
+        reopened.close()

@@ -13,13 +13,22 @@ A filter is a dict; its entries are ANDed. An entry is either a key condition or
 
 A document without the key (or with a null value) matches ``$ne`` and ``$nin`` of any other
 value; a missing key also matches ``$exists: False``. Keys are the
-top-level metadata labels, compared as exact text (any characters, quotes included). Every
-mistake raises :class:`FilterError` naming where in the filter it is.
+top-level metadata labels, compared as exact text (any characters, quotes included, but not a
+NUL, where SQLite's JSON functions end text; a metadata key that begins with ``$`` cannot be
+filtered on, as that names an operator). Every
+mistake raises :class:`FilterError` naming where in the filter it is, and so does a filter
+SQLite cannot take or takes too long to compile: logical operators nested more than
+``MAX_FILTER_DEPTH`` levels, or more than ``MAX_FILTER_CONDITIONS`` conditions (``$in`` takes
+any number of values in one condition).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+import sqlite3
+import threading
 from typing import Any
 
 from m2v_search.index.errors import IndexError_
@@ -31,6 +40,11 @@ _INT64 = 2**63 - 1
 # Keys made only of these characters are written the same, escaped or not, in any JSON text, so a
 # JSON path finds them; any other key is looked up by its decoded label through json_each().
 _PLAIN_KEY_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+MAX_FILTER_DEPTH = 32  # $and/$or/$not inside one another; SQLite's parser takes about 48 at worst
+MAX_FILTER_CONDITIONS = 1000  # key conditions in one filter; SQLite's planner takes time quadratic in them
+MAX_LIKE_PATTERN_BYTES = 50_000  # SQLite's SQLITE_MAX_LIKE_PATTERN_LENGTH
+_CACHED_SQL_CHARS = 4096  # compile checks of longer filters are not cached (256 of them could be 100 MB)
+_GROUP_SIZE = 16  # conditions ANDed/ORed flat; more are grouped, so SQLite's expression tree stays shallow
 
 
 class FilterError(IndexError_, ValueError):
@@ -57,7 +71,36 @@ def filter_to_sql(filter: dict[str, Any] | None, column: str = "metadata") -> tu
                           f"{{'year': {{'$gte': 2000}}}}, got {type(filter).__name__}")
     if not filter:
         return "1", []
-    return _Translator(column).filter(filter, "filter")
+    where, params = _Translator(column).filter(filter, "filter")
+    check = _sqlite_refuses_cached if len(where) <= _CACHED_SQL_CHARS else _sqlite_refuses
+    problem = check(where, column, len(params))
+    if problem:
+        raise FilterError(f"filter: SQLite cannot evaluate a filter this large or this deeply nested ({problem}); "
+                          "simplify it (many values of one key fit in one $in list)")
+    return where, params
+
+
+_checker_lock = threading.Lock()
+_checker: sqlite3.Connection | None = None
+
+
+def _sqlite_refuses(where: str, column: str, n_params: int) -> str | None:
+    """SQLite's complaint when it compiles ``where`` (None: it compiles). Its parser stack and
+    expression depth are limited; a filter within them always compiles, so the SQL text alone
+    decides, and the answer for short texts is cached."""
+    global _checker
+    with _checker_lock:
+        if _checker is None:
+            _checker = sqlite3.connect(":memory:", check_same_thread=False)
+        _checker.execute(f'CREATE TABLE IF NOT EXISTS "docs_{column}" (iid INTEGER PRIMARY KEY, {column} TEXT)')
+        try:  # the docstore's query (a subquery in FROM would be flattened, which SQLite limits more)
+            _checker.execute(f'EXPLAIN SELECT iid FROM "docs_{column}" WHERE {where} ORDER BY iid', [None] * n_params)
+        except sqlite3.OperationalError as error:
+            return str(error)
+    return None
+
+
+_sqlite_refuses_cached = functools.lru_cache(maxsize=256)(_sqlite_refuses)
 
 
 class _Field:
@@ -81,9 +124,12 @@ class _Field:
 class _Translator:
     def __init__(self, column: str) -> None:
         self.column = column
+        self.conditions = 0
 
-    def filter(self, filter: Any, where: str) -> tuple[str, list[Any]]:
-        """AND of the entries of one filter dict."""
+    def filter(self, filter: Any, where: str, depth: int = 0) -> tuple[str, list[Any]]:
+        """AND of the entries of one filter dict, ``depth`` logical operators deep."""
+        if depth > MAX_FILTER_DEPTH:
+            raise FilterError(f"{where}: logical operators are nested more than {MAX_FILTER_DEPTH} levels deep")
         if not isinstance(filter, dict):
             raise FilterError(f"{where} must be a dict (a filter), got {type(filter).__name__}")
         if not filter:
@@ -94,8 +140,9 @@ class _Translator:
             here = f"{where}[{key!r}]"
             if not isinstance(key, str) or not key:
                 raise FilterError(f"{where} has the key {key!r}; keys must be non-empty strings")
+            _text(key, f"{where} key")
             if key in LOGICAL_OPERATORS:
-                sql, extra = self.logical(key, condition, here)
+                sql, extra = self.logical(key, condition, here, depth + 1)
             elif key.startswith("$"):
                 raise FilterError(f"{here}: {key!r} is not a logical operator ($and, $or, $not); field "
                                   f"operators go inside a key, as in {{'year': {{{key!r}: ...}}}}")
@@ -105,13 +152,13 @@ class _Translator:
             params.extend(extra)
         return _join(clauses, "AND"), params
 
-    def logical(self, op: str, operand: Any, where: str) -> tuple[str, list[Any]]:
+    def logical(self, op: str, operand: Any, where: str, depth: int) -> tuple[str, list[Any]]:
         if op == "$not":
-            sql, params = self.filter(operand, where)
-            return f"NOT COALESCE({sql}, 0)", params
+            sql, params = self.filter(operand, where, depth)
+            return _negated(sql), params
         if not isinstance(operand, (list, tuple)) or not operand:
             raise FilterError(f"{where} needs a non-empty list of filters, got {operand!r}")
-        parts = [self.filter(item, f"{where}[{i}]") for i, item in enumerate(operand)]
+        parts = [self.filter(item, f"{where}[{i}]", depth) for i, item in enumerate(operand)]
         return _join([sql for sql, _ in parts], op[1:].upper()), [p for _, extra in parts for p in extra]
 
     def field(self, field: _Field, condition: Any, where: str) -> tuple[str, list[Any]]:
@@ -130,6 +177,10 @@ class _Translator:
         return self.operator(field, "$eq", condition, where)
 
     def operator(self, field: _Field, op: str, operand: Any, where: str) -> tuple[str, list[Any]]:
+        self.conditions += 1
+        if self.conditions > MAX_FILTER_CONDITIONS:
+            raise FilterError(f"{where}: the filter has more than {MAX_FILTER_CONDITIONS} conditions; "
+                              "many values of one key fit in one {'$in': [...]} condition")
         if op not in FIELD_OPERATORS:
             hint = " (logical operators go at the top of a filter)" if op in LOGICAL_OPERATORS else ""
             raise FilterError(f"{where}: unknown filter operator {op!r}{hint}; use one of "
@@ -140,7 +191,7 @@ class _Translator:
             inside, params = self.membership(field, operand, where)
             if op == "$in":
                 return inside, params
-            return f"NOT COALESCE({inside}, 0)", params
+            return _negated(inside), params
         if op == "$exists":
             if not isinstance(operand, bool):
                 raise FilterError(f"{where} needs true or false, got {operand!r}")
@@ -159,6 +210,10 @@ class _Translator:
         if op == "$like":
             if not isinstance(operand, str):
                 raise FilterError(f"{where} needs a LIKE pattern string, got {type(operand).__name__}")
+            _text(operand, where)
+            if len(operand.encode("utf-8")) > MAX_LIKE_PATTERN_BYTES:
+                raise FilterError(f"{where}: a LIKE pattern of more than {MAX_LIKE_PATTERN_BYTES} bytes is more "
+                                  "than SQLite takes")
             return (f"({type_sql} = 'text' AND {value_sql} LIKE ? ESCAPE '\\')",
                     [*type_params, *value_params, operand])
         value = _scalar(operand, where)
@@ -173,7 +228,7 @@ class _Translator:
         compare = _COMPARISONS["$eq" if op == "$ne" else op]
         sql = f"({type_sql} IN {kinds} AND {value_sql} {compare} ?)"
         params = [*type_params, *value_params, value]
-        return (f"NOT COALESCE({sql}, 0)", params) if op == "$ne" else (sql, params)
+        return (_negated(sql), params) if op == "$ne" else (sql, params)
 
     def membership(self, field: _Field, operand: Any, where: str) -> tuple[str, list[Any]]:
         if not isinstance(operand, (list, tuple, set, frozenset)):
@@ -184,18 +239,47 @@ class _Translator:
         type_sql, type_params = field.type
         parts: list[str] = []
         params: list[Any] = []
-        if non_null:
-            marks = ", ".join("?" * len(non_null))
-            parts.append(f"({type_sql} NOT IN ('array', 'object') AND {value_sql} IN ({marks}))")
-            params.extend([*type_params, *value_params, *non_null])
+        if non_null:  # one JSON array parameter, however many values (SQLite binds 32,766 at most)
+            parts.append(f"({type_sql} NOT IN ('array', 'object') AND "
+                         f"{value_sql} IN (SELECT value FROM json_each(?)))")
+            params.extend([*type_params, *value_params, json.dumps(non_null, ensure_ascii=False)])
         if len(non_null) != len(values):
             parts.append(f"{type_sql} = 'null'")
             params.extend(type_params)
         return (f"({' OR '.join(parts)})" if parts else "0"), params
 
 
+def _negated(condition: str) -> str:
+    """True where ``condition`` is false or NULL (a missing key): SQL's own NOT keeps NULL."""
+    return f"({condition}) IS NOT 1"
+
+
 def _join(clauses: list[str], word: str) -> str:
-    return clauses[0] if len(clauses) == 1 else "(" + f" {word} ".join(f"({c})" for c in clauses) + ")"
+    """``clauses`` joined by AND or OR, in one parenthesized group.
+
+    Every clause binds tighter than AND and OR (a comparison, IS, EXISTS or a parenthesized
+    group), so only the group needs parentheses: SQLite's parser stack is small. A chain of n
+    clauses is n levels deep in SQLite's expression tree (at most 1000), so long ones are
+    grouped by ``_GROUP_SIZE``, which keeps the depth logarithmic.
+    """
+    if len(clauses) == 1:
+        return clauses[0]
+    while len(clauses) > _GROUP_SIZE:
+        clauses = [_join(clauses[start:start + _GROUP_SIZE], word) for start in range(0, len(clauses), _GROUP_SIZE)]
+    return "(" + f" {word} ".join(clauses) + ")"
+
+
+def _text(value: str, where: str) -> str:
+    """``value`` (a key, a string operand) if SQLite can compare it with stored metadata."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise FilterError(f"{where}: {value[:40]!r} is not valid Unicode (a lone surrogate at character "
+                          f"{error.start})") from None
+    if "\x00" in value:
+        raise FilterError(f"{where}: {value[:40]!r} holds a NUL character; SQLite's JSON functions end text "
+                          "there, so no metadata could match it")
+    return value
 
 
 def _scalar(value: Any, where: str) -> Any:
@@ -203,13 +287,15 @@ def _scalar(value: Any, where: str) -> Any:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        if abs(value) > _INT64:
+        if not -_INT64 - 1 <= value <= _INT64:
             raise FilterError(f"{where}: the integer {value} is outside the 64-bit range metadata can hold")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise FilterError(f"{where}: {value!r} is not a finite number")
         return value
-    if value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _text(value, where)
+    if value is None:
         return value
     raise FilterError(f"{where} must be a string, number, bool or null, got {type(value).__name__}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from m2v_search._version import __version__
 from m2v_search.server.errors import install_error_handlers
 from m2v_search.server.index_routes import index_router
 from m2v_search.server.limits import ServerLimits
-from m2v_search.server.middleware import BearerAuth, BodyLimit
+from m2v_search.server.middleware import BearerAuth, BodyLimit, check_api_key
 from m2v_search.server.openai_routes import openai_router
 from m2v_search.server.service import IndexService
 from m2v_search.server.threads import WorkerThreads
@@ -40,7 +41,8 @@ def create_app(index_or_path: VectorIndex | str | os.PathLike[str], *, api_key: 
         index_or_path: an index directory (opened here, checksums verified, closed when the app
             stops) or an open :class:`~m2v_search.index.VectorIndex` (left open; writes go to its
             directory, so it must be saved: unsaved changes are not served after the first write).
-        api_key: when given, requests need ``Authorization: Bearer <api_key>`` (401 otherwise).
+        api_key: when given, requests need ``Authorization: Bearer <api_key>`` (401 otherwise); visible
+            ASCII characters only.
         limits: request size and batch limits (default :class:`ServerLimits`).
         read_only: refuse writes (403).
 
@@ -48,10 +50,13 @@ def create_app(index_or_path: VectorIndex | str | os.PathLike[str], *, api_key: 
         A FastAPI app; run it with uvicorn, or use :func:`serve`.
 
     Raises:
+        ValueError: ``api_key`` holds characters HTTP clients cannot send (checked before the index opens).
         IndexNotFoundError: the directory holds no index.
         IndexCorruptError: a file of the index fails its checksum.
         ModelMismatchError, ModelLoadError: the index's model cannot be loaded.
     """
+    if api_key is not None:
+        check_api_key(api_key)  # the middleware is only built at the first request: fail here, not there
     limits = limits or ServerLimits()
     if isinstance(index_or_path, (str, os.PathLike)):
         service = IndexService.open(Path(index_or_path), writable=not read_only,
@@ -85,14 +90,42 @@ def api_key_from_env(variable: str | None) -> str | None:
     """The key in environment variable ``variable`` (None when no variable is named).
 
     Raises:
-        ValueError: the variable is named but unset or empty (refusing to start without the key).
+        ValueError: the variable is named but unset or empty (refusing to start without the key), or
+            its key holds characters HTTP clients cannot send (spaces, non-ASCII).
     """
     if variable is None:
         return None
     key = os.environ.get(variable, "")
     if not key.strip():
         raise ValueError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty")
-    return key.strip()
+    try:
+        return check_api_key(key.strip())
+    except ValueError as error:
+        raise ValueError(f"--api-key-env {variable}: {error}") from None
+
+
+class CannotListenError(OSError):
+    """The server cannot listen on the address asked for (in use, not this machine's, or not allowed)."""
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port``, ready to hand to uvicorn.
+
+    Raises:
+        CannotListenError: the address is in use, the host does not resolve to an address of this
+            machine, or the port needs privileges; the message names the address.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        raise CannotListenError(error.errno, f"cannot listen on {where}: {error.strerror or error}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(index_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000,
@@ -112,6 +145,7 @@ def serve(index_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int
 
     Raises:
         ValueError: ``api_key_env`` names an unset variable.
+        CannotListenError: the address is in use or not this machine's (checked before the index opens).
         IndexNotFoundError, IndexCorruptError, ModelMismatchError: the index cannot be opened.
     """
     import uvicorn
@@ -119,6 +153,15 @@ def serve(index_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int
     api_key = api_key_from_env(api_key_env)
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log.warning("serving on %s without an API key: anyone who can reach it can read and write the index "
-                    "(use --api-key-env)", host)
-    app = create_app(index_path, api_key=api_key, limits=limits, read_only=read_only)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options)
+                    "(use --api-key-env)", host or "every address")
+    sock = listening_socket(host, port)
+    try:
+        app = create_app(index_path, api_key=api_key, limits=limits, read_only=read_only)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **uvicorn_options)
+        bound = sock.getsockname()  # uvicorn says where it listens only for addresses it binds itself
+        address = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
+        logging.getLogger("uvicorn.error").info("Serving %s on http://%s:%d (docs at /docs; press CTRL+C to quit)",
+                                                index_path, address, bound[1])
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

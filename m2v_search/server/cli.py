@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from m2v_search.server.limits import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HITS,
     DEFAULT_MAX_K,
     DEFAULT_MAX_PENDING_WRITES,
     ServerLimits,
@@ -36,6 +37,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"most texts, queries or documents per request (default {DEFAULT_MAX_BATCH})")
     parser.add_argument("--max-k", type=_positive, default=DEFAULT_MAX_K, metavar="N",
                         help=f"largest k of a search (default {DEFAULT_MAX_K})")
+    parser.add_argument("--max-hits", type=_positive, default=DEFAULT_MAX_HITS, metavar="N",
+                        help=f"largest number of queries times k in one search (default {DEFAULT_MAX_HITS})")
     parser.add_argument("--max-pending-writes", type=_positive, default=DEFAULT_MAX_PENDING_WRITES, metavar="N",
                         help=f"writes allowed to wait for the writer (default {DEFAULT_MAX_PENDING_WRITES})")
     parser.add_argument("--request-threads", type=_positive, default=default_compute_threads(), metavar="N",
@@ -58,9 +61,10 @@ def _positive(text: str) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """Serve ``args.index_dir`` until interrupted (the handler of ``m2v-index serve``).
 
-    Bad options, an unset ``--api-key-env`` variable or a missing ``serve`` extra are reported
-    in one line on stderr (exit 2, or 1 for the extra); errors opening the index propagate, for
-    the caller to map to its exit codes.
+    Bad options, an unset ``--api-key-env`` variable, an address it cannot listen on (in use,
+    or not this machine's) or a missing ``serve`` extra are reported in one line on stderr
+    (exit 2, or 1 for the extra); errors opening the index propagate, for the caller to map to
+    its exit codes.
 
     Raises:
         IndexNotFoundError, IndexCorruptError, ModelMismatchError, ModelLoadError: the index
@@ -74,6 +78,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must be in 0..65535, got {args.port}")
         limits = ServerLimits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_k=args.max_k,
+                              max_hits=args.max_hits,
                               max_pending_writes=args.max_pending_writes, compute_threads=args.request_threads)
         api_key_from_env(args.api_key_env)
     except ValueError as error:
@@ -84,11 +89,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"m2v-index serve: {' and '.join(missing)} not installed; pip install 'm2v-search[serve]'",
               file=sys.stderr)
         return EXIT_ERROR
-    from m2v_search.server.app import serve
+    from m2v_search.server.app import CannotListenError, serve
 
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs which CPU build it picked
-    serve(args.index_dir, host=args.host, port=args.port, api_key_env=args.api_key_env, limits=limits,
-          read_only=args.read_only, log_level=args.log_level)
+    try:
+        serve(args.index_dir, host=args.host, port=args.port, api_key_env=args.api_key_env, limits=limits,
+              read_only=args.read_only, log_level=args.log_level)
+    except CannotListenError as error:
+        print(f"m2v-index serve: --host/--port: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

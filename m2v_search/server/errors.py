@@ -21,6 +21,7 @@ from m2v_search.index.errors import (
     IndexNotFoundError,
     ModelMismatchError,
 )
+from m2v_search.index.filters import FilterError
 from m2v_search.server.service import ReadOnlyError, WriterBusyError
 
 log = logging.getLogger("m2v_search.server")
@@ -75,6 +76,8 @@ def api_error_from(error: BaseException) -> ApiError:
     if isinstance(error, OSError):
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
         return ApiError(507 if full else 500, f"could not write the index: {message}", code="storage_error")
+    if isinstance(error, FilterError):
+        return ApiError(400, message, param="filter", code="invalid_filter")
     if isinstance(error, sqlite3.Error):
         return ApiError(400, f"the filter could not be evaluated: {message}", param="filter")
     if isinstance(error, (ValueError, TypeError, KeyError, UnicodeError, OverflowError)):

@@ -58,6 +58,11 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
         k = request.k if "k" in request.model_fields_set else min(request.k, limits.max_k)
         if k > limits.max_k:
             raise ApiError(422, f"k: {k} is more than the server's limit of {limits.max_k}", param="k")
+        queries = len(request.queries or request.vectors or [None])
+        if queries * k > limits.max_hits:
+            raise ApiError(422, f"k: {queries} queries x k={k} = {queries * k} hits, more than the server's "
+                                f"limit of {limits.max_hits} per request; ask fewer queries at a time or a "
+                                "smaller k", param="k", code="too_many_hits")
         if request.filter is not None:
             check_json_value("filter", request.filter)
         return json_response(await workers.run(_search, service, limits, request, k))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_BATCH = 2048  # texts (or vectors, or documents) in one request; OpenAI's own limit
 DEFAULT_MAX_K = 1000
+DEFAULT_MAX_HITS = 100_000  # queries x k in one search: 2048 x 1000 hits would be gigabytes of JSON
 DEFAULT_MAX_PENDING_WRITES = 64
 
 
@@ -24,6 +25,8 @@ class ServerLimits:
         max_body_bytes: largest request body; a larger one gets 413 before it is parsed.
         max_batch: most texts, queries, vectors or documents in one request (413 beyond).
         max_k: largest ``k`` a search may ask for (422 beyond).
+        max_hits: largest number of queries times ``k`` in one search (422 beyond), which bounds
+            the memory one answer takes.
         max_pending_writes: writes waiting for the writer thread; more get 503 (try again).
         compute_threads: searches and embeddings computed at once; more requests wait their
             turn (queued, not refused).
@@ -32,11 +35,12 @@ class ServerLimits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_batch: int = DEFAULT_MAX_BATCH
     max_k: int = DEFAULT_MAX_K
+    max_hits: int = DEFAULT_MAX_HITS
     max_pending_writes: int = DEFAULT_MAX_PENDING_WRITES
     compute_threads: int = field(default_factory=default_compute_threads)
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_batch", "max_k", "max_pending_writes", "compute_threads"):
+        for name in ("max_body_bytes", "max_batch", "max_k", "max_hits", "max_pending_writes", "compute_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ServerLimits.{name} must be a positive integer, got {value!r}")

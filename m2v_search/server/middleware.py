@@ -29,6 +29,22 @@ async def send_error(send: Send, status: int, message: str, *, code: str | None 
     await send({"type": "http.response.body", "body": body})
 
 
+def check_api_key(api_key: str) -> str:
+    """``api_key`` if clients can send it: HTTP clients (httpx, the ``openai`` client) send header
+    values as ASCII, and the token ends at white space.
+
+    Raises:
+        ValueError: the key is empty, or holds a space, a control or a non-ASCII character.
+    """
+    if not isinstance(api_key, str) or not api_key:
+        raise ValueError("the API key must be a non-empty string")
+    odd = next((position for position, char in enumerate(api_key) if not "\x21" <= char <= "\x7e"), None)
+    if odd is not None:
+        raise ValueError(f"the API key holds {api_key[odd]!r} at position {odd}: use visible ASCII characters "
+                         "only (no spaces), which every HTTP client can send in the Authorization header")
+    return api_key
+
+
 class BearerAuth:
     """Refuse requests (401) whose ``Authorization: Bearer <key>`` does not match ``api_key``.
 
@@ -36,10 +52,8 @@ class BearerAuth:
     """
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
-        if not api_key:
-            raise ValueError("api_key must be a non-empty string")
         self.app = app
-        self._expected = api_key.encode("utf-8")
+        self._expected = check_api_key(api_key).encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS or self._authorized(scope):

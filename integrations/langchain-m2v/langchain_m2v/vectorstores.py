@@ -145,8 +145,8 @@ class M2VVectorStore(VectorStore):
         ``{"year": {"$gte": 2000}}``, ``{"country": ["fr", "it"]}``, ``{"$or": [...]}``,
         ``{"tags": {"$contains": "x"}}`` (see ``m2v_search.index.filters``).
         """
-        if len(self._binding) == 0:
-            self._binding.translate_filter(filter)
+        if len(self._binding) == 0:  # nothing to search, so the query is not embedded
+            self._binding.ids(filter)  # but a bad filter fails on an empty store too
             return []
         hits = self._binding.search(self._query(query), k, filter=filter)
         return [(_document(hit), hit.score) for hit in hits]
@@ -172,8 +172,8 @@ class M2VVectorStore(VectorStore):
                                       lambda_mult: float = 0.5, filter: dict[str, Any] | None = None,
                                       **kwargs: Any) -> list[Document]:
         """Documents relevant to ``query`` but diverse among themselves (MMR over ``fetch_k`` candidates)."""
-        if len(self._binding) == 0:
-            self._binding.translate_filter(filter)
+        if len(self._binding) == 0:  # nothing to search, so the query is not embedded
+            self._binding.ids(filter)  # but a bad filter fails on an empty store too
             return []
         return self.max_marginal_relevance_search_by_vector(self._binding.query_vector(self._query(query)), k,
                                                             fetch_k, lambda_mult, filter=filter)

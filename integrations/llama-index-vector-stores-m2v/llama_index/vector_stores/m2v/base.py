@@ -23,7 +23,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
-from m2v_search.binding import IndexBinding, all_of, check_finite_metadata, pop_index_kind, resolve_model
+from m2v_search.binding import IndexBinding, all_of, check_metadata, pop_index_kind, resolve_model
 
 from llama_index.vector_stores.m2v.filters import metadata_filters_to_dict, to_filter_dict
 
@@ -107,7 +107,7 @@ class M2VVectorStore(BasePydanticVectorStore):
             return []
         ids, texts, metadatas = [], [], []
         for position, node in enumerate(nodes):
-            check_finite_metadata(node.metadata, f"nodes[{position}] (id {node.node_id!r}) metadata")
+            check_metadata(node.metadata, f"nodes[{position}] (id {node.node_id!r}) metadata")
             try:
                 metadata = node_to_metadata_dict(node, remove_text=True, flat_metadata=self.flat_metadata)
             except ValueError as error:
@@ -173,8 +173,6 @@ class M2VVectorStore(BasePydanticVectorStore):
             if not self._binding.embeds_text:
                 raise ValueError("this store holds external vectors and cannot embed query_str; pass "
                                  "query_embedding")
-        if self._binding.index is None:  # nothing stored yet
-            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
         # LlamaIndex's retriever passes node_ids=[] (not None) for stores that keep the text: an
         # empty list means no restriction, as in LlamaIndex's own stores.
         where = all_of(metadata_filters_to_dict(query.filters),

@@ -1,0 +1,84 @@
+"""Careless and hostile use of the LangChain store: a tampered saved folder is refused with
+IndexCorruptError before anything is parsed, an id given twice in one call is refused, and a URL
+given to save_local/load_local goes to its own filesystem."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import fsspec
+import pytest
+from langchain_core.documents import Document
+from m2v_search.index import IndexCorruptError
+
+from langchain_m2v import M2VVectorStore
+
+
+def _flip_last_byte(folder: Path, manifest: dict) -> None:
+    target = folder / manifest["index"]["file"]
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+
+def _truncate_docstore(folder: Path, manifest: dict) -> None:
+    target = folder / manifest["docstore"]["file"]
+    target.write_bytes(target.read_bytes()[:100])
+
+
+def _drop_field(folder: Path, manifest: dict) -> None:
+    del manifest["dim"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _point_outside(folder: Path, manifest: dict) -> None:
+    (folder.parent / "outside.faiss").write_bytes((folder / manifest["index"]["file"]).read_bytes())
+    manifest["index"]["file"] = "../outside.faiss"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _not_json(folder: Path, manifest: dict) -> None:
+    (folder / "manifest.json").write_text('{"format": "m2v-search-index", ')
+
+
+@pytest.mark.parametrize("tamper", [_flip_last_byte, _truncate_docstore, _drop_field, _point_outside, _not_json])
+def test_a_tampered_folder_is_index_corrupt(store: M2VVectorStore, tmp_path: Path,
+                                            tamper: Callable[[Path, dict], None]) -> None:
+    store.add_texts(["the violin has four strings", "bread rises with yeast"], ids=["a", "b"])
+    folder = tmp_path / "saved"
+    store.save_local(folder)
+    tamper(folder, json.loads((folder / "manifest.json").read_text()))
+    with pytest.raises(IndexCorruptError):
+        M2VVectorStore.load_local(folder, store.embeddings)
+
+
+def test_a_document_id_given_twice_in_one_call_is_refused(store: M2VVectorStore) -> None:
+    before = len(store)
+    documents = [Document(page_content="first", id="same"), Document(page_content="second", id="same")]
+    with pytest.raises(ValueError, match="both 'same'"):
+        store.add_documents(documents)
+    assert len(store) == before and store.get_by_ids(["same"]) == []
+
+
+def test_save_local_to_a_url_writes_there(store: M2VVectorStore, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store.add_texts(["the violin has four strings"], ids=["a"])
+    url = f"memory://lc-{tmp_path.name}/store"
+    store.save_local(url)
+    assert list(tmp_path.iterdir()) == []  # no local folder named "memory:"
+    loaded = M2VVectorStore.load_local(url, store.embeddings)
+    assert [doc.id for doc in loaded.similarity_search("violin strings", k=1)] == ["a"]
+    fsspec.filesystem("memory").rm(f"/lc-{tmp_path.name}", recursive=True)
+
+
+def test_a_bad_filter_fails_on_an_empty_store(m2v_embeddings) -> None:
+    from m2v_search.index.filters import FilterError
+
+    empty = M2VVectorStore(m2v_embeddings)
+    for search in (empty.similarity_search, empty.max_marginal_relevance_search):
+        with pytest.raises(FilterError, match="regex"):
+            search("violin", filter={"topic": {"$regex": "mus.*"}})
+        assert search("violin", filter={"topic": "music"}) == []

@@ -1,0 +1,83 @@
+"""Careless and hostile use of the LlamaIndex store: a tampered persisted folder is refused with
+IndexCorruptError, a node id given twice in one add is refused, nesting and filters beyond the
+limits get clear errors, and a URL persist path without fs goes to its own filesystem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fsspec
+import pytest
+from llama_index.core.schema import TextNode
+from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters, VectorStoreQuery
+from llama_index.vector_stores.m2v import M2VVectorStore
+from m2v_search.index import IndexCorruptError
+from m2v_search.index.filters import FilterError
+
+
+@pytest.fixture
+def store(m2v_model) -> M2VVectorStore:
+    store = M2VVectorStore(model=m2v_model)
+    store.add([TextNode(text="the violin has four strings", id_="a", metadata={"kind": "music"}),
+               TextNode(text="bread rises with yeast", id_="b", metadata={"kind": "food"})])
+    return store
+
+
+@pytest.mark.parametrize("tamper", ["data", "manifest"])
+def test_a_tampered_persisted_folder_is_index_corrupt(store: M2VVectorStore, tmp_path: Path, tamper: str) -> None:
+    folder = tmp_path / "persisted"
+    store.persist(str(folder))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if tamper == "data":
+        target = folder / manifest["docstore"]["file"]
+        target.write_bytes(target.read_bytes()[:-1] + b"\x00")
+    else:
+        manifest["files"] = {"../../etc/passwd": manifest["files"][manifest["index"]["file"]]}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError):
+        M2VVectorStore.from_persist_path(str(folder))
+
+
+def test_a_node_id_given_twice_in_one_add_is_refused(store: M2VVectorStore) -> None:
+    with pytest.raises(ValueError, match="both 'c'"):
+        store.add([TextNode(text="one", id_="c"), TextNode(text="two", id_="c")])
+    assert sorted(node.node_id for node in store.get_nodes()) == ["a", "b"]
+
+
+def test_metadata_nested_too_deeply_is_a_value_error_naming_the_node(store: M2VVectorStore) -> None:
+    deep: dict = {"leaf": 1}
+    for _ in range(100):
+        deep = {"level": deep}
+    with pytest.raises(ValueError, match=r"nodes\[0\] \(id 'deep'\) metadata.*nested more than"):
+        store.add([TextNode(text="deep", id_="deep", metadata={"outer": deep})])
+
+
+def test_filters_beyond_the_limits_are_filter_errors(store: M2VVectorStore) -> None:
+    nested = MetadataFilters(filters=[MetadataFilter(key="kind", value="music")])
+    for _ in range(40):
+        nested = MetadataFilters(filters=[nested, MetadataFilter(key="kind", value="food")], condition="or")
+    with pytest.raises(FilterError, match="nested more than"):
+        store.query(VectorStoreQuery(query_str="violin", similarity_top_k=1, filters=nested))
+    many = MetadataFilters(filters=[MetadataFilter(key="kind", value=[f"k{n}" for n in range(300_000)] + ["music"],
+                                                   operator="in")])
+    assert store.query(VectorStoreQuery(query_str="violin", similarity_top_k=2, filters=many)).ids == ["a"]
+
+
+def test_persist_to_a_url_without_fs_writes_there(store: M2VVectorStore, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"memory://li-{tmp_path.name}/store"
+    store.persist(url)
+    assert list(tmp_path.iterdir()) == []
+    loaded = M2VVectorStore.from_persist_path(url)
+    assert sorted(node.node_id for node in loaded.get_nodes()) == ["a", "b"]
+    fsspec.filesystem("memory").rm(f"/li-{tmp_path.name}", recursive=True)
+
+
+def test_a_bad_filter_fails_on_a_store_with_nothing_yet(m2v_model) -> None:
+    empty = M2VVectorStore(model=m2v_model)
+    bad = MetadataFilters(filters=[MetadataFilter(key="", value="x")])
+    with pytest.raises(FilterError, match="non-empty"):
+        empty.query(VectorStoreQuery(query_str="violin", similarity_top_k=1, filters=bad))
+    assert M2VVectorStore().query(VectorStoreQuery(query_str="violin", similarity_top_k=1)).ids == []
