@@ -89,3 +89,12 @@ def test_unknown_method_and_bad_k_are_refused() -> None:
         fuse(DENSE, LEXICAL, 10, method="max")
     with pytest.raises(ValueError, match="k must be"):
         fuse(DENSE, LEXICAL, 0)
+
+
+def test_modes_and_leg_depth() -> None:
+    from m2v_search.index.fusion import CANDIDATES, check_mode, leg_depth
+
+    assert [check_mode(m) for m in ("dense", "lexical", "hybrid")] == ["dense", "lexical", "hybrid"]
+    with pytest.raises(ValueError, match="unknown search mode 'sparse'; use one of dense, lexical, hybrid"):
+        check_mode("sparse")
+    assert leg_depth(10) == CANDIDATES and leg_depth(CANDIDATES + 5) == CANDIDATES + 5

@@ -170,3 +170,31 @@ def test_damaged_files_are_refused(damage: str) -> None:
         files[ARRAYS_FILE] = buffer.getvalue()
     with pytest.raises(IndexCorruptError, match="lexical"):
         LexicalIndex.from_files(files, source="lexical part of test")
+
+
+def test_manifest_entry_and_loading_from_verified_contents() -> None:
+    from m2v_search.index.lexical import from_manifest, generation_files, manifest_entry
+
+    index = build()
+    names = generation_files("000007-abcd1234")
+    assert names == {HEADER_FILE: "lexical.000007-abcd1234.json", ARRAYS_FILE: "lexical.000007-abcd1234.npz"}
+    files = index.to_files()
+    contents = {names[role]: data for role, data in files.items()}
+    manifest = {"lexical": manifest_entry(index, names)}
+    assert manifest["lexical"]["documents"] == len(TEXTS) and manifest["lexical"]["analyzer"]["language"] == "english"
+    loaded = from_manifest(manifest, contents, "DIR")
+    assert loaded is not None and loaded.search("bread", 5)[0].tolist() == [101, 105]
+    assert from_manifest({}, contents, "DIR") is None  # an index saved before (or without) a lexical part
+    unlisted = {names[HEADER_FILE]: files[HEADER_FILE]}
+    with pytest.raises(IndexCorruptError, match="lexical.arrays.*not listed"):
+        from_manifest(manifest, unlisted, "DIR")
+    with pytest.raises(IndexCorruptError, match="must be an object"):
+        from_manifest({"lexical": "yes"}, contents, "DIR")
+
+
+def test_from_rows_indexes_every_row() -> None:
+    from m2v_search.index.lexical import from_rows
+
+    index = from_rows(((100 + i, text) for i, text in enumerate(TEXTS)), Analyzer())
+    assert not index.dirty and len(index) == len(TEXTS)
+    assert index.search("gzip", 3)[0].tolist() == [103]

@@ -22,6 +22,25 @@ import numpy as np
 METHODS = ("relative", "dbsf", "rrf")
 DEFAULT_METHOD = "relative"
 RRF_K = 60
+MODES = ("dense", "lexical", "hybrid")
+DEFAULT_ALPHA = 0.4      # chosen on benchmarks/retrieval.py's tasks (best mean MRR@10), see its results
+CANDIDATES = 100         # results each leg of a hybrid search contributes (at least k)
+
+
+def check_mode(mode: str) -> str:
+    """``mode``, checked.
+
+    Raises:
+        ValueError: not one of :data:`MODES`.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+    return mode
+
+
+def leg_depth(k: int) -> int:
+    """How many candidates each leg of a hybrid search of ``k`` results fetches."""
+    return max(int(k), CANDIDATES)
 
 
 def check_alpha(alpha: float) -> float:

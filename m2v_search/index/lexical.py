@@ -325,3 +325,68 @@ class LexicalIndex:
         self._live = np.ones(len(iids), dtype=bool)
         if len(iids):
             self._attach_scores(data.astype(np.float32), indices.astype(np.int32), indptr)
+
+
+# ---------------------------------------------------------------------- in an index directory
+MANIFEST_KEY = "lexical"
+FILE_PATTERNS = ("lexical.*.json", "lexical.*.npz")
+
+
+def generation_files(generation: str) -> dict[str, str]:
+    """The file names of the lexical part of a generation: ``{HEADER_FILE: name, ARRAYS_FILE: name}``."""
+    return {HEADER_FILE: f"lexical.{generation}.json", ARRAYS_FILE: f"lexical.{generation}.npz"}
+
+
+def manifest_entry(index: LexicalIndex, names: dict[str, str]) -> dict[str, Any]:
+    """What the manifest records of the lexical part (its files are listed, with checksums, in ``files``)."""
+    return {"engine": "bm25s", "header": names[HEADER_FILE], "arrays": names[ARRAYS_FILE],
+            "analyzer": index.analyzer.config(), "documents": len(index)}
+
+
+def from_manifest(manifest: dict[str, Any], contents: dict[str, bytes], directory: Any) -> LexicalIndex | None:
+    """The lexical part of an index directory from its verified file contents; None when it has none.
+
+    Args:
+        manifest: The index's manifest (an index saved without a lexical part has no ``lexical`` key).
+        contents: ``{file name: verified bytes}`` of the files the manifest lists.
+        directory: The index directory (for messages).
+
+    Raises:
+        IndexCorruptError: the entry is malformed, names a file not listed (so not verified), or
+            the files do not parse.
+    """
+    entry = manifest.get(MANIFEST_KEY)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise IndexCorruptError(f"{directory}: manifest field 'lexical' must be an object")
+    files: dict[str, bytes] = {}
+    for role, key in ((HEADER_FILE, "header"), (ARRAYS_FILE, "arrays")):
+        name = entry.get(key)
+        if not isinstance(name, str) or name not in contents:
+            raise IndexCorruptError(f"{directory}: manifest field 'lexical.{key}' names {name!r}, which is not "
+                                    "listed (and so not verified) in files")
+        files[role] = contents[name]
+    return LexicalIndex.from_files(files, source=f"{directory}/{entry['arrays']}")
+
+
+def from_rows(rows: Any, analyzer: Analyzer | None = None) -> LexicalIndex:
+    """A lexical index over ``(iid, text)`` pairs (e.g. every row of a docstore), merged.
+
+    Args:
+        rows: An iterable of ``(iid, text)``.
+        analyzer: The analyzer (default: English).
+    """
+    index = LexicalIndex(analyzer)
+    batch_iids: list[int] = []
+    batch_texts: list[str] = []
+    for iid, text in rows:
+        batch_iids.append(int(iid))
+        batch_texts.append(text)
+        if len(batch_iids) >= 10_000:
+            index.add(batch_iids, batch_texts)
+            batch_iids, batch_texts = [], []
+    if batch_iids:
+        index.add(batch_iids, batch_texts)
+    index.merge()
+    return index
