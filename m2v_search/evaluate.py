@@ -280,3 +280,33 @@ def format_table(results: Sequence[ModeResult]) -> str:
 def format_json(results: Sequence[ModeResult]) -> str:
     """The results as a JSON list (metrics as fractions, not x100)."""
     return json.dumps([result.as_dict() for result in results], indent=2)
+
+
+def evaluate_index(index: Any, queries: Sequence[EvalQuery], *, modes: Sequence[str] = ("dense", "lexical", "hybrid"),
+                   alpha: float | None = None, recall_at: Sequence[int] = (10, 100),
+                   filter: dict[str, Any] | None = None) -> list[ModeResult]:
+    """Evaluate a :class:`~m2v_search.index.VectorIndex` in each search mode.
+
+    Args:
+        index: The index (its model encodes the queries).
+        queries: The queries and their relevant document ids.
+        modes: Search modes to run (``dense``, ``lexical``, ``hybrid``).
+        alpha: Hybrid weight of the dense leg (None: the index's default).
+        recall_at: Depths of recall reported.
+        filter: A metadata filter applied to every search.
+
+    Returns:
+        One result per mode, in the order given.
+
+    Raises:
+        ValueError: An unknown mode, a bad alpha, or a mode the index cannot serve (e.g. lexical
+            on an index without a lexical part).
+    """
+    results = []
+    for mode in modes:
+        def search(text: str, k: int, mode: str = mode) -> list[str]:
+            return [hit.id for hit in index.search(text, k, filter=filter, mode=mode, alpha=alpha)]
+
+        settings = {"alpha": alpha} if mode == "hybrid" and alpha is not None else {}
+        results.append(evaluate_mode(search, queries, mode=mode, recall_at=recall_at, settings=settings))
+    return results

@@ -98,3 +98,17 @@ def test_modes_and_leg_depth() -> None:
     with pytest.raises(ValueError, match="unknown search mode 'sparse'; use one of dense, lexical, hybrid"):
         check_mode("sparse")
     assert leg_depth(10) == CANDIDATES and leg_depth(CANDIDATES + 5) == CANDIDATES + 5
+
+
+def test_fuse_batch_pads_like_faiss() -> None:
+    from m2v_search.index.fusion import fuse_batch
+
+    dense_scores = np.array([[0.9, 0.8, 0.5, 0.1], [0.7, 0.2, -1.0, -1.0]], dtype=np.float32)
+    dense_labels = np.array([[1, 2, 3, 4], [6, 7, -1, -1]], dtype=np.int64)
+    lexical = [LEXICAL, leg([], [])]
+    scores, labels = fuse_batch(dense_scores, dense_labels, lexical, 3, alpha=0.5)
+    assert labels.shape == scores.shape == (2, 3)
+    np.testing.assert_array_equal(labels[0], fuse(DENSE, LEXICAL, 3, alpha=0.5)[0])
+    assert labels[1].tolist() == [6, 7, -1] and np.isnan(scores[1, 2])
+    only_lexical = fuse_batch(None, None, lexical, 2, alpha=0.5)
+    assert only_lexical[1].tolist() == [[3, 5], [-1, -1]]

@@ -130,3 +130,34 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], lexical: tuple[np.ndarray, np.nda
     fused[inverse[len(dense_ids):]] += weights[1] * scale(lexical_scores)
     order = np.lexsort((first_seen, -fused))[:k]
     return unique[order], fused[order].astype(np.float32)
+
+
+def fuse_batch(dense_scores: np.ndarray | None, dense_labels: np.ndarray | None,
+               lexical: list[tuple[np.ndarray, np.ndarray]] | None, k: int, *, alpha: float = DEFAULT_ALPHA,
+               method: str = DEFAULT_METHOD) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fuse` for a batch of queries, in FAISS's result layout.
+
+    Args:
+        dense_scores: (n, depth) scores of the dense leg (None: no dense leg).
+        dense_labels: (n, depth) int ids, -1 where a query has fewer results.
+        lexical: one ``(ids, scores)`` per query (None: no lexical leg).
+        k: results per query.
+        alpha: weight of the dense leg (1 = dense only, 0 = lexical only).
+        method: the fusion method.
+
+    Returns:
+        ``(scores, labels)``, both (n, k), best first, labels -1 (score NaN) past the results.
+    """
+    count = len(dense_labels) if dense_labels is not None else len(lexical or [])
+    scores = np.full((count, k), np.nan, dtype=np.float32)
+    labels = np.full((count, k), -1, dtype=np.int64)
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+    for row in range(count):
+        dense = empty
+        if dense_labels is not None and dense_scores is not None:
+            valid = dense_labels[row] >= 0
+            dense = (dense_labels[row][valid], dense_scores[row][valid])
+        ids, fused = fuse(dense, lexical[row] if lexical is not None else empty, k, alpha=alpha, method=method)
+        labels[row, :len(ids)] = ids
+        scores[row, :len(ids)] = fused
+    return scores, labels
