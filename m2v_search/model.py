@@ -8,53 +8,57 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO
 from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
-from m2v_search.quantization import normalize_dtype_name, quantize
+from m2v_search.quantization import normalize_dtype_name
 from m2v_search.tokenization import TokenizerBackend, select_backend
 
-DEFAULT_MAX_LENGTH = 512
 DEFAULT_BATCH_SIZE = 4096
 _TOKENIZE_THREADS = max(1, min(2, os.cpu_count() or 1))
-_UNSET: Any = object()
+_UNSET: Any = UNSET
 
 
-class StaticModel:
+class StaticModel(StaticModelIO):
     """A static embedding model.
 
     ``encode`` tokenizes texts (no special tokens), drops unknown tokens, and averages the
     token vectors (each scaled by its optional per-token weight). A text with no known
     token gets a zero vector, also when ``normalize`` is on.
 
+    The arguments up to ``max_length`` are Model2Vec's, in its positional order.
+
     Args:
         vectors: the embedding table, one row per token (or per cluster with ``token_mapping``).
         tokenizer: a Hugging Face ``tokenizers.Tokenizer``.
         config: metadata kept in ``config.json``.
         normalize: default for ``encode``: unit-length output vectors.
+        base_model_name: the teacher this model came from, for the model card.
+        language: language codes, for the model card.
         weights: optional per-token weights (length = vocabulary size).
         token_mapping: optional token id -> table row (vocabulary-quantised models).
-        base_model_name: the teacher this model came from, for the model card.
         max_length: default token limit per text (None: no limit).
         tokenizer_backend: "auto", "hf" or "nanotoken" (see ``m2v_search.tokenization``).
+
+    Loading, saving, hub and ONNX methods come from ``StaticModelIO`` (``m2v_search.model_io``).
     """
 
     def __init__(
         self,
         vectors: np.ndarray,
         tokenizer: Tokenizer,
-        *,
         config: dict[str, Any] | None = None,
         normalize: bool = False,
-        weights: np.ndarray | None = None,
-        token_mapping: np.ndarray | None = None,
         base_model_name: str | None = None,
         language: list[str] | None = None,
+        weights: np.ndarray | None = None,
+        token_mapping: np.ndarray | None = None,
         max_length: int | None = DEFAULT_MAX_LENGTH,
+        *,
         tokenizer_backend: str | None = None,
     ) -> None:
         vocabulary_size = tokenizer.get_vocab_size()
@@ -109,78 +113,21 @@ class StaticModel:
         digest.update(self.tokenizer.to_str().encode())
         return digest.hexdigest()
 
-    # ------------------------------------------------------------------ loading, saving
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike[str] | None = None,
-        *,
-        normalize: bool | None = None,
-        quantize_to: str | None = None,
-        dimensionality: int | None = None,
-        max_length: int | None = _UNSET,
-        tokenizer_backend: str | None = None,
-    ) -> StaticModel:
-        """Load a model: the bundled default (no argument or ``"m2v-base"``), a local folder
-        (Model2Vec or Sentence Transformers layout; never touches the network), or a hub id
-        (downloaded only when the hub is reachable; otherwise a clear error).
-        """
-        from m2v_search.persistence import load_folder, resolve_model_folder
+    @property
+    def tokens(self) -> list[str]:
+        """The vocabulary, in id order (as Model2Vec's ``StaticModel.tokens``)."""
+        vocabulary = self.tokenizer.get_vocab(with_added_tokens=True)
+        return [token for token, _ in sorted(vocabulary.items(), key=lambda item: item[1])]
 
-        stored = load_folder(resolve_model_folder(path))
-        config = stored.config
-        embeddings, weights = stored.embeddings, stored.weights
-        if quantize_to is not None:
-            embeddings, weights = quantize(embeddings, weights, quantize_to, stored.tokenizer.get_vocab_size())
-        if dimensionality is not None:
-            if not 0 < dimensionality <= embeddings.shape[1]:
-                raise ValueError(f"dimensionality must be in 1..{embeddings.shape[1]}, got {dimensionality}")
-            embeddings = embeddings[:, :dimensionality]
-        name = str(path) if path is not None else None
-        return cls(
-            embeddings,
-            stored.tokenizer,
-            config=config,
-            normalize=bool(config.get("normalize", False)) if normalize is None else normalize,
-            weights=weights,
-            token_mapping=stored.mapping,
-            base_model_name=stored.metadata.get("base_model") or config.get("base_model") or None,
-            language=stored.metadata.get("language"),
-            max_length=config.get("max_length", DEFAULT_MAX_LENGTH) if max_length is _UNSET else max_length,
-            tokenizer_backend=tokenizer_backend,
-        )._named(stored.metadata.get("model_name") or name or Path(stored.folder).name)
+    @property
+    def median_token_length(self) -> int:
+        """Median length in characters of the vocabulary's tokens (texts are cut at max_length times this)."""
+        return self._median_token_length
 
-    def _named(self, name: str) -> StaticModel:
-        self.name = name
-        return self
-
-    name: str = "static-model"
-
-    def save_pretrained(self, path: str | os.PathLike[str], model_name: str | None = None) -> None:
-        """Save in the Model2Vec layout (which Sentence Transformers loads too), with a model card."""
-        from m2v_search.model_card import render_model_card
-        from m2v_search.persistence import write_folder
-
-        config = {
-            **self.config,
-            "model_type": "model2vec",
-            "architectures": ["StaticModel"],
-            "hidden_dim": self.dim,
-            "normalize": self.normalize,
-            "max_length": self.max_length,
-            "embedding_dtype": self.embedding_dtype,
-        }
-        card = render_model_card(
-            model_name=model_name or Path(path).name,
-            base_model=self.base_model_name,
-            dim=self.dim,
-            vocabulary_size=self.vocabulary_size,
-            dtype=self.embedding_dtype,
-            normalize=self.normalize,
-            language=self.language,
-            recipe=self.config.get("recipe"),
-        )
-        write_folder(Path(path), self.embedding, self.tokenizer, config, self.weights, self.token_mapping, card)
+    @property
+    def vocabulary_quantization(self) -> int | None:
+        """Number of table rows when tokens share rows through ``token_mapping``, else None."""
+        return int(self.embedding.shape[0]) if self.token_mapping is not None else None
 
     # ------------------------------------------------------------------ encoding
     def tokenize(self, texts: list[str], max_length: int | None = _UNSET) -> list[list[int]]:
@@ -208,30 +155,53 @@ class StaticModel:
         return ids, offsets
 
     @overload
-    def encode(self, texts: str, **kwargs: Any) -> np.ndarray: ...
+    def encode(self, sentences: str, *args: Any, **kwargs: Any) -> np.ndarray: ...
     @overload
-    def encode(self, texts: Iterable[str], **kwargs: Any) -> np.ndarray: ...
+    def encode(self, sentences: Iterable[str], *args: Any, **kwargs: Any) -> np.ndarray: ...
 
     def encode(
         self,
-        texts: str | Iterable[str],
-        *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_length: int | None = _UNSET,
-        normalize: bool | None = None,
+        sentences: str | Iterable[str],
         show_progress_bar: bool = False,
+        max_length: int | None = _UNSET,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        use_multiprocessing: bool = True,
+        multiprocessing_threshold: int = 10_000,
+        *,
+        normalize: bool | None = None,
+        **kwargs: Any,
     ) -> np.ndarray:
         """Embed texts: contiguous float32 of shape (n, dim), or (dim,) for a single str.
 
-        ``texts`` may be any iterable (a generator is consumed in batches of ``batch_size``).
-        Empty texts, and texts with only unknown tokens, give zero vectors.
+        The arguments and their positional order are Model2Vec's. Empty texts, and texts with
+        only unknown tokens, give zero vectors.
+
+        Args:
+            sentences: a str, or any iterable of str (a generator is consumed in batches).
+            show_progress_bar: a tqdm bar on stderr.
+            max_length: token limit per text (None: no limit; unset: the model's ``max_length``).
+            batch_size: texts per batch (memory stays per batch).
+            use_multiprocessing: True (default) tokenizes upcoming batches in worker threads while
+                the current one is pooled; False keeps all work on the calling thread.
+            multiprocessing_threshold: accepted for Model2Vec compatibility; no effect (threads
+                are used whenever there is more than one batch).
+            normalize: unit-length vectors (None: the model's ``normalize``).
+            **kwargs: other keywords are accepted and ignored, as in Model2Vec (a warning names them).
+
+        Returns:
+            The vectors.
+
+        Raises:
+            TypeError: an item is not a str (the message gives its position).
         """
-        if isinstance(texts, str):
-            return self.encode([texts], max_length=max_length, normalize=normalize)[0]
-        chunks = self.iter_encode(texts, batch_size=batch_size, max_length=max_length,
-                                  normalize=normalize, show_progress_bar=show_progress_bar)
-        if hasattr(texts, "__len__"):  # write batches straight into the result: no second copy
-            out = np.empty((len(texts), self.dim), dtype=np.float32)  # type: ignore[arg-type]
+        if kwargs:
+            _warn_ignored(kwargs)
+        if isinstance(sentences, str):
+            return self.encode([sentences], max_length=max_length, normalize=normalize)[0]
+        chunks = self.iter_encode(sentences, batch_size=batch_size, max_length=max_length, normalize=normalize,
+                                  show_progress_bar=show_progress_bar, threads=use_multiprocessing)
+        if hasattr(sentences, "__len__"):  # write batches straight into the result: no second copy
+            out = np.empty((len(sentences), self.dim), dtype=np.float32)  # type: ignore[arg-type]
             start = 0
             for chunk in chunks:
                 out[start : start + len(chunk)] = chunk
@@ -250,11 +220,13 @@ class StaticModel:
         max_length: int | None = _UNSET,
         normalize: bool | None = None,
         show_progress_bar: bool = False,
+        threads: bool = True,
     ) -> Iterator[np.ndarray]:
         """Yield one (batch, dim) float32 array per batch of ``texts``; memory stays per batch.
 
         Upcoming batches are tokenized in worker threads (the tokenizers release the GIL)
         while the current one is pooled; at most a few batches are in memory at once.
+        ``threads=False`` does all the work on the calling thread.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -263,7 +235,7 @@ class StaticModel:
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
         progress = _progress(total, show_progress_bar)
         batches = _checked_batches(texts, batch_size)
-        if total is not None and total <= batch_size:  # one batch: nothing to overlap
+        if not threads or (total is not None and total <= batch_size):  # nothing to overlap
             for batch in batches:
                 yield self._pool(*self._tokenize_flat(batch, max_length), normalize, progress)
             if progress is not None:
@@ -289,23 +261,55 @@ class StaticModel:
         return vectors
 
     def encode_as_sequence(
-        self, texts: str | Iterable[str], *, max_length: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        sentences: str | Iterable[str],
+        *,
+        max_length: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        show_progress_bar: bool = False,
+        use_multiprocessing: bool = True,
+        multiprocessing_threshold: int = 10_000,
     ) -> list[np.ndarray] | np.ndarray:
         """Per-token vectors (``(n_tokens, dim)`` float32) of each text, e.g. for chunkers.
 
-        Truncates only when ``max_length`` is given.
+        Model2Vec's signature. Truncates only when ``max_length`` is given (the model's own
+        ``max_length`` does not apply, as in Model2Vec).
+
+        Args:
+            sentences: a str (gives one array) or an iterable of str (gives a list).
+            max_length: token limit per text (None: no limit).
+            batch_size: texts tokenized at once.
+            show_progress_bar: a tqdm bar on stderr.
+            use_multiprocessing: accepted for Model2Vec compatibility; no effect.
+            multiprocessing_threshold: accepted for Model2Vec compatibility; no effect.
+
+        Returns:
+            One array per text; texts without known tokens give ``(0, dim)`` arrays.
         """
-        if isinstance(texts, str):
-            return self.encode_as_sequence([texts], max_length=max_length)[0]  # type: ignore[return-value]
+        if isinstance(sentences, str):
+            return self.encode_as_sequence([sentences], max_length=max_length)[0]  # type: ignore[return-value]
         result: list[np.ndarray] = []
-        for batch in _checked_batches(texts, batch_size):
+        total = len(sentences) if hasattr(sentences, "__len__") else None  # type: ignore[arg-type]
+        progress = _progress(total, show_progress_bar)
+        for batch in _checked_batches(sentences, batch_size):
             ids, offsets = self._tokenize_flat(batch, max_length)
             result.extend(token_vectors(ids, offsets, self._table, self.weights, self.token_mapping))
+            if progress is not None:
+                progress.update(len(batch))
+        if progress is not None:
+            progress.close()
         return result
 
     def __repr__(self) -> str:
         return (f"StaticModel(name={self.name!r}, dim={self.dim}, vocabulary={self.vocabulary_size}, "
                 f"dtype={self.embedding_dtype}, normalize={self.normalize}, tokenizer={self.tokenizer_backend})")
+
+
+def _warn_ignored(kwargs: dict[str, Any]) -> None:
+    import warnings
+
+    warnings.warn(f"StaticModel.encode ignores the keyword arguments {sorted(kwargs)} (accepted for "
+                  "Model2Vec compatibility)", UserWarning, stacklevel=3)
 
 
 def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:

@@ -56,37 +56,78 @@ def bundled_model_names() -> list[str]:
     return sorted(p.name for p in BUNDLED_MODELS_DIR.iterdir() if (p / "model.safetensors").exists())
 
 
-def resolve_model_folder(name_or_path: str | os.PathLike[str] | None) -> Path:
-    """A local folder for a model: bundled name, existing path, or (online only) a hub id."""
+def resolve_model_folder(
+    name_or_path: str | os.PathLike[str] | None,
+    *,
+    subfolder: str | None = None,
+    token: str | None = None,
+    force_download: bool = False,
+) -> Path:
+    """A local folder for a model: bundled name, existing path, or a hub id.
+
+    Args:
+        name_or_path: a bundled model name, a folder, or a Hugging Face hub id (None: the default).
+        subfolder: the model's folder inside that folder or hub repository.
+        token: Hugging Face token, for private hub repositories.
+        force_download: ask the hub even when a cached copy exists (hub ids only).
+
+    Returns:
+        The folder holding the model files.
+
+    Raises:
+        ModelLoadError: the folder does not exist or is a file.
+        HubUnavailableError: a hub id that cannot be downloaded (offline, unreachable, unknown).
+    """
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL_NAME
     text = os.fspath(name_or_path)
     if text in bundled_model_names():
-        return BUNDLED_MODELS_DIR / text
+        return _in_subfolder(BUNDLED_MODELS_DIR / text, subfolder)
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"{path} is a file; a model is a folder (holding model.safetensors)")
-        return path
+        return _in_subfolder(path, subfolder)
     if text == DEFAULT_MODEL_NAME:
         raise ModelLoadError(f"the default model is missing from this installation ({BUNDLED_MODELS_DIR / text})")
     if not _HUB_ID.match(text) or text.startswith((".", "~")):
         raise ModelLoadError(f"model folder {text!r} does not exist")
-    return _download_from_hub(text)
+    return _in_subfolder(_download_from_hub(text, subfolder, token, force_download), subfolder)
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def _in_subfolder(folder: Path, subfolder: str | None) -> Path:
+    if not subfolder:
+        return folder
+    inner = folder / subfolder
+    if not inner.is_dir():
+        raise ModelLoadError(f"subfolder {subfolder!r} does not exist in {folder}")
+    return inner
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set: only the local hub cache may be used."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUTHY
+
+
+def _download_from_hub(repo_id: str, subfolder: str | None, token: str | None, force_download: bool) -> Path:
+    import huggingface_hub
+
     hint = (
         f"To use a model you have on disk, pass its folder instead, e.g. "
         f"StaticModel.from_pretrained('/path/to/{repo_id.split('/')[-1]}'); "
         f"bundled models: {', '.join(bundled_model_names()) or 'none'}."
     )
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUTHY:
-        raise HubUnavailableError(f"{repo_id!r} is not a local folder and HF_HUB_OFFLINE is set. {hint}")
+    patterns = [f"{subfolder.strip('/')}/{p}" for p in HUB_FILES] if subfolder else HUB_FILES
+    if hub_offline() or not force_download:  # a cached snapshot is enough
+        try:
+            return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns, token=token,
+                                                          local_files_only=True))
+        except Exception as error:
+            if hub_offline():
+                raise HubUnavailableError(f"{repo_id!r} is not a local folder nor in the Hugging Face cache, "
+                                          f"and HF_HUB_OFFLINE is set. {hint}") from error
     try:
-        import huggingface_hub
-
-        folder = huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_FILES)
+        folder = huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns, token=token)
     except Exception as error:
         raise HubUnavailableError(
             f"{repo_id!r} is not a local folder, and downloading it from the Hugging Face hub failed "
@@ -264,7 +305,7 @@ def write_folder(
             (staging / "1_Normalize").mkdir()
         (staging / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(model_card, encoding="utf-8")
-        _swap_in(staging, path)
+        swap_in(staging, path, _WRITTEN)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -273,7 +314,15 @@ def write_folder(
 _WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize"}
 
 
-def _swap_in(staging: Path, target: Path) -> None:
+def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
+    """Make the complete folder ``staging`` become ``target`` with renames (fsynced first).
+
+    Entries of an existing ``target`` whose names are not in ``replaced`` are copied over,
+    so that files other tools put there survive.
+
+    Raises:
+        ModelLoadError: ``target`` exists and is a file.
+    """
     for file in staging.iterdir():
         if file.is_file():
             with open(file, "rb") as handle:
@@ -284,7 +333,7 @@ def _swap_in(staging: Path, target: Path) -> None:
     if not target.is_dir():
         raise ModelLoadError(f"cannot save a model to {target}: it is a file")
     for extra in target.iterdir():  # keep what the user put there
-        if extra.name not in _WRITTEN:
+        if extra.name not in replaced:
             shutil.copytree(extra, staging / extra.name) if extra.is_dir() else shutil.copy2(extra, staging / extra.name)
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.rename(target, backup)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the default model's recipe (scripts/train_default_model.py) end to end and time it.
+# Run the default model's recipe (m2v_search/train/recipes/m2v-base.json, through
+# scripts/train_default_model.py = run_recipe) end to end and time it.
 #
 #   scripts/run_default_model_recipe.sh OUT_DIR [train_default_model.py options...]
 #

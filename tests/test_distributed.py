@@ -109,7 +109,7 @@ def restore_logging():
 
 
 def test_cli_reads_a_dask_built_index(flat_pair, capsys, restore_logging):
-    from m2v_search.index.cli import main
+    from m2v_search.cli import index_main as main
 
     path = str(flat_pair[1].path)
     assert main(["verify", path, "--quiet"]) == 0
@@ -295,7 +295,7 @@ def test_stdin_and_missing_files_are_refused(tmp_path):
 
 
 def test_cli_build_engine_dask(client, corpus, tmp_path, capfd, restore_logging):
-    from m2v_search.index.cli import main
+    from m2v_search.cli import index_main as main
 
     pattern = str(corpus["dir"] / "[ab].jsonl")  # a glob: both halves, in name order
     output = tmp_path / "cli"

@@ -35,7 +35,7 @@ def corpus(n: int = 600) -> list[dict]:
 
 @pytest.fixture()
 def index(tiny_model, tiny_model_folder: Path) -> VectorIndex:
-    vectors = VectorIndex.create(None, tiny_model, index="flat", model_path=str(tiny_model_folder))
+    vectors = VectorIndex.create(None, tiny_model, index_kind="flat", model_path=str(tiny_model_folder))
     vectors.upsert(corpus())
     return vectors
 
@@ -80,7 +80,7 @@ def test_search_batch_vector_queries_and_k(index: VectorIndex) -> None:
 
 
 def test_empty_index_search(tiny_model) -> None:
-    empty = VectorIndex.create(model=tiny_model, index="flat")
+    empty = VectorIndex.create(model=tiny_model, index_kind="flat")
     assert len(empty) == 0 and empty.search("hello") == [] and empty.search_batch(["a", "b"]) == [[], []]
 
 
@@ -98,7 +98,7 @@ def test_upsert_replaces_and_skips_unchanged(index: VectorIndex) -> None:
 
 
 def test_add_texts_and_given_vectors(tiny_model) -> None:
-    vectors = VectorIndex.create(model=tiny_model, index="flat")
+    vectors = VectorIndex.create(model=tiny_model, index_kind="flat")
     ids = vectors.add_texts(["alpha beta", "gamma delta"], metadatas=[{"k": 1}, {"k": 2}])
     assert len(ids) == 2 and all(len(i) == 32 for i in ids)
     own = np.eye(32, dtype=np.float32)[:2] * 3.0
@@ -122,7 +122,7 @@ def test_delete_and_get(index: VectorIndex) -> None:
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_filter_is_applied_inside_the_search(tiny_model, tmp_path: Path, kind: str) -> None:
     """A filter matching only documents far from the query still returns them (no post-filtering)."""
-    vectors = VectorIndex.create(tmp_path / kind, tiny_model, index=kind)
+    vectors = VectorIndex.create(tmp_path / kind, tiny_model, index_kind=kind)
     records = corpus(3000)
     query = records[0]["text"]
     far = np.argsort(vectors.model.encode([r["text"] for r in records], normalize=True)
@@ -184,12 +184,12 @@ def test_save_reload_same_results(index: VectorIndex, tmp_path: Path, tiny_model
 def test_open_create_and_missing(tmp_path: Path, tiny_model) -> None:
     with pytest.raises(IndexNotFoundError):
         VectorIndex.open(tmp_path / "nothing")
-    created = VectorIndex.open(tmp_path / "new", model=tiny_model, create=True, index="flat")
+    created = VectorIndex.open(tmp_path / "new", model=tiny_model, create=True, index_kind="flat")
     assert len(created) == 0 and created.path == tmp_path / "new"
 
 
 def test_hnsw_delete_and_compaction(tiny_model, tmp_path: Path) -> None:
-    vectors = VectorIndex.create(tmp_path / "h", tiny_model, index="hnsw")
+    vectors = VectorIndex.create(tmp_path / "h", tiny_model, index_kind="hnsw")
     vectors.upsert(corpus(500))
     deleted = [f"doc-{i}" for i in range(0, 500, 3)]
     vectors.delete(deleted)
@@ -237,6 +237,7 @@ def test_corrupt_index_file_never_reaches_faiss(index: VectorIndex, tmp_path: Pa
     path.write_bytes(bytes(data))
     calls = []
     monkeypatch.setattr(faiss, "read_index", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(faiss, "deserialize_index", lambda *a, **k: calls.append(a))
     with pytest.raises(IndexCorruptError, match=f"{path.name} does not match its sha256"):
         VectorIndex.open(directory)
     assert calls == []
@@ -278,7 +279,7 @@ def test_checksummed_but_invalid_faiss_file(index: VectorIndex, tmp_path: Path) 
 
 
 def test_failed_save_keeps_previous_generation(index: VectorIndex, tmp_path: Path, monkeypatch) -> None:
-    import m2v_search.index.store as store
+    import m2v_search.index.generations as generations
 
     directory, _ = _saved(index, tmp_path)
     index.upsert([{"id": "late", "text": "added after the first save"}])
@@ -286,7 +287,7 @@ def test_failed_save_keeps_previous_generation(index: VectorIndex, tmp_path: Pat
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store, "write_manifest", crash)
+    monkeypatch.setattr(generations, "write_manifest", crash)
     with pytest.raises(OSError, match="disk full"):
         index.save()
     reopened = VectorIndex.open(directory)
@@ -327,7 +328,7 @@ def test_clear(index: VectorIndex) -> None:
 
 
 def test_bad_records(tiny_model) -> None:
-    vectors = VectorIndex.create(model=tiny_model, index="flat")
+    vectors = VectorIndex.create(model=tiny_model, index_kind="flat")
     with pytest.raises(ValueError, match=r"records\[1\] has no 'text'"):
         vectors.upsert([{"id": "a", "text": "ok"}, {"id": "b"}])
     with pytest.raises(TypeError, match=r"records\[0\] text is int"):
@@ -338,7 +339,7 @@ def test_bad_records(tiny_model) -> None:
 
 @pytest.mark.parametrize(("kind", "n"), [("ivf", 3000), ("ivf-pq", 10_000)])
 def test_trained_indexes_delete_upsert_reload(tiny_model, tmp_path: Path, kind: str, n: int) -> None:
-    vectors = VectorIndex.create(tmp_path / kind, tiny_model, index=kind)
+    vectors = VectorIndex.create(tmp_path / kind, tiny_model, index_kind=kind)
     vectors.upsert(corpus(n))
     vectors.save()
     assert vectors.kind == kind and vectors.factory.startswith("IVF")
@@ -358,7 +359,7 @@ def test_external_vectors_index(tmp_path: Path, tiny_model, kind: str) -> None:
     rng = np.random.default_rng(0)
     n = 3000 if kind == "ivf" else 300
     vectors = rng.normal(size=(n, 48)).astype(np.float32)
-    index = VectorIndex.create(tmp_path / kind, dim=48, index=kind)
+    index = VectorIndex.create(tmp_path / kind, dim=48, index_kind=kind)
     assert index.external_vectors and index.model is None and index.dim == 48
     records = [{"id": f"v{i}", "text": f"text {i}", "metadata": {"n": i}} for i in range(n)]
     index.upsert(records, vectors=vectors)
@@ -391,3 +392,11 @@ def test_ids_matching_a_filter(index: VectorIndex) -> None:
     index.delete(["doc-1"])
     assert index.ids({"n": {"$lt": 3}}) == ["doc-0", "doc-2"]
     assert index.ids({"tag": "t4", "even": True}) == [f"doc-{i}" for i in range(600) if i % 5 == 4 and i % 2 == 0]
+
+
+def test_index_keyword_is_a_deprecated_alias_of_index_kind(tiny_model) -> None:
+    with pytest.warns(DeprecationWarning, match="index_kind"):
+        vectors = VectorIndex.create(model=tiny_model, index="hnsw")
+    assert vectors.index_kind == vectors.kind == "hnsw"
+    with pytest.warns(DeprecationWarning):
+        assert VectorIndex.create(model=tiny_model, index="ivf").index_kind == "flat"  # until trained

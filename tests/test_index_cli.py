@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("faiss")
 
 from m2v_search.index import VectorIndex  # noqa: E402
-from m2v_search.index.cli import main  # noqa: E402
+from m2v_search.cli import index_main as main  # noqa: E402
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "corpus.jsonl"
 

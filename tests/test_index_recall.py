@@ -22,7 +22,7 @@ def records() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def flat(tiny_model, records) -> tuple[VectorIndex, np.ndarray]:
-    index = VectorIndex.create(model=tiny_model, index="flat")
+    index = VectorIndex.create(model=tiny_model, index_kind="flat")
     vectors = tiny_model.encode([r["text"] for r in records])
     index.upsert(records, vectors=vectors)
     return index, vectors
@@ -31,7 +31,7 @@ def flat(tiny_model, records) -> tuple[VectorIndex, np.ndarray]:
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_default_search_params_keep_recall(kind: str, tiny_model, records, flat, tmp_path: Path) -> None:
     exact, vectors = flat
-    index = VectorIndex.create(tmp_path / kind, tiny_model, index=kind)
+    index = VectorIndex.create(tmp_path / kind, tiny_model, index_kind=kind)
     index.upsert(records, vectors=vectors)
     index.save()  # ivf: trained here
     assert index.kind == kind, index.factory

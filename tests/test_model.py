@@ -145,7 +145,10 @@ def test_loads_sentence_transformers_static_embedding_layout(tmp_path, teacher_t
     st = pytest.importorskip("sentence_transformers")
     from sentence_transformers.models import Normalize, StaticEmbedding
 
-    module = StaticEmbedding(teacher_tokenizer, embedding_weights=random_vectors)
+    from tokenizers import Tokenizer
+
+    # StaticEmbedding turns padding off on the tokenizer it gets: give it a copy, not the shared fixture
+    module = StaticEmbedding(Tokenizer.from_str(teacher_tokenizer.to_str()), embedding_weights=random_vectors)
     model = st.SentenceTransformer(modules=[module, Normalize()], device="cpu")
     model.save(str(tmp_path / "st-static"))
     ours = StaticModel.from_pretrained(tmp_path / "st-static")

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 from m2v_search import StaticModel  # noqa: E402
 from m2v_search.train import corpus as corpus_module  # noqa: E402
 from m2v_search.train.featurize import PROGRESS_FILE, Teacher, featurize, load_features  # noqa: E402
-from m2v_search.train.fit import fit  # noqa: E402
+from m2v_search.train.fit import FitOptions, fit  # noqa: E402
 from m2v_search.train.sif import sif_weights, token_counts  # noqa: E402
 
 
@@ -85,8 +85,9 @@ def test_featurize_refuses_other_texts(texts, teacher, features, tmp_path):
 
 
 def test_fit_loss_falls_and_model_saves_reloads_encodes(texts, features, tiny_model, tmp_path):
-    result = fit(tiny_model, texts, features, loss="cosine", epochs=4, batch_size=32, learning_rate=1e-2,
-                 patience=10, device="cpu", validation_fraction=0.2, show_progress_bar=False)
+    result = fit(tiny_model, texts, features, FitOptions(loss="cosine", epochs=4, batch_size=32, learning_rate=1e-2,
+                                                         patience=10, device="cpu", validation_fraction=0.2,
+                                                         show_progress_bar=False))
     losses = [row["train_loss"] for row in result.history[1:]]
     assert losses[-1] < losses[0]
     assert result.best_validation >= result.initial_validation
@@ -106,19 +107,20 @@ def test_fit_loss_falls_and_model_saves_reloads_encodes(texts, features, tiny_mo
 def test_fit_contrastive_with_sif_weights(texts, features, tiny_model):
     weights = sif_weights(token_counts(tiny_model, texts), 1e-3)
     assert weights.shape == (tiny_model.vocabulary_size,) and weights.max() == 1.0 and weights.min() < 1.0
-    result = fit(tiny_model, texts, features, loss="contrastive", token_weights=weights, epochs=2,
-                 batch_size=32, max_steps=5, device="cpu", validation_fraction=0.2, show_progress_bar=False)
+    options = FitOptions(loss="contrastive", epochs=2, batch_size=32, max_steps=5, device="cpu",
+                         validation_fraction=0.2, show_progress_bar=False)
+    result = fit(tiny_model, texts, features, options, token_weights=weights)
     assert np.isfinite(result.model.embedding).all()
     assert len(result.history) >= 2
 
 
 def test_fit_bad_input(texts, features, tiny_model):
     with pytest.raises(ValueError, match="target rows"):
-        fit(tiny_model, texts, features[:-1], device="cpu")
+        fit(tiny_model, texts, features[:-1], FitOptions(device="cpu"))
     with pytest.raises(ValueError, match="loss"):
-        fit(tiny_model, texts, features, loss="mse", device="cpu")
+        fit(tiny_model, texts, features, FitOptions(loss="mse", device="cpu"))
     with pytest.raises(ValueError, match="pca_dims"):
-        fit(tiny_model, texts, features, pca_dims=10_000, device="cpu", show_progress_bar=False)
+        fit(tiny_model, texts, features, FitOptions(pca_dims=10_000, device="cpu", show_progress_bar=False))
 
 
 def test_corpus_round_trip_and_errors(tmp_path):
@@ -136,7 +138,8 @@ def test_corpus_round_trip_and_errors(tmp_path):
 
 
 def test_cli_train_end_to_end(texts, teacher_folder, tiny_model_folder, tmp_path, capsys):
-    from m2v_search.cli import EXIT_BAD_INPUT, main
+    from m2v_search.cli import main
+    from m2v_search.cli.exit_codes import EXIT_BAD_INPUT
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(texts[:80]) + "\n", encoding="utf-8")
@@ -165,3 +168,137 @@ def test_whiten_folds_into_table(texts, tiny_model):
     np.testing.assert_allclose(np.diag(covariance), 1.0, atol=0.05)
     with pytest.raises(ValueError, match="more than"):
         whiten(tiny_model, texts[:5])
+
+
+# ---------------------------------------------------------------- the parts of fit: student, loop, early stopping
+@pytest.fixture(scope="module")
+def corpus_tokens(texts, tiny_model):
+    from m2v_search.train.tokens import tokenize_corpus
+
+    return tokenize_corpus(tiny_model, texts)
+
+
+def test_student_pools_and_folds_like_a_static_model(texts, tiny_model, corpus_tokens):
+    from m2v_search.train.student import StudentModel
+
+    weights = sif_weights(token_counts(tiny_model, texts), 1e-3)
+    student = StudentModel(tiny_model.embedding, corpus_tokens, 8, token_weights=weights, device="cpu")
+    rows = np.flatnonzero(corpus_tokens.lengths > 0)
+    weighted = StaticModel(tiny_model.embedding, tiny_model.tokenizer, weights=weights)
+    expected = weighted.encode([texts[i] for i in rows], normalize=False)
+    np.testing.assert_allclose(student.pool(rows).detach().numpy(), expected, atol=1e-5)
+    # head (random here) and token weights fold into one table that mean pooling reads back
+    folded = StaticModel(student.folded_table(), tiny_model.tokenizer)
+    np.testing.assert_allclose(folded.encode([texts[i] for i in rows], normalize=False), student.predict(rows),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="one weight per token"):
+        StudentModel(tiny_model.embedding, corpus_tokens, 8, token_weights=weights[:-1])
+
+
+def test_student_head_starts_at_the_least_squares_map(tiny_model, corpus_tokens):
+    import torch
+
+    from m2v_search.train.student import StudentModel
+
+    student = StudentModel(tiny_model.embedding, corpus_tokens, 5, device="cpu")
+    rows = np.flatnonzero(corpus_tokens.lengths > 0)
+    mapping = np.random.default_rng(0).standard_normal((tiny_model.dim, 5)).astype(np.float32)
+    targets = torch.zeros(corpus_tokens.text_count, 5)
+    targets[rows] = student.pool(rows).detach() @ torch.from_numpy(mapping)
+    student.fit_head(rows, targets)
+    np.testing.assert_allclose(student.head.weight.detach().numpy().T, mapping, atol=1e-3)
+    state = student.snapshot()
+    with torch.no_grad():
+        student.bag.weight.add_(1.0)
+    student.restore(state)
+    np.testing.assert_array_equal(student.bag.weight.detach().numpy(), tiny_model.embedding)
+
+
+def test_early_stopping_keeps_the_best_and_counts_patience():
+    from m2v_search.train.early_stopping import EarlyStopping
+
+    snapshots = []
+    state = {"epoch": 0}
+
+    def snapshot():
+        snapshots.append(state["epoch"])
+        return dict(state)
+
+    stopper = EarlyStopping(2, 0.1, snapshot)
+    decisions = []
+    for epoch, score in enumerate([0.2, 0.15, 0.3, 0.25, 0.2, 0.9], start=1):
+        state["epoch"] = epoch
+        decisions.append(stopper.update(epoch, score))
+        if decisions[-1]:
+            break
+    assert decisions == [False, False, False, False, True]
+    assert (stopper.best_epoch, stopper.best_score, stopper.best_state) == (3, 0.3, {"epoch": 3})
+    assert snapshots == [0, 1, 3]  # a copy only at the start and at each improvement
+    nan_start = EarlyStopping(1, float("nan"), dict)
+    assert not nan_start.update(1, 0.0) and nan_start.best_epoch == 1
+    assert nan_start.update(2, float("nan"))
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStopping(0, 0.0, dict)
+
+
+def test_batch_loss():
+    import torch
+
+    from m2v_search.train.loop import batch_loss
+
+    x = torch.randn(6, 4)
+    assert float(batch_loss(x, 2 * x, "cosine")) == pytest.approx(0.0, abs=1e-6)
+    assert float(batch_loss(x, -x, "cosine")) == pytest.approx(2.0, abs=1e-6)
+    aligned = float(batch_loss(x, x, "contrastive", temperature=0.05))
+    shuffled = float(batch_loss(x, x[torch.tensor([1, 2, 3, 4, 5, 0])], "contrastive", temperature=0.05))
+    assert aligned < shuffled
+    with pytest.raises(ValueError, match="unknown loss"):
+        batch_loss(x, x, "mse")
+
+
+def _learnable_problem(tiny_model, corpus_tokens):
+    """A student started from the tiny table, with targets that another table produces exactly."""
+    import torch
+
+    from m2v_search.train.student import StudentModel
+
+    rows = np.flatnonzero(corpus_tokens.lengths > 0)
+    hidden = StudentModel(np.random.default_rng(7).standard_normal(tiny_model.embedding.shape), corpus_tokens, 16)
+    targets = torch.zeros(corpus_tokens.text_count, 16)
+    targets[rows] = hidden(rows).detach()
+    student = StudentModel(tiny_model.embedding, corpus_tokens, 16, device="cpu")
+    student.fit_head(rows, targets)
+    return student, targets, rows
+
+
+def test_loop_lowers_the_loss_and_respects_max_steps(tiny_model, corpus_tokens):
+    from m2v_search.train.fit import FitOptions
+    from m2v_search.train.loop import MONITOR, train
+
+    student, targets, rows = _learnable_problem(tiny_model, corpus_tokens)
+    before = student.snapshot()
+    validate = lambda: {MONITOR: -float(((student.predict(rows) - targets[rows].numpy()) ** 2).mean())}  # noqa: E731
+    options = FitOptions(epochs=4, batch_size=32, learning_rate=1e-2, patience=4, show_progress_bar=False)
+    result = train(student, targets, rows, validate, options)
+    losses = [row["train_loss"] for row in result.history[1:]]
+    assert len(result.history) == 5 and losses[-1] < losses[0]
+    assert result.best_validation > result.initial_validation and result.best_epoch > 0
+    assert result.best_validation == pytest.approx(validate()[MONITOR])  # left at the best epoch
+
+    student.restore(before)
+    short = train(student, targets, rows, validate, FitOptions(epochs=6, batch_size=32, max_steps=3,
+                                                               show_progress_bar=False))
+    assert short.steps == 3 and len(short.history) == 2  # stopped inside epoch 1
+
+
+def test_loop_stops_early_and_restores_the_best_state(tiny_model, corpus_tokens):
+    from m2v_search.train.fit import FitOptions
+    from m2v_search.train.loop import MONITOR, train
+
+    student, targets, rows = _learnable_problem(tiny_model, corpus_tokens)
+    start = student.folded_table()
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])  # every epoch scores worse than the start
+    result = train(student, targets, rows, lambda: {MONITOR: next(scores)},
+                   FitOptions(epochs=5, batch_size=32, learning_rate=1e-2, patience=2, show_progress_bar=False))
+    assert [row["epoch"] for row in result.history] == [0, 1, 2] and result.best_epoch == 0
+    np.testing.assert_allclose(student.folded_table(), start, atol=1e-6)  # back at epoch 0

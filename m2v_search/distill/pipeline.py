@@ -39,20 +39,21 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def distill(
-    model_name_or_path: str | os.PathLike[str],
-    *,
+    model_name: str | os.PathLike[str],
     vocabulary: Iterable[str] | None = None,
-    pca_dims: int | float | None = 256,
-    sif_coefficient: float | None = 1e-4,
     device: str | None = "auto",
-    batch_size: int | None = None,
+    pca_dims: int | float | str | None = 256,
+    sif_coefficient: float | None = 1e-4,
     token_remove_pattern: str | None = DEFAULT_REMOVE_PATTERN,
+    trust_remote_code: bool = False,
     quantize_to: str = "float16",
+    vocabulary_quantization: int | None = None,
+    pooling: str = "auto",
+    *,
+    batch_size: int | None = None,
     show_progress_bar: bool = True,
     sif_corpus: Iterable[str] | None = None,
     dtype: str | None = None,
-    trust_remote_code: bool = False,
-    pooling: str = "auto",
     token_context: str = "prefix",
     pca_whiten: bool = False,
     normalize: bool = True,
@@ -61,34 +62,45 @@ def distill(
     """Distil a static model from a transformer: a local folder (never a network call) or a
     Hugging Face hub id (downloaded when the hub is reachable).
 
+    The arguments up to ``pooling`` are Model2Vec's ``distill``, in its positional order.
+
     Args:
-        model_name_or_path: the teacher: a folder (Sentence Transformers or transformers layout)
-            or a hub id.
+        model_name: the teacher: a folder (Sentence Transformers or transformers layout) or a hub id.
         vocabulary: extra words to give their own vector (embedded through their subwords).
-        pca_dims: output dimensions (int), share of variance to keep (float in (0, 1)), or None.
+        device: "auto" or None (cuda, then mps, then cpu), or a torch device name.
+        pca_dims: output dimensions (int), share of variance to keep (float in (0, 1)), "auto"
+            (rotate onto the principal axes, keep every dimension), or None (no PCA).
         sif_coefficient: ``a`` in the SIF weight ``a / (a + p(token))``; None: no weighting.
-        device: "auto" (cuda, then mps, then cpu), or a torch device name.
-        batch_size: teacher batch size (default: 1024 on CPU, 4096 on a GPU).
         token_remove_pattern: regex of vocabulary tokens to drop (BERT's ``[unusedN]`` by default).
+        trust_remote_code: let transformers run code shipped with the teacher (off by default).
         quantize_to: storage precision: "float32", "float16" or "int8".
+        vocabulary_quantization: Model2Vec's k-means vocabulary clustering; not supported (must be None).
+        pooling: "auto" (first position when inputs start with a special token, else mean),
+            "first" or "mean".
+        batch_size: teacher batch size (default: 1024 on CPU, 4096 on a GPU).
         show_progress_bar: show tqdm bars on stderr.
         sif_corpus: texts whose token frequencies give ``p(token)``; by default ``p`` follows
             Zipf's law over token ids.
         dtype: teacher precision on a GPU: "float16" or "bfloat16" (default float32).
-        trust_remote_code: let transformers run code shipped with the teacher (off by default).
-        pooling: "auto" (first position when inputs start with a special token, else mean),
-            "first" or "mean".
         token_context: what surrounds each token: "prefix" ([CLS] token), "both"
             ([CLS] token [SEP], as Model2Vec) or "none" (the token alone).
         pca_whiten: scale each PCA dimension to unit variance (helps STS at 256 dims).
         normalize: the model's default: unit-length output vectors.
         keep_tokens: keep only these teacher tokens (plus special tokens): small, quick trials.
+
+    Returns:
+        The distilled model.
+
+    Raises:
+        ValueError: an option out of range (checked before the teacher loads).
+        ModelLoadError: the teacher folder is missing or not a transformers model.
+        HubUnavailableError: a hub id while offline or when the hub cannot be reached.
     """
     from m2v_search.distill.device import configure_cpu_threads
 
-    _check_options(pca_dims, sif_coefficient, quantize_to, pooling, token_context)
+    _check_options(pca_dims, sif_coefficient, quantize_to, pooling, token_context, vocabulary_quantization)
     configure_cpu_threads()
-    folder, name, local = _resolve_teacher(model_name_or_path)
+    folder, name, local = _resolve_teacher(model_name)
     model, tokenizer = _load_teacher(folder, name, local, trust_remote_code)
     return distill_from_model(
         model, tokenizer, vocabulary=vocabulary, pca_dims=pca_dims, sif_coefficient=sif_coefficient,
@@ -102,18 +114,19 @@ def distill(
 def distill_from_model(
     model: Any,
     tokenizer: Any,
-    *,
     vocabulary: Iterable[str] | None = None,
-    pca_dims: int | float | None = 256,
-    sif_coefficient: float | None = 1e-4,
     device: str | None = "auto",
-    batch_size: int | None = None,
+    pca_dims: int | float | str | None = 256,
+    sif_coefficient: float | None = 1e-4,
     token_remove_pattern: str | None = DEFAULT_REMOVE_PATTERN,
     quantize_to: str = "float16",
+    vocabulary_quantization: int | None = None,
+    pooling: str = "auto",
+    *,
+    batch_size: int | None = None,
     show_progress_bar: bool = True,
     sif_corpus: Iterable[str] | None = None,
     dtype: str | None = None,
-    pooling: str = "auto",
     token_context: str = "prefix",
     pca_whiten: bool = False,
     normalize: bool = True,
@@ -128,7 +141,7 @@ def distill_from_model(
     from m2v_search.distill.embed import embed_sequences, resolve_pooling
     from m2v_search.quantization import quantize
 
-    _check_options(pca_dims, sif_coefficient, quantize_to, pooling, token_context)
+    _check_options(pca_dims, sif_coefficient, quantize_to, pooling, token_context, vocabulary_quantization)
     device = select_device(device)
     torch_dtype = select_dtype(dtype, device)
     fast = _fast_tokenizer(tokenizer)
@@ -144,6 +157,8 @@ def distill_from_model(
     vectors = embed_sequences(model, sequences, pad_token_id=pad_id, device=device, dtype=torch_dtype,
                               pooling=pooling, batch_size=batch_size, show_progress_bar=show_progress_bar)
 
+    if pca_dims == "auto":  # Model2Vec's "rotate, keep every dimension"
+        pca_dims = min(vectors.shape)
     vectors, pca_info = apply_pca(vectors, pca_dims, whiten=pca_whiten)
     sif_source = None
     if sif_coefficient is not None:
@@ -177,12 +192,16 @@ def distill_from_model(
 
 
 def _check_options(pca_dims: Any, sif_coefficient: float | None, quantize_to: str, pooling: str,
-                   token_context: str) -> None:
+                   token_context: str, vocabulary_quantization: int | None = None) -> None:
     """Check what can be checked before loading anything slow."""
     from m2v_search.distill.embed import POOLING_CHOICES
     from m2v_search.quantization import normalize_dtype_name
 
-    check_pca_dims(pca_dims)
+    if vocabulary_quantization is not None:
+        raise ValueError("vocabulary_quantization (k-means clustering of the vocabulary) is not supported by "
+                         "m2v-search; leave it None")
+    if pca_dims != "auto":
+        check_pca_dims(pca_dims)
     if sif_coefficient is not None and not 0.0 < sif_coefficient < 1.0:
         raise ValueError(f"sif_coefficient must be > 0 and < 1 (or None for no weighting), got {sif_coefficient}")
     normalize_dtype_name(quantize_to)

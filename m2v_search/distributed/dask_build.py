@@ -6,7 +6,9 @@ Phases (``build_index_dask``):
    the partitions of a Dask bag); workers count the newlines of each range so that every line
    keeps its number in the whole file (error messages, and ids of rows without an id);
 2. encode: each worker loads the model once and writes one shard per partition (unit vectors
-   ``.npy`` + records ``.jsonl``) under the staging directory, which must be shared storage;
+   ``.npy`` + records ``.jsonl``) into the staging area: a folder on shared storage, or an
+   fsspec URL (``s3://...``) from which the driver downloads the shards
+   (``m2v_search.distributed.staging``); inputs may be local or fsspec URLs, JSONL or Parquet;
 3. docstore: the driver streams the shards' records into an on-disk SQLite docstore (same
    schema and rules as the single-machine build: int id = position in the corpus, a repeated
    id replaces the earlier record, an identical repeat is skipped);
@@ -16,7 +18,8 @@ Phases (``build_index_dask``):
    (``merge_ondisk``) before streaming the lists into the index file; other index types
    (HNSW, custom factories) are built in the driver's memory, shard by shard;
 5. commit: the FAISS file, the docstore and ``manifest.json`` are written as a new generation
-   with the index package's own writers, exactly as ``VectorIndex.save`` does.
+   with the index package's own writers, exactly as ``VectorIndex.save`` does; for an output
+   URL, into a local folder that is then uploaded, manifest last (``m2v_search.index.remote``).
 
 The driver holds at most one chunk of one shard's vectors (plus the training sample, at most
 100k vectors); the docstore lives on disk. The result opens with ``VectorIndex.open`` and the
@@ -26,11 +29,9 @@ The driver holds at most one chunk of one shard's vectors (plus the training sam
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
 import os
-import shutil
-import sqlite3
 import sys
 import time
 import uuid
@@ -41,13 +42,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2v_search.distributed.docstore_fill import fill_docstore
+from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
 from m2v_search.index.build import BuildReport
 from m2v_search.index.corpus import CorpusOptions
-from m2v_search.index.docstore import SCHEMA, DocStore
+from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.locking import WriterLock
-from m2v_search.index.store import _MAX_TRAIN, VectorIndex, _load_model, commit_generation
+from m2v_search.index.generations import commit_generation
+from m2v_search.index.model_binding import load_model
+from m2v_search.index.remote import build_target
+from m2v_search.index.sources import is_parquet
+from m2v_search.index.urls import is_url, local_path, redact
+from m2v_search.index.manifest import index_manifest
+from m2v_search.index.vectors import MAX_TRAIN
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.distributed.worker import ShardInfo
@@ -57,7 +66,6 @@ log = logging.getLogger("m2v_search.distributed")
 STAGING = ".dask-build"
 DEFAULT_PARTITION_SIZE = 64 << 20   # bytes of JSONL per partition
 CHUNK_ROWS = 65_536                 # vectors the driver reads at once from a shard
-_DOC_BATCH = 4096                   # records per docstore transaction step
 
 
 @dataclass
@@ -78,91 +86,126 @@ class _Plan:
     name: str                 # the corpus, as the manifest records it
 
 
-class _Counted:
-    """Stands in for the FAISS index when the manifest is made (it reads ``ntotal`` and ``d``)."""
-
-    def __init__(self, ntotal: int, dim: int) -> None:
-        self.ntotal = ntotal
-        self.d = dim
-
-
 def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: StaticModel | str | None = None,
                      scheduler: str | None = None, client: Any = None, n_workers: int | None = None,
                      threads_per_worker: int = 1, partition_size: int = DEFAULT_PARTITION_SIZE,
                      index: str = "auto", factory: str | None = None, memory_budget: int | None = None,
-                     id_field: str | None = None, text_field: str = "text", metadata_fields: list[str] | None = None,
-                     skip_invalid: bool = False, batch_size: int = 4096,
-                     staging_dir: str | os.PathLike[str] | None = None, show_progress: bool = True
-                     ) -> DaskBuildReport:
+                     id_field: str | None = None, text_field: str = "text",
+                     metadata_fields: list[str] | None = None, skip_invalid: bool = False, batch_size: int = 4096,
+                     staging_dir: str | os.PathLike[str] | None = None,
+                     work_dir: str | os.PathLike[str] | None = None, show_progress: bool = True) -> DaskBuildReport:
     """Index ``inputs`` into ``output_dir`` on a Dask cluster (the index there is replaced only at the end).
 
-    ``inputs``: a JSONL(.gz) file, a glob pattern, a list of them, or a Dask bag of JSON lines
-    or dicts. ``scheduler``: the address of a running scheduler; ``client``: an existing
-    ``distributed.Client``; with neither, a local cluster of ``n_workers`` processes (default:
-    one per core) is started and closed. ``partition_size``: bytes of JSONL per task.
-    ``staging_dir`` (default ``output_dir/.dask-build``) must be reachable by every worker and by
-    the driver under the same path. Other arguments as in the single-machine build.
+    Args:
+        inputs: a JSONL(.gz) or Parquet file, a glob pattern or an fsspec URL (``s3://b/corpus/*.parquet``),
+            a list of them, or a Dask bag (JSON lines or dicts) or dataframe.
+        output_dir: the index directory, or an fsspec URL: the index is then built in ``work_dir``
+            (default a temporary folder) and uploaded with its manifest last (``m2v_search.index.remote``).
+        model: a ``StaticModel``, a model name or folder (default the bundled model).
+        scheduler: the address of a running scheduler.
+        client: an existing ``distributed.Client``; with neither, a local cluster of ``n_workers``
+            processes (default one per core) is started and closed.
+        n_workers: workers of the local cluster.
+        threads_per_worker: threads of each local worker.
+        partition_size: bytes of JSONL (uncompressed Parquet) per task.
+        index: index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivf-pq``).
+        factory: a FAISS factory string (overrides ``index``).
+        memory_budget: bytes for the ``auto`` choice.
+        id_field: id field (Parquet: column); default ``id``, else ``_id``, else the line (row) number.
+        text_field: text field (column).
+        metadata_fields: fields (columns) kept as metadata (default every other one).
+        skip_invalid: skip malformed rows and count them.
+        batch_size: texts encoded at once on a worker.
+        staging_dir: where workers put their shards: a folder reachable under the same path by every
+            worker and the driver (default ``output_dir/.dask-build``), or an fsspec URL
+            (``s3://bucket/tmp``; default for a URL output: ``output_dir/.dask-build``).
+        work_dir: the driver's local folder for a URL output (default a temporary folder).
+        show_progress: a progress bar on stderr.
+
+    Returns:
+        The counts and timings of the build.
+
+    Raises:
+        CorpusError: a missing input or a malformed row (naming file and line, or row group and row).
+        RemoteStorageError: the upload of a URL output failed (the previous index there stays current).
     """
     if factory is None and index not in factories.KINDS:
         raise ValueError(f"unknown index kind {index!r}; use one of {', '.join(factories.KINDS)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     started = time.perf_counter()
-    phases: dict[str, float] = {}
-    directory = Path(output_dir)
     options = CorpusOptions(id_field=id_field, text_field=text_field, metadata_fields=metadata_fields,
                             skip_invalid=skip_invalid)
     if not _is_collection(inputs):  # bad paths fail before any cluster starts
         from m2v_search.distributed.partitions import expand_inputs
 
         inputs = expand_inputs(inputs)
-    loaded, source = _load_model(model, None)
-    with WriterLock.for_directory(directory):
-        staging = Path(staging_dir) if staging_dir is not None else directory / STAGING
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        worker_source = source
-        if worker_source is None:  # an in-memory model: ship it as a folder in the staging area
-            worker_source = str((staging / "model").resolve())
-            loaded.save_pretrained(worker_source)
+    loaded, source = load_model(model, None)
+    output = os.fspath(output_dir)
+    requested = {"kind": "custom" if factory else index, "factory": factory, "memory_budget": memory_budget}
+    cluster = (client, scheduler, n_workers, threads_per_worker)
+    shared = os.fspath(staging_dir) if staging_dir is not None else None
+    if shared is None and is_url(output):  # stage next to a URL output: the workers can reach it
+        shared = join(output, STAGING)
+    with build_target(output, work_dir) as directory, WriterLock.for_directory(directory):
+        if shared is not None and not is_url(shared):
+            staging = Staging.create(Path(local_path(shared)), None)
+        else:
+            staging = Staging.create(directory / STAGING, shared)
         try:
-            with _cluster(client, scheduler, n_workers, threads_per_worker) as (dask_client, address):
-                workers = len(dask_client.scheduler_info(n_workers=-1)["workers"])
-                log.info("Dask build on %s (%d workers)", address, workers)
-                mark = time.perf_counter()
-                plan = _plan(dask_client, inputs, partition_size, options)
-                phases["plan"] = time.perf_counter() - mark
-                mark = time.perf_counter()
-                shards = _encode(dask_client, plan, staging / "shards", options, worker_source, loaded.fingerprint,
-                                 batch_size, show_progress)
-                phases["encode"] = time.perf_counter() - mark
-                mark = time.perf_counter()
-                docs_path = staging / "docstore.sqlite"
-                docs, counts, dead = _fill_docstore(docs_path, shards)
-                phases["docstore"] = time.perf_counter() - mark
-                try:
-                    records = sum(s.rows for s in shards)
-                    skipped = sum(s.skipped for s in shards)
-                    live = docs.count()
-                    if live == 0:
-                        lines = sum(s.lines for s in shards)
-                        raise CorpusError(f"{plan.name}: no records (read {lines} lines, {skipped} invalid); the "
-                                          "previous index, if any, is unchanged")
-                    requested = {"kind": "custom" if factory else index, "factory": factory,
-                                 "memory_budget": memory_budget}
-                    spec, faiss_index = _choose_index(requested, live, loaded.dim, shards, dead, phases)
-                    build_info = {"complete": True, "corpus": plan.name, "records": records,
-                                  "skipped_invalid": skipped, "engine": "dask", "partitions": len(shards),
-                                  "workers": workers}
-                    mark = time.perf_counter()
-                    _commit(directory, staging, dask_client, loaded, source, spec, requested, faiss_index, docs,
-                            shards, dead, live, build_info, started)
-                    phases["merge_and_commit"] = time.perf_counter() - mark
-                finally:
-                    docs.close()
+            report = _run(cluster, inputs, directory, staging, options, loaded, source, requested,
+                          partition_size, batch_size, show_progress, started)
         finally:
-            _remove_staging(staging)
+            staging.remove()
+        mark = time.perf_counter()  # leaving build_target uploads a URL output
+    if is_url(output):
+        report.phases["upload"] = round(time.perf_counter() - mark, 3)
+        report.directory = redact(output)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, directory: Path, staging: Staging,
+         options: CorpusOptions, loaded: StaticModel, source: str | None, requested: dict[str, Any],
+         partition_size: int, batch_size: int, show_progress: bool, started: float) -> DaskBuildReport:
+    """Plan, encode, fill the docstore, choose and fill the index, commit: the build's phases."""
+    phases: dict[str, float] = {}
+    worker_source = source
+    if worker_source is None:  # an in-memory model: ship it as a folder in the staging area
+        worker_source = str((staging.local / "model").resolve())
+        loaded.save_pretrained(worker_source)
+    with _cluster(*cluster) as (dask_client, address):
+        workers = len(dask_client.scheduler_info(n_workers=-1)["workers"])
+        log.info("Dask build on %s (%d workers)", address, workers)
+        mark = time.perf_counter()
+        plan = _plan(dask_client, inputs, partition_size, options)
+        phases["plan"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        shared_shards = _encode(dask_client, plan, join(staging.shared, "shards"), options, worker_source,
+                                loaded.fingerprint, batch_size, show_progress)
+        phases["encode"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        shards = _localize(staging, shared_shards)
+        docs, counts, dead = fill_docstore(staging.local / "docstore.sqlite", shards)
+        phases["docstore"] = time.perf_counter() - mark
+        try:
+            records = sum(s.rows for s in shards)
+            skipped = sum(s.skipped for s in shards)
+            live = docs.count()
+            if live == 0:
+                lines = sum(s.lines for s in shards)
+                raise CorpusError(f"{plan.name}: no records (read {lines} lines, {skipped} invalid); the "
+                                  "previous index, if any, is unchanged")
+            spec, faiss_index = _choose_index(requested, live, loaded.dim, shards, dead, phases)
+            build_info = {"complete": True, "corpus": plan.name, "records": records, "skipped_invalid": skipped,
+                          "engine": "dask", "partitions": len(shards), "workers": workers}
+            mark = time.perf_counter()
+            merge = _Merge(staging, dask_client, shards, shared_shards, dead)
+            _commit(directory, merge, loaded, source, spec, requested, faiss_index, docs, live, build_info,
+                    started)
+            phases["merge_and_commit"] = time.perf_counter() - mark
+        finally:
+            docs.close()
     seconds = time.perf_counter() - started
     return DaskBuildReport(str(directory), live, records, counts["added"], counts["replaced"], counts["unchanged"],
                            skipped, False, round(seconds, 3), round(records / seconds, 1) if seconds else 0.0,
@@ -170,15 +213,24 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                            phases={k: round(v, 3) for k, v in phases.items()})
 
 
-def _remove_staging(staging: Path, attempts: int = 20) -> None:
-    """Delete the staging area. After a failure, tasks already running on workers (cancelling
-    does not stop them) may still drop a temporary file into it while it is removed: retry."""
-    for _ in range(attempts):
-        shutil.rmtree(staging, ignore_errors=True)
-        if not staging.exists():
-            return
-        time.sleep(0.05)
-    log.warning("could not remove the staging area %s entirely; delete it by hand", staging)
+def _localize(staging: Staging, shards: list[ShardInfo]) -> list[ShardInfo]:
+    """The shards with local paths: as they are in a shared folder, downloaded from a staging URL."""
+    if staging.remote is None:
+        return shards
+    paths = iter(staging.fetch([path for shard in shards for path in (shard.vectors, shard.records)]))
+    return [dataclasses.replace(shard, vectors=next(paths), records=next(paths)) for shard in shards]
+
+
+@dataclass
+class _Merge:
+    """What the index writers need: the staging area, the client, the shards (local copies, and
+    the paths or URLs the workers wrote) and the positions left out."""
+
+    staging: Staging
+    client: Any
+    shards: list[ShardInfo]
+    shared_shards: list[ShardInfo]
+    dead: np.ndarray
 
 
 # ---------------------------------------------------------------------- cluster
@@ -204,17 +256,33 @@ def _cluster(client: Any, scheduler: str | None, n_workers: int | None, threads_
 
 # ---------------------------------------------------------------------- phases
 def _plan(client: Any, inputs: Any, partition_size: int, options: CorpusOptions) -> _Plan:
-    from m2v_search.distributed.partitions import count_newlines, expand_inputs, number_lines, split_file
+    from m2v_search.distributed.partitions import (
+        ParquetBlock,
+        count_newlines,
+        expand_inputs,
+        number_lines,
+        split_file,
+        split_parquet,
+    )
+    from m2v_search.index.sources import parquet_row_groups
 
     if _is_collection(inputs):
         if hasattr(inputs, "columns") and hasattr(inputs, "to_bag"):
             inputs = inputs.to_bag(index=False, format="dict")  # a Dask dataframe
         return _Plan(list(inputs.to_delayed()), "bag", f"dask bag {getattr(inputs, 'name', '')}".strip())
     files = expand_inputs(inputs)
-    blocks = [block for path in files for block in split_file(path, partition_size)]
-    counts = client.gather(client.map(count_newlines, blocks, pure=False))
-    number_lines(blocks, counts)
-    name = str(files[0]) if len(files) == 1 else f"{files[0]} (+{len(files) - 1} files)"
+    parquet = [path for path in files if is_parquet(path)]
+    groups = dict(zip(parquet, client.gather(client.map(parquet_row_groups, parquet, pure=False))))  # footers
+    blocks: list[Any] = []
+    for path in files:
+        if path in groups:
+            blocks.extend(split_parquet(path, groups[path], partition_size))
+        else:
+            blocks.extend(split_file(path, partition_size))
+    lines = [block for block in blocks if not isinstance(block, ParquetBlock)]
+    counts = client.gather(client.map(count_newlines, lines, pure=False))
+    number_lines(lines, counts)
+    name = redact(files[0]) if len(files) == 1 else f"{redact(files[0])} (+{len(files) - 1} files)"
     return _Plan(blocks, "files", name)
 
 
@@ -223,20 +291,21 @@ def _is_collection(inputs: Any) -> bool:
     return hasattr(inputs, "to_delayed") and not isinstance(inputs, (str, os.PathLike))
 
 
-def _encode(client: Any, plan: _Plan, shard_dir: Path, options: CorpusOptions, model_source: str,
+def _encode(client: Any, plan: _Plan, shard_dir: str, options: CorpusOptions, model_source: str,
             fingerprint: str, batch_size: int, show_progress: bool) -> list[ShardInfo]:
     from distributed import as_completed
 
     from m2v_search.distributed.worker import encode_block, encode_rows
 
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    if not is_url(shard_dir):
+        Path(shard_dir).mkdir(parents=True, exist_ok=True)
     if plan.kind == "files":
-        futures = [client.submit(encode_block, block, number, str(shard_dir), options, model_source, fingerprint,
+        futures = [client.submit(encode_block, block, number, shard_dir, options, model_source, fingerprint,
                                  batch_size, pure=False) for number, block in enumerate(plan.tasks)]
     else:
         import dask
 
-        delayed = [dask.delayed(encode_rows)(part, number, str(shard_dir), options, model_source, fingerprint,
+        delayed = [dask.delayed(encode_rows)(part, number, shard_dir, options, model_source, fingerprint,
                                              batch_size, plan.name, dask_key_name=f"m2v-encode-{uuid.uuid4().hex}")
                    for number, part in enumerate(plan.tasks)]
         futures = client.compute(delayed)
@@ -256,67 +325,6 @@ def _encode(client: Any, plan: _Plan, shard_dir: Path, options: CorpusOptions, m
         if progress is not None:
             progress.close()
     return [results[number] for number in range(len(futures))]
-
-
-def _fill_docstore(path: Path, shards: list[ShardInfo]) -> tuple[DocStore, dict[str, int], np.ndarray]:
-    """Stream every shard's records into an on-disk docstore; int id = position in the corpus.
-
-    Returns the docstore, counts (added, replaced, unchanged) and the sorted positions whose
-    vectors must not enter the index (records replaced later, or identical repeats).
-    """
-    connection = sqlite3.connect(path, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=OFF")   # staging file: a crash restarts the build
-    connection.execute("PRAGMA synchronous=OFF")
-    connection.executescript(SCHEMA)
-    docs = DocStore(connection, readonly=False, source=path)
-    total = sum(s.rows for s in shards)
-    docs.set_meta("next_iid", str(total))
-    counts = {"added": 0, "replaced": 0, "unchanged": 0}
-    dead: list[int] = []
-    position = 0
-    for shard in shards:
-        with open(shard.records, encoding="utf-8") as handle:
-            while True:
-                lines = [line for _, line in zip(range(_DOC_BATCH), handle)]
-                if not lines:
-                    break
-                rows = [json.loads(line) for line in lines]
-                position = _insert_batch(docs, rows, position, counts, dead)
-        docs.commit()
-    return docs, counts, np.unique(np.asarray(dead, dtype=np.int64))
-
-
-def _insert_batch(docs: DocStore, rows: list[list[str]], position: int, counts: dict[str, int],
-                  dead: list[int]) -> int:
-    existing = docs.lookup(list(dict.fromkeys(row[0] for row in rows)))
-    pending: dict[str, tuple[int, str, str, str, str]] = {}
-    removed: list[int] = []
-    for doc_id, text, meta, digest in rows:
-        previous = pending.get(doc_id)
-        if previous is not None:
-            earlier, earlier_hash = previous[0], previous[4]
-        elif doc_id in existing:
-            earlier, earlier_hash = existing[doc_id]
-        else:
-            earlier, earlier_hash = None, None
-        if earlier is None:
-            pending[doc_id] = (position, doc_id, text, meta, digest)
-            counts["added"] += 1
-        elif earlier_hash == digest:  # the same record again: keep the first
-            dead.append(position)
-            counts["unchanged"] += 1
-        else:  # a new version replaces the earlier one
-            dead.append(earlier)
-            if previous is None:
-                removed.append(earlier)
-                existing.pop(doc_id)
-            pending[doc_id] = (position, doc_id, text, meta, digest)
-            counts["replaced"] += 1
-        position += 1
-    if removed:
-        docs.delete_iids(removed)
-    docs.insert(sorted(pending.values()))
-    return position
 
 
 def _choose_index(requested: dict[str, Any], live: int, dim: int, shards: list[ShardInfo], dead: np.ndarray,
@@ -348,10 +356,10 @@ def _choose_index(requested: dict[str, Any], live: int, dim: int, shards: list[S
 def _training_sample(shards: list[ShardInfo], dead: np.ndarray, live: int) -> np.ndarray:
     """The vectors the single-machine build trains on: all live ones up to 100k, else the same
     seeded random choice of live ranks; read row by row from the shard files."""
-    if live <= _MAX_TRAIN:
+    if live <= MAX_TRAIN:
         ranks = np.arange(live, dtype=np.int64)
     else:
-        ranks = np.sort(np.random.default_rng(0).choice(live, _MAX_TRAIN, replace=False))
+        ranks = np.sort(np.random.default_rng(0).choice(live, MAX_TRAIN, replace=False))
     live_before_dead = dead - np.arange(len(dead), dtype=np.int64)
     positions = ranks + np.searchsorted(live_before_dead, ranks, side="right")
     firsts = _first_ids(shards)
@@ -381,36 +389,37 @@ def iter_vector_chunks(shards: list[ShardInfo], dead: np.ndarray) -> Iterator[tu
             yield ids[keep], np.asarray(vectors[start:stop][keep], dtype=np.float32)
 
 
-def _commit(directory: Path, staging: Path, client: Any, model: StaticModel, model_path: str | None,
-            spec: factories.IndexSpec, requested: dict[str, Any], trained: Any, docs: DocStore,
-            shards: list[ShardInfo], dead: np.ndarray, live: int, build_info: dict[str, Any], started: float) -> None:
+def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str | None, spec: factories.IndexSpec,
+            requested: dict[str, Any], trained: Any, docs: DocStore, live: int, build_info: dict[str, Any],
+            started: float) -> None:
     """Write the index file, the docstore and the manifest as a new generation of ``directory``."""
     written: dict[str, int] = {}
 
     def write_index(path: Path) -> None:
-        written["ntotal"] = _write_faiss(path, staging, client, model.dim, spec, trained, shards, dead, live)
+        written["ntotal"] = _write_faiss(path, merge, model.dim, spec, trained, live)
 
     def manifest(generation: str, index_name: str, docs_name: str) -> dict[str, Any]:
         build_info["seconds"] = round(time.perf_counter() - started, 3)
-        record = VectorIndex(model=model, model_path=model_path, index=_Counted(written["ntotal"], model.dim),
-                             spec=spec, requested=requested, docstore=docs, path=directory, build=build_info)
-        return record._manifest(generation, index_name, docs_name, directory)
+        counts = {"documents": live, "vectors": written["ntotal"], "deleted": docs.count_tombstones()}
+        return index_manifest(generation=generation, model=model, model_path=model_path, dim=model.dim,
+                              index_file=index_name, docstore_file=docs_name, spec=spec, requested=requested,
+                              counts=counts, build=build_info, directory=directory)
 
     commit_generation(directory, write_index, docs, manifest)
 
 
-def _write_faiss(path: Path, staging: Path, client: Any, dim: int, spec: factories.IndexSpec, trained: Any,
-                 shards: list[ShardInfo], dead: np.ndarray, live: int) -> int:
+def _write_faiss(path: Path, merge: _Merge, dim: int, spec: factories.IndexSpec, trained: Any, live: int) -> int:
     import faiss
 
     from m2v_search.distributed.faiss_files import write_flat_idmap
 
+    shards, dead = merge.shards, merge.dead
     if trained is None:  # exact index: vectors streamed from the shards into the file
         write_flat_idmap(path, dim, live, lambda: iter_vector_chunks(shards, dead))
         return live
     factories.apply_build_params(trained, spec)
     if isinstance(faiss.downcast_index(trained), faiss.IndexIVF):
-        return _merge_ivf(path, staging, client, trained, shards, dead)
+        return _merge_ivf(path, merge, trained)
     log.info("building %s in the driver, shard by shard", spec.factory)
     for ids, vectors in iter_vector_chunks(shards, dead):
         if len(ids):
@@ -419,8 +428,7 @@ def _write_faiss(path: Path, staging: Path, client: Any, dim: int, spec: factori
     return int(trained.ntotal)
 
 
-def _merge_ivf(path: Path, staging: Path, client: Any, trained: Any, shards: list[ShardInfo],
-               dead: np.ndarray) -> int:
+def _merge_ivf(path: Path, merge: _Merge, trained: Any) -> int:
     """Workers fill one IVF shard each; the driver merges them on disk and streams the lists out."""
     import faiss
     from faiss.contrib.ondisk import merge_ondisk
@@ -428,22 +436,26 @@ def _merge_ivf(path: Path, staging: Path, client: Any, trained: Any, shards: lis
     from m2v_search.distributed.faiss_files import write_ivf
     from m2v_search.distributed.worker import fill_ivf_shard
 
-    trained_path = staging / "trained.faiss"
+    staging, dead = merge.staging, merge.dead
+    trained_path = staging.local / "trained.faiss"
     faiss.write_index(trained, str(trained_path))
-    ivf_dir = staging / "ivf"
-    ivf_dir.mkdir(exist_ok=True)
-    firsts = _first_ids(shards).tolist()
-    futures = []
-    for shard, first in zip(shards, firsts):
+    shared_trained = str(trained_path)
+    if staging.remote is not None:  # the workers read the trained index from the staging URL
+        shared_trained = publish_copy(trained_path, join(staging.shared, "trained.faiss"))
+    ivf_dir = join(staging.shared, "ivf")
+    if staging.remote is None:
+        Path(ivf_dir).mkdir(exist_ok=True)
+    futures, names = [], []
+    for shard, first in zip(merge.shared_shards, _first_ids(merge.shards).tolist()):
         own_dead = dead[(dead >= first) & (dead < first + shard.rows)]
-        output = ivf_dir / f"{Path(shard.vectors).stem}.faiss"
-        futures.append(client.submit(fill_ivf_shard, str(trained_path), shard.vectors, first, own_dead, str(output),
-                                     pure=False))
-    added = client.gather(futures)
-    outputs = [str(ivf_dir / f"{Path(shard.vectors).stem}.faiss") for shard in shards]
+        names.append(f"part-{shard.partition:05d}.faiss")
+        futures.append(merge.client.submit(fill_ivf_shard, shared_trained, shard.vectors, first, own_dead,
+                                           join(ivf_dir, names[-1]), pure=False))
+    added = merge.client.gather(futures)
+    outputs = staging.fetch([join(ivf_dir, name) for name in names])
     merged = faiss.read_index(str(trained_path))
     with _c_stdout_to_stderr():  # FAISS prints its file resizing on the C stdout: keep stdout for results
-        merge_ondisk(merged, outputs, str(staging / "merged.ivfdata"))
+        merge_ondisk(merged, outputs, str(staging.local / "merged.ivfdata"))
     invlists = faiss.extract_index_ivf(merged).invlists
     empty = faiss.read_index(str(trained_path))
     total = write_ivf(path, empty, invlists)

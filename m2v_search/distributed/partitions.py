@@ -1,25 +1,33 @@
 """Splitting a corpus into partitions, and reading one partition's records on a worker.
 
 A partition is a byte range of a JSONL file (cut at ``partition_size`` bytes; a range owns the
-lines that *start* inside it), a whole gzip file (gzip cannot be split), or a partition of a
-Dask bag. Records are parsed by the single-machine reader (``m2v_search.index.corpus``), so
+lines that *start* inside it), a whole gzip file (gzip cannot be split), consecutive row groups
+of a Parquet file (about ``partition_size`` uncompressed bytes), or a partition of a Dask bag.
+Files are local paths or fsspec URLs (``m2v_search.index.sources``). Records are parsed by
+the single-machine readers (``m2v_search.index.corpus``, ``m2v_search.index.sources``), so
 both builds accept the same rows, give the same ids and fail with the same messages, naming
 the file and the line number in the whole file.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from m2v_search.index.corpus import CorpusOptions, CorpusReader
 from m2v_search.index.errors import CorpusError
-from m2v_search.index.store import Record
+from m2v_search.index.records import Record
+from m2v_search.index.sources import (
+    ParquetReader,
+    count_skipped,
+    expand_sources,
+    jsonl_reader,
+    open_binary,
+    source_size,
+)
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _COUNT_CHUNK = 1 << 22
@@ -39,43 +47,59 @@ class FileBlock:
         return self.stop is None
 
 
-def expand_inputs(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files named by ``inputs``: paths, or glob patterns (``corpus/*.jsonl``), in the order given."""
+@dataclass
+class ParquetBlock:
+    """Row groups ``row_groups`` of the Parquet file ``path``; ``first_row``: the file row number
+    of their first row (ids of id-less rows, error messages)."""
+
+    path: str
+    row_groups: tuple[int, ...]
+    first_row: int
+    rows: int
+
+
+def expand_inputs(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Files named by ``inputs``: paths, fsspec URLs or glob patterns of either, in the order given."""
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    if not items:
-        raise CorpusError("no corpus files given")
-    files: list[Path] = []
-    for item in items:
-        text = os.fspath(item)
-        if text == "-":
-            raise CorpusError("the Dask build cannot read stdin (-): workers read the corpus files themselves; "
-                              "write it to a file on storage the workers can reach")
-        path = Path(text)
-        if not path.exists() and glob.has_magic(text):
-            matched = sorted(glob.glob(text))
-            if not matched:
-                raise CorpusError(f"no corpus file matches {text}")
-            files.extend(Path(m) for m in matched)
-            continue
-        if not path.exists():
-            raise CorpusError(f"corpus file {path} does not exist")
-        if path.is_dir():
-            raise CorpusError(f"corpus {path} is a directory; give .jsonl or .jsonl.gz files (or a glob pattern)")
-        files.append(path)
-    return files
+    if any(os.fspath(item) == "-" for item in items):
+        raise CorpusError("the Dask build cannot read stdin (-): workers read the corpus files themselves; "
+                          "write it to a file on storage the workers can reach")
+    return expand_sources(items)
 
 
-def split_file(path: Path, partition_size: int) -> list[FileBlock]:
-    """Byte ranges of about ``partition_size`` bytes (one block for a gzip or an empty file)."""
+def split_file(path: str | os.PathLike[str], partition_size: int) -> list[FileBlock]:
+    """Byte ranges of about ``partition_size`` bytes of a JSONL file (one block for a gzip or an empty file)."""
     if partition_size < 1:
         raise ValueError(f"partition_size must be >= 1 byte, got {partition_size}")
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
+    name = os.fspath(path)
+    size = source_size(name)
+    with open_binary(name) as handle:
         if handle.read(2) == _GZIP_MAGIC:
-            return [FileBlock(str(path))]
+            return [FileBlock(name)]
     if size == 0:
-        return [FileBlock(str(path), 0, 0)]
-    return [FileBlock(str(path), start, min(size, start + partition_size)) for start in range(0, size, partition_size)]
+        return [FileBlock(name, 0, 0)]
+    return [FileBlock(name, start, min(size, start + partition_size))
+            for start in range(0, size, partition_size)]
+
+
+def split_parquet(path: str, groups: list[tuple[int, int]], partition_size: int) -> list[ParquetBlock]:
+    """Consecutive row groups of about ``partition_size`` uncompressed bytes per block.
+
+    ``groups``: (rows, bytes) of each row group (``sources.parquet_row_groups``, read on a worker).
+    """
+    blocks: list[ParquetBlock] = []
+    current: list[int] = []
+    first = row = size = 0
+    for number, (rows, nbytes) in enumerate(groups):
+        if current and size + nbytes > partition_size:
+            blocks.append(ParquetBlock(path, tuple(current), first, row - first))
+            current, first, size = [], row, 0
+        current.append(number)
+        size += nbytes
+        row += rows
+    if current or not blocks:
+        blocks.append(ParquetBlock(path, tuple(current), first, row - first))
+    return blocks
 
 
 def count_newlines(block: FileBlock) -> tuple[int, bool]:
@@ -83,7 +107,7 @@ def count_newlines(block: FileBlock) -> tuple[int, bool]:
     if block.whole:
         return 0, False
     count, last = 0, b""
-    with open(block.path, "rb") as handle:
+    with open_binary(block.path) as handle:
         handle.seek(block.start)
         remaining = block.stop - block.start  # type: ignore[operator]
         while remaining > 0:
@@ -106,21 +130,22 @@ def number_lines(blocks: list[FileBlock], counts: list[tuple[int, bool]]) -> Non
         before[block.path] = (seen + newlines, ends_with_newline)
 
 
-def read_block(block: FileBlock, options: CorpusOptions) -> tuple[Iterator[Record], CorpusReader]:
+def read_block(block: FileBlock | ParquetBlock, options: CorpusOptions) -> tuple[Iterator[Record], Any]:
     """The records of one block, parsed exactly as the single-machine reader parses them.
 
     Returns the iterator and the reader whose ``lines``/``skipped``/``records`` it updates.
     """
-    reader = CorpusReader(block.path, options)
+    if isinstance(block, ParquetBlock):
+        parquet = ParquetReader(block.path, options, block.row_groups, block.first_row)
+        return iter(parquet), parquet
+    reader = jsonl_reader(block.path, options)
     if block.whole:
         return iter(reader), reader
     return _block_records(block, reader), reader
 
 
 def _block_records(block: FileBlock, reader: CorpusReader) -> Iterator[Record]:
-    from m2v_search.index import corpus as corpus_module
-
-    with open(block.path, "rb") as handle:
+    with open_binary(block.path) as handle:
         position = block.start
         if block.start > 0:
             handle.seek(block.start - 1)
@@ -138,11 +163,7 @@ def _block_records(block: FileBlock, reader: CorpusReader) -> Iterator[Record]:
             try:
                 record = reader._parse(raw, line)
             except CorpusError as error:
-                if not reader.options.skip_invalid:
-                    raise
-                reader.skipped += 1
-                if reader.skipped <= corpus_module._REPORTED:
-                    corpus_module.log.warning("skipped %s", error)
+                count_skipped(reader, error)
                 continue
             reader.records += 1
             yield record

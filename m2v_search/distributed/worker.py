@@ -2,7 +2,9 @@
 
 The model travels as a folder path (or a bundled model name): each worker process loads it
 once, on its first task, and keeps it for the following ones. Shard files are written under
-a temporary name and renamed, so a retried task never leaves half a shard behind.
+a temporary name, then renamed into the staging folder or uploaded to the staging URL under
+their final name (``m2v_search.distributed.staging``), so a task retried after its worker
+died never leaves half a shard or a second copy behind.
 
 Shard ``part-NNNNN``:
     part-NNNNN.npy     float32 (m, dim) unit vectors, one row per record, in input order
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2v_search.distributed.staging import check_open, fetch_to_scratch, publish, scratch_dir
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import content_hash
-from m2v_search.index.store import Record, _normalize_rows
+from m2v_search.index.records import Record
+from m2v_search.index.urls import is_url
+from m2v_search.index.vectors import normalize_rows
 
 if TYPE_CHECKING:  # pragma: no cover
-    from m2v_search.distributed.partitions import FileBlock
     from m2v_search.model import StaticModel
 
 _MODELS: dict[str, StaticModel] = {}
@@ -69,9 +75,9 @@ class ShardInfo:
     records: str
 
 
-def encode_block(block: FileBlock, partition: int, shard_dir: str, options: CorpusOptions, model_source: str,
+def encode_block(block: Any, partition: int, shard_dir: str, options: CorpusOptions, model_source: str,
                  fingerprint: str, batch_size: int) -> ShardInfo:
-    """Read, encode and write one file block as shard ``partition``."""
+    """Read, encode and write one file block (JSONL byte range or Parquet row groups) as shard ``partition``."""
     from m2v_search.distributed.partitions import read_block
 
     records, reader = read_block(block, options)
@@ -91,68 +97,87 @@ def encode_rows(rows: Any, partition: int, shard_dir: str, options: CorpusOption
 
 def _write_shard(records: Any, partition: int, shard_dir: str, model_source: str, fingerprint: str,
                  batch_size: int, counts: Any) -> ShardInfo:
-    from m2v_search.index.docstore import metadata_json
-
+    """Encode ``records`` into a temporary shard, then publish it under its partition's name
+    (a retried task overwrites the same files, never adds a second copy)."""
     model = worker_model(model_source, fingerprint)
-    directory = Path(shard_dir)
-    if not directory.is_dir():  # the driver makes it; never recreate it after a cancelled build removed it
-        raise FileNotFoundError(f"staging directory {directory} does not exist on this worker: it must be on "
-                                "storage shared by the driver and every worker (or the build was cancelled)")
+    check_open(shard_dir)
     stem = f"part-{partition:05d}"
-    vectors_path, records_path = directory / f"{stem}.npy", directory / f"{stem}.jsonl"
+    scratch = scratch_dir(shard_dir)
     temporary = f".tmp-{os.getpid()}-{threading.get_ident()}"
-    vectors_tmp, records_tmp = directory / f"{stem}{temporary}.npy", directory / f"{stem}{temporary}.jsonl"
-    blocks: list[np.ndarray] = []
-    rows = 0
+    vectors_tmp, records_tmp = scratch / f"{stem}{temporary}.npy", scratch / f"{stem}{temporary}.jsonl"
     try:
         with open(records_tmp, "w", encoding="utf-8") as out:
-            while True:
-                batch: list[Record] = []
-                for record in records:
-                    batch.append(record)
-                    if len(batch) >= batch_size:
-                        break
-                if not batch:
-                    break
-                encoded = model.encode([r.text for r in batch], batch_size=len(batch), normalize=False)
-                encoded = np.array(encoded, dtype=np.float32).reshape(len(batch), model.dim)
-                _normalize_rows(encoded)
-                blocks.append(encoded)
-                lines = []
-                for record in batch:
-                    meta = metadata_json(record.metadata)
-                    lines.append(json.dumps([record.id, record.text, meta, content_hash(record.text, meta)],
-                                            ensure_ascii=False))
-                out.write("\n".join(lines) + "\n")
-                rows += len(batch)
-        vectors = np.concatenate(blocks) if blocks else np.zeros((0, model.dim), np.float32)
+            vectors, rows = _encode_records(records, model, batch_size, out)
         np.save(vectors_tmp, vectors)
-        os.replace(vectors_tmp, vectors_path)
-        os.replace(records_tmp, records_path)
+        check_open(shard_dir)
+        published = publish({f"{stem}.npy": vectors_tmp, f"{stem}.jsonl": records_tmp}, shard_dir)
     finally:
         vectors_tmp.unlink(missing_ok=True)
         records_tmp.unlink(missing_ok=True)
+        if scratch != Path(shard_dir):
+            shutil.rmtree(scratch, ignore_errors=True)
     lines_read, skipped = counts()
-    return ShardInfo(partition, rows, lines_read, skipped, str(vectors_path), str(records_path))
+    return ShardInfo(partition, rows, lines_read, skipped, published[f"{stem}.npy"], published[f"{stem}.jsonl"])
+
+
+def _encode_records(records: Any, model: StaticModel, batch_size: int, out: Any) -> tuple[np.ndarray, int]:
+    """Encode ``records`` batch by batch, writing their rows to ``out``; returns (unit vectors, rows)."""
+    from m2v_search.index.docstore import metadata_json
+
+    blocks: list[np.ndarray] = []
+    rows = 0
+    while True:
+        batch: list[Record] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_size:
+                break
+        if not batch:
+            break
+        encoded = model.encode([r.text for r in batch], batch_size=len(batch), normalize=False)
+        encoded = np.array(encoded, dtype=np.float32).reshape(len(batch), model.dim)
+        normalize_rows(encoded)
+        blocks.append(encoded)
+        lines = []
+        for record in batch:
+            meta = metadata_json(record.metadata)
+            lines.append(json.dumps([record.id, record.text, meta, content_hash(record.text, meta)],
+                                    ensure_ascii=False))
+        out.write("\n".join(lines) + "\n")
+        rows += len(batch)
+    return (np.concatenate(blocks) if blocks else np.zeros((0, model.dim), np.float32)), rows
 
 
 def fill_ivf_shard(trained_path: str, vectors_path: str, first_id: int, dead: np.ndarray, output: str) -> int:
     """Add a shard's vectors (ids ``first_id + row``, rows in ``dead`` left out) to a copy of the
-    trained empty index at ``trained_path``; write it to ``output``. Returns the vectors added."""
+    trained empty index at ``trained_path``; write it to ``output``. Paths may be staging URLs.
+    Returns the vectors added."""
     import faiss
 
-    index = faiss.read_index(trained_path)
-    vectors = np.load(vectors_path, mmap_mode="r")
-    ids = np.arange(first_id, first_id + len(vectors), dtype=np.int64)
-    keep = np.ones(len(vectors), dtype=bool)
-    if len(dead):
-        keep[np.asarray(dead, dtype=np.int64) - first_id] = False
-    for start in range(0, len(vectors), 65_536):
-        chunk_keep = keep[start:start + 65_536]
-        chunk = np.ascontiguousarray(vectors[start:start + 65_536][chunk_keep], dtype=np.float32)
-        if len(chunk):
-            index.add_with_ids(chunk, ids[start:start + 65_536][chunk_keep])
-    temporary = f"{output}.tmp-{os.getpid()}"
-    faiss.write_index(index, temporary)
-    os.replace(temporary, output)
-    return int(index.ntotal)
+    output_dir, output_name = output.rstrip("/").rsplit("/", 1) if is_url(output) else (
+        str(Path(output).parent), Path(output).name)
+    check_open(output_dir)
+    scratch = Path(tempfile.mkdtemp(prefix="m2v-ivf-"))
+    try:
+        index = faiss.read_index(fetch_to_scratch(trained_path, scratch, "trained.faiss"))
+        vectors = np.load(fetch_to_scratch(vectors_path, scratch, "vectors.npy"), mmap_mode="r")
+        ids = np.arange(first_id, first_id + len(vectors), dtype=np.int64)
+        keep = np.ones(len(vectors), dtype=bool)
+        if len(dead):
+            keep[np.asarray(dead, dtype=np.int64) - first_id] = False
+        for start in range(0, len(vectors), 65_536):
+            chunk_keep = keep[start:start + 65_536]
+            chunk = np.ascontiguousarray(vectors[start:start + 65_536][chunk_keep], dtype=np.float32)
+            if len(chunk):
+                index.add_with_ids(chunk, ids[start:start + 65_536][chunk_keep])
+        del vectors
+        temporary = (scratch if is_url(output_dir) else Path(output_dir)) / f"{output_name}.tmp-{os.getpid()}"
+        try:
+            faiss.write_index(index, str(temporary))
+            check_open(output_dir)
+            publish({output_name: temporary}, output_dir)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return int(index.ntotal)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,5 +1,8 @@
 """FAISS vector index over static embeddings: ``VectorIndex``, ``Record``, ``Hit``.
 
+``VectorIndex`` (:mod:`.store`) is the front: documents, docstore, model binding and saved
+generations (:mod:`.generations`). The vectors live in a backend per index kind
+(:mod:`.backends`); :mod:`.vectors` decides normalisation, :mod:`.model_binding` loads models.
 faiss is imported only when an index is created or opened.
 """
 

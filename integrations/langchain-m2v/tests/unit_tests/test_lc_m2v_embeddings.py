@@ -37,6 +37,22 @@ def test_defaults_and_alias(m2v_embeddings, test_model_name):
     assert isinstance(by_alias.client, StaticModel) and by_alias.dim == by_alias.client.dim
 
 
+def test_model_given_positionally_like_model2vec_embeddings(test_model_name):
+    """``M2VEmbeddings("path-or-name")``, as langchain-community's ``Model2vecEmbeddings(model)``."""
+    positional = M2VEmbeddings(test_model_name)
+    assert positional.model_name == test_model_name
+    np.testing.assert_allclose(positional.embed_query("a violin"),
+                               M2VEmbeddings(model=test_model_name).embed_query("a violin"), atol=1e-7)
+    with pytest.raises(TypeError, match="twice"):
+        M2VEmbeddings(test_model_name, model=test_model_name)
+
+
+def test_vectors_are_unit_length_by_default(m2v_embeddings, corpus):
+    assert M2VEmbeddings.model_fields["normalize"].default is True
+    vectors = np.array(m2v_embeddings.embed_documents(corpus.texts))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
 @pytest.mark.skipif("not __import__('m2v_search.persistence').persistence.bundled_model_names()",
                     reason="the bundled m2v-base model is not built")
 def test_no_argument_loads_the_bundled_default():

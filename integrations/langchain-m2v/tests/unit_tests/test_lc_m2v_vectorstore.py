@@ -86,6 +86,73 @@ def test_filter_operators(store, corpus, filter, predicate):
     assert {d.id for d in by_vector} == expected
 
 
+@pytest.mark.parametrize(("filter", "predicate"), [
+    ({"$or": [{"topic": "music"}, {"year": {"$gte": 2021}}]}, lambda m: m["topic"] == "music" or m["year"] >= 2021),
+    ({"$and": [{"country": "fr"}, {"$not": {"topic": "cooking"}}]},
+     lambda m: m["country"] == "fr" and m["topic"] != "cooking"),
+    ({"$not": {"country": {"$in": ["us", "fr", "it"]}}}, lambda m: m["country"] not in ("us", "fr", "it")),
+    ({"topic": {"$contains": "ology"}}, lambda m: "ology" in m["topic"]),
+    ({"topic": {"$exists": True}, "year": {"$lt": 2000}}, lambda m: m["year"] < 2000),
+])
+def test_logical_and_text_filters(store, corpus, filter, predicate):
+    expected = {corpus.ids[i] for i, m in enumerate(corpus.metadatas) if predicate(m)}
+    assert expected and len(expected) < len(corpus.ids)
+    found = store.similarity_search("anything at all", k=len(corpus.texts), filter=filter)
+    assert {d.id for d in found} == expected
+    assert {d.id for d in store.max_marginal_relevance_search("violin", k=20, filter=filter)} == expected
+
+
+def test_keys_with_quotes_and_accents_and_list_values(m2v_embeddings):
+    store = M2VVectorStore(m2v_embeddings)
+    store.add_texts(["un café", "a quote", "tagged"],
+                    [{"catégorie": "boisson"}, {'say "hi"': 1}, {"tags": ["red", "blue"]}], ids=["a", "b", "c"])
+    assert [d.id for d in store.similarity_search("x", filter={"catégorie": "boisson"})] == ["a"]
+    assert [d.id for d in store.similarity_search("x", filter={'say "hi"': {"$gte": 1}})] == ["b"]
+    assert [d.id for d in store.similarity_search("x", filter={"tags": {"$contains": "blue"}})] == ["c"]
+
+
+@pytest.mark.parametrize(("filter", "message"), [
+    ({"year": {"$regex": "a"}}, r"filter\['year'\]\['\$regex'\]: unknown filter operator"),
+    ({"country": {"$in": "fr"}}, "needs a list"),
+    ({"": 1}, "non-empty"),
+    ({"year": 2**64}, "64-bit"),
+    ({"$or": {"year": 1}}, "non-empty list of filters"),
+    ({"year": float("nan")}, "not a finite number"),
+])
+def test_malformed_filters_raise_filter_error(store, filter, message):
+    from m2v_search.index.filters import FilterError
+
+    with pytest.raises(FilterError, match=message):
+        store.similarity_search("violin", filter=filter)
+    with pytest.raises(FilterError, match=message):
+        store.max_marginal_relevance_search("violin", filter=filter)
+
+
+def test_nan_and_infinite_metadata_or_vectors_are_refused(m2v_embeddings):
+    store = M2VVectorStore(m2v_embeddings)
+    with pytest.raises(ValueError, match=r"metadatas\[1\]\['scores'\]\[0\] is inf; metadata values must be finite"):
+        store.add_texts(["a", "b"], [{"ok": 1.5}, {"scores": [float("inf")]}])
+
+    class NaNEmbeddings(DeterministicFakeEmbedding):
+        def embed_documents(self, texts):
+            return [[float("nan")] * self.size for _ in texts]
+
+    other = M2VVectorStore(NaNEmbeddings(size=4))
+    with pytest.raises(ValueError, match=r"vectors\[0\] holds NaN or infinite values"):
+        other.add_texts(["a"])
+    assert len(store) == 0 and len(other) == 0
+
+
+def test_index_type_is_a_deprecated_name_of_index_kind(m2v_embeddings):
+    with pytest.warns(DeprecationWarning, match="index_type"):
+        store = M2VVectorStore(m2v_embeddings, index_type="hnsw")
+    store.add_texts(["one", "two"], ids=["1", "2"])
+    assert store.index.kind == "hnsw"
+    assert M2VVectorStore(m2v_embeddings, index_kind="hnsw").index.kind == "hnsw"
+    with pytest.raises(TypeError, match="index_kind only"):
+        M2VVectorStore(m2v_embeddings, index_kind="flat", index_type="hnsw")
+
+
 def test_filter_must_be_a_dict(store):
     with pytest.raises(TypeError, match="filter must be a dict"):
         store.similarity_search("violin", filter=lambda metadata: True)

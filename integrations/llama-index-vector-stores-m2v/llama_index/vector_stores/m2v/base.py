@@ -1,0 +1,249 @@
+"""``M2VVectorStore``: a LlamaIndex vector store over m2v-search, through ``m2v_search.binding``.
+
+Each node is one index document (id, text, and metadata that holds the node's own metadata plus
+the serialized node and ``ref_doc_id``, so nodes come back whole); scores are cosine similarities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
+
+import numpy as np
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
+from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.vector_stores.types import (
+    DEFAULT_PERSIST_DIR,
+    DEFAULT_PERSIST_FNAME,
+    BasePydanticVectorStore,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+    VectorStoreQueryResult,
+)
+from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
+from m2v_search.binding import IndexBinding, all_of, check_finite_metadata, pop_index_kind, resolve_model
+
+from llama_index.vector_stores.m2v.filters import metadata_filters_to_dict, to_filter_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import fsspec
+    from m2v_search.index import VectorIndex
+
+NAMESPACE_SEP = "__"
+DEFAULT_NAMESPACE = "default"
+NODE_ID_KEY = "_node_id"
+DEFAULT_MODEL = "m2v-base"
+MMR_PREFETCH_FACTOR = 4
+
+
+class M2VVectorStore(BasePydanticVectorStore):
+    """LlamaIndex vector store over an m2v-search ``VectorIndex`` (FAISS + SQLite docstore).
+
+    Args:
+        index: an existing ``VectorIndex`` to use (its model and path are kept).
+        model: the model of a new index: a ``StaticModel``, a model name or folder, or an
+            ``M2VEmbedding`` (its model). None: the bundled default, or, when the first vectors
+            LlamaIndex hands in have another size, an index of external vectors of that size.
+        dim: create an index of external vectors of this size (for embed models that are not
+            m2v models); such an index cannot embed text itself.
+        index_kind: FAISS index kind of a new index: auto, flat, hnsw, ivf or ivf-pq.
+        factory: a FAISS factory string for a new index (overrides ``index_kind``).
+        flat_metadata: require flat metadata (str, int, float, None values) on every node.
+
+    Persist with :meth:`persist` (an index directory: FAISS file, SQLite docstore and a manifest
+    with checksums; no pickle), to a local path or any fsspec filesystem, and load with
+    :meth:`from_persist_path` or :meth:`from_persist_dir`.
+    """
+
+    stores_text: bool = True
+    is_embedding_query: bool = True
+    flat_metadata: bool = Field(default=False, description="Require flat metadata on nodes.")
+    index_kind: str = Field(default="auto", description="FAISS index kind of a new index.")
+    factory: Optional[str] = Field(default=None, description="FAISS factory string of a new index.")
+
+    _binding: IndexBinding = PrivateAttr()
+
+    def __init__(self, index: Optional[VectorIndex] = None, *, model: Any = None, dim: Optional[int] = None,
+                 index_kind: Optional[str] = None, factory: Optional[str] = None, flat_metadata: bool = False,
+                 **kwargs: Any) -> None:
+        kind = pop_index_kind(kwargs, index_kind, "M2VVectorStore")
+        super().__init__(index_kind=kind, factory=factory, flat_metadata=flat_metadata, **kwargs)
+        loaded, path = resolve_model(model)
+        fallback = DEFAULT_MODEL if index is None and model is None and dim is None else None
+        self._binding = IndexBinding(index, model=loaded, dim=dim, index_kind=kind, factory=factory,
+                                     fallback_model=fallback, translate_filter=to_filter_dict,
+                                     model_path=path)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "M2VVectorStore"
+
+    @property
+    def client(self) -> Optional[VectorIndex]:
+        """The underlying ``m2v_search.index.VectorIndex`` (None until the first write)."""
+        return self._binding.index
+
+    @property
+    def index(self) -> VectorIndex:
+        """The underlying ``VectorIndex``, created now when it does not exist yet."""
+        return self._binding.require(None)
+
+    @property
+    def embeds_text(self) -> bool:
+        """Whether the index has an m2v model that can embed nodes and queries given as text."""
+        return self._binding.embeds_text
+
+    # ------------------------------------------------------------------ writes
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> List[str]:
+        """Store nodes (with their embeddings when LlamaIndex computed them); returns their ids.
+
+        Nodes without an embedding are embedded here, as LlamaIndex would (their EMBED-mode
+        content), by the index's m2v model.
+        """
+        nodes = list(nodes)
+        if not nodes:
+            return []
+        ids, texts, metadatas = [], [], []
+        for position, node in enumerate(nodes):
+            check_finite_metadata(node.metadata, f"nodes[{position}] (id {node.node_id!r}) metadata")
+            try:
+                metadata = node_to_metadata_dict(node, remove_text=True, flat_metadata=self.flat_metadata)
+            except ValueError as error:
+                raise ValueError(f"nodes[{position}] (id {node.node_id!r}): {error}") from None
+            metadata[NODE_ID_KEY] = node.node_id
+            ids.append(node.node_id)
+            texts.append(node.get_content(metadata_mode=MetadataMode.NONE))
+            metadatas.append(metadata)
+        vectors = self._binding.complete_vectors([node.embedding for node in nodes],
+                                                 lambda i: nodes[i].get_content(MetadataMode.EMBED),
+                                                 lambda i: f"node {nodes[i].node_id!r}")
+        return self._binding.add(texts, ids=ids, metadatas=metadatas, vectors=vectors)
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete every node of the document ``ref_doc_id``."""
+        self._binding.delete(self._binding.ids({"ref_doc_id": str(ref_doc_id)}))
+
+    def delete_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None,
+                     **delete_kwargs: Any) -> None:
+        """Delete the nodes among ``node_ids`` that match ``filters`` (at least one of them is needed)."""
+        if node_ids is None and (filters is None or not filters.filters):
+            raise ValueError("delete_nodes needs node_ids or filters; use clear() to delete everything")
+        self._binding.delete(self._select_ids(node_ids, filters))
+
+    def clear(self) -> None:
+        """Delete every node (the index keeps its model and kind)."""
+        self._binding.clear()
+
+    # ------------------------------------------------------------------ reads
+    def get_nodes(self, node_ids: Optional[List[str]] = None,
+                  filters: Optional[MetadataFilters] = None) -> List[BaseNode]:
+        """Nodes by id and/or metadata filters (all nodes when both are None), in the order asked."""
+        ids = self._select_ids(node_ids, filters)
+        return [metadata_dict_to_node(record.metadata, text=record.text) for record in self._binding.get(ids)]
+
+    def _select_ids(self, node_ids: Optional[List[str]], filters: Optional[MetadataFilters]) -> List[str]:
+        """Ids among ``node_ids`` (None: all) matching ``filters``, in the order of ``node_ids``."""
+        where = metadata_filters_to_dict(filters)
+        if where is None and node_ids is not None:
+            return [str(i) for i in node_ids]
+        asked = None if node_ids is None else [str(i) for i in node_ids]
+        matched = self._binding.ids(all_of(where, None if asked is None else {NODE_ID_KEY: {"$in": asked}}))
+        if asked is None:
+            return matched
+        found = set(matched)
+        return [i for i in asked if i in found]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """The ``similarity_top_k`` nodes closest to the query, filters applied inside the search.
+
+        Modes: DEFAULT, and MMR (``mmr_threshold`` from the query or kwargs; 0.5 by default, with
+        LlamaIndex's own ``get_top_k_mmr_embeddings`` over ``mmr_prefetch_k`` candidates).
+        """
+        mode = VectorStoreQueryMode(query.mode)
+        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
+            raise ValueError(f"M2VVectorStore supports the DEFAULT and MMR query modes, not {mode.value!r}")
+        k = int(query.similarity_top_k)
+        target: Union[str, List[float], None] = query.query_embedding
+        if target is None:
+            target = query.query_str
+            if target is None:
+                raise ValueError("the query has neither query_embedding nor query_str")
+            if not self._binding.embeds_text:
+                raise ValueError("this store holds external vectors and cannot embed query_str; pass "
+                                 "query_embedding")
+        if self._binding.index is None:  # nothing stored yet
+            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+        # LlamaIndex's retriever passes node_ids=[] (not None) for stores that keep the text: an
+        # empty list means no restriction, as in LlamaIndex's own stores.
+        where = all_of(metadata_filters_to_dict(query.filters),
+                       {"ref_doc_id": {"$in": [str(i) for i in query.doc_ids]}} if query.doc_ids else None,
+                       {NODE_ID_KEY: {"$in": [str(i) for i in query.node_ids]}} if query.node_ids else None)
+        if mode == VectorStoreQueryMode.MMR:
+            threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
+            if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+                raise ValueError(f"mmr_threshold must be in [0, 1], got {threshold}")
+
+            def select(vector: np.ndarray, candidates: np.ndarray, count: int) -> List[int]:
+                _, chosen = get_top_k_mmr_embeddings(vector.tolist(), candidates.tolist(),
+                                                     similarity_top_k=count, mmr_threshold=threshold)
+                return chosen
+
+            prefetch = int(kwargs.get("mmr_prefetch_k", k * MMR_PREFETCH_FACTOR))
+            hits = self._binding.search_mmr(target, k, max(prefetch, k), select, filter=where)
+        else:
+            hits = self._binding.search(target, k, filter=where)
+        nodes = [metadata_dict_to_node(hit.metadata, text=hit.text) for hit in hits]
+        return VectorStoreQueryResult(nodes=nodes, similarities=[float(hit.score) for hit in hits],
+                                      ids=[hit.id for hit in hits])
+
+    # ------------------------------------------------------------------ async: the same, off the event loop
+    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:
+        return await asyncio.to_thread(self.add, nodes, **kwargs)
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+
+    async def adelete_nodes(self, node_ids: Optional[List[str]] = None,
+                            filters: Optional[MetadataFilters] = None, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
+
+    async def aget_nodes(self, node_ids: Optional[List[str]] = None,
+                         filters: Optional[MetadataFilters] = None) -> List[BaseNode]:
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters)
+
+    async def aclear(self) -> None:
+        await asyncio.to_thread(self.clear)
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        return await asyncio.to_thread(self.query, query, **kwargs)
+
+    # ------------------------------------------------------------------ persistence
+    def persist(self, persist_path: str, fs: Optional[fsspec.AbstractFileSystem] = None) -> None:
+        """Save the index as a directory at ``persist_path`` (FAISS + SQLite + checksummed manifest; no
+        pickle): atomically on a local path, data files first and the manifest last on another ``fs``."""
+        self._binding.save(persist_path, fs)
+
+    @classmethod
+    def from_persist_path(cls, persist_path: str, fs: Optional[fsspec.AbstractFileSystem] = None, *,
+                          model: Any = None, **kwargs: Any) -> M2VVectorStore:
+        """Load a store saved by :meth:`persist` (checksums verified before anything is parsed).
+
+        ``model``: None reloads the model recorded in the index (the default or a folder; none for
+        an index of external vectors); give it when the index was built with an in-memory model.
+        """
+        binding = IndexBinding.open(persist_path, fs, model=resolve_model(model)[0],
+                                    translate_filter=to_filter_dict, factory=kwargs.get("factory"),
+                                    index_kind=kwargs.get("index_kind") or "auto")
+        store = cls(binding.index, **kwargs)
+        store._binding = binding  # keeps a copy downloaded from a remote fs alive as long as the store
+        return store
+
+    @classmethod
+    def from_persist_dir(cls, persist_dir: str = DEFAULT_PERSIST_DIR,
+                         fs: Optional[fsspec.AbstractFileSystem] = None, *,
+                         namespace: str = DEFAULT_NAMESPACE, model: Any = None, **kwargs: Any) -> M2VVectorStore:
+        """Load the store that ``StorageContext.persist(persist_dir)`` saved under ``namespace``."""
+        path = f"{str(persist_dir).rstrip('/')}/{namespace}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
+        return cls.from_persist_path(path, fs, model=model, **kwargs)

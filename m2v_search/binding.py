@@ -1,0 +1,556 @@
+"""What a host library's vector store (LangChain, LlamaIndex, ...) needs from m2v-search, in one place.
+
+An :class:`IndexBinding` holds one :class:`~m2v_search.index.VectorIndex` for a store and owns the
+rules every adapter shares: which index to create (for a model, for external vectors of a given
+size, or lazily when the first vectors arrive), checks on what is added (lengths, sizes, NaN and
+infinity), queries given as text or as vectors, filters translated by a host-supplied hook, MMR
+through a host-supplied selection helper, and saving to or opening from an fsspec filesystem.
+
+Vectors are normalised in one place only: the index (on insert and on query). Adapters hand raw
+vectors over as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from m2v_search.index import Hit, Record, VectorIndex
+    from m2v_search.model import StaticModel
+
+ModelLike = Union["StaticModel", str, os.PathLike]
+FilterTranslator = Callable[[Any], "dict[str, Any] | None"]
+# (query vector, candidate vectors (n, dim), k) -> positions of the chosen candidates, best first.
+MMRSelector = Callable[[np.ndarray, np.ndarray, int], Sequence[int]]
+
+#: Earlier names of the ``index_kind`` option, still accepted with a DeprecationWarning.
+DEPRECATED_INDEX_KIND_NAMES = ("index_type",)
+
+
+def pop_index_kind(options: dict[str, Any], index_kind: str | None, owner: str, default: str = "auto") -> str:
+    """The index kind asked for, taking the deprecated option names out of ``options``.
+
+    Args:
+        options: keyword arguments of the caller; deprecated names are removed from it.
+        index_kind: the value of the ``index_kind`` option (None when not given).
+        owner: the class or function named in the warning.
+        default: the kind used when none is given.
+
+    Returns:
+        auto, flat, hnsw, ivf or ivf-pq (checked when the index is created).
+
+    Raises:
+        TypeError: both ``index_kind`` and a deprecated name were given.
+    """
+    for name in DEPRECATED_INDEX_KIND_NAMES:
+        if name in options:
+            value = options.pop(name)
+            if index_kind is not None:
+                raise TypeError(f"{owner}: pass index_kind only ({name} is its deprecated name)")
+            warnings.warn(f"{owner}({name}=...) is deprecated; use index_kind=", DeprecationWarning,
+                          stacklevel=3)
+            index_kind = value
+    return default if index_kind is None else str(index_kind)
+
+
+def no_translation(filter: Any) -> dict[str, Any] | None:
+    """The default filter hook: the filter is already an m2v-search filter dict (or None)."""
+    if filter is None or isinstance(filter, dict):
+        return filter or None
+    raise TypeError(f"filter must be a dict such as {{'topic': 'biology'}} or {{'year': {{'$gte': 2000}}}}, "
+                    f"got {type(filter).__name__}")
+
+
+def all_of(*filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The AND of several filter dicts (None entries ignored; None when all are None)."""
+    present = [f for f in filters if f]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else {"$and": present}
+
+
+class IndexBinding:
+    """One ``VectorIndex`` behind a host library's vector store.
+
+    Args:
+        index: an existing index to use as it is.
+        model: create an index now that encodes with this model (a ``StaticModel``, a bundled
+            model name or a model folder).
+        dim: create an index now for vectors of this size computed elsewhere (no model).
+        index_kind: FAISS index kind of a new index: auto, flat, hnsw, ivf or ivf-pq.
+        factory: a FAISS factory string for a new index (overrides ``index_kind``).
+        fallback_model: with no index, model or dim, the index is created when first needed:
+            for this model when the first vectors have its size (or none are given), else for
+            external vectors of their size. None: always external vectors, created on the first add.
+        translate_filter: the host's filter -> m2v-search filter dict (default: dicts as they are).
+        model_path: where an in-memory ``model`` was loaded from (a bundled name or a folder), so
+            that the saved index reopens without naming it (see :func:`model_source`).
+
+    Raises:
+        ValueError: conflicting options, or a model whose size is not ``dim``.
+        TypeError: ``index`` is not a VectorIndex.
+    """
+
+    def __init__(self, index: VectorIndex | None = None, *, model: ModelLike | None = None,
+                 dim: int | None = None, index_kind: str = "auto", factory: str | None = None,
+                 fallback_model: ModelLike | None = None, translate_filter: FilterTranslator = no_translation,
+                 model_path: str | None = None) -> None:
+        from m2v_search.index import VectorIndex
+
+        if index is not None:
+            if not isinstance(index, VectorIndex):
+                raise TypeError(f"index must be an m2v_search.index.VectorIndex, got {type(index).__name__}")
+            if dim is not None and dim != index.dim:
+                raise ValueError(f"dim={dim} but the index holds {index.dim}-dimensional vectors")
+            if model is not None:
+                raise ValueError("pass either an index or model=, not both")
+        elif model is not None and dim is not None:
+            raise ValueError("pass either model= (an m2v model) or dim= (vectors computed elsewhere), "
+                             "not both")
+        self.index_kind = index_kind
+        self.factory = factory
+        self.fallback_model = fallback_model
+        self.translate_filter = translate_filter
+        self.model_path = model_path
+        self._guessed = False  # the index was made for fallback_model before any vector was seen
+        self._scratch: Any = None  # keeps a downloaded copy alive as long as the index reads it
+        self._lock = threading.RLock()  # two threads adding first must not create two indexes
+        self._index = index
+        if index is None and model is not None:
+            self._index = self._create(model=model)
+        elif index is None and dim is not None:
+            self._index = self._create(dim=dim)
+
+    # ------------------------------------------------------------------ the index
+    @property
+    def index(self) -> VectorIndex | None:
+        """The index, or None while a lazily created one has not been needed yet."""
+        return self._index
+
+    @property
+    def embeds_text(self) -> bool:
+        """Whether texts and text queries can be encoded here (the index has, or will have, a model)."""
+        if self._index is not None:
+            return not self._index.external_vectors
+        return self.fallback_model is not None
+
+    def __len__(self) -> int:
+        return 0 if self._index is None else len(self._index)
+
+    def _create(self, *, model: ModelLike | None = None, dim: int | None = None) -> VectorIndex:
+        from m2v_search.index import VectorIndex
+
+        options: dict[str, Any] = {"index": self.index_kind, "factory": self.factory}
+        if dim is not None and model is None:
+            return VectorIndex.create(dim=int(dim), **options)
+        return VectorIndex.create(model=model, model_path=self.model_path, **options)
+
+    def require(self, dim: int | None = None) -> VectorIndex:
+        """The index, created now when it does not exist yet.
+
+        Args:
+            dim: size of the vectors about to be stored or searched (None: texts).
+
+        Returns:
+            The index.
+
+        Raises:
+            ValueError: the vectors do not have the index's size, or there is nothing to learn a
+                size from (no model and no vectors yet).
+        """
+        with self._lock:
+            return self._require(dim)
+
+    def _require(self, dim: int | None) -> VectorIndex:
+        index = self._index
+        if index is not None and dim is not None and dim != index.dim:
+            if self._guessed and len(index) == 0:
+                index = self._index = None  # made for the fallback model before any vector was seen
+            else:
+                raise ValueError(self._size_mismatch(index, dim))
+        if index is None:
+            if self.fallback_model is not None:
+                index = self._create(model=self.fallback_model)
+                self._guessed = dim is None
+                if dim is not None and dim != index.dim:
+                    index = self._create(dim=dim)
+            elif dim is not None:
+                index = self._create(dim=dim)
+            else:
+                raise ValueError("no vectors have been added yet, so the size of the index is unknown")
+            self._index = index
+        return index
+
+    @staticmethod
+    def _size_mismatch(index: VectorIndex, dim: int) -> str:
+        if index.model is not None:
+            held = f"the model {index.model.name!r} gives {index.dim}-dimensional vectors"
+        else:
+            held = f"the index was made for {index.dim}-dimensional vectors (dim={index.dim})"
+        return (f"{held} but {dim}-dimensional embeddings were given; use the same model for the store "
+                "and the embeddings (or a new store)")
+
+    # ------------------------------------------------------------------ writes
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """The index model's vectors of ``texts`` (not normalised: the index normalises).
+
+        Raises:
+            ValueError: the index holds external vectors and has no model.
+        """
+        index = self.require(None)
+        if index.model is None:
+            raise ValueError(f"this store holds vectors computed elsewhere ({index.dim} dims, no model) and "
+                             "cannot embed text itself; embed with the store's embedding model first")
+        return index.model.encode(list(texts), normalize=False)
+
+    def complete_vectors(self, vectors: Sequence[Sequence[float] | None], text_of: Callable[[int], str],
+                         name_of: Callable[[int], str]) -> np.ndarray:
+        """The vectors of documents where the host embedded only some: the missing ones (None) are
+        encoded by the index's model from ``text_of(position)``.
+
+        Args:
+            vectors: one vector or None per document.
+            text_of: the text to encode for a document without a vector.
+            name_of: how errors name a document.
+
+        Returns:
+            An (n, dim) matrix.
+
+        Raises:
+            ValueError: vectors of different sizes or not finite, or missing vectors on an index
+                without a model.
+        """
+        sizes = {len(v) for v in vectors if v is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"the documents carry vectors of different sizes: {sorted(sizes)}")
+        index = self.require(sizes.pop() if sizes else None)
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing and index.model is None:
+            raise ValueError(f"{name_of(missing[0])} has no embedding, and this store holds external vectors "
+                             "so it cannot embed text itself; embed it first")
+        matrix = np.zeros((len(vectors), index.dim), dtype=np.float32)
+        for i, vector in enumerate(vectors):
+            if vector is not None:
+                matrix[i] = vector
+        if missing:
+            matrix[missing] = self.encode([text_of(i) for i in missing])
+        return finite_matrix(matrix, len(vectors), "vectors")
+
+    def add(self, texts: Sequence[str], *, ids: Sequence[Any] | None = None,
+            metadatas: Sequence[Mapping[str, Any] | None] | None = None, vectors: Any = None) -> list[str]:
+        """Add or replace documents; returns their ids (new uuid4 hex ids where ``ids`` has None).
+
+        Args:
+            texts: the documents' texts.
+            ids: their ids (None, or None entries: new ids).
+            metadatas: their metadata (JSON values; NaN and infinity are refused).
+            vectors: (n, dim) vectors computed elsewhere; None: the index's model encodes the texts.
+
+        Returns:
+            The ids, in order.
+
+        Raises:
+            ValueError: lengths differ, a vector or metadata value is not finite, or sizes mismatch.
+        """
+        texts = list(texts)
+        if ids is not None:
+            if len(ids) != len(texts):
+                raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
+            ids = [_new_id() if doc_id is None else str(doc_id) for doc_id in ids]
+        if metadatas is not None:
+            if len(metadatas) != len(texts):
+                raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
+            for position, metadata in enumerate(metadatas):
+                check_finite_metadata(metadata, f"metadatas[{position}]")
+            metadatas = [dict(m) if m else {} for m in metadatas]
+        if not texts:
+            return []
+        if vectors is None:
+            index = self.require(None)
+        else:
+            vectors = finite_matrix(vectors, len(texts), "vectors")
+            index = self.require(vectors.shape[1])
+        return index.add_texts(texts, ids=ids, metadatas=metadatas, vectors=vectors)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete documents by id (unknown ids ignored); returns how many were deleted."""
+        return 0 if self._index is None or not ids else self._index.delete([str(i) for i in ids])
+
+    def clear(self) -> None:
+        """Delete every document (the index keeps its model and kind)."""
+        if self._index is not None:
+            self._index.clear()
+
+    # ------------------------------------------------------------------ reads
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """The stored documents among ``ids`` (unknown ids left out), in the order asked."""
+        return [] if self._index is None else self._index.get([str(i) for i in ids])
+
+    def ids(self, filter: Any = None) -> list[str]:
+        """Ids of the documents matching the host ``filter`` (all for None), in insertion order."""
+        translated = self.translate_filter(filter)
+        return [] if self._index is None else self._index.ids(translated)
+
+    def query_vector(self, query: str | Any) -> np.ndarray:
+        """``query`` as a vector: a text encoded by the index's model, or a given vector checked.
+
+        Raises:
+            ValueError: a text query for an index without a model, or a vector of the wrong size.
+        """
+        if isinstance(query, str):
+            return self.encode([query])[0]
+        vector = np.asarray(query, dtype=np.float32)
+        if vector.ndim != 1:
+            raise ValueError(f"a query vector must be a flat list of numbers, got shape {vector.shape}")
+        if not np.isfinite(vector).all():
+            raise ValueError("the query vector holds NaN or infinite values")
+        if self._index is not None and len(vector) != self._index.dim:
+            raise ValueError(self._size_mismatch(self._index, len(vector)))
+        return vector
+
+    def search(self, query: str | Any, k: int, *, filter: Any = None,
+               include_vectors: bool = False) -> list[Hit]:
+        """The ``k`` documents closest to ``query`` (a text or a vector), filter applied inside the search.
+
+        Args:
+            query: a text (needs a model) or a vector.
+            k: how many documents at most.
+            filter: a host filter, translated by ``translate_filter``.
+            include_vectors: return the stored (unit) vectors with the hits.
+
+        Returns:
+            Hits, best first; scores are cosine similarities.
+
+        Raises:
+            ValueError: bad ``k``, a text query without a model, a vector of the wrong size.
+            FilterError: the translated filter is malformed.
+        """
+        translated = self.translate_filter(filter)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        target = query if isinstance(query, str) else self.query_vector(query)
+        if isinstance(query, str) and not self.embeds_text:
+            self.encode([])  # raises the "cannot embed text" error
+        if self._index is None or len(self._index) == 0:
+            return []
+        return self._index.search(target, int(k), filter=translated, include_vectors=include_vectors)
+
+    def search_mmr(self, query: str | Any, k: int, fetch_k: int, select: MMRSelector, *,
+                   filter: Any = None) -> list[Hit]:
+        """Maximal marginal relevance: ``fetch_k`` candidates, then ``select`` (the host library's
+        own MMR helper) picks ``k`` of them, relevant to the query but unlike each other.
+
+        Args:
+            query: a text (needs a model) or a vector.
+            k: how many documents at most.
+            fetch_k: how many candidates the selection sees (at least ``k``).
+            select: ``(query_vector, candidate_vectors, k) -> chosen positions``, best first.
+            filter: a host filter, translated by ``translate_filter``.
+
+        Returns:
+            The chosen hits, in the order ``select`` gave; scores stay the cosine similarities.
+        """
+        if self._index is None or len(self._index) == 0:
+            self.translate_filter(filter)  # a bad filter fails even on an empty store
+            return []
+        vector = self.query_vector(query)
+        hits = self.search(vector, max(int(fetch_k), int(k)), filter=filter, include_vectors=True)
+        if not hits:
+            return []
+        candidates = np.stack([np.asarray(hit.vector, dtype=np.float32) for hit in hits])
+        return [hits[int(i)] for i in select(vector, candidates, min(int(k), len(hits)))]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str], fs: Any = None) -> None:
+        """Save the index as a directory at ``path`` (atomic locally; no pickle).
+
+        Args:
+            path: the directory.
+            fs: an fsspec filesystem; None or a local one writes ``path`` directly, any other
+                gets the files of a local save uploaded, the manifest last.
+        """
+        index = self.require(None)
+        if _is_local(fs):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            index.save(Path(path))
+            return
+        with tempfile.TemporaryDirectory(prefix="m2v-upload-") as scratch:
+            index.save(Path(scratch) / "index")
+            _upload(Path(scratch) / "index", str(path), fs)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], fs: Any = None, *, model: ModelLike | None = None,
+             external: bool = False, embedder: str = "another embedding model",
+             **options: Any) -> IndexBinding:
+        """Open an index directory (checksums verified before anything is parsed).
+
+        Args:
+            path: the directory (on ``fs`` when given).
+            fs: an fsspec filesystem; a non-local one is downloaded to a private temporary folder
+                that lives as long as the binding.
+            model: the model to search with (None: the one recorded in the index).
+            external: the caller embeds with a non-m2v model, so the index must hold external vectors.
+            embedder: how errors name the caller's embedding model.
+            options: passed to the constructor (``translate_filter``, ``index_kind``, ...).
+
+        Returns:
+            A binding over the opened index.
+
+        Raises:
+            IndexNotFoundError: no index at ``path``.
+            ModelMismatchError: the index was built with another model, or for vectors of another kind.
+        """
+        from m2v_search.index import ModelMismatchError, VectorIndex
+
+        scratch = None if _is_local(fs) else tempfile.mkdtemp(prefix="m2v-download-")
+        try:
+            local = Path(path) if scratch is None else Path(scratch) / "index"
+            if scratch is not None:
+                _download(str(path), local, fs)
+            try:
+                index = VectorIndex.open(local, model=None if external else model)
+            except ModelMismatchError as error:
+                if external:
+                    raise ModelMismatchError(f"{path} was built with an m2v model; its documents cannot be "
+                                             f"searched with {embedder} vectors ({error})") from error
+                raise
+            if external and index.model is not None:
+                index.close()
+                raise ModelMismatchError(f"{path} was built with the m2v model {index.model.name!r}; its "
+                                         f"documents cannot be searched with {embedder} vectors")
+        except BaseException:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        binding = cls(index, **options)
+        if scratch is not None:
+            binding._scratch = weakref.finalize(binding, shutil.rmtree, scratch, True)
+        return binding
+
+
+# ---------------------------------------------------------------------- checks
+def finite_matrix(vectors: Any, rows: int, what: str) -> np.ndarray:
+    """``vectors`` as a float32 (rows, dim) matrix of finite numbers.
+
+    Raises:
+        ValueError: wrong shape, or NaN/infinite values (naming the first bad row).
+    """
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or len(matrix) != rows:
+        raise ValueError(f"{what} must have shape ({rows}, dim), got {matrix.shape}")
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{what}[{int(np.argmax(bad))}] holds NaN or infinite values")
+    return matrix
+
+
+def check_finite_metadata(metadata: Any, where: str) -> None:
+    """Refuse NaN and infinity anywhere in a metadata value: they are not JSON and no filter can match them.
+
+    Raises:
+        ValueError: naming the place, e.g. ``metadatas[3]['score']``.
+    """
+    if isinstance(metadata, float) and not math.isfinite(metadata):
+        raise ValueError(f"{where} is {metadata!r}; metadata values must be finite numbers (NaN and "
+                         "infinity are not JSON): store null or leave the key out")
+    if isinstance(metadata, Mapping):
+        for key, value in metadata.items():
+            check_finite_metadata(value, f"{where}[{key!r}]")
+    elif isinstance(metadata, (list, tuple)):
+        for position, value in enumerate(metadata):
+            check_finite_metadata(value, f"{where}[{position}]")
+
+
+def model_source(name: str | os.PathLike[str] | None) -> str | None:
+    """Where a model given by ``name`` can be reloaded from: a bundled name, a model folder's
+    absolute path, or None (a hub id or anything else that is not a local folder)."""
+    if name is None:
+        return None
+    from m2v_search.persistence import bundled_model_names
+
+    if str(name) in bundled_model_names():
+        return str(name)
+    folder = Path(name).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else None
+
+
+def resolve_model(model: Any) -> tuple[ModelLike | None, str | None]:
+    """A model as the binding takes it, and where it can be reloaded from.
+
+    Args:
+        model: None, a ``StaticModel``, a bundled model name or folder, or a host library's
+            embeddings object that holds a ``StaticModel`` (as ``.model`` or ``.client``) and the
+            name it was loaded by (``.model_name``).
+
+    Returns:
+        (the model, its reload source or None).
+
+    Raises:
+        TypeError: anything else.
+    """
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return model, None
+    from m2v_search.model import StaticModel
+
+    if isinstance(model, StaticModel):
+        return model, None
+    for attribute in ("model", "client"):
+        inner = getattr(model, attribute, None)
+        if isinstance(inner, StaticModel):
+            return inner, model_source(getattr(model, "model_name", None))
+    raise TypeError(f"model must be a StaticModel, a model name or folder, or m2v embeddings; "
+                    f"got {type(model).__name__}")
+
+
+def _new_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+# ---------------------------------------------------------------------- fsspec
+def _is_local(fs: Any) -> bool:
+    if fs is None:
+        return True
+    protocol = getattr(fs, "protocol", "file")
+    protocols = {protocol} if isinstance(protocol, str) else set(protocol)
+    return bool({"file", "local"} & protocols)
+
+
+def _upload(local: Path, remote: str, fs: Any) -> None:
+    """Copy a saved index directory to ``fs``: data files first, the manifest last, then drop the
+    files of older generations (a reader of the old manifest still finds its files until then)."""
+    fs.makedirs(remote, exist_ok=True)
+    names = sorted(p.name for p in local.iterdir() if p.is_file() and not p.name.startswith("."))
+    manifest = [n for n in names if n == "manifest.json"]
+    for name in [n for n in names if n != "manifest.json"] + manifest:
+        fs.put_file(str(local / name), f"{remote.rstrip('/')}/{name}")
+    keep = set(names)
+    for entry in fs.ls(remote, detail=False):
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name not in keep and (name.startswith("index.") or name.startswith("docstore.")):
+            fs.rm_file(entry)
+
+
+def _download(remote: str, local: Path, fs: Any) -> None:
+    """Copy the plain files of an index directory from ``fs`` (the index verifies them on open)."""
+    from m2v_search.index import IndexNotFoundError
+
+    if not fs.exists(f"{remote.rstrip('/')}/manifest.json"):
+        raise IndexNotFoundError(f"{remote}: no m2v-search index there (no manifest.json) on {fs.protocol}")
+    local.mkdir(parents=True)
+    for entry in fs.ls(remote, detail=True):
+        name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+        if entry.get("type") == "file" and name and not name.startswith(".") and "/" not in name:
+            fs.get_file(entry["name"], str(local / name))

@@ -1,0 +1,160 @@
+"""Running a command: parse, set up logging, run, and turn any error into one line and an exit code.
+
+Results go to stdout; logs and progress bars to stderr. No traceback reaches the user unless
+``--debug`` (or ``M2V_DEBUG=1``) asks for it; the exit code comes from ``exit_codes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from m2v_search.cli.exit_codes import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SYSTEM,
+    EXIT_USAGE,
+    UsageError,
+    describe,
+    exit_code_for,
+)
+from m2v_search.cli.groups import COMMAND_MODULES, INDEX, M2V
+
+_registered = False
+
+
+def _register_commands() -> None:
+    global _registered
+    if not _registered:
+        for module in COMMAND_MODULES:
+            importlib.import_module(module)
+        M2V.add(INDEX, "index")
+        _registered = True
+
+
+def build_parser(prog: str = "m2v") -> argparse.ArgumentParser:
+    """The parser of ``m2v`` (``prog="m2v"``) or of ``m2v-index`` (``prog="m2v-index"``)."""
+    _register_commands()
+    return (INDEX if prog == "m2v-index" else M2V).build_parser(prog)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``m2v`` command (``m2v distill``, ``m2v train``, ``m2v index build`` ...)."""
+    return run(build_parser("m2v"), argv)
+
+
+def index_main(argv: Sequence[str] | None = None) -> int:
+    """The ``m2v-index`` command: the same as ``m2v index``."""
+    return run(build_parser("m2v-index"), argv)
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` with ``parser`` and run the chosen command.
+
+    Args:
+        parser: a parser from ``CommandGroup.build_parser``.
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: the command's, or the exit-code table's for the error it raised.
+
+    Raises:
+        SystemExit: argument errors (code 2) and ``--help`` (code 0), through argparse.
+    """
+    args = parser.parse_args(_checked_arguments(parser, argv))
+    if args.run is None:  # a group without its subcommand
+        args.command_parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if sys.stdout is None:  # started with stdout closed (`>&-`): results would have nowhere to go
+        print(f"{args.command_name}: error: standard output is closed; redirect it to a file or /dev/null",
+              file=sys.stderr)
+        return EXIT_SYSTEM
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    debug = bool(getattr(args, "debug", False) or os.environ.get("M2V_DEBUG"))
+    with _logging_to_stderr(args.command_name.split()[0], quiet=getattr(args, "quiet", False),
+                            verbose=getattr(args, "verbose", False)):
+        try:
+            return int(args.run(args) or EXIT_OK)
+        except UsageError as error:
+            args.command_parser.error(str(error))  # exits 2 with the command's usage line
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            hint = getattr(args, "interrupt_hint", "")
+            print(f"{args.command_name}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+            _silence_stdout()
+            return EXIT_OK
+        except Exception as error:  # noqa: BLE001 - every error becomes one line and a documented code
+            code = exit_code_for(error)
+            if debug and code == EXIT_ERROR:
+                raise
+            print(f"{args.command_name}: error: {describe(error)}", file=sys.stderr)
+            if debug:
+                import traceback
+
+                traceback.print_exception(error, file=sys.stderr)
+            return code
+
+
+def _checked_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> list[str]:
+    """The arguments, refusing text that cannot be UTF-8 (lone surrogates from undecodable bytes)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    for position, argument in enumerate(arguments, 1):
+        argument = str(argument)
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = argument.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            parser.error(f"argument {position} ({shown}) is not valid UTF-8 text")
+        arguments[position - 1] = argument
+    return arguments
+
+
+def _silence_stdout() -> None:
+    try:  # further writes (and the interpreter's final flush) must not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (in-process tests)
+        pass
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (not when it was made)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+@contextmanager
+def _logging_to_stderr(prefix: str, *, quiet: bool, verbose: bool) -> Iterator[None]:
+    """For one command: our logs on stderr (info; warnings only with --quiet; debug with -v), other
+    libraries' from warnings up; the loggers are put back as they were afterwards (main() may run
+    in-process)."""
+    ours, faiss_logger = logging.getLogger("m2v_search"), logging.getLogger("faiss")
+    saved = (ours.handlers[:], ours.propagate, ours.level, faiss_logger.level)
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    ours.handlers[:] = [handler]
+    ours.propagate = False
+    ours.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    faiss_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        ours.handlers[:], ours.propagate = saved[0], saved[1]
+        ours.setLevel(saved[2])
+        faiss_logger.setLevel(saved[3])

@@ -1,0 +1,128 @@
+"""Arguments shared by several commands, and the value types that check them while parsing.
+
+A command names the option sets it takes (``options=("common", "corpus", "model")``); each set
+is one function adding its arguments, so every command spells and documents them the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+INT64_MAX = 2**63 - 1
+
+
+# ---------------------------------------------------------------------- value types
+def bounded_int(low: int, high: int = INT64_MAX) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high].
+
+    Args:
+        low: the smallest value accepted.
+        high: the largest value accepted (default: the int64 limit FAISS takes).
+
+    Returns:
+        A function turning the argument's text into the integer, raising ArgumentTypeError
+        (a usage error naming the option) otherwise.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            limit = f">= {low}" if high == INT64_MAX else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {limit}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
+
+
+positive_int = bounded_int(1)
+non_negative_int = bounded_int(0)
+
+
+def pca_dims(text: str) -> int | float | None:
+    """``--pca-dims``: dimensions (int), a share of variance to keep (float in (0, 1)) or none."""
+    if text.lower() in ("none", "off", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an int (dimensions), a float in (0, 1) (variance to keep) or 'none', got {text!r}"
+        ) from None
+
+
+def sif_coefficient(text: str) -> float | None:
+    """``--sif-coefficient``: SIF a in a/(a+p), or 'none'."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'none', got {text!r}") from None
+
+
+def existing_file(text: str) -> Path:
+    """A path that names an existing regular file."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return path
+
+
+# ---------------------------------------------------------------------- option sets
+def common_options(parser: argparse.ArgumentParser) -> None:
+    """Options of every command: quiet output and tracebacks for bug reports."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or info logs on stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an unexpected error (also: M2V_DEBUG=1)")
+
+
+def thread_options(parser: argparse.ArgumentParser) -> None:
+    """FAISS thread count."""
+    parser.add_argument("--threads", type=bounded_int(1, 4096), default=None,
+                        help="FAISS threads (default: all cores)")
+
+
+def corpus_options(parser: argparse.ArgumentParser) -> None:
+    """How a corpus is read (``build``, ``add``); Parquet columns are fields (``--id-column`` etc.)."""
+    parser.add_argument("--id-field", "--id-column", default=None,
+                        help="id field or Parquet column (default: id, else BEIR _id, else line/row number)")
+    parser.add_argument("--text-field", "--text-column", default="text", help="text field or column (default: text)")
+    parser.add_argument("--metadata-fields", "--metadata-columns", default=None,
+                        help="comma-separated fields (columns) kept as metadata (default: the 'metadata' object, "
+                             "or every other field)")
+    parser.add_argument("--batch-size", type=bounded_int(1, 10_000_000), default=4096,
+                        help="records encoded per batch (default 4096)")
+    parser.add_argument("--skip-invalid", action="store_true", help="skip malformed lines and report how many")
+
+
+def model_options(parser: argparse.ArgumentParser) -> None:
+    """Which model encodes text for an index."""
+    parser.add_argument("--model", default=None,
+                        help="model name or folder (build: default the bundled model; others: the index's model)")
+    parser.add_argument("--force-model", action="store_true",
+                        help="use --model even if it differs from the model the index was built with")
+
+
+OPTION_SETS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "common": common_options,
+    "threads": thread_options,
+    "corpus": corpus_options,
+    "model": model_options,
+}
+
+
+def metadata_field_list(text: str | None) -> list[str] | None:
+    """``--metadata-fields a,b`` as a list (None when not given)."""
+    if text is None:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]

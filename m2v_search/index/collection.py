@@ -1,0 +1,361 @@
+"""The documents of an index and their vectors, in memory: writes, reads and search.
+
+:class:`DocumentCollection` keeps each document's text and metadata in the docstore and its
+unit vector in an index backend, under the same int64 id; its subclass
+:class:`~m2v_search.index.VectorIndex` adds the directory it is saved to.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from m2v_search.index.backends import Backend, SearchOptions
+from m2v_search.index.docstore import DocStore, content_hash
+from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
+from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
+from m2v_search.index.vectors import unit_vectors
+
+if TYPE_CHECKING:  # pragma: no cover
+    from m2v_search.model import StaticModel
+
+GIVEN_VECTORS_KEY = "given_vectors"  # docstore meta: some vectors were passed in, not encoded from the text
+
+
+class DocumentCollection:
+    """Documents (docstore) and their unit vectors (backend), kept consistent; thread-safe.
+
+    Args:
+        model: The model that encodes texts, or None for vectors computed elsewhere.
+        backend: The backend holding the vectors.
+        docstore: The documents.
+    """
+
+    def __init__(self, model: StaticModel | None, backend: Backend, docstore: DocStore) -> None:
+        self.model = model  # None: the vectors come from elsewhere
+        self.dim = backend.dim
+        self._backend = backend
+        self._docs = docstore
+        self._lock = threading.RLock()
+        self._count = docstore.count()
+        self._reranks: bool | None = None
+        self.nprobe: int | None = None
+        self.ef_search: int | None = None
+        self.last_upsert = UpsertStats()
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def backend(self) -> Backend:
+        """The backend holding the vectors."""
+        return self._backend
+
+    @property
+    def external_vectors(self) -> bool:
+        """True for an index of vectors computed elsewhere (created with ``dim=`` and no model)."""
+        return self.model is None
+
+    def embed(self, texts: list[str], hint: str = "pass vectors instead of texts", batch_size: int | None = None
+              ) -> np.ndarray:
+        """Unit vectors of ``texts`` from the index's model (what insert and query use).
+
+        Args:
+            texts: The texts.
+            hint: What to do instead, for the error of an index without a model.
+            batch_size: Texts the model encodes at a time (None: its default).
+
+        Returns:
+            (len(texts), dim) float32 unit rows.
+
+        Raises:
+            ValueError: This index holds vectors computed elsewhere and has no model.
+        """
+        if self.model is None:
+            raise ValueError(f"this index holds vectors computed elsewhere ({self.dim} dims, no model) "
+                             f"and cannot encode text: {hint}")
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        if batch_size is None:
+            return unit_vectors(self.model.encode(texts, normalize=False))
+        return unit_vectors(self.model.encode(texts, batch_size=batch_size, normalize=False))
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, records: Iterable[Record | dict[str, Any]], *, vectors: np.ndarray | None = None,
+               batch_size: int = 4096) -> list[str]:
+        """Add or replace documents; an id already stored is replaced (unchanged content is skipped).
+
+        :attr:`last_upsert` tells how many were added, replaced and skipped.
+
+        Args:
+            records: Records, or dicts with ``id``, ``text`` and optional ``metadata``.
+            vectors: (n, dim) vectors to store instead of encoding the texts (required for an
+                index of vectors computed elsewhere); normalised to unit length.
+            batch_size: Records encoded and written at a time.
+
+        Returns:
+            The ids, in order.
+
+        Raises:
+            ValueError: A bad record, ``batch_size`` < 1, or vectors of the wrong shape or count.
+            TypeError: A record of the wrong type.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if vectors is not None:
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+                raise ValueError(f"vectors must have shape (n, {self.dim}), got {vectors.shape}")
+            if hasattr(records, "__len__") and len(records) != len(vectors):  # type: ignore[arg-type]
+                raise ValueError(f"{len(records)} records but {len(vectors)} vectors")  # type: ignore[arg-type]
+        stats = UpsertStats()
+        ids: list[str] = []
+        offset = 0
+        iterator = iter(records)
+        while batch := list(islice(iterator, batch_size)):
+            items = [coerce_record(record, offset + position) for position, record in enumerate(batch)]
+            batch_vectors = None
+            if vectors is not None:
+                batch_vectors = vectors[offset:offset + len(items)]
+                if len(batch_vectors) != len(items):
+                    raise ValueError(f"more records than vectors ({len(vectors)})")
+            offset += len(items)
+            self._upsert_batch(items, batch_vectors, stats)
+            ids.extend(item[0] for item in items)
+        if vectors is not None and offset != len(vectors):
+            raise ValueError(f"{offset} records but {len(vectors)} vectors")
+        self.last_upsert = stats
+        return ids
+
+    def _upsert_batch(self, items: list[tuple[str, str, str]], vectors: np.ndarray | None,
+                      stats: UpsertStats) -> None:
+        items, vectors = _last_of_each_id(items, vectors)
+        hashes = [content_hash(text, meta) for _, text, meta in items]
+        with self._lock:
+            existing = self._docs.lookup([item[0] for item in items])
+            if vectors is None:
+                changed = [i for i, (item, digest) in enumerate(zip(items, hashes))
+                           if existing.get(item[0], (None, None))[1] != digest]
+            else:
+                changed = list(range(len(items)))
+            stats.skipped += len(items) - len(changed)
+            if not changed:
+                return
+            replaced = [existing[items[i][0]][0] for i in changed if items[i][0] in existing]
+            stats.replaced += len(replaced)
+            stats.added += len(changed) - len(replaced)
+            if vectors is None:
+                new_vectors = self.embed([items[i][1] for i in changed], "pass the documents' vectors (vectors=)",
+                                         batch_size=len(changed))
+            else:
+                new_vectors = unit_vectors(vectors[changed])
+                if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
+                    self._docs.set_meta(GIVEN_VECTORS_KEY, "1")
+                    self._reranks = None
+            iids = self._docs.next_iids(len(changed))
+            if replaced:
+                self._remove_vectors(np.asarray(replaced, dtype=np.int64))
+            self._docs.insert([(int(iid), items[i][0], items[i][1], items[i][2], hashes[i])
+                               for iid, i in zip(iids, changed)])
+            self._backend.add(iids, new_vectors)
+            self._docs.commit()
+            self._count += len(changed) - len(replaced)
+
+    def _remove_vectors(self, iids: np.ndarray) -> None:
+        """Remove documents' vectors from the backend and their rows from the docstore (uncommitted)."""
+        tombstoned = self._backend.remove(iids)
+        if len(tombstoned):
+            self._docs.add_tombstones(tombstoned.tolist())
+        self._docs.delete_iids(iids.tolist())
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove documents by id; unknown ids are ignored.
+
+        Args:
+            ids: The ids.
+
+        Returns:
+            How many documents were removed.
+        """
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        with self._lock:
+            found = self._docs.lookup(wanted)
+            if not found:
+                return 0
+            iids = np.asarray(sorted(iid for iid, _ in found.values()), dtype=np.int64)
+            self._remove_vectors(iids)
+            self._docs.commit()
+            self._count -= len(iids)
+            return len(iids)
+
+    def clear(self) -> None:
+        """Remove every document (the index kind and model stay)."""
+        with self._lock:
+            self._docs.clear()
+            self._docs.delete_meta(GIVEN_VECTORS_KEY)
+            self._docs.commit()
+            self._backend = self._backend.reset()
+            self._count = 0
+            self._reranks = None
+
+    # ------------------------------------------------------------------ reads
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """The stored documents among ``ids``, in the order asked (unknown ids left out).
+
+        Args:
+            ids: The ids.
+
+        Returns:
+            The records found.
+        """
+        wanted = [str(i) for i in ids]
+        with self._lock:
+            rows = self._docs.rows_by_id(wanted)
+        return [Record(doc_id, rows[doc_id][1], json.loads(rows[doc_id][2])) for doc_id in wanted if doc_id in rows]
+
+    def ids(self, filter: dict[str, Any] | None = None) -> list[str]:
+        """The ids of the stored documents whose metadata match ``filter``, in insertion order.
+
+        Args:
+            filter: A metadata filter (see :mod:`m2v_search.index.filters`); None: every document.
+
+        Returns:
+            The ids (no vectors are searched).
+        """
+        with self._lock:
+            return self._docs.match_ids(filter)
+
+    def iter_records(self) -> Iterator[Record]:
+        """Every stored document, in insertion order."""
+        for _, doc_id, text, meta, _ in self._docs.iter_rows():
+            yield Record(doc_id, text, json.loads(meta))
+
+    def search(self, query: str | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
+               include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
+               ) -> list[Hit]:
+        """The ``k`` documents closest to ``query``, best first.
+
+        Args:
+            query: A text (encoded with the index's model) or a 1-D vector of ``dim`` values
+                (normalised to unit length).
+            k: Most hits to return (fewer when fewer documents match).
+            filter: A metadata filter, applied inside the vector search (see
+                :mod:`m2v_search.index.filters`); None: every document.
+            include_vectors: Attach each hit's unit vector (``Hit.vector``).
+            nprobe: IVF lists to probe (default: the index's, see :attr:`search_params`).
+            ef_search: HNSW candidate list size (default: the index's).
+
+        Returns:
+            The hits; ``Hit.score`` is the cosine similarity.
+
+        Raises:
+            ValueError: ``k`` < 1, a vector of the wrong shape, a bad filter, or a text query on
+                an index without a model.
+            TypeError: ``query`` is neither a str nor a numpy array.
+        """
+        if isinstance(query, np.ndarray):
+            if query.ndim != 1:
+                raise ValueError(f"a query vector must be 1-D with {self.dim} values, got shape {query.shape}")
+            queries: Any = query[None, :]
+        elif isinstance(query, str):
+            queries = [query]
+        else:
+            raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
+        return self.search_batch(queries, k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
+                                 ef_search=ef_search)[0]
+
+    def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
+                     include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
+                     ) -> list[list[Hit]]:
+        """The ``k`` documents closest to each query, best first.
+
+        Args:
+            queries: A list of texts, or an (n, dim) array of vectors (normalised to unit length).
+            k: Most hits per query.
+            filter: A metadata filter, applied inside the vector search; None: every document.
+            include_vectors: Attach each hit's unit vector (``Hit.vector``).
+            nprobe: IVF lists to probe (default: the index's, see :attr:`search_params`).
+            ef_search: HNSW candidate list size (default: the index's).
+
+        Returns:
+            One list of hits per query.
+
+        Raises:
+            ValueError: ``k`` < 1, vectors of the wrong shape, a bad filter, or text queries on
+                an index without a model.
+            TypeError: ``queries`` is a str, or holds something other than str.
+        """
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        matrix = _query_matrix(queries, self.dim, self.embed)
+        options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search)
+        with self._lock:
+            if len(matrix) == 0 or self._count == 0:
+                return [[] for _ in range(len(matrix))]
+            matched = self._docs.match_iids(filter) if filter else None
+            if matched is not None and len(matched) == 0:
+                return [[] for _ in range(len(matrix))]
+            k_eff = int(min(k, self._count if matched is None else len(matched)))
+            rerank = self._rerank_enabled()
+            k_search = int(min(k_eff * RERANK_FACTOR, self._count if matched is None else len(matched))) \
+                if rerank else k_eff
+            with omp_threads(1 if len(matrix) < SMALL_BATCH else None):
+                scores, labels = self._backend.search(matrix, k_search, matched, options)
+            rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
+            if rerank:
+                scores, labels = rerank_exact(matrix, labels, rows, k_eff, self.embed)
+            vectors = _vectors_for(self._backend, rows, self.embed) if include_vectors else None
+        return to_hits(scores, labels, rows, vectors)
+
+    def _rerank_enabled(self) -> bool:
+        """Whether searches re-score their candidates exactly: the index stores lossy codes (PQ,
+        SQ), and every vector in it is the model's encoding of the stored text, so the static
+        model can recompute the exact vectors of a few candidates for far less than storing them."""
+        if self._reranks is None:
+            self._reranks = self._backend.lossy and self._vectors_from_model()
+        return self._reranks
+
+    def _vectors_from_model(self) -> bool:
+        """Whether every stored vector is the model's encoding of its stored text."""
+        return self.model is not None and self._docs.get_meta(GIVEN_VECTORS_KEY) is None
+
+def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:
+    """Unit query vectors of a list of texts or an (n, dim) array, with errors naming the bad input."""
+    if isinstance(queries, np.ndarray):
+        if queries.ndim != 2 or queries.shape[1] != dim:
+            raise ValueError(f"query vectors must have shape (n, {dim}), got {queries.shape}")
+        return unit_vectors(queries)
+    if isinstance(queries, str):
+        raise TypeError("search_batch takes a list of queries; use search() for one")
+    texts = list(queries)
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
+    return embed(texts, "pass query vectors") if texts else np.zeros((0, dim), np.float32)
+
+
+
+def _vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.ndarray]) -> dict[int, np.ndarray]:
+    """Stored vectors of ``rows``; texts of those the backend cannot reconstruct are encoded again."""
+    vectors = backend.reconstruct(list(rows))
+    missing = [iid for iid in rows if iid not in vectors]
+    if missing:  # index without reconstruction: encode the stored texts again
+        encoded = embed([rows[i][1] for i in missing],
+                             f"its {backend.spec.factory!r} index cannot return the stored vectors")
+        vectors.update(zip(missing, encoded))
+    return vectors
+
+
+def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | None
+                     ) -> tuple[list[tuple[str, str, str]], np.ndarray | None]:
+    """The records of a batch with duplicate ids collapsed: the last one of each id wins."""
+    last = {item[0]: position for position, item in enumerate(items)}
+    if len(last) == len(items):
+        return items, vectors
+    keep = sorted(last.values())
+    return [items[i] for i in keep], None if vectors is None else vectors[keep]

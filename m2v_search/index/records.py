@@ -1,0 +1,98 @@
+"""The records an index stores and the hits a search returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from m2v_search.index.docstore import metadata_json
+
+
+@dataclass
+class Record:
+    """One stored document.
+
+    Attributes:
+        id: The document's id (a non-empty string).
+        text: Its text.
+        metadata: JSON-serialisable metadata (filters match on it).
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    """One search result.
+
+    Attributes:
+        id: The document's id.
+        score: Cosine similarity with the query (higher is better; approximate for PQ/SQ indexes
+            of external vectors).
+        text: The document's text.
+        metadata: Its metadata (a copy).
+        vector: Its unit vector, when asked for (``include_vectors=True``).
+    """
+
+    id: str
+    score: float
+    text: str
+    metadata: dict[str, Any]
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class UpsertStats:
+    """What the last upsert did.
+
+    Attributes:
+        added: New documents.
+        replaced: Documents whose id was stored with other content.
+        skipped: Documents stored already with the same id and content.
+    """
+
+    added: int = 0
+    replaced: int = 0
+    skipped: int = 0
+
+
+def coerce_record(record: Record | dict[str, Any], position: int) -> tuple[str, str, str]:
+    """``(id, text, metadata_json)`` of a record, with errors naming its position.
+
+    Args:
+        record: A Record, or a dict with ``id``, ``text`` and optional ``metadata``.
+        position: Its position in the input (for messages).
+
+    Returns:
+        The id (an int id becomes its decimal string), the text and the canonical metadata JSON.
+
+    Raises:
+        ValueError: The id is missing or empty, or the metadata cannot be written as JSON.
+        TypeError: The record, its text or its metadata has the wrong type.
+    """
+    if isinstance(record, Record):
+        doc_id, text, metadata = record.id, record.text, record.metadata
+    elif isinstance(record, dict):
+        if "text" not in record:
+            raise ValueError(f"records[{position}] has no 'text'")
+        if "id" not in record or record["id"] is None:
+            raise ValueError(f"records[{position}] has no 'id'")
+        doc_id, text, metadata = record["id"], record["text"], record.get("metadata") or {}
+    else:
+        raise TypeError(f"records[{position}] is {type(record).__name__}; expected a Record or a dict")
+    if isinstance(doc_id, (int, np.integer)) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    if not isinstance(doc_id, str) or not doc_id:
+        raise ValueError(f"records[{position}] id must be a non-empty str, got {doc_id!r}")
+    if not isinstance(text, str):
+        raise TypeError(f"records[{position}] text is {type(text).__name__}, expected str")
+    if not isinstance(metadata, dict):
+        raise TypeError(f"records[{position}] metadata is {type(metadata).__name__}, expected a dict")
+    try:
+        return doc_id, text, metadata_json(metadata)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"records[{position}] metadata is not JSON-serialisable: {error}") from None

@@ -1,0 +1,54 @@
+"""Vectors as the index stores them: unit rows of float32 (inner product = cosine).
+
+Whether vectors are normalised is decided here and only here: :func:`unit_vectors` is applied
+to every vector written to an index and to every query, by :class:`~m2v_search.index.VectorIndex`
+and by the Dask build's workers alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_TRAIN = 100_000
+"""Most vectors an index that needs training (IVF) is trained on; a larger set is sampled."""
+
+
+def normalize_rows(matrix: np.ndarray) -> None:
+    """Scale the rows of ``matrix`` to unit length, in place; rows of zeros stay zero.
+
+    Args:
+        matrix: A 2-D float array, changed in place.
+    """
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.divide(matrix, norms, out=matrix, where=norms > 0)
+
+
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``vectors`` (n, dim) with every row scaled to unit length.
+
+    Args:
+        vectors: A 2-D array of any real dtype.
+
+    Returns:
+        A new C-contiguous float32 array of the same shape.
+    """
+    matrix = np.array(vectors, dtype=np.float32, order="C")
+    normalize_rows(matrix)
+    return matrix
+
+
+def training_sample(vectors: np.ndarray, limit: int = MAX_TRAIN, seed: int = 0) -> np.ndarray:
+    """The vectors an index is trained on: all of them up to ``limit``, else a seeded random choice.
+
+    Args:
+        vectors: The candidate vectors (n, dim).
+        limit: The most rows to return.
+        seed: Seed of the random choice (the same data always gives the same sample).
+
+    Returns:
+        A C-contiguous array of at most ``limit`` rows, in their original order.
+    """
+    if len(vectors) <= limit:
+        return np.ascontiguousarray(vectors)
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), limit, replace=False))
+    return np.ascontiguousarray(vectors[rows])

