@@ -309,7 +309,7 @@ class DocumentCollection:
             rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
             if rerank:
                 scores, labels = rerank_exact(matrix, labels, rows, k_eff, self.embed)
-            vectors = _vectors_for(self._backend, rows, self.embed) if include_vectors else None
+            vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
         return to_hits(scores, labels, rows, vectors)
 
     def _rerank_enabled(self) -> bool:
@@ -340,7 +340,7 @@ def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable
 
 
 
-def _vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.ndarray]) -> dict[int, np.ndarray]:
+def stored_vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.ndarray]) -> dict[int, np.ndarray]:
     """Stored vectors of ``rows``; texts of those the backend cannot reconstruct are encoded again."""
     vectors = backend.reconstruct(list(rows))
     missing = [iid for iid in rows if iid not in vectors]

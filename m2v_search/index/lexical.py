@@ -367,7 +367,12 @@ def from_manifest(manifest: dict[str, Any], contents: dict[str, bytes], director
             raise IndexCorruptError(f"{directory}: manifest field 'lexical.{key}' names {name!r}, which is not "
                                     "listed (and so not verified) in files")
         files[role] = contents[name]
-    return LexicalIndex.from_files(files, source=f"{directory}/{entry['arrays']}")
+    index = LexicalIndex.from_files(files, source=f"{directory}/{entry['arrays']}")
+    documents = (manifest.get("counts") or {}).get("documents")
+    if isinstance(documents, int) and len(index) != documents:
+        raise IndexCorruptError(f"{directory}: the lexical part indexes {len(index)} documents, the manifest "
+                                f"counts {documents}")
+    return index
 
 
 def from_rows(rows: Any, analyzer: Analyzer | None = None) -> LexicalIndex:
@@ -390,3 +395,35 @@ def from_rows(rows: Any, analyzer: Analyzer | None = None) -> LexicalIndex:
         index.add(batch_iids, batch_texts)
     index.merge()
     return index
+
+
+def new_part(setting: bool | str) -> LexicalIndex | None:
+    """The empty lexical part a new index gets.
+
+    Args:
+        setting: True (English), a Snowball language name, or False (no lexical part).
+
+    Raises:
+        ValueError: An unknown language.
+    """
+    if setting is False:
+        return None
+    return LexicalIndex(Analyzer(DEFAULT_LANGUAGE if setting is True else setting))
+
+
+def generation_contents(index: LexicalIndex | None, generation: str) -> dict[str, bytes]:
+    """``{file name: bytes}`` of the lexical part in ``generation`` (empty without a lexical part)."""
+    if index is None:
+        return {}
+    names = generation_files(generation)
+    return {names[role]: data for role, data in index.to_files().items()}
+
+
+def add_to_manifest(manifest: dict[str, Any], index: LexicalIndex | None, generation: str,
+                    file_entry: Any, directory: Any) -> dict[str, Any]:
+    """``manifest`` with the lexical part's entry and its files (checksummed by ``file_entry(path)``)."""
+    if index is not None:
+        names = generation_files(generation)
+        manifest[MANIFEST_KEY] = manifest_entry(index, names)
+        manifest["files"].update({name: file_entry(directory / name) for name in names.values()})
+    return manifest
