@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from m2v_search.errors import M2VSearchError
+from m2v_search.errors import InvalidInputError
 
 MRR_DEPTH = 10
 NDCG_DEPTH = 10
 
 
-class EvaluationDataError(M2VSearchError, ValueError):
+class EvaluationDataError(InvalidInputError):
     """A queries or qrels file is malformed; the message names the file and line."""
 
 

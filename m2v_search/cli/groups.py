@@ -25,5 +25,6 @@ COMMAND_MODULES = (
     "m2v_search.cli.train",
     "m2v_search.cli.index_write",
     "m2v_search.cli.index_read",
+    "m2v_search.cli.index_hybrid",
     "m2v_search.cli.index_serve",
 )
