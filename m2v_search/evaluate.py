@@ -68,15 +68,18 @@ class ModeResult:
 
 
 # ---------------------------------------------------------------------- reading
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_lines(path: Path) -> list[str]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise EvaluationDataError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluationDataError(f"{path}: cannot read ({error})") from None
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     records: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
         try:
@@ -160,13 +163,7 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
             raise EvaluationDataError(f"{queries_path}:{number}: field 'text' must be a non-empty string")
         texts[str(query_id)] = text
     relevant: dict[str, dict[str, float]] = {}
-    try:
-        lines = qrels_path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EvaluationDataError(f"{qrels_path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise EvaluationDataError(f"{qrels_path}: cannot read ({error})") from None
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_read_lines(qrels_path), start=1):
         if not line.strip():
             continue
         parts = line.rstrip("\n").split("\t")

@@ -258,16 +258,8 @@ class DocumentCollection:
                 an index without a model.
             TypeError: ``query`` is neither a str nor a numpy array.
         """
-        if isinstance(query, np.ndarray):
-            if query.ndim != 1:
-                raise ValueError(f"a query vector must be 1-D with {self.dim} values, got shape {query.shape}")
-            queries: Any = query[None, :]
-        elif isinstance(query, str):
-            queries = [query]
-        else:
-            raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
-        return self.search_batch(queries, k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
-                                 ef_search=ef_search)[0]
+        return self.search_batch(one_query(query, self.dim), k, filter=filter, include_vectors=include_vectors,
+                                 nprobe=nprobe, ef_search=ef_search)[0]
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
                      include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
@@ -323,6 +315,23 @@ class DocumentCollection:
     def _vectors_from_model(self) -> bool:
         """Whether every stored vector is the model's encoding of its stored text."""
         return self.model is not None and self._docs.get_meta(GIVEN_VECTORS_KEY) is None
+
+
+def one_query(query: str | np.ndarray, dim: int) -> Any:
+    """A single query as a batch of one: ``[text]`` or a (1, dim) array.
+
+    Raises:
+        ValueError: a vector that is not 1-D.
+        TypeError: neither a str nor a numpy array.
+    """
+    if isinstance(query, np.ndarray):
+        if query.ndim != 1:
+            raise ValueError(f"a query vector must be 1-D with {dim} values, got shape {query.shape}")
+        return query[None, :]
+    if isinstance(query, str):
+        return [query]
+    raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
+
 
 def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:
     """Unit query vectors of a list of texts or an (n, dim) array, with errors naming the bad input."""

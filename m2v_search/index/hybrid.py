@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from m2v_search.index.backends import Backend, SearchOptions
-from m2v_search.index.collection import DocumentCollection, stored_vectors_for
+from m2v_search.index.collection import DocumentCollection, one_query, stored_vectors_for
 from m2v_search.index.errors import NoLexicalPartError
 from m2v_search.index.fusion import (
     DEFAULT_ALPHA,
@@ -183,21 +183,13 @@ class HybridSearch(DocumentCollection):
             NoLexicalPartError: lexical/hybrid asked of an index without a lexical part.
             TypeError: ``query`` is neither a str nor a numpy array.
         """
-        if isinstance(query, np.ndarray):
-            if query.ndim != 1:
-                raise ValueError(f"a query vector must be 1-D with {self.dim} values, got shape {query.shape}")
-            queries: Any = query[None, :]
-        elif isinstance(query, str):
-            queries = [query]
-        else:
-            raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
         vectors = None
         if query_vector is not None:
             vectors = np.asarray(query_vector, dtype=np.float32)
             if vectors.ndim != 1:
                 raise ValueError(f"query_vector must be 1-D with {self.dim} values, got shape {vectors.shape}")
             vectors = vectors[None, :]
-        return self.search_batch(queries, k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
+        return self.search_batch(one_query(query, self.dim), k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
                                  ef_search=ef_search, mode=mode, alpha=alpha, fusion=fusion, query_vectors=vectors)[0]
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
