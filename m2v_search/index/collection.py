@@ -339,13 +339,23 @@ def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable
         if queries.ndim != 2 or queries.shape[1] != dim:
             raise ValueError(f"query vectors must have shape (n, {dim}), got {queries.shape}")
         return unit_vectors(queries)
+    texts = checked_texts(queries)
+    return embed(texts, "pass query vectors") if texts else np.zeros((0, dim), np.float32)
+
+
+def checked_texts(queries: Sequence[str]) -> list[str]:
+    """A batch of text queries as a list, each checked to be a str.
+
+    Raises:
+        TypeError: ``queries`` is a single str, or holds something other than str.
+    """
     if isinstance(queries, str):
         raise TypeError("search_batch takes a list of queries; use search() for one")
     texts = list(queries)
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
-    return embed(texts, "pass query vectors") if texts else np.zeros((0, dim), np.float32)
+    return texts
 
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from m2v_search.index.backends import Backend, SearchOptions
-from m2v_search.index.collection import DocumentCollection, one_query, stored_vectors_for
+from m2v_search.index.collection import DocumentCollection, checked_texts, one_query, stored_vectors_for
 from m2v_search.index.errors import NoLexicalPartError
 from m2v_search.index.fusion import (
     DEFAULT_ALPHA,
@@ -234,7 +234,7 @@ class HybridSearch(DocumentCollection):
                                         nprobe=nprobe, ef_search=ef_search)
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        text_list = _checked_texts(queries)
+        text_list = checked_texts(queries)
         options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search)
 
         def dense_vectors() -> np.ndarray:
@@ -253,13 +253,3 @@ class HybridSearch(DocumentCollection):
             rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
             vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
         return to_hits(scores, labels, rows, vectors)
-
-
-def _checked_texts(queries: Sequence[str]) -> list[str]:
-    if isinstance(queries, str):
-        raise TypeError("search_batch takes a list of queries; use search() for one")
-    texts = list(queries)
-    for position, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
-    return texts
