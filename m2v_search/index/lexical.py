@@ -92,10 +92,18 @@ class Analyzer:
         return cls(config.get("language", DEFAULT_LANGUAGE), stem=bool(config.get("stem", True)),
                    stopwords=bool(config.get("stopwords", True)))
 
+    def words(self, text: str) -> list[str]:
+        """The words of one text before stemming: lowercased, stopwords dropped, in order."""
+        stopwords = self._stopwords
+        return [word for word in _WORD.findall(text.lower()) if word not in stopwords]
+
+    def stems(self, words: list[str]) -> list[str]:
+        """The terms of ``words`` (their stems, or the words themselves without stemming)."""
+        return self._stemmer.stemWords(words) if self._stemmer is not None else words
+
     def analyze(self, text: str) -> list[str]:
         """The terms of one text, in order (repeats kept: they are term frequencies)."""
-        words = [word for word in _WORD.findall(text.lower()) if word not in self._stopwords]
-        return self._stemmer.stemWords(words) if self._stemmer is not None else words
+        return self.stems(self.words(text))
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[str]]:
         """:meth:`analyze` of each text."""
@@ -116,6 +124,7 @@ class LexicalIndex:
         self.k1 = float(k1)
         self.b = float(b)
         self._vocab: dict[str, int] = {}  # term -> term id, in id order (dicts keep insertion order)
+        self._word_ids: dict[str, int] = {}  # word -> term id of its stem (a cache, not saved)
         # merged segment (sorted by iid); its BM25 matrix lives in self._scores
         self._doc_iids = np.zeros(0, dtype=np.int64)
         self._doc_offsets = np.zeros(1, dtype=np.int64)
@@ -150,8 +159,8 @@ class LexicalIndex:
         if len(iids) != len(texts):
             raise ValueError(f"{len(iids)} ids but {len(texts)} texts")
         self.delete(iids)
-        for iid, terms in zip(iids.tolist(), self.analyzer.analyze_many(texts)):
-            self._pending[iid] = self._term_ids(terms)
+        for iid, term_ids in zip(iids.tolist(), self._term_ids(texts)):
+            self._pending[iid] = term_ids
 
     def delete(self, iids: Sequence[int] | np.ndarray) -> int:
         """Remove documents (unknown ids are ignored); returns how many were indexed."""
@@ -169,9 +178,14 @@ class LexicalIndex:
         """Forget every document (the analyzer and BM25 parameters stay)."""
         self.__init__(self.analyzer, k1=self.k1, b=self.b)  # type: ignore[misc]
 
-    def _term_ids(self, terms: list[str]) -> np.ndarray:
-        vocab = self._vocab
-        return np.array([vocab.setdefault(term, len(vocab)) for term in terms], dtype=np.int32)
+    def _term_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Term ids of each text; each distinct word is stemmed once (a word -> term id cache)."""
+        documents = [self.analyzer.words(text) for text in texts]
+        cache, vocab = self._word_ids, self._vocab
+        unseen = list({word for words in documents for word in words if word not in cache})
+        for word, term in zip(unseen, self.analyzer.stems(unseen)):
+            cache[word] = vocab.setdefault(term, len(vocab))
+        return [np.array([cache[word] for word in words], dtype=np.int32) for words in documents]
 
     def merge(self) -> None:
         """Fold pending additions in and drop tombstoned documents: rebuild the BM25 matrix.
@@ -192,6 +206,9 @@ class LexicalIndex:
         used, remapped = np.unique(flat, return_inverse=True)
         terms = list(self._vocab)
         self._vocab = {terms[old]: new for new, old in enumerate(used.tolist())}
+        renumbered = np.full(len(terms), -1, dtype=np.int64)
+        renumbered[used] = np.arange(len(used))
+        self._word_ids = {word: int(renumbered[old]) for word, old in self._word_ids.items() if renumbered[old] >= 0}
         self._doc_iids = iids[order]
         self._doc_offsets = np.concatenate([[0], np.cumsum(lengths[order])]).astype(np.int64)
         self._doc_tokens = remapped.astype(np.int32).reshape(-1)
