@@ -52,11 +52,20 @@ def _stopword_lists() -> dict[str, Sequence[str]]:
             "danish": lists.STOPWORDS_DANISH}
 
 
+def _stemmer_module() -> Any:
+    try:
+        import bm25s  # noqa: F401 - checked here so that a missing package fails before any work
+        import Stemmer
+    except ImportError as error:
+        raise ImportError(f"the lexical (BM25) part of an index needs bm25s and PyStemmer ({error}): "
+                          "pip install 'm2v-search[index]', or create the index without one "
+                          "(lexical=False, m2v-index build --no-lexical)") from None
+    return Stemmer
+
+
 def languages() -> list[str]:
     """Languages the analyzer can stem (PyStemmer's Snowball algorithms)."""
-    import Stemmer
-
-    return sorted(Stemmer.algorithms())
+    return sorted(_stemmer_module().algorithms())
 
 
 class Analyzer:
@@ -69,11 +78,11 @@ class Analyzer:
 
     Raises:
         ValueError: ``language`` is not a Snowball language PyStemmer knows.
+        ImportError: bm25s or PyStemmer is not installed (the message says how to install them).
     """
 
     def __init__(self, language: str = DEFAULT_LANGUAGE, *, stem: bool = True, stopwords: bool = True) -> None:
-        import Stemmer
-
+        Stemmer = _stemmer_module()  # noqa: N806 - the module's own name
         if not isinstance(language, str) or language not in Stemmer.algorithms():
             raise ValueError(f"unknown analyzer language {language!r}; use one of {', '.join(languages())}")
         self.language = language
