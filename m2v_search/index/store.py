@@ -113,8 +113,7 @@ class VectorIndex(HybridSearch):
             memory_budget: Bytes ``auto`` may use (default: half the physical memory).
             model_path: The source to record for an in-memory model.
             index: Deprecated alias of ``index_kind``.
-            lexical: Keep a lexical (BM25) part for lexical and hybrid search: True (English
-                analyzer), a Snowball language name (``german`` ...), or False for none.
+            lexical: The lexical (BM25) part: True (English), a Snowball language name, or False (none).
 
         Returns:
             The empty index.
