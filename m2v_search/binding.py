@@ -333,7 +333,8 @@ class IndexBinding:
         if self._index is None or len(self._index) == 0:
             checked_filter(translated)  # a bad filter fails on an empty store too
             return []
-        return self._index.search(target, int(k), filter=translated, include_vectors=include_vectors)
+        return self._index.search(target, int(k), filter=translated, include_vectors=include_vectors,
+                                  mode="dense")  # cosine scores, as the adapters promise (hybrid: see search modes)
 
     def search_mmr(self, query: str | Any, k: int, fetch_k: int, select: MMRSelector, *,
                    filter: Any = None) -> list[Hit]:

@@ -65,7 +65,7 @@ def test_python_m_entry_points_and_errors_as_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["search", "DIR", "-q", "x", "--mode", "m"],         # --mode is not --model
+    ["search", "DIR", "-q", "x", "--mod", "m"],          # --mod is neither --mode nor --model
     ["search", "DIR", "-q", "x", "--ef", "3"],           # --ef is not --ef-search
     ["build", "c.jsonl", "-o", "DIR", "--check", "5"],   # --check is not --checkpoint-every
 ])

@@ -83,6 +83,11 @@ def test_flat_build_equals_single_machine(flat_pair):
     np.testing.assert_allclose(distributed.faiss_index.reconstruct_batch(ids),
                                single.faiss_index.reconstruct_batch(ids), atol=1e-5)
     assert distributed.verify() == []
+    # the lexical part, built at the end on the driver, is the single machine's
+    np.testing.assert_array_equal(distributed.lexical.iids(), single.lexical.iids())
+    for mode in ("lexical", "hybrid"):
+        assert [[h.id for h in hits] for hits in distributed.search_batch(QUERIES, 10, mode=mode)] == \
+            [[h.id for h in hits] for hits in single.search_batch(QUERIES, 10, mode=mode)]
 
 
 def test_manifest_matches_the_single_machine_format(flat_pair):
@@ -92,6 +97,8 @@ def test_manifest_matches_the_single_machine_format(flat_pair):
     assert set(a) == set(b)
     assert a["model"] == b["model"] and a["index"]["factory"] == b["index"]["factory"]
     assert a["counts"] == b["counts"] and a["dim"] == b["dim"]
+    assert {k: v for k, v in a["lexical"].items() if k not in ("header", "arrays")} == \
+        {k: v for k, v in b["lexical"].items() if k not in ("header", "arrays")}
     assert a["build"]["engine"] == "dask" and a["build"]["records"] == 3414
     assert sorted(p.name for p in distributed.path.iterdir()) == sorted(
         [".lock", "manifest.json", *a["files"]])  # no staging left behind

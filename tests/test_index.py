@@ -55,7 +55,7 @@ def test_import_does_not_load_faiss() -> None:
 def test_build_and_search(index: VectorIndex) -> None:
     assert len(index) == 600 and index.dim == 32
     target = index.get(["doc-123"])[0]
-    hits = index.search(target.text, k=5)
+    hits = index.search(target.text, k=5, mode="dense")
     assert isinstance(hits[0], Hit) and hits[0].id == "doc-123"
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
@@ -67,7 +67,7 @@ def test_build_and_search(index: VectorIndex) -> None:
 
 def test_search_batch_vector_queries_and_k(index: VectorIndex) -> None:
     texts = [index.get([f"doc-{i}"])[0].text for i in (5, 77)]
-    by_text = index.search_batch(texts, k=3)
+    by_text = index.search_batch(texts, k=3, mode="dense")
     by_vector = index.search_batch(index.model.encode(texts), k=3)
     assert [[h.id for h in hits] for hits in by_text] == [[h.id for h in hits] for hits in by_vector]
     assert by_text[0][0].id == "doc-5" and by_text[1][0].id == "doc-77"
@@ -132,7 +132,7 @@ def test_filter_is_applied_inside_the_search(tiny_model, tmp_path: Path, kind: s
     vectors.upsert(records)
     vectors.save()  # ivf: trains and switches from the staging flat index
     assert vectors.kind == kind
-    hits = vectors.search(query, k=3, filter={"group": "rare"})
+    hits = vectors.search(query, k=3, filter={"group": "rare"}, mode="dense")
     assert len(hits) == 3 and {h.id for h in hits} <= {f"doc-{i}" for i in far}
     np.testing.assert_allclose([h.score for h in hits], exact_scores(vectors, query, [h.id for h in hits]),
                                atol=1e-5)
@@ -178,7 +178,7 @@ def test_save_reload_same_results(index: VectorIndex, tmp_path: Path, tiny_model
     assert len(again) == 600 and again.get(["doc-9"]) == [] and again.get(["new"])[0].text == "brand new"
     assert again.verify() == []
     names = sorted(p.name.split(".")[0] for p in (tmp_path / "idx").iterdir() if not p.name.startswith("."))
-    assert names == ["docstore", "index", "manifest"]
+    assert names == ["docstore", "index", "lexical", "lexical", "manifest"]
 
 
 def test_open_create_and_missing(tmp_path: Path, tiny_model) -> None:

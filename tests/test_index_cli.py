@@ -194,6 +194,7 @@ def test_kill_during_build_keeps_old_index_then_resume(built: Path, tmp_path: Pa
     assert summary["unchanged"] == 80 and summary["added"] == 120 and summary["documents"] == 200
     rebuilt = VectorIndex.open(built, model=tiny_model)
     assert len(rebuilt) == 200 and rebuilt.get(["a-0"]) == [] and rebuilt.verify() == []
+    assert rebuilt.lexical is not None and len(rebuilt.lexical) == 200  # the checkpoint carried it
     assert not (built / ".build").exists()
 
 

@@ -179,6 +179,7 @@ def test_files_open_before_a_commit_stay_readable(tmp_path: Path, monkeypatch) -
 
     directory = tmp_path / "idx"
     writer = make_index(directory)
+    listed = json.loads((directory / "manifest.json").read_text())["files"]  # FAISS, docstore, lexical part
     real_open = manifest_module.open_for_reading
     opened, committed = [], []
 
@@ -208,5 +209,5 @@ def test_files_open_before_a_commit_stay_readable(tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(manifest_module, "open_for_reading", open_and_count)
     with VectorIndex.open(directory) as reader:
         assert len(reader) == 200  # the generation it started with, read in full
-    assert committed and len(opened) == 2  # the files were removed meanwhile; no retry was needed
+    assert committed and sorted(opened) == sorted(listed)  # removed meanwhile; no retry was needed
     assert not any((directory / name).exists() for name in opened)

@@ -37,12 +37,12 @@ def test_default_search_params_keep_recall(kind: str, tiny_model, records, flat,
     assert index.kind == kind, index.factory
     # queries: the first half of every 11th document (near, but not equal to, stored texts)
     queries = [r["text"][: max(8, len(r["text"]) // 2)] for r in records[::11]]
-    truth = [[h.id for h in hits] for hits in exact.search_batch(queries, k=10)]
-    found = [[h.id for h in hits] for hits in index.search_batch(queries, k=10)]
+    truth = [[h.id for h in hits] for hits in exact.search_batch(queries, k=10, mode="dense")]
+    found = [[h.id for h in hits] for hits in index.search_batch(queries, k=10, mode="dense")]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
     assert recall >= 0.95, f"{kind} {index.factory} {index.search_params}: recall@10 {recall:.3f}"
     # single queries (one thread) give the same results as the batch
-    assert [h.id for h in index.search(queries[3], k=10)] == found[3]
+    assert [h.id for h in index.search(queries[3], k=10, mode="dense")] == found[3]
 
 
 def test_ivf_pq_reranks_exactly_with_the_model(tiny_model, records, flat, tmp_path: Path) -> None:
@@ -53,8 +53,8 @@ def test_ivf_pq_reranks_exactly_with_the_model(tiny_model, records, flat, tmp_pa
     index.upsert(records)  # encoded from the texts: re-ranking applies
     index.save()
     queries = [r["text"][: max(8, len(r["text"]) // 2)] for r in records[::11]]
-    truth = exact.search_batch(queries, k=10)
-    found = index.search_batch(queries, k=10)
+    truth = exact.search_batch(queries, k=10, mode="dense")
+    found = index.search_batch(queries, k=10, mode="dense")
     recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(found, truth)])
     assert recall >= 0.95, f"{index.factory}: recall@10 {recall:.3f} with re-ranking"
     for got, want in zip(found[:20], truth[:20]):  # exact cosines, best first, as the flat index gives them
@@ -69,11 +69,11 @@ def test_ivf_pq_reranks_exactly_with_the_model(tiny_model, records, flat, tmp_pa
     without = VectorIndex.create(tmp_path / "pq-given", tiny_model, factory="IVF64,PQ8")
     without.upsert(records, vectors=tiny_model.encode([r["text"] for r in records]))
     without.save()
-    lossy = without.search_batch(queries, k=10)
+    lossy = without.search_batch(queries, k=10, mode="dense")
     lossy_recall = np.mean([len({h.id for h in a} & {h.id for h in b}) / 10 for a, b in zip(lossy, truth)])
     assert lossy_recall < recall  # given vectors: no re-ranking (the texts may not be what was embedded)
     without.clear()  # emptied: the next documents decide again whether re-ranking is possible
     without.upsert(records)
-    assert without.search_batch(queries[:5], k=10)[0][0].score == pytest.approx(found[0][0].score, abs=1e-5)
+    assert without.search_batch(queries[:5], k=10, mode="dense")[0][0].score == pytest.approx(found[0][0].score, abs=1e-5)
     reopened = VectorIndex.open(tmp_path / "pq", model=tiny_model)
-    assert [h.id for h in reopened.search_batch(queries[:5], k=10)[0]] == [h.id for h in found[0]]
+    assert [h.id for h in reopened.search_batch(queries[:5], k=10, mode="dense")[0]] == [h.id for h in found[0]]

@@ -393,13 +393,13 @@ def test_partitioned_index_on_s3_searches_like_one_index(engine, hive, client, l
     with PartitionedIndex.open(root, cache_dir=tmp_path / "cache") as both:
         assert len(both) == ROWS and both.keys == ["first", "second"]
         # flat partitions: the merged top k is the top k of one index over the whole corpus
-        for hits, expected in zip(both.search_batch(QUERIES, 10), local_index.search_batch(QUERIES, 10)):
+        for hits, expected in zip(both.search_batch(QUERIES, 10), local_index.search_batch(QUERIES, 10, mode="dense")):
             assert [h.id for h in hits] == [h.id for h in expected]
             np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected], atol=1e-5)
             assert all((h.partition == "first") == (h.id in first_half) for h in hits)
         only = both.search(QUERIES[0], 5, partitions=["second"])
         assert {h.partition for h in only} == {"second"}
-        assert [h.id for h in only] == [h.id for h in both.indexes["second"].search(QUERIES[0], 5)]
+        assert [h.id for h in only] == [h.id for h in both.indexes["second"].search(QUERIES[0], 5, mode="dense")]
         with pytest.raises(KeyError, match="not open: third"):
             both.search(QUERIES[0], 5, partitions=["third"])
 

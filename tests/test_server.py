@@ -156,7 +156,7 @@ def test_openai_client_sees_clear_errors(shared_server: str) -> None:
 # ---------------------------------------------------------------------- search and documents
 def test_search_by_text_vector_and_filter(shared_server: str, model: Any) -> None:
     with httpx.Client(base_url=shared_server) as http:
-        one = http.post("/search", json={"query": "a kitten on a rug", "k": 2})
+        one = http.post("/search", json={"query": "a kitten on a rug", "k": 2, "mode": "dense"})
         assert one.status_code == 200
         hits = one.json()["results"][0]
         assert [hit["id"] for hit in hits][0] == "cat" and len(hits) == 2

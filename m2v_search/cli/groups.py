@@ -26,5 +26,6 @@ COMMAND_MODULES = (
     "m2v_search.cli.export",
     "m2v_search.cli.index_write",
     "m2v_search.cli.index_read",
+    "m2v_search.cli.index_hybrid",
     "m2v_search.cli.index_serve",
 )

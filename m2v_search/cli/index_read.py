@@ -11,7 +11,7 @@ from typing import Any
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import emit, open_index, text_lines
-from m2v_search.cli.options import bounded_int
+from m2v_search.cli.options import bounded_int, search_mode_arguments
 
 INT32_MAX = 2**31 - 1  # FAISS takes nprobe and efSearch as C ints
 MAX_K = 1_000_000
@@ -30,6 +30,7 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IVF lists probed (default: the index's)")
     parser.add_argument("--ef-search", type=bounded_int(1, INT32_MAX), default=None,
                         help="HNSW efSearch (default: the index's; more than the index holds counts as that)")
+    search_mode_arguments(parser)
 
 
 @INDEX.command("search", help="search DIR", options=("common", "threads", "model"), arguments=_search_arguments)
@@ -41,11 +42,12 @@ def search(args: argparse.Namespace) -> int:
     if not queries:
         raise UsageError("give a query with -q TEXT or a file of queries with --queries FILE")
     filter_ = parse_filters(args.filter, args.filter_json)
-    index = open_index(args, needs_model=True)
+    index = open_index(args, needs_model=args.mode != "lexical")
     try:
         # efSearch beyond the number of vectors changes nothing but what FAISS allocates (2^31 took 16 GB)
         ef_search = None if args.ef_search is None else min(args.ef_search, max(index.faiss_index.ntotal, args.k))
-        results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=ef_search)
+        results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=ef_search,
+                                     mode=args.mode, alpha=args.alpha, fusion=args.fusion)
     finally:
         index.close()
     out = sys.stdout
@@ -94,6 +96,7 @@ def info(args: argparse.Namespace) -> int:
         "factory": index.get("factory"),
         "requested": index.get("requested_factory") or index.get("requested"),
         "search_params": index.get("search_params"),
+        "lexical": manifest.get("lexical", {}).get("analyzer") if manifest.get("lexical") else None,
         "generation": manifest.get("generation"),
         "saved_at": manifest.get("saved_at"),
         "build": manifest.get("build"),

@@ -34,6 +34,10 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
                         help="save a resumable checkpoint every N records (0: never)")
     parser.add_argument("--engine", choices=["local", "dask"], default="local",
                         help="local: this process; dask: encode on a Dask cluster (CORPUS may then be a glob)")
+    parser.add_argument("--no-lexical", action="store_true",
+                        help="no lexical (BM25) part: dense search only (add one later with reindex --lexical)")
+    parser.add_argument("--lexical-language", default="english", metavar="LANG",
+                        help="language of the lexical part's stemmer and stopwords (default english)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="Dask scheduler address (default: start a local cluster, one worker per core)")
     parser.add_argument("--staging", default=None, metavar="DIR|URL",
@@ -62,7 +66,7 @@ def build(args: argparse.Namespace) -> int:
         report = build_index(corpus, directory, model=args.model, index=args.index, factory=args.factory,
                              memory_budget=budget, batch_size=args.batch_size, resume=args.resume,
                              checkpoint_every=args.checkpoint_every, allow_model_mismatch=args.force_model,
-                             show_progress=not args.quiet, force=args.force)
+                             show_progress=not args.quiet, force=args.force, lexical=lexical_setting(args))
     if is_url(args.output):
         report.directory = redact(args.output)
     if corpus.skipped:
@@ -86,7 +90,8 @@ def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
                               index=args.index, factory=args.factory, memory_budget=budget, id_field=args.id_field,
                               text_field=args.text_field, metadata_fields=metadata_field_list(args.metadata_fields),
                               skip_invalid=args.skip_invalid, batch_size=args.batch_size,
-                              staging_dir=args.staging, show_progress=not args.quiet)
+                              staging_dir=args.staging, show_progress=not args.quiet,
+                              lexical=lexical_setting(args))
     if report.skipped_invalid:
         log.warning("skipped %d invalid line(s)", report.skipped_invalid)
     log.info("indexed %d records (%d added, %d replaced, %d unchanged) into %s in %.2f s (%.0f texts/s) on %s, "
@@ -173,6 +178,22 @@ def delete(args: argparse.Namespace) -> int:
             index.close()
     emit(summary)
     return EXIT_OK
+
+
+def lexical_setting(args: argparse.Namespace) -> bool | str:
+    """What ``--no-lexical`` / ``--lexical-language`` ask for: False, or the analyzer's language.
+
+    Raises:
+        UsageError: an unknown language (naming the known ones).
+    """
+    if args.no_lexical:
+        return False
+    from m2v_search.index.lexical import languages
+
+    if args.lexical_language not in languages():
+        raise UsageError(f"--lexical-language {args.lexical_language!r} is not a Snowball language; use one of "
+                         f"{', '.join(languages())}")
+    return str(args.lexical_language)
 
 
 def _memory_budget(text: str | None) -> int | None:

@@ -126,3 +126,25 @@ def metadata_field_list(text: str | None) -> list[str] | None:
     if text is None:
         return None
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def unit_interval(text: str) -> float:
+    """``--alpha``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def search_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--mode``, ``--alpha`` and ``--fusion`` of the commands that search."""
+    parser.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default=None,
+                        help="dense (vectors), lexical (BM25) or hybrid (both, fused); default hybrid when the "
+                             "index has a lexical part, else dense")
+    parser.add_argument("--alpha", type=unit_interval, default=None,
+                        help="hybrid: weight of the dense leg, 1 = dense only, 0 = lexical only (default 0.4)")
+    parser.add_argument("--fusion", choices=["relative", "dbsf", "rrf"], default="relative",
+                        help="hybrid: relative score fusion (default), distribution-based, or reciprocal rank")

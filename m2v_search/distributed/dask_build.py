@@ -45,6 +45,7 @@ import numpy as np
 from m2v_search.distributed.docstore_fill import fill_docstore
 from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
+from m2v_search.index import lexical as lexical_part
 from m2v_search.index.build import BuildReport
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import DocStore
@@ -55,7 +56,7 @@ from m2v_search.index.model_binding import load_model
 from m2v_search.index.remote import build_target
 from m2v_search.index.sources import is_parquet
 from m2v_search.index.urls import is_url, local_path, redact
-from m2v_search.index.manifest import index_manifest
+from m2v_search.index.manifest import file_entry, index_manifest
 from m2v_search.index.vectors import MAX_TRAIN
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +94,8 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                      id_field: str | None = None, text_field: str = "text",
                      metadata_fields: list[str] | None = None, skip_invalid: bool = False, batch_size: int = 4096,
                      staging_dir: str | os.PathLike[str] | None = None,
-                     work_dir: str | os.PathLike[str] | None = None, show_progress: bool = True) -> DaskBuildReport:
+                     work_dir: str | os.PathLike[str] | None = None, show_progress: bool = True,
+                     lexical: bool | str = True) -> DaskBuildReport:
     """Index ``inputs`` into ``output_dir`` on a Dask cluster (the index there is replaced only at the end).
 
     Args:
@@ -121,6 +123,8 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
             (``s3://bucket/tmp``; default for a URL output: ``output_dir/.dask-build``).
         work_dir: the driver's local folder for a URL output (default a temporary folder).
         show_progress: a progress bar on stderr.
+        lexical: the lexical (BM25) part: True (English), a Snowball language, or False for none;
+            built at the end on the driver, from the docstore's texts.
 
     Returns:
         The counts and timings of the build.
@@ -133,6 +137,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         raise ValueError(f"unknown index kind {index!r}; use one of {', '.join(factories.KINDS)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    lexical_part.new_part(lexical)  # an unknown language fails before any cluster starts
     started = time.perf_counter()
     options = CorpusOptions(id_field=id_field, text_field=text_field, metadata_fields=metadata_fields,
                             skip_invalid=skip_invalid)
@@ -142,7 +147,8 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         inputs = expand_inputs(inputs)
     loaded, source = load_model(model, None)
     output = os.fspath(output_dir)
-    requested = {"kind": "custom" if factory else index, "factory": factory, "memory_budget": memory_budget}
+    requested = {"kind": "custom" if factory else index, "factory": factory, "memory_budget": memory_budget,
+                 "lexical": lexical}
     cluster = (client, scheduler, n_workers, threads_per_worker)
     shared = os.fspath(staging_dir) if staging_dir is not None else None
     if shared is None and is_url(output):  # stage next to a URL output: the workers can reach it
@@ -392,8 +398,14 @@ def iter_vector_chunks(shards: list[ShardInfo], dead: np.ndarray) -> Iterator[tu
 def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str | None, spec: factories.IndexSpec,
             requested: dict[str, Any], trained: Any, docs: DocStore, live: int, build_info: dict[str, Any],
             started: float) -> None:
-    """Write the index file, the docstore and the manifest as a new generation of ``directory``."""
+    """Write the index file, the docstore, the lexical part (built here, on the driver, from the
+    docstore's texts) and the manifest as a new generation of ``directory``."""
     written: dict[str, int] = {}
+    lexical = lexical_part.new_part(requested.get("lexical", True))
+    if lexical is not None:
+        mark = time.perf_counter()
+        lexical = lexical_part.from_rows(((iid, text) for iid, _, text, _, _ in docs.iter_rows()), lexical.analyzer)
+        log.info("lexical part: %d documents indexed on the driver in %.2f s", len(lexical), time.perf_counter() - mark)
 
     def write_index(path: Path) -> None:
         written["ntotal"] = _write_faiss(path, merge, model.dim, spec, trained, live)
@@ -401,11 +413,13 @@ def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str 
     def manifest(generation: str, index_name: str, docs_name: str) -> dict[str, Any]:
         build_info["seconds"] = round(time.perf_counter() - started, 3)
         counts = {"documents": live, "vectors": written["ntotal"], "deleted": docs.count_tombstones()}
-        return index_manifest(generation=generation, model=model, model_path=model_path, dim=model.dim,
-                              index_file=index_name, docstore_file=docs_name, spec=spec, requested=requested,
-                              counts=counts, build=build_info, directory=directory)
+        written_manifest = index_manifest(generation=generation, model=model, model_path=model_path, dim=model.dim,
+                                          index_file=index_name, docstore_file=docs_name, spec=spec,
+                                          requested=requested, counts=counts, build=build_info, directory=directory)
+        return lexical_part.add_to_manifest(written_manifest, lexical, generation, file_entry, directory)
 
-    commit_generation(directory, write_index, docs, manifest)
+    commit_generation(directory, write_index, docs, manifest,
+                      lambda generation: lexical_part.generation_contents(lexical, generation))
 
 
 def _write_faiss(path: Path, merge: _Merge, dim: int, spec: factories.IndexSpec, trained: Any, live: int) -> int:

@@ -258,16 +258,8 @@ class DocumentCollection:
                 of the wrong shape, a bad filter, or a text query on an index without a model.
             TypeError: ``query`` is neither a str nor a numpy array.
         """
-        if isinstance(query, np.ndarray):
-            if query.ndim != 1:
-                raise ValueError(f"a query vector must be 1-D with {self.dim} values, got shape {query.shape}")
-            queries: Any = query[None, :]
-        elif isinstance(query, str):
-            queries = [query]
-        else:
-            raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
-        return self.search_batch(queries, k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
-                                 ef_search=ef_search)[0]
+        return self.search_batch(one_query(query, self.dim), k, filter=filter, include_vectors=include_vectors,
+                                 nprobe=nprobe, ef_search=ef_search)[0]
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
                      include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
@@ -310,7 +302,7 @@ class DocumentCollection:
             rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
             if rerank:
                 scores, labels = rerank_exact(matrix, labels, rows, k_eff, self.embed)
-            vectors = _vectors_for(self._backend, rows, self.embed) if include_vectors else None
+            vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
         return to_hits(scores, labels, rows, vectors)
 
     def _rerank_enabled(self) -> bool:
@@ -325,21 +317,47 @@ class DocumentCollection:
         return self.model is not None and self._docs.get_meta(GIVEN_VECTORS_KEY) is None
 
 
+def one_query(query: str | np.ndarray, dim: int) -> Any:
+    """A single query as a batch of one: ``[text]`` or a (1, dim) array.
+
+    Raises:
+        ValueError: a vector that is not 1-D.
+        TypeError: neither a str nor a numpy array.
+    """
+    if isinstance(query, np.ndarray):
+        if query.ndim != 1:
+            raise ValueError(f"a query vector must be 1-D with {dim} values, got shape {query.shape}")
+        return query[None, :]
+    if isinstance(query, str):
+        return [query]
+    raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
+
+
 def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:
     """Unit query vectors of a list of texts or an (n, dim) array, with errors naming the bad input."""
     if isinstance(queries, np.ndarray):
         return unit_vectors(checked_vectors(queries, dim, "query vectors"))
+    texts = checked_texts(queries)
+    return embed(texts, "pass query vectors") if texts else np.zeros((0, dim), np.float32)
+
+
+def checked_texts(queries: Sequence[str]) -> list[str]:
+    """A batch of text queries as a list, each checked to be a str.
+
+    Raises:
+        TypeError: ``queries`` is a single str, or holds something other than str.
+    """
     if isinstance(queries, str):
         raise TypeError("search_batch takes a list of queries; use search() for one")
     texts = list(queries)
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
-    return embed(texts, "pass query vectors") if texts else np.zeros((0, dim), np.float32)
+    return texts
 
 
 
-def _vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.ndarray]) -> dict[int, np.ndarray]:
+def stored_vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.ndarray]) -> dict[int, np.ndarray]:
     """Stored vectors of ``rows``; texts of those the backend cannot reconstruct are encoded again."""
     vectors = backend.reconstruct(list(rows))
     missing = [iid for iid in rows if iid not in vectors]

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from m2v_search.errors import InvalidInputError
 from m2v_search.index.errors import IndexCorruptError, UnsafeFileError
 from m2v_search.index.locking import open_plain_file
 from m2v_search.index.filters import filter_to_sql
+
+if TYPE_CHECKING:  # pragma: no cover
+    from m2v_search.index.lexical import LexicalIndex
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -126,21 +129,29 @@ def _is_utf8(text: str) -> bool:
 
 
 class DocStore:
-    """Thread-safe wrapper around one SQLite connection."""
+    """Thread-safe wrapper around one SQLite connection.
+
+    ``lexical``: the lexical (BM25) index over the stored texts, or None; every insert, delete
+    and clear here updates it too, so it always indexes exactly the rows of ``docs``.
+    """
 
     def __init__(self, connection: sqlite3.Connection, *, readonly: bool, source: Path | None = None) -> None:
         self._db = connection
         self._readonly = readonly
         self.source = source
         self._lock = threading.RLock()
+        self.lexical: LexicalIndex | None = None
 
     @classmethod
-    def in_memory(cls) -> DocStore:
+    def in_memory(cls, lexical: LexicalIndex | None = None) -> DocStore:
+        """A new, empty docstore in memory (with ``lexical`` as its lexical part, if given)."""
         db = sqlite3.connect(":memory:", check_same_thread=False)
         db.executescript(SCHEMA)
         db.execute("INSERT INTO meta VALUES ('next_iid', '0')")
         db.commit()
-        return cls(db, readonly=False)
+        store = cls(db, readonly=False)
+        store.lexical = lexical
+        return store
 
     @classmethod
     def open_file(cls, path: Path) -> DocStore:
@@ -185,11 +196,16 @@ class DocStore:
         with self._lock:
             db = self._writable()
             db.executemany("INSERT INTO docs (iid, id, text, metadata, hash) VALUES (?, ?, ?, ?, ?)", rows)
+            if self.lexical is not None:
+                self.lexical.add([row[0] for row in rows], [row[2] for row in rows])
 
     def delete_iids(self, iids: Iterable[int]) -> None:
         with self._lock:
             db = self._writable()
-            db.executemany("DELETE FROM docs WHERE iid=?", [(int(i),) for i in iids])
+            iids = [int(i) for i in iids]
+            db.executemany("DELETE FROM docs WHERE iid=?", [(i,) for i in iids])
+            if self.lexical is not None:
+                self.lexical.delete(iids)
 
     def add_tombstones(self, iids: Iterable[int]) -> None:
         with self._lock:
@@ -204,6 +220,8 @@ class DocStore:
             db = self._writable()
             db.execute("DELETE FROM docs")
             db.execute("DELETE FROM tombstones")
+            if self.lexical is not None:
+                self.lexical.clear()
 
     def commit(self) -> None:
         with self._lock:

@@ -47,3 +47,7 @@ class UnsafeFileError(IndexError_, PermissionError):
 
 class OutputDirectoryError(IndexError_, ValueError):
     """A build's output directory is a file, or a non-empty directory that is not an index (without force)."""
+
+
+class NoLexicalPartError(IndexError_, ValueError):
+    """A lexical or hybrid search of an index without a lexical part (built with --no-lexical, or before it existed)."""

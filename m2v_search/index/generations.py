@@ -1,6 +1,6 @@
 """Generations of an index directory: writing a new one atomically, reading the current one.
 
-A generation is one FAISS file and one docstore file under names that embed the generation
+A generation is one FAISS file, one docstore file (and the lexical part's files) under names that embed the generation
 (``index.<generation>.faiss``, ``docstore.<generation>.sqlite``). A commit writes and fsyncs
 them, then replaces ``manifest.json`` (the commit point), then removes older generations. A
 crash at any point leaves the previous manifest and its files in place.
@@ -29,11 +29,13 @@ from m2v_search.index.manifest import (
 _READ_ATTEMPTS = 5
 REQUIRED_COLUMNS = {"docs": {"iid", "id", "text", "metadata", "hash"}, "tombstones": {"iid"}, "meta": {"key", "value"}}
 GENERATION = re.compile(r"([0-9]{1,18})-[0-9a-f]{8}")
-GENERATION_FILE = re.compile(r"(?:index\.[0-9]{1,18}-[0-9a-f]{8}\.faiss|docstore\.[0-9]{1,18}-[0-9a-f]{8}\.sqlite)")
+# the names commits give files (the lexical part's too); only such recorded files are ever removed
+GENERATION_FILE = re.compile(r"(?:index\.{g}\.faiss|docstore\.{g}\.sqlite|lexical\.{g}\.(?:json|npz))".replace("{g}", GENERATION.pattern))
 
 
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
-                      manifest: Callable[[str, str, str], dict[str, Any]]) -> str:
+                      manifest: Callable[[str, str, str], dict[str, Any]],
+                      extra_files: Callable[[str], dict[str, bytes]] | None = None) -> str:
     """Write a new generation of an index directory and return its name.
 
     The caller holds the directory's writer lock. Once the new manifest is in place, the files
@@ -48,7 +50,9 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
             file, beforehand).
         docs: The docstore to save.
         manifest: Makes the manifest from ``(generation, index_file, docstore_file)``; called
-            once both files are in place, so that their checksums can be taken.
+            once the files are in place, so that their checksums can be taken.
+        extra_files: More files of the generation (the lexical part) from its name:
+            ``{file name: content}``, written and fsynced with the others, before the manifest.
 
     Returns:
         The new generation's name.
@@ -62,20 +66,26 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
     index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
     staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
+    extra = extra_files(generation) if extra_files is not None else {}
+    staged_extra = {name: directory / f".{name}.tmp" for name in extra}
     try:
         create_private_file(staged_index)
         write_index(staged_index)
         fsync_file(staged_index)
         docs.save_to(staged_docs)  # creates the file itself, with O_EXCL | O_NOFOLLOW
         fsync_file(staged_docs)
+        for name, content in extra.items():
+            _write_new_file(staged_extra[name], content)
         os.replace(staged_index, directory / index_name)
         os.replace(staged_docs, directory / docs_name)
+        for name, staged in staged_extra.items():
+            os.replace(staged, directory / name)
     finally:
-        for staged in (staged_index, staged_docs):
+        for staged in (staged_index, staged_docs, *staged_extra.values()):
             staged.unlink(missing_ok=True)
     write_manifest(directory, manifest(generation, index_name, docs_name))
     for name in (previous or {}).get("files", {}):  # recorded, and named as this module names files
-        if name not in (index_name, docs_name) and GENERATION_FILE.fullmatch(name):
+        if name not in (index_name, docs_name, *extra) and GENERATION_FILE.fullmatch(name):
             (directory / name).unlink(missing_ok=True)
     fsync_dir(directory)
     return generation
@@ -99,6 +109,16 @@ def _readable_manifest(directory: Path) -> dict[str, Any] | None:
         return read_manifest(directory)
     except (IndexNotFoundError, IndexCorruptError):
         return None
+
+
+def _write_new_file(path: Path, content: bytes) -> None:
+    """Create ``path`` (refusing anything there, a symlink included), write ``content`` and fsync it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(path, flags, 0o644)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def generation_on_disk(directory: Path) -> str | None:

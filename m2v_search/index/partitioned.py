@@ -196,6 +196,8 @@ class PartitionedIndex:
             k: hits to return.
             partitions: keys to search (default every open partition).
             **search_options: passed to ``VectorIndex.search_batch`` (``filter``, ``nprobe``...).
+                ``mode`` defaults to ``dense``: cosine scores merge exactly across partitions, the
+                per-partition scores of lexical and hybrid search only approximately.
 
         Returns:
             The hits, each with the key of its partition.
@@ -209,6 +211,7 @@ class PartitionedIndex:
         missing = [key for key in keys if key not in self.indexes]
         if missing:
             raise KeyError(f"partition(s) not open: {', '.join(missing)}")
+        search_options.setdefault("mode", "dense")
         per_partition = {key: self.indexes[key].search_batch(list(queries), k, **search_options) for key in keys}
         merged = []
         for number in range(len(queries)):

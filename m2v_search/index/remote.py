@@ -34,7 +34,7 @@ from m2v_search.index.urls import filesystem, is_url, local_path, redact
 
 log = logging.getLogger("m2v_search.index")
 CACHE_ENV = "M2V_SEARCH_INDEX_CACHE"
-_GENERATION_FILES = ("index.", "docstore.")
+_GENERATION_FILES = ("index.", "docstore.", "lexical.")
 
 
 class RemoteIndexError(IndexNotFoundError):

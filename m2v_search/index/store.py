@@ -37,7 +37,7 @@ from m2v_search.index.backends import (
     load_backend,
 )
 from m2v_search.index.checks import consistency_problems
-from m2v_search.index.collection import DocumentCollection
+from m2v_search.index import lexical as lexical_part
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import IndexConflictError, IndexCorruptError
 from m2v_search.index.generations import (
@@ -47,8 +47,9 @@ from m2v_search.index.generations import (
     read_verified_generation,
 )
 from m2v_search.index.hub_methods import HubMethods
+from m2v_search.index.hybrid import HybridSearch
 from m2v_search.index.locking import WriterLock
-from m2v_search.index.manifest import MANIFEST_NAME, index_manifest
+from m2v_search.index.manifest import MANIFEST_NAME, file_entry, index_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
 from m2v_search.index.records import Hit, Record, UpsertStats
 from m2v_search.index.urls import is_url
@@ -59,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Hit", "Record", "UpsertStats", "VectorIndex", "model_source"]
 
 
-class VectorIndex(HubMethods, DocumentCollection):
+class VectorIndex(HubMethods, HybridSearch):
     """A document collection bound to a model and saved as generations of a directory.
 
     Create with :meth:`create` (in memory until :meth:`save`) or :meth:`open` (an existing
@@ -100,8 +101,8 @@ class VectorIndex(HubMethods, DocumentCollection):
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None = None, model: StaticModel | str | None = None, *,
                dim: int | None = None, index_kind: str = "auto", factory: str | None = None,
-               memory_budget: int | None = None, model_path: str | None = None, index: str | None = None
-               ) -> VectorIndex:
+               memory_budget: int | None = None, model_path: str | None = None, index: str | None = None,
+               lexical: bool | str = True) -> VectorIndex:
         """A new, empty index (in memory until :meth:`save`).
 
         Indexes that need training (IVF) collect vectors in an exact flat index and switch on save.
@@ -116,13 +117,15 @@ class VectorIndex(HubMethods, DocumentCollection):
             memory_budget: Bytes ``auto`` may use (default: half the physical memory).
             model_path: The source to record for an in-memory model.
             index: Deprecated alias of ``index_kind``.
+            lexical: The lexical (BM25) part: True (English), a Snowball language name, or False (none).
 
         Returns:
             The empty index.
 
         Raises:
-            ValueError: An unknown kind, a bad ``dim``, or a ``dim`` the model does not give.
+            ValueError: An unknown kind or language, a bad ``dim``, or a ``dim`` the model does not give.
         """
+        docs = DocStore.in_memory(lexical_part.new_part(lexical))
         if index is not None:
             warnings.warn("VectorIndex.create(index=...) is deprecated; use index_kind=...", DeprecationWarning,
                           stacklevel=2)
@@ -154,7 +157,7 @@ class VectorIndex(HubMethods, DocumentCollection):
         if not backend.is_trained:  # collect vectors exactly until there are enough to train
             backend = create_backend(factories.flat_spec(), width)
         return cls(model=loaded, model_path=source, backend=backend, requested=requested,
-                   docstore=DocStore.in_memory(), path=None if path is None else Path(path))
+                   docstore=docs, path=None if path is None else Path(path))
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, model: StaticModel | str | None = None, create: bool = False,
@@ -198,6 +201,7 @@ class VectorIndex(HubMethods, DocumentCollection):
             docs.close()
             raise IndexCorruptError(f"{directory / index_name}: {error}") from None
         _check_counts(directory, manifest, backend, docs)
+        docs.lexical = lexical_part.from_manifest(manifest, contents, directory)  # None: saved without one
         requested = {"kind": info.get("requested", spec.kind), "factory": info.get("requested_factory"),
                      "memory_budget": info.get("memory_budget")}
         return cls(model=loaded, model_path=source, backend=backend, requested=requested, docstore=docs,
@@ -347,25 +351,28 @@ class VectorIndex(HubMethods, DocumentCollection):
                                          f"(generation {self._generation} -> {on_disk}); open it again")
             generation = commit_generation(
                 target, self._backend.write, self._docs,
-                lambda generation, index_name, docs_name: self._manifest(generation, index_name, docs_name, target))
+                lambda generation, index_name, docs_name: self._manifest(generation, index_name, docs_name, target),
+                lambda generation: lexical_part.generation_contents(self._docs.lexical, generation))
             self.path = target
             self._generation = generation
             self._mark_saved()
 
     def _manifest(self, generation: str, index_name: str, docs_name: str, directory: Path) -> dict[str, Any]:
         counts = {"documents": self._count, "vectors": self._backend.ntotal, "deleted": self._docs.count_tombstones()}
-        return index_manifest(generation=generation, model=self.model, model_path=self.model_path, dim=self.dim,
-                              index_file=index_name, docstore_file=docs_name, spec=self._backend.spec,
-                              requested=self._requested, counts=counts, build=self.build_info, directory=directory)
+        manifest = index_manifest(generation=generation, model=self.model, model_path=self.model_path, dim=self.dim,
+                                  index_file=index_name, docstore_file=docs_name, spec=self._backend.spec,
+                                  requested=self._requested, counts=counts, build=self.build_info, directory=directory)
+        return lexical_part.add_to_manifest(manifest, self._docs.lexical, generation, file_entry, directory)
 
     def verify(self) -> list[str]:
-        """Deep consistency check (beyond checksums): every document has exactly one vector.
+        """Deep consistency check (beyond checksums): every document has one vector (and lexical entry).
 
         Returns:
             The problems found (empty: consistent).
         """
         with self._lock:
-            return consistency_problems(self._docs, self._backend, self.embed if self._vectors_from_model() else None)
+            return consistency_problems(self._docs, self._backend, self.embed if self._vectors_from_model() else None
+                                        ) + self.lexical_problems()
 
 
 def _check_counts(directory: Path, manifest: dict[str, Any], backend: Backend, docs: DocStore) -> None:

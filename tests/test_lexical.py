@@ -1,0 +1,200 @@
+"""The lexical part: analyzer, BM25 search through bm25s, changes (tombstones, merges), files, filters."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bm25s")
+pytest.importorskip("Stemmer")
+
+from m2v_search.index.errors import IndexCorruptError  # noqa: E402
+from m2v_search.index.lexical import ARRAYS_FILE, HEADER_FILE, Analyzer, LexicalIndex  # noqa: E402
+
+TEXTS = [
+    "The runner was running quickly through the park",
+    "A recipe for baking bread with yeast and flour",
+    "Parsing JSON documents with the standard library",
+    "Compressing files with gzip saves disk space",
+    "Sorting a list of numbers in ascending order",
+    "Bread and butter for breakfast every morning",
+    "Reading files line by line in Python",
+    "The park was closed because of the storm",
+]
+
+
+def build(texts: list[str] = TEXTS, start: int = 100) -> LexicalIndex:
+    index = LexicalIndex()
+    index.add(np.arange(start, start + len(texts)), texts)
+    return index
+
+
+def test_analyzer_lowercases_drops_stopwords_and_stems() -> None:
+    analyzer = Analyzer()
+    assert analyzer.analyze("The Runners are RUNNING in the parks") == ["runner", "run", "park"]
+    assert Analyzer(stem=False).analyze("The Runners are RUNNING") == ["runners", "running"]
+    assert Analyzer(stopwords=False, stem=False).analyze("The cat") == ["the", "cat"]
+    assert Analyzer("german").analyze("Die Häuser und die Kinder") == ["haus", "kind"]
+
+
+def test_analyzer_rejects_an_unknown_language() -> None:
+    with pytest.raises(ValueError, match="klingon"):
+        Analyzer("klingon")
+
+
+def test_search_finds_stemmed_matches_best_first() -> None:
+    index = build()
+    iids, scores = index.search("runs in a park", k=3)
+    assert iids[0] == 100  # "runner ... running ... park" matches both terms
+    assert set(iids.tolist()) == {100, 107}
+    assert scores[0] > scores[1] > 0
+    assert iids.dtype == np.int64 and scores.dtype == np.float32
+
+
+def test_query_of_stopwords_or_unknown_words_returns_nothing() -> None:
+    index = build()
+    for query in ("the and of", "", "zyzzyva", "!!!"):
+        iids, scores = index.search(query, k=5)
+        assert len(iids) == 0 and len(scores) == 0
+
+
+def test_k_limits_the_results_and_must_be_positive() -> None:
+    index = build()
+    assert len(index.search("bread park files", k=2)[0]) == 2
+    with pytest.raises(ValueError, match="k must be"):
+        index.search("bread", k=0)
+
+
+def test_delete_hides_documents_and_counts_only_known_ones() -> None:
+    index = build()
+    assert index.delete([101, 999]) == 1
+    assert index.search("bread", k=5)[0].tolist() == [105]
+    assert len(index) == len(TEXTS) - 1
+    assert 101 not in index.iids().tolist()
+    assert index.delete([101]) == 0
+
+
+def test_add_with_an_existing_id_replaces_the_text() -> None:
+    index = build()
+    index.merge()
+    index.add([103], ["A poem about the ocean"])
+    assert index.search("gzip", k=5)[0].tolist() == []
+    assert index.search("ocean", k=5)[0].tolist() == [103]
+    assert len(index) == len(TEXTS)
+
+
+def test_allowed_ids_restrict_the_search() -> None:
+    index = build()
+    assert index.search("bread", k=5, allowed=np.array([105, 106]))[0].tolist() == [105]
+    assert index.search("bread", k=5, allowed=np.array([], dtype=np.int64))[0].tolist() == []
+    index.delete([105])
+    assert index.search("bread", k=5, allowed=np.array([105]))[0].tolist() == []
+
+
+def test_changes_give_the_same_scores_as_a_fresh_build() -> None:
+    """Tombstones, pending additions and replacements, once merged, equal bm25s over the final corpus."""
+    extra = ["Running shoes for the park", "Yeast makes the bread rise", "A storm over the ocean"]
+    changed = build()
+    changed.merge()
+    changed.delete([102, 104])
+    changed.add([200, 201, 202], extra)
+    changed.add([101], ["Flour and water make dough"])
+    final = {i: t for i, t in zip(range(100, 100 + len(TEXTS)), TEXTS)}
+    del final[102], final[104]
+    final.update({200: extra[0], 201: extra[1], 202: extra[2], 101: "Flour and water make dough"})
+    fresh = LexicalIndex()
+    fresh.add(list(final), list(final.values()))
+    for query in ("bread park", "storm ocean running", "flour", "files line"):
+        got, want = changed.search(query, k=10), fresh.search(query, k=10)
+        assert got[0].tolist() == want[0].tolist()
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+
+
+def test_scores_are_bm25s_scores() -> None:
+    import bm25s
+
+    analyzer = Analyzer()
+    reference = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    reference.index([analyzer.analyze(t) for t in TEXTS], show_progress=False)
+    expected = reference.get_scores(analyzer.analyze("bread park running"))
+    iids, scores = build(start=0).search("bread park running", k=len(TEXTS))
+    np.testing.assert_allclose(scores, expected[iids], rtol=1e-6)
+
+
+def test_files_round_trip_after_changes() -> None:
+    index = build()
+    index.delete([100])
+    index.add([300], ["Running in the rain"])
+    files = index.to_files()
+    assert set(files) == {HEADER_FILE, ARRAYS_FILE}
+    assert json.loads(files[HEADER_FILE])["documents"] == len(TEXTS)
+    with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as arrays:
+        assert 100 not in arrays["doc_iids"].tolist()
+    loaded = LexicalIndex.from_files(files)
+    assert not loaded.dirty
+    for query in ("running park", "bread", "storm"):
+        np.testing.assert_array_equal(loaded.search(query, 5)[0], index.search(query, 5)[0])
+    loaded.add([301], ["bread pudding"])
+    assert 301 in loaded.search("pudding", 5)[0].tolist()
+
+
+def test_an_empty_index_saves_loads_and_finds_nothing() -> None:
+    index = LexicalIndex(Analyzer("french"))
+    assert index.search("pain", 5)[0].tolist() == []
+    loaded = LexicalIndex.from_files(index.to_files())
+    assert loaded.analyzer.language == "french" and len(loaded) == 0
+    only_stopwords = LexicalIndex()
+    only_stopwords.add([1, 2], ["the and of", "a an the"])
+    assert only_stopwords.search("the", 5)[0].tolist() == []
+    assert LexicalIndex.from_files(only_stopwords.to_files()).search("and", 5)[0].tolist() == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header", "missing", "arrays"])
+def test_damaged_files_are_refused(damage: str) -> None:
+    files = build().to_files()
+    if damage == "truncate":
+        files[ARRAYS_FILE] = files[ARRAYS_FILE][:100]
+    elif damage == "header":
+        files[HEADER_FILE] = b'{"format": "something else"}'
+    elif damage == "missing":
+        del files[ARRAYS_FILE]
+    else:
+        with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as archive:
+            arrays = dict(archive)
+        arrays["doc_tokens"] = arrays["doc_tokens"] + 10_000
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        files[ARRAYS_FILE] = buffer.getvalue()
+    with pytest.raises(IndexCorruptError, match="lexical"):
+        LexicalIndex.from_files(files, source="lexical part of test")
+
+
+def test_manifest_entry_and_loading_from_verified_contents() -> None:
+    from m2v_search.index.lexical import from_manifest, generation_files, manifest_entry
+
+    index = build()
+    names = generation_files("000007-abcd1234")
+    assert names == {HEADER_FILE: "lexical.000007-abcd1234.json", ARRAYS_FILE: "lexical.000007-abcd1234.npz"}
+    files = index.to_files()
+    contents = {names[role]: data for role, data in files.items()}
+    manifest = {"lexical": manifest_entry(index, names)}
+    assert manifest["lexical"]["documents"] == len(TEXTS) and manifest["lexical"]["analyzer"]["language"] == "english"
+    loaded = from_manifest(manifest, contents, "DIR")
+    assert loaded is not None and loaded.search("bread", 5)[0].tolist() == [101, 105]
+    assert from_manifest({}, contents, "DIR") is None  # an index saved before (or without) a lexical part
+    unlisted = {names[HEADER_FILE]: files[HEADER_FILE]}
+    with pytest.raises(IndexCorruptError, match="lexical.arrays.*not listed"):
+        from_manifest(manifest, unlisted, "DIR")
+    with pytest.raises(IndexCorruptError, match="must be an object"):
+        from_manifest({"lexical": "yes"}, contents, "DIR")
+
+
+def test_from_rows_indexes_every_row() -> None:
+    from m2v_search.index.lexical import from_rows
+
+    index = from_rows(((100 + i, text) for i, text in enumerate(TEXTS)), Analyzer())
+    assert not index.dirty and len(index) == len(TEXTS)
+    assert index.search("gzip", 3)[0].tolist() == [103]
