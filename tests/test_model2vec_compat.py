@@ -26,7 +26,10 @@ IMPORTS = {
 
 def readme_examples() -> list[str]:
     """The ```python blocks of model2vec's README, as installed."""
-    description = metadata.metadata("model2vec").get_payload()  # type: ignore[attr-defined]
+    # The README is the body of METADATA, after the headers. Read the file itself: the parsed
+    # message's get_payload() comes back empty once some packages (dask.distributed) are imported.
+    text = metadata.distribution("model2vec").read_text("METADATA") or ""
+    description = text.split("\n\n", 1)[1] if "\n\n" in text else ""
     return re.findall(r"```python\n(.*?)```", description, flags=re.DOTALL)
 
 
