@@ -198,3 +198,18 @@ def test_from_rows_indexes_every_row() -> None:
     index = from_rows(((100 + i, text) for i, text in enumerate(TEXTS)), Analyzer())
     assert not index.dirty and len(index) == len(TEXTS)
     assert index.search("gzip", 3)[0].tolist() == [103]
+
+
+def test_words_of_a_text_deleted_before_any_merge_keep_the_files_consistent() -> None:
+    """A text added and deleted between two merges leaves its new words in the vocabulary; the
+    next save must rebuild the matrix for them (it used to write a matrix one row per term short,
+    which the index then refused to open: 'inconsistent arrays')."""
+    index = LexicalIndex()
+    index.add([1, 2], ["rivers and lakes", "mountain peaks"])
+    index.merge()
+    index.add([3], ["completely unseen vocabulary"])
+    index.delete([3])
+    loaded = LexicalIndex.from_files(index.to_files())
+    assert loaded.iids().tolist() == [1, 2]
+    assert loaded.search("river")[0].tolist() == [1]
+    assert loaded.search("unseen")[0].tolist() == []

@@ -141,6 +141,7 @@ class LexicalIndex:
         self._live = np.zeros(0, dtype=bool)
         self._retriever: Any = None
         self._pending: dict[int, np.ndarray] = {}  # iid -> token ids, waiting for the next merge
+        self._terms_in_matrix = 0  # vocabulary size the merged segment was built with
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -148,8 +149,9 @@ class LexicalIndex:
 
     @property
     def dirty(self) -> bool:
-        """True when additions wait or tombstones are set (a merge would change the index)."""
-        return bool(self._pending) or not bool(self._live.all())
+        """True when additions wait, tombstones are set, or terms were added since the last merge
+        (also by a text deleted before any merge): a merge would change the index."""
+        return bool(self._pending) or not bool(self._live.all()) or len(self._vocab) != self._terms_in_matrix
 
     def iids(self) -> np.ndarray:
         """Sorted int ids of the documents indexed (what ``verify`` compares with the docstore)."""
@@ -223,6 +225,7 @@ class LexicalIndex:
         self._doc_tokens = remapped.astype(np.int32).reshape(-1)
         self._live = np.ones(len(self._doc_iids), dtype=bool)
         self._pending = {}
+        self._terms_in_matrix = len(self._vocab)
         self._build_retriever()
 
     def _build_retriever(self) -> None:
@@ -349,6 +352,7 @@ class LexicalIndex:
         self._doc_offsets = offsets.astype(np.int64)
         self._doc_tokens = tokens.astype(np.int32)
         self._live = np.ones(len(iids), dtype=bool)
+        self._terms_in_matrix = len(self._vocab)
         if len(iids):
             self._attach_scores(data.astype(np.float32), indices.astype(np.int32), indptr)
 
