@@ -91,14 +91,15 @@ def stream_upsert(index: VectorIndex, records: Iterable[Record], *, batch_size: 
 def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticModel | str | None = None,
                 index: str = "auto", factory: str | None = None, memory_budget: int | None = None,
                 batch_size: int = 4096, resume: bool = False, checkpoint_every: int = 100_000,
-                allow_model_mismatch: bool = False, show_progress: bool = True, force: bool = False) -> BuildReport:
+                allow_model_mismatch: bool = False, show_progress: bool = True, force: bool = False,
+                rescore: int | None = None) -> BuildReport:
     """Index ``corpus`` into ``directory``, replacing any index there only at the very end.
 
     Args:
         corpus: the records to index.
         directory: the index directory: new, empty, or holding an index (see ``force``).
         model: the model encoding the texts (default: the bundled model).
-        index: index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivf-pq``).
+        index: index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivf-pq``, ``binary``, ``binary-hnsw``).
         factory: a FAISS factory string, overriding ``index``.
         memory_budget: bytes the ``auto`` choice may use.
         batch_size: records encoded per batch (>= 1).
@@ -107,6 +108,7 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
         allow_model_mismatch: resume with another model than the checkpoint's.
         show_progress: a progress bar on stderr.
         force: build into a non-empty directory that holds no index (other files are left alone).
+        rescore: binary kinds: candidates re-scored per query (default: recall@10 >= 0.99).
 
     Returns:
         What was read, added, replaced, skipped and repeated, and how fast.
@@ -128,7 +130,8 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
         vectors = staging.open_checkpoint(model, allow_model_mismatch) if resume else None
         resumed = vectors is not None
         if vectors is None:
-            vectors = VectorIndex.create(None, model, index=index, factory=factory, memory_budget=memory_budget)
+            vectors = VectorIndex.create(None, model, index_kind=index, factory=factory,
+                                         memory_budget=memory_budget, rescore=rescore)
         try:
             vectors.build_info = {"complete": False, "corpus": corpus.name}
             with progress_bar(show_progress, "Indexing") as progress:

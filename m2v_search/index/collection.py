@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2v_search.index import factory as factories
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
@@ -46,6 +47,7 @@ class DocumentCollection:
         self._reranks: bool | None = None
         self.nprobe: int | None = None
         self.ef_search: int | None = None
+        self.rescore: int | None = None
         self.last_upsert = UpsertStats()
 
     def __len__(self) -> int:
@@ -236,8 +238,8 @@ class DocumentCollection:
             yield Record(doc_id, text, json.loads(meta))
 
     def search(self, query: str | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
-               include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
-               ) -> list[Hit]:
+               include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None,
+               rescore: int | None = None) -> list[Hit]:
         """The ``k`` documents closest to ``query``, best first.
 
         Args:
@@ -249,6 +251,7 @@ class DocumentCollection:
             include_vectors: Attach each hit's unit vector (``Hit.vector``).
             nprobe: IVF lists to probe (default: the index's, see :attr:`search_params`).
             ef_search: HNSW candidate list size (default: the index's).
+            rescore: Candidates re-scored per query by binary indexes (default: the index's).
 
         Returns:
             The hits; ``Hit.score`` is the cosine similarity.
@@ -267,11 +270,11 @@ class DocumentCollection:
         else:
             raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
         return self.search_batch(queries, k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
-                                 ef_search=ef_search)[0]
+                                 ef_search=ef_search, rescore=rescore)[0]
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
-                     include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
-                     ) -> list[list[Hit]]:
+                     include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None,
+                     rescore: int | None = None) -> list[list[Hit]]:
         """The ``k`` documents closest to each query, best first.
 
         Args:
@@ -281,6 +284,7 @@ class DocumentCollection:
             include_vectors: Attach each hit's unit vector (``Hit.vector``).
             nprobe: IVF lists to probe (default: the index's, see :attr:`search_params`).
             ef_search: HNSW candidate list size (default: the index's).
+            rescore: Candidates re-scored per query by binary indexes (default: the index's).
 
         Returns:
             One list of hits per query.
@@ -293,7 +297,9 @@ class DocumentCollection:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         matrix = _query_matrix(queries, self.dim, self.embed)
-        options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search)
+        factories.check_rescore(rescore)
+        options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search,
+                                rescore=rescore or self.rescore)
         with self._lock:
             if len(matrix) == 0 or self._count == 0:
                 return [[] for _ in range(len(matrix))]
@@ -317,7 +323,8 @@ class DocumentCollection:
         SQ), and every vector in it is the model's encoding of the stored text, so the static
         model can recompute the exact vectors of a few candidates for far less than storing them."""
         if self._reranks is None:
-            self._reranks = self._backend.lossy and self._vectors_from_model()
+            self._reranks = (self._backend.lossy and not self._backend.rescores_internally
+                             and self._vectors_from_model())
         return self._reranks
 
     def _vectors_from_model(self) -> bool:
