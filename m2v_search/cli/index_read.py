@@ -12,6 +12,7 @@ from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import emit, open_index, text_lines
 from m2v_search.cli.options import bounded_int
+from m2v_search.index.factory import MAX_RESCORE
 
 INT32_MAX = 2**31 - 1  # FAISS takes nprobe and efSearch as C ints
 MAX_K = 1_000_000
@@ -30,6 +31,8 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IVF lists probed (default: the index's)")
     parser.add_argument("--ef-search", type=bounded_int(1, INT32_MAX), default=None,
                         help="HNSW efSearch (default: the index's)")
+    parser.add_argument("--rescore", type=bounded_int(1, MAX_RESCORE), default=None, metavar="N",
+                        help="binary kinds: candidates re-scored exactly per query (default: the index's)")
 
 
 @INDEX.command("search", help="search DIR", options=("common", "threads", "model"), arguments=_search_arguments)
@@ -43,7 +46,8 @@ def search(args: argparse.Namespace) -> int:
     filter_ = parse_filters(args.filter, args.filter_json)
     index = open_index(args, needs_model=True)
     try:
-        results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=args.ef_search)
+        results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=args.ef_search,
+                                      rescore=args.rescore)
     finally:
         index.close()
     out = sys.stdout
@@ -91,6 +95,7 @@ def info(args: argparse.Namespace) -> int:
         "factory": index.get("factory"),
         "requested": index.get("requested_factory") or index.get("requested"),
         "search_params": index.get("search_params"),
+        "index_choice": (manifest.get("build") or {}).get("index_choice"),
         "generation": manifest.get("generation"),
         "saved_at": manifest.get("saved_at"),
         "build": manifest.get("build"),
