@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from m2v_search.index import factory as factories
+from m2v_search.index.backends import Backend, create_backend
 from m2v_search.index.build import BuildReport
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import SCHEMA, DocStore
@@ -157,7 +158,8 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                     spec, faiss_index = _choose_index(requested, live, loaded.dim, shards, dead, phases)
                     build_info = {"complete": True, "corpus": plan.name, "records": records,
                                   "skipped_invalid": skipped, "engine": "dask", "partitions": len(shards),
-                                  "workers": workers}
+                                  "workers": workers,
+                                  "index_choice": factories.choice_reason(requested, live, loaded.dim)}
                     mark = time.perf_counter()
                     _commit(directory, staging, dask_client, loaded, source, spec, requested, faiss_index, docs,
                             shards, dead, live, build_info, started)
@@ -334,6 +336,10 @@ def _choose_index(requested: dict[str, Any], live: int, dim: int, shards: list[S
         target = factories.resolve(requested["kind"], live, dim, requested["memory_budget"])
     if target.factory == factories.flat_spec().factory:
         return factories.flat_spec(), None
+    if target.kind in factories.BINARY_KINDS:  # built in the driver from the merged vectors (see _write_faiss)
+        backend = create_backend(target, dim)
+        backend.train(_training_sample(shards, dead, live))
+        return target, backend
     new = factories.new_index(target, dim)
     if not new.is_trained:
         nlist = int(target.params.get("nlist", 1))
@@ -396,7 +402,8 @@ def _commit(directory: Path, staging: Path, client: Any, model: StaticModel, mod
     def manifest(generation: str, index_name: str, docs_name: str) -> dict[str, Any]:
         build_info["seconds"] = round(time.perf_counter() - started, 3)
         record = VectorIndex(model=model, model_path=model_path, index=_Counted(written["ntotal"], model.dim),
-                             spec=spec, requested=requested, docstore=docs, path=directory, build=build_info)
+                             spec=spec, requested=requested, docstore=docs, path=directory, build=build_info,
+                             backend=trained if isinstance(trained, Backend) else None)
         return record._manifest(generation, index_name, docs_name, directory)
 
     commit_generation(directory, write_index, docs, manifest)
@@ -411,6 +418,11 @@ def _write_faiss(path: Path, staging: Path, client: Any, dim: int, spec: factori
     if trained is None:  # exact index: vectors streamed from the shards into the file
         write_flat_idmap(path, dim, live, lambda: iter_vector_chunks(shards, dead))
         return live
+    if isinstance(trained, Backend):  # binary codes: the driver codes the shards' vectors one chunk at a time
+        for ids, vectors in iter_vector_chunks(shards, dead):
+            trained.add(ids, vectors)
+        trained.write(path)
+        return trained.ntotal
     factories.apply_build_params(trained, spec)
     if isinstance(faiss.downcast_index(trained), faiss.IndexIVF):
         return _merge_ivf(path, staging, client, trained, shards, dead)
