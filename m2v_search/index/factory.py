@@ -1,15 +1,23 @@
-"""Choosing a FAISS index: ``auto|flat|hnsw|ivf|ivf-pq`` or a factory string, and its search defaults.
+"""Choosing an index: ``auto|flat|hnsw|ivf|ivf-pq|binary|binary-hnsw`` or a FAISS factory string.
 
 Every index stores unit vectors under the inner-product metric (inner product = cosine).
 Flat and HNSW are wrapped in ``IDMap2`` (stable int64 ids, reconstruct by id); IVF indexes
-take ids natively (``IDMap`` around IVF mislabels results after ``remove_ids``).
+take ids natively (``IDMap`` around IVF mislabels results after ``remove_ids``). The binary
+kinds keep sign codes and int8 copies (:mod:`m2v_search.index.backends.binary`).
 
 Defaults were measured on real text embeddings (GCIDE definitions with a 256-d distilled
 MiniLM; see ``tests/test_index_recall.py`` and ``benchmarks/index_speed.py``): HNSW32 with
 efSearch 128 gave recall@10 0.973 at 100k vectors (64: 0.950), 256 is used beyond 200k; IVF
 with nlist ~ 4 sqrt(n) needs about 40% of the lists probed (nprobe = nlist/4 gave only 0.93
 at 10k and 0.987 at 100k): static embeddings have a high intrinsic dimension, so IVF saves
-little over exact search at these recalls, and ``auto`` prefers flat, then HNSW.
+little over exact search at these recalls.
+
+``auto``: a flat scan costs about 0.1 ms per 1,000 vectors of 256 dims on one thread (16 ms at
+149k), so flat stays exact up to ``FLAT_MAX`` (about 1 ms). Beyond, sign codes re-scored from
+int8 copies answer in under 1 ms at 172k with recall@10 >= 0.99 in 0.29x the memory
+(``benchmarks/results/index_speed_binary.md``); scanning every code grows linearly (32 bytes a
+vector), so past ``BINARY_FLAT_MAX`` an HNSW graph over the codes takes over; where even the
+int8 copies do not fit the memory budget, float HNSW or IVF-PQ as before.
 """
 
 from __future__ import annotations
@@ -23,9 +31,9 @@ from typing import Any
 
 KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-pq", "binary", "binary-hnsw")
 BINARY_KINDS = ("binary", "binary-hnsw")
-FLAT_MAX = 20_000           # auto: exact search up to this many vectors (then binary codes are faster)
+FLAT_MAX = 10_000           # auto: exact search up to this many vectors (then binary codes are faster)
 BINARY_FLAT_MAX = 2_000_000  # auto: scan every binary code up to this many vectors (then a graph of codes)
-BINARY_RESCORE = 640        # binary kinds: Hamming candidates re-scored per query (recall@10 >= 0.99)
+BINARY_RESCORE = 1536       # binary kinds: Hamming candidates re-scored per query (recall@10 >= 0.99)
 MAX_RESCORE = 1_000_000     # most candidates a search may re-score
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
