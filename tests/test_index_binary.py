@@ -154,6 +154,11 @@ def test_auto_thresholds_and_reason() -> None:
     assert factories.resolve("auto", 5_000_000, 256, memory_budget=1 << 30).kind == "ivf-pq"
 
 
+def test_binary_kinds_need_whole_bytes_of_bits() -> None:
+    with pytest.raises(ValueError, match="divisible by 8"):
+        VectorIndex.create(dim=12, index_kind="binary")
+
+
 def test_rescore_must_be_a_positive_integer(exact) -> None:
     with pytest.raises(ValueError, match="rescore"):
         exact.search("x", 3, rescore=0)
