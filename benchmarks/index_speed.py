@@ -273,8 +273,16 @@ def main() -> None:
                         help="binary kinds vs flat, HNSW, LangChain FAISS and usearch (index_speed_binary.md)")
     parser.add_argument("--million", action="store_true", help="with --binary: also a 1M-vector row")
     parser.add_argument("--million-kinds", default="binary,binary-hnsw", help="kinds of the 1M-vector row")
+    parser.add_argument("--sides", default=None,
+                        help="with --binary: only these labels, comma-separated (flat is always run); the "
+                             "report then goes to index_speed_binary_partial.md")
+    parser.add_argument("--replot", metavar="JSON", help="redraw a --binary PNG from its saved JSON")
     parser.add_argument("--worker", nargs=5, metavar=("KIND", "CORPUS", "MODEL", "OUT", "INDEX"))
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        binary_plot(saved["results"], saved["million"], Path(args.replot).stem)
+        return
     if args.worker:
         kind, *rest = args.worker
         print(json.dumps(WORKERS[kind](*rest)))
@@ -289,7 +297,8 @@ def main() -> None:
             for i, text in enumerate(texts):
                 handle.write(json.dumps({"id": f"g{i}", "text": text}) + "\n")
         if args.binary:
-            binary_comparison(corpus, folder, work, len(texts), args.million_kinds if args.million else None)
+            binary_comparison(corpus, folder, work, len(texts), args.million_kinds if args.million else None,
+                              args.sides)
             return
         runs: dict[str, list[dict]] = {"ours": [], "langchain": []}
         for repeat in range(args.repeats):
@@ -320,11 +329,16 @@ BINARY_SIDES = [("flat", "kind", "flat"), ("binary", "kind", "binary"), ("binary
                 ("usearch b1 + int8 re-score", "usearch", "b1+rescore")]
 
 
-def binary_comparison(corpus: Path, folder: Path, work: Path, n: int, million: str | None) -> None:
-    """Every side of BINARY_SIDES in its own process on the same corpus; recall against our flat."""
+def binary_comparison(corpus: Path, folder: Path, work: Path, n: int, million: str | None, sides: str | None
+                      ) -> None:
+    """Every side of BINARY_SIDES (or those in ``sides``) in its own process on the same corpus;
+    recall against our flat."""
     load_before = os.getloadavg()
     results: dict[str, dict] = {}
+    chosen = None if sides is None else {"flat", *sides.split(",")}
     for label, worker, arg in BINARY_SIDES:
+        if chosen is not None and label not in chosen:
+            continue
         print(f"binary comparison: {label}", file=sys.stderr)
         target = work / label.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "p")
         results[label] = run_worker(SCRIPT, [worker, str(corpus), str(folder), str(target), arg])
@@ -338,11 +352,12 @@ def binary_comparison(corpus: Path, folder: Path, work: Path, n: int, million: s
     if million:
         print("binary comparison: 1M vectors", file=sys.stderr)
         big = run_worker(SCRIPT, ["million", str(corpus), str(folder), str(work / "million"), million])
-    binary_report(results, big, n, folder, load_before, os.getloadavg())
+    binary_report(results, big, n, folder, load_before, os.getloadavg(),
+                  "index_speed_binary" if chosen is None else "index_speed_binary_partial")
 
 
-def binary_report(results: dict, big: dict | None, n: int, folder: Path, load_before: tuple, load_after: tuple
-                  ) -> None:
+def binary_report(results: dict, big: dict | None, n: int, folder: Path, load_before: tuple, load_after: tuple,
+                  name: str) -> None:
     flat = results["flat"]
     lines = [
         "# Binary codes with exact re-scoring vs flat, HNSW, LangChain FAISS and usearch\n",
@@ -362,10 +377,11 @@ def binary_report(results: dict, big: dict | None, n: int, folder: Path, load_be
                      f"{r['index_mib']:.1f} | {r['index_mib'] / flat['index_mib']:.2f} | {r['build_s']:.1f} | "
                      f"{r['build_s'] / flat['build_s']:.2f} |")
     binary = results["binary"]
+    hnsw_params = results["binary-hnsw"]["params"] if "binary-hnsw" in results else "not run"
     lines += ["", f"Targets for `binary`: p50 <= 1.0 ms (measured {binary['p50_ms']:.3f}), recall@10 >= 0.99 "
               f"({binary['recall']:.4f}), memory <= 0.3x flat ({binary['index_mib'] / flat['index_mib']:.2f}x), "
               f"build <= 2x flat ({binary['build_s'] / flat['build_s']:.2f}x). Search defaults: "
-              f"`{json.dumps(binary['params'])}` (binary), `{json.dumps(results['binary-hnsw']['params'])}` "
+              f"`{json.dumps(binary['params'])}` (binary), `{json.dumps(hnsw_params)}` "
               "(binary-hnsw)."]
     if big is not None:
         lines += ["", f"## {big['n']:,} vectors (the corpus's vectors copied with Gaussian noise, std {big['noise']} "
@@ -377,38 +393,42 @@ def binary_report(results: dict, big: dict | None, n: int, folder: Path, load_be
         for label, r in big["rows"].items():
             lines.append(f"| {label} | {r['recall']:.4f} | {r['p50_ms']:.3f} | {r['index_mib']:.0f} | "
                          f"{r['build_s']:.1f} |")
-    write_report("index_speed_binary", "\n".join(lines) + "\n")
-    binary_plot(results, big)
+    write_report(name, "\n".join(lines) + "\n")
+    kept = {label: {k: v for k, v in r.items() if k not in ("top", "top1")} for label, r in results.items()}
+    (RESULTS / f"{name}.json").write_text(json.dumps({"results": kept, "million": big}, indent=1) + "\n")
+    binary_plot(kept, big, name)
 
 
-def binary_plot(results: dict, big: dict | None) -> None:
+def binary_plot(results: dict, big: dict | None, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7.5, 4.5))
-    for label, r in results.items():
-        ours = label.startswith("binary")
-        axis.scatter(r["p50_ms"], r["recall"], s=30 + r["index_mib"], alpha=0.75,
-                     color="#2a7ab9" if ours else "#999999", edgecolors="black", linewidths=0.5)
-        axis.annotate(f"{label} ({r['index_mib']:.0f} MiB)", (r["p50_ms"], r["recall"]), fontsize=8,
-                      xytext=(5, 3), textcoords="offset points")
+    figure, axis = plt.subplots(figsize=(8.5, 5))
+    floor = 0.945  # recalls below are drawn on this line, their value written beside them
+    points = [(label, r["p50_ms"], r["recall"], r["index_mib"], label.startswith("binary")) for label, r in results.items()]
     if big is not None:
-        for label, r in big["rows"].items():
-            if label != "flat":
-                axis.scatter(r["p50_ms"] + big["encode_p50_ms"], r["recall"], marker="s", color="#d95f02")
-                axis.annotate(f"{label}, 1M vectors", (r["p50_ms"] + big["encode_p50_ms"], r["recall"]), fontsize=8,
-                              xytext=(5, -9), textcoords="offset points")
+        points += [(f"{label}, 1M vectors", r["p50_ms"] + big["encode_p50_ms"], r["recall"], r["index_mib"], True)
+                   for label, r in big["rows"].items() if label != "flat"]
+    for number, (label, p50, recall, mib, ours) in enumerate(points):
+        shown = max(recall, floor)
+        axis.scatter(p50, shown, s=20 + mib / 4, alpha=0.75, color="#2a7ab9" if ours else "#999999",
+                     marker="s" if "1M" in label else "o", edgecolors="black", linewidths=0.5)
+        text = f"{label} ({mib:.0f} MiB)" + (f", recall {recall:.2f}" if recall < floor else "")
+        axis.annotate(text, (p50, shown), fontsize=7.5, xytext=(6, 8 if number % 2 else -11),
+                      textcoords="offset points")
+    axis.set_ylim(floor - 0.004, 1.003)
     axis.axhline(0.99, color="#cc3333", linewidth=0.8, linestyle="--")
     axis.axvline(1.0, color="#cc3333", linewidth=0.8, linestyle="--")
     axis.set_xscale("log")
     axis.set_xlabel("single-query p50, encode + search (ms, log scale)")
     axis.set_ylabel("recall@10 vs exact")
-    axis.set_title("Latency vs recall (marker area ~ memory for search)", fontsize=10)
+    axis.set_title("Latency vs recall (marker area ~ memory for search; squares: 1M vectors, search + encode)",
+                   fontsize=9)
     figure.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    figure.savefig(RESULTS / "index_speed_binary.png", dpi=120)
+    figure.savefig(RESULTS / f"{name}.png", dpi=120)
 
 
 def report(texts: list[str], folder: Path, given: str | None, runs: dict, agreement: float, ann: list) -> None:
