@@ -145,6 +145,14 @@ def test_index_file_round_trip_is_byte_identical(built) -> None:
     assert again.to_bytes() == data and again.ntotal == backend.ntotal
 
 
+def test_auto_records_its_reason(records, exact, tmp_path) -> None:
+    index = VectorIndex.create(tmp_path, exact.model)  # auto
+    index.upsert(records[:500])
+    index.save()
+    reason = VectorIndex.open(tmp_path).build_info["index_choice"]
+    assert reason.startswith("auto chose flat: 500 vectors of 256 dims <= 10,000"), reason
+
+
 def test_auto_thresholds_and_reason() -> None:
     assert factories.resolve("auto", 10_000, 256).kind == "flat"
     chosen = factories.resolve("auto", 172_000, 256)
