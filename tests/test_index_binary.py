@@ -87,6 +87,9 @@ def test_filters_are_exact(kind, condition, built, exact, queries) -> None:
         assert {h.id for h in hits} <= allowed
         assert len(hits) == min(10, len(allowed))
     assert recall_at_10(got, want) >= 0.98
+    # few candidates: matches above 4x the candidates restrict the Hamming search by an id selector
+    for hits in index.search_batch(queries[:60], 10, filter=condition, rescore=20):
+        assert {h.id for h in hits} <= allowed and len(hits) == min(10, len(allowed))
 
 
 @pytest.mark.parametrize("kind", BINARY_KINDS)
@@ -98,6 +101,7 @@ def test_delete_upsert_save_open_and_compaction(kind, records, exact, tmp_path) 
     assert index.search(query, 1)[0].id == records[100]["id"]
     assert index.delete([records[100]["id"]]) == 1
     assert records[100]["id"] not in {h.id for h in index.search(query, 20)}
+    assert records[100]["id"] not in {h.id for h in index.search(query, 20, rescore=30)}  # live-id selector
     index.upsert([{"id": records[5]["id"], "text": "a completely new text about compressing data with gzip"}])
     assert index.search("compressing data with gzip", 1)[0].id == records[5]["id"]
     before = [[h.id for h in hits] for hits in index.search_batch([query, "parse json"], 10)]

@@ -330,6 +330,17 @@ class BinaryBackend(Backend):
         order = self._cache["order"]
         return order[np.searchsorted(self.stored_ids(), ids, sorter=order)]
 
+    def _live_selector(self) -> tuple[Any, Any]:
+        """The id selector of the live positions and its buffer, kept until the next write."""
+        if "live_bitmap" not in self._cache:
+            live = np.ones(self._store.count, dtype=bool)
+            live[self._positions(self._tombstones)] = False
+            self._cache["live_bitmap"] = np.packbits(live, bitorder="little")
+        import faiss
+
+        packed = self._cache["live_bitmap"]
+        return faiss.IDSelectorBitmap(len(packed), faiss.swig_ptr(packed)), packed
+
     def reconstruct(self, ids: list[int]) -> dict[int, np.ndarray]:
         """The int8 approximations of the stored vectors of ``ids`` (unknown ids left out)."""
         wanted = np.asarray(ids, dtype=np.int64)
@@ -351,18 +362,20 @@ class BinaryBackend(Backend):
 
         ``options.rescore`` (default: the spec's ``rescore``) sets the candidates per query.
         """
+        import faiss
+
+        live_only = allowed is None and self.tombstone_count > 0
         allowed = self.allowed_or_live(allowed)
-        candidates = max(k, int(getattr(options, "rescore", None) or self.spec.params.get("rescore")
-                                or factories.BINARY_RESCORE))
+        candidates = max(k, int(options.rescore or self.spec.params.get("rescore") or factories.BINARY_RESCORE))
         if allowed is not None and len(allowed) <= EXACT_FACTOR * candidates:
             positions = np.broadcast_to(self._positions(allowed), (len(queries), len(allowed)))
         else:
             count = self._store.count if allowed is None else len(allowed)
-            selector, keep = bitmap_selector(None if allowed is None else self._positions(allowed))
+            selector, keep = self._live_selector() if live_only else \
+                bitmap_selector(None if allowed is None else self._positions(allowed))
             positions = self._candidates(sign_codes(queries, self._center), min(candidates, count), selector,
                                          allowed, options)
             del keep
-        import faiss
 
         # as many threads as FAISS may use here: the front allows one for a single query (or a
         # small batch) and every core for a large batch
