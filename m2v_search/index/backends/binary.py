@@ -454,6 +454,7 @@ class BinaryHnswBackend(BinaryBackend):
         import faiss
 
         storage = faiss.downcast_IndexBinary(self.index.storage)
+        storage.use_heap = False  # counting selection, as in BinaryBackend.new_codes_index
         params = faiss.SearchParameters(sel=selector) if selector is not None else None
         _, positions = storage.search(codes, count, params=params)
         return positions
