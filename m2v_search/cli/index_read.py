@@ -12,6 +12,7 @@ from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import emit, open_index, text_lines
 from m2v_search.cli.options import bounded_int, search_mode_arguments
+from m2v_search.index_kinds import MAX_RESCORE
 
 INT32_MAX = 2**31 - 1  # FAISS takes nprobe and efSearch as C ints
 MAX_K = 1_000_000
@@ -31,6 +32,8 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ef-search", type=bounded_int(1, INT32_MAX), default=None,
                         help="HNSW efSearch (default: the index's; more than the index holds counts as that)")
     search_mode_arguments(parser)
+    parser.add_argument("--rescore", type=bounded_int(1, MAX_RESCORE), default=None, metavar="N",
+                        help="binary kinds: candidates re-scored exactly per query (default: the index's)")
 
 
 @INDEX.command("search", help="search DIR", options=("common", "threads", "model"), arguments=_search_arguments)
@@ -47,7 +50,7 @@ def search(args: argparse.Namespace) -> int:
         # efSearch beyond the number of vectors changes nothing but what FAISS allocates (2^31 took 16 GB)
         ef_search = None if args.ef_search is None else min(args.ef_search, max(index.faiss_index.ntotal, args.k))
         results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=ef_search,
-                                     mode=args.mode, alpha=args.alpha, fusion=args.fusion)
+                                     mode=args.mode, alpha=args.alpha, fusion=args.fusion, rescore=args.rescore)
     finally:
         index.close()
     out = sys.stdout
@@ -97,6 +100,7 @@ def info(args: argparse.Namespace) -> int:
         "requested": index.get("requested_factory") or index.get("requested"),
         "search_params": index.get("search_params"),
         "lexical": manifest.get("lexical", {}).get("analyzer") if manifest.get("lexical") else None,
+        "index_choice": (manifest.get("build") or {}).get("index_choice"),
         "generation": manifest.get("generation"),
         "saved_at": manifest.get("saved_at"),
         "build": manifest.get("build"),

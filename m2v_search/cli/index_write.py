@@ -10,7 +10,8 @@ from pathlib import Path
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import corpus_reader, emit, open_index, require_index, set_threads, text_lines
-from m2v_search.cli.options import metadata_field_list, non_negative_int
+from m2v_search.cli.options import bounded_int, metadata_field_list, non_negative_int
+from m2v_search.index_kinds import BINARY_RESCORE, KINDS, MAX_RESCORE
 
 log = logging.getLogger("m2v_search.index")
 
@@ -22,8 +23,11 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="index directory, or an fsspec URL (s3://bucket/idx): built locally, then uploaded "
                              "with its manifest last")
-    parser.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivf-pq"],
-                        help="index type (default auto: exact flat for small corpora, HNSW or IVF-PQ beyond)")
+    parser.add_argument("--index", default="auto", choices=list(KINDS),
+                        help="index type (default auto: exact flat for small corpora, binary codes beyond; "
+                             "m2v-index info says why)")
+    parser.add_argument("--rescore", type=bounded_int(1, MAX_RESCORE), default=None, metavar="N",
+                        help=f"binary kinds: candidates re-scored exactly per query (default {BINARY_RESCORE})")
     parser.add_argument("--factory", default=None, help="FAISS factory string (overrides --index)")
     parser.add_argument("--memory-budget", default=None, help="memory for auto's choice, e.g. 4G")
     parser.add_argument("--resume", action="store_true",
@@ -66,7 +70,8 @@ def build(args: argparse.Namespace) -> int:
         report = build_index(corpus, directory, model=args.model, index=args.index, factory=args.factory,
                              memory_budget=budget, batch_size=args.batch_size, resume=args.resume,
                              checkpoint_every=args.checkpoint_every, allow_model_mismatch=args.force_model,
-                             show_progress=not args.quiet, force=args.force, lexical=lexical_setting(args))
+                             show_progress=not args.quiet, force=args.force, lexical=lexical_setting(args),
+                             rescore=args.rescore)
     if is_url(args.output):
         report.directory = redact(args.output)
     if corpus.skipped:

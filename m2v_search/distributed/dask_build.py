@@ -46,6 +46,7 @@ from m2v_search.distributed.docstore_fill import fill_docstore
 from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
 from m2v_search.index import lexical as lexical_part
+from m2v_search.index.backends import Backend, create_backend
 from m2v_search.index.build import BuildReport
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import DocStore
@@ -204,7 +205,8 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
                                   "previous index, if any, is unchanged")
             spec, faiss_index = _choose_index(requested, live, loaded.dim, shards, dead, phases)
             build_info = {"complete": True, "corpus": plan.name, "records": records, "skipped_invalid": skipped,
-                          "engine": "dask", "partitions": len(shards), "workers": workers}
+                          "engine": "dask", "partitions": len(shards), "workers": workers,
+                          "index_choice": factories.choice_reason(requested, live, loaded.dim)}
             mark = time.perf_counter()
             merge = _Merge(staging, dask_client, shards, shared_shards, dead)
             _commit(directory, merge, loaded, source, spec, requested, faiss_index, docs, live, build_info,
@@ -345,6 +347,10 @@ def _choose_index(requested: dict[str, Any], live: int, dim: int, shards: list[S
         target = factories.resolve(requested["kind"], live, dim, requested["memory_budget"])
     if target.factory == factories.flat_spec().factory:
         return factories.flat_spec(), None
+    if target.kind in factories.BINARY_KINDS:  # built in the driver from the merged vectors (see _write_faiss)
+        backend = create_backend(target, dim)
+        backend.train(_training_sample(shards, dead, live))
+        return target, backend
     new = factories.new_index(target, dim)
     if not new.is_trained:
         nlist = int(target.params.get("nlist", 1))
@@ -414,7 +420,8 @@ def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str 
         build_info["seconds"] = round(time.perf_counter() - started, 3)
         counts = {"documents": live, "vectors": written["ntotal"], "deleted": docs.count_tombstones()}
         written_manifest = index_manifest(generation=generation, model=model, model_path=model_path, dim=model.dim,
-                                          index_file=index_name, docstore_file=docs_name, spec=spec,
+                                          index_file=index_name, docstore_file=docs_name,
+                                          spec=trained.spec if isinstance(trained, Backend) else spec,
                                           requested=requested, counts=counts, build=build_info, directory=directory)
         return lexical_part.add_to_manifest(written_manifest, lexical, generation, file_entry, directory)
 
@@ -431,6 +438,11 @@ def _write_faiss(path: Path, merge: _Merge, dim: int, spec: factories.IndexSpec,
     if trained is None:  # exact index: vectors streamed from the shards into the file
         write_flat_idmap(path, dim, live, lambda: iter_vector_chunks(shards, dead))
         return live
+    if isinstance(trained, Backend):  # binary codes: the driver codes the shards' vectors one chunk at a time
+        for ids, vectors in iter_vector_chunks(shards, dead):
+            trained.add(ids, vectors)
+        trained.write(path)
+        return trained.ntotal
     factories.apply_build_params(trained, spec)
     if isinstance(faiss.downcast_index(trained), faiss.IndexIVF):
         return _merge_ivf(path, merge, trained)

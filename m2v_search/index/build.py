@@ -92,14 +92,14 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
                 index: str = "auto", factory: str | None = None, memory_budget: int | None = None,
                 batch_size: int = 4096, resume: bool = False, checkpoint_every: int = 100_000,
                 allow_model_mismatch: bool = False, show_progress: bool = True, force: bool = False,
-                lexical: bool | str = True) -> BuildReport:
+                lexical: bool | str = True, rescore: int | None = None) -> BuildReport:
     """Index ``corpus`` into ``directory``, replacing any index there only at the very end.
 
     Args:
         corpus: the records to index.
         directory: the index directory: new, empty, or holding an index (see ``force``).
         model: the model encoding the texts (default: the bundled model).
-        index: index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivf-pq``).
+        index: index kind (``auto``, ``flat``, ``hnsw``, ``ivf``, ``ivf-pq``, ``binary``, ``binary-hnsw``).
         factory: a FAISS factory string, overriding ``index``.
         memory_budget: bytes the ``auto`` choice may use.
         batch_size: records encoded per batch (>= 1).
@@ -109,6 +109,7 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
         show_progress: a progress bar on stderr.
         force: build into a non-empty directory that holds no index (other files are left alone).
         lexical: keep a lexical (BM25) part: True (English), a Snowball language, or False for none.
+        rescore: binary kinds: candidates re-scored per query (default: recall@10 >= 0.99).
 
     Returns:
         What was read, added, replaced, skipped and repeated, and how fast.
@@ -131,7 +132,7 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
         resumed = vectors is not None
         if vectors is None:
             vectors = VectorIndex.create(None, model, index_kind=index, factory=factory, memory_budget=memory_budget,
-                                         lexical=lexical)
+                                         lexical=lexical, rescore=rescore)
         try:
             vectors.build_info = {"complete": False, "corpus": corpus.name}
             with progress_bar(show_progress, "Indexing") as progress:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2v_search.index import factory as factories
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
 from m2v_search.index.errors import IndexClosedError, NoModelError
@@ -47,6 +48,7 @@ class DocumentCollection:
         self._reranks: bool | None = None
         self.nprobe: int | None = None
         self.ef_search: int | None = None
+        self.rescore: int | None = None
         self.last_upsert = UpsertStats()
 
     def __len__(self) -> int:
@@ -236,8 +238,8 @@ class DocumentCollection:
             return self._docs.match_ids(filter)
 
     def search(self, query: str | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
-               include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
-               ) -> list[Hit]:
+               include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None,
+               rescore: int | None = None) -> list[Hit]:
         """The ``k`` documents closest to ``query``, best first.
 
         Args:
@@ -249,6 +251,7 @@ class DocumentCollection:
             include_vectors: Attach each hit's unit vector (``Hit.vector``).
             nprobe: IVF lists to probe (default: the index's, see :attr:`search_params`).
             ef_search: HNSW candidate list size (default: the index's).
+            rescore: Candidates re-scored per query by binary indexes (default: the index's).
 
         Returns:
             The hits; ``Hit.score`` is the cosine similarity.
@@ -259,11 +262,11 @@ class DocumentCollection:
             TypeError: ``query`` is neither a str nor a numpy array.
         """
         return self.search_batch(one_query(query, self.dim), k, filter=filter, include_vectors=include_vectors,
-                                 nprobe=nprobe, ef_search=ef_search)[0]
+                                 nprobe=nprobe, ef_search=ef_search, rescore=rescore)[0]
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
-                     include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None
-                     ) -> list[list[Hit]]:
+                     include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None,
+                     rescore: int | None = None) -> list[list[Hit]]:
         """The ``k`` documents closest to each query, best first.
 
         Args:
@@ -273,6 +276,7 @@ class DocumentCollection:
             include_vectors: Attach each hit's unit vector (``Hit.vector``).
             nprobe: IVF lists to probe (default: the index's, see :attr:`search_params`).
             ef_search: HNSW candidate list size (default: the index's).
+            rescore: Candidates re-scored per query by binary indexes (default: the index's).
 
         Returns:
             One list of hits per query.
@@ -287,8 +291,10 @@ class DocumentCollection:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         matrix = _query_matrix(queries, self.dim, self.embed)
+        factories.check_rescore(rescore)
         options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
-                                ef_search=self.ef_search if ef_search is None else ef_search)
+                                ef_search=self.ef_search if ef_search is None else ef_search,
+                                rescore=self.rescore if rescore is None else rescore)
         with self._lock:
             matched = self._docs.match_iids(filter) if filter else None
             available = self._count if matched is None else len(matched)
@@ -309,7 +315,8 @@ class DocumentCollection:
         """Whether searches re-score candidates exactly: lossy codes (PQ, SQ) of vectors the model
         recomputes from the stored texts (a few candidates cost far less than storing them all)."""
         if self._reranks is None:
-            self._reranks = self._backend.lossy and self._vectors_from_model()
+            self._reranks = (self._backend.lossy and not self._backend.rescores_internally
+                             and self._vectors_from_model())
         return self._reranks
 
     def _vectors_from_model(self) -> bool:

@@ -1,27 +1,41 @@
-"""Choosing a FAISS index: ``auto|flat|hnsw|ivf|ivf-pq`` or a factory string, and its search defaults.
+"""Choosing an index: ``auto|flat|hnsw|ivf|ivf-pq|binary|binary-hnsw`` or a FAISS factory string.
 
 Every index stores unit vectors under the inner-product metric (inner product = cosine).
 Flat and HNSW are wrapped in ``IDMap2`` (stable int64 ids, reconstruct by id); IVF indexes
-take ids natively (``IDMap`` around IVF mislabels results after ``remove_ids``).
+take ids natively (``IDMap`` around IVF mislabels results after ``remove_ids``). The binary
+kinds keep sign codes and int8 copies (:mod:`m2v_search.index.backends.binary`).
 
 Defaults were measured on real text embeddings (GCIDE definitions with a 256-d distilled
 MiniLM; see ``tests/test_index_recall.py`` and ``benchmarks/index_speed.py``): HNSW32 with
 efSearch 128 gave recall@10 0.973 at 100k vectors (64: 0.950), 256 is used beyond 200k; IVF
 with nlist ~ 4 sqrt(n) needs about 40% of the lists probed (nprobe = nlist/4 gave only 0.93
 at 10k and 0.987 at 100k): static embeddings have a high intrinsic dimension, so IVF saves
-little over exact search at these recalls, and ``auto`` prefers flat, then HNSW.
+little over exact search at these recalls.
+
+``auto``: a flat scan costs about 0.1 ms per 1,000 vectors of 256 dims on one thread (16 ms at
+149k), so flat stays exact up to ``FLAT_MAX`` (about 1 ms). Beyond, sign codes re-scored from
+int8 copies answer in under 1 ms at 172k with recall@10 >= 0.99 in 0.29x the memory
+(``benchmarks/results/index_speed_binary.md``). Scanning every code grows linearly (search p50
+1.0 ms at 172k, 6.0 ms at 1M noisy copies), an HNSW graph over the codes hardly at all (8.3 ms at
+172k, 8.1 ms at 1M, both at recall@10 0.99, because the walk must gather 1,536 candidates), so
+past ``BINARY_FLAT_MAX`` (the extrapolated crossing) the graph takes over, at a far longer build
+(281 s instead of 4 s for 1M); where even the int8 copies do not fit the memory budget, float
+HNSW or IVF-PQ as before.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("auto", "flat", "hnsw", "ivf", "ivf-pq")
-FLAT_MAX = 250_000          # auto: exact search up to this many vectors
+from m2v_search.index_kinds import BINARY_KINDS, BINARY_RESCORE, KINDS, MAX_RESCORE  # noqa: F401 - re-exported
+
+FLAT_MAX = 10_000           # auto: exact search up to this many vectors (then binary codes are faster)
+BINARY_FLAT_MAX = 1_500_000  # auto: scan every binary code up to this many vectors (then a graph of codes)
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
@@ -35,6 +49,7 @@ class IndexSpec:
     kind: str
     factory: str
     params: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
 
     @property
     def needs_training(self) -> bool:
@@ -77,26 +92,86 @@ def default_nprobe(nlist: int) -> int:
     return min(nlist, max(32, round(nlist * 0.4)))
 
 
+def check_rescore(rescore: Any) -> int | None:
+    """``rescore`` if it is None or a positive integer.
+
+    Raises:
+        ValueError: Anything else (naming the value).
+    """
+    if rescore is not None and (isinstance(rescore, bool) or not isinstance(rescore, numbers.Integral)
+                                or not 1 <= rescore <= MAX_RESCORE):
+        raise ValueError(f"rescore must be an integer from 1 to {MAX_RESCORE:,}, got {rescore!r}")
+    return None if rescore is None else int(rescore)
+
+
 def flat_spec() -> IndexSpec:
     return IndexSpec("flat", "IDMap2,Flat", {})
 
 
+def binary_bytes(n: int, dim: int, graph: bool = False) -> int:
+    """Memory a binary index of ``n`` vectors takes: sign codes, int8 copies, scales, ids (and graph links)."""
+    per_vector = dim // 8 + dim + 4 + 8 + (int(HNSW_M * 2 * 4 * 1.1) if graph else 0)
+    return n * per_vector
+
+
+def choose_auto(n: int, dim: int, budget: int) -> tuple[str, str]:
+    """The kind ``auto`` picks for ``n`` vectors within ``budget`` bytes, and why (one sentence)."""
+    flat_bytes = n * dim * 4
+    size = f"{n:,} vectors of {dim} dims"
+    if n <= FLAT_MAX and flat_bytes <= budget:
+        return "flat", f"{size} <= {FLAT_MAX:,}: exact search is fast enough"
+    if dim % 8 == 0 and n <= BINARY_FLAT_MAX and binary_bytes(n, dim) <= budget:
+        return "binary", (f"{size} > {FLAT_MAX:,}: sign codes re-scored from int8 copies "
+                          f"({binary_bytes(n, dim) / flat_bytes:.2f}x flat memory, recall@10 ~0.99, "
+                          f"a scan of every code up to {BINARY_FLAT_MAX:,} vectors)")
+    if dim % 8 == 0 and binary_bytes(n, dim, graph=True) <= budget:
+        return "binary-hnsw", (f"{size} > {BINARY_FLAT_MAX:,}: an HNSW graph over sign codes, re-scored "
+                               "from int8 copies")
+    hnsw_bytes = n * (dim * 4 + HNSW_M * 2 * 4 * 1.1)
+    if hnsw_bytes <= budget:
+        return "hnsw", f"{size}: binary codes need dims divisible by 8; HNSW fits the memory budget"
+    return "ivf-pq", f"{size}: only product-quantized codes fit the memory budget of {budget:,} bytes"
+
+
+def choice_reason(requested: dict[str, Any], n: int, dim: int) -> str:
+    """Why an index of ``n`` vectors has the kind it has, for the manifest and ``m2v-index info``.
+
+    Args:
+        requested: What was asked for (``kind``, ``factory``, ``memory_budget``).
+        n: Live vectors.
+        dim: Dimensions.
+
+    Returns:
+        One sentence.
+    """
+    if requested.get("factory"):
+        return f"the FAISS factory {requested['factory']!r} was requested"
+    kind = requested.get("kind") or "auto"
+    if kind == "auto":
+        return resolve("auto", n, dim, requested.get("memory_budget")).reason
+    if kind in ("ivf", "ivf-pq") and n < IVF_MIN_VECTORS:
+        return f"{kind} was requested; {n:,} vectors are too few to train it, so the index stays exact (flat)"
+    return f"{kind} was requested"
+
+
 def resolve(kind: str, n: int, dim: int, memory_budget: int | None = None) -> IndexSpec:
-    """The index for ``n`` vectors of ``dim`` dimensions (``kind`` in KINDS)."""
+    """The index for ``n`` vectors of ``dim`` dimensions (``kind`` in KINDS); ``reason`` says why."""
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)} or a factory string")
     budget = default_memory_budget() if memory_budget is None else memory_budget
     if kind == "auto":
-        flat_bytes = n * dim * 4
-        hnsw_bytes = n * (dim * 4 + HNSW_M * 2 * 4 * 1.1)
-        if n <= FLAT_MAX and flat_bytes <= budget:
-            kind = "flat"
-        elif hnsw_bytes <= budget:
-            kind = "hnsw"
-        else:
-            kind = "ivf-pq"
+        kind, reason = choose_auto(n, dim, budget)
+        spec = resolve(kind, n, dim, budget)
+        spec.reason = f"auto chose {kind}: {reason}"
+        return spec
     if kind == "flat":
         return flat_spec()
+    if kind == "binary":
+        return IndexSpec("binary", "BFlat", {"rescore": BINARY_RESCORE})
+    if kind == "binary-hnsw":
+        return IndexSpec("binary-hnsw", f"BHNSW{HNSW_M}",
+                         {"rescore": BINARY_RESCORE, "efSearch": BINARY_RESCORE, "M": HNSW_M,
+                          "efConstruction": HNSW_EF_CONSTRUCTION})
     if kind == "hnsw":
         return IndexSpec("hnsw", f"IDMap2,HNSW{HNSW_M},Flat",
                          {"efSearch": HNSW_EF_SEARCH if n <= 200_000 else 2 * HNSW_EF_SEARCH,

@@ -29,7 +29,8 @@ from m2v_search.index.fusion import (
 from m2v_search.index.lexical import DEFAULT_LANGUAGE, Analyzer, LexicalIndex, from_rows
 from m2v_search.index.records import Hit
 from m2v_search.index.results import SMALL_BATCH, omp_threads, to_hits
-from m2v_search.index.vectors import unit_vectors
+from m2v_search.index import factory as factories
+from m2v_search.index.vectors import checked_vectors, unit_vectors
 
 HOW_TO_ADD = ("add one with `m2v-index reindex --lexical DIR` (VectorIndex.reindex_lexical() in Python) or "
               "rebuild the index, or search with mode='dense'")
@@ -154,7 +155,7 @@ class HybridSearch(DocumentCollection):
     def search(self, query: str | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
                include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None,
                mode: str | None = None, alpha: float | None = None, fusion: str = DEFAULT_METHOD,
-               query_vector: np.ndarray | None = None) -> list[Hit]:
+               query_vector: np.ndarray | None = None, rescore: int | None = None) -> list[Hit]:
         """The ``k`` best documents for ``query``, best first.
 
         Args:
@@ -172,6 +173,7 @@ class HybridSearch(DocumentCollection):
             fusion: How hybrid fuses the legs: ``relative`` (default), ``dbsf`` or ``rrf``.
             query_vector: The text query's vector for the dense leg, instead of encoding the text
                 (an index of vectors computed elsewhere needs it for hybrid).
+            rescore: Binary kinds: candidates re-scored exactly per query (default: the index's).
 
         Returns:
             The hits. ``Hit.score``: cosine similarity (dense), BM25 score (lexical) or fused
@@ -190,12 +192,13 @@ class HybridSearch(DocumentCollection):
                 raise ValueError(f"query_vector must be 1-D with {self.dim} values, got shape {vectors.shape}")
             vectors = vectors[None, :]
         return self.search_batch(one_query(query, self.dim), k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
-                                 ef_search=ef_search, mode=mode, alpha=alpha, fusion=fusion, query_vectors=vectors)[0]
+                                 ef_search=ef_search, mode=mode, alpha=alpha, fusion=fusion, query_vectors=vectors,
+                                 rescore=rescore)[0]
 
     def search_batch(self, queries: Sequence[str] | np.ndarray, k: int = 10, *, filter: dict[str, Any] | None = None,
                      include_vectors: bool = False, nprobe: int | None = None, ef_search: int | None = None,
                      mode: str | None = None, alpha: float | None = None, fusion: str = DEFAULT_METHOD,
-                     query_vectors: np.ndarray | None = None) -> list[list[Hit]]:
+                     query_vectors: np.ndarray | None = None, rescore: int | None = None) -> list[list[Hit]]:
         """The ``k`` best documents for each query, best first (see :meth:`search` for the arguments).
 
         Args:
@@ -209,6 +212,7 @@ class HybridSearch(DocumentCollection):
             alpha: Hybrid weight of the dense leg in [0, 1].
             fusion: ``relative``, ``dbsf`` or ``rrf``.
             query_vectors: (n, dim) vectors of text queries for the dense leg, instead of encoding them.
+            rescore: Binary kinds: candidates re-scored exactly per query.
 
         Returns:
             One list of hits per query.
@@ -231,15 +235,18 @@ class HybridSearch(DocumentCollection):
         if chosen == "dense":
             dense_queries = query_vectors if query_vectors is not None and texts else queries
             return super().search_batch(dense_queries, k, filter=filter, include_vectors=include_vectors,
-                                        nprobe=nprobe, ef_search=ef_search)
+                                        nprobe=nprobe, ef_search=ef_search, rescore=rescore)
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         text_list = checked_texts(queries)
-        options = SearchOptions(nprobe=nprobe or self.nprobe, ef_search=ef_search or self.ef_search)
+        factories.check_rescore(rescore)
+        options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
+                                ef_search=self.ef_search if ef_search is None else ef_search,
+                                rescore=self.rescore if rescore is None else rescore)
 
         def dense_vectors() -> np.ndarray:
             if query_vectors is not None:
-                return unit_vectors(query_vectors)
+                return unit_vectors(checked_vectors(query_vectors, self.dim, "query_vectors"))
             return self.embed(text_list, "pass query vectors (query_vectors=)")
 
         with self._lock:

@@ -102,7 +102,7 @@ class VectorIndex(HubMethods, HybridSearch):
     def create(cls, path: str | os.PathLike[str] | None = None, model: StaticModel | str | None = None, *,
                dim: int | None = None, index_kind: str = "auto", factory: str | None = None,
                memory_budget: int | None = None, model_path: str | None = None, index: str | None = None,
-               lexical: bool | str = True) -> VectorIndex:
+               lexical: bool | str = True, rescore: int | None = None) -> VectorIndex:
         """A new, empty index (in memory until :meth:`save`).
 
         Indexes that need training (IVF) collect vectors in an exact flat index and switch on save.
@@ -112,12 +112,15 @@ class VectorIndex(HubMethods, HybridSearch):
             model: A StaticModel, a model name or folder, or None for the bundled default.
             dim: Without a model: an index of vectors computed elsewhere (any embedding model);
                 every write and query then passes vectors, and the manifest records no model.
-            index_kind: auto, flat, hnsw, ivf or ivf-pq.
+            index_kind: auto, flat, hnsw, ivf, ivf-pq, binary or binary-hnsw.
             factory: A FAISS factory string; overrides ``index_kind``.
             memory_budget: Bytes ``auto`` may use (default: half the physical memory).
             model_path: The source to record for an in-memory model.
             index: Deprecated alias of ``index_kind``.
             lexical: The lexical (BM25) part: True (English), a Snowball language name, or False (none).
+            rescore: Binary kinds: candidates re-scored per query (default
+                :data:`~m2v_search.index.factory.BINARY_RESCORE`, recall@10 >= 0.99); saved as the
+                index's default.
 
         Returns:
             The empty index.
@@ -143,7 +146,9 @@ class VectorIndex(HubMethods, HybridSearch):
             if dim is not None and int(dim) != width:
                 raise ValueError(f"dim={dim} but model {loaded.name!r} gives {width}-dim vectors; "
                                  "leave dim out, or pass no model for vectors computed elsewhere")
-        requested = {"kind": "custom" if factory else index_kind, "factory": factory, "memory_budget": memory_budget}
+        factories.check_rescore(rescore)
+        requested = {"kind": "custom" if factory else index_kind, "factory": factory, "memory_budget": memory_budget,
+                     "rescore": rescore}
         if factory:
             spec = factories.custom_spec(factory)
         elif index_kind == "auto":
@@ -210,7 +215,7 @@ class VectorIndex(HubMethods, HybridSearch):
     # ------------------------------------------------------------------ basics
     @property
     def index_kind(self) -> str:
-        """Kind of the index in use now (flat, hnsw, ivf, ivf-pq or custom)."""
+        """Kind of the index in use now (flat, hnsw, ivf, ivf-pq, binary, binary-hnsw or custom)."""
         return self._backend.spec.kind
 
     kind = index_kind
@@ -233,6 +238,8 @@ class VectorIndex(HubMethods, HybridSearch):
             params["nprobe"] = self.nprobe
         if self.ef_search is not None:
             params["efSearch"] = self.ef_search
+        if self.rescore is not None:
+            params["rescore"] = self.rescore
         return params
 
     @property
@@ -311,6 +318,8 @@ class VectorIndex(HubMethods, HybridSearch):
         (IVF needs training; ``auto`` picks by size), and compact an index with many deletions.
         Called by :meth:`save`."""
         with self._lock:
+            if self._count:
+                self.build_info["index_choice"] = factories.choice_reason(self._requested, self._count, self.dim)
             target = conversion_target(self._backend, self._requested, self._count)
             if target is None:
                 return
@@ -383,7 +392,8 @@ def _check_counts(directory: Path, manifest: dict[str, Any], backend: Backend, d
     live, dead = docs.count(), docs.count_tombstones()
     if backend.dim != manifest["dim"]:
         problem = f"the FAISS index has {backend.dim} dims, the manifest {manifest['dim']}"
-    elif getattr(backend.index, "metric_type", faiss.METRIC_INNER_PRODUCT) != faiss.METRIC_INNER_PRODUCT:
+    elif not backend.rescores_internally and getattr(backend.index, "metric_type", faiss.METRIC_INNER_PRODUCT) \
+            != faiss.METRIC_INNER_PRODUCT:  # binary kinds rank by Hamming distance, then re-score by cosine
         problem = "the FAISS index does not use the inner-product metric (its scores would not be cosines)"
     elif backend.ntotal != live + dead:
         problem = f"the FAISS index holds {backend.ntotal} vectors but the docstore {live} documents (+{dead} deleted)"

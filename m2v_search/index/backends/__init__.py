@@ -12,6 +12,7 @@ import numpy as np
 
 from m2v_search.index import factory as factories
 from m2v_search.index.backends.base import Backend, SearchOptions
+from m2v_search.index.backends.binary import BinaryBackend, BinaryHnswBackend
 from m2v_search.index.backends.flat import FlatBackend
 from m2v_search.index.backends.hnsw import HnswBackend
 from m2v_search.index.backends.ivf import IvfBackend
@@ -23,10 +24,12 @@ BACKENDS: dict[str, type[Backend]] = {
     "hnsw": HnswBackend,
     "ivf": IvfBackend,
     "ivf-pq": IvfBackend,
+    "binary": BinaryBackend,
+    "binary-hnsw": BinaryHnswBackend,
 }
 _FAISS_FLOAT = (FlatBackend, HnswBackend, IvfBackend)
 
-__all__ = ["BACKENDS", "Backend", "FlatBackend", "HnswBackend", "IvfBackend", "SearchOptions", "backend_class",
+__all__ = ["BACKENDS", "Backend", "BinaryBackend", "BinaryHnswBackend", "FlatBackend", "HnswBackend", "IvfBackend", "SearchOptions", "backend_class",
            "conversion_target", "convert", "create_backend", "load_backend", "wrap_index"]
 
 
@@ -154,6 +157,8 @@ def conversion_target(backend: Backend, requested: dict[str, Any], count: int) -
         else:
             target = factories.resolve(requested.get("kind", "auto"), count, backend.dim,
                                        requested.get("memory_budget"))
+            if requested.get("rescore") and target.kind in factories.BINARY_KINDS:
+                target.params["rescore"] = int(requested["rescore"])
         return None if target.factory == backend.spec.factory else target
     if backend.needs_compaction():
         return backend.spec

@@ -48,10 +48,12 @@ class SearchOptions:
     Attributes:
         nprobe: IVF lists probed per query.
         ef_search: HNSW candidate list size.
+        rescore: Candidates re-scored exactly per query (binary kinds).
     """
 
     nprobe: int | None = None
     ef_search: int | None = None
+    rescore: int | None = None
 
     def __post_init__(self) -> None:
         """Refuse values FAISS cannot take.
@@ -183,6 +185,11 @@ class Backend(ABC):
     def lossy(self) -> bool:
         """Whether the index keeps compressed codes (PQ, SQ) instead of the vectors themselves."""
         return "PQ" in self.spec.factory or "SQ" in self.spec.factory
+
+    @property
+    def rescores_internally(self) -> bool:
+        """Whether :meth:`search` re-scores its candidates itself (the front then re-encodes no texts)."""
+        return False
 
     def min_training_vectors(self) -> int:
         """Fewest vectors worth training this index on (0: it needs no training)."""
