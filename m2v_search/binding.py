@@ -326,8 +326,8 @@ class IndexBinding:
             alpha: hybrid weight of the dense leg in [0, 1] (1 = dense only, 0 = lexical only;
                 None: the index's default, 0.4).
             fusion: how hybrid fuses the legs: ``relative``, ``dbsf`` or ``rrf``.
-            query_vector: the text query's vector, computed elsewhere, for the dense leg (dense or
-                hybrid) instead of encoding the text; what a store of external vectors needs.
+            query_vector: the text query's vector for the dense leg, instead of encoding the text
+                (what a store of external vectors needs for hybrid).
 
         Returns:
             Hits, best first; scores are cosine similarities (dense), BM25 scores (lexical) or
@@ -344,20 +344,7 @@ class IndexBinding:
         translated = self.translate_filter(filter)
         check_count("k", k)
         check_search_options(mode, alpha, fusion)
-        text = isinstance(query, str)
-        if text:
-            if query_vector is not None:
-                query_vector = self.query_vector(query_vector)
-            elif mode in ("dense", "hybrid") and not self.embeds_text and alpha != 0:
-                if mode == "hybrid":
-                    raise ValueError("hybrid search on this store of vectors computed elsewhere (no model) needs "
-                                     "the query's vector for its dense leg: pass query_vector= (or search "
-                                     "with mode='lexical', which needs none)")
-                self.encode([])  # raises the "cannot embed text" error
-        else:
-            if mode not in (None, "dense"):
-                raise ValueError(f"mode {mode!r} needs a text query; a query vector searches dense only")
-            query = self.query_vector(query)
+        query, query_vector = _checked_query(self, query, mode, alpha, query_vector)
         if self._index is None or len(self._index) == 0:
             checked_filter(translated)  # a bad filter fails on an empty store too
             return []
@@ -423,6 +410,25 @@ class IndexBinding:
         if scratch is not None:
             binding._scratch = weakref.finalize(binding, shutil.rmtree, scratch, True)
         return binding
+
+
+def _checked_query(binding: IndexBinding, query: str | Any, mode: str | None, alpha: float | None,
+                   query_vector: Any) -> tuple[str | np.ndarray, np.ndarray | None]:
+    """``(query, query_vector)`` of :meth:`IndexBinding.search`, vectors checked, or the error of a
+    search the binding cannot run (a text needing a model it has not, a mode a vector cannot take)."""
+    if not isinstance(query, str):
+        if mode not in (None, "dense"):
+            raise ValueError(f"mode {mode!r} needs a text query; a query vector searches dense only")
+        return binding.query_vector(query), None
+    if query_vector is not None:
+        return query, binding.query_vector(query_vector)
+    if mode in ("dense", "hybrid") and not binding.embeds_text and alpha != 0:
+        if mode == "hybrid":
+            raise ValueError("hybrid search on this store of vectors computed elsewhere (no model) needs the "
+                             "query's vector for its dense leg: pass query_vector= (or search with "
+                             "mode='lexical', which needs none)")
+        binding.encode([])  # raises the "cannot embed text" error
+    return query, None
 
 
 def model_source(name: str | os.PathLike[str] | None) -> str | None:
