@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
 
 __all__ = ["MAX_METADATA_DEPTH", "IndexBinding", "all_of", "check_finite_metadata", "check_metadata",
+           "check_search_options",
            "finite_matrix", "model_source", "no_translation", "pop_index_kind", "resolve_model"]
 
 ModelLike = Union["StaticModel", str, os.PathLike]

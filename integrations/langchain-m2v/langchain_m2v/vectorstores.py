@@ -22,8 +22,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
-from m2v_search.binding import IndexBinding, pop_index_kind, resolve_model
-from m2v_search.binding_checks import check_search_options
+from m2v_search.binding import IndexBinding, check_search_options, pop_index_kind, resolve_model
 
 from langchain_m2v.embeddings import M2VEmbeddings
 
