@@ -28,6 +28,7 @@ from m2v_search.binding_checks import (  # the checks are part of this module's 
     check_count,
     check_finite_metadata,
     check_metadata,
+    check_search_options,
     check_sources,
     checked_filter,
     checked_ids,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
 
 __all__ = ["MAX_METADATA_DEPTH", "IndexBinding", "all_of", "check_finite_metadata", "check_metadata",
+           "check_search_options",
            "finite_matrix", "model_source", "no_translation", "pop_index_kind", "resolve_model"]
 
 ModelLike = Union["StaticModel", str, os.PathLike]
@@ -308,33 +310,47 @@ class IndexBinding:
             raise ValueError(size_mismatch(self._index, len(vector)))
         return vector
 
-    def search(self, query: str | Any, k: int, *, filter: Any = None,
-               include_vectors: bool = False) -> list[Hit]:
-        """The ``k`` documents closest to ``query`` (a text or a vector), filter applied inside the search.
+    def search(self, query: str | Any, k: int, *, filter: Any = None, include_vectors: bool = False,
+               mode: str | None = "dense", alpha: float | None = None, fusion: str = "relative",
+               query_vector: Any = None) -> list[Hit]:
+        """The ``k`` best documents for ``query`` (a text or a vector), filter applied inside every leg.
 
         Args:
-            query: a text (needs a model) or a vector.
+            query: a text or a vector.
             k: how many documents at most.
             filter: a host filter, translated by ``translate_filter``.
             include_vectors: return the stored (unit) vectors with the hits.
+            mode: ``dense`` (the default here: cosine scores, what the adapters promise unless asked
+                otherwise), ``lexical`` (BM25 over the stored texts; needs no model), ``hybrid``
+                (both, fused), or None (the index's default: hybrid for a text when it has a
+                lexical part). A vector query searches dense only.
+            alpha: hybrid weight of the dense leg in [0, 1] (1 = dense only, 0 = lexical only;
+                None: the index's default, 0.4).
+            fusion: how hybrid fuses the legs: ``relative``, ``dbsf`` or ``rrf``.
+            query_vector: the text query's vector for the dense leg, instead of encoding the text
+                (what a store of external vectors needs for hybrid).
 
         Returns:
-            Hits, best first; scores are cosine similarities.
+            Hits, best first; scores are cosine similarities (dense), BM25 scores (lexical) or
+            fused scores in [0, 1] (hybrid).
 
         Raises:
-            ValueError: bad ``k``, a text query without a model, a vector of the wrong size.
+            ValueError: bad ``k``, ``mode``, ``alpha`` or ``fusion``; a text query that needs a model
+                the store has not (dense or hybrid without ``query_vector``); lexical or hybrid for
+                a vector query; a vector of the wrong size.
+            NoLexicalPartError: lexical or hybrid on an index without a lexical part (a ValueError
+                that says how to add one).
             FilterError: the translated filter is malformed.
         """
         translated = self.translate_filter(filter)
         check_count("k", k)
-        target = query if isinstance(query, str) else self.query_vector(query)
-        if isinstance(query, str) and not self.embeds_text:
-            self.encode([])  # raises the "cannot embed text" error
+        check_search_options(mode, alpha, fusion)
+        query, query_vector = _checked_query(self, query, mode, alpha, query_vector)
         if self._index is None or len(self._index) == 0:
             checked_filter(translated)  # a bad filter fails on an empty store too
             return []
-        return self._index.search(target, int(k), filter=translated, include_vectors=include_vectors,
-                                  mode="dense")  # cosine scores, as the adapters promise (hybrid: see search modes)
+        return self._index.search(query, int(k), filter=translated, include_vectors=include_vectors, mode=mode,
+                                  alpha=alpha, fusion=fusion, query_vector=query_vector)
 
     def search_mmr(self, query: str | Any, k: int, fetch_k: int, select: MMRSelector, *,
                    filter: Any = None) -> list[Hit]:
@@ -395,6 +411,25 @@ class IndexBinding:
         if scratch is not None:
             binding._scratch = weakref.finalize(binding, shutil.rmtree, scratch, True)
         return binding
+
+
+def _checked_query(binding: IndexBinding, query: str | Any, mode: str | None, alpha: float | None,
+                   query_vector: Any) -> tuple[str | np.ndarray, np.ndarray | None]:
+    """``(query, query_vector)`` of :meth:`IndexBinding.search`, vectors checked, or the error of a
+    search the binding cannot run (a text needing a model it has not, a mode a vector cannot take)."""
+    if not isinstance(query, str):
+        if mode not in (None, "dense"):
+            raise ValueError(f"mode {mode!r} needs a text query; a query vector searches dense only")
+        return binding.query_vector(query), None
+    if query_vector is not None:
+        return query, binding.query_vector(query_vector)
+    if mode in ("dense", "hybrid") and not binding.embeds_text and alpha != 0:
+        if mode == "hybrid":
+            raise ValueError("hybrid search on this store of vectors computed elsewhere (no model) needs the "
+                             "query's vector for its dense leg: pass query_vector= (or search with "
+                             "mode='lexical', which needs none)")
+        binding.encode([])  # raises the "cannot embed text" error
+    return query, None
 
 
 def model_source(name: str | os.PathLike[str] | None) -> str | None:

@@ -200,3 +200,19 @@ def checked_filter(filter: dict[str, Any] | None) -> dict[str, Any] | None:
 
     filter_to_sql(filter)
     return filter
+
+
+def check_search_options(mode: str | None, alpha: float | None, fusion: str) -> None:
+    """Check a search's mode, hybrid weight and fusion method (before anything is searched, so that
+    an empty store refuses them too).
+
+    Raises:
+        ValueError: an unknown mode or fusion method, or ``alpha`` not a number in [0, 1].
+    """
+    from m2v_search.index.fusion import check_alpha, check_method, check_mode
+
+    if mode is not None:
+        check_mode(mode)
+    if alpha is not None:
+        check_alpha(alpha)
+    check_method(fusion)

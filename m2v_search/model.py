@@ -13,6 +13,7 @@ from typing import Any, overload
 import numpy as np
 from tokenizers import Tokenizer
 
+from m2v_search.errors import InvalidInputError
 from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO
 from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
 from m2v_search.quantization import normalize_dtype_name
@@ -140,13 +141,23 @@ class StaticModel(StaticModelIO):
         after another, and ``offsets`` (len(texts) + 1) so that text i has ``ids[offsets[i]:offsets[i+1]]``."""
         return self._tokenize_flat(list(texts), self.max_length if max_length is _UNSET else max_length)
 
-    def _tokenize_flat(self, texts: list[str], max_length: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def _tokenize_flat(self, texts: list[str], max_length: int | None,
+                       start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of ``texts`` (the batch that starts at position ``start`` of the caller's texts).
+
+        Raises:
+            InvalidInputError: a text is not valid Unicode (a lone surrogate); names its position.
+        """
+        originals = texts
         if max_length is not None:
             # Like Model2Vec: cut very long texts before tokenizing (the tokens kept are the same
             # whenever the cut text still has max_length tokens).
             limit = max_length * self._median_token_length
             texts = [text[:limit] if len(text) > limit else text for text in texts]
-        ids, offsets = self._backend.encode_flat(texts, max_length)
+        try:
+            ids, offsets = self._backend.encode_flat(texts, max_length)
+        except UnicodeError:  # looked for only now: valid texts pay nothing
+            raise _not_unicode(originals, start) from None
         if self.unk_token_id is not None:
             keep = ids != self.unk_token_id
             if not keep.all():
@@ -236,15 +247,19 @@ class StaticModel(StaticModelIO):
         progress = _progress(total, show_progress_bar)
         batches = _checked_batches(texts, batch_size)
         if not threads or (total is not None and total <= batch_size):  # nothing to overlap
+            start = 0
             for batch in batches:
-                yield self._pool(*self._tokenize_flat(batch, max_length), normalize, progress)
+                yield self._pool(*self._tokenize_flat(batch, max_length, start), normalize, progress)
+                start += len(batch)
             if progress is not None:
                 progress.close()
             return
         with ThreadPoolExecutor(max_workers=_TOKENIZE_THREADS, thread_name_prefix="m2v-tokenize") as pool:
             pending: deque[Future[tuple[np.ndarray, np.ndarray]]] = deque()
+            start = 0
             for batch in batches:
-                pending.append(pool.submit(self._tokenize_flat, batch, max_length))
+                pending.append(pool.submit(self._tokenize_flat, batch, max_length, start))
+                start += len(batch)
                 if len(pending) > _TOKENIZE_THREADS:
                     yield self._pool(*pending.popleft().result(), normalize, progress)
             while pending:
@@ -292,7 +307,7 @@ class StaticModel(StaticModelIO):
         total = len(sentences) if hasattr(sentences, "__len__") else None  # type: ignore[arg-type]
         progress = _progress(total, show_progress_bar)
         for batch in _checked_batches(sentences, batch_size):
-            ids, offsets = self._tokenize_flat(batch, max_length)
+            ids, offsets = self._tokenize_flat(batch, max_length, len(result))
             result.extend(token_vectors(ids, offsets, self._table, self.weights, self.token_mapping))
             if progress is not None:
                 progress.update(len(batch))
@@ -328,6 +343,17 @@ def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str
                     raise TypeError(f"texts[{position}] is {type(text).__name__}, expected str")
         yield batch
         start += len(batch)
+
+
+def _not_unicode(texts: list[str], start: int) -> InvalidInputError:
+    """The error for a batch the tokenizer could not take: the first text holding a lone surrogate."""
+    for position, text in enumerate(texts, start):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return InvalidInputError(f"texts[{position}] holds a lone surrogate (U+{ord(text[error.start]):04X} at "
+                                     f"character {error.start}), which is not valid Unicode text")
+    return InvalidInputError(f"texts[{start}:{start + len(texts)}] could not be tokenized: not valid Unicode text")
 
 
 def _progress(total: int | None, enabled: bool) -> Any:

@@ -18,7 +18,7 @@ from m2v_search.binding import (
     pop_index_kind,
     resolve_model,
 )
-from m2v_search.index import IndexNotFoundError, ModelMismatchError, VectorIndex
+from m2v_search.index import IndexNotFoundError, ModelMismatchError, NoLexicalPartError, VectorIndex
 
 TEXTS = ["the violin has four strings", "bread rises with yeast", "rivers flow to the sea",
          "a cello is a string"]
@@ -148,6 +148,57 @@ def test_mmr_uses_the_hosts_selection(tiny_model) -> None:
     assert calls == [((tiny_model.dim,), (3, tiny_model.dim), 2)]
     assert binding.search_mmr("violin", k=2, fetch_k=4, select=select, filter={"n": 99}) == []
     assert IndexBinding(dim=3).search_mmr(np.ones(3), k=2, fetch_k=4, select=select) == []
+
+
+def test_search_modes_pass_through_to_the_index(tiny_model) -> None:
+    binding = IndexBinding(model=tiny_model)
+    binding.add(TEXTS, ids=["v", "b", "r", "c"])
+    index = binding.index
+
+    def pairs(hits):
+        return [(h.id, round(h.score, 5)) for h in hits]
+
+    # dense stays the binding's default: the cosine scores the adapters promise
+    assert pairs(binding.search("violin strings", k=4)) == pairs(index.search("violin strings", k=4, mode="dense"))
+    lexical = binding.search("yeast", k=4, mode="lexical")
+    assert [h.id for h in lexical] == ["b"] and lexical[0].score > 0  # BM25: only the text with the word
+    for options in ({}, {"alpha": 0.7}, {"alpha": 0.2, "fusion": "rrf"}, {"fusion": "dbsf"}):
+        hybrid = binding.search("violin strings", k=4, mode="hybrid", **options)
+        assert pairs(hybrid) == pairs(index.search("violin strings", k=4, mode="hybrid", **options))
+        assert all(0.0 <= h.score <= 1.0 for h in hybrid)
+    assert pairs(binding.search("violin strings", k=4, mode=None)) == pairs(index.search("violin strings", k=4))
+    vector = tiny_model.encode(["bread rises"])[0]
+    with_vector = binding.search("violin strings", k=4, mode="hybrid", query_vector=vector)
+    assert pairs(with_vector) == pairs(index.search("violin strings", k=4, mode="hybrid", query_vector=vector))
+    assert [h.id for h in binding.search("strings", k=4, mode="lexical", filter={"$not": {"n": 1}})] in (
+        ["v", "c"], ["c", "v"])  # a filter applies inside the lexical leg (no text has n)
+
+
+def test_search_modes_refuse_what_they_cannot_do(tiny_model) -> None:
+    empty = IndexBinding(model=tiny_model)
+    for options, word in (({"mode": "sparse"}, "search mode"), ({"mode": "hybrid", "alpha": 1.5}, "alpha"),
+                          ({"mode": "hybrid", "fusion": "max"}, "fusion")):
+        with pytest.raises(ValueError, match=word):
+            empty.search("x", k=1, **options)  # refused before anything is searched
+    with pytest.raises(ValueError, match="needs a text query"):
+        empty.search(np.ones(tiny_model.dim), k=1, mode="hybrid")
+    external = IndexBinding(dim=3)
+    external.add(["the violin has strings", "bread and yeast"], ids=["v", "b"], vectors=np.eye(2, 3))
+    assert [h.id for h in external.search("yeast", k=2, mode="lexical")] == ["b"]  # no model needed
+    with pytest.raises(ValueError, match="query_vector="):
+        external.search("yeast", k=2, mode="hybrid")
+    assert external.search("yeast", k=2, mode="hybrid", alpha=0.0)[0].id == "b"  # no dense leg
+    hits = external.search("yeast", k=2, mode="hybrid", query_vector=[1.0, 0.0, 0.0])
+    assert {h.id for h in hits} == {"v", "b"}
+    with pytest.raises(ValueError, match="cannot embed text"):
+        external.search("yeast", k=2)
+    with pytest.raises(ValueError, match="3"):
+        external.search("yeast", k=2, mode="hybrid", query_vector=[1.0, 0.0])
+    no_lexical = IndexBinding(VectorIndex.create(model=tiny_model, lexical=False))
+    no_lexical.add(TEXTS)
+    with pytest.raises(NoLexicalPartError, match="reindex --lexical"):
+        no_lexical.search("violin", k=1, mode="hybrid")
+    assert len(no_lexical.search("violin", k=1, mode=None)) == 1  # the index's default: dense here
 
 
 @pytest.mark.parametrize("protocol", ["memory", "file"])

@@ -286,33 +286,32 @@ def test_a_url_given_without_fs_goes_to_its_filesystem(tmp_path: Path, monkeypat
 
 
 # ---------------------------------------------------------------------- defects in files other helpers own
-@pytest.mark.xfail(strict=True, reason="model.py: encode hands a lone surrogate to the tokenizer, whose "
-                                       "UnicodeEncodeError surfaces from every adapter and the CLI; it should be "
-                                       "an InvalidInputError naming the text's position, as add_texts gives")
-def test_encode_names_a_lone_surrogate() -> None:
+@pytest.mark.parametrize("threads", [True, False])
+def test_encode_names_a_lone_surrogate(threads: bool) -> None:
     from m2v_search import StaticModel
     from m2v_search.errors import InvalidInputError
 
+    model = StaticModel.from_pretrained()
     with pytest.raises(InvalidInputError, match=r"texts\[1\].*surrogate"):
-        StaticModel.from_pretrained().encode(["fine", "bad \ud800"])
+        model.encode(["fine", "bad \ud800"])
+    texts = ["fine"] * 7 + ["also bad \udfff here"] + ["fine"] * 3
+    with pytest.raises(InvalidInputError, match=r"texts\[7\].*U\+DFFF at character 9"):
+        model.encode(texts, batch_size=3, use_multiprocessing=threads)  # the position counts earlier batches
+    with pytest.raises(InvalidInputError, match=r"texts\[7\]"):
+        model.encode_as_sequence(texts, batch_size=3)
+    assert model.encode(["fine", "still fine"]).shape == (2, model.dim)  # the model is still usable
 
 
-@pytest.mark.xfail(strict=True, reason="docstore.py: a NUL in a metadata string is stored, but SQLite's JSON "
-                                       "functions end text at a NUL, so the filter {'k': 'a'} matches 'a\\x00b'; "
-                                       "metadata keys and strings holding NUL should be refused at their record, "
-                                       "as lone surrogates are")
-def test_a_nul_in_metadata_never_makes_a_filter_match_wrongly() -> None:
+@pytest.mark.parametrize(("metadata", "field"), [({"k": "a\x00b"}, "field 'k'"), ({"k\x00": 1}, "key 'k\\\\x00'"),
+                                                 ({"k": {"deep": ["ok", "\x00"]}}, "field 'k.deep\\[1\\]'")])
+def test_a_nul_in_metadata_is_refused_naming_the_field(metadata: dict, field: str) -> None:
     index = VectorIndex.create(dim=2, index_kind="flat")
-    try:
-        index.add_texts(["x"], ids=["nul"], metadatas=[{"k": "a\x00b"}], vectors=np.ones((1, 2)))
-    except ValueError:
-        return  # refused: fine
-    assert index.ids({"k": "a"}) == []
+    with pytest.raises(ValueError, match=f"{field} holds a NUL character"):
+        index.add_texts(["x"], ids=["nul"], metadatas=[metadata], vectors=np.ones((1, 2)))
+    index.add_texts(["a text with \x00 in it"], ids=["ok"], metadatas=[{"k": "a"}], vectors=np.ones((1, 2)))
+    assert index.ids({"k": "a"}) == ["ok"]  # a NUL in the text itself is kept (no filter reads it)
 
 
-@pytest.mark.xfail(strict=True, reason="store.py: save() into a folder deletes every file whose name looks like an "
-                                       "index generation (index.*.faiss, docstore.*.sqlite), also ones it never "
-                                       "wrote; it should remove only the generations its own manifests listed")
 def test_saving_into_a_folder_keeps_files_the_index_did_not_write(tmp_path: Path) -> None:
     mine = {"index.old.faiss": "a user's file", "docstore.000001-deadbeef.sqlite": "another", "notes.md": "x"}
     for name, text in mine.items():

@@ -252,6 +252,22 @@ def test_lone_surrogates_are_bad_input(built: Path, tmp_path: Path, capsys, line
     assert code == 0 and json.loads(out)["skipped_invalid"] == 1 and json.loads(out)["added"] == 1
 
 
+@pytest.mark.parametrize(("line", "field"), [
+    ('{"id": "n1", "text": "x", "metadata": {"k": "a\\u0000b"}}', "field 'k'"),
+    ('{"id": "n2", "text": "x", "metadata": {"k\\u0000": 1}}', "key 'k\\x00'"),
+    ('{"id": "n3", "text": "x", "tags": ["ok", "\\u0000"]}', "field 'tags[1]'"),
+])
+def test_a_nul_in_metadata_is_bad_input_at_its_line(built: Path, tmp_path: Path, capsys, line: str,
+                                                     field: str) -> None:
+    bad = tmp_path / "n.jsonl"
+    bad.write_text('{"id": "ok", "text": "fine"}\n' + line + "\n", encoding="ascii")
+    code, _, err = run(capsys, "add", built, bad, "--quiet")
+    assert code == 3 and "n.jsonl: line 2" in one_line(err) and field in err and "NUL" in err
+    assert "Traceback" not in err
+    code, out, err = run(capsys, "add", built, bad, "--quiet", "--skip-invalid")
+    assert code == 0 and json.loads(out)["skipped_invalid"] == 1 and json.loads(out)["added"] == 1
+
+
 def test_surrogates_in_arguments_and_through_the_api(built: Path, capsys, tiny_model) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["search", str(built), "-q", "bad \udcff query"])

@@ -325,6 +325,8 @@ BAD_REQUESTS = [
     ("post", "/documents", b'{"texts": []}', 422, "texts"),
     ("post", "/documents", b'{"texts": ["x"], "metadata": [{"a": Infinity}]}', 400, "metadatas[0].a"),
     ("post", "/documents", b'{"texts": ["x"], "metadata": [{"a": "\\udfff"}]}', 400, "surrogate"),
+    ("post", "/documents", b'{"texts": ["x"], "metadata": [{"a": "b\\u0000c"}]}', 400, "NUL"),
+    ("post", "/documents", b'{"texts": ["x"], "metadata": [{"a\\u0000": 1}]}', 400, "NUL"),
     ("post", "/documents", b'{"texts": ["x"], "metadata": [' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]}",
      400, "nested"),
     ("post", "/documents", b'{"texts": ["x"], "metadata": ["not an object"]}', 422, "metadata"),

@@ -68,8 +68,8 @@ def metadata_json(metadata: dict[str, Any] | None) -> str:
 
     Raises:
         InvalidInputError: a value is NaN or infinite (JSON has no such numbers: filters and
-            readers of the output would break), a key or string holds a lone surrogate, or the
-            value is nested too deeply.
+            readers of the output would break), a key or string holds a lone surrogate or a NUL
+            character, or the value is nested too deeply.
         TypeError: a value is not JSON-serialisable.
     """
     problem = find_invalid_value(metadata or {})
@@ -85,9 +85,18 @@ def metadata_json(metadata: dict[str, Any] | None) -> str:
 MAX_DEPTH = 100  # metadata nesting accepted (JSON parsers and SQLite's json functions stop near 1000)
 
 
-def find_invalid_value(value: Any, path: str = "", depth: int = 0) -> str | None:
+def find_invalid_value(value: Any, path: str = "", depth: int = 0, *, nul: bool = False) -> str | None:
     """Where ``value`` holds something a stored JSON document must not: NaN or infinity, a lone
-    surrogate in a key or string, or nesting deeper than ``MAX_DEPTH``; None if nothing.
+    surrogate in a key or string, a NUL character in a key or string inside a dict or list
+    (SQLite's JSON functions end text at a NUL, so a filter on ``"a"`` would match ``"a\\x00b"``),
+    or nesting deeper than ``MAX_DEPTH``; None if nothing.
+
+    Args:
+        value: The value (a metadata dict, an id, a text).
+        path: Its field path, for the message.
+        depth: Its nesting depth.
+        nul: Refuse a NUL in ``value`` itself when it is a string (keys and strings inside a dict
+            or list are always checked; a document's text and id may hold NUL).
 
     Returns:
         A phrase naming the field, e.g. ``"field 'scores[2]' is NaN"``.
@@ -102,19 +111,24 @@ def find_invalid_value(value: Any, path: str = "", depth: int = 0) -> str | None
             return f"{where} is {shown}; JSON has no such number (use null or a string)"
         return None
     if isinstance(value, str):
-        return None if _is_utf8(value) else f"{where} holds a lone surrogate (not valid Unicode text)"
+        if not _is_utf8(value):
+            return f"{where} holds a lone surrogate (not valid Unicode text)"
+        return f"{where} holds a NUL character (U+0000), which metadata filters cannot see past" \
+            if nul and "\x00" in value else None
     if isinstance(value, dict):
         for key, item in value.items():
             name = key if isinstance(key, str) else str(key)
             if not _is_utf8(name):
                 return f"key {name!r} holds a lone surrogate (not valid Unicode text)"
-            found = find_invalid_value(item, f"{path}.{name}" if path else name, depth + 1)
+            if "\x00" in name:
+                return f"key {name!r} holds a NUL character (U+0000), which metadata filters cannot see past"
+            found = find_invalid_value(item, f"{path}.{name}" if path else name, depth + 1, nul=True)
             if found is not None:
                 return found
         return None
     if isinstance(value, (list, tuple)):
         for position, item in enumerate(value):
-            found = find_invalid_value(item, f"{path}[{position}]", depth + 1)
+            found = find_invalid_value(item, f"{path}[{position}]", depth + 1, nul=True)
             if found is not None:
                 return found
     return None

@@ -3,11 +3,16 @@
 With ``M2VEmbeddings`` the index encodes texts and queries with the same ``StaticModel`` itself
 (no round trip through Python lists). With any other ``Embeddings`` the store embeds with it and
 hands the vectors to an index of external vectors, created when the first vectors arrive (or at
-once with ``dim=``). The index normalises every vector; scores are cosine similarities.
+once with ``dim=``). The index normalises every vector.
+
+Searches are dense by default (cosine scores); ``mode="hybrid"`` (vectors + BM25 over the stored
+texts, fused) or ``mode="lexical"`` (BM25) per call, in a retriever's ``search_kwargs``, or for
+every search with ``search_mode=`` (see :class:`M2VVectorStore`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,7 +22,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
-from m2v_search.binding import IndexBinding, pop_index_kind, resolve_model
+from m2v_search.binding import IndexBinding, check_search_options, pop_index_kind, resolve_model
 
 from langchain_m2v.embeddings import M2VEmbeddings
 
@@ -28,6 +33,20 @@ if TYPE_CHECKING:  # pragma: no cover
 def _cosine_relevance(score: float) -> float:
     """Cosine similarity in [-1, 1] -> relevance in [0, 1] (0.5 = orthogonal)."""
     return min(1.0, max(0.0, (float(score) + 1.0) / 2.0))
+
+
+def _fused_relevance(score: float) -> float:
+    """A hybrid search's fused score is already a relevance in [0, 1]."""
+    return min(1.0, max(0.0, float(score)))
+
+
+def _no_relevance(score: float) -> float:
+    raise ValueError("relevance scores in [0, 1] exist for mode='dense' (cosine) and mode='hybrid' (fused); "
+                     "BM25 scores of mode='lexical' have no upper bound: use similarity_search_with_score")
+
+
+RELEVANCE_OF_MODE = {"dense": _cosine_relevance, "hybrid": _fused_relevance, "lexical": _no_relevance}
+SEARCH_OPTIONS = ("mode", "alpha", "fusion")
 
 
 def _document(hit_or_record: Any) -> Document:
@@ -51,8 +70,27 @@ def _check_index(index: VectorIndex, embedding: Embeddings) -> None:
 
 
 class M2VVectorStore(VectorStore):
-    """A vector store on m2v-search's FAISS index: cosine scores, upserts by id, deletes,
-    metadata filters applied inside the search, and saving without pickle.
+    """A vector store on m2v-search's FAISS index (with a BM25 part): cosine scores, hybrid and
+    lexical search, upserts by id, deletes, metadata filters applied inside the search, and saving
+    without pickle.
+
+    Search modes. Text searches (``similarity_search*``, retrievers) run in ``search_mode`` unless
+    a call passes ``mode=`` (also through ``as_retriever(search_kwargs={"mode": ...})``):
+
+    - ``"dense"`` (the default): the vectors. ``similarity_search_with_score`` gives cosine
+      similarities, and relevance scores are ``(cosine + 1) / 2``, so score thresholds keep the
+      meaning LangChain users expect of a vector store.
+    - ``"hybrid"``: the vectors and BM25 over the stored texts, fused (``alpha`` weighs the dense
+      leg: 1 = vectors only, 0 = BM25 only, default 0.4; ``fusion``: ``"relative"``, ``"dbsf"`` or
+      ``"rrf"``). Better retrieval (on m2v-search's retrieval tasks hybrid beat both legs alone,
+      see its README) at about the dense cost. Scores are fused scores in [0, 1], relative to the
+      query's candidates (the best hit scores near 1), and are the relevance scores as they are.
+    - ``"lexical"``: BM25 only (no embedding is computed); scores are BM25 scores, without an upper
+      bound, so relevance scores (and the ``similarity_score_threshold`` retriever) refuse it.
+
+    Vector searches (``*_by_vector``) and MMR are always dense. Hybrid and lexical need the index's
+    lexical part (every index has one unless saved before it existed or built with
+    ``--no-lexical``; else ``NoLexicalPartError`` says how to add it).
 
     Args:
         embedding: the embeddings; default ``M2VEmbeddings()`` (the bundled m2v-base model).
@@ -62,6 +100,13 @@ class M2VVectorStore(VectorStore):
             (``index_type`` is its deprecated name).
         dim: size of a non-m2v ``embedding``'s vectors; when not given, it is learned from the
             first vectors added.
+        search_mode: the mode of text searches that do not pass ``mode=``: ``"dense"``,
+            ``"hybrid"`` or ``"lexical"``.
+        alpha: hybrid weight of the dense leg in [0, 1] (None: m2v-search's default, 0.4).
+        fusion: how hybrid fuses its legs: ``"relative"``, ``"dbsf"`` or ``"rrf"``.
+
+    Raises:
+        ValueError: an unknown ``search_mode`` or ``fusion``, ``alpha`` outside [0, 1].
 
     Example:
         .. code-block:: python
@@ -71,15 +116,22 @@ class M2VVectorStore(VectorStore):
             store = M2VVectorStore.from_texts(["Paris is in France", "Bread needs yeast"],
                                               metadatas=[{"topic": "geo"}, {"topic": "food"}])
             store.similarity_search_with_score("capital of France", k=1, filter={"topic": "geo"})
+            store.similarity_search("capital of France", k=1, mode="hybrid", alpha=0.4)
+            retriever = store.as_retriever(search_kwargs={"k": 4, "mode": "hybrid"})
             store.save_local("my-index")
             store = M2VVectorStore.load_local("my-index")
     """
 
     def __init__(self, embedding: Embeddings | None = None, *, index: VectorIndex | None = None,
-                 index_kind: str | None = None, dim: int | None = None, **options: Any) -> None:
+                 index_kind: str | None = None, dim: int | None = None, search_mode: str = "dense",
+                 alpha: float | None = None, fusion: str = "relative", **options: Any) -> None:
         kind = pop_index_kind(options, index_kind, "M2VVectorStore")
         if options:
             raise TypeError(f"M2VVectorStore got unexpected options: {', '.join(sorted(options))}")
+        if search_mode is None:
+            raise ValueError("search_mode must be 'dense', 'hybrid' or 'lexical'")
+        check_search_options(search_mode, alpha, fusion)
+        self.search_options: dict[str, Any] = {"mode": search_mode, "alpha": alpha, "fusion": fusion}
         if embedding is None:
             if index is not None and index.model is None:
                 raise ValueError("this index holds vectors from another Embeddings: pass the same embeddings")
@@ -134,26 +186,76 @@ class M2VVectorStore(VectorStore):
         return [_document(record) for record in self._binding.get(ids)]
 
     def _query(self, query: str) -> str | list[float]:
-        """A text query as the index takes it: the text itself (native) or its embedding."""
+        """A text query as the index takes it for a dense search: the text itself (native) or its embedding."""
         return query if self._native else self._embedding.embed_query(query)
+
+    def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The mode, alpha and fusion of a text search: the call's, else the store's.
+
+        Raises:
+            ValueError: an unknown mode or fusion, or ``alpha`` outside [0, 1].
+        """
+        options = {name: kwargs.get(name, default) for name, default in self.search_options.items()}
+        if options["mode"] is None:
+            raise ValueError("mode must be 'dense', 'hybrid' or 'lexical'")
+        check_search_options(options["mode"], options["alpha"], options["fusion"])
+        return options
+
+    def _search_text(self, query: str, k: int, filter: dict[str, Any] | None, options: dict[str, Any]) -> list[Any]:
+        """Hits of a text query in the mode of ``options``: the index embeds the text itself
+        (native), or gets the embedding's vector (for dense, and for hybrid's dense leg)."""
+        if self._native or options["mode"] != "hybrid":
+            return self._binding.search(self._query(query) if options["mode"] == "dense" else query, k,
+                                        filter=filter, **options)
+        vector = self._embedding.embed_query(query)
+        return self._binding.search(query, k, filter=filter, query_vector=vector, **options)
 
     def similarity_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
                                      **kwargs: Any) -> list[tuple[Document, float]]:
-        """Documents closest to ``query`` with their cosine similarity (higher is better).
+        """Documents best matching ``query``, with their scores (higher is better).
 
-        ``filter``: metadata conditions applied inside the search, e.g. ``{"topic": "biology"}``,
-        ``{"year": {"$gte": 2000}}``, ``{"country": ["fr", "it"]}``, ``{"$or": [...]}``,
-        ``{"tags": {"$contains": "x"}}`` (see ``m2v_search.index.filters``).
+        Args:
+            query: the text.
+            k: how many documents at most.
+            filter: metadata conditions applied inside the search (inside both legs of hybrid),
+                e.g. ``{"topic": "biology"}``, ``{"year": {"$gte": 2000}}``, ``{"country": ["fr", "it"]}``,
+                ``{"$or": [...]}``, ``{"tags": {"$contains": "x"}}`` (see ``m2v_search.index.filters``).
+            **kwargs: ``mode`` (``"dense"``, ``"hybrid"`` or ``"lexical"``; default the store's
+                ``search_mode``), ``alpha`` and ``fusion`` (hybrid); other keywords are ignored.
+
+        Returns:
+            (document, score) pairs, best first: cosine similarities (dense), fused scores in
+            [0, 1] (hybrid) or BM25 scores (lexical).
+
+        Raises:
+            ValueError: a bad mode, alpha, fusion or filter. ``NoLexicalPartError`` (a ValueError)
+                for hybrid or lexical on an index without a lexical part.
         """
+        options = self._options(kwargs)
         if len(self._binding) == 0:  # nothing to search, so the query is not embedded
             self._binding.ids(filter)  # but a bad filter fails on an empty store too
             return []
-        hits = self._binding.search(self._query(query), k, filter=filter)
-        return [(_document(hit), hit.score) for hit in hits]
+        return [(_document(hit), hit.score) for hit in self._search_text(query, k, filter, options)]
 
     def similarity_search(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
                           **kwargs: Any) -> list[Document]:
-        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter)]
+        """Documents best matching ``query`` (``mode``, ``alpha``, ``fusion``: see
+        :meth:`similarity_search_with_score`)."""
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter, **kwargs)]
+
+    def _similarity_search_with_relevance_scores(self, query: str, k: int = 4, **kwargs: Any
+                                                 ) -> list[tuple[Document, float]]:
+        """Relevance in [0, 1]: ``(cosine + 1) / 2`` for dense, the fused score for hybrid.
+
+        Raises:
+            ValueError: ``mode="lexical"`` (BM25 scores have no upper bound).
+        """
+        relevance = RELEVANCE_OF_MODE[self._options(kwargs)["mode"]]
+        return [(doc, relevance(score)) for doc, score in self.similarity_search_with_score(query, k, **kwargs)]
+
+    async def _asimilarity_search_with_relevance_scores(self, query: str, k: int = 4, **kwargs: Any
+                                                        ) -> list[tuple[Document, float]]:
+        return await asyncio.to_thread(self._similarity_search_with_relevance_scores, query, k, **kwargs)
 
     def similarity_search_with_score_by_vector(self, embedding: list[float], k: int = 4,
                                                filter: dict[str, Any] | None = None, **kwargs: Any
@@ -165,13 +267,21 @@ class M2VVectorStore(VectorStore):
         return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter=filter)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        """Relevance = (cosine + 1) / 2, in [0, 1]."""
+        """Relevance of a dense (cosine) score: (cosine + 1) / 2, in [0, 1]."""
         return _cosine_relevance
 
     def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20,
                                       lambda_mult: float = 0.5, filter: dict[str, Any] | None = None,
                                       **kwargs: Any) -> list[Document]:
-        """Documents relevant to ``query`` but diverse among themselves (MMR over ``fetch_k`` candidates)."""
+        """Documents relevant to ``query`` but diverse among themselves (MMR over ``fetch_k`` candidates
+        from the vectors: MMR is dense whatever the store's ``search_mode``).
+
+        Raises:
+            ValueError: ``mode`` other than ``"dense"`` is passed, or ``lambda_mult`` is outside [0, 1].
+        """
+        if kwargs.get("mode", "dense") != "dense":
+            raise ValueError(f"max marginal relevance compares vectors, so it searches dense only, not "
+                             f"mode={kwargs['mode']!r}")
         if len(self._binding) == 0:  # nothing to search, so the query is not embedded
             self._binding.ids(filter)  # but a bad filter fails on an empty store too
             return []

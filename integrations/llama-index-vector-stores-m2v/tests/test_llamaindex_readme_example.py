@@ -72,3 +72,21 @@ def test_namespace_packages_are_shared_with_llama_index_core():
     assert module.__file__.startswith(str(README.parent))
     assert not hasattr(llama_index, "__file__") or llama_index.__file__ is None  # PEP 420 namespace
     assert any("site-packages" in p for p in llama_index.__path__)  # core's half of the namespace
+
+
+def test_readme_hybrid_snippet_runs(tmp_path, monkeypatch):
+    from llama_index.core import Settings
+
+    monkeypatch.setattr(Settings, "_embed_model", None)
+    monkeypatch.setattr(Settings, "_llm", None)
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    snippet = next(block for block in blocks if 'vector_store_query_mode="hybrid"' in block)
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(readme_example(), str(README), "exec"), namespace)  # the index the snippet queries
+    exec(compile(snippet, str(README), "exec"), namespace)
+    hybrid_hits = namespace["hybrid_hits"]
+    assert "Photosynthesis" in hybrid_hits[0].node.get_content()
+    assert all(0.0 <= hit.score <= 1.0 for hit in hybrid_hits)
+    assert [hit.node.get_content()[:14] for hit in namespace["keyword_hits"]] == ["Photosynthesis"]
+    assert len(namespace["rrf"].retrieve("river in Paris")) == 2  # similarity_top_k's default

@@ -300,7 +300,7 @@ def test_mmr_query_diversifies(store, embed_model):
 
     assert max_pair(diverse.ids) <= max_pair(plain.ids) + 1e-6
     with pytest.raises(ValueError, match="mode"):
-        store.query(query_for(embed_model, query, mode=VectorStoreQueryMode.HYBRID))
+        store.query(query_for(embed_model, query, mode=VectorStoreQueryMode.SVM))
 
 
 def test_query_by_text_uses_the_stores_model(store):

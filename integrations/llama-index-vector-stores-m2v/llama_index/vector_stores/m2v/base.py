@@ -1,7 +1,9 @@
 """``M2VVectorStore``: a LlamaIndex vector store over m2v-search, through ``m2v_search.binding``.
 
 Each node is one index document (id, text, and metadata that holds the node's own metadata plus
-the serialized node and ``ref_doc_id``, so nodes come back whole); scores are cosine similarities.
+the serialized node and ``ref_doc_id``, so nodes come back whole). Queries run dense (cosine
+scores; DEFAULT and MMR), hybrid (vectors + BM25 fused; HYBRID with its ``alpha``) or lexical
+(BM25; TEXT_SEARCH and SPARSE).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ DEFAULT_NAMESPACE = "default"
 NODE_ID_KEY = "_node_id"
 DEFAULT_MODEL = "m2v-base"
 MMR_PREFETCH_FACTOR = 4
+LEXICAL_MODES = (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE)
+SUPPORTED_MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR, VectorStoreQueryMode.HYBRID,
+                   *LEXICAL_MODES)
 
 
 class M2VVectorStore(BasePydanticVectorStore):
@@ -156,14 +161,64 @@ class M2VVectorStore(BasePydanticVectorStore):
         return [i for i in asked if i in found]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """The ``similarity_top_k`` nodes closest to the query, filters applied inside the search.
+        """The best nodes for the query, filters applied inside the search (in every leg).
 
-        Modes: DEFAULT, and MMR (``mmr_threshold`` from the query or kwargs; 0.5 by default, with
-        LlamaIndex's own ``get_top_k_mmr_embeddings`` over ``mmr_prefetch_k`` candidates).
+        Modes (``vector_store_query_mode`` of a retriever):
+
+        - DEFAULT: the ``similarity_top_k`` nodes closest to ``query_embedding`` (or to
+          ``query_str``, embedded by the store's model); scores are cosine similarities.
+        - MMR: maximal marginal relevance (``mmr_threshold`` from the query or kwargs, 0.5 by
+          default, with LlamaIndex's own ``get_top_k_mmr_embeddings`` over ``mmr_prefetch_k``
+          candidates); scores stay cosine similarities.
+        - HYBRID: the vectors and BM25 over the stored texts, fused; ``alpha`` weighs the dense
+          leg as in LlamaIndex (1 = vectors only, 0 = BM25 only; None: m2v-search's measured
+          default, 0.4). Returns ``hybrid_top_k`` (or ``similarity_top_k``) nodes; each leg
+          fetches at least 100 candidates, and at least ``similarity_top_k`` (dense) and
+          ``sparse_top_k`` (BM25). Scores are fused scores in [0, 1]. ``fusion`` in kwargs
+          (``vector_store_kwargs={"fusion": "rrf"}``): ``relative`` (default), ``dbsf`` or ``rrf``.
+          Uses ``query_embedding`` for the dense leg when LlamaIndex computed it.
+        - TEXT_SEARCH and SPARSE: BM25 over the stored texts only (needs no embedding);
+          ``sparse_top_k`` (or ``similarity_top_k``) nodes, scored by BM25.
+
+        Raises:
+            ValueError: an unsupported mode, a query without what its mode needs, bad ``alpha``
+                or ``fusion``, or a malformed filter. ``NoLexicalPartError`` (a ValueError) for
+                HYBRID or TEXT_SEARCH on an index saved without a lexical part.
         """
         mode = VectorStoreQueryMode(query.mode)
-        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
-            raise ValueError(f"M2VVectorStore supports the DEFAULT and MMR query modes, not {mode.value!r}")
+        if mode not in SUPPORTED_MODES:
+            names = ", ".join(m.name for m in SUPPORTED_MODES)
+            raise ValueError(f"M2VVectorStore supports the {names} query modes, not {mode.value!r}")
+        # LlamaIndex's retriever passes node_ids=[] (not None) for stores that keep the text: an
+        # empty list means no restriction, as in LlamaIndex's own stores.
+        where = all_of(metadata_filters_to_dict(query.filters),
+                       {"ref_doc_id": {"$in": [str(i) for i in query.doc_ids]}} if query.doc_ids else None,
+                       {NODE_ID_KEY: {"$in": [str(i) for i in query.node_ids]}} if query.node_ids else None)
+        if mode in LEXICAL_MODES or mode == VectorStoreQueryMode.HYBRID:
+            hits = self._text_query(query, mode, where, kwargs.get("fusion", "relative"))
+        else:
+            hits = self._vector_query(query, mode, where, kwargs)
+        nodes = [metadata_dict_to_node(hit.metadata, text=hit.text) for hit in hits]
+        return VectorStoreQueryResult(nodes=nodes, similarities=[float(hit.score) for hit in hits],
+                                      ids=[hit.id for hit in hits])
+
+    def _text_query(self, query: VectorStoreQuery, mode: VectorStoreQueryMode, where: Optional[dict],
+                    fusion: str) -> List[Any]:
+        """Hits of a HYBRID, TEXT_SEARCH or SPARSE query (see :meth:`query`)."""
+        if not query.query_str:
+            raise ValueError(f"the {mode.value!r} query mode needs query_str (the text to match)")
+        dense_k, sparse_k = int(query.similarity_top_k), query.sparse_top_k
+        if mode in LEXICAL_MODES:
+            return self._binding.search(query.query_str, int(sparse_k or dense_k), filter=where, mode="lexical")
+        wanted = int(query.hybrid_top_k or dense_k)
+        depth = max(wanted, dense_k, int(sparse_k or 0))  # the index's legs fetch at least this many
+        hits = self._binding.search(query.query_str, depth, filter=where, mode="hybrid", alpha=query.alpha,
+                                    fusion=fusion, query_vector=query.query_embedding)
+        return hits[:wanted]
+
+    def _vector_query(self, query: VectorStoreQuery, mode: VectorStoreQueryMode, where: Optional[dict],
+                      kwargs: dict) -> List[Any]:
+        """Hits of a DEFAULT or MMR query (see :meth:`query`)."""
         k = int(query.similarity_top_k)
         target: Union[str, List[float], None] = query.query_embedding
         if target is None:
@@ -173,28 +228,19 @@ class M2VVectorStore(BasePydanticVectorStore):
             if not self._binding.embeds_text:
                 raise ValueError("this store holds external vectors and cannot embed query_str; pass "
                                  "query_embedding")
-        # LlamaIndex's retriever passes node_ids=[] (not None) for stores that keep the text: an
-        # empty list means no restriction, as in LlamaIndex's own stores.
-        where = all_of(metadata_filters_to_dict(query.filters),
-                       {"ref_doc_id": {"$in": [str(i) for i in query.doc_ids]}} if query.doc_ids else None,
-                       {NODE_ID_KEY: {"$in": [str(i) for i in query.node_ids]}} if query.node_ids else None)
-        if mode == VectorStoreQueryMode.MMR:
-            threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
-            if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-                raise ValueError(f"mmr_threshold must be in [0, 1], got {threshold}")
+        if mode != VectorStoreQueryMode.MMR:
+            return self._binding.search(target, k, filter=where)
+        threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"mmr_threshold must be in [0, 1], got {threshold}")
 
-            def select(vector: np.ndarray, candidates: np.ndarray, count: int) -> List[int]:
-                _, chosen = get_top_k_mmr_embeddings(vector.tolist(), candidates.tolist(),
-                                                     similarity_top_k=count, mmr_threshold=threshold)
-                return chosen
+        def select(vector: np.ndarray, candidates: np.ndarray, count: int) -> List[int]:
+            _, chosen = get_top_k_mmr_embeddings(vector.tolist(), candidates.tolist(),
+                                                 similarity_top_k=count, mmr_threshold=threshold)
+            return chosen
 
-            prefetch = int(kwargs.get("mmr_prefetch_k", k * MMR_PREFETCH_FACTOR))
-            hits = self._binding.search_mmr(target, k, max(prefetch, k), select, filter=where)
-        else:
-            hits = self._binding.search(target, k, filter=where)
-        nodes = [metadata_dict_to_node(hit.metadata, text=hit.text) for hit in hits]
-        return VectorStoreQueryResult(nodes=nodes, similarities=[float(hit.score) for hit in hits],
-                                      ids=[hit.id for hit in hits])
+        prefetch = int(kwargs.get("mmr_prefetch_k", k * MMR_PREFETCH_FACTOR))
+        return self._binding.search_mmr(target, k, max(prefetch, k), select, filter=where)
 
     # ------------------------------------------------------------------ async: the same, off the event loop
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:
