@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per run")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="relative to the table's scale")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=3, help="epochs without a better held-out score")
+    parser.add_argument("--results-name", default="contrastive_v1", help="results/NAME.md and .json")
     parser.add_argument("--output", type=Path, default=None, help="save each tuned model under this folder")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         train, _, anchor_text = run.partition(":")
         anchor = float(anchor_text)
         options = ContrastiveOptions(anchor_weight=anchor, time_budget=args.budget, epochs=args.epochs,
-                                     learning_rate=args.learning_rate, train=train)
+                                     learning_rate=args.learning_rate, train=train, patience=args.patience)
         print(f"run {run}", file=sys.stderr, flush=True)
         tuned, report = contrastive_finetune(v1, [p.summary for p in pairs], [p.body for p in pairs],
                                              [p.module for p in pairs], options)
@@ -73,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
               "gcide_pairs": len(data.gcide[0]), "docstring_dev_pairs": len(data.docstrings), "rows": rows,
               "selected": chosen}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "contrastive_v1.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{args.results_name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     markdown = render(result)
-    (RESULTS / "contrastive_v1.md").write_text(markdown, encoding="utf-8")
+    (RESULTS / f"{args.results_name}.md").write_text(markdown, encoding="utf-8")
     print(markdown)
     return 0
 

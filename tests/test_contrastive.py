@@ -53,13 +53,18 @@ def _train_mrr(model: StaticModel, pairs: list[dev_tasks.DocstringPair]) -> floa
 
 
 @pytest.mark.parametrize("train", ["table", "map"])
-def test_finetune_learns_its_pairs_and_the_anchor_holds_tokens(model: StaticModel, pairs, train: str) -> None:
+def test_finetune_learns_its_pairs_and_the_anchor_holds_tokens(model: StaticModel, pairs, train: str,
+                                                                tmp_path) -> None:
     args = ([p.summary for p in pairs], [p.body for p in pairs], [p.module for p in pairs])
     free, report = contrastive_finetune(model, *args, ContrastiveOptions(
         epochs=3, patience=3, anchor_weight=0.0, train=train, validation_buckets=3, learning_rate=0.05,
         restore_best=False))
     assert free.embedding.shape == model.embedding.shape and report["epochs_run"] >= 1
     assert _train_mrr(free, pairs) > _train_mrr(model, pairs) + 2
+    free.save_pretrained(tmp_path / "tuned")
+    reloaded = StaticModel.from_pretrained(tmp_path / "tuned")
+    assert reloaded.config["contrastive"]["options"]["train"] == train
+    np.testing.assert_allclose(reloaded.encode(["open a file"]), free.encode(["open a file"]), atol=1e-6)
     held, _ = contrastive_finetune(model, *args, ContrastiveOptions(
         epochs=3, patience=3, anchor_weight=1e4, train=train, validation_buckets=3, learning_rate=0.05,
         restore_best=False))

@@ -118,9 +118,12 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
         held-out MRR@10 before / best, seconds.
 
     Raises:
-        ValueError: the three sequences differ in length, or the split leaves a side empty.
+        ValueError: ``options.train`` is unknown, the three sequences differ in length, the
+            split leaves a side empty, or a text has no known token.
     """
     options = options or ContrastiveOptions()
+    if options.train not in ("table", "map"):
+        raise ValueError(f"train must be 'table' or 'map', got {options.train!r}")
     if not len(queries) == len(documents) == len(groups):
         raise ValueError(f"{len(queries)} queries, {len(documents)} documents and {len(groups)} groups differ")
     torch.manual_seed(options.seed)
@@ -129,20 +132,9 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
     corpus = tokenize_corpus(model, list(queries) + list(documents), max_length=model.max_length)
     if (corpus.lengths == 0).any():
         raise ValueError("a query or document has no known token; drop it first")
-    table = np.asarray(model.embedding, dtype=np.float32)
-    student = StudentModel(table, corpus, table.shape[1], token_weights=model.weights)
-    with torch.no_grad():
-        student.head.weight.copy_(torch.eye(table.shape[1]))
-    start = torch.from_numpy(table.copy())
+    student, optimizer = _student_and_optimizer(model, corpus, options)
+    start = torch.from_numpy(np.asarray(model.embedding, dtype=np.float32).copy())
     start_norms = (start ** 2).sum(1).clamp_min(1e-8)
-    if options.train == "table":
-        student.head.weight.requires_grad_(False)
-        optimizer = torch.optim.Adam(student.bag.parameters(), lr=options.learning_rate * float(start.abs().mean()))
-    elif options.train == "map":
-        student.bag.weight.requires_grad_(False)
-        optimizer = torch.optim.Adam(student.head.parameters(), lr=options.learning_rate / table.shape[1] ** 0.5)
-    else:
-        raise ValueError(f"train must be 'table' or 'map', got {options.train!r}")
 
     def held_out_mrr() -> float:
         with torch.no_grad():
@@ -179,7 +171,7 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
     if options.restore_best:
         student.restore(stopper.best_state)
     tuned_table = _unweighted(student)  # the model keeps its own token weights
-    config = dict(model.config)
+    config = {**model.config, "contrastive": {"options": asdict(options), "best_epoch": stopper.best_epoch}}
     tuned = StaticModel(tuned_table, model.tokenizer, config=config, normalize=model.normalize,
                         base_model_name=model.base_model_name, language=model.language, weights=model.weights,
                         max_length=model.max_length)
@@ -189,6 +181,21 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
               "held_out_mrr@10_best": round(stopper.best_score, 2),
               "seconds": round(time.perf_counter() - started, 1), "history": history}
     return tuned, report
+
+
+def _student_and_optimizer(model: StaticModel, corpus: Any, options: ContrastiveOptions
+                           ) -> tuple[StudentModel, torch.optim.Optimizer]:
+    """The student (the table, an identity map after it) and Adam on the part ``options.train`` names."""
+    table = np.asarray(model.embedding, dtype=np.float32)
+    student = StudentModel(table, corpus, table.shape[1], token_weights=model.weights)
+    with torch.no_grad():
+        student.head.weight.copy_(torch.eye(table.shape[1]))
+    if options.train == "table":  # Adam's steps are in the table's units: scale them to its entries
+        student.head.weight.requires_grad_(False)
+        return student, torch.optim.Adam(student.bag.parameters(), lr=options.learning_rate * float(
+            np.abs(table).mean()))
+    student.bag.weight.requires_grad_(False)
+    return student, torch.optim.Adam(student.head.parameters(), lr=options.learning_rate / table.shape[1] ** 0.5)
 
 
 def _pair_mrr(queries: np.ndarray, documents: np.ndarray) -> float:
