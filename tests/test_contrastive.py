@@ -60,6 +60,7 @@ def test_finetune_learns_its_pairs_and_the_anchor_holds_tokens(model: StaticMode
         epochs=3, patience=3, anchor_weight=0.0, train=train, validation_buckets=3, learning_rate=0.05,
         restore_best=False))
     assert free.embedding.shape == model.embedding.shape and report["epochs_run"] >= 1
+    assert free.embedding.dtype == model.embedding.dtype
     assert _train_mrr(free, pairs) > _train_mrr(model, pairs) + 2
     free.save_pretrained(tmp_path / "tuned")
     reloaded = StaticModel.from_pretrained(tmp_path / "tuned")

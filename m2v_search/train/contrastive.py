@@ -114,8 +114,8 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
         options: the settings (default ``ContrastiveOptions()``).
 
     Returns:
-        The tuned model (float32 table, the best epoch's) and a report: options, epochs,
-        held-out MRR@10 before / best, seconds.
+        The tuned model (the best epoch's; its table in the starting table's float dtype) and a
+        report: options, epochs, held-out MRR@10 before / best, seconds.
 
     Raises:
         ValueError: ``options.train`` is unknown, the three sequences differ in length, the
@@ -171,6 +171,8 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
     if options.restore_best:
         student.restore(stopper.best_state)
     tuned_table = _unweighted(student)  # the model keeps its own token weights
+    if np.issubdtype(model.embedding.dtype, np.floating):  # stored as the start was (float16 keeps the size)
+        tuned_table = tuned_table.astype(model.embedding.dtype)
     config = {**model.config, "contrastive": {"options": asdict(options), "best_epoch": stopper.best_epoch}}
     tuned = StaticModel(tuned_table, model.tokenizer, config=config, normalize=model.normalize,
                         base_model_name=model.base_model_name, language=model.language, weights=model.weights,
