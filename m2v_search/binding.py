@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import Hit, Record, VectorIndex
     from m2v_search.model import StaticModel
 
-__all__ = ["MAX_METADATA_DEPTH", "IndexBinding", "all_of", "check_finite_metadata", "check_metadata",
+__all__ = ["MAX_METADATA_DEPTH", "IndexBinding", "all_of", "complete_vectors", "check_finite_metadata", "check_metadata",
            "check_search_options",
            "finite_matrix", "model_source", "no_translation", "pop_index_kind", "resolve_model"]
 
@@ -212,39 +212,6 @@ class IndexBinding:
                              "cannot embed text itself; embed with the store's embedding model first")
         return index.model.encode(list(texts), normalize=False)
 
-    def complete_vectors(self, vectors: Sequence[Sequence[float] | None], text_of: Callable[[int], str],
-                         name_of: Callable[[int], str]) -> np.ndarray:
-        """The vectors of documents where the host embedded only some: the missing ones (None) are
-        encoded by the index's model from ``text_of(position)``.
-
-        Args:
-            vectors: one vector or None per document.
-            text_of: the text to encode for a document without a vector.
-            name_of: how errors name a document.
-
-        Returns:
-            An (n, dim) matrix.
-
-        Raises:
-            ValueError: vectors of different sizes or not finite, or missing vectors on an index
-                without a model.
-        """
-        sizes = {len(v) for v in vectors if v is not None}
-        if len(sizes) > 1:
-            raise ValueError(f"the documents carry vectors of different sizes: {sorted(sizes)}")
-        index = self.require(sizes.pop() if sizes else None)
-        missing = [i for i, v in enumerate(vectors) if v is None]
-        if missing and index.model is None:
-            raise ValueError(f"{name_of(missing[0])} has no embedding, and this store holds external vectors "
-                             "so it cannot embed text itself; embed it first")
-        matrix = np.zeros((len(vectors), index.dim), dtype=np.float32)
-        for i, vector in enumerate(vectors):
-            if vector is not None:
-                matrix[i] = vector
-        if missing:
-            matrix[missing] = self.encode([text_of(i) for i in missing])
-        return finite_matrix(matrix, len(vectors), "vectors")
-
     def add(self, texts: Sequence[str], *, ids: Sequence[Any] | None = None,
             metadatas: Sequence[Mapping[str, Any] | None] | None = None, vectors: Any = None) -> list[str]:
         """Add or replace documents; returns their ids (new uuid4 hex ids where ``ids`` has None).
@@ -411,6 +378,41 @@ class IndexBinding:
         if scratch is not None:
             binding._scratch = weakref.finalize(binding, shutil.rmtree, scratch, True)
         return binding
+
+
+def complete_vectors(binding: IndexBinding, vectors: Sequence[Sequence[float] | None], text_of: Callable[[int], str],
+                     name_of: Callable[[int], str]) -> np.ndarray:
+    """The vectors of documents where the host embedded only some: the missing ones (None) are
+    encoded by the index's model from ``text_of(position)``.
+
+    Args:
+        binding: the store's binding (its index is created on first use).
+        vectors: one vector or None per document.
+        text_of: the text to encode for a document without a vector.
+        name_of: how errors name a document.
+
+    Returns:
+        An (n, dim) matrix.
+
+    Raises:
+        ValueError: vectors of different sizes or not finite, or missing vectors on an index
+            without a model.
+    """
+    sizes = {len(v) for v in vectors if v is not None}
+    if len(sizes) > 1:
+        raise ValueError(f"the documents carry vectors of different sizes: {sorted(sizes)}")
+    index = binding.require(sizes.pop() if sizes else None)
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing and index.model is None:
+        raise ValueError(f"{name_of(missing[0])} has no embedding, and this store holds external vectors "
+                         "so it cannot embed text itself; embed it first")
+    matrix = np.zeros((len(vectors), index.dim), dtype=np.float32)
+    for i, vector in enumerate(vectors):
+        if vector is not None:
+            matrix[i] = vector
+    if missing:
+        matrix[missing] = binding.encode([text_of(i) for i in missing])
+    return finite_matrix(matrix, len(vectors), "vectors")
 
 
 def _checked_query(binding: IndexBinding, query: str | Any, mode: str | None, alpha: float | None,

@@ -14,6 +14,7 @@ from m2v_search.binding import (
     IndexBinding,
     all_of,
     check_finite_metadata,
+    complete_vectors,
     model_source,
     pop_index_kind,
     resolve_model,
@@ -104,14 +105,14 @@ def test_inputs_are_checked_and_named() -> None:
 def test_complete_vectors_encodes_only_the_missing_ones(tiny_model) -> None:
     binding = IndexBinding(model=tiny_model)
     given = np.arange(tiny_model.dim, dtype=np.float32)
-    matrix = binding.complete_vectors([given, None], lambda i: "bread rises", lambda i: f"doc {i}")
+    matrix = complete_vectors(binding, [given, None], lambda i: "bread rises", lambda i: f"doc {i}")
     np.testing.assert_allclose(matrix[0], given)
     np.testing.assert_allclose(matrix[1], tiny_model.encode(["bread rises"], normalize=False)[0], atol=1e-6)
     external = IndexBinding(dim=3)
     with pytest.raises(ValueError, match="doc 1 has no embedding"):
-        external.complete_vectors([[1.0, 0, 0], None], lambda i: "t", lambda i: f"doc {i}")
+        complete_vectors(external, [[1.0, 0, 0], None], lambda i: "t", lambda i: f"doc {i}")
     with pytest.raises(ValueError, match="different sizes"):
-        external.complete_vectors([[1.0, 0, 0], [1.0]], lambda i: "t", lambda i: f"doc {i}")
+        complete_vectors(external, [[1.0, 0, 0], [1.0]], lambda i: "t", lambda i: f"doc {i}")
 
 
 def test_filters_go_through_the_host_hook(tiny_model) -> None:

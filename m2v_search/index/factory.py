@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from m2v_search.index_kinds import BINARY_KINDS, BINARY_RESCORE, KINDS, MAX_RESCORE  # noqa: F401 - re-exported
+from m2v_search.index_kinds import BINARY_KINDS, BINARY_RESCORE, KINDS, MAX_RESCORE  # noqa: F401 (re-exported)
 
 FLAT_MAX = 10_000           # auto: exact search up to this many vectors (then binary codes are faster)
 BINARY_FLAT_MAX = 1_500_000  # auto: scan every binary code up to this many vectors (then a graph of codes)

@@ -16,11 +16,8 @@ Nothing is pickled.
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -47,6 +44,7 @@ from m2v_search.index.generations import (
     read_verified_generation,
 )
 from m2v_search.index.hub_methods import HubMethods
+from m2v_search.index.record_methods import RecordMethods
 from m2v_search.index.hybrid import HybridSearch
 from m2v_search.index.locking import WriterLock
 from m2v_search.index.manifest import MANIFEST_NAME, file_entry, index_manifest
@@ -60,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Hit", "Record", "UpsertStats", "VectorIndex", "model_source"]
 
 
-class VectorIndex(HubMethods, HybridSearch):
+class VectorIndex(HubMethods, RecordMethods, HybridSearch):
     """A document collection bound to a model and saved as generations of a directory.
 
     Create with :meth:`create` (in memory until :meth:`save`) or :meth:`open` (an existing
@@ -258,38 +256,6 @@ class VectorIndex(HubMethods, HybridSearch):
         model = self.model.name if self.model is not None else None
         return (f"VectorIndex(path={str(self.path) if self.path else None!r}, documents={len(self)}, "
                 f"dim={self.dim}, index={self.factory!r}, model={model!r})")
-
-    def add_texts(self, texts: Iterable[str], *, ids: Sequence[str] | None = None,
-                  metadatas: Sequence[dict[str, Any]] | None = None, vectors: np.ndarray | None = None
-                  ) -> list[str]:
-        """Add texts; an existing id is replaced.
-
-        Args:
-            texts: The texts.
-            ids: Their ids (None: new uuid4 hex ids).
-            metadatas: Their metadata (None: none).
-            vectors: Their vectors, instead of encoding the texts.
-
-        Returns:
-            The ids, in order.
-
-        Raises:
-            ValueError: ``ids``, ``metadatas`` or ``vectors`` do not match ``texts`` in length.
-        """
-        texts = list(texts)
-        if ids is not None and len(ids) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
-        if metadatas is not None and len(metadatas) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
-        chosen = [uuid.uuid4().hex for _ in texts] if ids is None else [str(i) for i in ids]
-        records = [Record(doc_id, text, dict(metadatas[i]) if metadatas is not None and metadatas[i] else {})
-                   for i, (doc_id, text) in enumerate(zip(chosen, texts))]
-        return self.upsert(records, vectors=vectors)
-
-    def iter_records(self) -> Iterator[Record]:
-        """Every stored document, in insertion order."""
-        for _, doc_id, text, meta, _ in self._docs.iter_rows():
-            yield Record(doc_id, text, json.loads(meta))
 
     # ------------------------------------------------------------------ locking
     def writer_lock(self, path: str | os.PathLike[str] | None = None) -> WriterLock:

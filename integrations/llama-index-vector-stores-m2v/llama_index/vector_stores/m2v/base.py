@@ -25,7 +25,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
-from m2v_search.binding import IndexBinding, all_of, check_metadata, pop_index_kind, resolve_model
+from m2v_search.binding import IndexBinding, all_of, check_metadata, complete_vectors, pop_index_kind, resolve_model
 
 from llama_index.vector_stores.m2v.filters import metadata_filters_to_dict, to_filter_dict
 
@@ -121,9 +121,9 @@ class M2VVectorStore(BasePydanticVectorStore):
             ids.append(node.node_id)
             texts.append(node.get_content(metadata_mode=MetadataMode.NONE))
             metadatas.append(metadata)
-        vectors = self._binding.complete_vectors([node.embedding for node in nodes],
-                                                 lambda i: nodes[i].get_content(MetadataMode.EMBED),
-                                                 lambda i: f"node {nodes[i].node_id!r}")
+        vectors = complete_vectors(self._binding, [node.embedding for node in nodes],
+                                   lambda i: nodes[i].get_content(MetadataMode.EMBED),
+                                   lambda i: f"node {nodes[i].node_id!r}")
         return self._binding.add(texts, ids=ids, metadatas=metadatas, vectors=vectors)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
