@@ -32,7 +32,7 @@ from m2v_search.model import StaticModel
 from m2v_search.train.model_card_recipe import card_recipe, recipe_provenance
 from m2v_search.train.recipe import Recipe, load_recipe
 from m2v_search.train.recipe_data import RecipeData, find_recipe_data
-from m2v_search.train.training_set import TrainingSet, make_training_set
+from m2v_search.train.training_set import make_training_set
 from m2v_search.train.variants import Candidate, fit_variants
 
 logger = logging.getLogger(__name__)
