@@ -66,17 +66,21 @@ def worker_ours(corpus: str, model: str, out: str, index: str) -> dict:
     from m2v_search.index import VectorIndex
     from m2v_search.cli import index_main as main
 
+    kind, _, variant = index.partition("+")  # "flat": dense only, like LangChain; "flat+hybrid": the defaults
+    hybrid = variant == "hybrid"
     started = time.perf_counter()
-    code = main(["build", corpus, "-o", out, "--model", model, "--index", index, "--quiet"])
+    code = main(["build", corpus, "-o", out, "--model", model, "--index", kind, "--quiet",
+                 *([] if hybrid else ["--no-lexical"])])
     build_s = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"m2v-index build failed with exit code {code}")
     build_rss = peak_rss_mib()
     queries = query_texts(corpus)
     vectors = VectorIndex.open(out)
-    p50, p99 = latency(lambda q: vectors.search(q, k=10), queries[:QUERIES])
+    mode = "hybrid" if hybrid else "dense"
+    p50, p99 = latency(lambda q: vectors.search(q, k=10, mode=mode), queries[:QUERIES])
     started = time.perf_counter()
-    batch = vectors.search_batch(queries, k=10)
+    batch = vectors.search_batch(queries, k=10, mode=mode)
     batch_qps = len(batch) / (time.perf_counter() - started)
     return {"build_s": build_s, "peak_rss_mib": build_rss, "p50_ms": p50, "p99_ms": p99, "batch_qps": batch_qps,
             "documents": len(vectors), "factory": vectors.factory, "top1": [h[0].id for h in batch[:50]]}
@@ -112,7 +116,8 @@ def worker_recall(corpus: str, model: str, out: str, index: str) -> dict:
     queries = query_texts(corpus)
     truth = [[h.id for h in hits] for hits in flat.search_batch(queries, k=10)]
     started = time.perf_counter()
-    code = main(["build", corpus, "-o", str(Path(out) / index), "--model", model, "--index", index, "--quiet"])
+    code = main(["build", corpus, "-o", str(Path(out) / index), "--model", model, "--index", index, "--quiet",
+                 "--no-lexical"])
     build_s = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"m2v-index build --index {index} failed with exit code {code}")
@@ -134,7 +139,7 @@ def worker_kind(corpus: str, model: str, out: str, index: str) -> dict:
     from m2v_search.index import VectorIndex
 
     started = time.perf_counter()
-    if main(["build", corpus, "-o", out, "--model", model, "--index", index, "--quiet"]) != 0:
+    if main(["build", corpus, "-o", out, "--model", model, "--index", index, "--quiet", "--no-lexical"]) != 0:
         raise SystemExit(f"m2v-index build --index {index} failed")
     build_s = time.perf_counter() - started
     build_rss = peak_rss_mib()
@@ -268,6 +273,9 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=None, help="limit the number of definitions (default: all)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model, else random 256-d)")
+    parser.add_argument("--hybrid", action="store_true",
+                        help="our side with its defaults: a lexical part built, text queries searched hybrid "
+                             "(index_speed_hybrid.md); without it, dense only like LangChain")
     parser.add_argument("--ann", action="store_true", help="also measure the HNSW, IVF and IVF-PQ defaults against flat")
     parser.add_argument("--binary", action="store_true",
                         help="binary kinds vs flat, HNSW, LangChain FAISS and usearch (index_speed_binary.md)")
@@ -305,7 +313,8 @@ def main() -> None:
             for side in (("ours", "langchain") if repeat % 2 == 0 else ("langchain", "ours")):
                 print(f"repeat {repeat + 1}: {side}", file=sys.stderr)
                 target = work / f"{side}-{repeat}"
-                runs[side].append(run_worker(SCRIPT, [side, str(corpus), str(folder), str(target), "flat"]))
+                kind = "flat+hybrid" if args.hybrid and side == "ours" else "flat"
+                runs[side].append(run_worker(SCRIPT, [side, str(corpus), str(folder), str(target), kind]))
                 print(f"  {side}: " + json.dumps({k: v for k, v in runs[side][-1].items() if k != "top1"}),
                       file=sys.stderr)
                 if repeat or side == "langchain":
@@ -318,7 +327,7 @@ def main() -> None:
             for kind in ("hnsw", "ivf", "ivf-pq"):
                 print(f"ann: {kind}", file=sys.stderr)
                 ann.append((kind, run_worker(SCRIPT, ["recall", str(corpus), str(folder), str(work / "ann"), kind])))
-        report(texts, folder, args.model, runs, agreement, ann)
+        report(texts, folder, args.model, runs, agreement, ann, hybrid=args.hybrid)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -431,7 +440,8 @@ def binary_plot(results: dict, big: dict | None, name: str) -> None:
     figure.savefig(RESULTS / f"{name}.png", dpi=120)
 
 
-def report(texts: list[str], folder: Path, given: str | None, runs: dict, agreement: float, ann: list) -> None:
+def report(texts: list[str], folder: Path, given: str | None, runs: dict, agreement: float, ann: list,
+           hybrid: bool = False) -> None:
     def best(side: str, key: str, low: bool = True) -> float:
         values = [r[key] for r in runs[side]]
         return min(values) if low else max(values)
@@ -451,6 +461,9 @@ def report(texts: list[str], folder: Path, given: str | None, runs: dict, agreem
         "# Index build and search: `m2v-index` vs LangChain FAISS + Model2vecEmbeddings\n",
         f"{n:,} GCIDE definitions from a JSONL file, model {model_note}, best of {len(runs['ours'])} runs per side, "
         f"each in its own process. Machine: {machine_line()} (the machine may be shared with other jobs: compare the ratios, measured in the same run).\n",
+        ("Our side with its defaults: `m2v-index build --index flat` builds the BM25 lexical part too, and "
+         "text queries run **hybrid** (dense + BM25 fused), against LangChain's dense search.\n" if hybrid else
+         "Our side dense only, like LangChain: `m2v-index build --index flat --no-lexical`, `mode=\"dense\"`.\n"),
         "Build = read the JSONL, embed, index, save to disk (`m2v-index build --index flat`; LangChain "
         "`FAISS.from_texts` + `save_local`). Latency = one `search(k=10)` call including query encoding, "
         f"{QUERIES} queries. Batch = {BATCH} queries at once (`search_batch`; LangChain has no batch search, "
@@ -487,11 +500,11 @@ def report(texts: list[str], folder: Path, given: str | None, runs: dict, agreem
         for kind, r in ann:
             lines.append(f"| {kind} | `{r['factory']}` | {json.dumps(r['params'])} | {r['build_s']:.2f} | "
                          f"{r['recall']:.3f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |")
-    write_report("index_speed", "\n".join(lines) + "\n")
-    plot(runs, n)
+    write_report("index_speed_hybrid" if hybrid else "index_speed", "\n".join(lines) + "\n")
+    plot(runs, n, "index_speed_hybrid" if hybrid else "index_speed")
 
 
-def plot(runs: dict, n: int) -> None:
+def plot(runs: dict, n: int, name: str = "index_speed") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -511,7 +524,7 @@ def plot(runs: dict, n: int) -> None:
     figure.suptitle(f"Indexing {n:,} GCIDE definitions end to end ({time.strftime('%Y-%m-%d')})", fontsize=11)
     figure.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    figure.savefig(RESULTS / "index_speed.png", dpi=120)
+    figure.savefig(RESULTS / f"{name}.png", dpi=120)
 
 
 if __name__ == "__main__":

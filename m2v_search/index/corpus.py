@@ -10,13 +10,12 @@ in memory at a time.
 
 An id seen earlier in the same corpus is counted in ``duplicates`` (the later record wins), and
 in ``id_type_collisions`` when one was an integer and the other a string (``1`` and ``"1"`` are
-the same id, "1"). Ids are remembered as 8-byte digests (``SeenIds``).
+the same id, "1"). Ids are remembered as 8-byte hashes (``SeenIds``).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import logging
@@ -60,6 +59,7 @@ class CorpusReader:
     _seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
     _last_id_was_int: bool = field(default=False, repr=False)
     _non_finite: bool = field(default=False, repr=False)
+    _decoder: json.JSONDecoder | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -208,7 +208,9 @@ class CorpusReader:
             text = text[1:]
         try:
             self._non_finite = False
-            row = json.loads(text, parse_constant=self._constant, parse_float=self._float)
+            if self._decoder is None:  # one decoder for every line (json.loads with hooks builds one per call)
+                self._decoder = json.JSONDecoder(parse_constant=self._constant, parse_float=self._float)
+            row = self._decoder.decode(text)
         except json.JSONDecodeError as error:
             raise CorpusError(f"{where}: invalid JSON: {error.msg} (column {error.colno})") from None
         except RecursionError:
@@ -236,10 +238,10 @@ class CorpusReader:
         as_int = self._last_id_was_int
         here, other = self._seen[as_int], self._seen[not as_int]
         if here.add(doc_id):
-            if other.contains(doc_id):
+            if other and other.contains(doc_id):  # ids of the other type are rare: skip the probe
                 self._repeat(doc_id, line, collision=True)
             return
-        self._repeat(doc_id, line, collision=other.contains(doc_id))
+        self._repeat(doc_id, line, collision=bool(other) and other.contains(doc_id))
 
     def _repeat(self, doc_id: str, line: int, *, collision: bool) -> None:
         self.duplicates += 1
@@ -324,32 +326,33 @@ class CorpusReader:
 
 
 class SeenIds:
-    """A set of strings kept as 8-byte digests in sorted numpy runs (8 bytes per id, not ~80).
+    """A set of strings kept as 8-byte hashes: a Python set up to ``_BUFFER`` of them, then sorted
+    numpy runs (8 bytes per id, not ~80, for corpora of millions of ids).
 
-    New ids collect in a small Python set; full buffers become sorted runs, merged as in a
-    log-structured merge tree, so adding n ids costs O(n log n) and a lookup a binary search
-    per run. Two different ids share a digest with probability ~n^2 / 2^65 (one in 10^5 for
-    10 million ids); only the duplicate count would then be off by one.
+    Full buffers become sorted runs, merged as in a log-structured merge tree, so adding n ids
+    costs O(n log n) and a lookup one set probe plus a binary search per run (a corpus under
+    ``_BUFFER`` ids never leaves the set). The hash is Python's own string hash (computed once per
+    string object, in C; salted per process, which is all a set of one reading needs). Two
+    different ids share a hash with probability ~n^2 / 2^65; only the duplicate count would then
+    be off by one.
     """
 
-    _BUFFER = 4096
+    _BUFFER = 1 << 18
 
     def __init__(self) -> None:
         self._buffer: set[int] = set()
         self._runs: list[Any] = []
 
-    @staticmethod
-    def _digest(text: str) -> int:
-        return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                              "little", signed=True)
+    def __bool__(self) -> bool:
+        return bool(self._buffer) or bool(self._runs)
 
     def contains(self, text: str) -> bool:
         """Whether ``text`` was added."""
-        return self._has(self._digest(text))
+        return self._has(hash(text))
 
     def add(self, text: str) -> bool:
         """Add ``text``; returns False if it was already there."""
-        digest = self._digest(text)
+        digest = hash(text)
         if self._has(digest):
             return False
         self._buffer.add(digest)
