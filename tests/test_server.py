@@ -680,3 +680,16 @@ def test_concurrent_upserts_and_deletes_of_one_id_leave_a_consistent_index(serve
             assert served_same.status_code == 404
     finally:
         reopened.close()
+
+
+def test_the_listening_socket_says_tcp_so_connections_get_tcp_nodelay() -> None:
+    """asyncio sets TCP_NODELAY only on connections of a socket whose protocol is IPPROTO_TCP; a
+    socket made with protocol 0 left Nagle's algorithm on, and every answer on a kept-alive
+    connection waited ~40 ms for the client's delayed ACK."""
+    from m2v_search.server.app import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
