@@ -211,3 +211,55 @@ def test_files_open_before_a_commit_stay_readable(tmp_path: Path, monkeypatch) -
         assert len(reader) == 200  # the generation it started with, read in full
     assert committed and sorted(opened) == sorted(listed)  # removed meanwhile; no retry was needed
     assert not any((directory / name).exists() for name in opened)
+
+
+KILLED_WRITER = textwrap.dedent('''
+    import sys
+    from m2v_search.index import VectorIndex
+    directory, model = sys.argv[1], sys.argv[2]
+    round_ = 0
+    while True:  # killed from outside (SIGKILL) at a random moment
+        with VectorIndex.open(directory, model=model) as index:
+            index.upsert([{"id": f"r{round_}-{i}", "text": f"round {round_} text {i}"} for i in range(40)])
+            index.delete([f"r{round_ - 1}-{i}" for i in range(20)])
+            index.save()
+        round_ += 1
+''')
+
+
+def test_kill_9_at_random_moments_leaves_a_whole_generation(tmp_path: Path, tiny_model_folder: Path) -> None:
+    """Stress: a writer looping upsert + delete + save is killed with SIGKILL at random moments
+    (12 times, bounded to well under a minute); after every kill the index opens, verifies, and
+    holds exactly what one of its committed generations held."""
+    import os
+    import random
+    import signal
+    import time
+
+    directory = tmp_path / "idx"
+    with VectorIndex.create(directory, str(tiny_model_folder), index_kind="flat") as index:
+        index.upsert([{"id": f"base{i}", "text": f"base document {i}"} for i in range(100)])
+        index.save()
+    rng = random.Random(7)
+    deadline = time.monotonic() + 45
+    kills, with_commits = 0, 0
+    while kills < 12 and time.monotonic() < deadline:
+        writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(directory), str(tiny_model_folder)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 2.0))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+        kills += 1
+        with VectorIndex.open(directory) as opened:  # checksums verified
+            assert opened.verify() == []
+            ids = opened.ids()
+            assert len(ids) == len(opened)
+            assert {f"base{i}" for i in range(100)} <= set(ids)  # never touched by the writer
+            rounds = {doc_id.split("-")[0] for doc_id in ids if doc_id.startswith("r")}
+            with_commits += bool(rounds)
+            for name in rounds:  # every round present is whole: 40 added, or 20 left after the next round
+                count = sum(doc_id.startswith(f"{name}-") for doc_id in ids)
+                assert count in (20, 40), (name, count)
+        leftovers = [p.name for p in directory.iterdir() if p.name.endswith(".tmp") or ".tmp-" in p.name]
+        assert len(leftovers) <= 6  # a kill may leave its staged files; the next writer removes them
+    assert kills >= 5 and with_commits >= 3  # the writer committed before most kills
