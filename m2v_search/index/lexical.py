@@ -198,13 +198,17 @@ class LexicalIndex:
             cache[word] = vocab.setdefault(term, len(vocab))
         return [np.array([cache[word] for word in words], dtype=np.int32) for words in documents]
 
-    def merge(self) -> None:
+    def merge(self, build_scores: bool = True) -> None:
         """Fold pending additions in and drop tombstoned documents: rebuild the BM25 matrix.
 
         Term ids are renumbered to the terms still in use, so the vocabulary never grows with
         deleted documents.
+
+        Args:
+            build_scores: Build the BM25 matrix too (False: only fold the documents in, as a
+                build's checkpoints do; the next search or save builds it once).
         """
-        if not self.dirty and (self._retriever is not None or not len(self._doc_iids)):
+        if not self.dirty and (self._retriever is not None or not len(self._doc_iids) or not build_scores):
             return
         lengths = np.diff(self._doc_offsets)[self._live]
         kept = [self._doc_tokens[self._doc_offsets[i]:self._doc_offsets[i + 1]] for i in np.flatnonzero(self._live)]
@@ -226,7 +230,10 @@ class LexicalIndex:
         self._live = np.ones(len(self._doc_iids), dtype=bool)
         self._pending = {}
         self._terms_in_matrix = len(self._vocab)
-        self._build_retriever()
+        if build_scores:
+            self._build_retriever()
+        else:
+            self._retriever = None
 
     def _build_retriever(self) -> None:
         import bm25s
@@ -266,8 +273,8 @@ class LexicalIndex:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if self._pending:
-            self.merge()
+        if self._pending or (self._retriever is None and len(self._doc_iids)):
+            self.merge()  # also builds the matrix of a part loaded without one (a build's checkpoint)
         empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         if self._retriever is None:
             return empty
@@ -292,12 +299,18 @@ class LexicalIndex:
         return (self._live & np.isin(self._doc_iids, allowed, assume_unique=True)).astype(np.float32)
 
     # ------------------------------------------------------------------ files
-    def to_files(self) -> dict[str, bytes]:
-        """The index as ``{file name: bytes}`` (merged first): a JSON header and an ``.npz``."""
-        self.merge()
+    def to_files(self, scores: bool = True) -> dict[str, bytes]:
+        """The index as ``{file name: bytes}`` (merged first): a JSON header and an ``.npz``.
+
+        Args:
+            scores: Include the BM25 matrix (False: the documents' terms only, for a build's
+                checkpoints: building the matrix at every checkpoint made a build quadratic; a
+                part loaded without it builds it on its first search).
+        """
+        self.merge(build_scores=scores)
         header = {"format": FORMAT, "version": FORMAT_VERSION, "analyzer": self.analyzer.config(),
                   "bm25": {"k1": self.k1, "b": self.b, "method": "lucene"}, "documents": len(self._doc_iids),
-                  "terms": list(self._vocab)}
+                  "terms": list(self._vocab), "scores": self._retriever is not None}
         retriever_scores = self._retriever.scores if self._retriever is not None else {
             "data": np.zeros(0, np.float32), "indices": np.zeros(0, np.int32),
             "indptr": np.zeros(len(self._vocab) + 1, np.int32)}
@@ -331,10 +344,11 @@ class LexicalIndex:
             terms = [str(t) for t in header["terms"]]
         except (KeyError, TypeError, ValueError) as error:
             raise IndexCorruptError(f"{source}: bad header ({error})") from None
-        index._load_arrays(arrays, terms, source)
+        index._load_arrays(arrays, terms, source, scores=header.get("scores", True) is not False)
         return index
 
-    def _load_arrays(self, arrays: dict[str, np.ndarray], terms: list[str], source: str) -> None:
+    def _load_arrays(self, arrays: dict[str, np.ndarray], terms: list[str], source: str, *,
+                     scores: bool = True) -> None:
         iids, offsets, tokens = arrays["doc_iids"], arrays["doc_offsets"], arrays["doc_tokens"]
         data, indices, indptr = arrays["score_data"], arrays["score_indices"], arrays["score_indptr"]
         consistent = (iids.ndim == offsets.ndim == tokens.ndim == 1 and len(offsets) == len(iids) + 1
@@ -353,7 +367,7 @@ class LexicalIndex:
         self._doc_tokens = tokens.astype(np.int32)
         self._live = np.ones(len(iids), dtype=bool)
         self._terms_in_matrix = len(self._vocab)
-        if len(iids):
+        if len(iids) and scores:
             self._attach_scores(data.astype(np.float32), indices.astype(np.int32), indptr)
 
 
@@ -441,12 +455,13 @@ def new_part(setting: bool | str) -> LexicalIndex | None:
     return LexicalIndex(Analyzer(DEFAULT_LANGUAGE if setting is True else setting))
 
 
-def generation_contents(index: LexicalIndex | None, generation: str) -> dict[str, bytes]:
-    """``{file name: bytes}`` of the lexical part in ``generation`` (empty without a lexical part)."""
+def generation_contents(index: LexicalIndex | None, generation: str, scores: bool = True) -> dict[str, bytes]:
+    """``{file name: bytes}`` of the lexical part in ``generation`` (empty without a lexical part;
+    ``scores=False``: without the BM25 matrix, see :meth:`LexicalIndex.to_files`)."""
     if index is None:
         return {}
     names = generation_files(generation)
-    return {names[role]: data for role, data in index.to_files().items()}
+    return {names[role]: data for role, data in index.to_files(scores).items()}
 
 
 def add_to_manifest(manifest: dict[str, Any], index: LexicalIndex | None, generation: str,

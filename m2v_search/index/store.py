@@ -327,7 +327,7 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             generation = commit_generation(
                 target, self._backend.write, self._docs,
                 lambda generation, index_name, docs_name: self._manifest(generation, index_name, docs_name, target),
-                lambda generation: lexical_part.generation_contents(self._docs.lexical, generation))
+                lambda generation: lexical_part.generation_contents(self._docs.lexical, generation, scores=finalize))
             self.path = target
             self._generation = generation
             self._mark_saved()
