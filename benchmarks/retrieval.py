@@ -27,9 +27,8 @@ Writes benchmarks/results/retrieval.md, retrieval.json and retrieval.png (MRR@10
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from common import CACHE, RESULTS, gcide_definitions, machine_line, write_report
 
 from m2v_search.evaluate import EvalQuery, ndcg, recall, reciprocal_rank  # noqa: E402
 from m2v_search.index.fusion import METHODS, fuse  # noqa: E402
+from m2v_search.train.corpus import stdlib_object_docstrings  # noqa: E402
 
 DEPTH = 100  # candidates per leg, and the depth of every ranking
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -109,45 +109,25 @@ def task_gcide_def2def(entries: list[tuple[str, list[str]]], queries: int, docs:
     return Task("gcide-def2def", doc_ids, doc_texts, evaluation)
 
 
-_DOCSTRING_PAIRS = r'''
-import contextlib, importlib, inspect, io, json, sys, warnings
-warnings.filterwarnings("ignore")
-SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "test",
-        "ensurepip", "venv", "pydoc_data", "webbrowser"}
-seen, pairs = set(), []
-for name in sorted(sys.stdlib_module_names):
-    if name in SKIP or name.startswith("_"):
-        continue
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            module = importlib.import_module(name)
-    except BaseException:
-        continue
-    objects = [(name, module)]
-    for attr, value in sorted(vars(module).items()):
-        if not attr.startswith("_") and (inspect.isclass(value) or inspect.isroutine(value)):
-            objects.append((f"{name}.{attr}", value))
-            if inspect.isclass(value):
-                objects += [(f"{name}.{attr}.{k}", v) for k, v in sorted(vars(value).items())
-                            if not k.startswith("_") and callable(v)]
-    for qualified, obj in objects:
-        doc = getattr(obj, "__doc__", None)
-        if not isinstance(doc, str) or doc in seen:
+def stdlib_summary_pairs() -> list[tuple[str, str, str]]:
+    """(object name, summary, body) of top-level stdlib docstrings: a one-line summary of >= 4
+    words, then a body of >= 8 words; a docstring repeated by several objects counts once."""
+    seen: set[str] = set()
+    pairs = []
+    for item in stdlib_object_docstrings():
+        if "." in item.module or item.doc in seen:
             continue
-        seen.add(doc)
-        parts = inspect.cleandoc(doc).split("\n\n", 1)
+        seen.add(item.doc)
+        parts = inspect.cleandoc(item.doc).split("\n\n", 1)
         if len(parts) == 2 and "\n" not in parts[0].strip():
             summary, body = " ".join(parts[0].split()), " ".join(parts[1].split())
             if len(summary.split()) >= 4 and len(body.split()) >= 8:
-                pairs.append([qualified, summary, body])
-sys.stdout.write(json.dumps(pairs))
-'''
+                pairs.append((item.name, summary, body))
+    return pairs
 
 
 def task_stdlib_docs(queries: int, docs: int, seed: int) -> Task:
-    result = subprocess.run([sys.executable, "-c", _DOCSTRING_PAIRS], capture_output=True, text=True, check=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    pairs = json.loads(result.stdout)
+    pairs = stdlib_summary_pairs()
     rng = np.random.default_rng(seed + 2)
     chosen = rng.permutation(len(pairs))[:docs].tolist()
     doc_ids = [pairs[i][0] for i in chosen]

@@ -29,7 +29,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -152,55 +152,93 @@ def stdlib_docstrings() -> Iterator[str]:
                     yield from split_sentences(paragraph)
 
 
+class StdlibDocstring(NamedTuple):
+    """The docstring of one public object of a standard-library module."""
+
+    module: str  # the module walked: "json" or a submodule such as "json.decoder"
+    name: str  # the object: "json", "json.dumps", "json.JSONDecoder.decode"
+    defined_here: bool  # the module itself, or a top-level object whose ``__module__`` is ``module``
+    doc: str
+
+
 # Runs in a child interpreter: importing every stdlib module has side effects kept out of the
-# calling process. Prints one docstring paragraph per line.
-_DOCSTRING_PARAGRAPHS = r'''
-import contextlib, importlib, inspect, io, sys, warnings
+# calling process. Prints a JSON list of [module, object name, defined here, docstring] for each
+# top-level module, one level of package submodules, their public classes and routines, and the
+# public callables of those classes.
+_STDLIB_DOCSTRINGS = r"""
+import contextlib, importlib, importlib.util, inspect, io, json, pkgutil, sys, warnings
 warnings.filterwarnings("ignore")
 SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "test",
         "ensurepip", "venv", "pydoc_data", "webbrowser"}
-seen = set()
-out = []
-for name in sorted(sys.stdlib_module_names):
-    if name in SKIP or name.startswith("_"):
+names = set()
+for top in sys.stdlib_module_names:
+    if top in SKIP or top.startswith("_"):
         continue
+    names.add(top)
+    try:
+        spec = importlib.util.find_spec(top)
+    except BaseException:
+        continue
+    if spec is not None and spec.submodule_search_locations:
+        names.update(f"{top}.{sub.name}" for sub in pkgutil.iter_modules(spec.submodule_search_locations)
+                     if not sub.name.startswith(("_", "test")))
+out = []
+for name in sorted(names):
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             module = importlib.import_module(name)
     except BaseException:
         continue
-    objects = [module]
+    objects = [(name, module, True)]
     for attr, value in sorted(vars(module).items()):
-        if attr.startswith("_"):
+        if attr.startswith("_") or not (inspect.isclass(value) or inspect.isroutine(value)):
             continue
-        if inspect.isclass(value) or inspect.isroutine(value):
-            objects.append(value)
-            if inspect.isclass(value):
-                objects += [v for k, v in sorted(vars(value).items()) if not k.startswith("_") and callable(v)]
-    for obj in objects:
+        own = getattr(value, "__module__", None) == name
+        objects.append((f"{name}.{attr}", value, own))
+        if inspect.isclass(value):
+            objects += [(f"{name}.{attr}.{k}", v, own) for k, v in sorted(vars(value).items())
+                        if not k.startswith("_") and callable(v)]
+    for qualified, obj, own in objects:
         doc = getattr(obj, "__doc__", None)
-        if isinstance(doc, str) and doc.strip() and doc not in seen:
-            seen.add(doc)
-            for paragraph in doc.split("\n\n"):
-                text = " ".join(paragraph.split())
-                if text:
-                    out.append(text)
-sys.stdout.write("\n".join(out) + "\n")
-'''
+        if isinstance(doc, str):
+            out.append([name, qualified, own, doc])
+sys.stdout.write(json.dumps(out))
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_object_docstrings() -> tuple[StdlibDocstring, ...]:
+    """Docstrings of this interpreter's standard library, walked in a child interpreter.
+
+    The one walk behind the SIF corpus, the dev tasks' docstring pairs and the retrieval
+    benchmark's stdlib task; each caller filters (top-level modules only, objects defined
+    in their module, its own deduplication).
+
+    Returns:
+        One item per documented object, modules in sorted order, objects in name order.
+    """
+    result = subprocess.run([sys.executable, "-c", _STDLIB_DOCSTRINGS], capture_output=True, text=True,
+                            check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return tuple(StdlibDocstring(*item) for item in json.loads(result.stdout))
 
 
 def stdlib_docstring_paragraphs() -> list[str]:
     """Docstring paragraphs of this interpreter's standard library (whitespace collapsed).
 
     The SIF corpus of the shipped model's init distill: its token frequencies weight the
-    tokens. Modules are imported in a child interpreter, so their side effects stay there.
+    tokens. Top-level modules only; a docstring repeated by several objects counts once.
 
     Returns:
         One paragraph per item, in module order.
     """
-    result = subprocess.run([sys.executable, "-c", _DOCSTRING_PARAGRAPHS], capture_output=True, text=True,
-                            check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    return [line for line in result.stdout.splitlines() if line.strip()]
+    seen: set[str] = set()
+    paragraphs = []
+    for item in stdlib_object_docstrings():
+        if "." in item.module or not item.doc.strip() or item.doc in seen:
+            continue
+        seen.add(item.doc)
+        paragraphs += [text for paragraph in item.doc.split("\n\n") if (text := " ".join(paragraph.split()))]
+    return paragraphs
 
 
 def _apt_translation_files() -> list[Path]:

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
+from m2v_search.train.corpus import stdlib_object_docstrings
 from m2v_search.train.evaluation import Encoder, retrieval_scores
 
 TASKS = ("stsb_dev", "word_agreement", "gcide_headword", "docstring")
@@ -166,61 +165,24 @@ class DocstringPair(NamedTuple):
     body: str
 
 
-# Runs in a child interpreter (importing the standard library has side effects). Prints a JSON
-# list of [top-level module, summary, body] for public objects defined in each module.
-_DOCSTRING_PAIRS = r'''
-import contextlib, importlib, importlib.util, inspect, io, json, pkgutil, sys, warnings
-warnings.filterwarnings("ignore")
-SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "test",
-        "ensurepip", "venv", "pydoc_data", "webbrowser"}
-names = set()
-for top in sys.stdlib_module_names:  # top-level modules and one level of submodules of packages
-    if top in SKIP or top.startswith("_"):
-        continue
-    names.add(top)
-    try:
-        spec = importlib.util.find_spec(top)
-    except BaseException:
-        continue
-    if spec is not None and spec.submodule_search_locations:
-        names.update(f"{top}.{sub.name}" for sub in pkgutil.iter_modules(spec.submodule_search_locations)
-                     if not sub.name.startswith(("_", "test")))
-out = []
-for name in sorted(names):
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            module = importlib.import_module(name)
-    except BaseException:
-        continue
-    objects = [module]
-    for attr, value in sorted(vars(module).items()):
-        if attr.startswith("_") or not (inspect.isclass(value) or inspect.isroutine(value)):
+def _summary_body_splits() -> Iterator[tuple[str, str, str]]:
+    """(top-level module, first paragraph, the rest) of multi-paragraph docstrings of public
+    objects defined in their module (doctest paragraphs dropped)."""
+    for item in stdlib_object_docstrings():
+        if not item.defined_here:
             continue
-        if getattr(value, "__module__", None) != name:
-            continue
-        objects.append(value)
-        if inspect.isclass(value):
-            objects += [v for k, v in sorted(vars(value).items()) if not k.startswith("_") and callable(v)]
-    for obj in objects:
-        doc = getattr(obj, "__doc__", None)
-        if not isinstance(doc, str):
-            continue
-        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n")]
+        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(item.doc).split("\n\n")]
         paragraphs = [p for p in paragraphs if p and ">>>" not in p]
         if len(paragraphs) >= 2:
-            out.append([name.split(".")[0], paragraphs[0], " ".join(paragraphs[1:])])
-sys.stdout.write(json.dumps(out))
-'''
+            yield item.module.split(".")[0], paragraphs[0], " ".join(paragraphs[1:])
 
 
 @functools.lru_cache(maxsize=1)
 def _all_docstring_pairs() -> tuple[DocstringPair, ...]:
-    result = subprocess.run([sys.executable, "-c", _DOCSTRING_PAIRS], capture_output=True, text=True, check=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
     seen_summaries: set[str] = set()
     seen_bodies: set[str] = set()
     pairs = []
-    for module, summary, body in json.loads(result.stdout):
+    for module, summary, body in _summary_body_splits():
         summary_words, body_words = summary.split(), body.split()
         if not 3 <= len(summary_words) <= 60 or len(body_words) < 8:
             continue
