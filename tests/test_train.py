@@ -64,7 +64,6 @@ def test_featurize_resumes_after_interruption(texts, teacher, features, tmp_path
         load_features(tmp_path)
     shard0 = (tmp_path / "shard_00000.npy").stat().st_mtime_ns
 
-    monkeypatch.setattr(Teacher, "embed", original)
     counted = {"n": 0}
 
     def counting(self, batch):
