@@ -9,6 +9,7 @@ import pytest
 
 from m2v_search import StaticModel
 from m2v_search.train import dev_tasks
+from m2v_search.train.corpus import stdlib_object_docstrings
 from m2v_search.train.evaluation import static_encoder
 
 
@@ -67,6 +68,16 @@ def test_docstring_splits_are_by_module_and_disjoint() -> None:
     with pytest.raises(ValueError, match="split"):
         dev_tasks.docstring_pairs("test")
 
+
+
+def test_stdlib_walk_names_each_object_and_where_it_is_defined() -> None:
+    items = {item.name: item for item in stdlib_object_docstrings()}
+    assert items["json.dumps"].module == "json" and items["json.dumps"].defined_here
+    assert items["json.decoder.JSONDecoder"].defined_here  # a submodule, walked on its own
+    assert not items["json.JSONDecoder"].defined_here  # re-exported by json from json.decoder
+    assert items["json.JSONDecoder.decode"].doc == items["json.decoder.JSONDecoder.decode"].doc
+    assert not any(name.split(".")[-1].startswith("_") for name in items if "." in name)
+    assert "antigravity" not in items and "this" not in items
 
 @needs_gcide
 def test_gcide_headword_split_is_held_out() -> None:
