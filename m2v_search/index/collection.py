@@ -288,16 +288,10 @@ class DocumentCollection:
             IndexClosedError: The index was closed.
         """
         self._check_open()
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        options = self._search_options(k, nprobe, ef_search, rescore)
         matrix = _query_matrix(queries, self.dim, self.embed)
-        factories.check_rescore(rescore)
-        options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
-                                ef_search=self.ef_search if ef_search is None else ef_search,
-                                rescore=self.rescore if rescore is None else rescore)
         with self._lock:
-            matched = self._docs.match_iids(filter) if filter else None
-            available = self._count if matched is None else len(matched)
+            matched, available = self._allowed(filter)
             if len(matrix) == 0 or available == 0:
                 return [[] for _ in range(len(matrix))]
             k_eff = int(min(k, available))
@@ -310,6 +304,21 @@ class DocumentCollection:
                 scores, labels = rerank_exact(matrix, labels, rows, k_eff, self.embed)
             vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
         return to_hits(scores, labels, rows, vectors)
+
+    def _search_options(self, k: Any, nprobe: int | None, ef_search: int | None, rescore: int | None
+                        ) -> SearchOptions:
+        """The backend's search parameters (the index's where not given), after checking ``k`` and ``rescore``."""
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        factories.check_rescore(rescore)
+        return SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
+                             ef_search=self.ef_search if ef_search is None else ef_search,
+                             rescore=self.rescore if rescore is None else rescore)
+
+    def _allowed(self, filter: dict[str, Any] | None) -> tuple[np.ndarray | None, int]:
+        """The sorted ids ``filter`` allows (None: every live document) and how many; call under the lock."""
+        matched = self._docs.match_iids(filter) if filter else None
+        return matched, self._count if matched is None else len(matched)
 
     def _rerank_enabled(self) -> bool:
         """Whether searches re-score candidates exactly: lossy codes (PQ, SQ) of vectors the model

@@ -29,7 +29,6 @@ from m2v_search.index.fusion import (
 from m2v_search.index.lexical import DEFAULT_LANGUAGE, Analyzer, LexicalIndex, from_rows
 from m2v_search.index.records import Hit
 from m2v_search.index.results import SMALL_BATCH, omp_threads, to_hits
-from m2v_search.index import factory as factories
 from m2v_search.index.vectors import checked_vectors, unit_vectors
 
 HOW_TO_ADD = ("add one with `m2v-index reindex --lexical DIR` (VectorIndex.reindex_lexical() in Python) or "
@@ -236,13 +235,8 @@ class HybridSearch(DocumentCollection):
             dense_queries = query_vectors if query_vectors is not None and texts else queries
             return super().search_batch(dense_queries, k, filter=filter, include_vectors=include_vectors,
                                         nprobe=nprobe, ef_search=ef_search, rescore=rescore)
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        options = self._search_options(k, nprobe, ef_search, rescore)
         text_list = checked_texts(queries)
-        factories.check_rescore(rescore)
-        options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
-                                ef_search=self.ef_search if ef_search is None else ef_search,
-                                rescore=self.rescore if rescore is None else rescore)
 
         def dense_vectors() -> np.ndarray:
             if query_vectors is not None:
@@ -250,8 +244,7 @@ class HybridSearch(DocumentCollection):
             return self.embed(text_list, "pass query vectors (query_vectors=)")
 
         with self._lock:
-            matched = self._docs.match_iids(filter) if filter else None
-            available = self._count if matched is None else len(matched)
+            matched, available = self._allowed(filter)
             if not text_list or available == 0:
                 return [[] for _ in text_list]
             scores, labels = search_modes(text_list, int(min(k, available)), mode=chosen, alpha=alpha, fusion=fusion,
