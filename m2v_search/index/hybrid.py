@@ -227,8 +227,8 @@ class HybridSearch(DocumentCollection):
         texts = not isinstance(queries, np.ndarray)
         chosen = resolve_mode(mode, texts, self.lexical is not None)
         if query_vectors is not None and texts:
-            query_vectors = np.asarray(query_vectors, dtype=np.float32)
-            if query_vectors.ndim != 2 or query_vectors.shape != (len(queries), self.dim):
+            query_vectors = checked_vectors(query_vectors, self.dim, "query_vectors")
+            if len(query_vectors) != len(queries):
                 raise ValueError(f"query_vectors must have shape ({len(queries)}, {self.dim}), "
                                  f"got {query_vectors.shape}")
         if chosen == "dense":
@@ -240,7 +240,7 @@ class HybridSearch(DocumentCollection):
 
         def dense_vectors() -> np.ndarray:
             if query_vectors is not None:
-                return unit_vectors(checked_vectors(query_vectors, self.dim, "query_vectors"))
+                return unit_vectors(query_vectors)
             return self.embed(text_list, "pass query vectors (query_vectors=)")
 
         with self._lock:
