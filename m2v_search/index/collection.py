@@ -21,7 +21,7 @@ from m2v_search.index.docstore import DocStore, content_hash
 from m2v_search.index.errors import IndexClosedError, NoModelError
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
-from m2v_search.index.vectors import checked_vectors, unit_vectors
+from m2v_search.index.vectors import checked_vectors, normalize_rows, unit_vectors
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
@@ -160,7 +160,8 @@ class DocumentCollection:
                 new_vectors = self.embed([items[i][1] for i in changed], "pass the documents' vectors (vectors=)",
                                          batch_size=len(changed))
             else:
-                new_vectors = unit_vectors(vectors[changed])
+                new_vectors = vectors[changed]  # a float32 copy (checked_vectors + fancy indexing)
+                normalize_rows(new_vectors)
                 if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
                     self._docs.set_meta(GIVEN_VECTORS_KEY, "1")
                     self._reranks = None
