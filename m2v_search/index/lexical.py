@@ -114,10 +114,6 @@ class Analyzer:
         """The terms of one text, in order (repeats kept: they are term frequencies)."""
         return self.stems(self.words(text))
 
-    def analyze_many(self, texts: Sequence[str]) -> list[list[str]]:
-        """:meth:`analyze` of each text."""
-        return [self.analyze(text) for text in texts]
-
 
 class LexicalIndex:
     """BM25 over the analyzed texts of the documents, keyed by int ids.
