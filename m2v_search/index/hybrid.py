@@ -225,7 +225,8 @@ class HybridSearch(DocumentCollection):
             check_alpha(alpha)
         check_method(fusion)
         texts = not isinstance(queries, np.ndarray)
-        chosen = resolve_mode(mode, texts, self.lexical is not None)
+        lexical = self.lexical  # read once: reindex_lexical() may replace or drop it meanwhile
+        chosen = resolve_mode(mode, texts, lexical is not None)
         if query_vectors is not None and texts:
             query_vectors = checked_vectors(query_vectors, self.dim, "query_vectors")
             if len(query_vectors) != len(queries):
@@ -248,7 +249,7 @@ class HybridSearch(DocumentCollection):
             if not text_list or available == 0:
                 return [[] for _ in text_list]
             scores, labels = search_modes(text_list, int(min(k, available)), mode=chosen, alpha=alpha, fusion=fusion,
-                                          lexical=self._docs.lexical, backend=self._backend, allowed=matched,
+                                          lexical=lexical, backend=self._backend, allowed=matched,
                                           available=available, options=options, query_vectors=dense_vectors)
             rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
             vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
