@@ -292,7 +292,7 @@ class DocumentCollection:
         options = self._search_options(k, nprobe, ef_search, rescore)
         matrix = _query_matrix(queries, self.dim, self.embed)
         with self._lock:
-            matched, available = self._allowed(filter)
+            matched, available = allowed_ids(self._docs, self._count, filter)
             if len(matrix) == 0 or available == 0:
                 return [[] for _ in range(len(matrix))]
             k_eff = int(min(k, available))
@@ -306,20 +306,14 @@ class DocumentCollection:
             vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
         return to_hits(scores, labels, rows, vectors)
 
-    def _search_options(self, k: Any, nprobe: int | None, ef_search: int | None, rescore: int | None
-                        ) -> SearchOptions:
-        """The backend's search parameters (the index's where not given), after checking ``k`` and ``rescore``."""
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+    def _search_options(self, k: Any, nprobe: int | None, ef_search: int | None,
+                        rescore: int | None) -> SearchOptions:
+        """The backend's search parameters (the index's where not given), after checking k and rescore."""
+        check_k(k)
         factories.check_rescore(rescore)
         return SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
                              ef_search=self.ef_search if ef_search is None else ef_search,
                              rescore=self.rescore if rescore is None else rescore)
-
-    def _allowed(self, filter: dict[str, Any] | None) -> tuple[np.ndarray | None, int]:
-        """The sorted ids ``filter`` allows (None: every live document) and how many; call under the lock."""
-        matched = self._docs.match_iids(filter) if filter else None
-        return matched, self._count if matched is None else len(matched)
 
     def _rerank_enabled(self) -> bool:
         """Whether searches re-score candidates exactly: lossy codes (PQ, SQ) of vectors the model
@@ -348,6 +342,19 @@ def one_query(query: str | np.ndarray, dim: int) -> Any:
     if isinstance(query, str):
         return [query]
     raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
+
+
+def check_k(k: Any) -> None:
+    """Refuse a ``k`` (results per query) that is not a positive integer (ValueError naming it)."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def allowed_ids(docs: DocStore, count: int, filter: dict[str, Any] | None
+                ) -> tuple[np.ndarray | None, int]:
+    """The sorted ids ``filter`` allows (None: all ``count`` live documents) and how many."""
+    matched = docs.match_iids(filter) if filter else None
+    return matched, count if matched is None else len(matched)
 
 
 def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:

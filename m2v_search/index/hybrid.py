@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from m2v_search.index.backends import Backend, SearchOptions
-from m2v_search.index.collection import DocumentCollection, checked_texts, one_query, stored_vectors_for
+from m2v_search.index.collection import (
+    DocumentCollection,
+    allowed_ids,
+    checked_texts,
+    one_query,
+    stored_vectors_for,
+)
 from m2v_search.index.errors import NoLexicalPartError
 from m2v_search.index.fusion import (
     DEFAULT_ALPHA,
@@ -245,7 +251,7 @@ class HybridSearch(DocumentCollection):
             return self.embed(text_list, "pass query vectors (query_vectors=)")
 
         with self._lock:
-            matched, available = self._allowed(filter)
+            matched, available = allowed_ids(self._docs, self._count, filter)
             if not text_list or available == 0:
                 return [[] for _ in text_list]
             scores, labels = search_modes(text_list, int(min(k, available)), mode=chosen, alpha=alpha, fusion=fusion,
