@@ -21,7 +21,7 @@ from m2v_search.index.docstore import DocStore, content_hash
 from m2v_search.index.errors import IndexClosedError, NoModelError
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
-from m2v_search.index.vectors import checked_vectors, unit_vectors
+from m2v_search.index.vectors import checked_vectors, normalize_rows, unit_vectors
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
@@ -160,7 +160,8 @@ class DocumentCollection:
                 new_vectors = self.embed([items[i][1] for i in changed], "pass the documents' vectors (vectors=)",
                                          batch_size=len(changed))
             else:
-                new_vectors = unit_vectors(vectors[changed])
+                new_vectors = vectors[changed]  # a float32 copy (checked_vectors + fancy indexing)
+                normalize_rows(new_vectors)
                 if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
                     self._docs.set_meta(GIVEN_VECTORS_KEY, "1")
                     self._reranks = None
@@ -288,16 +289,10 @@ class DocumentCollection:
             IndexClosedError: The index was closed.
         """
         self._check_open()
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        options = self._search_options(k, nprobe, ef_search, rescore)
         matrix = _query_matrix(queries, self.dim, self.embed)
-        factories.check_rescore(rescore)
-        options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
-                                ef_search=self.ef_search if ef_search is None else ef_search,
-                                rescore=self.rescore if rescore is None else rescore)
         with self._lock:
-            matched = self._docs.match_iids(filter) if filter else None
-            available = self._count if matched is None else len(matched)
+            matched, available = allowed_ids(self._docs, self._count, filter)
             if len(matrix) == 0 or available == 0:
                 return [[] for _ in range(len(matrix))]
             k_eff = int(min(k, available))
@@ -310,6 +305,15 @@ class DocumentCollection:
                 scores, labels = rerank_exact(matrix, labels, rows, k_eff, self.embed)
             vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
         return to_hits(scores, labels, rows, vectors)
+
+    def _search_options(self, k: Any, nprobe: int | None, ef_search: int | None,
+                        rescore: int | None) -> SearchOptions:
+        """The backend's search parameters (the index's where not given), after checking k and rescore."""
+        check_k(k)
+        factories.check_rescore(rescore)
+        return SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
+                             ef_search=self.ef_search if ef_search is None else ef_search,
+                             rescore=self.rescore if rescore is None else rescore)
 
     def _rerank_enabled(self) -> bool:
         """Whether searches re-score candidates exactly: lossy codes (PQ, SQ) of vectors the model
@@ -338,6 +342,19 @@ def one_query(query: str | np.ndarray, dim: int) -> Any:
     if isinstance(query, str):
         return [query]
     raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
+
+
+def check_k(k: Any) -> None:
+    """Refuse a ``k`` (results per query) that is not a positive integer (ValueError naming it)."""
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def allowed_ids(docs: DocStore, count: int, filter: dict[str, Any] | None
+                ) -> tuple[np.ndarray | None, int]:
+    """The sorted ids ``filter`` allows (None: all ``count`` live documents) and how many."""
+    matched = docs.match_iids(filter) if filter else None
+    return matched, count if matched is None else len(matched)
 
 
 def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:

@@ -51,10 +51,6 @@ class IndexSpec:
     params: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
-    @property
-    def needs_training(self) -> bool:
-        return self.factory.startswith("IVF")
-
 
 def default_memory_budget() -> int:
     """Half the physical memory, in bytes (the ``auto`` budget when none is given)."""

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from m2v_search.index.backends import Backend, SearchOptions
-from m2v_search.index.collection import DocumentCollection, checked_texts, one_query, stored_vectors_for
+from m2v_search.index.collection import (
+    DocumentCollection,
+    allowed_ids,
+    checked_texts,
+    one_query,
+    stored_vectors_for,
+)
 from m2v_search.index.errors import NoLexicalPartError
 from m2v_search.index.fusion import (
     DEFAULT_ALPHA,
@@ -29,7 +35,6 @@ from m2v_search.index.fusion import (
 from m2v_search.index.lexical import DEFAULT_LANGUAGE, Analyzer, LexicalIndex, from_rows
 from m2v_search.index.records import Hit
 from m2v_search.index.results import SMALL_BATCH, omp_threads, to_hits
-from m2v_search.index import factory as factories
 from m2v_search.index.vectors import checked_vectors, unit_vectors
 
 HOW_TO_ADD = ("add one with `m2v-index reindex --lexical DIR` (VectorIndex.reindex_lexical() in Python) or "
@@ -226,36 +231,31 @@ class HybridSearch(DocumentCollection):
             check_alpha(alpha)
         check_method(fusion)
         texts = not isinstance(queries, np.ndarray)
-        chosen = resolve_mode(mode, texts, self.lexical is not None)
+        lexical = self.lexical  # read once: reindex_lexical() may replace or drop it meanwhile
+        chosen = resolve_mode(mode, texts, lexical is not None)
         if query_vectors is not None and texts:
-            query_vectors = np.asarray(query_vectors, dtype=np.float32)
-            if query_vectors.ndim != 2 or query_vectors.shape != (len(queries), self.dim):
+            query_vectors = checked_vectors(query_vectors, self.dim, "query_vectors")
+            if len(query_vectors) != len(queries):
                 raise ValueError(f"query_vectors must have shape ({len(queries)}, {self.dim}), "
                                  f"got {query_vectors.shape}")
         if chosen == "dense":
             dense_queries = query_vectors if query_vectors is not None and texts else queries
             return super().search_batch(dense_queries, k, filter=filter, include_vectors=include_vectors,
                                         nprobe=nprobe, ef_search=ef_search, rescore=rescore)
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        options = self._search_options(k, nprobe, ef_search, rescore)
         text_list = checked_texts(queries)
-        factories.check_rescore(rescore)
-        options = SearchOptions(nprobe=self.nprobe if nprobe is None else nprobe,
-                                ef_search=self.ef_search if ef_search is None else ef_search,
-                                rescore=self.rescore if rescore is None else rescore)
 
         def dense_vectors() -> np.ndarray:
             if query_vectors is not None:
-                return unit_vectors(checked_vectors(query_vectors, self.dim, "query_vectors"))
+                return unit_vectors(query_vectors)
             return self.embed(text_list, "pass query vectors (query_vectors=)")
 
         with self._lock:
-            matched = self._docs.match_iids(filter) if filter else None
-            available = self._count if matched is None else len(matched)
+            matched, available = allowed_ids(self._docs, self._count, filter)
             if not text_list or available == 0:
                 return [[] for _ in text_list]
             scores, labels = search_modes(text_list, int(min(k, available)), mode=chosen, alpha=alpha, fusion=fusion,
-                                          lexical=self._docs.lexical, backend=self._backend, allowed=matched,
+                                          lexical=lexical, backend=self._backend, allowed=matched,
                                           available=available, options=options, query_vectors=dense_vectors)
             rows = self._docs.rows_by_iid(np.unique(labels[labels >= 0]).tolist())
             vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None

@@ -114,10 +114,6 @@ class Analyzer:
         """The terms of one text, in order (repeats kept: they are term frequencies)."""
         return self.stems(self.words(text))
 
-    def analyze_many(self, texts: Sequence[str]) -> list[list[str]]:
-        """:meth:`analyze` of each text."""
-        return [self.analyze(text) for text in texts]
-
 
 class LexicalIndex:
     """BM25 over the analyzed texts of the documents, keyed by int ids.
@@ -208,7 +204,9 @@ class LexicalIndex:
             build_scores: Build the BM25 matrix too (False: only fold the documents in, as a
                 build's checkpoints do; the next search or save builds it once).
         """
-        if not self.dirty and (self._retriever is not None or not len(self._doc_iids) or not build_scores):
+        if not self.dirty:
+            if build_scores and self._retriever is None:
+                self._build_retriever()  # folded already (a checkpoint's merge): only the matrix is missing
             return
         lengths = np.diff(self._doc_offsets)[self._live]
         kept = [self._doc_tokens[self._doc_offsets[i]:self._doc_offsets[i + 1]] for i in np.flatnonzero(self._live)]
