@@ -82,6 +82,7 @@ class StaticModel(StaticModelIO):
         self.unk_token_id = _unknown_token_id(tokenizer)
         vocabulary = tokenizer.get_vocab(with_added_tokens=True)
         self._median_token_length = int(np.median([len(token) for token in vocabulary])) if vocabulary else 1
+        self._fingerprint_cache: tuple[tuple[Any, ...], str] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -105,14 +106,24 @@ class StaticModel(StaticModelIO):
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the table, weights, mapping and tokenizer: identifies the vectors produced."""
+        """sha256 of the table, weights, mapping and tokenizer: identifies the vectors produced.
+
+        Computed once per set of parts (every index open and save asks for it; hashing a large
+        table takes a while); assigning a new table, weights, mapping or tokenizer recomputes it.
+        Arrays changed in place are not noticed.
+        """
+        parts = (self.embedding, self.weights, self.token_mapping, self.tokenizer)
+        cached = self._fingerprint_cache
+        if cached is not None and all(now is then for now, then in zip(parts, cached[0])):
+            return cached[1]
         digest = hashlib.sha256()
-        for array in (self.embedding, self.weights, self.token_mapping):
+        for array in parts[:3]:
             if array is not None:
                 digest.update(str((array.dtype.name, array.shape)).encode())
                 digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(self.tokenizer.to_str().encode())
-        return digest.hexdigest()
+        self._fingerprint_cache = (parts, digest.hexdigest())
+        return self._fingerprint_cache[1]
 
     @property
     def tokens(self) -> list[str]:
