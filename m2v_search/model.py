@@ -278,6 +278,21 @@ class StaticModel(StaticModelIO):
         if progress is not None:
             progress.close()
 
+    def pool(self, ids: np.ndarray, offsets: np.ndarray, normalize: bool | None = None) -> np.ndarray:
+        """The vectors of texts already tokenized by ``tokenize_flat`` (what ``encode`` gives for them).
+
+        For a caller that needs the token ids too (e.g. to count them) and should not tokenize twice.
+
+        Args:
+            ids: token ids of every text one after another, as ``tokenize_flat`` returns them.
+            offsets: text i has ``ids[offsets[i]:offsets[i+1]]``.
+            normalize: unit-length vectors (None: the model's default).
+
+        Returns:
+            A (len(offsets) - 1, dim) float32 array.
+        """
+        return self._pool(ids, offsets, self.normalize if normalize is None else normalize, None)
+
     def _pool(self, ids: np.ndarray, offsets: np.ndarray, normalize: bool, progress: Any) -> np.ndarray:
         vectors = mean_pool(ids, offsets, self._table, self.weights, self.token_mapping)
         if normalize:

@@ -82,6 +82,14 @@ def test_encode_as_sequence_matches_mean(tiny_model):
     assert tiny_model.encode_as_sequence("one two").shape == (2, tiny_model.dim)
 
 
+@pytest.mark.parametrize("normalize", [None, True, False])
+def test_pool_of_tokenize_flat_is_encode(tiny_model, normalize):
+    texts = ["the cat sat on the mat", "", "dogs bark at night " * 50]
+    ids, offsets = tiny_model.tokenize_flat(texts)
+    np.testing.assert_array_equal(tiny_model.pool(ids, offsets, normalize=normalize),
+                                  tiny_model.encode(texts, normalize=normalize))
+
+
 def test_fingerprint_follows_a_replaced_part():
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
