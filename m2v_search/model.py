@@ -82,6 +82,7 @@ class StaticModel(StaticModelIO):
         self.unk_token_id = _unknown_token_id(tokenizer)
         vocabulary = tokenizer.get_vocab(with_added_tokens=True)
         self._median_token_length = int(np.median([len(token) for token in vocabulary])) if vocabulary else 1
+        self._fingerprint_cache: tuple[tuple[Any, ...], str] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -105,14 +106,13 @@ class StaticModel(StaticModelIO):
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the table, weights, mapping and tokenizer: identifies the vectors produced."""
-        digest = hashlib.sha256()
-        for array in (self.embedding, self.weights, self.token_mapping):
-            if array is not None:
-                digest.update(str((array.dtype.name, array.shape)).encode())
-                digest.update(np.ascontiguousarray(array).tobytes())
-        digest.update(self.tokenizer.to_str().encode())
-        return digest.hexdigest()
+        """sha256 of the table, weights, mapping and tokenizer: identifies the vectors produced
+        (computed once per set of parts: a part assigned anew is hashed again, one changed in place is not)."""
+        parts = (self.embedding, self.weights, self.token_mapping, self.tokenizer)
+        cached = self._fingerprint_cache
+        if cached is None or not all(now is then for now, then in zip(parts, cached[0])):
+            self._fingerprint_cache = cached = (parts, _fingerprint(*parts))
+        return cached[1]
 
     @property
     def tokens(self) -> list[str]:
@@ -246,10 +246,16 @@ class StaticModel(StaticModelIO):
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
         progress = _progress(total, show_progress_bar)
         batches = _checked_batches(texts, batch_size)
+
+        def pooled(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+            if progress is not None:
+                progress.update(len(offsets) - 1)
+            return self.pool(ids, offsets, normalize)
+
         if not threads or (total is not None and total <= batch_size):  # nothing to overlap
             start = 0
             for batch in batches:
-                yield self._pool(*self._tokenize_flat(batch, max_length, start), normalize, progress)
+                yield pooled(*self._tokenize_flat(batch, max_length, start))
                 start += len(batch)
             if progress is not None:
                 progress.close()
@@ -261,18 +267,27 @@ class StaticModel(StaticModelIO):
                 pending.append(pool.submit(self._tokenize_flat, batch, max_length, start))
                 start += len(batch)
                 if len(pending) > _TOKENIZE_THREADS:
-                    yield self._pool(*pending.popleft().result(), normalize, progress)
+                    yield pooled(*pending.popleft().result())
             while pending:
-                yield self._pool(*pending.popleft().result(), normalize, progress)
+                yield pooled(*pending.popleft().result())
         if progress is not None:
             progress.close()
 
-    def _pool(self, ids: np.ndarray, offsets: np.ndarray, normalize: bool, progress: Any) -> np.ndarray:
+    def pool(self, ids: np.ndarray, offsets: np.ndarray, normalize: bool | None = None) -> np.ndarray:
+        """``encode``'s vectors of texts already tokenized by ``tokenize_flat`` (for a caller that needs
+        the token ids too and should not tokenize twice).
+
+        Args:
+            ids: ``tokenize_flat``'s ids.
+            offsets: ``tokenize_flat``'s offsets.
+            normalize: unit-length vectors (None: the model's default).
+
+        Returns:
+            A (len(offsets) - 1, dim) float32 array.
+        """
         vectors = mean_pool(ids, offsets, self._table, self.weights, self.token_mapping)
-        if normalize:
+        if self.normalize if normalize is None else normalize:
             l2_normalize(vectors)
-        if progress is not None:
-            progress.update(len(offsets) - 1)
         return vectors
 
     def encode_as_sequence(
@@ -303,17 +318,7 @@ class StaticModel(StaticModelIO):
         """
         if isinstance(sentences, str):
             return self.encode_as_sequence([sentences], max_length=max_length)[0]  # type: ignore[return-value]
-        result: list[np.ndarray] = []
-        total = len(sentences) if hasattr(sentences, "__len__") else None  # type: ignore[arg-type]
-        progress = _progress(total, show_progress_bar)
-        for batch in _checked_batches(sentences, batch_size):
-            ids, offsets = self._tokenize_flat(batch, max_length, len(result))
-            result.extend(token_vectors(ids, offsets, self._table, self.weights, self.token_mapping))
-            if progress is not None:
-                progress.update(len(batch))
-        if progress is not None:
-            progress.close()
-        return result
+        return _token_vector_lists(self, sentences, max_length, batch_size, show_progress_bar)
 
     def __repr__(self) -> str:
         return (f"StaticModel(name={self.name!r}, dim={self.dim}, vocabulary={self.vocabulary_size}, "
@@ -354,6 +359,33 @@ def _not_unicode(texts: list[str], start: int) -> InvalidInputError:
             return InvalidInputError(f"texts[{position}] holds a lone surrogate (U+{ord(text[error.start]):04X} at "
                                      f"character {error.start}), which is not valid Unicode text")
     return InvalidInputError(f"texts[{start}:{start + len(texts)}] could not be tokenized: not valid Unicode text")
+
+
+def _fingerprint(table: np.ndarray, weights: np.ndarray | None, mapping: np.ndarray | None,
+                 tokenizer: Tokenizer) -> str:
+    digest = hashlib.sha256()
+    for array in (table, weights, mapping):
+        if array is not None:
+            digest.update(str((array.dtype.name, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(tokenizer.to_str().encode())
+    return digest.hexdigest()
+
+
+def _token_vector_lists(model: StaticModel, texts: Iterable[str], max_length: int | None, batch_size: int,
+                        show_progress_bar: bool) -> list[np.ndarray]:
+    """``encode_as_sequence`` for an iterable of texts: one (n_tokens, dim) array per text."""
+    result: list[np.ndarray] = []
+    total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
+    progress = _progress(total, show_progress_bar)
+    for batch in _checked_batches(texts, batch_size):
+        ids, offsets = model._tokenize_flat(batch, max_length, len(result))
+        result.extend(token_vectors(ids, offsets, model._table, model.weights, model.token_mapping))
+        if progress is not None:
+            progress.update(len(batch))
+    if progress is not None:
+        progress.close()
+    return result
 
 
 def _progress(total: int | None, enabled: bool) -> Any:

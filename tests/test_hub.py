@@ -286,6 +286,20 @@ def test_download_detects_a_corrupt_file(saved_index, recording_hub, tmp_path, m
         index_from_hub("me/idx", cache_dir=tmp_path / "cache")
 
 
+@pytest.mark.parametrize("name", ["*", "../secret", "index.[ab].faiss"])
+def test_download_refuses_a_manifest_naming_files_by_pattern_or_path(saved_index, recording_hub, tmp_path,
+                                                                     monkeypatch, name):
+    push_index_to_hub(saved_index, "me/idx")
+    files = dict(recording_hub["upload_folder"][0]["files"])
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"][name] = {"bytes": 1, "sha256": "0" * 64}
+    files["manifest.json"] = json.dumps(manifest).encode()
+    lay_out_cache(tmp_path / "cache", "dataset", "me/idx", files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(IndexCorruptError, match="unsafe file"):
+        index_from_hub("me/idx", cache_dir=tmp_path / "cache")
+
+
 def test_offline_without_cache_is_a_clear_error(no_network, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubUnavailableError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE"):

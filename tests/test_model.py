@@ -82,6 +82,33 @@ def test_encode_as_sequence_matches_mean(tiny_model):
     assert tiny_model.encode_as_sequence("one two").shape == (2, tiny_model.dim)
 
 
+@pytest.mark.parametrize("normalize", [None, True, False])
+def test_pool_of_tokenize_flat_is_encode(tiny_model, normalize):
+    texts = ["the cat sat on the mat", "", "dogs bark at night " * 50]
+    ids, offsets = tiny_model.tokenize_flat(texts)
+    np.testing.assert_array_equal(tiny_model.pool(ids, offsets, normalize=normalize),
+                                  tiny_model.encode(texts, normalize=normalize))
+
+
+def test_fingerprint_follows_a_replaced_part():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    vocabulary = {"[UNK]": 0, "cat": 1, "dog": 2}
+    tokenizer = Tokenizer(WordLevel(vocabulary, unk_token="[UNK]"))
+    model = StaticModel(np.eye(3, dtype=np.float32), tokenizer)
+    first = model.fingerprint
+    assert model.fingerprint == first  # asked again: the same parts, the same answer
+    changed = model.embedding.copy()
+    changed[1, 1] = 2.0
+    model.embedding = changed
+    assert model.fingerprint != first
+    model.embedding = np.eye(3, dtype=np.float32)
+    assert model.fingerprint == first
+    model.weights = np.array([1.0, 2.0, 1.0], dtype=np.float32)
+    assert model.fingerprint != first
+
+
 def test_progress_bar_goes_to_stderr(tiny_model, capsys):
     tiny_model.encode(["a", "b", "c"], show_progress_bar=True)
     captured = capsys.readouterr()

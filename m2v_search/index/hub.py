@@ -18,6 +18,7 @@ from m2v_search.errors import HubUnavailableError
 from m2v_search.hub import cache_kwargs, describe, require_online, upload_folder
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
 from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, verify_files
+from m2v_search.index.manifest_schema import is_plain_name
 
 MODEL_FOLDER = "model"
 REPO_TYPE = "dataset"
@@ -137,6 +138,10 @@ def _listed_files(manifest_file: Path) -> list[str]:
         raise IndexCorruptError(f"{manifest_file}: not a readable index manifest ({error})") from None
     if not isinstance(files, dict) or not all(isinstance(name, str) for name in files):
         raise IndexCorruptError(f"{manifest_file}: 'files' must map file names to their checksums")
+    for name in files:  # the names become download patterns: '*' or a path would fetch other files
+        if not is_plain_name(name) or any(char in name for char in "*?["):
+            raise IndexCorruptError(f"{manifest_file}: 'files' names an unsafe file {name!r} (not a plain "
+                                    "name inside the directory)")
     return list(files)
 
 

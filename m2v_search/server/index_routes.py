@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import uuid
 from typing import Any
 
@@ -30,7 +29,6 @@ from m2v_search.server.threads import WorkerThreads, json_response
 from m2v_search.server.validation import as_matrix, check_batch, check_json_value, check_texts
 
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
-_HYBRID_FIELDS = ("mode", "alpha")
 
 
 def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThreads) -> APIRouter:
@@ -49,7 +47,7 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
                 "search_params": index.search_params, "external_vectors": index.external_vectors,
                 "model": None if index.model is None else index.model.name,
                 "path": None if service.path is None else str(service.path), "writable": service.writable,
-                "commits": service.commits, "hybrid": _supports_hybrid(index), "version": __version__,
+                "commits": service.commits, "hybrid": index.lexical is not None, "version": __version__,
                 "limits": dataclasses.asdict(limits),
             }
 
@@ -115,37 +113,15 @@ async def _write(service: IndexService, apply: Any) -> Any:
 
 
 def _search(service: IndexService, limits: ServerLimits, request: SearchRequest, k: int) -> dict[str, Any]:
-    hybrid = {name: getattr(request, name) for name in _HYBRID_FIELDS if getattr(request, name) is not None}
     with service.reading() as index:
         queries = _queries_of(request, index.dim, limits)
-        if hybrid and not _supports_hybrid(index):
-            raise ApiError(400, f"{', '.join(hybrid)}: this index does not support search modes "
-                                "(hybrid search); leave the field out", param=next(iter(hybrid)))
         try:
-            results = _run_search(index, queries, k, filter=request.filter, nprobe=request.nprobe,
-                                  ef_search=request.ef_search, **hybrid)
+            results = index.search_batch(queries, k, filter=request.filter, nprobe=request.nprobe,
+                                         ef_search=request.ef_search, mode=request.mode, alpha=request.alpha)
         except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
             raise api_error_from(error) from None
     return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
                          for hit in hits] for hits in results]}
-
-
-def _takes_mode(method: Any) -> bool:
-    parameters = inspect.signature(method).parameters
-    return "mode" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
-def _supports_hybrid(index: Any) -> bool:
-    """Whether the index's search takes ``mode=`` / ``alpha=`` (hybrid search)."""
-    return _takes_mode(index.search_batch) or _takes_mode(index.search)
-
-
-def _run_search(index: Any, queries: list[str] | np.ndarray, k: int, **options: Any) -> list[Any]:
-    """``search_batch``, or one ``search`` per query where only ``search`` takes the hybrid options."""
-    if "mode" in options or "alpha" in options:
-        if not _takes_mode(index.search_batch):
-            return [index.search(query, k, **options) for query in queries]
-    return index.search_batch(queries, k, **options)
 
 
 def _queries_of(request: SearchRequest, dim: int, limits: ServerLimits) -> list[str] | np.ndarray:

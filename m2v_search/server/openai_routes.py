@@ -73,14 +73,14 @@ def openai_router(service: IndexService, limits: ServerLimits, workers: WorkerTh
 
 
 def _embed(model: StaticModel, served: str, texts: list[str], request: EmbeddingRequest) -> dict[str, Any]:
-    vectors = model.encode(texts)
+    ids, offsets = model.tokenize_flat(texts)  # tokenized once: the vectors and the token count
+    vectors = model.pool(ids, offsets)
     if request.dimensions is not None:
         vectors = np.ascontiguousarray(vectors[:, :request.dimensions])
         if model.normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             np.divide(vectors, norms, out=vectors, where=norms > 0)
-    _, offsets = model.tokenize_flat(texts)
-    tokens = int(offsets[-1] - offsets[0]) if len(offsets) else 0
+    tokens = int(offsets[-1] - offsets[0])
     little_endian = vectors.astype("<f4", copy=False)
     data = [{"object": "embedding", "index": position,
              "embedding": base64.b64encode(row.tobytes()).decode("ascii")
