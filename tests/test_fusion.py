@@ -112,3 +112,14 @@ def test_fuse_batch_pads_like_faiss() -> None:
     assert labels[1].tolist() == [6, 7, -1] and np.isnan(scores[1, 2])
     only_lexical = fuse_batch(None, None, lexical, 2, alpha=0.5)
     assert only_lexical[1].tolist() == [[3, 5], [-1, -1]]
+
+
+@pytest.mark.parametrize("method", ["relative", "dbsf"])
+def test_a_leg_that_cannot_rank_scores_zero_when_it_matches_nothing(method: str) -> None:
+    """An empty text's zero query vector gives cosine 0 for every document: that leg carries no
+    match, so fused scores are 0, not a perfect 1 for every document."""
+    ids = np.arange(5)
+    _, scores = fuse((ids, np.zeros(5)), (ids[:0], np.zeros(0)), 5, alpha=0.4, method=method)
+    assert scores.tolist() == [0.0] * 5
+    _, scores = fuse((ids, np.full(5, 0.3)), (ids[:0], np.zeros(0)), 5, alpha=0.4, method=method)
+    assert scores.tolist() == [1.0] * 5  # equal, real matches: equally good

@@ -66,21 +66,26 @@ def check_method(method: str) -> str:
     return method
 
 
+def _all_equal(scores: np.ndarray) -> np.ndarray:
+    """Scaled scores of a leg that cannot rank (every score equal): all 1 when they match at all
+    (> 0), all 0 when they do not (a zero query vector, from an empty or all-unknown text, gives
+    cosine 0 everywhere; scaling that to 1 made every document a perfect hybrid match)."""
+    return np.full(len(scores), 1.0 if len(scores) and float(scores.max()) > 0 else 0.0, dtype=np.float64)
+
+
 def _min_max(scores: np.ndarray) -> np.ndarray:
     if not len(scores):
         return scores
     low, high = float(scores.min()), float(scores.max())
     if high - low <= 1e-12:
-        return np.ones(len(scores), dtype=np.float64)
+        return _all_equal(scores)
     return (scores - low) / (high - low)
 
 
 def _distribution(scores: np.ndarray) -> np.ndarray:
-    if len(scores) < 2:
-        return np.ones(len(scores), dtype=np.float64)
-    mean, spread = float(scores.mean()), float(scores.std())
-    if spread <= 1e-12:
-        return np.ones(len(scores), dtype=np.float64)
+    mean, spread = (float(scores.mean()), float(scores.std())) if len(scores) else (0.0, 0.0)
+    if len(scores) < 2 or spread <= 1e-12:
+        return _all_equal(scores)
     low, high = mean - 3 * spread, mean + 3 * spread
     return np.clip((scores - low) / (high - low), 0.0, 1.0)
 
