@@ -11,7 +11,7 @@ from pathlib import Path
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import emit, open_index
-from m2v_search.cli.options import unit_interval
+from m2v_search.cli.options import index_location_argument, unit_interval
 
 log = logging.getLogger("m2v_search.index")
 MODES = ("dense", "lexical", "hybrid")
@@ -28,7 +28,7 @@ def _depths(text: str) -> list[int]:
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL")
+    index_location_argument(parser)
     parser.add_argument("queries", metavar="QUERIES",
                         help='JSONL of {"query": ..., "relevant": [ids]}, or BEIR queries JSONL with --qrels')
     parser.add_argument("--qrels", metavar="TSV", help="BEIR qrels (query-id, corpus-id, score) for QUERIES")

@@ -79,6 +79,11 @@ def existing_file(text: str) -> Path:
 
 
 # ---------------------------------------------------------------------- option sets
+def index_location_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional DIR of the commands that read an index: a directory or an fsspec URL."""
+    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
+
+
 def common_options(parser: argparse.ArgumentParser) -> None:
     """Options of every command: quiet output and tracebacks for bug reports."""
     parser.add_argument("--quiet", action="store_true", help="no progress bar or info logs on stderr")
