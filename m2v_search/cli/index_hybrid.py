@@ -11,18 +11,17 @@ from pathlib import Path
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import emit, open_index
-from m2v_search.cli.options import index_location_argument, unit_interval
+from m2v_search.cli.options import bounded_int, index_location_argument, unit_interval
 
 log = logging.getLogger("m2v_search.index")
 MODES = ("dense", "lexical", "hybrid")
 
 
 def _depths(text: str) -> list[int]:
-    try:
-        depths = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not depths or depths[0] < 1 or depths[-1] > 10_000:
+    """``--recall-at``: comma-separated depths from 1 to 10000, sorted, without repeats."""
+    depth = bounded_int(1, 10_000)
+    depths = sorted({depth(part) for part in text.split(",") if part.strip()})
+    if not depths:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers from 1 to 10000, got {text!r}")
     return depths
 
