@@ -123,7 +123,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                arguments=_add_arguments)
 def add(args: argparse.Namespace) -> int:
     """Run ``m2v-index add``."""
-    from m2v_search.index.build import progress_bar, stream_upsert
+    from m2v_search.index.build import progress_bar, stream_upsert, warn_repeated_ids
     from m2v_search.index.locking import WriterLock
 
     corpus = corpus_reader(args, args.corpus)
@@ -145,10 +145,7 @@ def add(args: argparse.Namespace) -> int:
             index.close()
     if corpus.skipped:
         log.warning("skipped %d invalid line(s) of %s", corpus.skipped, corpus.name)
-    if corpus.duplicates:
-        log.warning("%s: %d record(s) repeated an id of an earlier record (%d of them an integer id matching a "
-                    "string id); the later record of each id was kept", corpus.name, corpus.duplicates,
-                    corpus.id_type_collisions)
+    warn_repeated_ids(corpus)
     emit(summary)
     return EXIT_OK
 
