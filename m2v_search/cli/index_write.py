@@ -15,11 +15,11 @@ from m2v_search.index_kinds import BINARY_RESCORE, KINDS, MAX_RESCORE
 
 log = logging.getLogger("m2v_search.index")
 
+CORPUS_HELP = "JSONL(.gz) or Parquet file, a glob, an fsspec URL (s3://bucket/corpus/*.parquet), or - for stdin"
+
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("corpus", metavar="CORPUS",
-                        help="JSONL(.gz) or Parquet file, a glob, an fsspec URL (s3://bucket/corpus/*.parquet), "
-                             "or - for stdin")
+    parser.add_argument("corpus", metavar="CORPUS", help=CORPUS_HELP)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="index directory, or an fsspec URL (s3://bucket/idx): built locally, then uploaded "
                              "with its manifest last")
@@ -108,15 +108,17 @@ def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
 
 def local_directory(text: str) -> Path:
     """An index directory that ``add``/``delete`` change in place: a local path, not a URL."""
-    if "://" in text and not text.startswith("file://"):
-        raise argparse.ArgumentTypeError(f"{text} is a URL: add and delete change a local index directory; for an "
-                                         "index on object storage, build a new one with -o URL")
-    return Path(text.removeprefix("file://"))
+    from m2v_search.index.urls import is_url, local_path, redact
+
+    if is_url(text):
+        raise argparse.ArgumentTypeError(f"{redact(text)} is a URL: add and delete change a local index directory; "
+                                         "for an index on object storage, build a new one with -o URL")
+    return Path(local_path(text))
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index_dir", type=local_directory, metavar="DIR")
-    parser.add_argument("corpus", metavar="CORPUS", help="JSONL or JSONL.gz file, or - for stdin")
+    parser.add_argument("corpus", metavar="CORPUS", help=CORPUS_HELP)
 
 
 @INDEX.command("add", help="add or replace (upsert) records", options=("common", "threads", "corpus", "model"),
