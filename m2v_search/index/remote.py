@@ -84,7 +84,8 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
     except (OSError, ValueError) as error:  # botocore errors surface as OSError through s3fs
         raise RemoteStorageError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index "
                                  "there, if any, is unchanged") from None
-    _remove_stale(fs, root, keep={*manifest["files"], *(previous or {}).get("files", {})})
+    previous_files = (previous or {}).get("files")
+    _remove_stale(fs, root, keep={*manifest["files"], *(previous_files if isinstance(previous_files, dict) else ())})
     return str(manifest.get("generation"))
 
 
@@ -209,14 +210,16 @@ def _read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
 
 
 def _remote_manifest(fs: Any, root: str, url: str, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The remote manifest's JSON object; None when missing (``missing_ok``) or damaged (the upload replaces it)."""
     try:
-        return json.loads(_read_manifest_bytes(fs, root, url))
+        manifest = json.loads(_read_manifest_bytes(fs, root, url))
     except RemoteIndexError:
         if missing_ok:
             return None
         raise
-    except ValueError:
-        return None  # a damaged remote manifest is replaced by the upload
+    except (ValueError, RecursionError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _parsed_manifest(data: bytes, url: str) -> dict[str, Any]:
