@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
-from m2v_search.cli.index_common import emit, open_index
-from m2v_search.cli.options import bounded_int, index_location_argument, unit_interval
+from m2v_search.cli.index_common import emit, open_index, require_index
+from m2v_search.cli.options import bounded_int, index_location_argument, local_directory, unit_interval
 
 log = logging.getLogger("m2v_search.index")
 MODES = ("dense", "lexical", "hybrid")
@@ -72,7 +71,7 @@ def _servable_modes(index: object) -> list[str]:
 
 
 def _reindex_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", type=Path, metavar="DIR")
+    parser.add_argument("index_dir", type=local_directory, metavar="DIR")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--lexical", action="store_true", help="build (or rebuild) the lexical part from the stored texts")
     what.add_argument("--no-lexical", action="store_true", help="remove the lexical part (dense search only)")
@@ -88,6 +87,7 @@ def reindex(args: argparse.Namespace) -> int:
     from m2v_search.index.locking import WriterLock
 
     setting = lexical_setting(args)
+    require_index(args.index_dir)  # a mistyped DIR must not be created by taking its lock
     with WriterLock.for_directory(args.index_dir):
         index = open_index(args)
         try:

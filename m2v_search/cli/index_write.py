@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import corpus_reader, emit, open_index, require_index, set_threads, text_lines
-from m2v_search.cli.options import bounded_int, metadata_field_list, non_negative_int
+from m2v_search.cli.options import bounded_int, local_directory, metadata_field_list, non_negative_int
 from m2v_search.index_kinds import BINARY_RESCORE, KINDS, MAX_RESCORE
 
 log = logging.getLogger("m2v_search.index")
@@ -104,16 +103,6 @@ def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
              report.seconds, report.texts_per_second, report.scheduler, report.factory)
     emit({"command": "build", **report.as_dict()})
     return EXIT_OK
-
-
-def local_directory(text: str) -> Path:
-    """An index directory that ``add``/``delete`` change in place: a local path, not a URL."""
-    from m2v_search.index.urls import is_url, local_path, redact
-
-    if is_url(text):
-        raise argparse.ArgumentTypeError(f"{redact(text)} is a URL: add and delete change a local index directory; "
-                                         "for an index on object storage, build a new one with -o URL")
-    return Path(local_path(text))
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
