@@ -48,7 +48,8 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
                              "an fsspec URL (default DIR/.dask-build)")
 
 
-@INDEX.command("build", help="index a JSONL or Parquet corpus into DIR", options=("common", "threads", "corpus", "model"),
+@INDEX.command("build", help="index a JSONL or Parquet corpus into DIR",
+               options=("common", "threads", "corpus", "model"),
                arguments=_build_arguments)
 def build(args: argparse.Namespace) -> int:
     """Run ``m2v-index build``."""
