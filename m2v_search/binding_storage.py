@@ -99,8 +99,9 @@ def _filesystem_of(path: str | os.PathLike[str], fs: Any) -> tuple[str | os.Path
 
         fs, resolved = fsspec.core.url_to_fs(path)
     except (ImportError, ValueError) as error:
-        shown = re.sub(r"://[^/@]*@", "://***@", path)  # never a user:password in a message
-        raise ValueError(f"{shown} is a URL, but its filesystem is not available ({error}); install fsspec and "
+        from m2v_search.index.urls import redact  # never a user:password in a message
+
+        raise ValueError(f"{redact(path)} is a URL, but its filesystem is not available ({error}); install fsspec and "
                          "the filesystem's package (e.g. s3fs), or pass fs=") from None
     return resolved, fs
 

@@ -88,6 +88,16 @@ def test_no_lexical_build_then_reindex(tmp_path: Path, tiny_model_folder: Path, 
     assert exit_info.value.code == 2 and "not a Snowball language" in capsys.readouterr().err
 
 
+
+def test_reindex_of_a_url_or_a_missing_directory_creates_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reindex", "s3://bucket/idx", "--lexical"])
+    assert exit_info.value.code == 2 and "is a URL" in capsys.readouterr().err
+    code, _, err = run(capsys, "reindex", "mistyped", "--lexical")
+    assert code != 0 and "mistyped" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # neither s3:/bucket/idx/.lock nor mistyped/.lock
+
 def test_add_and_delete_keep_the_lexical_part(built: Path, tmp_path: Path, capsys) -> None:
     extra = tmp_path / "extra.jsonl"
     extra.write_text(json.dumps({"id": "z", "text": "a zeppelin"}) + "\n", encoding="utf-8")

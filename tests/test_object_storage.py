@@ -479,7 +479,7 @@ def test_cli_errors_on_object_storage(s3, rows, tiny_model_folder, tmp_path, cap
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit) as exit_info:  # add changes a local directory only
         main(["add", f"s3://{BUCKET}/indexes/cli", str(tmp_path / "more.jsonl"), "--quiet"])
-    assert exit_info.value.code == 2 and "is a URL: add and delete change a local" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "is a URL: this command changes a local" in capsys.readouterr().err
     assert not Path("s3:").exists()
 
 

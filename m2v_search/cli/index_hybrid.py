@@ -6,29 +6,27 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
-from m2v_search.cli.index_common import emit, open_index
-from m2v_search.cli.options import unit_interval
+from m2v_search.cli.index_common import emit, open_index, require_index
+from m2v_search.cli.options import bounded_int, index_location_argument, local_directory, unit_interval
 
 log = logging.getLogger("m2v_search.index")
 MODES = ("dense", "lexical", "hybrid")
 
 
 def _depths(text: str) -> list[int]:
-    try:
-        depths = sorted({int(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not depths or depths[0] < 1 or depths[-1] > 10_000:
+    """``--recall-at``: comma-separated depths from 1 to 10000, sorted, without repeats."""
+    depth = bounded_int(1, 10_000)
+    depths = sorted({depth(part) for part in text.split(",") if part.strip()})
+    if not depths:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers from 1 to 10000, got {text!r}")
     return depths
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL")
+    index_location_argument(parser)
     parser.add_argument("queries", metavar="QUERIES",
                         help='JSONL of {"query": ..., "relevant": [ids]}, or BEIR queries JSONL with --qrels')
     parser.add_argument("--qrels", metavar="TSV", help="BEIR qrels (query-id, corpus-id, score) for QUERIES")
@@ -73,7 +71,7 @@ def _servable_modes(index: object) -> list[str]:
 
 
 def _reindex_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", type=Path, metavar="DIR")
+    parser.add_argument("index_dir", type=local_directory, metavar="DIR")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--lexical", action="store_true", help="build (or rebuild) the lexical part from the stored texts")
     what.add_argument("--no-lexical", action="store_true", help="remove the lexical part (dense search only)")
@@ -89,6 +87,7 @@ def reindex(args: argparse.Namespace) -> int:
     from m2v_search.index.locking import WriterLock
 
     setting = lexical_setting(args)
+    require_index(args.index_dir)  # a mistyped DIR must not be created by taking its lock
     with WriterLock.for_directory(args.index_dir):
         index = open_index(args)
         try:

@@ -11,7 +11,7 @@ from typing import Any
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import emit, open_index, text_lines
-from m2v_search.cli.options import bounded_int, search_mode_arguments
+from m2v_search.cli.options import bounded_int, index_location_argument, search_mode_arguments
 from m2v_search.index_kinds import MAX_RESCORE
 
 INT32_MAX = 2**31 - 1  # FAISS takes nprobe and efSearch as C ints
@@ -19,7 +19,7 @@ MAX_K = 1_000_000
 
 
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
+    index_location_argument(parser)
     parser.add_argument("-q", "--query", action="append", help="query text (repeatable)")
     parser.add_argument("--queries", metavar="FILE", help="file with one query per line (- for stdin)")
     parser.add_argument("-k", type=bounded_int(1, MAX_K), default=10, help="results per query (default 10)")
@@ -71,7 +71,7 @@ def search(args: argparse.Namespace) -> int:
 
 
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
+    index_location_argument(parser)
     parser.add_argument("--format", choices=["json", "table"], default="table")
 
 
@@ -119,7 +119,7 @@ def info(args: argparse.Namespace) -> int:
 
 
 def _verify_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
+    index_location_argument(parser)
 
 
 @INDEX.command("verify", help="check checksums and consistency of DIR", options=("common", "threads", "model"),

@@ -5,21 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import corpus_reader, emit, open_index, require_index, set_threads, text_lines
-from m2v_search.cli.options import bounded_int, metadata_field_list, non_negative_int
+from m2v_search.cli.options import bounded_int, local_directory, metadata_field_list, non_negative_int
 from m2v_search.index_kinds import BINARY_RESCORE, KINDS, MAX_RESCORE
 
 log = logging.getLogger("m2v_search.index")
 
+CORPUS_HELP = "JSONL(.gz) or Parquet file, a glob, an fsspec URL (s3://bucket/corpus/*.parquet), or - for stdin"
+
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("corpus", metavar="CORPUS",
-                        help="JSONL(.gz) or Parquet file, a glob, an fsspec URL (s3://bucket/corpus/*.parquet), "
-                             "or - for stdin")
+    parser.add_argument("corpus", metavar="CORPUS", help=CORPUS_HELP)
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="index directory, or an fsspec URL (s3://bucket/idx): built locally, then uploaded "
                              "with its manifest last")
@@ -49,7 +48,8 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
                              "an fsspec URL (default DIR/.dask-build)")
 
 
-@INDEX.command("build", help="index a JSONL corpus into DIR", options=("common", "threads", "corpus", "model"),
+@INDEX.command("build", help="index a JSONL or Parquet corpus into DIR",
+               options=("common", "threads", "corpus", "model"),
                arguments=_build_arguments)
 def build(args: argparse.Namespace) -> int:
     """Run ``m2v-index build``."""
@@ -106,24 +106,16 @@ def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
     return EXIT_OK
 
 
-def local_directory(text: str) -> Path:
-    """An index directory that ``add``/``delete`` change in place: a local path, not a URL."""
-    if "://" in text and not text.startswith("file://"):
-        raise argparse.ArgumentTypeError(f"{text} is a URL: add and delete change a local index directory; for an "
-                                         "index on object storage, build a new one with -o URL")
-    return Path(text.removeprefix("file://"))
-
-
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index_dir", type=local_directory, metavar="DIR")
-    parser.add_argument("corpus", metavar="CORPUS", help="JSONL or JSONL.gz file, or - for stdin")
+    parser.add_argument("corpus", metavar="CORPUS", help=CORPUS_HELP)
 
 
 @INDEX.command("add", help="add or replace (upsert) records", options=("common", "threads", "corpus", "model"),
                arguments=_add_arguments)
 def add(args: argparse.Namespace) -> int:
     """Run ``m2v-index add``."""
-    from m2v_search.index.build import progress_bar, stream_upsert
+    from m2v_search.index.build import progress_bar, stream_upsert, warn_repeated_ids
     from m2v_search.index.locking import WriterLock
 
     corpus = corpus_reader(args, args.corpus)
@@ -145,10 +137,7 @@ def add(args: argparse.Namespace) -> int:
             index.close()
     if corpus.skipped:
         log.warning("skipped %d invalid line(s) of %s", corpus.skipped, corpus.name)
-    if corpus.duplicates:
-        log.warning("%s: %d record(s) repeated an id of an earlier record (%d of them an integer id matching a "
-                    "string id); the later record of each id was kept", corpus.name, corpus.duplicates,
-                    corpus.id_type_collisions)
+    warn_repeated_ids(corpus)
     emit(summary)
     return EXIT_OK
 

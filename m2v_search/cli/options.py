@@ -78,7 +78,22 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def local_directory(text: str) -> Path:
+    """An index directory that ``add``/``delete``/``reindex`` change in place: a local path, not a URL."""
+    from m2v_search.index.urls import is_url, local_path, redact
+
+    if is_url(text):
+        raise argparse.ArgumentTypeError(f"{redact(text)} is a URL: this command changes a local index directory; "
+                                         "for an index on object storage, build a new one with -o URL")
+    return Path(local_path(text))
+
+
 # ---------------------------------------------------------------------- option sets
+def index_location_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional DIR of the commands that read an index: a directory or an fsspec URL."""
+    parser.add_argument("index_dir", metavar="DIR", help="index directory or fsspec URL (s3://bucket/idx)")
+
+
 def common_options(parser: argparse.ArgumentParser) -> None:
     """Options of every command: quiet output and tracebacks for bug reports."""
     parser.add_argument("--quiet", action="store_true", help="no progress bar or info logs on stderr")

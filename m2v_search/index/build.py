@@ -65,6 +65,14 @@ class BuildReport:
         return dict(self.__dict__)
 
 
+def warn_repeated_ids(corpus: Any) -> None:
+    """Log how many records of ``corpus`` (a reader, after reading) repeated an earlier record's id."""
+    if corpus.duplicates:
+        log.warning("%s: %d record(s) repeated an id of an earlier record (%d of them an integer id matching a "
+                    "string id); the later record of each id was kept", corpus.name, corpus.duplicates,
+                    corpus.id_type_collisions)
+
+
 def stream_upsert(index: VectorIndex, records: Iterable[Record], *, batch_size: int, progress: Any = None,
                   checkpoint: Any = None, checkpoint_every: int = 0) -> tuple[int, int, int, int]:
     """Upsert ``records`` batch by batch; returns (read, added, replaced, unchanged)."""
@@ -142,10 +150,7 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
             if read == 0 and not resumed:
                 raise CorpusError(f"{corpus.name}: no records (read {corpus.lines} lines, "
                                   f"{corpus.skipped} invalid); the previous index, if any, is unchanged")
-            if corpus.duplicates:
-                log.warning("%s: %d record(s) repeated an id of an earlier record (%d of them an integer id "
-                            "matching a string id); the later record of each id was kept", corpus.name,
-                            corpus.duplicates, corpus.id_type_collisions)
+            warn_repeated_ids(corpus)
             seconds = time.perf_counter() - started
             vectors.build_info = {"complete": True, "corpus": corpus.name, "records": read,
                                   "skipped_invalid": corpus.skipped, "duplicate_ids": corpus.duplicates,

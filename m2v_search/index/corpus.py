@@ -132,11 +132,7 @@ class CorpusReader:
                     consumed += self._skip_rest_of_line(handle, raw, line_number)
                 record = self.parse_line(raw, line_number)
             except CorpusError as error:
-                if not self.options.skip_invalid:
-                    raise
-                self.skipped += 1
-                if self.skipped <= _REPORTED:
-                    log.warning("skipped %s", error)
+                count_skipped(self, error)
                 continue
             self.records += 1
             self.count_repeat(record.id, line_number)
@@ -323,6 +319,15 @@ class CorpusReader:
         if nested is not None:
             return dict(nested)
         return {key: value for key, value in row.items() if key not in used}
+
+
+def count_skipped(reader: Any, error: CorpusError) -> None:
+    """Count a bad line or row on ``reader`` (logging the first few) under ``skip_invalid``, else raise ``error``."""
+    if not reader.options.skip_invalid:
+        raise error
+    reader.skipped += 1
+    if reader.skipped <= _REPORTED:
+        log.warning("skipped %s", error)
 
 
 class SeenIds:

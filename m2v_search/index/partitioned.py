@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PARTITIONS_NAME = "partitions.json"
 FORMAT_NAME = "m2v-search-partitioned-index"
-_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,127}$")
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]{0,127}")  # fullmatch: `$` would let a trailing newline in
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ def build_partitioned_indexes(partitions: Mapping[str, Any], output_dir: str | o
     if not partitions:
         raise ValueError("no partitions given")
     for key in partitions:
-        if not _KEY.match(str(key)):
+        if not _KEY.fullmatch(str(key)):
             raise ValueError(f"partition key {key!r} cannot name a folder (use letters, digits, '.', '_', '-', '=')")
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask', got {engine!r}")
@@ -254,11 +254,12 @@ def _read_listing(root: str) -> dict[str, Any]:
         raise IndexNotFoundError(f"{redact(root)} is not a partitioned index: {PARTITIONS_NAME} is missing") from None
     try:
         listing = json.loads(data)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} is not valid JSON: {error}") from None
-    if not isinstance(listing, dict) or listing.get("format") != FORMAT_NAME or not listing.get("partitions"):
+    if (not isinstance(listing, dict) or listing.get("format") != FORMAT_NAME
+            or not isinstance(listing.get("partitions"), dict) or not listing["partitions"]):
         raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} is not an m2v-search partition listing")
     for key, entry in listing["partitions"].items():
-        if not _KEY.match(str(key)) or not isinstance(entry, dict) or not _KEY.match(str(entry.get("path", ""))):
+        if not (_KEY.fullmatch(key) and isinstance(entry, dict) and _KEY.fullmatch(str(entry.get("path", "")))):
             raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} names an unsafe partition {key!r}")
     return listing

@@ -30,6 +30,7 @@ from typing import Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError
 from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
+from m2v_search.index.manifest_schema import is_plain_name
 from m2v_search.index.urls import filesystem, is_url, local_path, redact
 
 log = logging.getLogger("m2v_search.index")
@@ -83,7 +84,8 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
     except (OSError, ValueError) as error:  # botocore errors surface as OSError through s3fs
         raise RemoteStorageError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index "
                                  "there, if any, is unchanged") from None
-    _remove_stale(fs, root, keep={*manifest["files"], *(previous or {}).get("files", {})})
+    previous_files = (previous or {}).get("files")
+    _remove_stale(fs, root, keep={*manifest["files"], *(previous_files if isinstance(previous_files, dict) else ())})
     return str(manifest.get("generation"))
 
 
@@ -111,7 +113,7 @@ def download_index(url: str, cache_dir: str | os.PathLike[str] | None = None) ->
         for attempt in range(3):
             manifest_bytes = _read_manifest_bytes(fs, root, url)
             try:
-                _mirror(fs, root, url, target, json.loads(manifest_bytes))
+                _mirror(fs, root, url, target, _parsed_manifest(manifest_bytes, url))
                 break
             except FileNotFoundError:
                 # a writer replaced the generation (and removed files) between our reads: read again
@@ -208,21 +210,36 @@ def _read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
 
 
 def _remote_manifest(fs: Any, root: str, url: str, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The remote manifest's JSON object; None when missing (``missing_ok``) or damaged (the upload replaces it)."""
     try:
-        return json.loads(_read_manifest_bytes(fs, root, url))
+        manifest = json.loads(_read_manifest_bytes(fs, root, url))
     except RemoteIndexError:
         if missing_ok:
             return None
         raise
-    except ValueError:
-        return None  # a damaged remote manifest is replaced by the upload
+    except (ValueError, RecursionError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _parsed_manifest(data: bytes, url: str) -> dict[str, Any]:
+    """The remote manifest's JSON, checked enough to mirror its files safely (the full check runs
+    on the mirror); raises IndexCorruptError naming the URL."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as error:
+        raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} is not valid JSON ({error})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} lists no files")
+    unsafe = [name for name, entry in files.items() if not is_plain_name(name) or not isinstance(entry, dict)]
+    if unsafe:  # never write outside the mirror folder
+        raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} lists unsafe file names or entries {unsafe[:5]}")
+    return manifest
 
 
 def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]) -> None:
-    files = manifest.get("files")
-    unsafe = [name for name in files or () if "/" in name or "\\" in name or name.startswith(".")]
-    if not isinstance(files, dict) or not files or unsafe:  # never write outside the mirror folder
-        raise IndexCorruptError(f"{redact(url)}/{MANIFEST_NAME} lists no files or unsafe names {unsafe}")
+    files = manifest["files"]
     for leftover in target.glob(".*.download"):  # from a download that was killed
         leftover.unlink(missing_ok=True)
     for name, entry in files.items():

@@ -22,30 +22,18 @@ from __future__ import annotations
 import datetime
 import decimal
 import glob
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from m2v_search.index.corpus import CorpusOptions, CorpusReader
+from m2v_search.index.corpus import CorpusOptions, CorpusReader, count_skipped
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
 from m2v_search.index.urls import filesystem, is_url, local_path, redact
 
-log = logging.getLogger("m2v_search.index")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-_REPORTED = 5  # skipped rows logged one by one before only counting
-
-
-def count_skipped(reader: Any, error: CorpusError) -> None:
-    """Count a bad row on ``reader`` (logging the first few) under ``skip_invalid``, else raise ``error``."""
-    if not reader.options.skip_invalid:
-        raise error
-    reader.skipped += 1
-    if reader.skipped <= _REPORTED:
-        log.warning("skipped %s", error)
 
 
 def is_parquet(source: str | os.PathLike[str]) -> bool:
