@@ -72,11 +72,13 @@ def metadata_json(metadata: dict[str, Any] | None) -> str:
             character, or the value is nested too deeply.
         TypeError: a value is not JSON-serialisable.
     """
-    problem = find_invalid_value(metadata or {})
+    if not metadata:  # most corpora carry none: skip the walk and the encoder
+        return "{}"
+    problem = find_invalid_value(metadata)
     if problem is not None:
         raise InvalidInputError(f"metadata {problem}")
     try:
-        return json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+        return json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
                           allow_nan=False)
     except RecursionError:
         raise InvalidInputError(f"metadata is nested more than {MAX_DEPTH} levels deep") from None
