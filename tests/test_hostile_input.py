@@ -440,7 +440,9 @@ def test_ctrl_c_during_a_build_is_one_line_and_exit_130(built: Path, tiny_model_
         while not (built / ".build" / "manifest.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        process.wait(timeout=60)  # stdin stays open until it exits: an EOF must not end the build first
+        process.stdin.close()
+        err = process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
