@@ -231,3 +231,80 @@ def test_a_part_saved_without_scores_builds_them_on_its_first_search() -> None:
     light.add([4], ["river mouth"])  # a part loaded without scores takes changes as usual
     assert light.search("mouth")[0].tolist() == [4]
     assert sorted(light.search("river")[0].tolist()) == [1, 3, 4]
+
+
+def test_score_matrix_equals_bm25s_own_build() -> None:
+    """The numpy build of the matrix gives bm25s's ``build_index_from_ids`` matrix: same layout,
+    same documents per term, the same scores (to float32 rounding), on a corpus with repeated
+    terms, empty documents and terms no document uses."""
+    import bm25s
+
+    from m2v_search.index.bm25_matrix import score_matrix
+
+    rng = np.random.default_rng(7)
+    terms = 300
+    documents = [rng.zipf(1.3, size=rng.integers(0, 40)) % (terms - 20) for _ in range(500)]
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in documents])])
+    tokens = np.concatenate(documents)
+    reference = bm25s.BM25(k1=1.2, b=0.7, method="lucene")
+    expected = reference.build_index_from_ids(unique_token_ids=list(range(terms)),
+                                              corpus_token_ids=[d.tolist() for d in documents], show_progress=False)
+    got = score_matrix(offsets, tokens, terms, k1=1.2, b=0.7)
+    assert got["num_docs"] == expected["num_docs"] == 500
+    np.testing.assert_array_equal(got["indptr"], expected["indptr"])
+    np.testing.assert_array_equal(got["indices"], expected["indices"])
+    np.testing.assert_allclose(got["data"], expected["data"], rtol=1e-6)
+    assert got["data"].dtype == np.float32
+
+
+HOSTILE_TEXTS = [
+    "", "a", "The THE the", "ΣΟΦΟΣ σοφός ΟΔΟΣ", "snake_case and CamelCase_words", "x1 22 ٣٤ ½½",
+    "m2vsearchtextseparator", "M2VSearchTextSeparator in capitals", "prefixm2vsearchtextseparatorsuffix",
+    "café naïve e\u0301e\u0301 ﬁne", "中文 文本 日本語", "tabs\tand\nnewlines\r\nhere", "İstanbul ǅemal",
+    "\ud800 lone surrogate words", "🙂 emoji 🙂🙂 text", "über Über ÜBER",
+]
+
+
+@pytest.mark.parametrize("start", range(0, len(HOSTILE_TEXTS), 3))
+def test_batch_analysis_equals_one_text_at_a_time(start: int) -> None:
+    """The whole-batch path (texts joined around a separator word) indexes each text exactly as
+    the analyzer reads it alone, whatever the text holds (the separator word itself included)."""
+    texts = HOSTILE_TEXTS[start:] + HOSTILE_TEXTS[:start]
+    batch = LexicalIndex()
+    batch.add(np.arange(len(texts)), texts)
+    one_by_one = LexicalIndex()
+    for iid, text in enumerate(texts):
+        one_by_one.add([iid], [text])
+    batch.merge(), one_by_one.merge()
+    analyzer = Analyzer()
+    for index in (batch, one_by_one):
+        terms = list(index._vocab)
+        for row, iid in enumerate(index._doc_iids.tolist()):
+            stored = index._merged.tokens[index._merged.offsets[row]:index._merged.offsets[row + 1]]
+            assert [terms[t] for t in stored] == analyzer.analyze(texts[iid]), texts[iid]
+    assert batch.search("m2vsearchtextseparator")[0].tolist() == one_by_one.search("m2vsearchtextseparator")[0].tolist()
+    assert len(batch.search("m2vsearchtextseparator")[0]) == 2
+
+
+def test_word_pattern_is_the_anchored_pattern() -> None:
+    """``\\w\\w+`` (the analyzer's pattern) finds the same words as ``\\b\\w\\w+\\b`` on any text."""
+    import re
+
+    from m2v_search.index.lexical import _WORD
+
+    anchored = re.compile(r"(?u)\b\w\w+\b")
+    rng = np.random.default_rng(3)
+    alphabet = list("ab_1 -.'\u0301\u00e9\u03c3\u4e2d\t\n") + ["\u0663", "\u00bd", "\U0001f642"]
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet, size=rng.integers(0, 30)))
+        assert _WORD.findall(text) == anchored.findall(text), repr(text)
+    for text in HOSTILE_TEXTS:
+        assert _WORD.findall(text.lower()) == anchored.findall(text.lower())
+
+
+def test_an_id_given_twice_in_one_add_keeps_its_last_text() -> None:
+    index = LexicalIndex()
+    index.add([5, 6, 5], ["first river", "a mountain", "second lake"])
+    assert len(index) == 2 and index.iids().tolist() == [5, 6]
+    assert index.search("river")[0].tolist() == []
+    assert index.search("lake")[0].tolist() == [5]

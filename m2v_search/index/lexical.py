@@ -26,10 +26,12 @@ import json
 import re
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from m2v_search.index.bm25_matrix import METHOD, score_matrix
 from m2v_search.index.errors import IndexCorruptError
 
 FORMAT = "m2v-search/lexical"
@@ -37,7 +39,13 @@ FORMAT_VERSION = 1
 HEADER_FILE = "lexical.json"
 ARRAYS_FILE = "lexical.npz"
 DEFAULT_LANGUAGE = "english"
-_WORD = re.compile(r"(?u)\b\w\w+\b")
+# Runs of two or more word characters (scikit-learn's default token pattern without its \b
+# anchors, which change nothing for a greedy run of \w but cost a quarter of the scan).
+_WORD = re.compile(r"\w\w+")
+SEPARATOR_WORD = "m2vsearchtextseparator"  # a word, so that the words before and after it are counted apart
+_SEPARATOR = f"\n{SEPARATOR_WORD}\n"  # newlines: lowercasing and word boundaries see each text as on its own
+_STOPWORD_CODE = -1
+_SEPARATOR_CODE = -2
 _ARRAY_NAMES = ("doc_iids", "doc_offsets", "doc_tokens", "score_data", "score_indices", "score_indptr")
 
 
@@ -106,6 +114,23 @@ class Analyzer:
         stopwords = self._stopwords
         return [word for word in _WORD.findall(text.lower()) if word not in stopwords]
 
+    def joined_words(self, texts: Sequence[str]) -> list[str] | None:
+        """The lowercased words of many texts in one pass, stopwords *kept*, with
+        :data:`SEPARATOR_WORD` between one text's words and the next's.
+
+        Returns:
+            The words, or None when a text contains the separator word itself (then the words
+            cannot be told apart: analyze those texts one at a time with :meth:`words`).
+        """
+        joined = _SEPARATOR.join(texts).lower()
+        if joined.count(SEPARATOR_WORD) != len(texts) - 1:
+            return None
+        return _WORD.findall(joined)
+
+    def is_stopword(self, word: str) -> bool:
+        """True for a word :meth:`words` drops."""
+        return word in self._stopwords
+
     def stems(self, words: list[str]) -> list[str]:
         """The terms of ``words`` (their stems, or the words themselves without stemming)."""
         return self._stemmer.stemWords(words) if self._stemmer is not None else words
@@ -113,6 +138,49 @@ class Analyzer:
     def analyze(self, text: str) -> list[str]:
         """The terms of one text, in order (repeats kept: they are term frequencies)."""
         return self.stems(self.words(text))
+
+
+@dataclass
+class _Segment:
+    """Documents as flat arrays: document ``i`` (int id ``iids[i]``) has the term ids
+    ``tokens[offsets[i]:offsets[i + 1]]``; ``live[i]`` is False once it is deleted or replaced."""
+
+    iids: np.ndarray
+    offsets: np.ndarray
+    tokens: np.ndarray
+    live: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Segment:
+        return cls(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, bool))
+
+    def delete(self, iids: np.ndarray) -> int:
+        """Tombstone the live documents among ``iids``; returns how many there were."""
+        hit = self.live & np.isin(self.iids, iids)
+        self.live &= ~hit
+        return int(hit.sum())
+
+    def live_documents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(iids, starts, lengths)`` of the live documents (starts index ``tokens``)."""
+        kept = np.flatnonzero(self.live)
+        return self.iids[kept], self.offsets[kept], self.offsets[kept + 1] - self.offsets[kept]
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """Offsets of documents of ``counts`` terms each: ``[0, c0, c0 + c1, ...]``."""
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets
+
+
+def _gather(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([tokens[s:s + n] for s, n in zip(starts, lengths)])`` without the Python loop."""
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=tokens.dtype)
+    ends = np.cumsum(lengths)
+    positions = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
+    return tokens[positions]
 
 
 class LexicalIndex:
@@ -129,35 +197,36 @@ class LexicalIndex:
         self.k1 = float(k1)
         self.b = float(b)
         self._vocab: dict[str, int] = {}  # term -> term id, in id order (dicts keep insertion order)
-        self._word_ids: dict[str, int] = {}  # word -> term id of its stem (a cache, not saved)
-        # merged segment (sorted by iid); its BM25 matrix lives in self._scores
-        self._doc_iids = np.zeros(0, dtype=np.int64)
-        self._doc_offsets = np.zeros(1, dtype=np.int64)
-        self._doc_tokens = np.zeros(0, dtype=np.int32)
-        self._live = np.zeros(0, dtype=bool)
+        # word -> term id of its stem, or a negative code for a stopword or the separator (a cache, not saved)
+        self._word_codes: dict[str, int] = {SEPARATOR_WORD: _SEPARATOR_CODE}
+        self._merged = _Segment.empty()  # sorted by iid; its BM25 matrix lives in self._retriever
         self._retriever: Any = None
-        self._pending: dict[int, np.ndarray] = {}  # iid -> token ids, waiting for the next merge
+        self._pending: list[_Segment] = []  # additions waiting for the next merge
         self._terms_in_matrix = 0  # vocabulary size the merged segment was built with
+
+    @property
+    def _doc_iids(self) -> np.ndarray:
+        """Int ids of the merged documents: row ``i`` of the BM25 matrix is document ``_doc_iids[i]``."""
+        return self._merged.iids
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
-        return int(self._live.sum()) + len(self._pending)
+        return sum(int(segment.live.sum()) for segment in (self._merged, *self._pending))
 
     @property
     def dirty(self) -> bool:
         """True when additions wait, tombstones are set, or terms were added since the last merge
         (also by a text deleted before any merge): a merge would change the index."""
-        return bool(self._pending) or not bool(self._live.all()) or len(self._vocab) != self._terms_in_matrix
+        return bool(self._pending) or not bool(self._merged.live.all()) or len(self._vocab) != self._terms_in_matrix
 
     def iids(self) -> np.ndarray:
         """Sorted int ids of the documents indexed (what ``verify`` compares with the docstore)."""
-        merged = self._doc_iids[self._live]
-        pending = np.fromiter(self._pending, dtype=np.int64, count=len(self._pending))
-        return np.unique(np.concatenate([merged, pending]))
+        return np.unique(np.concatenate([s.iids[s.live] for s in (self._merged, *self._pending)]))
 
     # ------------------------------------------------------------------ writes
     def add(self, iids: Sequence[int] | np.ndarray, texts: Sequence[str]) -> None:
-        """Index ``texts`` under ``iids``; an iid already indexed is replaced.
+        """Index ``texts`` under ``iids``; an iid already indexed is replaced (and an iid given
+        twice keeps its last text).
 
         Raises:
             ValueError: ``iids`` and ``texts`` differ in length.
@@ -165,34 +234,61 @@ class LexicalIndex:
         iids = np.asarray(iids, dtype=np.int64).reshape(-1)
         if len(iids) != len(texts):
             raise ValueError(f"{len(iids)} ids but {len(texts)} texts")
+        if not len(iids):
+            return
         self.delete(iids)
-        for iid, term_ids in zip(iids.tolist(), self._term_ids(texts)):
-            self._pending[iid] = term_ids
+        offsets, tokens = self._term_ids(texts)
+        live = np.zeros(len(iids), dtype=bool)
+        _, last = np.unique(iids[::-1], return_index=True)
+        live[len(iids) - 1 - last] = True
+        self._pending.append(_Segment(iids, offsets, tokens, live))
 
     def delete(self, iids: Sequence[int] | np.ndarray) -> int:
         """Remove documents (unknown ids are ignored); returns how many were indexed."""
-        iids = np.asarray(iids, dtype=np.int64).reshape(-1)
-        removed = sum(self._pending.pop(iid, None) is not None for iid in iids.tolist())
-        if len(self._doc_iids) and len(iids):
-            positions = np.searchsorted(self._doc_iids, iids)
-            positions = positions[positions < len(self._doc_iids)]
-            positions = positions[np.isin(self._doc_iids[positions], iids)]
-            removed += int(self._live[positions].sum())
-            self._live[positions] = False
-        return removed
+        iids = np.unique(np.asarray(iids, dtype=np.int64).reshape(-1))
+        if not len(iids):
+            return 0
+        return sum(segment.delete(iids) for segment in (self._merged, *self._pending))
 
     def clear(self) -> None:
         """Forget every document (the analyzer and BM25 parameters stay)."""
         self.__init__(self.analyzer, k1=self.k1, b=self.b)  # type: ignore[misc]
 
-    def _term_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Term ids of each text; each distinct word is stemmed once (a word -> term id cache)."""
+    def _term_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets, tokens)``: the term ids of each text (see :class:`_Segment`), adding new terms
+        to the vocabulary. Whole-batch: one regular-expression pass, one dictionary lookup per
+        word, and each distinct new word stemmed once."""
+        found = self.analyzer.joined_words(texts) if len(texts) else []
+        if found is None:
+            return self._term_ids_one_by_one(texts)
+        codes = self._word_codes
+        self._learn(set(found).difference(codes))
+        ids = np.fromiter(map(codes.__getitem__, found), dtype=np.int64, count=len(found))
+        text_of = np.cumsum(ids == _SEPARATOR_CODE)
+        kept = ids >= 0
+        return _offsets(np.bincount(text_of[kept], minlength=len(texts))), ids[kept].astype(np.int32)
+
+    def _term_ids_one_by_one(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_term_ids` for texts that hold the separator word (so it is a real word here)."""
         documents = [self.analyzer.words(text) for text in texts]
-        cache, vocab = self._word_ids, self._vocab
-        unseen = list({word for words in documents for word in words if word not in cache})
-        for word, term in zip(unseen, self.analyzer.stems(unseen)):
-            cache[word] = vocab.setdefault(term, len(vocab))
-        return [np.array([cache[word] for word in words], dtype=np.int32) for words in documents]
+        words = [word for document in documents for word in document]
+        self._learn(set(words).difference(self._word_codes))
+        separator_term = self._vocab.setdefault(self.analyzer.stems([SEPARATOR_WORD])[0], len(self._vocab))
+        codes = self._word_codes
+        tokens = np.array([separator_term if word == SEPARATOR_WORD else codes[word] for word in words], np.int32)
+        return _offsets(np.array([len(document) for document in documents])), tokens
+
+    def _learn(self, words: set[str]) -> None:
+        """Give each new word its code: the term id of its stem, or :data:`_STOPWORD_CODE`."""
+        codes, vocab = self._word_codes, self._vocab
+        new = []
+        for word in words:
+            if self.analyzer.is_stopword(word):
+                codes[word] = _STOPWORD_CODE
+            else:
+                new.append(word)
+        for word, term in zip(new, self.analyzer.stems(new)):
+            codes[word] = vocab.setdefault(term, len(vocab))
 
     def merge(self, build_scores: bool = True) -> None:
         """Fold pending additions in and drop tombstoned documents: rebuild the BM25 matrix.
@@ -208,25 +304,24 @@ class LexicalIndex:
             if build_scores and self._retriever is None:
                 self._build_retriever()  # folded already (a checkpoint's merge): only the matrix is missing
             return
-        lengths = np.diff(self._doc_offsets)[self._live]
-        kept = [self._doc_tokens[self._doc_offsets[i]:self._doc_offsets[i + 1]] for i in np.flatnonzero(self._live)]
-        iids = np.concatenate([self._doc_iids[self._live],
-                               np.fromiter(self._pending, dtype=np.int64, count=len(self._pending))])
-        documents = kept + list(self._pending.values())
-        lengths = np.concatenate([lengths, [len(d) for d in self._pending.values()]]).astype(np.int64)
+        segments = [self._merged, *self._pending]
+        parts = [segment.live_documents() for segment in segments]
+        bases = np.cumsum([0] + [len(segment.tokens) for segment in segments[:-1]])
+        iids = np.concatenate([part[0] for part in parts])
+        starts = np.concatenate([part[1] + base for part, base in zip(parts, bases)])
+        lengths = np.concatenate([part[2] for part in parts])
         order = np.argsort(iids, kind="stable")
-        flat = np.concatenate([documents[i] for i in order]) if documents else np.zeros(0, dtype=np.int32)
-        used, remapped = np.unique(flat, return_inverse=True)
+        flat = _gather(np.concatenate([segment.tokens for segment in segments]), starts[order], lengths[order])
         terms = list(self._vocab)
+        used = np.flatnonzero(np.bincount(flat, minlength=len(terms)))
         self._vocab = {terms[old]: new for new, old in enumerate(used.tolist())}
         renumbered = np.full(len(terms), -1, dtype=np.int64)
         renumbered[used] = np.arange(len(used))
-        self._word_ids = {word: int(renumbered[old]) for word, old in self._word_ids.items() if renumbered[old] >= 0}
-        self._doc_iids = iids[order]
-        self._doc_offsets = np.concatenate([[0], np.cumsum(lengths[order])]).astype(np.int64)
-        self._doc_tokens = remapped.astype(np.int32).reshape(-1)
-        self._live = np.ones(len(self._doc_iids), dtype=bool)
-        self._pending = {}
+        self._word_codes = {word: old if old < 0 else int(renumbered[old])
+                            for word, old in self._word_codes.items() if old < 0 or renumbered[old] >= 0}
+        self._merged = _Segment(iids[order], _offsets(lengths[order]), renumbered[flat].astype(np.int32),
+                                np.ones(len(iids), dtype=bool))
+        self._pending = []
         self._terms_in_matrix = len(self._vocab)
         if build_scores:
             self._build_retriever()
@@ -234,23 +329,16 @@ class LexicalIndex:
             self._retriever = None
 
     def _build_retriever(self) -> None:
-        import bm25s
-
         self._retriever = None
-        if not len(self._doc_iids) or not self._vocab:
-            return
-        retriever = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
-        documents = [self._doc_tokens[self._doc_offsets[i]:self._doc_offsets[i + 1]].tolist()
-                     for i in range(len(self._doc_iids))]
-        retriever.scores = retriever.build_index_from_ids(unique_token_ids=list(range(len(self._vocab))),
-                                                          corpus_token_ids=documents, show_progress=False)
-        self._retriever = retriever
+        if len(self._merged.iids) and self._vocab:
+            matrix = score_matrix(self._merged.offsets, self._merged.tokens, len(self._vocab), k1=self.k1, b=self.b)
+            self._attach_scores(matrix["data"], matrix["indices"], matrix["indptr"])
 
     def _attach_scores(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> None:
         import bm25s
 
-        retriever = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
-        retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": len(self._doc_iids)}
+        retriever = bm25s.BM25(k1=self.k1, b=self.b, method=METHOD)
+        retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": len(self._merged.iids)}
         retriever.nonoccurrence_array = None
         self._retriever = retriever
 
@@ -292,9 +380,9 @@ class LexicalIndex:
 
     def _weight_mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
         if allowed is None:
-            return None if self._live.all() else self._live.astype(np.float32)
+            return None if self._merged.live.all() else self._merged.live.astype(np.float32)
         allowed = np.asarray(allowed, dtype=np.int64)
-        return (self._live & np.isin(self._doc_iids, allowed, assume_unique=True)).astype(np.float32)
+        return (self._merged.live & np.isin(self._doc_iids, allowed, assume_unique=True)).astype(np.float32)
 
     # ------------------------------------------------------------------ files
     def to_files(self, scores: bool = True) -> dict[str, bytes]:
@@ -307,13 +395,13 @@ class LexicalIndex:
         """
         self.merge(build_scores=scores)
         header = {"format": FORMAT, "version": FORMAT_VERSION, "analyzer": self.analyzer.config(),
-                  "bm25": {"k1": self.k1, "b": self.b, "method": "lucene"}, "documents": len(self._doc_iids),
+                  "bm25": {"k1": self.k1, "b": self.b, "method": METHOD}, "documents": len(self._doc_iids),
                   "terms": list(self._vocab), "scores": self._retriever is not None}
         retriever_scores = self._retriever.scores if self._retriever is not None else {
             "data": np.zeros(0, np.float32), "indices": np.zeros(0, np.int32),
             "indptr": np.zeros(len(self._vocab) + 1, np.int32)}
         buffer = io.BytesIO()
-        np.savez(buffer, doc_iids=self._doc_iids, doc_offsets=self._doc_offsets, doc_tokens=self._doc_tokens,
+        np.savez(buffer, doc_iids=self._merged.iids, doc_offsets=self._merged.offsets, doc_tokens=self._merged.tokens,
                  score_data=retriever_scores["data"], score_indices=retriever_scores["indices"],
                  score_indptr=retriever_scores["indptr"])
         encoded = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
@@ -360,10 +448,8 @@ class LexicalIndex:
         self._vocab = {term: i for i, term in enumerate(terms)}
         if len(self._vocab) != len(terms):
             raise IndexCorruptError(f"{source}: repeated terms in the vocabulary")
-        self._doc_iids = iids.astype(np.int64)
-        self._doc_offsets = offsets.astype(np.int64)
-        self._doc_tokens = tokens.astype(np.int32)
-        self._live = np.ones(len(iids), dtype=bool)
+        self._merged = _Segment(iids.astype(np.int64), offsets.astype(np.int64), tokens.astype(np.int32),
+                                np.ones(len(iids), dtype=bool))
         self._terms_in_matrix = len(self._vocab)
         if len(iids) and scores:
             self._attach_scores(data.astype(np.float32), indices.astype(np.int32), indptr)
