@@ -308,3 +308,30 @@ def test_an_id_given_twice_in_one_add_keeps_its_last_text() -> None:
     assert len(index) == 2 and index.iids().tolist() == [5, 6]
     assert index.search("river")[0].tolist() == []
     assert index.search("lake")[0].tolist() == [5]
+
+
+def test_many_small_adds_and_deletes_equal_one_batch() -> None:
+    """Single-document adds (a server's), replacements and deletes across many pending segments
+    and merges give the index one batch of the final texts gives."""
+    rng = np.random.default_rng(11)
+    words = ["river", "lake", "mountain", "storm", "bread", "yeast", "park", "running", "ocean", "files"]
+    final: dict[int, str] = {}
+    changed = LexicalIndex()
+    for step in range(300):
+        iid = int(rng.integers(0, 80))
+        if rng.random() < 0.25:
+            assert changed.delete([iid]) == (1 if iid in final else 0)
+            final.pop(iid, None)
+        else:
+            final[iid] = " ".join(rng.choice(words, size=rng.integers(1, 6)))
+            changed.add([iid], [final[iid]])
+        if step % 97 == 96:
+            changed.merge()
+        assert len(changed) == len(final)
+    fresh = LexicalIndex()
+    fresh.add(list(final), list(final.values()))
+    assert changed.iids().tolist() == sorted(final)
+    for query in ("river lake", "storm", "bread yeast park", "files running ocean"):
+        got, want = changed.search(query, k=100), fresh.search(query, k=100)
+        assert sorted(got[0].tolist()) == sorted(want[0].tolist())
+        np.testing.assert_allclose(np.sort(got[1]), np.sort(want[1]), rtol=1e-6)

@@ -44,6 +44,7 @@ DEFAULT_LANGUAGE = "english"
 _WORD = re.compile(r"\w\w+")
 SEPARATOR_WORD = "m2vsearchtextseparator"  # a word, so that the words before and after it are counted apart
 _SEPARATOR = f"\n{SEPARATOR_WORD}\n"  # newlines: lowercasing and word boundaries see each text as on its own
+_MOST_PENDING_SEGMENTS = 32
 _STOPWORD_CODE = -1
 _SEPARATOR_CODE = -2
 _ARRAY_NAMES = ("doc_iids", "doc_offsets", "doc_tokens", "score_data", "score_indices", "score_indptr")
@@ -127,9 +128,9 @@ class Analyzer:
             return None
         return _WORD.findall(joined)
 
-    def is_stopword(self, word: str) -> bool:
-        """True for a word :meth:`words` drops."""
-        return word in self._stopwords
+    def stopwords_among(self, words: set[str]) -> set[str]:
+        """The words of ``words`` that :meth:`words` drops."""
+        return words & self._stopwords
 
     def stems(self, words: list[str]) -> list[str]:
         """The terms of ``words`` (their stems, or the words themselves without stemming)."""
@@ -149,13 +150,30 @@ class _Segment:
     offsets: np.ndarray
     tokens: np.ndarray
     live: np.ndarray
+    sorted: bool = False  # iids ascending (the merged segment): deletes look ids up by bisection
 
     @classmethod
     def empty(cls) -> _Segment:
-        return cls(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, bool))
+        return cls(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, bool), True)
+
+    @classmethod
+    def concatenate(cls, segments: list[_Segment]) -> _Segment:
+        """One segment holding the documents of ``segments`` (tombstones included)."""
+        bases = np.cumsum([0] + [len(segment.tokens) for segment in segments])
+        offsets = np.concatenate([[0]] + [segment.offsets[1:] + base for segment, base in zip(segments, bases)])
+        return cls(np.concatenate([segment.iids for segment in segments]), offsets.astype(np.int64),
+                   np.concatenate([segment.tokens for segment in segments]),
+                   np.concatenate([segment.live for segment in segments]))
 
     def delete(self, iids: np.ndarray) -> int:
-        """Tombstone the live documents among ``iids``; returns how many there were."""
+        """Tombstone the live documents among ``iids`` (sorted, unique); returns how many there were."""
+        if self.sorted:
+            positions = np.searchsorted(self.iids, iids)
+            positions = positions[positions < len(self.iids)]
+            positions = positions[self.iids[positions] == iids[:len(positions)]]
+            hit = positions[self.live[positions]]
+            self.live[hit] = False
+            return len(hit)
         hit = self.live & np.isin(self.iids, iids)
         self.live &= ~hit
         return int(hit.sum())
@@ -242,6 +260,8 @@ class LexicalIndex:
         _, last = np.unique(iids[::-1], return_index=True)
         live[len(iids) - 1 - last] = True
         self._pending.append(_Segment(iids, offsets, tokens, live))
+        if len(self._pending) >= _MOST_PENDING_SEGMENTS:  # many small adds (a server's): keep deletes cheap
+            self._pending = [_Segment.concatenate(self._pending)]
 
     def delete(self, iids: Sequence[int] | np.ndarray) -> int:
         """Remove documents (unknown ids are ignored); returns how many were indexed."""
@@ -281,12 +301,9 @@ class LexicalIndex:
     def _learn(self, words: set[str]) -> None:
         """Give each new word its code: the term id of its stem, or :data:`_STOPWORD_CODE`."""
         codes, vocab = self._word_codes, self._vocab
-        new = []
-        for word in words:
-            if self.analyzer.is_stopword(word):
-                codes[word] = _STOPWORD_CODE
-            else:
-                new.append(word)
+        stopwords = self.analyzer.stopwords_among(words)
+        codes.update(dict.fromkeys(stopwords, _STOPWORD_CODE))
+        new = list(words - stopwords)
         for word, term in zip(new, self.analyzer.stems(new)):
             codes[word] = vocab.setdefault(term, len(vocab))
 
@@ -312,21 +329,28 @@ class LexicalIndex:
         lengths = np.concatenate([part[2] for part in parts])
         order = np.argsort(iids, kind="stable")
         flat = _gather(np.concatenate([segment.tokens for segment in segments]), starts[order], lengths[order])
-        terms = list(self._vocab)
-        used = np.flatnonzero(np.bincount(flat, minlength=len(terms)))
-        self._vocab = {terms[old]: new for new, old in enumerate(used.tolist())}
-        renumbered = np.full(len(terms), -1, dtype=np.int64)
-        renumbered[used] = np.arange(len(used))
-        self._word_codes = {word: old if old < 0 else int(renumbered[old])
-                            for word, old in self._word_codes.items() if old < 0 or renumbered[old] >= 0}
-        self._merged = _Segment(iids[order], _offsets(lengths[order]), renumbered[flat].astype(np.int32),
-                                np.ones(len(iids), dtype=bool))
+        used = np.flatnonzero(np.bincount(flat, minlength=len(self._vocab)))
+        if len(used) < len(self._vocab):
+            flat = self._drop_unused_terms(used)[flat]
+        self._merged = _Segment(iids[order], _offsets(lengths[order]), flat.astype(np.int32),
+                                np.ones(len(iids), dtype=bool), sorted=True)
         self._pending = []
         self._terms_in_matrix = len(self._vocab)
         if build_scores:
             self._build_retriever()
         else:
             self._retriever = None
+
+    def _drop_unused_terms(self, used: np.ndarray) -> np.ndarray:
+        """Keep only the terms ``used`` (sorted term ids), renumbered from 0 in the same order;
+        returns old term id -> new term id (-1 for a dropped term)."""
+        terms = list(self._vocab)
+        self._vocab = {terms[old]: new for new, old in enumerate(used.tolist())}
+        renumbered = np.full(len(terms), -1, dtype=np.int64)
+        renumbered[used] = np.arange(len(used))
+        self._word_codes = {word: old if old < 0 else int(renumbered[old])
+                            for word, old in self._word_codes.items() if old < 0 or renumbered[old] >= 0}
+        return renumbered
 
     def _build_retriever(self) -> None:
         self._retriever = None
@@ -449,7 +473,7 @@ class LexicalIndex:
         if len(self._vocab) != len(terms):
             raise IndexCorruptError(f"{source}: repeated terms in the vocabulary")
         self._merged = _Segment(iids.astype(np.int64), offsets.astype(np.int64), tokens.astype(np.int32),
-                                np.ones(len(iids), dtype=bool))
+                                np.ones(len(iids), dtype=bool), sorted=True)
         self._terms_in_matrix = len(self._vocab)
         if len(iids) and scores:
             self._attach_scores(data.astype(np.float32), indices.astype(np.int32), indptr)
