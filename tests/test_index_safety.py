@@ -296,3 +296,31 @@ def test_checksummed_docstore_with_a_stale_next_id_is_refused(saved) -> None:
     accept_as_is(directory, manifest, "docstore")
     with pytest.raises(IndexCorruptError, match="next id '3' is not a number past its largest id 49"):
         VectorIndex.open(directory)
+
+
+@pytest.mark.parametrize("failure", [MemoryError("out of memory"), KeyboardInterrupt()])
+def test_a_write_interrupted_midway_closes_the_index_and_keeps_the_saved_state(saved, failure, monkeypatch) -> None:
+    """A replacement whose vectors the backend fails to add (after the old vectors and rows were
+    removed) cannot leave a half-changed index to search or save: the index closes, saying why,
+    and the directory still opens with the documents saved before."""
+    from m2v_search.index import IndexClosedError
+
+    directory, _ = saved
+    index = VectorIndex.open(directory)
+    before = index.get(["d1"])[0]
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(type(index.backend), "add", fail)
+    with pytest.raises(type(failure)):
+        index.upsert([{"id": "d1", "text": "replaced"}, {"id": "new", "text": "added"}], vectors=np.ones((2, DIM)))
+    monkeypatch.undo()
+    for use in (lambda: index.search(np.ones(DIM), k=3), lambda: index.get(["d1"]), lambda: index.save(),
+                lambda: index.upsert([{"id": "x", "text": "y"}], vectors=np.ones((1, DIM)))):
+        with pytest.raises(IndexClosedError, match="upsert failed midway"):
+            use()
+    index.close()
+    with VectorIndex.open(directory) as reopened:
+        assert len(reopened) == 50 and reopened.get(["d1"])[0].text == before.text
+        assert reopened.get(["new"]) == [] and reopened.verify() == []

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,25 @@ class DocumentCollection:
 
     def _check_open(self) -> None:
         if isinstance(self._docs, _ClosedDocStore):
-            _ClosedDocStore().fail()
+            self._docs.fail()
+
+    @contextmanager
+    def _all_or_nothing(self, what: str) -> Iterator[None]:
+        """Run the steps of one change of the docstore and the backend (under the lock).
+
+        The steps cannot be undone one by one (a backend forgets a removed vector), so a change
+        interrupted midway (an exception, Ctrl-C) closes the index: nothing half-changed can be
+        searched or saved, and what was saved before stays as it was on disk.
+        """
+        try:
+            yield
+        except BaseException as error:
+            with suppress(Exception):
+                self._docs.close()
+            self._docs = _ClosedDocStore(f"{what} failed midway ({type(error).__name__}: {error}), so this index "
+                                         "was closed rather than left half-changed; what was saved is intact: "
+                                         "open it again")  # type: ignore[assignment]
+            raise
 
     @property
     def backend(self) -> Backend:
@@ -165,14 +184,15 @@ class DocumentCollection:
                 if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
                     self._docs.set_meta(GIVEN_VECTORS_KEY, "1")
                     self._reranks = None
-            iids = self._docs.next_iids(len(changed))
-            if replaced:
-                self._remove_vectors(np.asarray(replaced, dtype=np.int64))
-            self._docs.insert([(int(iid), items[i][0], items[i][1], items[i][2], hashes[i])
-                               for iid, i in zip(iids, changed)])
-            self._backend.add(iids, new_vectors)
-            self._docs.commit()
-            self._count += len(changed) - len(replaced)
+            with self._all_or_nothing("an upsert"):
+                iids = self._docs.next_iids(len(changed))
+                if replaced:
+                    self._remove_vectors(np.asarray(replaced, dtype=np.int64))
+                self._docs.insert([(int(iid), items[i][0], items[i][1], items[i][2], hashes[i])
+                                   for iid, i in zip(iids, changed)])
+                self._backend.add(iids, new_vectors)
+                self._docs.commit()
+                self._count += len(changed) - len(replaced)
 
     def _remove_vectors(self, iids: np.ndarray) -> None:
         """Remove documents' vectors from the backend and their rows from the docstore (uncommitted)."""
@@ -196,14 +216,15 @@ class DocumentCollection:
             if not found:
                 return 0
             iids = np.asarray(sorted(iid for iid, _ in found.values()), dtype=np.int64)
-            self._remove_vectors(iids)
-            self._docs.commit()
-            self._count -= len(iids)
+            with self._all_or_nothing("a delete"):
+                self._remove_vectors(iids)
+                self._docs.commit()
+                self._count -= len(iids)
             return len(iids)
 
     def clear(self) -> None:
         """Remove every document (the index kind and model stay)."""
-        with self._lock:
+        with self._lock, self._all_or_nothing("clear()"):
             self._docs.clear()
             self._docs.delete_meta(GIVEN_VECTORS_KEY)
             self._docs.commit()
@@ -405,9 +426,12 @@ def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | No
 class _ClosedDocStore:
     """Stands in for the docstore of a closed index: every use raises IndexClosedError."""
 
+    def __init__(self, reason: str = "this index is closed (close() was called, or its with block ended); "
+                                     "open it again to use it") -> None:
+        self.reason = reason
+
     def fail(self) -> None:
-        raise IndexClosedError("this index is closed (close() was called, or its with block ended); "
-                               "open it again to use it")
+        raise IndexClosedError(self.reason)
 
     def __getattr__(self, name: str) -> Any:
         self.fail()
