@@ -59,6 +59,8 @@ def test_alpha_one_is_dense_and_zero_is_lexical(index: VectorIndex) -> None:
 
 
 def test_bad_mode_alpha_and_fusion_are_refused(index: VectorIndex) -> None:
+    with pytest.raises(ValueError, match="a query vector searches dense only"):
+        index.search(index.model.encode(["apple"])[0], alpha=0.5)  # alpha cannot apply: say so
     with pytest.raises(ValueError, match="unknown search mode 'bm25'"):
         index.search("apple", mode="bm25")
     for alpha in (-0.5, 1.01, float("nan")):
@@ -134,6 +136,8 @@ def test_index_without_a_lexical_part(tiny_model, tiny_model_folder: Path, tmp_p
     for mode in ("lexical", "hybrid"):
         with pytest.raises(NoLexicalPartError, match="m2v-index reindex --lexical"):
             reopened.search("number7", mode=mode)
+    with pytest.raises(NoLexicalPartError, match="alpha=0.3 weighs a hybrid search"):  # not a silent dense search
+        reopened.search("number7", alpha=0.3)
     reopened.reindex_lexical("english")
     assert reopened.search("number7", k=1, mode="lexical")[0].id == "doc-7"
     reopened.save()

@@ -233,6 +233,12 @@ class HybridSearch(DocumentCollection):
         texts = not isinstance(queries, np.ndarray)
         lexical = self.lexical  # read once: reindex_lexical() may replace or drop it meanwhile
         chosen = resolve_mode(mode, texts, lexical is not None)
+        if alpha is not None and mode is None and chosen == "dense":
+            if texts:  # the default mode is dense here only because the index has no lexical part
+                raise NoLexicalPartError(f"alpha={alpha} weighs a hybrid search, which needs the index's lexical "
+                                         f"part, and this index has none: {HOW_TO_ADD}")
+            raise ValueError(f"alpha={alpha} weighs a hybrid search of query texts; a query vector searches "
+                             "dense only (pass the texts, with query_vectors= for your own vectors)")
         if query_vectors is not None and texts:
             query_vectors = checked_vectors(query_vectors, self.dim, "query_vectors")
             if len(query_vectors) != len(queries):
