@@ -66,6 +66,27 @@ def test_build_never_deletes_a_build_folder_it_did_not_make(built: Path, tmp_pat
     assert len(VectorIndex.open(built)) == 60
 
 
+def test_a_build_killed_while_making_its_folder_leaves_no_unmarked_folder(built: Path, tmp_path: Path,
+                                                                          tiny_model_folder: Path, capsys,
+                                                                          monkeypatch) -> None:
+    """The build folder appears with its marker in one rename: dying just before it leaves no
+    ``.build`` that later builds would refuse as not theirs."""
+    import m2v_search.index.build as build_module
+
+    def die(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_module.os, "rename", die)
+    code, _, err = run(capsys, "build", write_jsonl(tmp_path / "b.jsonl", rows("b", 5)), "-o", built,
+                       "--model", tiny_model_folder, "--quiet", "--force", "--checkpoint-every", "2")
+    monkeypatch.undo()
+    assert code == 130, err  # the CLI's exit code for an interrupt
+    assert not (built / ".build").exists()
+    code, _, _ = run(capsys, "build", tmp_path / "b.jsonl", "-o", built, "--model", tiny_model_folder, "--quiet",
+                     "--force")
+    assert code == 0 and len(VectorIndex.open(built)) == 5
+
+
 def test_a_failed_build_keeps_an_earlier_checkpoint(built: Path, tmp_path: Path, tiny_model_folder: Path,
                                                     capsys) -> None:
     source = write_jsonl(tmp_path / "b.jsonl", rows("b", 50))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from m2v_search.index.corpus import CorpusReader
 from m2v_search.index.errors import CorpusError, OutputDirectoryError
 from m2v_search.index.locking import LOCK_NAME, WriterLock, open_plain_file
-from m2v_search.index.manifest import MANIFEST_NAME
+from m2v_search.index.manifest import MANIFEST_NAME, fsync_dir
 from m2v_search.index.store import Record, VectorIndex
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,15 +244,26 @@ class _Staging:
         """Write a checkpoint; the first one of a fresh build replaces an older build's folder."""
         if not self.created and not resumed:
             self.remove()
-            self.path.mkdir()
-            fd = open_plain_file(self.path / BUILD_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"format": MARKER_FORMAT, "corpus": self.identity, "corpus_name": self.corpus.name,
-                           "pid": os.getpid(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, handle)
-                handle.write("\n")
+            self._create_with_marker()
             self.marker, self.created = {"format": MARKER_FORMAT}, True
         vectors.save(self.path, finalize=False)
         log.debug("checkpoint: %d documents in %s", len(vectors), self.path)
+
+    def _create_with_marker(self) -> None:
+        """Create the folder with its marker in one step: the marker is written and fsynced in a
+        new folder beside it, which is then renamed into place (a crash cannot leave a
+        ``.build`` without a marker, which later builds would refuse to touch)."""
+        fresh = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
+        fresh.mkdir()
+        fd = open_plain_file(fresh / BUILD_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"format": MARKER_FORMAT, "corpus": self.identity, "corpus_name": self.corpus.name,
+                       "pid": os.getpid(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, handle)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(fresh, self.path)
+        fsync_dir(self.path.parent)
 
     def remove(self) -> None:
         """Delete the folder if a build made it (the marker says so); never anything else."""

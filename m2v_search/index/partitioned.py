@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
+from m2v_search.index.manifest import fsync_dir
 from m2v_search.index.sources import expand_sources
 from m2v_search.index.urls import filesystem, is_url, redact
 from m2v_search.index.records import Hit
@@ -239,8 +240,12 @@ def _write_listing(root: str, listing: dict[str, Any]) -> None:
     folder = Path(root)
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{PARTITIONS_NAME}.tmp-{os.getpid()}"
-    temporary.write_bytes(data)
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())  # durable before the rename makes it the listing
     os.replace(temporary, folder / PARTITIONS_NAME)
+    fsync_dir(folder)
 
 
 def _read_listing(root: str) -> dict[str, Any]:
