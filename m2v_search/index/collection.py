@@ -66,24 +66,6 @@ class DocumentCollection:
         if isinstance(self._docs, _ClosedDocStore):
             self._docs.fail()
 
-    @contextmanager
-    def _all_or_nothing(self, what: str) -> Iterator[None]:
-        """Run the steps of one change of the docstore and the backend (under the lock).
-
-        The steps cannot be undone one by one (a backend forgets a removed vector), so a change
-        interrupted midway (an exception, Ctrl-C) closes the index: nothing half-changed can be
-        searched or saved, and what was saved before stays as it was on disk.
-        """
-        try:
-            yield
-        except BaseException as error:
-            with suppress(Exception):
-                self._docs.close()
-            self._docs = _ClosedDocStore(f"{what} failed midway ({type(error).__name__}: {error}), so this index "
-                                         "was closed rather than left half-changed; what was saved is intact: "
-                                         "open it again")  # type: ignore[assignment]
-            raise
-
     @property
     def backend(self) -> Backend:
         """The backend holding the vectors."""
@@ -184,7 +166,7 @@ class DocumentCollection:
                 if self._docs.get_meta(GIVEN_VECTORS_KEY) is None:
                     self._docs.set_meta(GIVEN_VECTORS_KEY, "1")
                     self._reranks = None
-            with self._all_or_nothing("an upsert"):
+            with _all_or_nothing(self, "an upsert"):
                 iids = self._docs.next_iids(len(changed))
                 if replaced:
                     self._remove_vectors(np.asarray(replaced, dtype=np.int64))
@@ -216,7 +198,7 @@ class DocumentCollection:
             if not found:
                 return 0
             iids = np.asarray(sorted(iid for iid, _ in found.values()), dtype=np.int64)
-            with self._all_or_nothing("a delete"):
+            with _all_or_nothing(self, "a delete"):
                 self._remove_vectors(iids)
                 self._docs.commit()
                 self._count -= len(iids)
@@ -224,7 +206,7 @@ class DocumentCollection:
 
     def clear(self) -> None:
         """Remove every document (the index kind and model stay)."""
-        with self._lock, self._all_or_nothing("clear()"):
+        with self._lock, _all_or_nothing(self, "clear()"):
             self._docs.clear()
             self._docs.delete_meta(GIVEN_VECTORS_KEY)
             self._docs.commit()
@@ -421,6 +403,25 @@ def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | No
         return items, vectors
     keep = sorted(last.values())
     return [items[i] for i in keep], None if vectors is None else vectors[keep]
+
+
+@contextmanager
+def _all_or_nothing(collection: DocumentCollection, what: str) -> Iterator[None]:
+    """Run the steps of one change of the docstore and the backend (under the collection's lock).
+
+    The steps cannot be undone one by one (a backend forgets a removed vector), so a change
+    interrupted midway (an exception, Ctrl-C) closes the collection: nothing half-changed can be
+    searched or saved, and what was saved before stays as it was on disk.
+    """
+    try:
+        yield
+    except BaseException as error:
+        with suppress(Exception):
+            collection._docs.close()
+        collection._docs = _ClosedDocStore(  # type: ignore[assignment]
+            f"{what} failed midway ({type(error).__name__}: {error}), so this index was closed rather than "
+            "left half-changed; what was saved is intact: open it again")
+        raise
 
 
 class _ClosedDocStore:
