@@ -25,6 +25,52 @@ KEYS = ["stsb_test", "stsb_dev", "word_agreement", "word_neighbours@10", "gcide_
         "docstring_recall@10", "combined"]
 
 
+def name_query(name: str) -> str:
+    """A keyword query from an object's dotted name: 'gzip.GzipFile.peek' -> 'gzip gzip file peek'."""
+    import re
+
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.replace(".", " ").replace("_", " "))
+    return " ".join(words.lower().split())
+
+
+def extra_pairs(kinds: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(queries, documents, groups) of more training pairs, from training modules only.
+
+    - ``paragraphs``: a docstring's first paragraph -> each later paragraph on its own.
+    - ``names``: an object's dotted name as keywords -> its docstring's first paragraph (like a
+      headword -> definition query).
+    """
+    import inspect
+
+    from m2v_search.train import dev_tasks
+    from m2v_search.train.corpus import stdlib_object_docstrings
+
+    queries: list[str] = []
+    documents: list[str] = []
+    groups: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for item in stdlib_object_docstrings():
+        module = item.module.split(".")[0]
+        if not item.defined_here or dev_tasks.is_dev_module(module):
+            continue
+        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(item.doc).split("\n\n")]
+        paragraphs = [p for p in paragraphs if p and ">>>" not in p]
+        if not paragraphs or len(paragraphs[0].split()) < 3:
+            continue
+        candidates = []
+        if "paragraphs" in kinds:
+            candidates += [(paragraphs[0], " ".join(p.split()[:200])) for p in paragraphs[1:] if len(p.split()) >= 8]
+        if "names" in kinds and item.name.count(".") >= 1:
+            candidates.append((name_query(item.name), paragraphs[0]))
+        for pair in candidates:
+            if pair not in seen:
+                seen.add(pair)
+                queries.append(pair[0])
+                documents.append(pair[1])
+                groups.append(module)
+    return queries, documents, groups
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=["table:1", "table:10", "map:1"],
@@ -35,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=3, help="epochs without a better held-out score")
     parser.add_argument("--results-name", default="contrastive_v1", help="results/NAME.md and .json")
     parser.add_argument("--output", type=Path, default=None, help="save each tuned model under this folder")
+    parser.add_argument("--pairs", nargs="+", default=["summary-body"], choices=["summary-body", "paragraphs", "names"],
+                        help="training pairs (all from training modules): summary -> body (the default), "
+                             "summary -> each later paragraph, object name -> summary")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -49,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     v1 = StaticModel.from_pretrained()
     _, data, scores_of = dev_task_scorer(list(v1.tokens))
 
-    pairs = [p for p in dev_tasks.docstring_pairs("train")]
+    pairs = [p for p in dev_tasks.docstring_pairs("train")] if "summary-body" in args.pairs else []
+    queries, documents, groups = ([p.summary for p in pairs], [p.body for p in pairs], [p.module for p in pairs])
+    more = extra_pairs(args.pairs)
+    queries, documents, groups = queries + more[0], documents + more[1], groups + more[2]
+    print(f"{len(queries)} training pairs ({', '.join(args.pairs)})", file=sys.stderr, flush=True)
     rows = {"v1 (shipped m2v-base)": {"scores": scores_of(v1)}}
     for run in args.runs:
         train, _, anchor_text = run.partition(":")
@@ -57,15 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         options = ContrastiveOptions(anchor_weight=anchor, time_budget=args.budget, epochs=args.epochs,
                                      learning_rate=args.learning_rate, train=train, patience=args.patience)
         print(f"run {run}", file=sys.stderr, flush=True)
-        tuned, report = contrastive_finetune(v1, [p.summary for p in pairs], [p.body for p in pairs],
-                                             [p.module for p in pairs], options)
+        tuned, report = contrastive_finetune(v1, queries, documents, groups, options)
         name = f"v1 + contrastive ({train}, anchor {anchor:g}, lr {args.learning_rate:g})"
         rows[name] = {"scores": scores_of(tuned), "report": report}
         if args.output is not None:
             tuned.save_pretrained(args.output / f"{train}-anchor-{anchor:g}")
     chosen = dev_tasks.select_candidate({k: v["scores"] for k, v in rows.items()},
                                         rows["v1 (shipped m2v-base)"]["scores"])
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "train_pairs": len(pairs), "words": len(data.words),
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "train_pairs": len(queries), "pair_kinds": args.pairs, "words": len(data.words),
               "gcide_pairs": len(data.gcide[0]), "docstring_dev_pairs": len(data.docstrings), "rows": rows,
               "selected": chosen}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -78,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(result: dict) -> str:
     lines = ["# v1 + contrastive docstring term with a token anchor (issue 16, first experiment)", "",
-             f"{result['date']}. {result['train_pairs']} summary -> body pairs from the training modules (1 in 6 "
+             f"{result['date']}. {result['train_pairs']} training pairs ({', '.join(result.get('pair_kinds', ['summary-body']))}) "
+             "from the training modules (1 in 6 "
              "modules of those held out for early stopping); judged on the dev tasks "
              f"({result['words']} held-out words vs the MiniLM teacher, {result['gcide_pairs']} GCIDE headwords, "
              f"{result['docstring_dev_pairs']} docstring pairs of the dev modules, STS-B dev) and STS-B test. "
