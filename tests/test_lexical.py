@@ -335,3 +335,15 @@ def test_many_small_adds_and_deletes_equal_one_batch() -> None:
         got, want = changed.search(query, k=100), fresh.search(query, k=100)
         assert sorted(got[0].tolist()) == sorted(want[0].tolist())
         np.testing.assert_allclose(np.sort(got[1]), np.sort(want[1]), rtol=1e-6)
+
+
+def test_add_keeps_its_own_copy_of_the_ids() -> None:
+    """A caller may reuse its id array once add returns (pending documents used to keep a view of
+    it, so rewriting the buffer renamed the documents)."""
+    ids = np.array([1, 2], dtype=np.int64)
+    index = LexicalIndex()
+    index.add(ids, ["river", "lake"])
+    ids[:] = [7, 8]
+    assert index.iids().tolist() == [1, 2]
+    assert index.search("river")[0].tolist() == [1]
+

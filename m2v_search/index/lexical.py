@@ -249,7 +249,7 @@ class LexicalIndex:
         Raises:
             ValueError: ``iids`` and ``texts`` differ in length.
         """
-        iids = np.asarray(iids, dtype=np.int64).reshape(-1)
+        iids = np.array(iids, dtype=np.int64).reshape(-1)  # a copy: the pending segment keeps it
         if len(iids) != len(texts):
             raise ValueError(f"{len(iids)} ids but {len(texts)} texts")
         if not len(iids):
