@@ -347,3 +347,12 @@ def test_add_keeps_its_own_copy_of_the_ids() -> None:
     assert index.iids().tolist() == [1, 2]
     assert index.search("river")[0].tolist() == [1]
 
+
+def test_an_add_that_fails_changes_nothing() -> None:
+    """An add refused for a text that is not a str leaves the documents it would have replaced."""
+    index = build()
+    index.merge()
+    with pytest.raises(TypeError):
+        index.add([101, 999], ["replacement text", None])  # type: ignore[list-item]
+    assert len(index) == len(TEXTS) and not index.dirty
+    assert index.search("bread")[0].tolist() == [101, 105]

@@ -254,8 +254,8 @@ class LexicalIndex:
             raise ValueError(f"{len(iids)} ids but {len(texts)} texts")
         if not len(iids):
             return
+        offsets, tokens = self._term_ids(texts)  # first: a text it refuses leaves the old documents
         self.delete(iids)
-        offsets, tokens = self._term_ids(texts)
         live = np.zeros(len(iids), dtype=bool)
         _, last = np.unique(iids[::-1], return_index=True)
         live[len(iids) - 1 - last] = True
