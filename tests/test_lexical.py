@@ -12,7 +12,13 @@ pytest.importorskip("bm25s")
 pytest.importorskip("Stemmer")
 
 from m2v_search.index.errors import IndexCorruptError  # noqa: E402
-from m2v_search.index.lexical import ARRAYS_FILE, HEADER_FILE, Analyzer, LexicalIndex  # noqa: E402
+from m2v_search.index.lexical import (  # noqa: E402
+    ARRAYS_FILE,
+    HEADER_FILE,
+    SEPARATOR_WORD,
+    Analyzer,
+    LexicalIndex,
+)
 
 TEXTS = [
     "The runner was running quickly through the park",
@@ -335,3 +341,137 @@ def test_many_small_adds_and_deletes_equal_one_batch() -> None:
         got, want = changed.search(query, k=100), fresh.search(query, k=100)
         assert sorted(got[0].tolist()) == sorted(want[0].tolist())
         np.testing.assert_allclose(np.sort(got[1]), np.sort(want[1]), rtol=1e-6)
+
+
+def test_add_keeps_its_own_copy_of_the_ids() -> None:
+    """A caller may reuse its id array once add returns (pending documents used to keep a view of
+    it, so rewriting the buffer renamed the documents)."""
+    ids = np.array([1, 2], dtype=np.int64)
+    index = LexicalIndex()
+    index.add(ids, ["river", "lake"])
+    ids[:] = [7, 8]
+    assert index.iids().tolist() == [1, 2]
+    assert index.search("river")[0].tolist() == [1]
+
+
+def test_an_add_that_fails_changes_nothing() -> None:
+    """An add refused for a text that is not a str leaves the documents it would have replaced."""
+    index = build()
+    index.merge()
+    with pytest.raises(TypeError):
+        index.add([101, 999], ["replacement text", None])  # type: ignore[list-item]
+    assert len(index) == len(TEXTS) and not index.dirty
+    assert index.search("bread")[0].tolist() == [101, 105]
+
+
+FUZZ_WORDS = ["river", "rivers", "lake", "storm", "the", "and", "of", "bread", "park", "running", "runner",
+              "ΟΔΟΣ", "σοφός", "İstanbul", "STRAẞE", "straße", "e\u0301te", "中文", "a", "ﬁne", "\ud800",
+              SEPARATOR_WORD, SEPARATOR_WORD.upper(), "x" + SEPARATOR_WORD]
+FUZZ_QUERIES = ["river lake", "storm running park", SEPARATOR_WORD, "οδος σοφος", "istanbul strasse straße",
+                "ete 中文 fine"]
+
+
+def bm25s_reference(final: dict[int, str], query: str) -> dict[int, float]:
+    """``{iid: score}`` of the documents scoring > 0 in bm25s itself, indexed from scratch with
+    the analyzer's terms of the texts ``final`` (``{iid: text}``)."""
+    import bm25s
+
+    analyzer = Analyzer()
+    iids = sorted(final)
+    corpus = [analyzer.analyze(final[iid]) for iid in iids]
+    vocabulary = {term for document in corpus for term in document}
+    terms = sorted({term for term in analyzer.analyze(query) if term in vocabulary})
+    if not terms:
+        return {}
+    reference = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    reference.index(corpus, show_progress=False)
+    scores = reference.get_scores(terms)
+    return {iids[row]: float(scores[row]) for row in np.flatnonzero(scores > 0)}
+
+
+def check_against_bm25s(index: LexicalIndex, final: dict[int, str], rng: np.random.Generator,
+                        merged: bool) -> None:
+    for query in FUZZ_QUERIES:
+        expected = bm25s_reference(final, query)
+        allowed = None
+        if rng.random() < 0.3:
+            allowed = np.unique(rng.integers(0, 35, size=int(rng.integers(0, 15))))
+            expected = {iid: score for iid, score in expected.items() if iid in set(allowed.tolist())}
+        iids, scores = index.search(query, k=100, allowed=allowed)
+        assert sorted(iids.tolist()) == sorted(expected), query  # tombstones only change the scores
+        if merged:
+            wanted = [expected[iid] for iid in iids.tolist()]
+            np.testing.assert_allclose(scores, wanted, rtol=1e-6, err_msg=query)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_changes_equal_bm25s_over_the_final_texts(seed: int) -> None:
+    """Random sequences of adds (ids repeated within one, empty texts, hostile words, the separator
+    word; bursts of single adds), deletes (pending, merged, unknown ids), merges with and without
+    the matrix, round trips through the files (with and without it) and clears: the index holds the final
+    texts, finds what bm25s over them finds, and once merged scores what it scores."""
+    rng = np.random.default_rng(seed)
+    index, final = LexicalIndex(), {}
+    for _ in range(100):
+        action = rng.random()
+        if action < 0.5:
+            iids = rng.integers(0, 30, size=int(rng.integers(0, 6))).tolist()
+            texts = [" ".join(rng.choice(FUZZ_WORDS, size=int(rng.integers(0, 6)))) for _ in iids]
+            index.add(iids, texts)
+            final.update(zip(iids, texts))
+        elif action < 0.72:
+            iids = rng.integers(0, 35, size=int(rng.integers(0, 4))).tolist()
+            assert index.delete(iids) == len(set(iids) & set(final))
+            for iid in iids:
+                final.pop(iid, None)
+        elif action < 0.8:
+            index.merge(build_scores=bool(rng.random() < 0.5))
+        elif action < 0.9:
+            index = LexicalIndex.from_files(index.to_files(scores=bool(rng.random() < 0.5)))
+            assert not index.dirty
+        elif action < 0.92:
+            index.clear()
+            final.clear()
+        elif action < 0.96:  # a burst of single adds: more pending segments than are kept apart
+            for iid in rng.integers(0, 30, size=40).tolist():
+                final[iid] = " ".join(rng.choice(FUZZ_WORDS, size=int(rng.integers(0, 4))))
+                index.add([iid], [final[iid]])
+        assert len(index) == len(final) and index.iids().tolist() == sorted(final)
+        if rng.random() < 0.15:
+            merged = rng.random() < 0.5
+            if merged:
+                index.merge()
+                assert not index.dirty
+            check_against_bm25s(index, final, rng, merged)
+    index.merge()
+    check_against_bm25s(index, final, rng, merged=True)
+    fresh = LexicalIndex()
+    fresh.add(list(final), list(final.values()))
+    fresh.merge()
+    for part in (index, fresh):  # the same terms per document, whatever the history
+        terms = list(part._vocab)
+        stored = [[terms[t] for t in part._merged.tokens[start:end]]
+                  for start, end in zip(part._merged.offsets[:-1], part._merged.offsets[1:])]
+        assert part._merged.iids.tolist() == sorted(final)
+        assert stored == [Analyzer().analyze(final[iid]) for iid in sorted(final)]
+    assert set(index._vocab) == set(fresh._vocab)
+
+
+def test_batch_analysis_equals_one_text_at_a_time_on_random_strings() -> None:
+    """Random strings over characters whose lowercase depends on context (final sigma, with
+    case-ignorable marks around it) or changes length (İ, ẞ, ligatures), separators of every kind
+    and the separator word in any case: a batch indexes each text as the analyzer reads it alone."""
+    alphabet = (list("ab ΣσςΑΟ'’\u00ad\u0301\u0345\n\r\t.İIiẞßK\u212a_1٣")
+                + list("\ud800\U0001d400\u200d\u2028\u0085\x1c\x0b")
+                + ["ᾼ", "ﬃ", "ŉ", "the ", SEPARATOR_WORD, SEPARATOR_WORD.upper(), SEPARATOR_WORD[:5]])
+    rng = np.random.default_rng(5)
+    analyzer = Analyzer()
+    for _ in range(300):
+        sizes = rng.integers(0, 12, size=int(rng.integers(1, 6)))
+        texts = ["".join(rng.choice(alphabet, size=int(size))) for size in sizes]
+        index = LexicalIndex()
+        index.add(np.arange(len(texts)), texts)
+        segment, terms = index._pending[0], list(index._vocab)
+        for row, text in enumerate(texts):
+            stored = segment.tokens[segment.offsets[row]:segment.offsets[row + 1]]
+            assert [terms[t] for t in stored] == analyzer.analyze(text), repr(text)

@@ -249,13 +249,13 @@ class LexicalIndex:
         Raises:
             ValueError: ``iids`` and ``texts`` differ in length.
         """
-        iids = np.asarray(iids, dtype=np.int64).reshape(-1)
+        iids = np.array(iids, dtype=np.int64).reshape(-1)  # a copy: the pending segment keeps it
         if len(iids) != len(texts):
             raise ValueError(f"{len(iids)} ids but {len(texts)} texts")
         if not len(iids):
             return
+        offsets, tokens = self._term_ids(texts)  # first: a text it refuses leaves the old documents
         self.delete(iids)
-        offsets, tokens = self._term_ids(texts)
         live = np.zeros(len(iids), dtype=bool)
         _, last = np.unique(iids[::-1], return_index=True)
         live[len(iids) - 1 - last] = True
