@@ -44,7 +44,7 @@ DEFAULT_LANGUAGE = "english"
 _WORD = re.compile(r"\w\w+")
 SEPARATOR_WORD = "m2vsearchtextseparator"  # a word, so that the words before and after it are counted apart
 _SEPARATOR = f"\n{SEPARATOR_WORD}\n"  # newlines: lowercasing and word boundaries see each text as on its own
-_MOST_PENDING_SEGMENTS = 32
+_MOST_PENDING_SEGMENTS = 1024  # pending segments joined into one past this (bounds a merge's per-segment work)
 _STOPWORD_CODE = -1
 _SEPARATOR_CODE = -2
 _ARRAY_NAMES = ("doc_iids", "doc_offsets", "doc_tokens", "score_data", "score_indices", "score_indptr")
@@ -150,11 +150,10 @@ class _Segment:
     offsets: np.ndarray
     tokens: np.ndarray
     live: np.ndarray
-    sorted: bool = False  # iids ascending (the merged segment): deletes look ids up by bisection
 
     @classmethod
     def empty(cls) -> _Segment:
-        return cls(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, bool), True)
+        return cls(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, bool))
 
     @classmethod
     def concatenate(cls, segments: list[_Segment]) -> _Segment:
@@ -166,17 +165,14 @@ class _Segment:
                    np.concatenate([segment.live for segment in segments]))
 
     def delete(self, iids: np.ndarray) -> int:
-        """Tombstone the live documents among ``iids`` (sorted, unique); returns how many there were."""
-        if self.sorted:
-            positions = np.searchsorted(self.iids, iids)
-            positions = positions[positions < len(self.iids)]
-            positions = positions[self.iids[positions] == iids[:len(positions)]]
-            hit = positions[self.live[positions]]
-            self.live[hit] = False
-            return len(hit)
-        hit = self.live & np.isin(self.iids, iids)
-        self.live &= ~hit
-        return int(hit.sum())
+        """Tombstone the live documents among ``iids`` (sorted, unique; this segment's iids must be
+        sorted too, as the merged segment's are); returns how many there were."""
+        positions = np.searchsorted(self.iids, iids)
+        positions = positions[positions < len(self.iids)]
+        positions = positions[self.iids[positions] == iids[:len(positions)]]
+        hit = positions[self.live[positions]]
+        self.live[hit] = False
+        return len(hit)
 
     def live_documents(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(iids, starts, lengths)`` of the live documents (starts index ``tokens``)."""
@@ -189,6 +185,12 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return offsets
+
+
+def _positions(segment: _Segment, number: int) -> dict[int, tuple[int, int]]:
+    """``{iid: (number, row)}`` of the live documents of ``segment``, the ``number``-th pending one."""
+    rows = np.flatnonzero(segment.live)
+    return dict(zip(segment.iids[rows].tolist(), ((number, row) for row in rows.tolist())))
 
 
 def _gather(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -220,6 +222,7 @@ class LexicalIndex:
         self._merged = _Segment.empty()  # sorted by iid; its BM25 matrix lives in self._retriever
         self._retriever: Any = None
         self._pending: list[_Segment] = []  # additions waiting for the next merge
+        self._pending_at: dict[int, tuple[int, int]] = {}  # iid -> (pending segment, row) of each live one
         self._terms_in_matrix = 0  # vocabulary size the merged segment was built with
 
     @property
@@ -229,7 +232,7 @@ class LexicalIndex:
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
-        return sum(int(segment.live.sum()) for segment in (self._merged, *self._pending))
+        return int(self._merged.live.sum()) + len(self._pending_at)
 
     @property
     def dirty(self) -> bool:
@@ -239,7 +242,8 @@ class LexicalIndex:
 
     def iids(self) -> np.ndarray:
         """Sorted int ids of the documents indexed (what ``verify`` compares with the docstore)."""
-        return np.unique(np.concatenate([s.iids[s.live] for s in (self._merged, *self._pending)]))
+        pending = np.fromiter(self._pending_at, dtype=np.int64, count=len(self._pending_at))
+        return np.unique(np.concatenate([self._merged.iids[self._merged.live], pending]))
 
     # ------------------------------------------------------------------ writes
     def add(self, iids: Sequence[int] | np.ndarray, texts: Sequence[str]) -> None:
@@ -259,16 +263,25 @@ class LexicalIndex:
         live = np.zeros(len(iids), dtype=bool)
         _, last = np.unique(iids[::-1], return_index=True)
         live[len(iids) - 1 - last] = True
-        self._pending.append(_Segment(iids, offsets, tokens, live))
-        if len(self._pending) >= _MOST_PENDING_SEGMENTS:  # many small adds (a server's): keep deletes cheap
+        if len(self._pending) >= _MOST_PENDING_SEGMENTS:  # many small adds (a server's): fewer, larger segments
             self._pending = [_Segment.concatenate(self._pending)]
+            self._pending_at = _positions(self._pending[0], 0)
+        self._pending.append(_Segment(iids, offsets, tokens, live))
+        self._pending_at.update(_positions(self._pending[-1], len(self._pending) - 1))
 
     def delete(self, iids: Sequence[int] | np.ndarray) -> int:
         """Remove documents (unknown ids are ignored); returns how many were indexed."""
         iids = np.unique(np.asarray(iids, dtype=np.int64).reshape(-1))
         if not len(iids):
             return 0
-        return sum(segment.delete(iids) for segment in (self._merged, *self._pending))
+        removed = self._merged.delete(iids)
+        if self._pending_at:
+            for iid in iids.tolist():
+                where = self._pending_at.pop(iid, None)
+                if where is not None:
+                    self._pending[where[0]].live[where[1]] = False
+                    removed += 1
+        return removed
 
     def clear(self) -> None:
         """Forget every document (the analyzer and BM25 parameters stay)."""
@@ -333,8 +346,8 @@ class LexicalIndex:
         if len(used) < len(self._vocab):
             flat = self._drop_unused_terms(used)[flat]
         self._merged = _Segment(iids[order], _offsets(lengths[order]), flat.astype(np.int32),
-                                np.ones(len(iids), dtype=bool), sorted=True)
-        self._pending = []
+                                np.ones(len(iids), dtype=bool))
+        self._pending, self._pending_at = [], {}
         self._terms_in_matrix = len(self._vocab)
         if build_scores:
             self._build_retriever()
@@ -473,7 +486,7 @@ class LexicalIndex:
         if len(self._vocab) != len(terms):
             raise IndexCorruptError(f"{source}: repeated terms in the vocabulary")
         self._merged = _Segment(iids.astype(np.int64), offsets.astype(np.int64), tokens.astype(np.int32),
-                                np.ones(len(iids), dtype=bool), sorted=True)
+                                np.ones(len(iids), dtype=bool))
         self._terms_in_matrix = len(self._vocab)
         if len(iids) and scores:
             self._attach_scores(data.astype(np.float32), indices.astype(np.int32), indptr)
