@@ -20,7 +20,7 @@ from m2v_search.index import factory as factories
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
 from m2v_search.index.errors import IndexClosedError, NoModelError
-from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
+from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record, id_list
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
 from m2v_search.index.vectors import checked_vectors, normalize_rows, unit_vectors
 
@@ -191,8 +191,11 @@ class DocumentCollection:
 
         Returns:
             How many documents were removed.
+
+        Raises:
+            TypeError: ``ids`` is a single str (not a list of ids) or not iterable.
         """
-        wanted = list(dict.fromkeys(str(i) for i in ids))
+        wanted = list(dict.fromkeys(id_list(ids)))
         with self._lock:
             found = self._docs.lookup(wanted)
             if not found:
@@ -223,8 +226,11 @@ class DocumentCollection:
 
         Returns:
             The records found.
+
+        Raises:
+            TypeError: ``ids`` is a single str (not a list of ids) or not iterable.
         """
-        wanted = [str(i) for i in ids]
+        wanted = id_list(ids)
         with self._lock:
             rows = self._docs.rows_by_id(wanted)
         return [Record(doc_id, rows[doc_id][1], json.loads(rows[doc_id][2])) for doc_id in wanted if doc_id in rows]

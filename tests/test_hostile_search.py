@@ -1,0 +1,60 @@
+"""Hostile and careless input on the search side: ``m2v-index search`` and ``eval``, the Python
+search API and the HTTP server. Every bad input gets a clear error naming it (file, line, field
+or argument) and the documented exit code or HTTP status; never a traceback, never a silent
+wrong answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faiss")
+
+from m2v_search.binding import IndexBinding  # noqa: E402
+from m2v_search.cli import index_main as main  # noqa: E402
+from m2v_search.index import VectorIndex  # noqa: E402
+
+
+def run(capsys, *args: object) -> tuple[int, str, str]:
+    """``m2v-index ARGS``: exit code, stdout, stderr (a usage error's SystemExit is caught)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.out, captured.err
+
+
+def last_line(err: str) -> str:
+    """The message line (argparse prints its usage lines before it)."""
+    return [line for line in err.splitlines() if line.strip()][-1]
+
+
+@pytest.fixture()
+def vectors_index() -> VectorIndex:
+    ids = ["1", "2", "12", "d", "o", "c"]
+    index = VectorIndex.create(dim=4, index_kind="flat")
+    index.add_texts([f"text {i}" for i in ids], ids=ids, vectors=np.eye(len(ids), 4, dtype=np.float32) + 0.1)
+    return index
+
+
+# ---------------------------------------------------------------------- ids given as one string
+def test_a_single_string_of_ids_is_refused_not_split_into_characters(vectors_index: VectorIndex) -> None:
+    for call in (vectors_index.delete, vectors_index.get):
+        with pytest.raises(TypeError, match=r"ids must be a list of ids.*pass \['12'\]"):
+            call("12")  # used to delete (or fetch) the documents "1" and "2"
+    with pytest.raises(TypeError, match="ids must be a list of ids, got NoneType"):
+        vectors_index.get(None)
+    assert len(vectors_index) == 6 and [r.id for r in vectors_index.get(["12", 1])] == ["12", "1"]
+    assert vectors_index.delete(["12"]) == 1 and len(vectors_index) == 5
+    binding = IndexBinding(vectors_index)
+    for call in (binding.delete, binding.get):
+        with pytest.raises(TypeError, match="ids must be a list of ids"):
+            call("doc")
+    with pytest.raises(TypeError, match="ids must be a list of ids"):
+        binding.add(["x", "y", "z"], ids="abc", vectors=np.ones((3, 4), np.float32))
+    assert len(vectors_index) == 5
