@@ -58,3 +58,26 @@ def test_a_single_string_of_ids_is_refused_not_split_into_characters(vectors_ind
     with pytest.raises(TypeError, match="ids must be a list of ids"):
         binding.add(["x", "y", "z"], ids="abc", vectors=np.ones((3, 4), np.float32))
     assert len(vectors_index) == 5
+
+
+# ---------------------------------------------------------------------- m2v-index search: filters
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_model_folder: Path) -> Path:
+    folder = tmp_path_factory.mktemp("hostile_search")
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document {i} about topic {i % 5}",
+                                          "metadata": {"year": 2000 + i % 4, "n": i}}) + "\n" for i in range(40)),
+                      encoding="utf-8")
+    assert main(["build", str(corpus), "-o", str(folder / "idx"), "--model", str(tiny_model_folder), "--quiet"]) == 0
+    return folder / "idx"
+
+
+def hits(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_filter_json_is_refused_not_ignored(built: Path, capsys, value: str) -> None:
+    code, out, err = run(capsys, "search", built, "-q", "topic", "--filter-json", value)
+    assert code == 2 and out == "" and "--filter-json is empty" in last_line(err)  # was: an unfiltered search
+

@@ -145,7 +145,7 @@ def parse_filters(pairs: list[str] | None, raw_json: str | None) -> dict[str, An
     """The filter of ``--filter KEY=VALUE`` (repeatable) and ``--filter-json``; None for no filter.
 
     Raises:
-        UsageError: a pair without ``=``, or JSON that is not an object.
+        UsageError: a pair without ``=``, or JSON that is empty or not an object.
     """
     result: dict[str, Any] = {}
     for pair in pairs or []:
@@ -163,7 +163,9 @@ def parse_filters(pairs: list[str] | None, raw_json: str | None) -> dict[str, An
             result[key] = [*(previous if isinstance(previous, list) else [previous]), parsed]
         else:
             result[key] = parsed
-    if raw_json:
+    if raw_json is not None:  # an empty --filter-json "$F" must not search unfiltered
+        if not raw_json.strip():
+            raise UsageError("--filter-json is empty; give a JSON object such as '{\"year\": 2020}'")
         try:
             extra = json.loads(raw_json)
         except json.JSONDecodeError as error:
