@@ -81,3 +81,12 @@ def test_an_empty_filter_json_is_refused_not_ignored(built: Path, capsys, value:
     code, out, err = run(capsys, "search", built, "-q", "topic", "--filter-json", value)
     assert code == 2 and out == "" and "--filter-json is empty" in last_line(err)  # was: an unfiltered search
 
+
+def test_filter_and_filter_json_on_one_key_must_both_match(built: Path, capsys) -> None:
+    both = ["--filter", "year=2001", "--filter-json", '{"year": {"$gte": 2001}, "n": {"$lt": 20}}']
+    code, out, _ = run(capsys, "search", built, "-q", "topic", "-k", "40", *both)
+    found = hits(out)
+    assert code == 0 and found and all(h["metadata"]["year"] == 2001 and h["metadata"]["n"] < 20 for h in found)
+    code, out, _ = run(capsys, "search", built, "-q", "topic", "--filter", "year=2001",
+                       "--filter-json", '{"year": 2002}')
+    assert code == 0 and out == ""  # was: --filter-json replaced --filter's year, finding the 2002 documents
