@@ -90,3 +90,23 @@ def test_filter_and_filter_json_on_one_key_must_both_match(built: Path, capsys) 
     code, out, _ = run(capsys, "search", built, "-q", "topic", "--filter", "year=2001",
                        "--filter-json", '{"year": 2002}')
     assert code == 0 and out == ""  # was: --filter-json replaced --filter's year, finding the 2002 documents
+
+
+# ---------------------------------------------------------------------- files of queries and ids
+def test_a_file_of_ids_or_queries_is_split_at_newlines_only(tmp_path: Path, capsys) -> None:
+    ids = ["a", "b", "a\x1cb", "c\u2028d", "c", "d", "e\x0cf"]
+    index = VectorIndex.create(tmp_path / "idx", dim=4, index_kind="flat")
+    index.add_texts([f"text {i}" for i in range(len(ids))], ids=ids, vectors=np.ones((len(ids), 4), np.float32))
+    index.save()
+    index.close()
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_bytes("a\x1cb\r\nc\u2028d\n".encode())
+    code, out, _ = run(capsys, "delete", tmp_path / "idx", "--ids-file", ids_file, "--quiet")
+    assert code == 0 and json.loads(out)["deleted"] == 2  # was: 4, the ids a, b, c and d
+    reopened = VectorIndex.open(tmp_path / "idx")
+    assert sorted(reopened.ids()) == sorted(["a", "b", "c", "d", "e\x0cf"])
+    reopened.close()
+    queries = tmp_path / "queries.txt"
+    queries.write_bytes("text\x0cone\n\ntext two\r\n".encode())
+    code, out, _ = run(capsys, "search", tmp_path / "idx", "--queries", queries, "-k", "1", "--mode", "lexical")
+    assert code == 0 and [h["query"] for h in hits(out)] == ["text\x0cone", "text two"]
