@@ -92,6 +92,17 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return records
 
 
+def _check_text(text: Any, where: str, field: str) -> None:
+    """Refuse a query text that is not a non-empty str of valid Unicode, naming file, line and field."""
+    if not isinstance(text, str) or not text.strip():
+        raise EvaluationDataError(f"{where}: field {field!r} must be a non-empty string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a \ud800 escape: JSON allows it, no text holds it
+        raise EvaluationDataError(f"{where}: field {field!r} holds a lone surrogate (U+{ord(text[error.start]):04X} "
+                                  f"at character {error.start}), which is not valid Unicode text") from None
+
+
 def _gains(value: Any, where: str) -> dict[str, float]:
     if isinstance(value, list):
         if not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in value):
@@ -126,8 +137,7 @@ def load_jsonl_queries(path: str | Path) -> list[EvalQuery]:
     for number, record in _read_jsonl(path):
         where = f"{path}:{number}"
         text = record.get("query")
-        if not isinstance(text, str) or not text.strip():
-            raise EvaluationDataError(f"{where}: field 'query' must be a non-empty string")
+        _check_text(text, where, "query")
         if "relevant" not in record:
             raise EvaluationDataError(f"{where}: missing field 'relevant'")
         gains = _gains(record["relevant"], where)
@@ -159,8 +169,7 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
         query_id, text = record.get("_id"), record.get("text")
         if not isinstance(query_id, (str, int)) or isinstance(query_id, bool):
             raise EvaluationDataError(f"{queries_path}:{number}: field '_id' must be a string")
-        if not isinstance(text, str) or not text.strip():
-            raise EvaluationDataError(f"{queries_path}:{number}: field 'text' must be a non-empty string")
+        _check_text(text, f"{queries_path}:{number}", "text")
         texts[str(query_id)] = text
     relevant: dict[str, dict[str, float]] = {}
     for number, line in enumerate(_read_lines(qrels_path), start=1):

@@ -110,3 +110,23 @@ def test_a_file_of_ids_or_queries_is_split_at_newlines_only(tmp_path: Path, caps
     queries.write_bytes("text\x0cone\n\ntext two\r\n".encode())
     code, out, _ = run(capsys, "search", tmp_path / "idx", "--queries", queries, "-k", "1", "--mode", "lexical")
     assert code == 0 and [h["query"] for h in hits(out)] == ["text\x0cone", "text two"]
+
+
+# ---------------------------------------------------------------------- m2v-index eval
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("name", "queries", "qrels", "field"), [
+    ("q.jsonl", '{"query": "ok", "relevant": ["d1"]}\n{"query": "x\\ud800", "relevant": ["d1"]}\n', None,
+     "q.jsonl:2: field 'query'"),
+    ("beir.jsonl", '{"_id": "q1", "text": "\\udfff topic"}\n', "q1\td1\t1\n", "beir.jsonl:1: field 'text'"),
+])
+def test_a_lone_surrogate_in_an_eval_query_names_file_line_and_field(built: Path, tmp_path: Path, capsys, name: str,
+                                                                     queries: str, qrels: str | None,
+                                                                     field: str) -> None:
+    extra = ["--qrels", write(tmp_path / "qrels.tsv", qrels)] if qrels else []
+    code, out, err = run(capsys, "eval", built, write(tmp_path / name, queries), *extra, "--quiet")
+    assert code == 3 and out == ""
+    assert field in last_line(err) and "lone surrogate" in last_line(err)  # was: 'texts[0] holds ...', no file
