@@ -182,7 +182,7 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
         try:
             grade = float(parts[2])
         except ValueError:
-            if number == 1:  # the header line
+            if number == 1 and parts[0] not in texts:  # the header line ("query-id", not a query's id)
                 continue
             raise EvaluationDataError(f"{qrels_path}:{number}: score {parts[2]!r} is not a number") from None
         if not math.isfinite(grade):

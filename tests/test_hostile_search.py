@@ -130,3 +130,15 @@ def test_a_lone_surrogate_in_an_eval_query_names_file_line_and_field(built: Path
     code, out, err = run(capsys, "eval", built, write(tmp_path / name, queries), *extra, "--quiet")
     assert code == 3 and out == ""
     assert field in last_line(err) and "lone surrogate" in last_line(err)  # was: 'texts[0] holds ...', no file
+
+
+def test_a_first_qrels_row_with_a_bad_score_is_named_not_taken_for_a_header(built: Path, tmp_path: Path,
+                                                                            capsys) -> None:
+    queries = write(tmp_path / "beir.jsonl", '{"_id": "q1", "text": "topic 1"}\n{"_id": "q2", "text": "topic 2"}\n')
+    qrels = write(tmp_path / "qrels.tsv", "q1\td1\tone\nq2\td2\t1\n")
+    code, _, err = run(capsys, "eval", built, queries, "--qrels", qrels, "--quiet")
+    assert code == 3 and "qrels.tsv:1: score 'one' is not a number" in last_line(err)  # was: skipped as a header
+    write(tmp_path / "qrels.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n")  # a real header is still skipped
+    code, out, _ = run(capsys, "eval", built, queries, "--qrels", qrels, "--format", "json", "--mode", "dense",
+                       "--quiet")
+    assert code == 0 and json.loads(out)[0]["queries"] == 1
