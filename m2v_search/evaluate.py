@@ -69,12 +69,14 @@ class ModeResult:
 
 # ---------------------------------------------------------------------- reading
 def _read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file, split at ``\\n`` only: JSON strings may hold U+2028 or U+0085 raw."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8").split("\n")
     except FileNotFoundError:
         raise EvaluationDataError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise EvaluationDataError(f"{path}: cannot read ({error})") from None
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -142,3 +142,11 @@ def test_a_first_qrels_row_with_a_bad_score_is_named_not_taken_for_a_header(buil
     code, out, _ = run(capsys, "eval", built, queries, "--qrels", qrels, "--format", "json", "--mode", "dense",
                        "--quiet")
     assert code == 0 and json.loads(out)[0]["queries"] == 1
+
+
+def test_an_eval_query_holding_a_line_separator_stays_one_query(built: Path, tmp_path: Path, capsys) -> None:
+    queries = write(tmp_path / "q.jsonl", '{"query": "topic\u2028one", "relevant": ["d1"]}\r\n'
+                                          '{"query": "topic\u0085two", "relevant": ["d2"]}\n')
+    code, out, err = run(capsys, "eval", built, queries, "--mode", "dense", "--format", "json", "--quiet")
+    assert code == 0, err  # was: 'q.jsonl:1: not valid JSON', the line cut at U+2028
+    assert json.loads(out)[0]["queries"] == 2
