@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,13 +70,19 @@ class ModeResult:
 
 # ---------------------------------------------------------------------- reading
 def _read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 file, split at ``\\n`` only: JSON strings may hold U+2028 or U+0085 raw."""
+    """The lines of a UTF-8 file (``-``: stdin), split at ``\\n`` only: JSON strings may hold
+    U+2028 or U+0085 raw."""
     try:
-        lines = path.read_bytes().decode("utf-8").split("\n")
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except FileNotFoundError:
         raise EvaluationDataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise EvaluationDataError(f"{path}: cannot read ({error})") from None
+    except OSError as error:
+        raise EvaluationDataError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise EvaluationDataError(f"{path}:{line}: not valid UTF-8 (byte {data[error.start]:#04x})") from None
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
@@ -166,6 +173,8 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
             queries file, or no query with a relevant document.
     """
     queries_path, qrels_path = Path(queries_path), Path(qrels_path)
+    if str(queries_path) == str(qrels_path) == "-":
+        raise EvaluationDataError("the queries and the qrels cannot both be read from stdin (-)")
     texts: dict[str, str] = {}
     for number, record in _read_jsonl(queries_path):
         query_id, text = record.get("_id"), record.get("text")

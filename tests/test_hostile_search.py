@@ -150,3 +150,18 @@ def test_an_eval_query_holding_a_line_separator_stays_one_query(built: Path, tmp
     code, out, err = run(capsys, "eval", built, queries, "--mode", "dense", "--format", "json", "--quiet")
     assert code == 0, err  # was: 'q.jsonl:1: not valid JSON', the line cut at U+2028
     assert json.loads(out)[0]["queries"] == 2
+
+
+def test_eval_reads_queries_from_stdin_and_names_the_line_of_bad_utf8(built: Path, tmp_path: Path, capsys,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{"query": "topic 1", "relevant": ["d1"]}\n')))
+    code, out, err = run(capsys, "eval", built, "-", "--mode", "dense", "--format", "json", "--quiet")
+    assert code == 0 and json.loads(out)[0]["queries"] == 1, err  # was: '-: no such file'
+    code, _, err = run(capsys, "eval", built, "-", "--qrels", "-", "--quiet")
+    assert code == 3 and "cannot both be read from stdin" in last_line(err)
+    bad = tmp_path / "q.jsonl"
+    bad.write_bytes(b'{"query": "topic 1", "relevant": ["d1"]}\n{"query": "caf\xe9", "relevant": ["d1"]}\n')
+    code, _, err = run(capsys, "eval", built, bad, "--quiet")
+    assert code == 3 and "q.jsonl:2: not valid UTF-8 (byte 0xe9)" in last_line(err)  # was: no line number

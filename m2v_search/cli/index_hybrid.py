@@ -28,8 +28,9 @@ def _depths(text: str) -> list[int]:
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     index_location_argument(parser)
     parser.add_argument("queries", metavar="QUERIES",
-                        help='JSONL of {"query": ..., "relevant": [ids]}, or BEIR queries JSONL with --qrels')
-    parser.add_argument("--qrels", metavar="TSV", help="BEIR qrels (query-id, corpus-id, score) for QUERIES")
+                        help='JSONL of {"query": ..., "relevant": [ids]}, or BEIR queries JSONL with --qrels '
+                        '(- for stdin)')
+    parser.add_argument("--qrels", metavar="TSV", help="BEIR qrels (query-id, corpus-id, score) for QUERIES (- for stdin)")
     parser.add_argument("--mode", action="append", choices=MODES,
                         help="mode to evaluate (repeatable; default every mode the index can serve)")
     parser.add_argument("--alpha", type=unit_interval, default=None,
