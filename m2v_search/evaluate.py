@@ -214,6 +214,24 @@ def load_queries(path: str | Path, qrels: str | Path | None = None) -> list[Eval
     return load_jsonl_queries(path) if qrels is None else load_beir_queries(path, qrels)
 
 
+def unknown_relevant_ids(index: Any, queries: Sequence[EvalQuery], batch: int = 10_000) -> tuple[list[str], int]:
+    """The relevant ids that ``index`` does not hold (first-seen order), and how many ids there are.
+
+    Args:
+        index: The index (its ``get(ids)`` returns the records it holds).
+        queries: The queries.
+        batch: Ids looked up at once.
+
+    Returns:
+        ``(unknown ids, number of distinct relevant ids)``.
+    """
+    wanted = list(dict.fromkeys(doc_id for query in queries for doc_id in query.relevant))
+    found: set[str] = set()
+    for start in range(0, len(wanted), batch):
+        found.update(record.id for record in index.get(wanted[start:start + batch]))
+    return [doc_id for doc_id in wanted if doc_id not in found], len(wanted)
+
+
 # ---------------------------------------------------------------------- metrics
 def reciprocal_rank(ranked: Sequence[str], relevant: dict[str, float], depth: int = MRR_DEPTH) -> float:
     """1 / rank of the first relevant id within ``depth`` (0 if none)."""

@@ -165,3 +165,15 @@ def test_eval_reads_queries_from_stdin_and_names_the_line_of_bad_utf8(built: Pat
     bad.write_bytes(b'{"query": "topic 1", "relevant": ["d1"]}\n{"query": "caf\xe9", "relevant": ["d1"]}\n')
     code, _, err = run(capsys, "eval", built, bad, "--quiet")
     assert code == 3 and "q.jsonl:2: not valid UTF-8 (byte 0xe9)" in last_line(err)  # was: no line number
+
+
+def test_relevant_ids_missing_from_the_index_are_refused_or_warned(built: Path, tmp_path: Path, capsys) -> None:
+    none_known = write(tmp_path / "q.jsonl", '{"query": "topic 1", "relevant": ["doc-1"]}\n'
+                                             '{"query": "topic 2", "relevant": ["doc-2", "doc-3"]}\n')
+    code, out, err = run(capsys, "eval", built, none_known, "--quiet")
+    assert code == 3 and out == ""  # was: exit 0, every score 0.0 and no word why
+    assert "q.jsonl: none of its 3 relevant ids is in" in last_line(err) and "'doc-1'" in last_line(err)
+    some_known = write(tmp_path / "q.jsonl", '{"query": "topic 1", "relevant": ["d1", "doc-1"]}\n')
+    code, out, err = run(capsys, "eval", built, some_known, "--mode", "dense", "--format", "json", "--quiet")
+    assert code == 0 and json.loads(out)[0]["queries"] == 1
+    assert "1 of 2 relevant ids are not in" in last_line(err) and "'doc-1'" in last_line(err)
