@@ -177,3 +177,39 @@ def test_relevant_ids_missing_from_the_index_are_refused_or_warned(built: Path, 
     code, out, err = run(capsys, "eval", built, some_known, "--mode", "dense", "--format", "json", "--quiet")
     assert code == 0 and json.loads(out)[0]["queries"] == 1
     assert "1 of 2 relevant ids are not in" in last_line(err) and "'doc-1'" in last_line(err)
+
+
+# ---------------------------------------------------------------------- the HTTP server
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from test_server import build_index, running  # the server tests' real uvicorn on a free loopback port
+
+    from m2v_search.server import create_app
+
+    with running(create_app(build_index(tmp_path_factory.mktemp("served") / "index"))) as url:
+        yield url
+
+
+def post(url: str, path: str, body: bytes, content_type: str | None = "application/json"):
+    httpx = pytest.importorskip("httpx")
+    headers = {"content-type": content_type} if content_type else {}
+    with httpx.Client(base_url=url) as http:
+        return http.post(path, content=body, headers=headers)
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()["error"]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/search", b'{"query": "cat", "alpha": true}'),
+    ("/v1/embeddings", b'{"input": "cat", "model": "m2v-base", "dimensions": true}'),
+])
+def test_a_bool_is_not_taken_for_a_number(server: str, path: str, body: bytes) -> None:
+    field = "alpha" if path == "/search" else "dimensions"
+    error = error_of(post(server, path, body), 422)  # was: 200, alpha 1.0 / a 1-dimension embedding
+    assert error["param"] == field and field in error["message"]
