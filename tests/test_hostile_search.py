@@ -213,3 +213,16 @@ def test_a_bool_is_not_taken_for_a_number(server: str, path: str, body: bytes) -
     field = "alpha" if path == "/search" else "dimensions"
     error = error_of(post(server, path, body), 422)  # was: 200, alpha 1.0 / a 1-dimension embedding
     assert error["param"] == field and field in error["message"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize("path", ["/search", "/documents", "/v1/embeddings"])
+def test_a_body_not_sent_as_json_gets_415_naming_the_content_type(server: str, path: str,
+                                                                  content_type: str | None) -> None:
+    body = b'{"query": "cat"}' if path == "/search" else b'{"texts": ["x"]}' if path == "/documents" else \
+        b'{"input": "cat", "model": "m2v-base"}'
+    error = error_of(post(server, path, body, content_type), 415)  # was: 422 'body: Field required' or the like
+    assert error["param"] == "content-type" and "Content-Type: application/json" in error["message"]
+    assert (content_type or "no Content-Type") in error["message"]
+    assert post(server, "/search", b'{"query": "cat"}', "application/json; charset=utf-8").status_code == 200
+    assert error_of(post(server, "/search", b'{"query": 5}'), 422)["param"] == "query"  # JSON errors unchanged
