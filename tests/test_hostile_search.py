@@ -226,3 +226,23 @@ def test_a_body_not_sent_as_json_gets_415_naming_the_content_type(server: str, p
     assert (content_type or "no Content-Type") in error["message"]
     assert post(server, "/search", b'{"query": "cat"}', "application/json; charset=utf-8").status_code == 200
     assert error_of(post(server, "/search", b'{"query": 5}'), 422)["param"] == "query"  # JSON errors unchanged
+
+
+# ---------------------------------------------------------------------- empty queries
+@pytest.mark.parametrize("query", ["", "  \t\n"])
+def test_an_empty_query_is_refused_everywhere(built: Path, server: str, capsys, query: str) -> None:
+    index = VectorIndex.open(built)
+    try:
+        for mode in ("dense", "lexical", "hybrid"):  # was: 10 arbitrary hits of score 0.0 (dense, hybrid)
+            with pytest.raises(ValueError, match=r"queries\[0\] is (empty|only white space)"):
+                index.search(query, mode=mode)
+        with pytest.raises(ValueError, match=r"queries\[1\]"):
+            index.search_batch(["topic", query])
+        with pytest.raises(TypeError, match="queries must be a list of str, got int"):
+            index.search_batch(5)
+    finally:
+        index.close()
+    code, out, err = run(capsys, "search", built, "-q", "topic", "-q", query)
+    assert code == 3 and out == "" and "queries[1] is" in last_line(err)
+    error = error_of(post(server, "/search", json.dumps({"queries": ["cat", query]}).encode()), 400)
+    assert "queries[1] is" in error["message"]

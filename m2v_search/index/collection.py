@@ -378,14 +378,22 @@ def checked_texts(queries: Sequence[str]) -> list[str]:
     """A batch of text queries as a list, each checked to be a str.
 
     Raises:
-        TypeError: ``queries`` is a single str, or holds something other than str.
+        TypeError: ``queries`` is a single str or not iterable, or holds something other than str.
+        ValueError: a query is empty or only white space (it has no words: every score would be 0
+            and the hits an arbitrary choice).
     """
     if isinstance(queries, str):
         raise TypeError("search_batch takes a list of queries; use search() for one")
-    texts = list(queries)
+    try:
+        texts = list(queries)
+    except TypeError:
+        raise TypeError(f"queries must be a list of str, got {type(queries).__name__}") from None
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
+        if not text.strip():
+            raise ValueError(f"queries[{position}] is {'empty' if not text else 'only white space'}: "
+                             "there is nothing to search for")
     return texts
 
 
