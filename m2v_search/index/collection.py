@@ -187,13 +187,10 @@ class DocumentCollection:
         """Remove documents by id; unknown ids are ignored.
 
         Args:
-            ids: The ids.
+            ids: The ids, in a list (a single str, or no iterable, is a TypeError).
 
         Returns:
             How many documents were removed.
-
-        Raises:
-            TypeError: ``ids`` is a single str (not a list of ids) or not iterable.
         """
         wanted = list(dict.fromkeys(id_list(ids)))
         with self._lock:
@@ -222,13 +219,10 @@ class DocumentCollection:
         """The stored documents among ``ids``, in the order asked (unknown ids left out).
 
         Args:
-            ids: The ids.
+            ids: The ids, in a list (a single str, or no iterable, is a TypeError).
 
         Returns:
             The records found.
-
-        Raises:
-            TypeError: ``ids`` is a single str (not a list of ids) or not iterable.
         """
         wanted = id_list(ids)
         with self._lock:
