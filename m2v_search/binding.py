@@ -244,7 +244,10 @@ class IndexBinding:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id (unknown ids ignored); returns how many were deleted."""
-        return 0 if self._index is None or not ids else self._index.delete([str(i) for i in ids])
+        from m2v_search.index.records import id_list
+
+        wanted = id_list(ids)
+        return 0 if self._index is None or not wanted else self._index.delete(wanted)
 
     def clear(self) -> None:
         """Delete every document (the index keeps its model and kind)."""
@@ -254,7 +257,10 @@ class IndexBinding:
     # ------------------------------------------------------------------ reads
     def get(self, ids: Sequence[str]) -> list[Record]:
         """The stored documents among ``ids`` (unknown ids left out), in the order asked."""
-        return [] if self._index is None else self._index.get([str(i) for i in ids])
+        from m2v_search.index.records import id_list
+
+        wanted = id_list(ids)
+        return [] if self._index is None else self._index.get(wanted)
 
     def ids(self, filter: Any = None) -> list[str]:
         """Ids of the documents matching the host ``filter`` (all for None), in insertion order."""

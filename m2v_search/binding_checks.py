@@ -136,9 +136,12 @@ def checked_ids(ids: Sequence[Any] | None, count: int) -> list[str] | None:
 
     Raises:
         ValueError: not ``count`` of them, or one given twice.
+        TypeError: a single str instead of a list of ids.
     """
     if ids is None:
         return None
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"ids must be a list of ids, got the single {type(ids).__name__} {ids[:80]!r}")
     if len(ids) != count:
         raise ValueError(f"{count} texts but {len(ids)} ids")
     texts = [uuid.uuid4().hex if doc_id is None else str(doc_id) for doc_id in ids]

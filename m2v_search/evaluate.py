@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,12 +70,20 @@ class ModeResult:
 
 # ---------------------------------------------------------------------- reading
 def _read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file (``-``: stdin), split at ``\\n`` only: JSON strings may hold
+    U+2028 or U+0085 raw."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except FileNotFoundError:
         raise EvaluationDataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise EvaluationDataError(f"{path}: cannot read ({error})") from None
+    except OSError as error:
+        raise EvaluationDataError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise EvaluationDataError(f"{path}:{line}: not valid UTF-8 (byte {data[error.start]:#04x})") from None
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -90,6 +99,17 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise EvaluationDataError(f"{path}:{number}: expected a JSON object")
         records.append((number, record))
     return records
+
+
+def _check_text(text: Any, where: str, field: str) -> None:
+    """Refuse a query text that is not a non-empty str of valid Unicode, naming file, line and field."""
+    if not isinstance(text, str) or not text.strip():
+        raise EvaluationDataError(f"{where}: field {field!r} must be a non-empty string")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a \ud800 escape: JSON allows it, no text holds it
+        raise EvaluationDataError(f"{where}: field {field!r} holds a lone surrogate (U+{ord(text[error.start]):04X} "
+                                  f"at character {error.start}), which is not valid Unicode text") from None
 
 
 def _gains(value: Any, where: str) -> dict[str, float]:
@@ -126,8 +146,7 @@ def load_jsonl_queries(path: str | Path) -> list[EvalQuery]:
     for number, record in _read_jsonl(path):
         where = f"{path}:{number}"
         text = record.get("query")
-        if not isinstance(text, str) or not text.strip():
-            raise EvaluationDataError(f"{where}: field 'query' must be a non-empty string")
+        _check_text(text, where, "query")
         if "relevant" not in record:
             raise EvaluationDataError(f"{where}: missing field 'relevant'")
         gains = _gains(record["relevant"], where)
@@ -154,13 +173,14 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
             queries file, or no query with a relevant document.
     """
     queries_path, qrels_path = Path(queries_path), Path(qrels_path)
+    if str(queries_path) == str(qrels_path) == "-":
+        raise EvaluationDataError("the queries and the qrels cannot both be read from stdin (-)")
     texts: dict[str, str] = {}
     for number, record in _read_jsonl(queries_path):
         query_id, text = record.get("_id"), record.get("text")
         if not isinstance(query_id, (str, int)) or isinstance(query_id, bool):
             raise EvaluationDataError(f"{queries_path}:{number}: field '_id' must be a string")
-        if not isinstance(text, str) or not text.strip():
-            raise EvaluationDataError(f"{queries_path}:{number}: field 'text' must be a non-empty string")
+        _check_text(text, f"{queries_path}:{number}", "text")
         texts[str(query_id)] = text
     relevant: dict[str, dict[str, float]] = {}
     for number, line in enumerate(_read_lines(qrels_path), start=1):
@@ -173,7 +193,7 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
         try:
             grade = float(parts[2])
         except ValueError:
-            if number == 1:  # the header line
+            if number == 1 and parts[0] not in texts:  # the header line ("query-id", not a query's id)
                 continue
             raise EvaluationDataError(f"{qrels_path}:{number}: score {parts[2]!r} is not a number") from None
         if not math.isfinite(grade):
@@ -192,6 +212,24 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
 def load_queries(path: str | Path, qrels: str | Path | None = None) -> list[EvalQuery]:
     """:func:`load_beir_queries` when ``qrels`` is given, else :func:`load_jsonl_queries`."""
     return load_jsonl_queries(path) if qrels is None else load_beir_queries(path, qrels)
+
+
+def unknown_relevant_ids(index: Any, queries: Sequence[EvalQuery], batch: int = 10_000) -> tuple[list[str], int]:
+    """The relevant ids that ``index`` does not hold (first-seen order), and how many ids there are.
+
+    Args:
+        index: The index (its ``get(ids)`` returns the records it holds).
+        queries: The queries.
+        batch: Ids looked up at once.
+
+    Returns:
+        ``(unknown ids, number of distinct relevant ids)``.
+    """
+    wanted = list(dict.fromkeys(doc_id for query in queries for doc_id in query.relevant))
+    found: set[str] = set()
+    for start in range(0, len(wanted), batch):
+        found.update(record.id for record in index.get(wanted[start:start + batch]))
+    return [doc_id for doc_id in wanted if doc_id not in found], len(wanted)
 
 
 # ---------------------------------------------------------------------- metrics

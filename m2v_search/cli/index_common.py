@@ -59,7 +59,8 @@ def corpus_reader(args: argparse.Namespace, source: str) -> CorpusReader | Sourc
 
 
 def text_lines(source: str, what: str) -> list[str]:
-    """The lines of a UTF-8 file (or ``-``: stdin), e.g. queries or ids.
+    """The lines of a UTF-8 file (or ``-``: stdin), e.g. queries or ids, split at ``\\n`` only
+    (``\\r\\n`` too): a form feed, ``\\x1c`` or U+2028 inside a query or an id stays in it.
 
     Raises:
         InvalidInputError: the file cannot be read, or a line is not valid UTF-8.
@@ -72,10 +73,14 @@ def text_lines(source: str, what: str) -> list[str]:
     except OSError as error:
         raise InvalidInputError(f"cannot read {what} {name}: {error.strerror or error}") from None
     try:
-        return data.decode("utf-8").splitlines()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise InvalidInputError(f"{what} {name}: line {line}: not valid UTF-8") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline ending the last line
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def emit(payload: dict[str, Any]) -> None:

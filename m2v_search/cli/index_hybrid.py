@@ -28,8 +28,9 @@ def _depths(text: str) -> list[int]:
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     index_location_argument(parser)
     parser.add_argument("queries", metavar="QUERIES",
-                        help='JSONL of {"query": ..., "relevant": [ids]}, or BEIR queries JSONL with --qrels')
-    parser.add_argument("--qrels", metavar="TSV", help="BEIR qrels (query-id, corpus-id, score) for QUERIES")
+                        help='JSONL of {"query": ..., "relevant": [ids]}, or BEIR queries JSONL with --qrels '
+                        '(- for stdin)')
+    parser.add_argument("--qrels", metavar="TSV", help="BEIR qrels (query-id, corpus-id, score) for QUERIES (- for stdin)")
     parser.add_argument("--mode", action="append", choices=MODES,
                         help="mode to evaluate (repeatable; default every mode the index can serve)")
     parser.add_argument("--alpha", type=unit_interval, default=None,
@@ -48,6 +49,7 @@ def evaluate(args: argparse.Namespace) -> int:
     queries = load_queries(args.queries, args.qrels)
     index = open_index(args, needs_model=args.mode is not None and set(args.mode) != {"lexical"})
     try:
+        _check_relevant_ids(index, queries, args)
         modes = list(dict.fromkeys(args.mode)) if args.mode else _servable_modes(index)
         log.info("evaluating %d queries on %s in mode(s) %s", len(queries), args.index_dir, ", ".join(modes))
         results = evaluate_index(index, queries, modes=modes, alpha=args.alpha, recall_at=args.recall_at)
@@ -56,6 +58,21 @@ def evaluate(args: argparse.Namespace) -> int:
     sys.stdout.write((format_table(results) if args.format == "table" else format_json(results)) + "\n")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _check_relevant_ids(index: object, queries: list, args: argparse.Namespace) -> None:
+    """Refuse queries none of whose relevant ids is in the index (every score would be 0, silently);
+    warn when some are missing (they count as misses)."""
+    from m2v_search.evaluate import EvaluationDataError, unknown_relevant_ids
+
+    unknown, total = unknown_relevant_ids(index, queries)
+    source = args.qrels or args.queries
+    if unknown and len(unknown) == total:
+        raise EvaluationDataError(f"{source}: none of its {total} relevant ids is in {args.index_dir} "
+                                  f"(e.g. {unknown[0]!r}); they must be ids of the indexed corpus")
+    if unknown:
+        log.warning("%s: %d of %d relevant ids are not in %s (e.g. %r); they count as misses",
+                    source, len(unknown), total, args.index_dir, unknown[0])
 
 
 def _servable_modes(index: object) -> list[str]:

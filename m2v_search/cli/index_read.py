@@ -142,10 +142,11 @@ def verify(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- helpers
 def parse_filters(pairs: list[str] | None, raw_json: str | None) -> dict[str, Any] | None:
-    """The filter of ``--filter KEY=VALUE`` (repeatable) and ``--filter-json``; None for no filter.
+    """The filter of ``--filter KEY=VALUE`` (repeatable) and ``--filter-json``, which a document
+    must both match; None for no filter.
 
     Raises:
-        UsageError: a pair without ``=``, or JSON that is not an object.
+        UsageError: a pair without ``=``, or JSON that is empty or not an object.
     """
     result: dict[str, Any] = {}
     for pair in pairs or []:
@@ -163,7 +164,9 @@ def parse_filters(pairs: list[str] | None, raw_json: str | None) -> dict[str, An
             result[key] = [*(previous if isinstance(previous, list) else [previous]), parsed]
         else:
             result[key] = parsed
-    if raw_json:
+    if raw_json is not None:  # an empty --filter-json "$F" must not search unfiltered
+        if not raw_json.strip():
+            raise UsageError("--filter-json is empty; give a JSON object such as '{\"year\": 2020}'")
         try:
             extra = json.loads(raw_json)
         except json.JSONDecodeError as error:
@@ -172,7 +175,8 @@ def parse_filters(pairs: list[str] | None, raw_json: str | None) -> dict[str, An
             raise UsageError("--filter-json is nested too deeply") from None
         if not isinstance(extra, dict):
             raise UsageError("--filter-json must be a JSON object")
-        result.update(extra)
+        # both given: documents must match both (an update would let one drop the other's key)
+        result = {"$and": [result, extra]} if result and extra else result or extra
     problem = _non_finite(result)
     if problem:
         raise UsageError(f"filter value {problem}: NaN and infinity match nothing; give a finite number")

@@ -20,7 +20,7 @@ from m2v_search.index import factory as factories
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
 from m2v_search.index.errors import IndexClosedError, NoModelError
-from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record
+from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record, id_list
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
 from m2v_search.index.vectors import checked_vectors, normalize_rows, unit_vectors
 
@@ -187,12 +187,12 @@ class DocumentCollection:
         """Remove documents by id; unknown ids are ignored.
 
         Args:
-            ids: The ids.
+            ids: The ids, in a list (a single str, or no iterable, is a TypeError).
 
         Returns:
             How many documents were removed.
         """
-        wanted = list(dict.fromkeys(str(i) for i in ids))
+        wanted = list(dict.fromkeys(id_list(ids)))
         with self._lock:
             found = self._docs.lookup(wanted)
             if not found:
@@ -219,12 +219,12 @@ class DocumentCollection:
         """The stored documents among ``ids``, in the order asked (unknown ids left out).
 
         Args:
-            ids: The ids.
+            ids: The ids, in a list (a single str, or no iterable, is a TypeError).
 
         Returns:
             The records found.
         """
-        wanted = [str(i) for i in ids]
+        wanted = id_list(ids)
         with self._lock:
             rows = self._docs.rows_by_id(wanted)
         return [Record(doc_id, rows[doc_id][1], json.loads(rows[doc_id][2])) for doc_id in wanted if doc_id in rows]
@@ -372,14 +372,22 @@ def checked_texts(queries: Sequence[str]) -> list[str]:
     """A batch of text queries as a list, each checked to be a str.
 
     Raises:
-        TypeError: ``queries`` is a single str, or holds something other than str.
+        TypeError: ``queries`` is a single str or not iterable, or holds something other than str.
+        ValueError: a query is empty or only white space (it has no words: every score would be 0
+            and the hits an arbitrary choice).
     """
     if isinstance(queries, str):
         raise TypeError("search_batch takes a list of queries; use search() for one")
-    texts = list(queries)
+    try:
+        texts = list(queries)
+    except TypeError:
+        raise TypeError(f"queries must be a list of str, got {type(queries).__name__}") from None
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
+        if not text.strip():
+            raise ValueError(f"queries[{position}] is {'empty' if not text else 'only white space'}: "
+                             "there is nothing to search for")
     return texts
 
 

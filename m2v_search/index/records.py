@@ -96,3 +96,27 @@ def coerce_record(record: Record | dict[str, Any], position: int) -> tuple[str, 
         return doc_id, text, metadata_json(metadata)
     except (TypeError, ValueError) as error:
         raise ValueError(f"records[{position}] metadata is not JSON-serialisable: {error}") from None
+
+
+def id_list(ids: Any, name: str = "ids") -> list[str]:
+    """``ids`` as a list of strings (an int id becomes its decimal string), refusing a lone str.
+
+    A str is iterable, so ``delete("doc-1")`` would otherwise delete the ids ``"d"``, ``"o"``, ...
+
+    Args:
+        ids: An iterable of ids.
+        name: What to call them in messages.
+
+    Returns:
+        The ids, in the order given.
+
+    Raises:
+        TypeError: ``ids`` is a str or bytes, or is not iterable.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a list of ids, got the single {type(ids).__name__} {ids[:80]!r}; "
+                        f"pass [{ids[:80]!r}]")
+    try:
+        return [str(i) for i in ids]
+    except TypeError:
+        raise TypeError(f"{name} must be a list of ids, got {type(ids).__name__}") from None

@@ -105,11 +105,23 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
     return "; ".join(parts) or "invalid request", first_param
 
 
+def _is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type is one FastAPI parses as JSON (``application/json``, ``application/*+json``)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer validation errors, HTTP errors, ApiErrors and unexpected errors with a JSON error body."""
 
-    async def on_validation(_: Request, error: Exception) -> JSONResponse:
+    async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
+        content_type = request.headers.get("content-type")
+        if not _is_json(content_type):  # FastAPI then leaves the body unparsed: say why, not "Field required"
+            return error_response(415, f"the body must be JSON, sent with 'Content-Type: application/json'; "
+                                       f"got {'Content-Type: ' + content_type if content_type else 'no Content-Type'}",
+                                  param="content-type", code="unsupported_media_type")
         message, param = _validation_message(error)
         return error_response(422, message, param=param)
 

@@ -27,7 +27,8 @@ class EmbeddingRequest(BaseModel):
     model: str = Field(description="The served model's id (see GET /v1/models).")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: lists of numbers; base64: little-endian float32 bytes, base64-encoded.")
-    dimensions: int | None = Field(None, ge=1, description="Keep the first N dimensions (then re-normalized).")
+    dimensions: int | None = Field(None, ge=1, strict=True,
+                                   description="Keep the first N dimensions (then re-normalized).")
     user: str | None = None
 
 
@@ -75,7 +76,7 @@ class SearchRequest(_Strict):
     ef_search: int | None = Field(None, ge=1, le=MAX_EF_SEARCH, strict=True, description="HNSW efSearch (default: the index's).")
     mode: str | None = Field(None, description="Search mode, passed to the index only when given "
                                                "(e.g. hybrid, where the index supports it).")
-    alpha: float | None = Field(None, description="Weight of the dense score in a hybrid search "
+    alpha: float | None = Field(None, strict=True, description="Weight of the dense score in a hybrid search "
                                                   "(passed to the index only when given).")
 
 
