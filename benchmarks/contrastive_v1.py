@@ -25,52 +25,6 @@ KEYS = ["stsb_test", "stsb_dev", "word_agreement", "word_neighbours@10", "gcide_
         "docstring_recall@10", "combined"]
 
 
-def name_query(name: str) -> str:
-    """A keyword query from an object's dotted name: 'gzip.GzipFile.peek' -> 'gzip gzip file peek'."""
-    import re
-
-    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name.replace(".", " ").replace("_", " "))
-    return " ".join(words.lower().split())
-
-
-def extra_pairs(kinds: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """(queries, documents, groups) of more training pairs, from training modules only.
-
-    - ``paragraphs``: a docstring's first paragraph -> each later paragraph on its own.
-    - ``names``: an object's dotted name as keywords -> its docstring's first paragraph (like a
-      headword -> definition query).
-    """
-    import inspect
-
-    from m2v_search.train import dev_tasks
-    from m2v_search.train.corpus import stdlib_object_docstrings
-
-    queries: list[str] = []
-    documents: list[str] = []
-    groups: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    for item in stdlib_object_docstrings():
-        module = item.module.split(".")[0]
-        if not item.defined_here or dev_tasks.is_dev_module(module):
-            continue
-        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(item.doc).split("\n\n")]
-        paragraphs = [p for p in paragraphs if p and ">>>" not in p]
-        if not paragraphs or len(paragraphs[0].split()) < 3:
-            continue
-        candidates = []
-        if "paragraphs" in kinds:
-            candidates += [(paragraphs[0], " ".join(p.split()[:200])) for p in paragraphs[1:] if len(p.split()) >= 8]
-        if "names" in kinds and item.name.count(".") >= 1:
-            candidates.append((name_query(item.name), paragraphs[0]))
-        for pair in candidates:
-            if pair not in seen:
-                seen.add(pair)
-                queries.append(pair[0])
-                documents.append(pair[1])
-                groups.append(module)
-    return queries, documents, groups
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=["table:1", "table:10", "map:1"],
@@ -93,15 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     from m2v_search import StaticModel
     from m2v_search.train import dev_tasks
     from m2v_search.train.contrastive import ContrastiveOptions, contrastive_finetune
+    from m2v_search.train.pairs import training_pairs
 
     torch.set_num_threads(1)
     v1 = StaticModel.from_pretrained()
     _, data, scores_of = dev_task_scorer(list(v1.tokens))
 
-    pairs = [p for p in dev_tasks.docstring_pairs("train")] if "summary-body" in args.pairs else []
-    queries, documents, groups = ([p.summary for p in pairs], [p.body for p in pairs], [p.module for p in pairs])
-    more = extra_pairs(args.pairs)
-    queries, documents, groups = queries + more[0], documents + more[1], groups + more[2]
+    queries, documents, groups = training_pairs(args.pairs)
     print(f"{len(queries)} training pairs ({', '.join(args.pairs)})", file=sys.stderr, flush=True)
     rows = {"v1 (shipped m2v-base)": {"scores": scores_of(v1)}}
     for run in args.runs:
@@ -117,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             tuned.save_pretrained(args.output / f"{train}-anchor-{anchor:g}")
     chosen = dev_tasks.select_candidate({k: v["scores"] for k, v in rows.items()},
                                         rows["v1 (shipped m2v-base)"]["scores"])
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "train_pairs": len(queries), "pair_kinds": args.pairs, "words": len(data.words),
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "train_pairs": len(queries), "pair_kinds": args.pairs,
+              "words": len(data.words),
               "gcide_pairs": len(data.gcide[0]), "docstring_dev_pairs": len(data.docstrings), "rows": rows,
               "selected": chosen}
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -185,3 +185,46 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     assert again["featurize_seconds"] < report["featurize_seconds"] and again["final"]["variant"] == "cosine"
     assert again["init"] == str(work / "plain-distill") and "distill_seconds" not in again
     assert again["variants"]["cosine"]["candidates"] == {"cosine": again["variants"]["cosine"]["best_validation"]}
+
+
+def test_retrieval_section_is_checked_and_runs_after_the_fit(tiny_corpus, tmp_path):
+    """A recipe's ``retrieval`` section tunes the chosen model on docstring pairs of the training
+    modules; its figures go into the report and the model card. Bad settings name the field."""
+    pytest.importorskip("torch")
+    from m2v_search.train.pairs import training_pairs
+    from m2v_search.train.recipe import RetrievalSpec
+    from m2v_search.train.runner import run_recipe
+
+    data = tiny_recipe().to_dict()
+    data["retrieval"] = {"pairs": ["wordnet"]}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(RecipeError, match="bad.json: retrieval: pairs must be among"):
+        load_recipe(path)
+
+    pairs = training_pairs(["names"])
+    assert pairs.queries and len(pairs.queries) == len(pairs.documents) == len(pairs.groups)
+    from m2v_search.train.dev_tasks import is_dev_module
+
+    assert not any(is_dev_module(group) for group in pairs.groups)  # the dev task's modules give no pair
+
+    recipe = dataclasses.replace(tiny_recipe(), retrieval=RetrievalSpec(pairs=("names",), epochs=2, patience=1))
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    report = run_recipe(recipe, tmp_path / "tuned", corpus=tiny_corpus, max_texts=200, device="cpu",
+                        variants=["cosine"], show_progress_bar=False)
+    used = report["retrieval"]["pairs"]  # pairs the tiny corpus-only vocabulary can pool
+    assert 0 < used <= len(pairs.queries) and report["retrieval"]["epochs_run"] >= 1
+    card = StaticModel.from_pretrained(tmp_path / "tuned").config["recipe"]
+    assert card["retrieval term"].startswith(f"then tuned on {used} query -> document pairs")
+
+
+def test_v2_candidate_recipe_loads_and_asks_for_its_teacher_folder(tmp_path):
+    """The recipe planned for v2 is valid data, keeps the docstring dev modules out of its corpus
+    and pairs, and, with no package for its MPNet teacher, says to give the teacher's folder."""
+    from m2v_search.train.runner import run_recipe
+
+    recipe = load_recipe("m2v-base-v2-candidate")
+    assert "stdlib" not in recipe.corpus.sources and "stdlib-train" in recipe.corpus.sources
+    assert recipe.retrieval is not None and recipe.teacher.package is None
+    with pytest.raises(MissingRecipeDataError, match="give its local folder"):
+        run_recipe(recipe, tmp_path / "out")

@@ -90,6 +90,13 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
         "selection": f"{held} on {selected_on} ({best.score:.4g}); STS-B test never used for tuning",
         "epochs (best / run)": f"{best.result.best_epoch} / {len(best.result.history) - 1}",
     }
+    retrieval = report.get("retrieval")
+    if recipe.retrieval is not None and retrieval:
+        rows["retrieval term"] = (
+            f"then tuned on {retrieval['pairs']} query -> document pairs of standard-library docstrings "
+            f"({', '.join(recipe.retrieval.pairs)}; training modules only), contrastive with a token anchor "
+            f"(weight {recipe.retrieval.anchor_weight:g}); held-out MRR@10 {retrieval['held_out_mrr@10_before']} -> "
+            f"{retrieval['held_out_mrr@10_best']}")
     scores = report.get("final", {}).get("scores", {})
     for key, label in SCORE_ROWS:
         names = [name for name in scores if key in scores[name]]

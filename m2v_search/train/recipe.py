@@ -3,7 +3,8 @@
 A recipe records the teacher, the corpus sources and how the corpus is split and cropped,
 the plain distill the fit starts from (``init``), the shared fit settings, the variants
 fitted, whether each is also whitened, how the final one is selected, the output and the
-evaluations written into the model card. ``run_recipe`` (``m2v_search.train.runner``)
+evaluations written into the model card, and an optional retrieval term applied to the
+chosen model (``retrieval``). ``run_recipe`` (``m2v_search.train.runner``)
 executes one; ``m2v train --recipe default`` calls it.
 
 Recipes shipped with the package live in ``m2v_search/train/recipes/`` (``default`` is
@@ -25,7 +26,7 @@ from m2v_search.train.options import LOSSES
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 ALIASES = {"default": "m2v-base"}
-CORPUS_SOURCES = ("stdlib", "debian", "kjv", "stsb-train")
+CORPUS_SOURCES = ("stdlib", "stdlib-train", "debian", "kjv", "stsb-train")
 SIF_CORPORA = ("stdlib-docstring-paragraphs", "corpus")
 INIT_VOCABULARIES = ("full", "corpus")
 SELECTIONS = ("stsb-dev", "held-out")
@@ -82,7 +83,7 @@ class CorpusSpec:
         split_seed: the held-out split's seed.
     """
 
-    sources: tuple[str, ...] = CORPUS_SOURCES
+    sources: tuple[str, ...] = ("stdlib", "debian", "kjv", "stsb-train")
     max_texts_per_source: int | None = None
     seed: int = 0
     crops_per_text: int = 1
@@ -175,6 +176,38 @@ class VariantSpec:
 
 
 @dataclass(frozen=True)
+class RetrievalSpec:
+    """A retrieval term after the fit: the chosen model's table tuned on query -> document pairs
+    (contrastive, with the token anchor; ``m2v_search.train.contrastive``). Pairs come from the
+    training modules' docstrings only (``m2v_search.train.pairs``).
+
+    Attributes:
+        pairs: pair kinds (``m2v_search.train.pairs.PAIR_KINDS``).
+        anchor_weight: weight of the token anchor (lower: more retrieval, less of the fit kept).
+        learning_rate: Adam's rate relative to the table's scale.
+        epochs: at most this many passes.
+        patience: epochs without a better held-out MRR@10 (held-out training modules) before stopping.
+        train: "table" (every row) or "map" (one square map folded into the table).
+    """
+
+    pairs: tuple[str, ...] = ("summary-body", "paragraphs", "names")
+    anchor_weight: float = 10.0
+    learning_rate: float = 0.03
+    epochs: int = 30
+    patience: int = 6
+    train: str = "table"
+
+    def __post_init__(self) -> None:
+        from m2v_search.train.pairs import PAIR_KINDS
+
+        unknown = sorted(set(self.pairs) - set(PAIR_KINDS))
+        _check(bool(self.pairs) and not unknown, f"pairs must be among {PAIR_KINDS}, got {list(self.pairs)}")
+        _check(self.train in ("table", "map"), f"train must be 'table' or 'map', got {self.train!r}")
+        _check(self.anchor_weight >= 0, f"anchor_weight must be >= 0, got {self.anchor_weight}")
+        _check(self.epochs >= 1 and self.patience >= 1, "epochs and patience must be >= 1")
+
+
+@dataclass(frozen=True)
 class OutputSpec:
     """The saved model: its name in the model card, storage dtype and default normalisation."""
 
@@ -216,6 +249,7 @@ class Recipe:
     post_whiten: bool = True
     selection: str = "stsb-dev"
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    retrieval: RetrievalSpec | None = None
 
     def __post_init__(self) -> None:
         names = [variant.name for variant in self.variants]

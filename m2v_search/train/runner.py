@@ -10,7 +10,9 @@ Steps (each timed in the report, which is rewritten after every step):
 4. split, crops, teacher features (resumable shards in the work folder);
 5. fit every variant, each also whitened over the corpus when the recipe says so, and keep
    the best on the recipe's selection score (STS-B dev or the held-out corpus; never test);
-6. evaluate teacher, init and result, write the recipe and the scores into the model card,
+6. with a ``retrieval`` section: tune the chosen model on query -> document pairs (the
+   contrastive term with its token anchor);
+7. evaluate teacher, init and result, write the recipe and the scores into the model card,
    save the model.
 """
 
@@ -118,6 +120,7 @@ def run_recipe(
     budget = fit_budget if fit_budget is not None else recipe.fit.time_budget
     best = fit_variants(recipe, init_model, training, targets, device=device, stsb_dir=data.stsb_dir,
                         budget=budget, report=report)
+    best = _retrieval_term(recipe, best, report)
     model = _final_model(best, init_model, recipe)
     scores = _evaluate(recipe, data, device, {"plain distill": init_model, "trained": model})
     report.update(final={"variant": best.name, "scores": scores})
@@ -214,6 +217,25 @@ def _teacher_features(texts: list[str], teacher: Path, work: Path, device: str, 
     logger.info("teacher features of %d texts: %.1fs (%.1fs in all runs of this work folder)", len(texts),
                 report.data["featurize_seconds"], progress["seconds"])
     return load_features(folder)
+
+
+def _retrieval_term(recipe: Recipe, best: Candidate, report: _Report) -> Candidate:
+    """The chosen candidate tuned on the recipe's query -> document pairs (as it is without a
+    ``retrieval`` section)."""
+    if recipe.retrieval is None:
+        return best
+    from m2v_search.train.contrastive import ContrastiveOptions, contrastive_finetune
+    from m2v_search.train.pairs import training_pairs, usable_pairs
+
+    spec = recipe.retrieval
+    pairs = usable_pairs(best.model, training_pairs(spec.pairs))
+    options = ContrastiveOptions(anchor_weight=spec.anchor_weight, learning_rate=spec.learning_rate,
+                                 epochs=spec.epochs, patience=spec.patience, train=spec.train)
+    tuned, summary = contrastive_finetune(best.model, pairs.queries, pairs.documents, pairs.groups, options)
+    report.update(retrieval={"pairs": len(pairs.queries), "kinds": list(spec.pairs), **summary})
+    logger.info("retrieval term on %d pairs: held-out MRR@10 %s -> %s", len(pairs.queries),
+                summary["held_out_mrr@10_before"], summary["held_out_mrr@10_best"])
+    return dataclasses.replace(best, model=tuned)
 
 
 def _final_model(best: Candidate, init: StaticModel, recipe: Recipe) -> StaticModel:
