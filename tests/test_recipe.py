@@ -187,7 +187,7 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     assert again["variants"]["cosine"]["candidates"] == {"cosine": again["variants"]["cosine"]["best_validation"]}
 
 
-def test_retrieval_section_is_checked_and_runs_after_the_fit(tiny_corpus, tmp_path):
+def test_retrieval_section_and_dev_mix_selection(tiny_corpus, tmp_path):
     """A recipe's ``retrieval`` section tunes the chosen model on docstring pairs of the training
     modules; its figures go into the report and the model card. Bad settings name the field."""
     pytest.importorskip("torch")
@@ -208,7 +208,8 @@ def test_retrieval_section_is_checked_and_runs_after_the_fit(tiny_corpus, tmp_pa
 
     assert not any(is_dev_module(group) for group in pairs.groups)  # the dev task's modules give no pair
 
-    recipe = dataclasses.replace(tiny_recipe(), retrieval=RetrievalSpec(pairs=("names",), epochs=2, patience=1))
+    recipe = dataclasses.replace(tiny_recipe(), retrieval=RetrievalSpec(pairs=("names",), epochs=2, patience=1),
+                                 selection="dev-mix")
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
     report = run_recipe(recipe, tmp_path / "tuned", corpus=tiny_corpus, max_texts=200, device="cpu",
                         variants=["cosine"], show_progress_bar=False)
@@ -216,6 +217,8 @@ def test_retrieval_section_is_checked_and_runs_after_the_fit(tiny_corpus, tmp_pa
     assert 0 < used <= len(pairs.queries) and report["retrieval"]["epochs_run"] >= 1
     card = StaticModel.from_pretrained(tmp_path / "tuned").config["recipe"]
     assert card["retrieval term"].startswith(f"then tuned on {used} query -> document pairs")
+    assert "the mean of the dev tasks" in card["selection"]  # chosen on the dev mix, never on one score
+    assert np.isfinite(report["plain_distill"]["dev_mix"]) and report["variants"]["cosine"]["selection"] == "dev-mix"
 
 
 def test_v2_candidate_recipe_loads_and_asks_for_its_teacher_folder(tmp_path):
@@ -225,6 +228,6 @@ def test_v2_candidate_recipe_loads_and_asks_for_its_teacher_folder(tmp_path):
 
     recipe = load_recipe("m2v-base-v2-candidate")
     assert "stdlib" not in recipe.corpus.sources and "stdlib-train" in recipe.corpus.sources
-    assert recipe.retrieval is not None and recipe.teacher.package is None
+    assert recipe.retrieval is not None and recipe.teacher.package is None and recipe.selection == "dev-mix"
     with pytest.raises(MissingRecipeDataError, match="give its local folder"):
         run_recipe(recipe, tmp_path / "out")

@@ -75,7 +75,9 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
     crops = training.crop_count if best.variant.crops else 0
     held = "best of {} variants{}".format(len(report.get("variants", {})),
                                           " (each also whitened)" if recipe.post_whiten else "")
-    selected_on = {"stsb-dev": "STS-B dev", "held-out": "held-out corpus pair-similarity Spearman"}[recipe.selection]
+    selected_on = {"stsb-dev": "STS-B dev", "held-out": "held-out corpus pair-similarity Spearman",
+                   "dev-mix": "the mean of the dev tasks (STS-B dev, held-out word agreement with the teacher, "
+                              "GCIDE held-out headwords, docstrings of the dev modules)"}[recipe.selection]
     rows = {
         "method": "plain distill of the teacher, then its table fitted to the teacher's mean-pooled sentence "
                   f"embeddings (PCA to {best.model.dim} dims) over an offline corpus (m2v_search.train)",

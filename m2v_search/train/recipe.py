@@ -29,7 +29,7 @@ ALIASES = {"default": "m2v-base"}
 CORPUS_SOURCES = ("stdlib", "stdlib-train", "debian", "kjv", "stsb-train")
 SIF_CORPORA = ("stdlib-docstring-paragraphs", "corpus")
 INIT_VOCABULARIES = ("full", "corpus")
-SELECTIONS = ("stsb-dev", "held-out")
+SELECTIONS = ("stsb-dev", "held-out", "dev-mix")
 DTYPES = ("float32", "float16", "int8")
 
 

@@ -85,11 +85,16 @@ def missing_data(recipe: Recipe, data: RecipeData) -> list[str]:
     splits = []
     if any(variant.in_domain_repeat > 1 for variant in recipe.variants):
         splits.append("train")
-    if recipe.selection == "stsb-dev":
+    if recipe.selection in ("stsb-dev", "dev-mix"):
         splits.append("dev")
     if recipe.evaluation.stsb_test:
         splits.append("test")
     problems += [p for p in (_stsb_problem(split, data.stsb_dir) for split in splits) if p is not None]
+    if recipe.selection == "dev-mix":
+        try:
+            gcide_folder()
+        except FileNotFoundError as error:
+            problems.append(f"{error} (selection 'dev-mix' scores GCIDE held-out headwords)")
     if recipe.evaluation.gcide_pairs > 0:
         if data.gcide_pairs is not None:
             if not data.gcide_pairs.is_file():

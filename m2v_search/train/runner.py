@@ -119,7 +119,7 @@ def run_recipe(
 
     budget = fit_budget if fit_budget is not None else recipe.fit.time_budget
     best = fit_variants(recipe, init_model, training, targets, device=device, stsb_dir=data.stsb_dir,
-                        budget=budget, report=report)
+                        budget=budget, report=report, teacher=data.teacher)
     best = _retrieval_term(recipe, best, report)
     model = _final_model(best, init_model, recipe)
     scores = _evaluate(recipe, data, device, {"plain distill": init_model, "trained": model})

@@ -63,7 +63,8 @@ def variant_options(recipe: Recipe, variant: VariantSpec, device: str, time_limi
 
 
 def fit_variants(recipe: Recipe, init: StaticModel, training: TrainingSet, targets: np.ndarray, *, device: str,
-                 stsb_dir: str | os.PathLike[str] | None, budget: float | None, report: ReportLike) -> Candidate:
+                 stsb_dir: str | os.PathLike[str] | None, budget: float | None, report: ReportLike,
+                 teacher: str | os.PathLike[str] | None = None) -> Candidate:
     """Fit every variant of ``recipe`` from ``init`` and return the best candidate.
 
     Args:
@@ -75,6 +76,7 @@ def fit_variants(recipe: Recipe, init: StaticModel, training: TrainingSet, targe
         stsb_dir: STS-B folder for dev scores (default: the package).
         budget: seconds for all variants: no variant starts with less than 10 s left.
         report: receives ``plain_distill``, ``corpus`` token counts and one entry per variant.
+        teacher: the teacher's folder (selection ``dev-mix``: the word task's reference).
 
     Returns:
         The chosen candidate.
@@ -90,9 +92,9 @@ def fit_variants(recipe: Recipe, init: StaticModel, training: TrainingSet, targe
     report.data.setdefault("corpus", {}).update(tokens=int(counts.sum()), vocabulary_seen=int((counts > 0).sum()))
     weights = sif_weights(counts, recipe.fit.sif_coefficient) if any(
         v.sif_in_pooling for v in recipe.variants) else None
-    selection = _selection_score(recipe, stsb_dir)
-    if recipe.selection == "stsb-dev":
-        report.data["plain_distill"] = {"stsb_dev": selection(init, None)}
+    selection = _selection_score(recipe, stsb_dir, init, teacher, device)
+    if recipe.selection in ("stsb-dev", "dev-mix"):
+        report.data["plain_distill"] = {recipe.selection.replace("-", "_"): selection(init, None)}
     entries: dict[str, Any] = report.data.setdefault("variants", {})
     best: Candidate | None = None
     started = time.perf_counter()
@@ -125,13 +127,33 @@ def fit_variants(recipe: Recipe, init: StaticModel, training: TrainingSet, targe
 SelectionScore = Callable[[StaticModel, "FitResult | None"], float]
 
 
-def _selection_score(recipe: Recipe, stsb_dir: str | os.PathLike[str] | None) -> SelectionScore:
+def _selection_score(recipe: Recipe, stsb_dir: str | os.PathLike[str] | None, init: StaticModel,
+                     teacher: str | os.PathLike[str] | None, device: str) -> SelectionScore:
     from m2v_search.distill.stsb import stsb_spearman
+
+    if recipe.selection == "dev-mix":
+        return _dev_mix_score(init, teacher, device)
 
     def score(model: StaticModel, result: FitResult | None) -> float:
         if recipe.selection == "stsb-dev":
             return stsb_spearman(model, "dev", folder=stsb_dir)
         return float("nan") if result is None else result.best_validation
+
+    return score
+
+
+def _dev_mix_score(init: StaticModel, teacher: str | os.PathLike[str] | None, device: str) -> SelectionScore:
+    """The mean of the dev tasks (``m2v_search.train.dev_tasks``; STS-B dev from the installed
+    package), the teacher as the word task's reference, held-out words drawn from ``init``'s vocabulary."""
+    from m2v_search.train import dev_tasks
+    from m2v_search.train.featurize import Teacher
+
+    if teacher is None:
+        raise ValueError("selection 'dev-mix' needs the teacher's folder (the word task's reference)")
+    data = dev_tasks.load_dev_data(Teacher(teacher, device=device).encode, list(init.tokens))
+
+    def score(model: StaticModel, result: FitResult | None) -> float:
+        return dev_tasks.combined_score(dev_tasks.evaluate(model.encode, data))
 
     return score
 
