@@ -172,6 +172,22 @@ class M2VVectorStore(VectorStore):
             vectors = self._embedding.embed_documents(texts)
         return self._binding.add(texts, ids=ids, metadatas=metadatas, vectors=vectors)
 
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Add documents, replacing any stored document with the same id; returns the ids.
+
+        ``ids`` given (not None) take precedence; absent or None, each document's own ``id`` is
+        used (new uuid4 hex ids for documents without one), as in LangChain's in-memory store.
+        """
+        if kwargs.get("ids") is None:
+            kwargs.pop("ids", None)  # else LangChain's base class passes ids=None on and drops Document.id
+        return super().add_documents(documents, **kwargs)
+
+    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """:meth:`add_documents` off the event loop."""
+        if kwargs.get("ids") is None:
+            kwargs.pop("ids", None)
+        return await super().aadd_documents(documents, **kwargs)
+
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete documents by id (unknown ids are ignored); ``ids=None`` deletes everything."""
         if ids is None:

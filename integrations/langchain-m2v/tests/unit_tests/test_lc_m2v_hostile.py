@@ -82,3 +82,16 @@ def test_a_bad_filter_fails_on_an_empty_store(m2v_embeddings) -> None:
         with pytest.raises(FilterError, match="regex"):
             search("violin", filter={"topic": {"$regex": "mus.*"}})
         assert search("violin", filter={"topic": "music"}) == []
+
+
+def test_ids_none_passed_through_keeps_the_documents_own_ids(m2v_embeddings) -> None:
+    """A wrapper that forwards ``ids=None`` must not drop Document.id (LangChain's InMemoryVectorStore
+    treats None as no ids too)."""
+    import asyncio
+
+    store = M2VVectorStore(m2v_embeddings)
+    assert store.add_documents([Document(page_content="owls hunt at night", id="owl")], ids=None) == ["owl"]
+    added = asyncio.run(store.aadd_documents([Document(page_content="bees make honey", id="bee")], ids=None))
+    assert added == ["bee"]
+    assert [doc.id for doc in store.get_by_ids(["owl", "bee"])] == ["owl", "bee"]
+    assert store.add_documents([Document(page_content="owls see in the dark", id="owl")], ids=["other"]) == ["other"]
