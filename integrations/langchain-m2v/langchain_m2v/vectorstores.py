@@ -164,7 +164,7 @@ class M2VVectorStore(VectorStore):
         """Add texts, replacing any stored document with the same id; returns the ids.
 
         Missing ids (None, or no ``ids``) get new uuid4 hex ids. Metadata must be JSON values
-        (NaN and infinity are refused).
+        (NaN and infinity are refused; numpy values are stored as the equal Python values).
         """
         texts = list(texts)
         vectors = None
