@@ -6,7 +6,7 @@ NE and NIN. Operators: EQ, NE, GT, GTE, LT, LTE, IN, NIN, CONTAINS (a list holdi
 or a string holding it as a substring), TEXT_MATCH (case-sensitive substring),
 TEXT_MATCH_INSENSITIVE (substring, case folded for ASCII letters only), ANY and ALL (a list
 holding any / all of the values), IS_EMPTY (missing, null or ""; an empty list is not
-recognised).
+recognised). A value of None is refused for every other operator.
 """
 
 from __future__ import annotations
@@ -86,6 +86,10 @@ def _group(filters: MetadataFilters, where: str) -> Optional[Dict[str, Any]]:
 def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
     operator = FilterOperator(item.operator)
     key, value = item.key, item.value
+    if value is None and operator != FilterOperator.IS_EMPTY:
+        raise ValueError(f"{operator.name} filter on key {key!r} ({where}) has no value (None); LlamaIndex "
+                         "compares nothing with None (EQ None matches no node, NE None every node): use "
+                         "IS_EMPTY for a missing or null value, inside a NOT group for a present one")
     if operator in _LIST_OPERATORS and not isinstance(value, list):
         raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a list, "
                          f"got {type(value).__name__}")
