@@ -125,6 +125,7 @@ def test_nodes_without_embeddings_are_embedded_by_the_stores_model(embed_model, 
         [("topic", FilterOperator.ALL, ["o", "g"])],
         [("missing_key", FilterOperator.IS_EMPTY, None), ("year", FilterOperator.GT, 2010)],
         [("topic", FilterOperator.IS_EMPTY, None), ("year", FilterOperator.GT, 2010), "or"],
+        [("missing_key", FilterOperator.IS_EMPTY, ["unused"]), ("year", FilterOperator.GT, 2010)],
     ],
 )
 def test_filters_select_exactly_what_llamaindex_semantics_select(store, embed_model, items):
