@@ -124,3 +124,14 @@ def test_metadata_that_is_not_json_names_its_key(m2v_embeddings, value, kind) ->
     with pytest.raises(ValueError, match=rf"metadatas\[1\]\['bad'\].*{kind}"):
         store.add_texts(["a", "b"], metadatas=[{}, {"bad": value}])
     assert len(store) == 0
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical", "bogus"])
+def test_a_vector_search_refuses_a_mode_it_cannot_run(store: M2VVectorStore, m2v_embeddings, mode: str) -> None:
+    """A vector has no text for BM25: asking a vector search for another mode is an error, not a
+    dense search in disguise."""
+    vector = m2v_embeddings.embed_query("violin strings")
+    for search in (store.similarity_search_by_vector, store.similarity_search_with_score_by_vector):
+        with pytest.raises(ValueError, match=rf"mode={mode!r}"):
+            search(vector, k=1, mode=mode)
+    assert len(store.similarity_search_by_vector(vector, k=1, mode="dense")) == 1
