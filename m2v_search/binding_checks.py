@@ -65,37 +65,70 @@ def check_metadata(metadata: Any, where: str) -> None:
     Raises:
         ValueError: naming the place, e.g. ``metadatas[3]['score']``.
     """
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise ValueError(f"{where} must be a dict of metadata (or None), got {type(metadata).__name__}")
+    _require_mapping(metadata, where)
     check_finite_metadata(metadata, where)
 
 
+def _require_mapping(metadata: Any, where: str) -> None:
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValueError(f"{where} must be a dict of metadata (or None), got {type(metadata).__name__}")
+
+
 def check_finite_metadata(metadata: Any, where: str, depth: int = 0) -> None:
-    """Refuse NaN and infinity anywhere in a metadata value, integers beyond 64 bits (SQLite
-    would compare them as rounded floats), keys that are not strings, and nesting deeper than
-    ``MAX_METADATA_DEPTH``.
+    """Refuse numpy values (convert them with ``.item()`` or ``.tolist()``), NaN and infinity
+    anywhere in a metadata value, integers beyond 64 bits (SQLite would compare them as rounded
+    floats), keys that are not strings, and nesting deeper than ``MAX_METADATA_DEPTH``. Values of
+    other types pass, for a host library that serialises them itself.
 
     Raises:
         ValueError: naming the place, e.g. ``metadatas[3]['score']``.
     """
+    _json_value(metadata, where, depth, convert=False)
+
+
+def json_metadata(metadata: Any, where: str) -> Any:
+    """A copy of a metadata value as plain JSON values: numpy scalars and arrays become the equal
+    Python values (``np.int64(3)`` -> 3, arrays -> lists), tuples lists, mappings dicts; then
+    checked as :func:`check_finite_metadata` checks, and values of other types refused.
+
+    Raises:
+        ValueError: naming the place, e.g. ``metadatas[3]['score']``.
+    """
+    return _json_value(metadata, where, 0, convert=True)
+
+
+def _json_value(value: Any, where: str, depth: int, convert: bool) -> Any:
+    """``value`` checked (see :func:`check_finite_metadata`); with ``convert``, as plain JSON values."""
     if depth > MAX_METADATA_DEPTH:
         raise ValueError(f"{where} is nested more than {MAX_METADATA_DEPTH} levels deep")
-    if isinstance(metadata, float) and not math.isfinite(metadata):
-        raise ValueError(f"{where} is {metadata!r}; metadata values must be finite numbers (NaN and "
+    if convert and isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()  # np.float32 -> float, np.bool_ -> bool, arrays -> (nested) lists
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value!r}; metadata values must be finite numbers (NaN and "
                          "infinity are not JSON): store null or leave the key out")
-    if isinstance(metadata, int) and not -2**63 <= metadata < 2**63:
-        raise ValueError(f"{where} is {metadata}, an integer beyond 64 bits, which filters cannot compare "
+    if isinstance(value, int) and not -2**63 <= value < 2**63:
+        raise ValueError(f"{where} is {value}, an integer beyond 64 bits, which filters cannot compare "
                          "exactly; store it as a string")
-    if isinstance(metadata, Mapping):
-        for key, value in metadata.items():
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        for key in value:
             if not isinstance(key, str):
                 raise ValueError(f"{where} has the key {key!r} ({type(key).__name__}); metadata keys must be "
                                  "strings (JSON object keys)")
-            check_finite_metadata(value, f"{where}[{key!r}]", depth + 1)
-    elif isinstance(metadata, (list, tuple)):
-        for position, value in enumerate(metadata):
-            check_finite_metadata(value, f"{where}[{position}]", depth + 1)
-
+        items = {key: _json_value(item, f"{where}[{key!r}]", depth + 1, convert)
+                 for key, item in value.items()}
+        return items if convert else value
+    if isinstance(value, (list, tuple)):
+        listed = [_json_value(item, f"{where}[{i}]", depth + 1, convert) for i, item in enumerate(value)]
+        return listed if convert else value
+    if isinstance(value, (np.generic, np.ndarray)):
+        raise ValueError(f"{where} is of type {type(value).__name__} (a numpy value: convert it with .item() "
+                         "or .tolist()); metadata values must be JSON values")
+    if convert:
+        raise ValueError(f"{where} is of type {type(value).__name__}; metadata values must be JSON values: "
+                         "str, int, float, bool, None, and lists and dicts of them")
+    return value  # a host library that serialises it itself (LlamaIndex: dates as ISO text)
 
 
 def check_count(name: str, value: Any) -> None:
@@ -151,18 +184,21 @@ def checked_ids(ids: Sequence[Any] | None, count: int) -> list[str] | None:
 
 def checked_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, count: int
                       ) -> list[dict[str, Any]] | None:
-    """``metadatas`` as plain dicts (``{}`` for None), each checked by :func:`check_metadata`.
+    """``metadatas`` as plain dicts (``{}`` for None) of JSON values (see :func:`json_metadata`:
+    numpy values become the equal Python values), each checked as :func:`check_metadata` checks.
 
     Raises:
-        ValueError: not ``count`` of them, or one the index cannot store as given.
+        ValueError: not ``count`` of them, or one the index cannot store (naming the place).
     """
     if metadatas is None:
         return None
     if len(metadatas) != count:
         raise ValueError(f"{count} texts but {len(metadatas)} metadatas")
+    checked = []
     for position, metadata in enumerate(metadatas):
-        check_metadata(metadata, f"metadatas[{position}]")
-    return [dict(m) if m else {} for m in metadatas]
+        _require_mapping(metadata, f"metadatas[{position}]")
+        checked.append(json_metadata(metadata, f"metadatas[{position}]") if metadata else {})
+    return checked
 
 
 def finite_vector(query: Any) -> np.ndarray:

@@ -45,6 +45,12 @@ def _no_relevance(score: float) -> float:
                      "BM25 scores of mode='lexical' have no upper bound: use similarity_search_with_score")
 
 
+def _refuse_mode_but_dense(kwargs: dict[str, Any], search: str) -> None:
+    """Refuse a ``mode`` other than dense for a search that compares vectors only."""
+    if kwargs.get("mode", "dense") != "dense":
+        raise ValueError(f"{search} compares vectors, so it searches dense only, not mode={kwargs['mode']!r}")
+
+
 RELEVANCE_OF_MODE = {"dense": _cosine_relevance, "hybrid": _fused_relevance, "lexical": _no_relevance}
 SEARCH_OPTIONS = ("mode", "alpha", "fusion")
 
@@ -164,13 +170,29 @@ class M2VVectorStore(VectorStore):
         """Add texts, replacing any stored document with the same id; returns the ids.
 
         Missing ids (None, or no ``ids``) get new uuid4 hex ids. Metadata must be JSON values
-        (NaN and infinity are refused).
+        (NaN and infinity are refused; numpy values are stored as the equal Python values).
         """
         texts = list(texts)
         vectors = None
         if not self._native and texts:
             vectors = self._embedding.embed_documents(texts)
         return self._binding.add(texts, ids=ids, metadatas=metadatas, vectors=vectors)
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Add documents, replacing any stored document with the same id; returns the ids.
+
+        ``ids`` given (not None) take precedence; absent or None, each document's own ``id`` is
+        used (new uuid4 hex ids for documents without one), as in LangChain's in-memory store.
+        """
+        if kwargs.get("ids") is None:
+            kwargs.pop("ids", None)  # else LangChain's base class passes ids=None on and drops Document.id
+        return super().add_documents(documents, **kwargs)
+
+    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """:meth:`add_documents` off the event loop."""
+        if kwargs.get("ids") is None:
+            kwargs.pop("ids", None)
+        return await super().aadd_documents(documents, **kwargs)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete documents by id (unknown ids are ignored); ``ids=None`` deletes everything."""
@@ -260,11 +282,20 @@ class M2VVectorStore(VectorStore):
     def similarity_search_with_score_by_vector(self, embedding: list[float], k: int = 4,
                                                filter: dict[str, Any] | None = None, **kwargs: Any
                                                ) -> list[tuple[Document, float]]:
+        """Documents closest to the vector ``embedding``, with their cosine similarities.
+
+        Raises:
+            ValueError: a ``mode`` other than ``"dense"`` (a vector has no text for BM25), or a
+                vector of the wrong size.
+        """
+        _refuse_mode_but_dense(kwargs, "a vector search")
         return [(_document(hit), hit.score) for hit in self._binding.search(embedding, k, filter=filter)]
 
     def similarity_search_by_vector(self, embedding: list[float], k: int = 4,
                                     filter: dict[str, Any] | None = None, **kwargs: Any) -> list[Document]:
-        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter=filter)]
+        """Documents closest to the vector ``embedding`` (as :meth:`similarity_search_with_score_by_vector`)."""
+        scored = self.similarity_search_with_score_by_vector(embedding, k, filter=filter, **kwargs)
+        return [doc for doc, _ in scored]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         """Relevance of a dense (cosine) score: (cosine + 1) / 2, in [0, 1]."""
@@ -279,9 +310,7 @@ class M2VVectorStore(VectorStore):
         Raises:
             ValueError: ``mode`` other than ``"dense"`` is passed, or ``lambda_mult`` is outside [0, 1].
         """
-        if kwargs.get("mode", "dense") != "dense":
-            raise ValueError(f"max marginal relevance compares vectors, so it searches dense only, not "
-                             f"mode={kwargs['mode']!r}")
+        _refuse_mode_but_dense(kwargs, "max marginal relevance")
         if len(self._binding) == 0:  # nothing to search, so the query is not embedded
             self._binding.ids(filter)  # but a bad filter fails on an empty store too
             return []

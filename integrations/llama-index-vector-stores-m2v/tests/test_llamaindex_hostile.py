@@ -81,3 +81,26 @@ def test_a_bad_filter_fails_on_a_store_with_nothing_yet(m2v_model) -> None:
     with pytest.raises(FilterError, match="non-empty"):
         empty.query(VectorStoreQuery(query_str="violin", similarity_top_k=1, filters=bad))
     assert M2VVectorStore().query(VectorStoreQuery(query_str="violin", similarity_top_k=1)).ids == []
+
+
+def test_metadata_llamaindex_cannot_serialise_is_refused_naming_the_key(store: M2VVectorStore) -> None:
+    """LlamaIndex cannot serialise a node holding numpy values; the error names the node and key."""
+    import numpy as np
+
+    node = TextNode(text="violins", id_="np", metadata={"kind": "music", "year": np.int64(2001)})
+    named = r"nodes\[0\] \(id 'np'\) metadata\['year'\] is of type int64 \(a numpy value"
+    with pytest.raises(ValueError, match=named):
+        store.add([node])
+    fine = TextNode(text="violins", id_="plain",
+                    metadata={"none": None, "list": [1, "a"], "nested": {"x": [None]}})
+    store.add([fine])
+    assert store.get_nodes(["plain"])[0].metadata == fine.metadata
+
+
+def test_metadata_llamaindex_serialises_itself_is_kept(store: M2VVectorStore) -> None:
+    """Dates and the like are LlamaIndex's to serialise (as ISO text), as in its other stores."""
+    import datetime
+
+    node = TextNode(text="violins", id_="dated", metadata={"when": datetime.date(2020, 1, 2), "tags": {"x"}})
+    store.add([node])
+    assert store.get_nodes(["dated"])[0].metadata == {"when": "2020-01-02", "tags": ["x"]}

@@ -125,6 +125,7 @@ def test_nodes_without_embeddings_are_embedded_by_the_stores_model(embed_model, 
         [("topic", FilterOperator.ALL, ["o", "g"])],
         [("missing_key", FilterOperator.IS_EMPTY, None), ("year", FilterOperator.GT, 2010)],
         [("topic", FilterOperator.IS_EMPTY, None), ("year", FilterOperator.GT, 2010), "or"],
+        [("missing_key", FilterOperator.IS_EMPTY, ["unused"]), ("year", FilterOperator.GT, 2010)],
     ],
 )
 def test_filters_select_exactly_what_llamaindex_semantics_select(store, embed_model, items):
@@ -204,6 +205,11 @@ def test_nested_or_and_not_inside_the_search(store, embed_model):
         (filters(("year", FilterOperator.GT, float("nan"))), r"filter\['year'\]\['\$gt'\]: nan is not a finite"),
         (filters(("year", FilterOperator.GT, 2**70)), "outside the 64-bit range"),
         (filters(("", FilterOperator.EQ, 1)), "keys must be non-empty"),
+        # LlamaIndex's own filters match nothing with EQ None and everything with NE None: refused,
+        # not read as "is null" (which silently returned other nodes than LlamaIndex would)
+        (filters(("topic", FilterOperator.EQ, None)), r"EQ filter on key 'topic' .* has no value.*IS_EMPTY"),
+        (filters(("topic", FilterOperator.NE, None)), r"NE filter on key 'topic' .* has no value.*IS_EMPTY"),
+        (filters(("year", FilterOperator.GT, None)), r"GT filter on key 'year' .* has no value"),
     ],
 )
 def test_bad_filters_raise_clear_errors(store, embed_model, bad, message):

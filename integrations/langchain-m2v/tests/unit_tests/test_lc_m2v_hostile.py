@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pytest
 from langchain_core.documents import Document
 from m2v_search.index import IndexCorruptError
@@ -82,3 +83,55 @@ def test_a_bad_filter_fails_on_an_empty_store(m2v_embeddings) -> None:
         with pytest.raises(FilterError, match="regex"):
             search("violin", filter={"topic": {"$regex": "mus.*"}})
         assert search("violin", filter={"topic": "music"}) == []
+
+
+def test_ids_none_passed_through_keeps_the_documents_own_ids(m2v_embeddings) -> None:
+    """A wrapper that forwards ``ids=None`` must not drop Document.id (LangChain's InMemoryVectorStore
+    treats None as no ids too)."""
+    import asyncio
+
+    store = M2VVectorStore(m2v_embeddings)
+    assert store.add_documents([Document(page_content="owls hunt at night", id="owl")], ids=None) == ["owl"]
+    added = asyncio.run(store.aadd_documents([Document(page_content="bees make honey", id="bee")], ids=None))
+    assert added == ["bee"]
+    assert [doc.id for doc in store.get_by_ids(["owl", "bee"])] == ["owl", "bee"]
+    again = Document(page_content="owls see in the dark", id="owl")
+    assert store.add_documents([again], ids=["other"]) == ["other"]
+
+
+def test_numpy_metadata_is_stored_as_plain_values(m2v_embeddings) -> None:
+    """Metadata read from numpy or pandas (np.int64, np.float32, np.bool_, arrays) is stored as the
+    equal JSON value, so filters match it; None, lists and nested dicts stay as given."""
+    import numpy as np
+
+    store = M2VVectorStore(m2v_embeddings)
+    metadata = {"year": np.int64(2001), "score": np.float32(0.5), "ok": np.bool_(True),
+                "tags": np.array([1, 2]), "nested": {"n": np.int32(3), "none": None, "list": ["a", None]}}
+    store.add_texts(["the violin has four strings"], metadatas=[metadata], ids=["v"])
+    stored = store.get_by_ids(["v"])[0].metadata
+    assert stored == {"year": 2001, "score": 0.5, "ok": True, "tags": [1, 2],
+                      "nested": {"n": 3, "none": None, "list": ["a", None]}}
+    assert type(stored["year"]) is int and type(stored["ok"]) is bool
+    found = store.similarity_search("violin", filter={"year": {"$gte": 2000}, "ok": True})
+    assert [d.id for d in found] == ["v"]
+    assert isinstance(metadata["year"], np.int64)  # the caller's dict is not changed
+
+
+@pytest.mark.parametrize("value, kind", [(b"raw", "bytes"), ({1, 2}, "set"), (object(), "object"),
+                                         (np.float32("nan"), "nan")])
+def test_metadata_that_is_not_json_names_its_key(m2v_embeddings, value, kind) -> None:
+    store = M2VVectorStore(m2v_embeddings)
+    with pytest.raises(ValueError, match=rf"metadatas\[1\]\['bad'\].*{kind}"):
+        store.add_texts(["a", "b"], metadatas=[{}, {"bad": value}])
+    assert len(store) == 0
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical", "bogus"])
+def test_a_vector_search_refuses_a_mode_it_cannot_run(store: M2VVectorStore, m2v_embeddings, mode: str) -> None:
+    """A vector has no text for BM25: asking a vector search for another mode is an error, not a
+    dense search in disguise."""
+    vector = m2v_embeddings.embed_query("violin strings")
+    for search in (store.similarity_search_by_vector, store.similarity_search_with_score_by_vector):
+        with pytest.raises(ValueError, match=rf"mode={mode!r}"):
+            search(vector, k=1, mode=mode)
+    assert len(store.similarity_search_by_vector(vector, k=1, mode="dense")) == 1

@@ -332,7 +332,7 @@ def test_from_documents(m2v_embeddings, corpus):
 
 def test_metadata_must_be_json(m2v_embeddings):
     store = M2VVectorStore(m2v_embeddings)
-    with pytest.raises(ValueError, match=r"records\[1\] metadata is not JSON-serialisable"):
+    with pytest.raises(ValueError, match=r"metadatas\[1\]\[.bad.\] is of type object; metadata values must be JSON"):
         store.add_texts(["a", "b"], [{"ok": 1}, {"bad": object()}])
     assert store.delete([]) is True and len(store) == 0
 

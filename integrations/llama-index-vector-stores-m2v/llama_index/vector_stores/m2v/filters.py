@@ -6,7 +6,7 @@ NE and NIN. Operators: EQ, NE, GT, GTE, LT, LTE, IN, NIN, CONTAINS (a list holdi
 or a string holding it as a substring), TEXT_MATCH (case-sensitive substring),
 TEXT_MATCH_INSENSITIVE (substring, case folded for ASCII letters only), ANY and ALL (a list
 holding any / all of the values), IS_EMPTY (missing, null or ""; an empty list is not
-recognised).
+recognised; its value is ignored). A value of None is refused for every other operator.
 """
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ def _group(filters: MetadataFilters, where: str) -> Optional[Dict[str, Any]]:
 def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
     operator = FilterOperator(item.operator)
     key, value = item.key, item.value
+    if operator == FilterOperator.IS_EMPTY:  # LlamaIndex ignores its value
+        return {"$or": [{key: {"$exists": False}}, {key: None}, {key: ""}]}
+    if value is None:
+        raise ValueError(f"{operator.name} filter on key {key!r} ({where}) has no value (None); LlamaIndex "
+                         "compares nothing with None (EQ None matches no node, NE None every node): use "
+                         "IS_EMPTY for a missing or null value, inside a NOT group for a present one")
     if operator in _LIST_OPERATORS and not isinstance(value, list):
         raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a list, "
                          f"got {type(value).__name__}")
@@ -105,7 +111,5 @@ def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
         if not value:
             raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a non-empty list")
         return {word: [{key: {"$contains": v}} for v in value]}
-    if operator == FilterOperator.IS_EMPTY:
-        return {"$or": [{key: {"$exists": False}}, {key: None}, {key: ""}]}
     raise ValueError(f"M2VVectorStore does not support filter operator {operator.name} on key {key!r} "
                      f"({where})")
