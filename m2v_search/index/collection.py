@@ -335,7 +335,7 @@ def one_query(query: str | np.ndarray, dim: int) -> Any:
     """A single query as a batch of one: ``[text]`` or a (1, dim) array.
 
     Raises:
-        ValueError: a vector that is not 1-D.
+        ValueError: a vector that is not 1-D, or an empty or white-space text.
         TypeError: neither a str nor a numpy array.
     """
     if isinstance(query, np.ndarray):
@@ -343,6 +343,9 @@ def one_query(query: str | np.ndarray, dim: int) -> Any:
             raise ValueError(f"a query vector must be 1-D with {dim} values, got shape {query.shape}")
         return query[None, :]
     if isinstance(query, str):
+        if not query.strip():
+            raise ValueError(f"the query is {'empty' if not query else 'only white space'}: there is nothing to "
+                             "search for")
         return [query]
     raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
 
