@@ -78,11 +78,10 @@ def open_for_reading(path: Path) -> BinaryIO:
         if isinstance(error, FileNotFoundError):
             raise
         raise IndexCorruptError(f"{path} cannot be read: {error.strerror}") from None
-    handle = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        handle.close()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory naming only the fd
+        os.close(fd)
         raise IndexCorruptError(f"{path} is not a regular file")
-    return handle
+    return os.fdopen(fd, "rb")
 
 
 def read_plain_file(path: Path, limit: int | None = None) -> bytes:

@@ -1,0 +1,84 @@
+"""Hostile input on the write paths and on what they read back: partition listings, index files
+replaced by other kinds of files, leftovers of killed writers, ids files, and HTTP writes.
+
+Each test names the defect it guards against (what happened before the fix)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("faiss")
+
+from m2v_search.index import IndexCorruptError, IndexNotFoundError, VectorIndex  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def m2v_index(*arguments: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``m2v-index ARGUMENTS`` in a subprocess (this checkout first on the path)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "m2v_search.index", *arguments], capture_output=True, text=True,
+                          env=env, input=stdin, timeout=120)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 20-document index built with the bundled model (copy it before writing)."""
+    folder = tmp_path_factory.mktemp("small")
+    index = VectorIndex.create(folder / "index")
+    index.add_texts([f"document {i} about cats and dogs" for i in range(20)], ids=[f"d{i}" for i in range(20)])
+    index.save()
+    index.close()
+    return folder / "index"
+
+
+@pytest.fixture()
+def index_copy(small_index: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(small_index, tmp_path / "index"))
+
+
+# ---------------------------------------------------------------------- partitioned indexes
+@pytest.fixture(scope="module")
+def partitioned_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from m2v_search.index.partitioned import build_partitioned_indexes
+
+    folder = tmp_path_factory.mktemp("partitioned")
+    inputs = {key: str(write_jsonl(folder / f"{key}.jsonl", [{"id": f"{key}{i}", "text": f"{word} {i}"}
+                                                             for i in range(10)]))
+              for key, word in (("en", "cats"), ("de", "dogs"))}
+    build_partitioned_indexes(inputs, folder / "root", show_progress=False)
+    return folder / "root"
+
+
+@pytest.fixture()
+def listing_root(partitioned_root: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(partitioned_root, tmp_path / "root", symlinks=True))
+
+
+def write_listing(root: Path, partitions: object, **fields: object) -> None:
+    listing = {"format": "m2v-search-partitioned-index", "format_version": 1, "partitions": partitions, **fields}
+    (root / "partitions.json").write_text(json.dumps(listing))
+
+
+# ---------------------------------------------------------------------- index files that are not plain files
+def test_a_manifest_that_is_a_folder_is_a_corrupt_index_naming_it(index_copy: Path) -> None:
+    # Before: "m2v-index verify: error: 3: Is a directory" (the descriptor number), exit 3 (bad input).
+    (index_copy / "manifest.json").unlink()
+    (index_copy / "manifest.json").mkdir()
+    for command in (["verify", str(index_copy)], ["delete", str(index_copy), "d1"]):
+        result = m2v_index(*command)
+        assert result.returncode == 4, result.stderr
+        assert f"{index_copy / 'manifest.json'} is not a regular file" in result.stderr
