@@ -73,6 +73,24 @@ def write_listing(root: Path, partitions: object, **fields: object) -> None:
     (root / "partitions.json").write_text(json.dumps(listing))
 
 
+@pytest.mark.parametrize("path", [5, True, None, ["en"]], ids=["int", "bool", "null", "list"])
+def test_a_partition_path_that_is_not_text_is_an_unsafe_partition(listing_root: Path, path: object) -> None:
+    # Before: str(path) passed the name check ("5", "True"), then Path / 5 raised a bare TypeError.
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    write_listing(listing_root, {"en": {"path": path}})
+    with pytest.raises(IndexCorruptError, match="unsafe partition 'en'"):
+        PartitionedIndex.open(listing_root)
+
+
+def test_a_good_listing_still_opens_every_partition(listing_root: Path) -> None:
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    with PartitionedIndex.open(listing_root) as both:
+        assert sorted(both.keys) == ["de", "en"] and len(both) == 20
+        assert {hit.partition for hit in both.search("cats", k=3)} == {"en"}
+
+
 # ---------------------------------------------------------------------- index files that are not plain files
 def test_a_manifest_that_is_a_folder_is_a_corrupt_index_naming_it(index_copy: Path) -> None:
     # Before: "m2v-index verify: error: 3: Is a directory" (the descriptor number), exit 3 (bad input).

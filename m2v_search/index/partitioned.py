@@ -265,6 +265,7 @@ def _read_listing(root: str) -> dict[str, Any]:
             or not isinstance(listing.get("partitions"), dict) or not listing["partitions"]):
         raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} is not an m2v-search partition listing")
     for key, entry in listing["partitions"].items():
-        if not (_KEY.fullmatch(key) and isinstance(entry, dict) and _KEY.fullmatch(str(entry.get("path", "")))):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not (_KEY.fullmatch(key) and isinstance(path, str) and _KEY.fullmatch(path)):
             raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} names an unsafe partition {key!r}")
     return listing
