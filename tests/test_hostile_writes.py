@@ -83,6 +83,43 @@ def test_a_partition_path_that_is_not_text_is_an_unsafe_partition(listing_root: 
         PartitionedIndex.open(listing_root)
 
 
+@pytest.mark.parametrize("target", ["outside", "../outside", "de"], ids=["absolute", "relative-up", "sibling"])
+def test_a_partition_folder_that_is_a_symlink_is_refused(listing_root: Path, small_index: Path, target: str) -> None:
+    # Before: ROOT/evil -> any index on the machine was opened and searched as partition 'en'.
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    outside = listing_root.parent / "outside"
+    shutil.copytree(small_index, outside)
+    os.symlink(outside if target == "outside" else target, listing_root / "evil")
+    write_listing(listing_root, {"en": {"path": "evil"}})
+    with pytest.raises(IndexCorruptError, match="partition 'en' .* is a symbolic link"):
+        PartitionedIndex.open(listing_root)
+
+
+def test_a_partitions_json_that_is_a_symlink_is_refused(listing_root: Path, partitioned_root: Path) -> None:
+    # Before: the link was followed, and its listing's partitions resolved against this root.
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    (listing_root / "partitions.json").unlink()
+    os.symlink(partitioned_root / "partitions.json", listing_root / "partitions.json")
+    with pytest.raises(IndexCorruptError, match="partitions.json is a symbolic link"):
+        PartitionedIndex.open(listing_root)
+
+
+def test_a_partitions_json_that_is_a_folder_or_a_root_that_is_a_file_is_named(listing_root: Path) -> None:
+    # Before: IsADirectoryError "Is a directory: 3" (a file descriptor, not a path) and NotADirectoryError.
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    (listing_root / "partitions.json").unlink()
+    (listing_root / "partitions.json").mkdir()
+    with pytest.raises(IndexCorruptError, match="partitions.json is not a regular file"):
+        PartitionedIndex.open(listing_root)
+    a_file = listing_root / "en.txt"
+    a_file.write_text("x")
+    with pytest.raises(IndexNotFoundError, match="en.txt is a file, not a partitioned index folder"):
+        PartitionedIndex.open(a_file)
+
+
 def test_a_good_listing_still_opens_every_partition(listing_root: Path) -> None:
     from m2v_search.index.partitioned import PartitionedIndex
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
-from m2v_search.index.manifest import fsync_dir
+from m2v_search.index.manifest import MAX_MANIFEST_BYTES, fsync_dir, read_plain_file
 from m2v_search.index.sources import expand_sources
 from m2v_search.index.urls import filesystem, is_url, redact
 from m2v_search.index.records import Hit
@@ -156,7 +156,7 @@ class PartitionedIndex:
         indexes: dict[str, VectorIndex] = {}
         try:
             for key in keys:
-                location = _join(root, listed[key]["path"])
+                location = _partition_location(root, key, listed[key]["path"])
                 if is_url(location):
                     from m2v_search.index.remote import download_index
 
@@ -230,6 +230,16 @@ def _join(root: str, name: str) -> str:
     return f"{root}/{name}" if is_url(root) else str(Path(root) / name)
 
 
+def _partition_location(root: str, key: str, name: str) -> str:
+    """Where partition ``key`` lies: ``root/name``; a local one must be a folder there, not a link
+    (which could lead anywhere outside the root)."""
+    location = _join(root, name)
+    if not is_url(location) and os.path.islink(location):
+        raise IndexCorruptError(f"partition {key!r} of {redact(root)}/{PARTITIONS_NAME} is a symbolic link "
+                                f"({location}); a partitioned index reads only folders inside its root")
+    return location
+
+
 def _write_listing(root: str, listing: dict[str, Any]) -> None:
     """Write ``partitions.json`` after every partition is committed (one atomic PUT or rename)."""
     data = (json.dumps(listing, indent=2) + "\n").encode("utf-8")
@@ -249,12 +259,14 @@ def _write_listing(root: str, listing: dict[str, Any]) -> None:
 
 
 def _read_listing(root: str) -> dict[str, Any]:
+    if not is_url(root) and Path(root).exists() and not Path(root).is_dir():
+        raise IndexNotFoundError(f"{root} is a file, not a partitioned index folder")
     try:
         if is_url(root):
             fs, path = filesystem(root)
             data = fs.cat_file(f"{path}/{PARTITIONS_NAME}")
-        else:
-            data = (Path(root) / PARTITIONS_NAME).read_bytes()
+        else:  # a plain file: a link could point anywhere, and a FIFO would block
+            data = read_plain_file(Path(root) / PARTITIONS_NAME, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise IndexNotFoundError(f"{redact(root)} is not a partitioned index: {PARTITIONS_NAME} is missing") from None
     try:
