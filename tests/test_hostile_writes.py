@@ -120,6 +120,15 @@ def test_a_partitions_json_that_is_a_folder_or_a_root_that_is_a_file_is_named(li
         PartitionedIndex.open(a_file)
 
 
+def test_a_listed_partition_that_is_missing_is_named_with_its_listing(listing_root: Path) -> None:
+    # Before: "index directory ROOT/fr does not exist", not saying it came from partitions.json.
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    write_listing(listing_root, {"en": {"path": "en"}, "fr": {"path": "fr"}})
+    with pytest.raises(IndexNotFoundError, match=r"partition 'fr' of .*partitions.json: index directory .*fr"):
+        PartitionedIndex.open(listing_root)
+
+
 def test_a_good_listing_still_opens_every_partition(listing_root: Path) -> None:
     from m2v_search.index.partitioned import PartitionedIndex
 

@@ -161,7 +161,10 @@ class PartitionedIndex:
                     from m2v_search.index.remote import download_index
 
                     location = str(download_index(location, cache_dir))
-                indexes[key] = VectorIndex.open(location, model=model)
+                try:
+                    indexes[key] = VectorIndex.open(location, model=model)
+                except (IndexNotFoundError, IndexCorruptError) as error:  # say which listed partition it is
+                    raise type(error)(f"partition {key!r} of {redact(root)}/{PARTITIONS_NAME}: {error}") from None
                 model = model if model is not None else indexes[key].model  # one model for all partitions
         except BaseException:
             for index in indexes.values():
