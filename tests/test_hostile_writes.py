@@ -129,6 +129,15 @@ def test_a_listed_partition_that_is_missing_is_named_with_its_listing(listing_ro
         PartitionedIndex.open(listing_root)
 
 
+def test_a_listing_of_a_newer_format_version_is_refused(listing_root: Path) -> None:
+    # Before: any format_version was read as version 1.
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    write_listing(listing_root, {"en": {"path": "en"}}, format_version=2)
+    with pytest.raises(IndexCorruptError, match="format version 2"):
+        PartitionedIndex.open(listing_root)
+
+
 def test_a_good_listing_still_opens_every_partition(listing_root: Path) -> None:
     from m2v_search.index.partitioned import PartitionedIndex
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PARTITIONS_NAME = "partitions.json"
 FORMAT_NAME = "m2v-search-partitioned-index"
+FORMAT_VERSION = 1
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]{0,127}")  # fullmatch: `$` would let a trailing newline in
 
 
@@ -94,7 +95,7 @@ def build_partitioned_indexes(partitions: Mapping[str, Any], output_dir: str | o
     root = os.fspath(output_dir).rstrip("/")
     reports = {str(key): _build_one(inputs, _join(root, str(key)), engine, build_options)
                for key, inputs in partitions.items()}
-    listing = {"format": FORMAT_NAME, "format_version": 1,
+    listing = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                "partitions": {key: {"path": key, "documents": report.documents} for key, report in reports.items()}}
     _write_listing(root, listing)
     return reports
@@ -279,6 +280,10 @@ def _read_listing(root: str) -> dict[str, Any]:
     if (not isinstance(listing, dict) or listing.get("format") != FORMAT_NAME
             or not isinstance(listing.get("partitions"), dict) or not listing["partitions"]):
         raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} is not an m2v-search partition listing")
+    version = listing.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} has format version {version!r}; this m2v-search "
+                                f"reads version {FORMAT_VERSION}")
     for key, entry in listing["partitions"].items():
         path = entry.get("path") if isinstance(entry, dict) else None
         if not (_KEY.fullmatch(key) and isinstance(path, str) and _KEY.fullmatch(path)):
