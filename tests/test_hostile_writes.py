@@ -155,3 +155,23 @@ def test_a_manifest_that_is_a_folder_is_a_corrupt_index_naming_it(index_copy: Pa
         result = m2v_index(*command)
         assert result.returncode == 4, result.stderr
         assert f"{index_copy / 'manifest.json'} is not a regular file" in result.stderr
+
+
+# ---------------------------------------------------------------------- leftovers of a killed writer
+def test_the_next_commit_removes_what_a_writer_killed_mid_commit_was_staging(index_copy: Path,
+                                                                             tmp_path: Path) -> None:
+    # Before: a writer killed (SIGTERM, SIGKILL) while writing a generation left its staged copies
+    # (.index.<generation>.faiss.tmp, .docstore.<generation>.sqlite.tmp: a whole index each)
+    # in the directory, and no later write ever removed them.
+    staged = [".index.000002-0123abcd.faiss.tmp", ".docstore.000002-0123abcd.sqlite.tmp",
+              ".lexical.000002-0123abcd.npz.tmp", ".lexical.000002-0123abcd.json.tmp"]
+    others = [".index.old.faiss.tmp", ".notes.tmp", "index.000002-0123abcd.faiss.tmp", ".index.000002-0123abcd.faiss"]
+    for name in staged + others:
+        (index_copy / name).write_bytes(b"x" * 1000)
+    result = m2v_index("add", str(index_copy), str(write_jsonl(tmp_path / "one.jsonl", [{"id": "n", "text": "new"}])),
+                       "--quiet")
+    assert result.returncode == 0, result.stderr
+    left = {path.name for path in index_copy.iterdir()}
+    assert not left & set(staged) and set(others) <= left  # only the exact staged names are removed
+    verified = m2v_index("verify", str(index_copy))
+    assert verified.returncode == 0 and json.loads(verified.stdout)["documents"] == 21
