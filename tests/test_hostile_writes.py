@@ -175,3 +175,15 @@ def test_the_next_commit_removes_what_a_writer_killed_mid_commit_was_staging(ind
     assert not left & set(staged) and set(others) <= left  # only the exact staged names are removed
     verified = m2v_index("verify", str(index_copy))
     assert verified.returncode == 0 and json.loads(verified.stdout)["documents"] == 21
+
+
+# ---------------------------------------------------------------------- m2v-index delete --ids-file
+def test_an_ids_file_with_a_byte_order_mark_deletes_its_first_id(index_copy: Path, tmp_path: Path) -> None:
+    # Before: the mark stayed in the first id ('\ufeffd1'), which matched nothing: d1 was silently kept.
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_bytes("\ufeffd1\r\nd2\r\n".encode())
+    result = m2v_index("delete", str(index_copy), "--ids-file", str(ids_file), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["deleted"] == 2
+    with VectorIndex.open(index_copy) as index:
+        assert index.get(["d1", "d2"]) == [] and len(index) == 18
