@@ -187,3 +187,14 @@ def test_an_ids_file_with_a_byte_order_mark_deletes_its_first_id(index_copy: Pat
     assert json.loads(result.stdout)["deleted"] == 2
     with VectorIndex.open(index_copy) as index:
         assert index.get(["d1", "d2"]) == [] and len(index) == 18
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n\r\n"], ids=["empty", "blank-lines"])
+def test_an_ids_file_without_ids_is_named(index_copy: Path, tmp_path: Path, content: str) -> None:
+    # Before: "give the ids to delete, or --ids-file FILE", as if no --ids-file had been given.
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(content)
+    result = m2v_index("delete", str(index_copy), "--ids-file", str(ids_file), "--quiet")
+    assert result.returncode == 3 and f"ids file {ids_file} holds no ids" in result.stderr, result.stderr
+    piped = m2v_index("delete", str(index_copy), "--ids-file", "-", "--quiet", stdin=content)
+    assert piped.returncode == 3 and "ids file <stdin> holds no ids" in piped.stderr, piped.stderr
