@@ -60,7 +60,8 @@ def corpus_reader(args: argparse.Namespace, source: str) -> CorpusReader | Sourc
 
 def text_lines(source: str, what: str) -> list[str]:
     """The lines of a UTF-8 file (or ``-``: stdin), e.g. queries or ids, split at ``\\n`` only
-    (``\\r\\n`` too): a form feed, ``\\x1c`` or U+2028 inside a query or an id stays in it.
+    (``\\r\\n`` too): a form feed, ``\\x1c`` or U+2028 inside a query or an id stays in it. A leading
+    byte-order mark is dropped.
 
     Raises:
         InvalidInputError: the file cannot be read, or a line is not valid UTF-8.
@@ -77,7 +78,7 @@ def text_lines(source: str, what: str) -> list[str]:
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise InvalidInputError(f"{what} {name}: line {line}: not valid UTF-8") from None
-    lines = text.split("\n")
+    lines = text.removeprefix("\ufeff").split("\n")  # a byte-order mark (Notepad's UTF-8) is no part of line 1
     if lines[-1] == "":
         lines.pop()  # the newline ending the last line
     return [line[:-1] if line.endswith("\r") else line for line in lines]

@@ -156,7 +156,13 @@ def delete(args: argparse.Namespace) -> int:
 
     ids = list(args.ids)
     if args.ids_file:
-        ids.extend(line.strip() for line in text_lines(args.ids_file, "ids file") if line.strip())
+        listed = [line.strip() for line in text_lines(args.ids_file, "ids file") if line.strip()]
+        if not listed and not ids:
+            from m2v_search.errors import InvalidInputError
+
+            name = "<stdin>" if args.ids_file == "-" else args.ids_file
+            raise InvalidInputError(f"ids file {name} holds no ids (it is empty or every line is blank)")
+        ids.extend(listed)
     if not ids:
         raise UsageError("give the ids to delete, or --ids-file FILE")
     require_index(args.index_dir)

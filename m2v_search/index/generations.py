@@ -3,7 +3,8 @@
 A generation is one FAISS file, one docstore file (and the lexical part's files) under names that embed the generation
 (``index.<generation>.faiss``, ``docstore.<generation>.sqlite``). A commit writes and fsyncs
 them, then replaces ``manifest.json`` (the commit point), then removes older generations. A
-crash at any point leaves the previous manifest and its files in place.
+crash at any point leaves the previous manifest and its files in place; the files it was staging
+(``.index.<generation>.faiss.tmp``...) are removed by the next commit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from m2v_search.index.manifest import (
     fsync_file,
     read_manifest,
     read_verified_files,
+    remove_stale_temporaries,
     write_manifest,
 )
 
@@ -31,6 +33,8 @@ REQUIRED_COLUMNS = {"docs": {"iid", "id", "text", "metadata", "hash"}, "tombston
 GENERATION = re.compile(r"([0-9]{1,18})-[0-9a-f]{8}")
 # the names commits give files (the lexical part's too); only such recorded files are ever removed
 GENERATION_FILE = re.compile(r"(?:index\.{g}\.faiss|docstore\.{g}\.sqlite|lexical\.{g}\.(?:json|npz))".replace("{g}", GENERATION.pattern))
+# a generation file being written; one found while the writer lock is held was left by a killed writer
+STAGED_FILE = re.compile(rf"\.(?:{GENERATION_FILE.pattern})\.tmp")
 
 
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
@@ -60,6 +64,7 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     Raises:
         OSError: A file could not be written; the previous generation stays in use.
     """
+    remove_stale_temporaries(directory, STAGED_FILE)  # whole copies of the index a killed writer left
     previous = _readable_manifest(directory)
     sequence = int(GENERATION.fullmatch(previous["generation"])[1]) + 1 \
         if previous and GENERATION.fullmatch(previous["generation"]) else 1

@@ -78,11 +78,10 @@ def open_for_reading(path: Path) -> BinaryIO:
         if isinstance(error, FileNotFoundError):
             raise
         raise IndexCorruptError(f"{path} cannot be read: {error.strerror}") from None
-    handle = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        handle.close()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory naming only the fd
+        os.close(fd)
         raise IndexCorruptError(f"{path} is not a regular file")
-    return handle
+    return os.fdopen(fd, "rb")
 
 
 def read_plain_file(path: Path, limit: int | None = None) -> bytes:
@@ -223,18 +222,19 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     fsync_dir(directory)
 
 
-def remove_stale_temporaries(directory: Path) -> None:
-    """Remove ``.manifest.json.tmp-<pid>`` files (only names of exactly that form) from ``directory``.
+def remove_stale_temporaries(directory: Path, names_like: re.Pattern[str] = STALE_TEMP) -> None:
+    """Remove temporary files a killed writer left in ``directory`` (only names of exactly that form).
 
     Args:
         directory: An index directory whose writer lock the caller holds.
+        names_like: The names to remove (default ``.manifest.json.tmp-<pid>``).
     """
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for name in names:
-        if STALE_TEMP.fullmatch(name):
+        if names_like.fullmatch(name):
             (directory / name).unlink(missing_ok=True)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
-from m2v_search.index.manifest import fsync_dir
+from m2v_search.index.manifest import MAX_MANIFEST_BYTES, fsync_dir, read_plain_file
 from m2v_search.index.sources import expand_sources
 from m2v_search.index.urls import filesystem, is_url, redact
 from m2v_search.index.records import Hit
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PARTITIONS_NAME = "partitions.json"
 FORMAT_NAME = "m2v-search-partitioned-index"
+FORMAT_VERSION = 1
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]{0,127}")  # fullmatch: `$` would let a trailing newline in
 
 
@@ -94,7 +95,7 @@ def build_partitioned_indexes(partitions: Mapping[str, Any], output_dir: str | o
     root = os.fspath(output_dir).rstrip("/")
     reports = {str(key): _build_one(inputs, _join(root, str(key)), engine, build_options)
                for key, inputs in partitions.items()}
-    listing = {"format": FORMAT_NAME, "format_version": 1,
+    listing = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                "partitions": {key: {"path": key, "documents": report.documents} for key, report in reports.items()}}
     _write_listing(root, listing)
     return reports
@@ -156,12 +157,15 @@ class PartitionedIndex:
         indexes: dict[str, VectorIndex] = {}
         try:
             for key in keys:
-                location = _join(root, listed[key]["path"])
+                location = _partition_location(root, key, listed[key]["path"])
                 if is_url(location):
                     from m2v_search.index.remote import download_index
 
                     location = str(download_index(location, cache_dir))
-                indexes[key] = VectorIndex.open(location, model=model)
+                try:
+                    indexes[key] = VectorIndex.open(location, model=model)
+                except (IndexNotFoundError, IndexCorruptError) as error:  # say which listed partition it is
+                    raise type(error)(f"partition {key!r} of {redact(root)}/{PARTITIONS_NAME}: {error}") from None
                 model = model if model is not None else indexes[key].model  # one model for all partitions
         except BaseException:
             for index in indexes.values():
@@ -230,6 +234,16 @@ def _join(root: str, name: str) -> str:
     return f"{root}/{name}" if is_url(root) else str(Path(root) / name)
 
 
+def _partition_location(root: str, key: str, name: str) -> str:
+    """Where partition ``key`` lies: ``root/name``; a local one must be a folder there, not a link
+    (which could lead anywhere outside the root)."""
+    location = _join(root, name)
+    if not is_url(location) and os.path.islink(location):
+        raise IndexCorruptError(f"partition {key!r} of {redact(root)}/{PARTITIONS_NAME} is a symbolic link "
+                                f"({location}); a partitioned index reads only folders inside its root")
+    return location
+
+
 def _write_listing(root: str, listing: dict[str, Any]) -> None:
     """Write ``partitions.json`` after every partition is committed (one atomic PUT or rename)."""
     data = (json.dumps(listing, indent=2) + "\n").encode("utf-8")
@@ -249,12 +263,14 @@ def _write_listing(root: str, listing: dict[str, Any]) -> None:
 
 
 def _read_listing(root: str) -> dict[str, Any]:
+    if not is_url(root) and Path(root).exists() and not Path(root).is_dir():
+        raise IndexNotFoundError(f"{root} is a file, not a partitioned index folder")
     try:
         if is_url(root):
             fs, path = filesystem(root)
             data = fs.cat_file(f"{path}/{PARTITIONS_NAME}")
-        else:
-            data = (Path(root) / PARTITIONS_NAME).read_bytes()
+        else:  # a plain file: a link could point anywhere, and a FIFO would block
+            data = read_plain_file(Path(root) / PARTITIONS_NAME, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise IndexNotFoundError(f"{redact(root)} is not a partitioned index: {PARTITIONS_NAME} is missing") from None
     try:
@@ -264,7 +280,12 @@ def _read_listing(root: str) -> dict[str, Any]:
     if (not isinstance(listing, dict) or listing.get("format") != FORMAT_NAME
             or not isinstance(listing.get("partitions"), dict) or not listing["partitions"]):
         raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} is not an m2v-search partition listing")
+    version = listing.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} has format version {version!r}; this m2v-search "
+                                f"reads version {FORMAT_VERSION}")
     for key, entry in listing["partitions"].items():
-        if not (_KEY.fullmatch(key) and isinstance(entry, dict) and _KEY.fullmatch(str(entry.get("path", "")))):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not (_KEY.fullmatch(key) and isinstance(path, str) and _KEY.fullmatch(path)):
             raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} names an unsafe partition {key!r}")
     return listing
