@@ -470,7 +470,7 @@ def test_ctrl_c_during_a_build_is_one_line_and_exit_130(built: Path, tiny_model_
             process.wait()
     text = err.decode()
     assert process.returncode == 130 and "Traceback" not in text
-    assert "interrupted; the index on disk is unchanged" in one_line(text)
+    assert "interrupted; the index on disk is unchanged; the same command with --resume continues" in one_line(text)
     assert len(VectorIndex.open(built)) == 60 and (built / ".build" / "build.json").exists()
 
 
@@ -497,3 +497,16 @@ def test_add_or_delete_on_a_mistyped_directory_creates_nothing(tmp_path: Path, c
         code, _, err = run(capsys, *command, "--quiet")
         assert code == 2 and "does not exist" in one_line(err)
         assert not (tmp_path / "typo").exists()
+
+
+def test_an_interrupted_add_does_not_offer_resume(built: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Only a build can continue with --resume; an interrupted add says the index is unchanged."""
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VectorIndex, "upsert", interrupt)
+    code, _, err = run(capsys, "add", built, write_jsonl(tmp_path / "more.jsonl", rows("m", 3)), "--quiet")
+    assert code == 130
+    assert one_line(err).endswith("interrupted; the index on disk is unchanged")
+    monkeypatch.undo()
+    assert len(VectorIndex.open(built)) == 60

@@ -87,6 +87,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
             return EXIT_USAGE
         except KeyboardInterrupt:
             hint = getattr(args, "interrupt_hint", "")
+            if hint and hasattr(args, "resume"):  # a command that can pick up where it stopped (build)
+                hint += "; the same command with --resume continues"
             print(f"{args.command_name}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
             return EXIT_INTERRUPTED
         except BrokenPipeError:  # e.g. piped into `head`: stop quietly

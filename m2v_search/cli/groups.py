@@ -17,7 +17,7 @@ M2V = CommandGroup(
 INDEX = CommandGroup(
     "m2v-index", "Index a text corpus with a static embedding model and FAISS, then search it.",
     epilog=_EXIT_CODES, help="build, search, add to, delete from, inspect and verify an index (m2v-index)",
-    interrupt_hint="the index on disk is unchanged (a build continues with --resume)")
+    interrupt_hint="the index on disk is unchanged")
 
 # Modules whose import registers commands, in the order they are listed in --help.
 COMMAND_MODULES = (
