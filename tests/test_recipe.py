@@ -187,7 +187,7 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     assert again["variants"]["cosine"]["candidates"] == {"cosine": again["variants"]["cosine"]["best_validation"]}
 
 
-def test_retrieval_section_and_dev_mix_selection(tiny_corpus, tmp_path):
+def test_word_term_retrieval_section_and_dev_mix_selection(tiny_corpus, tmp_path):
     """A recipe's ``retrieval`` section tunes the chosen model on docstring pairs of the training
     modules; its figures go into the report and the model card. Bad settings name the field."""
     pytest.importorskip("torch")
@@ -208,8 +208,9 @@ def test_retrieval_section_and_dev_mix_selection(tiny_corpus, tmp_path):
 
     assert not any(is_dev_module(group) for group in pairs.groups)  # the dev task's modules give no pair
 
-    recipe = dataclasses.replace(tiny_recipe(), retrieval=RetrievalSpec(pairs=("names",), epochs=2, patience=1),
-                                 selection="dev-mix")
+    tiny = tiny_recipe()
+    recipe = dataclasses.replace(tiny, retrieval=RetrievalSpec(pairs=("names",), epochs=2, patience=1),
+                                 selection="dev-mix", corpus=dataclasses.replace(tiny.corpus, vocabulary_words=50))
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
     report = run_recipe(recipe, tmp_path / "tuned", corpus=tiny_corpus, max_texts=200, device="cpu",
                         variants=["cosine"], show_progress_bar=False)
@@ -218,6 +219,7 @@ def test_retrieval_section_and_dev_mix_selection(tiny_corpus, tmp_path):
     card = StaticModel.from_pretrained(tmp_path / "tuned").config["recipe"]
     assert card["retrieval term"].startswith(f"then tuned on {used} query -> document pairs")
     assert "the mean of the dev tasks" in card["selection"]  # chosen on the dev mix, never on one score
+    assert report["corpus"]["vocabulary_words"] == 50 and "+50 single vocabulary words" in card["corpus"]
     assert np.isfinite(report["plain_distill"]["dev_mix"]) and report["variants"]["cosine"]["selection"] == "dev-mix"
 
 
@@ -231,3 +233,15 @@ def test_v2_candidate_recipe_loads_and_asks_for_its_teacher_folder(tmp_path):
     assert recipe.retrieval is not None and recipe.teacher.package is None and recipe.selection == "dev-mix"
     with pytest.raises(MissingRecipeDataError, match="give its local folder"):
         run_recipe(recipe, tmp_path / "out")
+
+
+def test_vocabulary_words_skip_every_held_out_word():
+    from m2v_search.train.corpus import vocabulary_words
+    from m2v_search.train.heldout import is_heldout_headword, is_heldout_word
+
+    tokens = list(StaticModel.from_pretrained().tokens)
+    words = vocabulary_words(tokens, 100_000)
+    assert 10_000 < len(words) < len(tokens) and len(set(words)) == len(words)
+    assert not any(is_heldout_word(w) or is_heldout_headword(w) for w in words)
+    assert all(w.isalpha() and w.islower() and len(w) >= 3 for w in words)
+    assert vocabulary_words(tokens, 10) == words[:10] and vocabulary_words(tokens, 0) == []

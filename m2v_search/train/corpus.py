@@ -33,7 +33,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from m2v_search.train.heldout import is_dev_module
+from m2v_search.train.heldout import is_dev_module, is_heldout_headword, is_heldout_word
 
 LICENCES = {
     "stdlib": "PSF-2.0 (Python standard library docstrings of the running interpreter)",
@@ -344,6 +344,15 @@ def stdlib_training_docstrings() -> Iterator[str]:
     """:func:`stdlib_docstrings` without the modules the docstring dev task holds out
     (``heldout.is_dev_module``), so that a model trained on it is judged on unseen modules."""
     return stdlib_docstrings(lambda name: is_dev_module(name.split(".")[0]))
+
+
+def vocabulary_words(tokens: Sequence[str], limit: int) -> list[str]:
+    """Up to ``limit`` whole words of a tokenizer vocabulary, in vocabulary order, to train on
+    alone: lowercase ASCII letters, 3 or more, never a held-out word of the dev tasks' word
+    task or a held-out GCIDE headword."""
+    words = (t for t in tokens if len(t) >= 3 and t.isascii() and t.isalpha() and t.islower()
+             and not is_heldout_word(t) and not is_heldout_headword(t))
+    return [word for _, word in zip(range(limit), words)]
 
 
 SOURCES: dict[str, Callable[[], Iterator[str]]] = {

@@ -84,8 +84,9 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
         "recipe": str(report.get("provenance", recipe.name)),
         "teacher": f"{recipe.teacher.name} ({recipe.teacher.licence})",
         "init": describe_init(init) or str(report.get("init", "")),
-        "corpus": f"{len(training.texts)} texts (+{crops} random word-span crops; {len(training.validation)} held "
-                  "out): " + "; ".join(f"{name} {entry['texts']} texts, {entry['licence']}"
+        "corpus": f"{len(training.texts)} texts (+{crops} random word-span crops"
+                  + (f", +{len(training.train_words)} single vocabulary words" if len(training.train_words) else "")
+                  + f"; {len(training.validation)} held out): " + "; ".join(f"{name} {entry['texts']} texts, {entry['licence']}"
                                        for name, entry in sources.items()),
         "loss": describe_variant(recipe, best.variant, best.whitened),
         "variant": best.name,

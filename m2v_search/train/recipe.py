@@ -81,6 +81,10 @@ class CorpusSpec:
         crop_seed: the crops' seed.
         held_out: share of the texts held out for early stopping (and their crops dropped).
         split_seed: the held-out split's seed.
+        vocabulary_words: add up to this many single words of the teacher's vocabulary as texts
+            of their own (a token-level term: the teacher's embedding of each word is a target
+            too, so word meaning is not traded for sentence similarity); the dev tasks' held-out
+            words and GCIDE headwords are never among them. 0: none.
     """
 
     sources: tuple[str, ...] = ("stdlib", "debian", "kjv", "stsb-train")
@@ -90,8 +94,10 @@ class CorpusSpec:
     crop_seed: int = 1
     held_out: float = 0.05
     split_seed: int = 0
+    vocabulary_words: int = 0
 
     def __post_init__(self) -> None:
+        _check(self.vocabulary_words >= 0, f"vocabulary_words must be >= 0, got {self.vocabulary_words}")
         unknown = sorted(set(self.sources) - set(CORPUS_SOURCES))
         _check(bool(self.sources) and not unknown, f"sources must be among {CORPUS_SOURCES}, got {list(self.sources)}")
         _check(0 < self.held_out < 1, f"held_out must be in (0, 1), got {self.held_out}")

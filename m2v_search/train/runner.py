@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from m2v_search.model import StaticModel
+from m2v_search.train.corpus import vocabulary_words
 from m2v_search.train.model_card_recipe import card_recipe, recipe_provenance
 from m2v_search.train.recipe import Recipe, load_recipe
 from m2v_search.train.recipe_data import RecipeData, find_recipe_data
@@ -113,8 +114,9 @@ def run_recipe(
     report.update(corpus={"texts": len(texts), "sources": sources})
     logger.info("corpus: %d texts", len(texts))
     init_model = _init_model(recipe, data, init, texts, work, device, show_progress_bar, report)
-    training = make_training_set(texts, recipe.corpus, _in_domain_sentences(recipe, data))
-    report.update_corpus(crops=training.crop_count, held_out=len(training.validation))
+    words = vocabulary_words(init_model.tokens, recipe.corpus.vocabulary_words)
+    training = make_training_set(texts, recipe.corpus, _in_domain_sentences(recipe, data), words)
+    report.update_corpus(crops=training.crop_count, held_out=len(training.validation), vocabulary_words=len(words))
     targets = _teacher_features(training.all_texts, data.teacher, work, device, show_progress_bar, report)
 
     budget = fit_budget if fit_budget is not None else recipe.fit.time_budget
