@@ -200,3 +200,16 @@ def test_random_filters_agree_with_the_reference() -> None:
         filter = _random_filter(rng)
         expected = [str(i) for i, meta in enumerate(metadata) if reference(filter, meta)]
         assert index.ids(filter) == expected, filter
+
+
+def test_eq_and_ne_an_empty_list() -> None:
+    """``{"$eq": []}`` matches a value that is an empty list (LlamaIndex's IS_EMPTY counts one);
+    ``{"$ne": []}`` every other document, those without the key included."""
+    metadata = [{"tags": [], "my tags": []}, {"tags": ["a"], "my tags": [1]}, {}, {"tags": "", "my tags": ""},
+                {"tags": None}, {"tags": {}}]
+    index = VectorIndex.create(dim=4, index_kind="flat")
+    index.add_texts([f"t{i}" for i in range(len(metadata))], ids=[f"d{i}" for i in range(len(metadata))],
+                    metadatas=metadata, vectors=np.eye(len(metadata), 4, dtype=np.float32) + 0.1)
+    assert index.ids({"tags": {"$eq": []}}) == ["d0"]
+    assert index.ids({"tags": {"$ne": []}}) == ["d1", "d2", "d3", "d4", "d5"]
+    assert index.ids({"my tags": {"$eq": []}}) == ["d0"]  # a key SQLite's JSON path cannot name plainly

@@ -4,7 +4,7 @@ A filter is a dict; its entries are ANDed. An entry is either a key condition or
 
 - ``{"key": value}`` equality, ``{"key": [v1, v2]}`` membership;
 - ``{"key": {"$op": operand, ...}}`` (numbers compare with numbers, strings with strings) with
-  ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``,
+  ``$eq``, ``$ne`` (also ``[]``: the value is / is not an empty list), ``$gt``, ``$gte``, ``$lt``, ``$lte``,
   ``$in``, ``$nin`` (a list), ``$exists`` (a bool: the key is present, even with a null value),
   ``$contains`` (the value is a list holding the operand, or a string holding the operand as a
   case-sensitive substring) and ``$like`` (the value is a string
@@ -216,6 +216,11 @@ class _Translator:
                                   "than SQLite takes")
             return (f"({type_sql} = 'text' AND {value_sql} LIKE ? ESCAPE '\\')",
                     [*type_params, *value_params, operand])
+        if op in ("$eq", "$ne") and isinstance(operand, (list, tuple)) and not operand:  # the empty list
+            items_sql, items_params = field.items  # json_each, not json_array_length: SQLite may read a
+            sql = f"({type_sql} = 'array' AND NOT EXISTS (SELECT 1 FROM {items_sql}))"  # text value first
+            params = [*type_params, *items_params]
+            return (_negated(sql), params) if op == "$ne" else (sql, params)
         value = _scalar(operand, where)
         if value is None:
             if op == "$eq":

@@ -549,3 +549,18 @@ async def test_ingestion_pipeline_async_into_the_vector_store(embed_model, corpu
     assert len(store.client) == len(nodes) > len(corpus_documents)
     stored = store.get_nodes(node_ids=[nodes[0].node_id])
     assert stored[0].get_content() == nodes[0].get_content()
+
+
+def test_is_empty_counts_an_empty_list_like_llamaindex(embed_model):
+    """IS_EMPTY: a missing key, "" and an empty list, as LlamaIndex's own filter function says."""
+    metadata = {"a": {"tags": []}, "b": {"tags": ["x"]}, "c": {}, "d": {"tags": ""}, "e": {"tags": "y"}}
+    nodes = [TextNode(id_=key, text=f"text {key}", metadata=meta) for key, meta in metadata.items()]
+    for node in nodes:
+        node.embedding = embed_model.get_text_embedding(node.text)
+    store = M2VVectorStore()
+    store.add(nodes)
+    wanted = filters(("tags", FilterOperator.IS_EMPTY, None))
+    reference = build_metadata_filter_fn(lambda node_id: metadata[node_id], wanted)
+    expected = {key for key in metadata if reference(key)}
+    assert expected == {"a", "c", "d"}
+    assert {node.node_id for node in store.get_nodes(filters=wanted)} == expected

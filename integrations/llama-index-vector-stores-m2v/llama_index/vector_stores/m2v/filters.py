@@ -5,8 +5,8 @@ of the filters match) conditions, nested to any depth; a missing or null value m
 NE and NIN. Operators: EQ, NE, GT, GTE, LT, LTE, IN, NIN, CONTAINS (a list holding the value,
 or a string holding it as a substring), TEXT_MATCH (case-sensitive substring),
 TEXT_MATCH_INSENSITIVE (substring, case folded for ASCII letters only), ANY and ALL (a list
-holding any / all of the values), IS_EMPTY (missing, null or ""; an empty list is not
-recognised; its value is ignored). A value of None is refused for every other operator.
+holding any / all of the values), IS_EMPTY (missing, null, "" or an empty list; its value is
+ignored). A value of None is refused for every other operator.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
     operator = FilterOperator(item.operator)
     key, value = item.key, item.value
     if operator == FilterOperator.IS_EMPTY:  # LlamaIndex ignores its value
-        return {"$or": [{key: {"$exists": False}}, {key: None}, {key: ""}]}
+        return {"$or": [{key: {"$exists": False}}, {key: None}, {key: ""}, {key: {"$eq": []}}]}
     if value is None:
         raise ValueError(f"{operator.name} filter on key {key!r} ({where}) has no value (None); LlamaIndex "
                          "compares nothing with None (EQ None matches no node, NE None every node): use "
