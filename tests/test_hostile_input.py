@@ -499,6 +499,36 @@ def test_add_or_delete_on_a_mistyped_directory_creates_nothing(tmp_path: Path, c
         assert not (tmp_path / "typo").exists()
 
 
+def test_sigterm_during_a_build_unwinds_with_exit_143(built: Path, tiny_model_folder: Path) -> None:
+    """`kill` (SIGTERM) ends a build like Ctrl-C: one line, exit 143, the index and the
+    checkpoint kept, no temporary file left behind (it used to die at once, leaving them)."""
+    import signal
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-m", "m2v_search.index", "build", "-", "-o", str(built), "--model",
+                                str(tiny_model_folder), "--batch-size", "10", "--checkpoint-every", "10", "--quiet"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        process.stdin.write("".join(json.dumps(r) + "\n" for r in rows("t", 30)).encode())
+        process.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not (built / ".build" / "manifest.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        process.stdin.close()
+        err = process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143 and "Traceback" not in err
+    assert "terminated (SIGTERM); the index on disk is unchanged; the same command with --resume" in one_line(err)
+    assert len(VectorIndex.open(built)) == 60 and (built / ".build" / "build.json").exists()
+    assert not [p.name for p in built.rglob("*.tmp*")]
+
+
 def test_an_interrupted_add_does_not_offer_resume(built: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     """Only a build can continue with --resume; an interrupted add says the index is unchanged."""
     def interrupt(*args: object, **kwargs: object) -> None:

@@ -10,7 +10,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +22,7 @@ from m2v_search.cli.exit_codes import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SYSTEM,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     UsageError,
     describe,
@@ -55,6 +58,28 @@ def index_main(argv: Sequence[str] | None = None) -> int:
     return run(build_parser("m2v-index"), argv)
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives, so that a command unwinds (its ``finally``
+    blocks and context managers run: temporary files go, locks are released) instead of dying."""
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` while a command runs (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv`` with ``parser`` and run the chosen command.
 
@@ -81,16 +106,18 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     with _logging_to_stderr(args.command_name.split()[0], quiet=getattr(args, "quiet", False),
                             verbose=getattr(args, "verbose", False)):
         try:
-            return int(args.run(args) or EXIT_OK)
+            with _sigterm_unwinds():
+                return int(args.run(args) or EXIT_OK)
         except UsageError as error:
             args.command_parser.error(str(error))  # exits 2 with the command's usage line
             return EXIT_USAGE
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Terminated) as stop:
             hint = getattr(args, "interrupt_hint", "")
             if hint and hasattr(args, "resume"):  # a command that can pick up where it stopped (build)
                 hint += "; the same command with --resume continues"
-            print(f"{args.command_name}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            what = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
+            print(f"{args.command_name}: {what}{'; ' + hint if hint else ''}", file=sys.stderr)
+            return EXIT_TERMINATED if isinstance(stop, _Terminated) else EXIT_INTERRUPTED
         except BrokenPipeError:  # e.g. piped into `head`: stop quietly
             _silence_stdout()
             return EXIT_OK

@@ -22,6 +22,7 @@ code   meaning
        holds external vectors and has no model to encode text with
 7      the system refused: permission denied, read-only file system, disk full, I/O error
 130    interrupted (Ctrl-C); the index on disk is unchanged
+143    terminated (SIGTERM, e.g. ``kill``); the index on disk is unchanged
 =====  ================================================================================
 """
 
@@ -42,6 +43,7 @@ EXIT_BUSY = 5
 EXIT_MODEL = 6
 EXIT_SYSTEM = 7
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
 
 EXIT_BAD_INPUT = EXIT_INPUT  # the name the ``m2v`` command used
 EXIT_LOCKED = EXIT_BUSY
@@ -56,6 +58,7 @@ MEANINGS = {
     EXIT_MODEL: "model problem: cannot load, mismatch, or an index without a model",
     EXIT_SYSTEM: "the system refused: permission, read-only file system, disk full, I/O error",
     EXIT_INTERRUPTED: "interrupted",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
 }
 
 
