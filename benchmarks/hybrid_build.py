@@ -8,7 +8,8 @@ touches both; the ratio is taken between medians.
 
     HF_HUB_OFFLINE=1 python benchmarks/hybrid_build.py [--runs 5] [--limit N] [--index flat]
 
-Writes benchmarks/results/hybrid_build.md and .json (hybrid_build_KIND.* for another --index).
+Writes benchmarks/results/hybrid_build.md, .json (hybrid_build_KIND.* for another --index) and
+hybrid_build.png (every kind measured).
 """
 
 from __future__ import annotations
@@ -53,9 +54,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="builds of each kind")
     parser.add_argument("--limit", type=int, default=None, help="index only the first N definitions")
+    parser.add_argument("--plot-only", action="store_true", help="redraw hybrid_build.png from the saved JSON files")
     parser.add_argument("--index", default="flat", help="index kind of both builds (default flat; auto picks "
                                                         "binary codes for this corpus)")
     args = parser.parse_args()
+    if args.plot_only:
+        plot()
+        return
     texts = gcide_definitions(args.limit)
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
     with tempfile.TemporaryDirectory(prefix="m2v-hybrid-build-") as folder:
@@ -86,7 +91,39 @@ def main() -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps({"runs": runs, "medians": medians, "ratio": ratio}, indent=1),
                                           encoding="utf-8")
     write_report(name, "\n".join(lines) + "\n")
+    plot()
     print(json.dumps({"ratio": round(ratio, 3), **{kind: round(m["seconds"], 3) for kind, m in medians.items()}}))
+
+
+def plot() -> None:
+    """hybrid_build.png: median build seconds, dense only against the default, for each index kind
+    measured (every hybrid_build*.json under results/)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = {}
+    for path in sorted(RESULTS.glob("hybrid_build*.json")):
+        kind = path.stem.removeprefix("hybrid_build").lstrip("_") or "flat"
+        measured[kind] = json.loads(path.read_text(encoding="utf-8"))["medians"]
+    if not measured:
+        return
+    figure, axis = plt.subplots(figsize=(6.4, 3.4))
+    width = 0.38
+    for offset, (label, color) in enumerate(zip(KINDS, ("#999999", "#2a7ab9"))):
+        values = [measured[kind][label]["seconds"] for kind in measured]
+        positions = [i + (offset - 0.5) * width for i in range(len(measured))]
+        axis.bar(positions, values, width, label=label, color=color)
+        for x, value in zip(positions, values):
+            axis.text(x, value, f"{value:.2f}", ha="center", va="bottom", fontsize=9)
+    axis.set_xticks(range(len(measured)), [f"--index {kind}" for kind in measured])
+    axis.set_ylabel("build seconds (median)")
+    axis.set_ylim(0, 1.3 * max(m[label]["seconds"] for m in measured.values() for label in KINDS))
+    axis.legend(fontsize=9, loc="upper center", ncol=2)
+    axis.set_title(f"m2v-index build of the GCIDE definitions, medians ({time.strftime('%Y-%m-%d')})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(RESULTS / "hybrid_build.png", dpi=120)
 
 
 if __name__ == "__main__":
