@@ -246,3 +246,32 @@ def test_an_empty_query_is_refused_everywhere(built: Path, server: str, capsys, 
     assert code == 3 and out == "" and "queries[1] is" in last_line(err)
     error = error_of(post(server, "/search", json.dumps({"queries": ["cat", query]}).encode()), 400)
     assert "queries[1] is" in error["message"]
+
+
+def test_complex_or_text_vectors_are_refused_naming_the_argument(built: Path) -> None:
+    """float32 conversion dropped imaginary parts with only a NumPy warning, and a string given
+    as query_vector failed with NumPy's own message."""
+    index = VectorIndex.open(built)
+    try:
+        dim = index.dim
+        with pytest.raises(ValueError, match="complex numbers"):
+            index.search(np.ones(dim) * (1 + 2j))
+        with pytest.raises(ValueError, match=r"vectors must be an \(n, \d+\) array of numbers: complex"):
+            index.upsert([{"id": "c", "text": "complex"}], vectors=np.ones((1, dim), dtype=np.complex64))
+        for bad in ("abc", 5, [[1.0] * dim]):
+            with pytest.raises(ValueError, match="query_vector must be 1-D"):
+                index.search("topic", query_vector=bad)
+        with pytest.raises(ValueError, match="query_vector"):
+            index.search("topic", query_vector=["x"] * dim)
+    finally:
+        index.close()
+
+
+def test_server_400s_name_the_field_the_index_refused(server: str) -> None:
+    """Errors the index raises (not the request schema) now carry the field in 'param'."""
+    cases = [({"query": "cat", "alpha": 2.0}, "alpha"), ({"query": "cat", "mode": "nope"}, "mode"),
+             ({"query": "  "}, "query"),
+             ({"queries": ["cat", ""]}, "queries")]
+    for body, param in cases:
+        error = error_of(post(server, "/search", json.dumps(body).encode()), 400)
+        assert error["param"] == param, (body, error)

@@ -192,10 +192,10 @@ class HybridSearch(DocumentCollection):
         """
         vectors = None
         if query_vector is not None:
-            vectors = np.asarray(query_vector, dtype=np.float32)
-            if vectors.ndim != 1:
-                raise ValueError(f"query_vector must be 1-D with {self.dim} values, got shape {vectors.shape}")
-            vectors = vectors[None, :]
+            if np.ndim(query_vector) != 1 or isinstance(query_vector, (str, bytes)):
+                raise ValueError(f"query_vector must be 1-D with {self.dim} values, got "
+                                 f"{type(query_vector).__name__} of shape {np.shape(query_vector)}")
+            vectors = checked_vectors([query_vector], self.dim, "query_vector")
         return self.search_batch(one_query(query, self.dim), k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
                                  ef_search=ef_search, mode=mode, alpha=alpha, fusion=fusion, query_vectors=vectors,
                                  rescore=rescore)[0]

@@ -69,6 +69,8 @@ def checked_vectors(vectors: object, dim: int, name: str = "vectors") -> np.ndar
         ValueError: Not a 2-D array of ``dim`` columns of numbers, or a row holds NaN or infinity.
     """
     try:
+        if np.iscomplexobj(vectors):  # float32 would silently drop the imaginary parts
+            raise ValueError("complex numbers have no place in an embedding")
         matrix = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be an (n, {dim}) array of numbers: {error}") from None

@@ -119,7 +119,11 @@ def _search(service: IndexService, limits: ServerLimits, request: SearchRequest,
             results = index.search_batch(queries, k, filter=request.filter, nprobe=request.nprobe,
                                          ef_search=request.ef_search, mode=request.mode, alpha=request.alpha)
         except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
-            raise api_error_from(error) from None
+            mapped = api_error_from(error)
+            single = {"queries": "query", "vectors": "vector"}.get(mapped.param or "")
+            if single is not None and getattr(request, single) is not None:
+                mapped.param = single  # the request gave one query (or vector), searched as a batch of one
+            raise mapped from None
     return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
                          for hit in hits] for hits in results]}
 
