@@ -306,9 +306,11 @@ class LexicalIndex:
         documents = [self.analyzer.words(text) for text in texts]
         words = [word for document in documents for word in document]
         self._learn(set(words).difference(self._word_codes))
-        separator_term = self._vocab.setdefault(self.analyzer.stems([SEPARATOR_WORD])[0], len(self._vocab))
         codes = self._word_codes
-        tokens = np.array([separator_term if word == SEPARATOR_WORD else codes[word] for word in words], np.int32)
+        if SEPARATOR_WORD in words:  # its code marks text boundaries: here it is a real word with a term
+            separator_term = self._vocab.setdefault(self.analyzer.stems([SEPARATOR_WORD])[0], len(self._vocab))
+            codes = {**codes, SEPARATOR_WORD: separator_term}
+        tokens = np.array([codes[word] for word in words], np.int32)
         return _offsets(np.array([len(document) for document in documents])), tokens
 
     def _learn(self, words: set[str]) -> None:
@@ -334,14 +336,10 @@ class LexicalIndex:
             if build_scores and self._retriever is None:
                 self._build_retriever()  # folded already (a checkpoint's merge): only the matrix is missing
             return
-        segments = [self._merged, *self._pending]
-        parts = [segment.live_documents() for segment in segments]
-        bases = np.cumsum([0] + [len(segment.tokens) for segment in segments[:-1]])
-        iids = np.concatenate([part[0] for part in parts])
-        starts = np.concatenate([part[1] + base for part, base in zip(parts, bases)])
-        lengths = np.concatenate([part[2] for part in parts])
+        everything = _Segment.concatenate([self._merged, *self._pending])
+        iids, starts, lengths = everything.live_documents()
         order = np.argsort(iids, kind="stable")
-        flat = _gather(np.concatenate([segment.tokens for segment in segments]), starts[order], lengths[order])
+        flat = _gather(everything.tokens, starts[order], lengths[order])
         used = np.flatnonzero(np.bincount(flat, minlength=len(self._vocab)))
         if len(used) < len(self._vocab):
             flat = self._drop_unused_terms(used)[flat]
