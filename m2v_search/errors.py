@@ -15,6 +15,22 @@ class InvalidInputError(M2VSearchError, ValueError):
     """Input data (a corpus line, a query, a metadata value, an argument) is malformed."""
 
 
+class _NamesParameter:
+    """An error about one argument of a call; ``param`` names it (the HTTP server's ``param``)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ArgumentError(_NamesParameter, InvalidInputError):
+    """An argument's value is refused (a bad mode, alpha or k, an empty query)."""
+
+
+class ArgumentTypeError(_NamesParameter, M2VSearchError, TypeError):
+    """An argument is of the wrong type (a str where a list of queries belongs)."""
+
+
 class ModelLoadError(M2VSearchError, ValueError):
     """A model folder is missing, incomplete or corrupt, or a hub id cannot be resolved."""
 

@@ -271,7 +271,8 @@ def test_server_400s_name_the_field_the_index_refused(server: str) -> None:
     """Errors the index raises (not the request schema) now carry the field in 'param'."""
     cases = [({"query": "cat", "alpha": 2.0}, "alpha"), ({"query": "cat", "mode": "nope"}, "mode"),
              ({"query": "  "}, "query"),
-             ({"queries": ["cat", ""]}, "queries")]
+             ({"queries": ["cat", ""]}, "queries"), ({"vector": [1.0, 2.0]}, "vector"),
+             ({"vectors": [[1.0, 2.0]]}, "vectors")]
     for body, param in cases:
         error = error_of(post(server, "/search", json.dumps(body).encode()), 400)
         assert error["param"] == param, (body, error)

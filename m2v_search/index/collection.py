@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2v_search.errors import ArgumentError, ArgumentTypeError
 from m2v_search.index import factory as factories
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.docstore import DocStore, content_hash
@@ -340,20 +341,18 @@ def one_query(query: str | np.ndarray, dim: int) -> Any:
     """
     if isinstance(query, np.ndarray):
         if query.ndim != 1:
-            raise ValueError(f"a query vector must be 1-D with {dim} values, got shape {query.shape}")
+            raise ArgumentError(f"a query vector must be 1-D with {dim} values, got shape {query.shape}", "query")
         return query[None, :]
     if isinstance(query, str):
-        if not query.strip():
-            raise ValueError(f"the query is {'empty' if not query else 'only white space'}: there is nothing to "
-                             "search for")
+        _require_words(query, "the query", "query")
         return [query]
-    raise TypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}")
+    raise ArgumentTypeError(f"query must be a str or a 1-D numpy array, got {type(query).__name__}", "query")
 
 
 def check_k(k: Any) -> None:
     """Refuse a ``k`` (results per query) that is not a positive integer (ValueError naming it)."""
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise ArgumentError(f"k must be a positive integer, got {k!r}", "k")
 
 
 def allowed_ids(docs: DocStore, count: int, filter: dict[str, Any] | None
@@ -366,7 +365,7 @@ def allowed_ids(docs: DocStore, count: int, filter: dict[str, Any] | None
 def _query_matrix(queries: Sequence[str] | np.ndarray, dim: int, embed: Callable[..., np.ndarray]) -> np.ndarray:
     """Unit query vectors of a list of texts or an (n, dim) array, with errors naming the bad input."""
     if isinstance(queries, np.ndarray):
-        return unit_vectors(checked_vectors(queries, dim, "query vectors"))
+        return unit_vectors(checked_vectors(queries, dim, "query vectors", param="queries"))
     texts = checked_texts(queries)
     return embed(texts, "pass query vectors") if texts else np.zeros((0, dim), np.float32)
 
@@ -380,18 +379,24 @@ def checked_texts(queries: Sequence[str]) -> list[str]:
             and the hits an arbitrary choice).
     """
     if isinstance(queries, str):
-        raise TypeError("search_batch takes a list of queries; use search() for one")
+        raise ArgumentTypeError("search_batch takes a list of queries; use search() for one", "queries")
     try:
         texts = list(queries)
     except TypeError:
-        raise TypeError(f"queries must be a list of str, got {type(queries).__name__}") from None
+        raise ArgumentTypeError(f"queries must be a list of str, got {type(queries).__name__}", "queries") from None
     for position, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"queries[{position}] is {type(text).__name__}, expected str")
-        if not text.strip():
-            raise ValueError(f"queries[{position}] is {'empty' if not text else 'only white space'}: "
-                             "there is nothing to search for")
+            raise ArgumentTypeError(f"queries[{position}] is {type(text).__name__}, expected str", "queries")
+        _require_words(text, f"queries[{position}]", "queries")
     return texts
+
+
+def _require_words(text: str, name: str, param: str) -> None:
+    """Refuse an empty or white-space query: it has no words, so every score would be 0 and the
+    hits an arbitrary choice."""
+    if not text.strip():
+        raise ArgumentError(f"{name} is {'empty' if not text else 'only white space'}: there is nothing to "
+                            "search for", param)
 
 
 

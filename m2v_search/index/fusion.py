@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from m2v_search.errors import ArgumentError
+
 METHODS = ("relative", "dbsf", "rrf")
 DEFAULT_METHOD = "relative"
 RRF_K = 60
@@ -34,7 +36,7 @@ def check_mode(mode: str) -> str:
         ValueError: not one of :data:`MODES`.
     """
     if mode not in MODES:
-        raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        raise ArgumentError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}", "mode")
     return mode
 
 
@@ -51,7 +53,8 @@ def check_alpha(alpha: float) -> float:
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)) \
             or not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be a number in [0, 1] (1 = dense only, 0 = lexical only), got {alpha!r}")
+        raise ArgumentError(f"alpha must be a number in [0, 1] (1 = dense only, 0 = lexical only), got {alpha!r}",
+                            "alpha")
     return float(alpha)
 
 
@@ -62,7 +65,7 @@ def check_method(method: str) -> str:
         ValueError: not one of :data:`METHODS`.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown fusion method {method!r}; use one of {', '.join(METHODS)}")
+        raise ArgumentError(f"unknown fusion method {method!r}; use one of {', '.join(METHODS)}", "fusion")
     return method
 
 
@@ -118,7 +121,7 @@ def fuse(dense: tuple[np.ndarray, np.ndarray], lexical: tuple[np.ndarray, np.nda
     alpha = check_alpha(alpha)
     scale = _SCALERS[check_method(method)]
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ArgumentError(f"k must be >= 1, got {k}", "k")
     dense_ids, dense_scores = np.asarray(dense[0], dtype=np.int64), np.asarray(dense[1], dtype=np.float64)
     lexical_ids, lexical_scores = np.asarray(lexical[0], dtype=np.int64), np.asarray(lexical[1], dtype=np.float64)
     if alpha == 1.0 or not len(lexical_ids):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from m2v_search.errors import ArgumentError
 from m2v_search.index.backends import Backend, SearchOptions
 from m2v_search.index.collection import (
     DocumentCollection,
@@ -62,8 +63,8 @@ def resolve_mode(mode: str | None, text_queries: bool, has_lexical: bool) -> str
     if mode == "dense":
         return mode
     if not text_queries:
-        raise ValueError(f"mode {mode!r} needs query texts; a query vector searches dense only "
-                         "(for hybrid with your own vectors, pass the texts and query_vectors=)")
+        raise ArgumentError(f"mode {mode!r} needs query texts; a query vector searches dense only "
+                            "(for hybrid with your own vectors, pass the texts and query_vectors=)", "mode")
     if not has_lexical:
         raise NoLexicalPartError(f"mode {mode!r} needs the index's lexical part, and this index has none: "
                                  f"{HOW_TO_ADD}")
@@ -192,10 +193,10 @@ class HybridSearch(DocumentCollection):
         """
         vectors = None
         if query_vector is not None:
-            if np.ndim(query_vector) != 1 or isinstance(query_vector, (str, bytes)):
-                raise ValueError(f"query_vector must be 1-D with {self.dim} values, got "
-                                 f"{type(query_vector).__name__} of shape {np.shape(query_vector)}")
-            vectors = checked_vectors([query_vector], self.dim, "query_vector")
+            if np.ndim(query_vector) != 1:  # a str (ndim 0) included
+                raise ArgumentError(f"query_vector must be 1-D with {self.dim} values, got "
+                                    f"{type(query_vector).__name__} of shape {np.shape(query_vector)}", "query_vector")
+            vectors = checked_vectors([query_vector], self.dim, "query_vector")  # its errors name query_vector
         return self.search_batch(one_query(query, self.dim), k, filter=filter, include_vectors=include_vectors, nprobe=nprobe,
                                  ef_search=ef_search, mode=mode, alpha=alpha, fusion=fusion, query_vectors=vectors,
                                  rescore=rescore)[0]
@@ -237,13 +238,13 @@ class HybridSearch(DocumentCollection):
             if texts:  # the default mode is dense here only because the index has no lexical part
                 raise NoLexicalPartError(f"alpha={alpha} weighs a hybrid search, which needs the index's lexical "
                                          f"part, and this index has none: {HOW_TO_ADD}")
-            raise ValueError(f"alpha={alpha} weighs a hybrid search of query texts; a query vector searches "
-                             "dense only (pass the texts, with query_vectors= for your own vectors)")
+            raise ArgumentError(f"alpha={alpha} weighs a hybrid search of query texts; a query vector searches "
+                                "dense only (pass the texts, with query_vectors= for your own vectors)", "alpha")
         if query_vectors is not None and texts:
             query_vectors = checked_vectors(query_vectors, self.dim, "query_vectors")
             if len(query_vectors) != len(queries):
-                raise ValueError(f"query_vectors must have shape ({len(queries)}, {self.dim}), "
-                                 f"got {query_vectors.shape}")
+                raise ArgumentError(f"query_vectors must have shape ({len(queries)}, {self.dim}), "
+                                    f"got {query_vectors.shape}", "query_vectors")
         if chosen == "dense":
             dense_queries = query_vectors if query_vectors is not None and texts else queries
             return super().search_batch(dense_queries, k, filter=filter, include_vectors=include_vectors,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from m2v_search.errors import ArgumentError
+
 MAX_TRAIN = 100_000
 """Most vectors an index that needs training (IVF) is trained on; a larger set is sampled."""
 
@@ -54,31 +56,34 @@ def training_sample(vectors: np.ndarray, limit: int = MAX_TRAIN, seed: int = 0) 
     return np.ascontiguousarray(vectors[rows])
 
 
-def checked_vectors(vectors: object, dim: int, name: str = "vectors") -> np.ndarray:
+def checked_vectors(vectors: object, dim: int, name: str = "vectors", *, param: str | None = None) -> np.ndarray:
     """``vectors`` as a float32 (n, dim) array, refusing a wrong shape and NaN or infinite values.
 
     Args:
         vectors: Array-like vectors given by a caller.
         dim: The dimensions expected.
         name: What to call them in messages (``vectors``, ``query vectors``).
+        param: The argument they were given as (default: ``name``), carried by the error.
 
     Returns:
         The float32 array (not yet normalised: see :func:`unit_vectors`).
 
     Raises:
-        ValueError: Not a 2-D array of ``dim`` columns of numbers, or a row holds NaN or infinity.
+        ArgumentError: Not a 2-D array of ``dim`` columns of real numbers, or a row holds NaN or
+            infinity (a ValueError).
     """
+    param = param or name
     try:
         if np.iscomplexobj(vectors):  # float32 would silently drop the imaginary parts
             raise ValueError("complex numbers have no place in an embedding")
         matrix = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be an (n, {dim}) array of numbers: {error}") from None
+        raise ArgumentError(f"{name} must be an (n, {dim}) array of numbers: {error}", param) from None
     if matrix.ndim != 2 or matrix.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (n, {dim}), got {matrix.shape}")
+        raise ArgumentError(f"{name} must have shape (n, {dim}), got {matrix.shape}", param)
     finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{name}[{row}] holds NaN or infinity ({int((~finite).sum())} such rows); "
-                         "give finite vectors")
+        raise ArgumentError(f"{name}[{row}] holds NaN or infinity ({int((~finite).sum())} such rows); "
+                            "give finite vectors", param)
     return matrix

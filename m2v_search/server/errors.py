@@ -81,23 +81,9 @@ def api_error_from(error: BaseException) -> ApiError:
     if isinstance(error, sqlite3.Error):
         return ApiError(400, f"the filter could not be evaluated: {message}", param="filter")
     if isinstance(error, (ValueError, TypeError, KeyError, UnicodeError, OverflowError)):
-        return ApiError(400, message, param=_param_named_by(message))
+        return ApiError(400, message, param=getattr(error, "param", None))  # ArgumentError names it
     log.error("unexpected error", exc_info=error)
     return ApiError(500, f"internal error ({type(error).__name__}); see the server log", code="internal_error")
-
-
-# The request field a search or write error is about, read from how the index words its messages.
-_PARAMS = (("alpha", ("alpha",)), ("mode", ("unknown search mode", "mode ")), ("fusion", ("unknown fusion method",)),
-           ("queries", ("queries[",)), ("query", ("the query is",)), ("vectors", ("query vectors", "vectors")),
-           ("vector", ("query_vector", "a query vector")), ("k", ("k must",)), ("ids", ("ids ",)))
-
-
-def _param_named_by(message: str) -> str | None:
-    """The request field ``message`` begins by naming (None when it names none)."""
-    for param, prefixes in _PARAMS:
-        if message.startswith(prefixes):
-            return param
-    return None
 
 
 def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:

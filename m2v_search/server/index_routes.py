@@ -120,9 +120,9 @@ def _search(service: IndexService, limits: ServerLimits, request: SearchRequest,
                                          ef_search=request.ef_search, mode=request.mode, alpha=request.alpha)
         except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
             mapped = api_error_from(error)
-            single = {"queries": "query", "vectors": "vector"}.get(mapped.param or "")
-            if single is not None and getattr(request, single) is not None:
-                mapped.param = single  # the request gave one query (or vector), searched as a batch of one
+            if mapped.param in ("queries", "query"):  # the index's argument: whichever the request gave
+                mapped.param = next(name for name in ("query", "queries", "vector", "vectors")
+                                    if getattr(request, name) is not None)
             raise mapped from None
     return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
                          for hit in hits] for hits in results]}
