@@ -38,6 +38,7 @@ from m2v_search.binding_checks import (  # the checks are part of this module's 
     size_mismatch,
 )
 from m2v_search.binding_storage import open_index, save_index
+from m2v_search.index.records import refuse_single_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import Hit, Record, VectorIndex
@@ -244,10 +245,10 @@ class IndexBinding:
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete documents by id (unknown ids ignored); returns how many were deleted."""
-        from m2v_search.index.records import id_list
-
-        wanted = id_list(ids)
-        return 0 if self._index is None or not wanted else self._index.delete(wanted)
+        if self._index is None:
+            refuse_single_id(ids)  # the index checks them itself
+            return 0
+        return self._index.delete(ids)
 
     def clear(self) -> None:
         """Delete every document (the index keeps its model and kind)."""
@@ -257,10 +258,10 @@ class IndexBinding:
     # ------------------------------------------------------------------ reads
     def get(self, ids: Sequence[str]) -> list[Record]:
         """The stored documents among ``ids`` (unknown ids left out), in the order asked."""
-        from m2v_search.index.records import id_list
-
-        wanted = id_list(ids)
-        return [] if self._index is None else self._index.get(wanted)
+        if self._index is None:
+            refuse_single_id(ids)
+            return []
+        return self._index.get(ids)
 
     def ids(self, filter: Any = None) -> list[str]:
         """Ids of the documents matching the host ``filter`` (all for None), in insertion order."""

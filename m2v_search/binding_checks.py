@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from m2v_search.index.records import refuse_single_id
+
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.index import VectorIndex
 
@@ -173,8 +175,7 @@ def checked_ids(ids: Sequence[Any] | None, count: int) -> list[str] | None:
     """
     if ids is None:
         return None
-    if isinstance(ids, (str, bytes)):
-        raise TypeError(f"ids must be a list of ids, got the single {type(ids).__name__} {ids[:80]!r}")
+    refuse_single_id(ids)
     if len(ids) != count:
         raise ValueError(f"{count} texts but {len(ids)} ids")
     texts = [uuid.uuid4().hex if doc_id is None else str(doc_id) for doc_id in ids]

@@ -98,6 +98,18 @@ def coerce_record(record: Record | dict[str, Any], position: int) -> tuple[str, 
         raise ValueError(f"records[{position}] metadata is not JSON-serialisable: {error}") from None
 
 
+def refuse_single_id(ids: Any, name: str = "ids") -> None:
+    """Refuse a lone str (or bytes) where a list of ids belongs: being iterable, it would be taken
+    for the ids of its characters.
+
+    Raises:
+        TypeError: ``ids`` is a str or bytes.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a list of ids, got the single {type(ids).__name__} {ids[:80]!r}; "
+                        f"pass [{ids[:80]!r}]")
+
+
 def id_list(ids: Any, name: str = "ids") -> list[str]:
     """``ids`` as a list of strings (an int id becomes its decimal string), refusing a lone str.
 
@@ -113,9 +125,7 @@ def id_list(ids: Any, name: str = "ids") -> list[str]:
     Raises:
         TypeError: ``ids`` is a str or bytes, or is not iterable.
     """
-    if isinstance(ids, (str, bytes)):
-        raise TypeError(f"{name} must be a list of ids, got the single {type(ids).__name__} {ids[:80]!r}; "
-                        f"pass [{ids[:80]!r}]")
+    refuse_single_id(ids, name)
     try:
         return [str(i) for i in ids]
     except TypeError:
