@@ -144,14 +144,19 @@ class DocstringPair(NamedTuple):
     body: str
 
 
+def docstring_paragraphs(doc: str) -> list[str]:
+    """The paragraphs of a docstring, each on one line, doctest paragraphs dropped."""
+    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n")]
+    return [p for p in paragraphs if p and ">>>" not in p]
+
+
 def _summary_body_splits() -> Iterator[tuple[str, str, str]]:
     """(top-level module, first paragraph, the rest) of multi-paragraph docstrings of public
     objects defined in their module (doctest paragraphs dropped)."""
     for item in stdlib_object_docstrings():
         if not item.defined_here:
             continue
-        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(item.doc).split("\n\n")]
-        paragraphs = [p for p in paragraphs if p and ">>>" not in p]
+        paragraphs = docstring_paragraphs(item.doc)
         if len(paragraphs) >= 2:
             yield item.module.split(".")[0], paragraphs[0], " ".join(paragraphs[1:])
 

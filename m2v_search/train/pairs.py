@@ -14,7 +14,6 @@ they are kept for evaluation.
 
 from __future__ import annotations
 
-import inspect
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -86,8 +85,7 @@ def _paragraph_and_name_pairs(kinds: tuple[str, ...] | list[str]) -> list[tuple[
         module = item.module.split(".")[0]
         if not item.defined_here or is_dev_module(module):
             continue
-        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(item.doc).split("\n\n")]
-        paragraphs = [p for p in paragraphs if p and ">>>" not in p]
+        paragraphs = dev_tasks.docstring_paragraphs(item.doc)
         if not paragraphs or len(paragraphs[0].split()) < 3:
             continue
         if "paragraphs" in kinds:
