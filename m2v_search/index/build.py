@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import stat
+import tempfile
 import time
 from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
@@ -253,8 +254,7 @@ class _Staging:
         """Create the folder with its marker in one step: the marker is written and fsynced in a
         new folder beside it, which is then renamed into place (a crash cannot leave a
         ``.build`` without a marker, which later builds would refuse to touch)."""
-        fresh = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
-        fresh.mkdir()
+        fresh = Path(tempfile.mkdtemp(prefix=f"{self.path.name}.new-", dir=self.path.parent))  # a name no one has
         fd = open_plain_file(fresh / BUILD_MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump({"format": MARKER_FORMAT, "corpus": self.identity, "corpus_name": self.corpus.name,
