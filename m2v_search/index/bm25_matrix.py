@@ -31,6 +31,8 @@ def score_matrix(offsets: np.ndarray, tokens: np.ndarray, terms: int, *, k1: flo
         ``{"data", "indices", "indptr", "num_docs"}``: for term ``t``, the documents containing it
         are ``indices[indptr[t]:indptr[t + 1]]`` (ascending) with their scores in ``data``.
     """
+    # bm25s's own formulas (private names: pyproject keeps bm25s below 0.4, and a test compares the
+    # matrix with build_index_from_ids, so a change there fails loudly)
     from bm25s.scoring import _build_idf_array, _select_idf_scorer, _select_tfc_scorer
 
     offsets = np.asarray(offsets, dtype=np.int64)
