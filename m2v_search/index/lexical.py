@@ -44,6 +44,7 @@ DEFAULT_LANGUAGE = "english"
 _WORD = re.compile(r"\w\w+")
 SEPARATOR_WORD = "m2vsearchtextseparator"  # a word, so that the words before and after it are counted apart
 _SEPARATOR = f"\n{SEPARATOR_WORD}\n"  # newlines: lowercasing and word boundaries see each text as on its own
+_ROWS = 1 << 40  # pending positions are stored as segment * _ROWS + row
 _MOST_PENDING_SEGMENTS = 1024  # pending segments joined into one past this (bounds a merge's per-segment work)
 _STOPWORD_CODE = -1
 _SEPARATOR_CODE = -2
@@ -187,10 +188,11 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _positions(segment: _Segment, number: int) -> dict[int, tuple[int, int]]:
-    """``{iid: (number, row)}`` of the live documents of ``segment``, the ``number``-th pending one."""
+def _positions(segment: _Segment, number: int) -> dict[int, int]:
+    """``{iid: number * _ROWS + row}`` of the live documents of ``segment``, the ``number``-th
+    pending one (one int per document: no tuple per document on a build's path)."""
     rows = np.flatnonzero(segment.live)
-    return dict(zip(segment.iids[rows].tolist(), ((number, row) for row in rows.tolist())))
+    return dict(zip(segment.iids[rows].tolist(), (rows + number * _ROWS).tolist()))
 
 
 def _gather(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -222,7 +224,7 @@ class LexicalIndex:
         self._merged = _Segment.empty()  # sorted by iid; its BM25 matrix lives in self._retriever
         self._retriever: Any = None
         self._pending: list[_Segment] = []  # additions waiting for the next merge
-        self._pending_at: dict[int, tuple[int, int]] = {}  # iid -> (pending segment, row) of each live one
+        self._pending_at: dict[int, int] = {}  # iid -> its pending segment * _ROWS + row, for each live one
         self._terms_in_matrix = 0  # vocabulary size the merged segment was built with
 
     @property
@@ -275,12 +277,10 @@ class LexicalIndex:
         if not len(iids):
             return 0
         removed = self._merged.delete(iids)
-        if self._pending_at:
-            for iid in iids.tolist():
-                where = self._pending_at.pop(iid, None)
-                if where is not None:
-                    self._pending[where[0]].live[where[1]] = False
-                    removed += 1
+        for iid in self._pending_at.keys() & iids.tolist():  # a set operation: a build's fresh ids cost no loop
+            segment, row = divmod(self._pending_at.pop(iid), _ROWS)
+            self._pending[segment].live[row] = False
+            removed += 1
         return removed
 
     def clear(self) -> None:
