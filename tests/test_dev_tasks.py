@@ -116,3 +116,26 @@ def test_evaluate_scores_every_task(model: StaticModel) -> None:
     rng = np.random.default_rng(1)
     scrambled = dev_tasks.evaluate(lambda texts: rng.normal(size=(len(texts), 8)), data)
     assert all(scrambled[task] < scores[task] for task in dev_tasks.TASKS)
+
+
+@needs_gcide
+@needs_stsb
+def test_stsb_dev_is_read_from_the_folder_given(model: StaticModel, tmp_path) -> None:
+    """``stsb_dir`` (``m2v train --stsb-dir``) reaches the dev-mix's STS-B task: here a copy of the
+    dev split with its gold scores reversed must give the opposite Spearman."""
+    from m2v_search.distill.stsb import stsb_file
+
+    rows = stsb_file("dev").read_text(encoding="utf-8").splitlines()[:300]
+    flipped = []
+    for row in rows:
+        fields = row.split("\t")
+        fields[4] = str(5.0 - float(fields[4]))
+        flipped.append("\t".join(fields))
+    (tmp_path / "sts-dev.csv").write_text("\n".join(flipped) + "\n", encoding="utf-8")
+    encode = static_encoder(model)
+    package = dev_tasks.load_dev_data(encode, model.tokens, words=20, gcide=50, docstrings=20, stsb_limit=300)
+    folder = package._replace(stsb_dir=str(tmp_path))
+    assert dev_tasks.load_dev_data(encode, model.tokens, words=20, gcide=50, docstrings=20, stsb_limit=300,
+                                   stsb_dir=tmp_path).stsb_dir == str(tmp_path)
+    reversed_score = dev_tasks.evaluate(encode, folder)["stsb_dev"]
+    assert reversed_score == pytest.approx(-dev_tasks.evaluate(encode, package)["stsb_dev"])

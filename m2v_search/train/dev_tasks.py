@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
@@ -208,10 +209,12 @@ class DevData(NamedTuple):
     gcide: tuple[list[str], list[str]]
     docstrings: list[DocstringPair]
     stsb_limit: int | None
+    stsb_dir: str | None = None
 
 
 def load_dev_data(reference: Encoder, tokens: Sequence[str], *, words: int = 1000, gcide: int = 2000,
-                  docstrings: int | None = None, stsb_limit: int | None = None) -> DevData:
+                  docstrings: int | None = None, stsb_limit: int | None = None,
+                  stsb_dir: str | os.PathLike[str] | None = None) -> DevData:
     """Load the dev tasks' data (and encode the held-out words with the reference) once.
 
     Args:
@@ -222,6 +225,7 @@ def load_dev_data(reference: Encoder, tokens: Sequence[str], *, words: int = 100
         gcide: GCIDE headword pairs.
         docstrings: at most this many dev docstring pairs (None: all).
         stsb_limit: at most this many STS-B dev pairs (None: all 1500).
+        stsb_dir: a folder holding ``sts-dev.csv`` (default: the STS-B package).
 
     Returns:
         The data for ``evaluate``.
@@ -229,7 +233,8 @@ def load_dev_data(reference: Encoder, tokens: Sequence[str], *, words: int = 100
     chosen = heldout_words(tokens, words)
     pairs = docstring_pairs("dev")
     return DevData(chosen, np.asarray(reference(chosen), dtype=np.float32), gcide_headword_pairs(gcide),
-                   pairs[:docstrings] if docstrings is not None else pairs, stsb_limit)
+                   pairs[:docstrings] if docstrings is not None else pairs, stsb_limit,
+                   None if stsb_dir is None else str(stsb_dir))
 
 
 def evaluate(encode: Encoder, data: DevData) -> dict[str, float]:
@@ -249,7 +254,7 @@ def evaluate(encode: Encoder, data: DevData) -> dict[str, float]:
     words = word_agreement(encode, data.words, data.word_reference)
     gcide = retrieval_scores(encode, *data.gcide)
     docs = retrieval_scores(encode, [p.summary for p in data.docstrings], [p.body for p in data.docstrings])
-    return {"stsb_dev": stsb_spearman(encode, "dev", data.stsb_limit),
+    return {"stsb_dev": stsb_spearman(encode, "dev", data.stsb_limit, folder=data.stsb_dir),
             "word_agreement": words["spearman"], "gcide_headword": gcide["mrr@10"], "docstring": docs["mrr@10"],
             "word_neighbours@10": words["neighbours@10"], "gcide_headword_recall@10": gcide["recall@10"],
             "docstring_recall@10": docs["recall@10"]}

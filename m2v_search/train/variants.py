@@ -132,7 +132,7 @@ def _selection_score(recipe: Recipe, stsb_dir: str | os.PathLike[str] | None, in
     from m2v_search.distill.stsb import stsb_spearman
 
     if recipe.selection == "dev-mix":
-        return _dev_mix_score(init, teacher, device)
+        return _dev_mix_score(init, teacher, device, stsb_dir)
 
     def score(model: StaticModel, result: FitResult | None) -> float:
         if recipe.selection == "stsb-dev":
@@ -142,15 +142,16 @@ def _selection_score(recipe: Recipe, stsb_dir: str | os.PathLike[str] | None, in
     return score
 
 
-def _dev_mix_score(init: StaticModel, teacher: str | os.PathLike[str] | None, device: str) -> SelectionScore:
-    """The mean of the dev tasks (``m2v_search.train.dev_tasks``; STS-B dev from the installed
-    package), the teacher as the word task's reference, held-out words drawn from ``init``'s vocabulary."""
+def _dev_mix_score(init: StaticModel, teacher: str | os.PathLike[str] | None, device: str,
+                   stsb_dir: str | os.PathLike[str] | None) -> SelectionScore:
+    """The mean of the dev tasks (``m2v_search.train.dev_tasks``; STS-B dev from ``stsb_dir`` or
+    the installed package), the teacher as the word task's reference, held-out words drawn from ``init``'s vocabulary."""
     from m2v_search.train import dev_tasks
     from m2v_search.train.featurize import Teacher
 
     if teacher is None:
         raise ValueError("selection 'dev-mix' needs the teacher's folder (the word task's reference)")
-    data = dev_tasks.load_dev_data(Teacher(teacher, device=device).encode, list(init.tokens))
+    data = dev_tasks.load_dev_data(Teacher(teacher, device=device).encode, list(init.tokens), stsb_dir=stsb_dir)
 
     def score(model: StaticModel, result: FitResult | None) -> float:
         return dev_tasks.combined_score(dev_tasks.evaluate(model.encode, data))
