@@ -82,9 +82,41 @@ def test_a_build_killed_while_making_its_folder_leaves_no_unmarked_folder(built:
     monkeypatch.undo()
     assert code == 130, err  # the CLI's exit code for an interrupt
     assert not (built / ".build").exists()
+    left = list(built.glob(".build.new-*"))
+    assert len(left) == 1 and os.listdir(left[0]) == ["build.json"]
     code, _, _ = run(capsys, "build", tmp_path / "b.jsonl", "-o", built, "--model", tiny_model_folder, "--quiet",
                      "--force")
     assert code == 0 and len(VectorIndex.open(built)) == 5
+    assert not list(built.glob(".build.new-*"))  # the next build removed what the killed one left
+
+
+def test_a_first_build_killed_while_making_its_folder_does_not_block_the_next(tmp_path: Path,
+                                                                              tiny_model_folder: Path, capsys,
+                                                                              monkeypatch) -> None:
+    """Killed before its first checkpoint's rename, a build into a new directory leaves only a
+    ``.build.new-*`` folder with its marker; the next build removes it instead of calling the
+    directory "not empty". A like-named folder holding anything else is not touched."""
+    import m2v_search.index.build as build_module
+
+    def die(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    corpus = write_jsonl(tmp_path / "b.jsonl", rows("b", 5))
+    directory = tmp_path / "fresh"
+    monkeypatch.setattr(build_module.os, "rename", die)
+    code, _, _ = run(capsys, "build", corpus, "-o", directory, "--model", tiny_model_folder, "--quiet",
+                     "--checkpoint-every", "2")
+    monkeypatch.undo()
+    assert code == 130 and len(list(directory.glob(".build.new-*"))) == 1
+    code, _, err = run(capsys, "build", corpus, "-o", directory, "--model", tiny_model_folder, "--quiet")
+    assert code == 0, err
+    assert len(VectorIndex.open(directory)) == 5 and not list(directory.glob(".build.new-*"))
+
+    foreign = directory / ".build.new-notes"
+    foreign.mkdir()
+    (foreign / "draft.txt").write_text("mine")
+    code, _, _ = run(capsys, "build", corpus, "-o", directory, "--model", tiny_model_folder, "--quiet")
+    assert code == 0 and (foreign / "draft.txt").read_text() == "mine"
 
 
 def test_a_failed_build_keeps_an_earlier_checkpoint(built: Path, tmp_path: Path, tiny_model_folder: Path,

@@ -135,6 +135,7 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     with WriterLock.for_directory(directory):
+        _remove_abandoned_new_folders(directory)
         _check_output_directory(directory, force)
         staging = _Staging(directory / STAGING, corpus)
         vectors = staging.open_checkpoint(model, allow_model_mismatch) if resume else None
@@ -164,6 +165,20 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
                                vectors.factory, corpus.duplicates, corpus.id_type_collisions)
         finally:
             vectors.close()
+
+
+def _remove_abandoned_new_folders(directory: Path) -> None:
+    """Delete ``.build.new-*`` folders that hold at most a build marker: a build killed between
+    making one and renaming it to ``.build`` leaves it. Only called under the writer lock, so no
+    build is making one now; a folder with anything else in it is left alone."""
+    prefix = STAGING + ".new-"
+    for entry in os.scandir(directory):
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        contents = os.listdir(entry.path)
+        if set(contents) <= {BUILD_MARKER} and not os.path.islink(os.path.join(entry.path, BUILD_MARKER)):
+            shutil.rmtree(entry.path)
+            log.debug("removed %s, left by a build killed while making its folder", entry.path)
 
 
 def _check_output_directory(directory: Path, force: bool) -> None:
