@@ -251,6 +251,20 @@ def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
                 f"{tensors_file}: 'weights' has shape {stored.weights.shape}, expected ({vocabulary_size},)"
             )
         stored.weights = stored.weights.astype(np.float32)
+    _check_finite(stored, tensors_file)
+
+
+def _check_finite(stored: StoredModel, tensors_file: Path) -> None:
+    """NaN or infinite entries would make every text holding those tokens a NaN vector."""
+    table = stored.embeddings
+    if table.dtype.kind == "f":
+        bad_rows = int(np.count_nonzero(~np.isfinite(table).all(axis=1)))
+        if bad_rows:
+            raise ModelLoadError(f"{tensors_file}: {bad_rows} of {table.shape[0]} embedding rows hold NaN or "
+                                 "infinite values (a corrupt or badly trained model)")
+    if stored.weights is not None and not np.isfinite(stored.weights).all():
+        bad = int(np.count_nonzero(~np.isfinite(stored.weights)))
+        raise ModelLoadError(f"{tensors_file}: {bad} token weights are NaN or infinite")
 
 
 def read_card_metadata(readme: Path) -> dict[str, Any]:

@@ -57,6 +57,23 @@ def test_shape_mismatch_names_file(tiny_model_folder, tmp_path):
         StaticModel.from_pretrained(folder)
 
 
+def test_non_finite_embeddings_or_weights_are_refused(tiny_model_folder, tmp_path):
+    from safetensors.numpy import save_file
+
+    folder = copy_model(tiny_model_folder, tmp_path / "m")
+    table = np.ones((30522, 8), dtype=np.float16)
+    table[[5, 70], 3] = [np.nan, np.inf]
+    save_file({"embeddings": table}, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors: 2 of 30522 embedding rows hold NaN"):
+        StaticModel.from_pretrained(folder)
+    weights = np.ones(30522, dtype=np.float32)
+    weights[9] = np.nan
+    save_file({"embeddings": np.ones((30522, 8), dtype=np.float32), "weights": weights},
+              str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="1 token weights are NaN"):
+        StaticModel.from_pretrained(folder)
+
+
 def test_unsupported_dtype_names_file(tiny_model_folder, tmp_path):
     from safetensors.numpy import save_file
 
