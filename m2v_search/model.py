@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any, overload
@@ -336,6 +336,9 @@ def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str
     """Batches of ``texts``; a non-str item raises TypeError naming its position."""
     if isinstance(texts, (bytes, bytearray)):
         raise TypeError("texts must be str or an iterable of str, got bytes; decode it first")
+    if isinstance(texts, Mapping):  # iterating would encode the keys and drop the values silently
+        raise TypeError(f"texts must be str or an iterable of str, got a mapping ({type(texts).__name__}); "
+                        "pass its values or keys as a list")
     iterator = iter(texts)
     start = 0
     while True:

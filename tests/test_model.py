@@ -47,6 +47,8 @@ def test_non_str_item_names_its_position(tiny_model):
         tiny_model.encode(iter(["a", "b", "c", "d", "e", None]), batch_size=2)
     with pytest.raises(TypeError, match="bytes"):
         tiny_model.encode(b"raw bytes")
+    with pytest.raises(TypeError, match=r"got a mapping \(dict\)"):  # would encode the keys alone
+        tiny_model.encode({"id-1": "a text"})
 
 
 def test_unknown_tokens_are_dropped(tiny_model):
