@@ -242,3 +242,25 @@ def test_vocabulary_words_skip_every_held_out_word():
     assert not any(is_heldout_word(w) or is_heldout_headword(w) for w in words)
     assert all(w.isalpha() and w.islower() and len(w) >= 3 for w in words)
     assert vocabulary_words(tokens, 10) == words[:10] and vocabulary_words(tokens, 0) == []
+
+
+def test_a_variant_can_leave_the_vocabulary_words_out_of_the_same_teacher_pass():
+    """``words: false`` trains on the texts and crops alone, from the same rows (one teacher pass
+    serves variants with and without the word term); the model card says which."""
+    from m2v_search.train.model_card_recipe import describe_variant
+    from m2v_search.train.recipe import CorpusSpec, VariantSpec
+    from m2v_search.train.training_set import make_training_set
+
+    texts = [f"sentence number {i} about a topic" for i in range(40)]
+    training = make_training_set(texts, CorpusSpec(sources=("kjv",), held_out=0.1, crops_per_text=1),
+                                 words=["apple", "river", "violin"])
+    with_words, without = VariantSpec("a"), VariantSpec("b", words=False)
+    word_rows = set(training.train_words.tolist())
+    assert len(word_rows) == 3 and word_rows <= set(training.rows(with_words).tolist())
+    assert not word_rows & set(training.rows(without).tolist())
+    assert set(training.rows(with_words).tolist()) - word_rows == set(training.rows(without).tolist())
+    assert [training.all_texts[row] for row in sorted(word_rows)] == ["apple", "river", "violin"]
+    recipe = tiny_recipe()
+    assert "no vocabulary words" in describe_variant(recipe, without, False)
+    assert "no vocabulary words" not in describe_variant(recipe, with_words, False)
+    assert Recipe.from_dict(dataclasses.replace(recipe, variants=(without,)).to_dict()).variants == (without,)

@@ -25,6 +25,8 @@ def describe_variant(recipe: Recipe, variant: VariantSpec, whitened: bool) -> st
         parts.append(f"SIF a={recipe.fit.sif_coefficient:g} from real corpus token frequencies in pooling")
     if not variant.crops:
         parts.append("no crops")
+    if not variant.words:
+        parts.append("no vocabulary words")
     if variant.in_domain_repeat > 1:
         parts.append(f"STS-B train sentences (and their crops) seen {variant.in_domain_repeat} times an epoch")
     parts.append("early stopping on the held-out corpus")
@@ -73,6 +75,7 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
     """
     sources = report.get("corpus", {}).get("sources", {})
     crops = training.crop_count if best.variant.crops else 0
+    words = len(training.train_words) if best.variant.words else 0
     held = "best of {} variants{}".format(len(report.get("variants", {})),
                                           " (each also whitened)" if recipe.post_whiten else "")
     selected_on = {"stsb-dev": "STS-B dev", "held-out": "held-out corpus pair-similarity Spearman",
@@ -85,7 +88,7 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
         "teacher": f"{recipe.teacher.name} ({recipe.teacher.licence})",
         "init": describe_init(init) or str(report.get("init", "")),
         "corpus": f"{len(training.texts)} texts (+{crops} random word-span crops"
-                  + (f", +{len(training.train_words)} single vocabulary words" if len(training.train_words) else "")
+                  + (f", +{words} single vocabulary words" if words else "")
                   + f"; {len(training.validation)} held out): " + "; ".join(f"{name} {entry['texts']} texts, {entry['licence']}"
                                        for name, entry in sources.items()),
         "loss": describe_variant(recipe, best.variant, best.whitened),

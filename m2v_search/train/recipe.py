@@ -176,6 +176,8 @@ class VariantSpec:
         whiten_targets: whiten the PCA-reduced targets.
         sif_in_pooling: SIF weights from the corpus's token frequencies in pooling.
         crops: train on the random crops too.
+        words: train on the single vocabulary words too (``CorpusSpec.vocabulary_words``; the
+            same teacher pass serves variants with and without them).
         in_domain_repeat: the STS-B train sentences (and their crops) are seen this many times
             an epoch.
         learning_rate: overrides ``FitSpec.learning_rate``.
@@ -186,6 +188,7 @@ class VariantSpec:
     whiten_targets: bool = False
     sif_in_pooling: bool = False
     crops: bool = True
+    words: bool = True
     in_domain_repeat: int = 1
     learning_rate: float | None = None
 

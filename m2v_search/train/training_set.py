@@ -41,7 +41,8 @@ class TrainingSet:
     def rows(self, variant: VariantSpec) -> np.ndarray:
         """The rows ``variant`` trains on each epoch (in-domain rows repeated as it says)."""
         rows = np.concatenate([self.train_texts, self.train_crops]) if variant.crops else self.train_texts
-        rows = np.concatenate([rows, self.train_words])
+        if variant.words:
+            rows = np.concatenate([rows, self.train_words])
         if variant.in_domain_repeat > 1:
             rows = np.concatenate([rows] + [self.in_domain] * (variant.in_domain_repeat - 1))
         return rows
