@@ -43,6 +43,7 @@ from common import CACHE, RESULTS, gcide_definitions, gcide_entries, machine_lin
 from m2v_search.evaluate import EvalQuery, ndcg, recall, reciprocal_rank  # noqa: E402
 from m2v_search.index.fusion import METHODS, fuse  # noqa: E402
 from m2v_search.train.corpus import stdlib_object_docstrings  # noqa: E402
+from m2v_search.train.heldout import is_dev_module  # noqa: E402
 
 DEPTH = 100  # candidates per leg, and the depth of every ranking
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -92,13 +93,15 @@ def task_gcide_def2def(entries: list[tuple[str, list[str]]], queries: int, docs:
     return Task("gcide-def2def", doc_ids, doc_texts, evaluation)
 
 
-def stdlib_summary_pairs() -> list[tuple[str, str, str]]:
+def stdlib_summary_pairs(dev_modules_only: bool = False) -> list[tuple[str, str, str]]:
     """(object name, summary, body) of top-level stdlib docstrings: a one-line summary of >= 4
-    words, then a body of >= 8 words; a docstring repeated by several objects counts once."""
+    words, then a body of >= 8 words; a docstring repeated by several objects counts once.
+    ``dev_modules_only``: only the modules the training recipes hold out (``is_dev_module``), for
+    models tuned on the other modules' summary -> body pairs (a recipe's retrieval term)."""
     seen: set[str] = set()
     pairs = []
     for item in stdlib_object_docstrings():
-        if "." in item.module or item.doc in seen:
+        if "." in item.module or item.doc in seen or (dev_modules_only and not is_dev_module(item.module)):
             continue
         seen.add(item.doc)
         parts = inspect.cleandoc(item.doc).split("\n\n", 1)
@@ -109,14 +112,14 @@ def stdlib_summary_pairs() -> list[tuple[str, str, str]]:
     return pairs
 
 
-def task_stdlib_docs(queries: int, docs: int, seed: int) -> Task:
-    pairs = stdlib_summary_pairs()
+def task_stdlib_docs(queries: int, docs: int, seed: int, dev_modules_only: bool = False) -> Task:
+    pairs = stdlib_summary_pairs(dev_modules_only)
     rng = np.random.default_rng(seed + 2)
     chosen = rng.permutation(len(pairs))[:docs].tolist()
     doc_ids = [pairs[i][0] for i in chosen]
     doc_texts = [pairs[i][2] for i in chosen]
     evaluation = [EvalQuery(pairs[i][0], pairs[i][1], {pairs[i][0]: 1.0}) for i in chosen[:queries]]
-    return Task("stdlib-docs", doc_ids, doc_texts, evaluation)
+    return Task("stdlib-docs (dev modules)" if dev_modules_only else "stdlib-docs", doc_ids, doc_texts, evaluation)
 
 
 # ---------------------------------------------------------------------- legs
@@ -312,6 +315,7 @@ def large_corpus_latency(model, method: str, alpha: float, queries: int) -> dict
 # ---------------------------------------------------------------------- report
 def render(results: dict[str, dict], method: str, alpha: float, large: dict | None, args: argparse.Namespace) -> str:
     lines = ["# Retrieval: dense, BM25 and hybrid, m2v-base and its MiniLM teacher", "",
+             *([f"Static model measured as m2v-base: `{args.model}`.", ""] if args.model else []),
              f"Machine: {machine_line()} (shared: latencies are indicative; compare within a task).", "",
              "Tasks (built at run time from offline data, see benchmarks/retrieval.py): "
              + "; ".join(f"`{name}` {r['documents']:,} documents, {r['queries']} queries" for name, r in results.items())
@@ -388,17 +392,22 @@ def main() -> None:
     parser.add_argument("--latency-only", action="store_true",
                         help="only the 172k latency run, added to the tasks of an earlier run's retrieval.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None, help="a model folder or name to measure instead of m2v-base")
+    parser.add_argument("--stdlib-modules", choices=("all", "dev"), default="all",
+                        help="stdlib-docs over every top-level module, or only the modules recipes hold out "
+                             "(needed for a model trained with a recipe's retrieval term)")
+    parser.add_argument("--results-name", default="retrieval", help="basename of the .md/.json/.png results")
     args = parser.parse_args()
 
     from m2v_search import StaticModel
 
-    model = StaticModel.from_pretrained()
+    model = StaticModel.from_pretrained(args.model)
     if args.latency_only:
-        payload = json.loads((RESULTS / "retrieval.json").read_text(encoding="utf-8"))
+        payload = json.loads((RESULTS / f"{args.results_name}.json").read_text(encoding="utf-8"))
         method, alpha = payload["default"]["method"], payload["default"]["alpha"]
         payload["large_corpus"] = large_corpus_latency(model, method, alpha, args.latency_queries)
-        (RESULTS / "retrieval.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        write_report("retrieval", render(payload["tasks"], method, alpha, payload["large_corpus"], args))
+        (RESULTS / f"{args.results_name}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        write_report(args.results_name, render(payload["tasks"], method, alpha, payload["large_corpus"], args))
         return
     teacher = None
     if not args.no_teacher:
@@ -410,7 +419,7 @@ def main() -> None:
     entries = gcide_entries()
     tasks = [task_gcide_headword(entries, args.queries, args.docs, args.seed),
              task_gcide_def2def(entries, args.queries, args.docs, args.seed),
-             task_stdlib_docs(args.queries, args.docs, args.seed)]
+             task_stdlib_docs(args.queries, args.docs, args.seed, args.stdlib_modules == "dev")]
     results = {task.name: run_task(task, model, teacher, not args.no_teacher) for task in tasks}
     method, alpha = choose(results)
     queries_ms = {task.name: end_to_end_ms(task, model, method, alpha) for task in tasks}
@@ -418,9 +427,9 @@ def main() -> None:
     large = large_corpus_latency(model, method, alpha, args.latency_queries) if args.latency_corpus else None
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"default": {"method": method, "alpha": alpha}, "tasks": results, "large_corpus": large}
-    (RESULTS / "retrieval.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    plot(results, RESULTS / "retrieval.png")
-    write_report("retrieval", render(results, method, alpha, large, args))
+    (RESULTS / f"{args.results_name}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    plot(results, RESULTS / f"{args.results_name}.png")
+    write_report(args.results_name, render(results, method, alpha, large, args))
 
 
 if __name__ == "__main__":
