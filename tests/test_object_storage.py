@@ -491,3 +491,64 @@ def test_file_urls_are_local_paths(corpus, local_index, tiny_model_folder, tmp_p
     with build_target(f"file://{tmp_path}/index") as directory:
         assert directory == tmp_path / "index"
     assert open_target(f"file://{local_index.path}") == local_index.path
+
+
+# ---------------------------------------------------------------------- endpoint and bucket mistakes
+@pytest.fixture
+def dead_endpoint(s3_endpoint, monkeypatch):
+    """s3fs and boto pointed, for one test, at a loopback port where nothing listens (a mistyped endpoint)."""
+    import fsspec.config
+    import s3fs
+
+    dead = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", dead)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries with backoff would only slow the test down
+    monkeypatch.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "endpoint_url": dead})
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield dead
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_unreachable_endpoint_is_one_clear_error_naming_the_url(dead_endpoint, corpus, local_index,
+                                                                tiny_model_folder, tmp_path, capsys, monkeypatch):
+    from m2v_search.cli import index_main as main
+    from m2v_search.distributed import build_index_dask
+
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    # the library: botocore's EndpointConnectionError is no OSError; each call still raises its documented error
+    with pytest.raises(CorpusError, match=rf"s3://{BUCKET}/jsonl/a\.jsonl.*Could not connect"):
+        expand_sources(f"s3://{BUCKET}/jsonl/a.jsonl")
+    with pytest.raises(RemoteStorageError, match=rf"s3://{BUCKET}/indexes/dead"):
+        upload_index(local_index.path, f"s3://{BUCKET}/indexes/dead")
+    with pytest.raises(RemoteStorageError, match=rf"s3://{BUCKET}/indexes/dead"):
+        download_index(f"s3://{BUCKET}/indexes/dead", tmp_path / "cache")
+    with pytest.raises(RemoteStorageError, match=rf"s3://{BUCKET}/indexes/dead/\.dask-build"):
+        build_index_dask(corpus["local"], f"s3://{BUCKET}/indexes/dead", client=object(),
+                         model=str(tiny_model_folder), show_progress=False)
+    # the CLI: one line naming the URL, the exit code of its kind, never "unexpected"
+    model = ["--model", str(tiny_model_folder), "--quiet"]
+    for command, code, named in (
+            (["build", f"s3://{BUCKET}/jsonl/a.jsonl", "-o", str(tmp_path / "x")], 3, f"s3://{BUCKET}/jsonl/a.jsonl"),
+            (["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/indexes/dead"], 7, f"s3://{BUCKET}/indexes/dead"),
+            (["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/indexes/dead", "--engine", "dask", "--scheduler",
+              f"tcp://127.0.0.1:{_free_port()}"], 7, f"s3://{BUCKET}/indexes/dead/.dask-build"),
+            (["search", f"s3://{BUCKET}/indexes/dead", "-q", "x"], 7, f"s3://{BUCKET}/indexes/dead")):
+        assert main([*command, *model]) == code, command
+        err = capsys.readouterr().err
+        assert named in err and "unexpected" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_dask_build_to_a_missing_bucket_names_the_staging_url(s3, corpus, tiny_model_folder, tmp_path, capsys):
+    from m2v_search.cli import index_main as main
+
+    model = ["--model", str(tiny_model_folder), "--quiet"]
+    dask = ["--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"]
+    for output, staging, named in ((f"s3://{BUCKET}-missing/idx", [], f"s3://{BUCKET}-missing/idx/.dask-build"),
+                                   (f"s3://{BUCKET}/indexes/staged", ["--staging", f"s3://{BUCKET}-missing/tmp"],
+                                    f"s3://{BUCKET}-missing/tmp")):
+        assert main(["build", str(corpus["local"]), "-o", output, *dask, *staging, *model]) == 7
+        err = capsys.readouterr().err
+        assert named in err and "bucket does not exist" in err, err
+    assert not s3.exists(f"{BUCKET}/indexes/staged")

@@ -22,7 +22,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from m2v_search.index.urls import filesystem, is_url, redact
+from m2v_search.index.remote import RemoteStorageError
+from m2v_search.index.urls import filesystem, is_url, redact, storage_errors
 
 log = logging.getLogger("m2v_search.distributed")
 MARKER = "BUILDING"
@@ -54,8 +55,11 @@ class Staging:
             return cls(local)
         prefix = join(remote, f"build-{uuid.uuid4().hex[:12]}")
         fs, path = filesystem(prefix)
-        with fs.open(f"{path}/{MARKER}", "wb") as marker:
-            marker.write(b"m2v-search dask build in progress\n")
+        try:
+            with fs.open(f"{path}/{MARKER}", "wb") as marker:
+                marker.write(b"m2v-search dask build in progress\n")
+        except storage_errors() as error:  # a missing bucket, a mistyped endpoint, no permission...
+            raise RemoteStorageError(f"cannot write the staging area {redact(prefix)}: {error}") from None
         log.info("staging shards under %s", redact(prefix))
         return cls(local, prefix)
 
@@ -67,7 +71,7 @@ class Staging:
                 fs.rm(path, recursive=True)
             except FileNotFoundError:
                 pass
-            except OSError as error:
+            except storage_errors() as error:
                 log.warning("could not remove the staging prefix %s (%s); delete it by hand",
                             redact(self.remote), error)
         for _ in range(attempts):

@@ -31,7 +31,7 @@ from typing import Any
 from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError
 from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
 from m2v_search.index.manifest_schema import is_plain_name
-from m2v_search.index.urls import filesystem, is_url, local_path, redact
+from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
 
 log = logging.getLogger("m2v_search.index")
 CACHE_ENV = "M2V_SEARCH_INDEX_CACHE"
@@ -81,7 +81,7 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
             log.info("uploading %s to %s", name, redact(url))
             fs.put_file(str(directory / name), f"{root}/{name}")
         fs.put_file(str(directory / MANIFEST_NAME), f"{root}/{MANIFEST_NAME}")  # the commit point
-    except (OSError, ValueError) as error:  # botocore errors surface as OSError through s3fs
+    except (*storage_errors(), ValueError) as error:
         raise RemoteStorageError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index "
                                  "there, if any, is unchanged") from None
     previous_files = (previous or {}).get("files")
@@ -205,7 +205,7 @@ def _read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
         return fs.cat_file(f"{root}/{MANIFEST_NAME}")
     except FileNotFoundError:
         raise RemoteIndexError(f"no index at {redact(url)}: {MANIFEST_NAME} is missing") from None
-    except OSError as error:
+    except storage_errors() as error:
         raise RemoteStorageError(f"cannot read {redact(url)}: {error}") from None
 
 
@@ -253,7 +253,7 @@ def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]
         except FileNotFoundError:
             partial.unlink(missing_ok=True)
             raise
-        except OSError as error:
+        except storage_errors() as error:
             partial.unlink(missing_ok=True)
             raise RemoteStorageError(f"cannot download {name} from {redact(url)}: {error}") from None
         os.replace(partial, local)
@@ -271,5 +271,5 @@ def _remove_stale(fs: Any, root: str, keep: set[str]) -> None:
         for name in names:
             if name.startswith(_GENERATION_FILES) and name not in keep:
                 fs.rm_file(f"{root}/{name}")
-    except OSError as error:  # the new generation is committed; leftovers only cost space
+    except storage_errors() as error:  # the new generation is committed; leftovers only cost space
         log.warning("could not remove old index files under %s: %s", root, error)

@@ -31,7 +31,7 @@ from typing import IO, Any
 from m2v_search.index.corpus import CorpusOptions, CorpusReader, count_skipped
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
-from m2v_search.index.urls import filesystem, is_url, local_path, redact
+from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -85,7 +85,7 @@ def _expand_url(url: str) -> list[str]:
         if fs.isdir(path):
             raise CorpusError(f"corpus {redact(url)} is a directory; give files or a glob pattern "
                               f"(e.g. {redact(url)}/*.parquet)")
-    except OSError as error:  # permissions, unreachable endpoint...
+    except storage_errors() as error:  # permissions, unreachable endpoint, no credentials...
         raise CorpusError(f"cannot list {redact(url)}: {error}") from None
     return [url]
 
@@ -99,7 +99,7 @@ def open_binary(source: str) -> IO[bytes]:
         return fs.open(path, "rb")
     except FileNotFoundError:
         raise CorpusError(f"corpus file {redact(source)} does not exist") from None
-    except OSError as error:
+    except storage_errors() as error:
         raise CorpusError(f"cannot open {redact(source)}: {error}") from None
 
 
