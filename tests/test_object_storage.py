@@ -523,7 +523,7 @@ def test_unreachable_endpoint_is_one_clear_error_naming_the_url(dead_endpoint, c
         upload_index(local_index.path, f"s3://{BUCKET}/indexes/dead")
     with pytest.raises(RemoteStorageError, match=rf"s3://{BUCKET}/indexes/dead"):
         download_index(f"s3://{BUCKET}/indexes/dead", tmp_path / "cache")
-    with pytest.raises(RemoteStorageError, match=rf"s3://{BUCKET}/indexes/dead/\.dask-build"):
+    with pytest.raises(RemoteStorageError, match=rf"cannot read s3://{BUCKET}/indexes/dead"):
         build_index_dask(corpus["local"], f"s3://{BUCKET}/indexes/dead", client=object(),
                          model=str(tiny_model_folder), show_progress=False)
     # the CLI: one line naming the URL, the exit code of its kind, never "unexpected"
@@ -532,7 +532,7 @@ def test_unreachable_endpoint_is_one_clear_error_naming_the_url(dead_endpoint, c
             (["build", f"s3://{BUCKET}/jsonl/a.jsonl", "-o", str(tmp_path / "x")], 3, f"s3://{BUCKET}/jsonl/a.jsonl"),
             (["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/indexes/dead"], 7, f"s3://{BUCKET}/indexes/dead"),
             (["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/indexes/dead", "--engine", "dask", "--scheduler",
-              f"tcp://127.0.0.1:{_free_port()}"], 7, f"s3://{BUCKET}/indexes/dead/.dask-build"),
+              f"tcp://127.0.0.1:{_free_port()}"], 7, f"s3://{BUCKET}/indexes/dead"),
             (["search", f"s3://{BUCKET}/indexes/dead", "-q", "x"], 7, f"s3://{BUCKET}/indexes/dead")):
         assert main([*command, *model]) == code, command
         err = capsys.readouterr().err
@@ -552,3 +552,14 @@ def test_dask_build_to_a_missing_bucket_names_the_staging_url(s3, corpus, tiny_m
         err = capsys.readouterr().err
         assert named in err and "bucket does not exist" in err, err
     assert not s3.exists(f"{BUCKET}/indexes/staged")
+
+
+def test_unreachable_output_fails_before_the_corpus_is_read(dead_endpoint, tiny_model_folder, tmp_path, capsys):
+    from m2v_search.cli import index_main as main
+
+    corpus = tmp_path / "corpus.jsonl"  # line 2 is bad: reading the corpus first would report it instead
+    corpus.write_text('{"id": "a", "text": "alpha"}\n{"id": "b", "text": \n', encoding="utf-8")
+    url = f"s3://{BUCKET}/indexes/dead-early"
+    assert main(["build", str(corpus), "-o", url, "--model", str(tiny_model_folder), "--quiet"]) == 7
+    err = capsys.readouterr().err
+    assert f"cannot read {url}" in err and "line 2" not in err, err

@@ -152,7 +152,9 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
 
     A local ``output`` is yielded as it is. For a URL, the build goes to ``work_dir`` (kept) or
     a temporary folder (removed afterwards); when the ``with`` body finishes without an error,
-    the committed index is uploaded with ``upload_index`` (manifest last).
+    the committed index is uploaded with ``upload_index`` (manifest last). The URL's current
+    manifest is read first, so that a mistyped endpoint, missing credentials or a refused read
+    fail before the build, not after it.
 
     Args:
         output: the index directory or fsspec URL the user asked for.
@@ -162,12 +164,15 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
         The local index directory to build into.
 
     Raises:
-        RemoteStorageError: the upload failed (the previous index at the URL stays current).
+        RemoteStorageError: the URL cannot be read, or the upload failed (the previous index at
+            the URL stays current).
     """
     target = os.fspath(output)
     if not is_url(target):
         yield Path(local_path(target))
         return
+    fs, root = filesystem(target)
+    _remote_manifest(fs, root.rstrip("/"), target, missing_ok=True)  # reachable, and readable with these credentials
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         yield Path(work_dir)
