@@ -328,3 +328,23 @@ def test_worker_never_recreates_a_missing_staging_directory(tiny_model, tiny_mod
         encode_rows([{"id": "a", "text": "alpha"}], 0, str(gone), CorpusOptions(), str(tiny_model_folder),
                     tiny_model.fingerprint, 64, "bag")
     assert not gone.parent.exists()
+
+
+def test_repeated_ids_are_reported_like_the_single_machine_build(client, tmp_path, caplog):
+    import logging
+
+    rows = [{"id": number, "text": f"document {number} about topic {number % 13}"} for number in range(400)]
+    repeats = [{"id": str(number), "text": f"document {number}, revised"} for number in range(60)]  # "7" after 7
+    path = tmp_path / "repeats.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows + repeats), encoding="utf-8")
+    single = build_index(CorpusReader(path), tmp_path / "single", show_progress=False)
+    assert (single.duplicate_ids, single.id_type_collisions) == (60, 60)
+    with caplog.at_level(logging.WARNING, logger="m2v_search"):
+        whole = build_index_dask(path, tmp_path / "whole", client=client, show_progress=False)
+    assert (whole.duplicate_ids, whole.id_type_collisions) == (60, 60)
+    assert "60 record(s) repeated an id of an earlier record" in caplog.text
+    with VectorIndex.open(tmp_path / "whole") as index:
+        assert index.build_info["duplicate_ids"] == 60
+    # cut into many partitions: every repeat is still counted (the driver sees them all)
+    spread = build_index_dask(path, tmp_path / "spread", client=client, partition_size=2_000, show_progress=False)
+    assert spread.partitions > 5 and spread.duplicate_ids == 60 and spread.replaced == 60

@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
 from m2v_search.index import lexical as lexical_part
 from m2v_search.index.backends import Backend, create_backend
-from m2v_search.index.build import BuildReport
+from m2v_search.index.build import BuildReport, warn_repeated_ids
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import CorpusError
@@ -203,9 +204,10 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
                 lines = sum(s.lines for s in shards)
                 raise CorpusError(f"{plan.name}: no records (read {lines} lines, {skipped} invalid); the "
                                   "previous index, if any, is unchanged")
+            repeats = _repeated_ids(plan.name, counts, shards)
             spec, faiss_index = _choose_index(requested, live, loaded.dim, shards, dead, phases)
             build_info = {"complete": True, "corpus": plan.name, "records": records, "skipped_invalid": skipped,
-                          "engine": "dask", "partitions": len(shards), "workers": workers,
+                          "duplicate_ids": repeats.duplicates, "engine": "dask", "partitions": len(shards), "workers": workers,
                           "index_choice": factories.choice_reason(requested, live, loaded.dim)}
             mark = time.perf_counter()
             merge = _Merge(staging, dask_client, shards, shared_shards, dead)
@@ -217,8 +219,18 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
     seconds = time.perf_counter() - started
     return DaskBuildReport(str(directory), live, records, counts["added"], counts["replaced"], counts["unchanged"],
                            skipped, False, round(seconds, 3), round(records / seconds, 1) if seconds else 0.0,
-                           spec.factory, partitions=len(shards), workers=workers, scheduler=address,
-                           phases={k: round(v, 3) for k, v in phases.items()})
+                           spec.factory, repeats.duplicates, repeats.id_type_collisions, partitions=len(shards),
+                           workers=workers, scheduler=address, phases={k: round(v, 3) for k, v in phases.items()})
+
+
+def _repeated_ids(name: str, counts: dict[str, int], shards: list[ShardInfo]) -> types.SimpleNamespace:
+    """The repeated ids, counted and logged as the single-machine build does: every record whose id
+    an earlier record had (the docstore pass replaced it or skipped it as identical), and how many
+    of them were an integer id matching a string id (the workers see that, within a partition)."""
+    repeats = types.SimpleNamespace(name=name, duplicates=counts["replaced"] + counts["unchanged"],
+                                    id_type_collisions=sum(shard.id_type_collisions for shard in shards))
+    warn_repeated_ids(repeats)
+    return repeats
 
 
 def _localize(staging: Staging, shards: list[ShardInfo]) -> list[ShardInfo]:
