@@ -348,3 +348,21 @@ def test_repeated_ids_are_reported_like_the_single_machine_build(client, tmp_pat
     # cut into many partitions: every repeat is still counted (the driver sees them all)
     spread = build_index_dask(path, tmp_path / "spread", client=client, partition_size=2_000, show_progress=False)
     assert spread.partitions > 5 and spread.duplicate_ids == 60 and spread.replaced == 60
+
+
+def test_a_staging_folder_named_by_the_user_keeps_its_files(client, corpus, tmp_path):
+    shared = tmp_path / "shared"  # e.g. an NFS mount holding other data
+    (shared / "sub").mkdir(parents=True)
+    (shared / "notes.txt").write_text("keep", encoding="utf-8")
+    (shared / "sub" / "data.bin").write_bytes(b"keep")
+    expected = ["notes.txt", "sub", "sub/data.bin"]
+    build_index_dask([corpus["a"]], tmp_path / "index", client=client, staging_dir=shared, partition_size=PARTITION,
+                     show_progress=False)
+    assert sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*")) == expected
+    with VectorIndex.open(tmp_path / "index") as index:
+        assert len(index) == 1800
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "text": \n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"bad\.jsonl: line 1"):
+        build_index_dask([bad], tmp_path / "index", client=client, staging_dir=shared, show_progress=False)
+    assert sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*")) == expected

@@ -121,8 +121,9 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         skip_invalid: skip malformed rows and count them.
         batch_size: texts encoded at once on a worker.
         staging_dir: where workers put their shards: a folder reachable under the same path by every
-            worker and the driver (default ``output_dir/.dask-build``), or an fsspec URL
-            (``s3://bucket/tmp``; default for a URL output: ``output_dir/.dask-build``).
+            worker and the driver (the build uses, then removes, a fresh ``build-<id>`` folder in it;
+            default ``output_dir/.dask-build``), or an fsspec URL (``s3://bucket/tmp``; default for a
+            URL output: ``output_dir/.dask-build``).
         work_dir: the driver's local folder for a URL output (default a temporary folder).
         show_progress: a progress bar on stderr.
         lexical: the lexical (BM25) part: True (English), a Snowball language, or False for none;
@@ -157,7 +158,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         shared = join(output, STAGING)
     with build_target(output, work_dir) as directory, WriterLock.for_directory(directory):
         if shared is not None and not is_url(shared):
-            staging = Staging.create(Path(local_path(shared)), None)
+            staging = Staging.in_folder(Path(local_path(shared)))
         else:
             staging = Staging.create(directory / STAGING, shared)
         try:

@@ -1,7 +1,9 @@
 """Where the workers of a Dask build put their shard files: a shared folder or an fsspec URL.
 
 With a folder (the default, ``DIR/.dask-build``), workers write into it and the driver reads
-it in place: it must be the same path on every machine (NFS, a local cluster). With a URL
+it in place: it must be the same path on every machine (NFS, a local cluster). A folder the
+user names (``--staging /mnt/shared``) gets a fresh ``build-<id>/`` inside it, and only that is
+ever removed: the folder's other files are not the build's. With a URL
 (``--staging s3://bucket/tmp``), every build gets its own prefix ``URL/<build id>/``; workers
 write a shard locally and upload it under a name fixed by its partition number, so a task
 retried after a worker died overwrites the same objects (no duplicates), and the driver
@@ -44,6 +46,12 @@ class Staging:
     @property
     def shared(self) -> str:
         return self.remote if self.remote is not None else str(self.local)
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> Staging:
+        """Start a fresh staging area ``folder/build-<id>`` in a shared folder the user named;
+        the folder's other contents are left alone."""
+        return cls.create(folder / f"build-{uuid.uuid4().hex[:12]}", None)
 
     @classmethod
     def create(cls, local: Path, remote: str | None) -> Staging:
