@@ -366,3 +366,27 @@ def test_a_staging_folder_named_by_the_user_keeps_its_files(client, corpus, tmp_
     with pytest.raises(CorpusError, match=r"bad\.jsonl: line 1"):
         build_index_dask([bad], tmp_path / "index", client=client, staging_dir=shared, show_progress=False)
     assert sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*")) == expected
+
+
+def test_output_that_is_a_file_or_a_folder_of_other_files_is_refused(client, corpus, tmp_path, capsys,
+                                                                     restore_logging):
+    from m2v_search.cli import index_main as main
+    from m2v_search.index.errors import OutputDirectoryError
+
+    folder = tmp_path / "mine"  # a careless -o: a folder of the user's own files
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputDirectoryError, match=r"mine is not empty and holds no index \(thesis\.txt\)"):
+        build_index_dask([corpus["a"]], folder, client=client, show_progress=False)
+    assert not (folder / "manifest.json").exists()
+    assert main(["build", str(corpus["a"]), "-o", str(folder), "--engine", "dask", "--scheduler",
+                 client.scheduler.address, "--quiet"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    file = tmp_path / "file"
+    file.write_text("x", encoding="utf-8")
+    with pytest.raises(OutputDirectoryError, match=r"file is a file; the output \(-o\) names the index directory"):
+        build_index_dask([corpus["a"]], file, client=client, show_progress=False)
+    # force builds next to the other files, as the single-machine build does
+    report = build_index_dask([corpus["a"]], folder, client=client, force=True, partition_size=PARTITION,
+                              show_progress=False)
+    assert report.documents == 1800 and (folder / "thesis.txt").read_text(encoding="utf-8") == "mine"

@@ -48,7 +48,7 @@ from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
 from m2v_search.index import lexical as lexical_part
 from m2v_search.index.backends import Backend, create_backend
-from m2v_search.index.build import BuildReport, warn_repeated_ids
+from m2v_search.index.build import BuildReport, check_output_directory, refuse_file_output, warn_repeated_ids
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import CorpusError
@@ -97,7 +97,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                      metadata_fields: list[str] | None = None, skip_invalid: bool = False, batch_size: int = 4096,
                      staging_dir: str | os.PathLike[str] | None = None,
                      work_dir: str | os.PathLike[str] | None = None, show_progress: bool = True,
-                     lexical: bool | str = True) -> DaskBuildReport:
+                     lexical: bool | str = True, force: bool = False) -> DaskBuildReport:
     """Index ``inputs`` into ``output_dir`` on a Dask cluster (the index there is replaced only at the end).
 
     Args:
@@ -128,12 +128,15 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         show_progress: a progress bar on stderr.
         lexical: the lexical (BM25) part: True (English), a Snowball language, or False for none;
             built at the end on the driver, from the docstore's texts.
+        force: build into a non-empty directory that holds no index (its other files are left alone).
 
     Returns:
         The counts and timings of the build.
 
     Raises:
         CorpusError: a missing input or a malformed row (naming file and line, or row group and row).
+        OutputDirectoryError: the output is a file, or a non-empty directory that holds no index
+            (without ``force``).
         RemoteStorageError: the upload of a URL output failed (the previous index there stays current).
     """
     if factory is None and index not in factories.KINDS:
@@ -156,7 +159,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
     shared = os.fspath(staging_dir) if staging_dir is not None else None
     if shared is None and is_url(output):  # stage next to a URL output: the workers can reach it
         shared = join(output, STAGING)
-    with build_target(output, work_dir) as directory, WriterLock.for_directory(directory):
+    with build_target(output, work_dir) as directory, _writer_lock(directory, force):
         if shared is not None and not is_url(shared):
             staging = Staging.in_folder(Path(local_path(shared)))
         else:
@@ -252,6 +255,15 @@ class _Merge:
     shards: list[ShardInfo]
     shared_shards: list[ShardInfo]
     dead: np.ndarray
+
+
+@contextlib.contextmanager
+def _writer_lock(directory: Path, force: bool) -> Iterator[None]:
+    """The output directory's writer lock, once it is known to be a directory that may be built into."""
+    refuse_file_output(directory)
+    with WriterLock.for_directory(directory):
+        check_output_directory(directory, force, STAGING)
+        yield
 
 
 # ---------------------------------------------------------------------- cluster
