@@ -563,3 +563,28 @@ def test_unreachable_output_fails_before_the_corpus_is_read(dead_endpoint, tiny_
     assert main(["build", str(corpus), "-o", url, "--model", str(tiny_model_folder), "--quiet"]) == 7
     err = capsys.readouterr().err
     assert f"cannot read {url}" in err and "line 2" not in err, err
+
+
+def test_upload_into_a_prefix_of_other_objects_leaves_them_alone(s3, local_index, tiny_model_folder, corpus, tmp_path,
+                                                                 capsys, monkeypatch):
+    from m2v_search.cli import index_main as main
+    from m2v_search.index.errors import OutputDirectoryError
+
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    others = {"index.html": b"<html>home</html>", "lexical.csv": b"a,b", "docstore.md": b"notes"}
+    for name, data in others.items():  # a careless -o: a website's bucket prefix
+        s3.pipe_file(f"{BUCKET}/site/{name}", data)
+    upload_index(local_index.path, f"s3://{BUCKET}/site")
+    assert {name: s3.cat_file(f"{BUCKET}/site/{name}") for name in others} == others
+    with VectorIndex.open(download_index(f"s3://{BUCKET}/site", tmp_path / "cache")) as index:
+        assert len(index) == ROWS
+    # a manifest.json that is not an index's is never overwritten (nor anything written next to it)
+    foreign = b'{"name": "my web app", "version": 3}'
+    s3.pipe_file(f"{BUCKET}/app/manifest.json", foreign)
+    with pytest.raises(OutputDirectoryError, match=rf"s3://{BUCKET}/app/manifest\.json is not an m2v-search index"):
+        upload_index(local_index.path, f"s3://{BUCKET}/app")
+    assert main(["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/app", "--model", str(tiny_model_folder),
+                 "--quiet"]) == 2
+    assert "is not an m2v-search index" in capsys.readouterr().err
+    assert s3.ls(f"{BUCKET}/app", refresh=True) == [f"{BUCKET}/app/manifest.json"]
+    assert s3.cat_file(f"{BUCKET}/app/manifest.json") == foreign

@@ -5,7 +5,9 @@ files first (their names are unique per generation), ``manifest.json`` last. A s
 PUT is atomic on object stores, so the manifest is the commit point there too: a reader sees
 the old manifest (whose files are still there) or the new one, never a mix; an upload that
 fails part-way leaves the previous generation in use. Files of generations older than the
-previous one are deleted after the commit (the previous one stays for readers mid-download).
+previous one are deleted after the commit (the previous one stays for readers mid-download);
+no other object under the URL is touched, and a ``manifest.json`` there that is not an
+index's is never overwritten.
 
 ``download_index(url, cache_dir)`` mirrors the current generation into a local folder (one
 per URL under ``cache_dir``), reusing files already there, and verifies every size and sha256
@@ -28,8 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError
-from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
+from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError, OutputDirectoryError
+from m2v_search.index.generations import GENERATION_FILE
+from m2v_search.index.manifest import FORMAT_NAME, MANIFEST_NAME, read_manifest, sha256_file, verify_files
 from m2v_search.index.manifest_schema import is_plain_name
 from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
 
@@ -64,6 +67,7 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
 
     Raises:
         IndexCorruptError: the local index does not match its manifest.
+        OutputDirectoryError: ``url`` holds a ``manifest.json`` that is not an m2v-search index's.
         RemoteStorageError: an upload failed; the previous remote generation, if any, stays current.
     """
     directory = Path(local_dir)
@@ -71,7 +75,7 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
     verify_files(directory, manifest)
     fs, root = filesystem(url)
     root = root.rstrip("/")
-    previous = _remote_manifest(fs, root, url, missing_ok=True)
+    previous = _previous_manifest(fs, root, url)
     try:
         present = {Path(info["name"]).name: _size(info) for info in fs.ls(root, detail=True, refresh=True)
                    } if fs.exists(root) else {}
@@ -164,6 +168,7 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
         The local index directory to build into.
 
     Raises:
+        OutputDirectoryError: the URL holds a ``manifest.json`` that is not an m2v-search index's.
         RemoteStorageError: the URL cannot be read, or the upload failed (the previous index at
             the URL stays current).
     """
@@ -172,7 +177,7 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
         yield Path(local_path(target))
         return
     fs, root = filesystem(target)
-    _remote_manifest(fs, root.rstrip("/"), target, missing_ok=True)  # reachable, and readable with these credentials
+    _previous_manifest(fs, root.rstrip("/"), target)  # reachable, readable with these credentials, and ours
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         yield Path(work_dir)
@@ -227,6 +232,16 @@ def _remote_manifest(fs: Any, root: str, url: str, missing_ok: bool = False) -> 
     return manifest if isinstance(manifest, dict) else None
 
 
+def _previous_manifest(fs: Any, root: str, url: str) -> dict[str, Any] | None:
+    """The manifest an upload to ``url`` replaces (None: none, or a damaged one); refuses a
+    ``manifest.json`` of something else (an application's, a website's), which must not be overwritten."""
+    previous = _remote_manifest(fs, root, url, missing_ok=True)
+    if previous is not None and previous.get("format") != FORMAT_NAME:
+        raise OutputDirectoryError(f"{redact(url)}/{MANIFEST_NAME} is not an m2v-search index manifest (format "
+                                   f"{str(previous.get('format'))[:40]!r}); give a URL of its own to the index")
+    return previous
+
+
 def _parsed_manifest(data: bytes, url: str) -> dict[str, Any]:
     """The remote manifest's JSON, checked enough to mirror its files safely (the full check runs
     on the mirror); raises IndexCorruptError naming the URL."""
@@ -270,11 +285,12 @@ def _cached(local: Path, entry: dict[str, Any]) -> bool:
 
 
 def _remove_stale(fs: Any, root: str, keep: set[str]) -> None:
-    """Delete generation files that neither the current nor the previous manifest lists."""
+    """Delete generation files (named as commits name them) that neither the current nor the
+    previous manifest lists; other objects (``index.html``...) are not the index's."""
     try:
         names = [Path(p).name for p in fs.ls(root, detail=False, refresh=True)]
         for name in names:
-            if name.startswith(_GENERATION_FILES) and name not in keep:
+            if GENERATION_FILE.fullmatch(name) and name not in keep:
                 fs.rm_file(f"{root}/{name}")
     except storage_errors() as error:  # the new generation is committed; leftovers only cost space
         log.warning("could not remove old index files under %s: %s", root, error)
