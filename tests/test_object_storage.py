@@ -588,3 +588,19 @@ def test_upload_into_a_prefix_of_other_objects_leaves_them_alone(s3, local_index
     assert "is not an m2v-search index" in capsys.readouterr().err
     assert s3.ls(f"{BUCKET}/app", refresh=True) == [f"{BUCKET}/app/manifest.json"]
     assert s3.cat_file(f"{BUCKET}/app/manifest.json") == foreign
+
+
+def test_binding_save_never_overwrites_a_foreign_manifest(s3, tiny_model, tiny_model_folder):
+    from m2v_search.binding import IndexBinding
+    from m2v_search.index.errors import OutputDirectoryError
+
+    foreign = b'{"name": "my web app", "version": 3}'
+    s3.pipe_file(f"{BUCKET}/bound/manifest.json", foreign)
+    binding = IndexBinding(model=tiny_model, model_path=str(tiny_model_folder))
+    binding.add(["alpha", "beta"], ids=["a", "b"])
+    with pytest.raises(OutputDirectoryError, match=rf"{BUCKET}/bound/manifest\.json is not an m2v-search index"):
+        binding.save(f"s3://{BUCKET}/bound")
+    assert s3.ls(f"{BUCKET}/bound", refresh=True) == [f"{BUCKET}/bound/manifest.json"]
+    assert s3.cat_file(f"{BUCKET}/bound/manifest.json") == foreign
+    binding.save(f"s3://{BUCKET}/bound-own")  # a URL of its own: saved and opened again
+    assert len(IndexBinding.open(f"s3://{BUCKET}/bound-own").index) == 2

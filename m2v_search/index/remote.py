@@ -236,10 +236,24 @@ def _previous_manifest(fs: Any, root: str, url: str) -> dict[str, Any] | None:
     """The manifest an upload to ``url`` replaces (None: none, or a damaged one); refuses a
     ``manifest.json`` of something else (an application's, a website's), which must not be overwritten."""
     previous = _remote_manifest(fs, root, url, missing_ok=True)
-    if previous is not None and previous.get("format") != FORMAT_NAME:
-        raise OutputDirectoryError(f"{redact(url)}/{MANIFEST_NAME} is not an m2v-search index manifest (format "
-                                   f"{str(previous.get('format'))[:40]!r}); give a URL of its own to the index")
+    refuse_foreign_manifest(previous, url)
     return previous
+
+
+def refuse_foreign_manifest(manifest: Any, where: str) -> None:
+    """Refuse to replace the parsed ``manifest.json`` found at ``where`` unless it is an m2v-search
+    index's (None, e.g. missing or damaged, is fine): an application's or a website's is not ours.
+
+    Args:
+        manifest: the JSON value read from ``where/manifest.json``, or None.
+        where: the index directory or URL, for the message.
+
+    Raises:
+        OutputDirectoryError: ``manifest`` is a JSON object of some other format.
+    """
+    if isinstance(manifest, dict) and manifest.get("format") != FORMAT_NAME:
+        raise OutputDirectoryError(f"{redact(where)}/{MANIFEST_NAME} is not an m2v-search index manifest (format "
+                                   f"{str(manifest.get('format'))[:40]!r}); give a URL of its own to the index")
 
 
 def _parsed_manifest(data: bytes, url: str) -> dict[str, Any]:
