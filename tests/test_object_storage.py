@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -604,3 +605,32 @@ def test_binding_save_never_overwrites_a_foreign_manifest(s3, tiny_model, tiny_m
     assert s3.cat_file(f"{BUCKET}/bound/manifest.json") == foreign
     binding.save(f"s3://{BUCKET}/bound-own")  # a URL of its own: saved and opened again
     assert len(IndexBinding.open(f"s3://{BUCKET}/bound-own").index) == 2
+
+
+def test_connection_lost_while_reading_names_the_object_and_line(s3, corpus, tiny_model_folder, tmp_path, capsys,
+                                                                 monkeypatch):
+    import botocore.exceptions
+    import fsspec.config
+    import s3fs
+
+    from m2v_search.cli import index_main as main
+
+    original = s3fs.S3FileSystem._call_s3
+
+    async def dropping_call(self, method, *args, **kwargs):
+        if method == "get_object" and not kwargs.get("Range", "bytes=0-").startswith("bytes=0-"):
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1 (injected)")
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "default_block_size": 16_384})
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", dropping_call)
+    s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
+    try:
+        code = main(["build", f"s3://{BUCKET}/jsonl/a.jsonl", "-o", str(tmp_path / "x"), "--model",
+                     str(tiny_model_folder), "--quiet"])
+    finally:
+        monkeypatch.undo()
+        s3fs.S3FileSystem.clear_instance_cache()
+    err = capsys.readouterr().err
+    assert code == 7 and re.search(rf"s3://{BUCKET}/jsonl/a\.jsonl: line [1-9][0-9]*: cannot read the corpus", err), err
+    assert "unexpected" not in err and not (tmp_path / "x" / "manifest.json").exists()
