@@ -211,7 +211,8 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
             repeats = _repeated_ids(plan.name, counts, shards)
             spec, faiss_index = _choose_index(requested, live, loaded.dim, shards, dead, phases)
             build_info = {"complete": True, "corpus": plan.name, "records": records, "skipped_invalid": skipped,
-                          "duplicate_ids": repeats.duplicates, "engine": "dask", "partitions": len(shards), "workers": workers,
+                          "duplicate_ids": repeats.duplicates, "engine": "dask", "partitions": len(shards),
+                          "workers": workers,
                           "index_choice": factories.choice_reason(requested, live, loaded.dim)}
             mark = time.perf_counter()
             merge = _Merge(staging, dask_client, shards, shared_shards, dead)
