@@ -390,3 +390,21 @@ def test_output_that_is_a_file_or_a_folder_of_other_files_is_refused(client, cor
     report = build_index_dask([corpus["a"]], folder, client=client, force=True, partition_size=PARTITION,
                               show_progress=False)
     assert report.documents == 1800 and (folder / "thesis.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_glob_matching_only_folders_is_refused_naming_it(tmp_path, capsys, restore_logging):
+    import re
+
+    from m2v_search.cli import index_main as main
+
+    for value in ("en", "fr"):  # a Hive layout, globbed one level too high
+        (tmp_path / "corpus" / f"lang={value}").mkdir(parents=True)
+        (tmp_path / "corpus" / f"lang={value}" / "part-0.jsonl").write_text('{"id": "a", "text": "alpha"}\n')
+    pattern = str(tmp_path / "corpus" / "*")
+    with pytest.raises(CorpusError, match=rf"no corpus file matches {re.escape(pattern)} \(only folders"):
+        build_index_dask(pattern, tmp_path / "x", client=object(), show_progress=False)
+    for engine in ("local", "dask"):
+        assert main(["build", pattern, "-o", str(tmp_path / "x"), "--engine", engine, "--quiet"]) == 3
+        err = capsys.readouterr().err
+        assert f"no corpus file matches {pattern}" in err and "unexpected" not in err, err
+    assert not (tmp_path / "x").exists()

@@ -61,9 +61,11 @@ def _expand_local(text: str) -> list[str]:
     path = Path(text)
     if not path.exists() and glob.has_magic(text):
         matched = sorted(glob.glob(text))
-        if not matched:
-            raise CorpusError(f"no corpus file matches {text}")
-        return [m for m in matched if not Path(m).is_dir()]
+        files = [m for m in matched if not Path(m).is_dir()]
+        if not files:
+            shown = ", ".join(matched[:3]) + (" ..." if len(matched) > 3 else "")
+            raise CorpusError(f"no corpus file matches {text}" + (f" (only folders: {shown})" if matched else ""))
+        return files
     if not path.exists():
         raise CorpusError(f"corpus file {path} does not exist")
     if path.is_dir():
