@@ -634,3 +634,10 @@ def test_connection_lost_while_reading_names_the_object_and_line(s3, corpus, tin
     err = capsys.readouterr().err
     assert code == 7 and re.search(rf"s3://{BUCKET}/jsonl/a\.jsonl: line [1-9][0-9]*: cannot read the corpus", err), err
     assert "unexpected" not in err and not (tmp_path / "x" / "manifest.json").exists()
+
+
+def test_partitioned_index_on_an_unreachable_endpoint_names_the_url(dead_endpoint):
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    with pytest.raises(RemoteStorageError, match=rf"cannot read s3://{BUCKET}/partitioned-dead/partitions\.json"):
+        PartitionedIndex.open(f"s3://{BUCKET}/partitioned-dead")
