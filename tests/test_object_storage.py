@@ -641,3 +641,38 @@ def test_partitioned_index_on_an_unreachable_endpoint_names_the_url(dead_endpoin
 
     with pytest.raises(RemoteStorageError, match=rf"cannot read s3://{BUCKET}/partitioned-dead/partitions\.json"):
         PartitionedIndex.open(f"s3://{BUCKET}/partitioned-dead")
+
+
+def _forget_credentials() -> None:
+    """Runs on every worker: no AWS credentials there (a cluster whose workers were not given any)."""
+    import s3fs
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        os.environ.pop(key, None)
+    os.environ.update(AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_CONFIG_FILE=os.devnull,
+                      AWS_EC2_METADATA_DISABLED="true")  # never ask the network for instance credentials
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _restore_credentials() -> None:
+    import s3fs
+
+    for key in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_EC2_METADATA_DISABLED"):
+        os.environ.pop(key, None)
+    os.environ.update(ENVIRONMENT)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_workers_without_credentials_name_the_staging_url(s3, client, corpus, tiny_model_folder, tmp_path):
+    from m2v_search.distributed import build_index_dask
+
+    client.run(_forget_credentials)
+    try:
+        failed = rf"s3://{BUCKET}/staging-nocreds/build-[0-9a-f]+/.* failed on .*Unable to locate credentials"
+        with pytest.raises(RemoteStorageError, match=failed):
+            build_index_dask(corpus["local"], tmp_path / "index", client=client, model=str(tiny_model_folder),
+                             staging_dir=f"s3://{BUCKET}/staging-nocreds", show_progress=False)
+    finally:
+        client.run(_restore_credentials)
+    assert not (tmp_path / "index" / "manifest.json").exists()
+    assert not s3.exists(f"{BUCKET}/staging-nocreds") or s3.find(f"{BUCKET}/staging-nocreds") == []

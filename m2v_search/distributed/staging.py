@@ -15,12 +15,15 @@ once it is gone, so tasks still running after a cancelled build leave nothing be
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,8 +104,21 @@ class Staging:
         local = [str(folder / path.rsplit("/", 1)[-1]) for path in remote_paths]
         if len(set(local)) != len(local):
             raise ValueError("staging files to download share a name")
-        fs.get(remote_paths, local)
+        with _storage("downloading shards from", self.shared):
+            fs.get(remote_paths, local)
         return local
+
+
+@contextlib.contextmanager
+def _storage(action: str, url: str) -> Iterator[None]:
+    """Object-storage errors of the body as RemoteStorageError naming ``url`` and the machine: a
+    worker may lack the credentials or the endpoint setting the driver has."""
+    try:
+        yield
+    except storage_errors() as error:
+        raise RemoteStorageError(f"{action} {redact(url)} failed on {socket.gethostname()} (pid {os.getpid()}): "
+                                 f"{error}; every worker needs the driver's access to the staging storage "
+                                 "(credentials, endpoint)") from None
 
 
 def check_open(shared_dir: str) -> None:
@@ -110,7 +126,9 @@ def check_open(shared_dir: str) -> None:
     if is_url(shared_dir):
         root = shared_dir.rstrip("/").rsplit("/", 1)[0]  # the build prefix above "shards" or "ivf"
         fs, path = filesystem(join(root, MARKER))
-        if not fs.exists(path):
+        with _storage("reading", join(root, MARKER)):
+            building = fs.exists(path)
+        if not building:
             raise FileNotFoundError(f"staging prefix {redact(root)} is gone: the build was cancelled or "
                                     "finished")
         return
@@ -130,7 +148,8 @@ def publish(files: dict[str, Path], shared_dir: str) -> dict[str, str]:
     if is_url(shared_dir):
         fs, root = filesystem(shared_dir)
         for name, temporary in files.items():
-            fs.put_file(str(temporary), f"{root}/{name}")
+            with _storage("uploading", join(shared_dir, name)):
+                fs.put_file(str(temporary), f"{root}/{name}")
             published[name] = join(shared_dir, name)
         return published
     for name, temporary in files.items():
@@ -154,12 +173,14 @@ def fetch_to_scratch(source: str, scratch: Path, name: str) -> str:
         return source
     fs, path = filesystem(source)
     local = scratch / name
-    fs.get_file(path, str(local))
+    with _storage("downloading", source):
+        fs.get_file(path, str(local))
     return str(local)
 
 
 def publish_copy(local: Path, url: str) -> str:
     """Upload a copy of the driver's file ``local`` to ``url`` (for the workers); returns ``url``."""
     fs, path = filesystem(url)
-    fs.put_file(str(local), path)
+    with _storage("uploading", url):
+        fs.put_file(str(local), path)
     return url
