@@ -408,3 +408,19 @@ def test_a_glob_matching_only_folders_is_refused_naming_it(tmp_path, capsys, res
         err = capsys.readouterr().err
         assert f"no corpus file matches {pattern}" in err and "unexpected" not in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_dask_dataframe_with_dates_reads_like_the_same_parquet(client, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from m2v_search.index.sources import open_corpus
+
+    frame = pandas.DataFrame({"id": ["a", "b", "c"], "text": ["alpha", "beta", "gamma"],
+                              "when": pandas.to_datetime(["2024-01-02 00:00:00", "2024-03-04 05:06:07", "2024-12-31 23:00:00"])})
+    build_index_dask(dd.from_pandas(frame, npartitions=2), tmp_path / "frame", client=client, show_progress=False)
+    frame.to_parquet(tmp_path / "same.parquet", index=False)
+    build_index(open_corpus(str(tmp_path / "same.parquet")), tmp_path / "parquet", show_progress=False)
+    with VectorIndex.open(tmp_path / "frame") as from_frame, VectorIndex.open(tmp_path / "parquet") as from_parquet:
+        assert from_frame.get(["b"])[0].metadata == {"when": "2024-03-04T05:06:07"}
+        assert _rows(from_frame) == _rows(from_parquet)

@@ -214,7 +214,7 @@ class ParquetReader:
                     self.lines += 1
                     where = f"{self.name}: row group {group}, row {row_number}"
                     try:
-                        record = parser.record_from_row(_plain_row(row, where), where, file_row)
+                        record = parser.record_from_row(json_ready_row(row, where), where, file_row)
                     except CorpusError as error:
                         count_skipped(self, error)
                         continue
@@ -240,8 +240,20 @@ class ParquetReader:
         return [name for name in dict.fromkeys(wanted) if name in available]
 
 
-def _plain_row(row: dict[str, Any], where: str) -> dict[str, Any]:
-    """A Parquet row with values JSON can hold: dates and times as ISO strings, decimals as strings."""
+def json_ready_row(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A row (of a Parquet file or a dataframe) with values JSON can hold: dates and times as ISO
+    strings, durations as seconds, decimals as strings.
+
+    Args:
+        row: column -> value.
+        where: the file and row (or partition and row), for messages.
+
+    Returns:
+        The row with its values converted.
+
+    Raises:
+        CorpusError: a column holds binary data.
+    """
     def plain(value: Any, column: str) -> Any:
         if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
             return value.isoformat()
