@@ -28,6 +28,7 @@ def save_index(index: VectorIndex, path: str | os.PathLike[str], fs: Any = None)
 
     Raises:
         ValueError: ``path`` is a URL and fsspec (or the filesystem's package) is missing.
+        OutputDirectoryError: ``path`` on ``fs`` holds a ``manifest.json`` that is not an index's.
     """
     path, fs = _filesystem_of(path, fs)
     if _is_local(fs):
@@ -118,10 +119,14 @@ def _upload(local: Path, remote: str, fs: Any) -> None:
     """Copy a saved index directory to ``fs``: data files first, the manifest last, then drop the
     files that only the replaced manifest listed (a reader of the old manifest still finds its
     files until then). Nothing else in ``remote`` is touched."""
+    from m2v_search.index.remote import refuse_foreign_manifest
+
     fs.makedirs(remote, exist_ok=True)
     root = remote.rstrip("/")
     old_manifest = f"{root}/manifest.json"
-    replaced = _manifest_files(fs.cat_file(old_manifest)) if fs.exists(old_manifest) else None
+    old = fs.cat_file(old_manifest) if fs.exists(old_manifest) else None
+    refuse_foreign_manifest(_json_or_none(old), root)
+    replaced = _manifest_files(old) if old is not None else None
     names = sorted(p.name for p in local.iterdir() if p.is_file() and not p.name.startswith("."))
     manifest = [n for n in names if n == "manifest.json"]
     for name in [n for n in names if n != "manifest.json"] + manifest:
@@ -149,16 +154,22 @@ def _download(remote: str, local: Path, fs: Any) -> None:
             fs.get_file(f"{root}/{name}", str(local / name))
 
 
-def _manifest_files(manifest: bytes) -> set[str] | None:
-    """The data files a manifest lists (plain names only), or None when it is not a manifest."""
+def _json_or_none(data: bytes | None) -> Any:
+    """``data`` parsed as JSON; None when missing or not JSON."""
     import json
 
+    try:
+        return None if data is None else json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _manifest_files(manifest: bytes) -> set[str] | None:
+    """The data files a manifest lists (plain names only), or None when it is not a manifest."""
     from m2v_search.index.manifest_schema import is_plain_name
 
-    try:
-        files = json.loads(manifest).get("files")
-    except (ValueError, AttributeError, RecursionError):
-        return None
+    parsed = _json_or_none(manifest)
+    files = parsed.get("files") if isinstance(parsed, dict) else None
     if not isinstance(files, dict):
         return None
     return {name for name in files if is_plain_name(name) and name != "manifest.json"}

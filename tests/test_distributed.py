@@ -328,3 +328,99 @@ def test_worker_never_recreates_a_missing_staging_directory(tiny_model, tiny_mod
         encode_rows([{"id": "a", "text": "alpha"}], 0, str(gone), CorpusOptions(), str(tiny_model_folder),
                     tiny_model.fingerprint, 64, "bag")
     assert not gone.parent.exists()
+
+
+def test_repeated_ids_are_reported_like_the_single_machine_build(client, tmp_path, caplog):
+    import logging
+
+    rows = [{"id": number, "text": f"document {number} about topic {number % 13}"} for number in range(400)]
+    repeats = [{"id": str(number), "text": f"document {number}, revised"} for number in range(60)]  # "7" after 7
+    path = tmp_path / "repeats.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows + repeats), encoding="utf-8")
+    single = build_index(CorpusReader(path), tmp_path / "single", show_progress=False)
+    assert (single.duplicate_ids, single.id_type_collisions) == (60, 60)
+    with caplog.at_level(logging.WARNING, logger="m2v_search"):
+        whole = build_index_dask(path, tmp_path / "whole", client=client, show_progress=False)
+    assert (whole.duplicate_ids, whole.id_type_collisions) == (60, 60)
+    assert "60 record(s) repeated an id of an earlier record" in caplog.text
+    with VectorIndex.open(tmp_path / "whole") as index:
+        assert index.build_info["duplicate_ids"] == 60
+    # cut into many partitions: every repeat is still counted (the driver sees them all)
+    spread = build_index_dask(path, tmp_path / "spread", client=client, partition_size=2_000, show_progress=False)
+    assert spread.partitions > 5 and spread.duplicate_ids == 60 and spread.replaced == 60
+
+
+def test_a_staging_folder_named_by_the_user_keeps_its_files(client, corpus, tmp_path):
+    shared = tmp_path / "shared"  # e.g. an NFS mount holding other data
+    (shared / "sub").mkdir(parents=True)
+    (shared / "notes.txt").write_text("keep", encoding="utf-8")
+    (shared / "sub" / "data.bin").write_bytes(b"keep")
+    expected = ["notes.txt", "sub", "sub/data.bin"]
+    build_index_dask([corpus["a"]], tmp_path / "index", client=client, staging_dir=shared, partition_size=PARTITION,
+                     show_progress=False)
+    assert sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*")) == expected
+    with VectorIndex.open(tmp_path / "index") as index:
+        assert len(index) == 1800
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "text": \n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"bad\.jsonl: line 1"):
+        build_index_dask([bad], tmp_path / "index", client=client, staging_dir=shared, show_progress=False)
+    assert sorted(p.relative_to(shared).as_posix() for p in shared.rglob("*")) == expected
+
+
+def test_output_that_is_a_file_or_a_folder_of_other_files_is_refused(client, corpus, tmp_path, capsys,
+                                                                     restore_logging):
+    from m2v_search.cli import index_main as main
+    from m2v_search.index.errors import OutputDirectoryError
+
+    folder = tmp_path / "mine"  # a careless -o: a folder of the user's own files
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputDirectoryError, match=r"mine is not empty and holds no index \(thesis\.txt\)"):
+        build_index_dask([corpus["a"]], folder, client=client, show_progress=False)
+    assert not (folder / "manifest.json").exists()
+    assert main(["build", str(corpus["a"]), "-o", str(folder), "--engine", "dask", "--scheduler",
+                 client.scheduler.address, "--quiet"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    file = tmp_path / "file"
+    file.write_text("x", encoding="utf-8")
+    with pytest.raises(OutputDirectoryError, match=r"file is a file; the output \(-o\) names the index directory"):
+        build_index_dask([corpus["a"]], file, client=client, show_progress=False)
+    # force builds next to the other files, as the single-machine build does
+    report = build_index_dask([corpus["a"]], folder, client=client, force=True, partition_size=PARTITION,
+                              show_progress=False)
+    assert report.documents == 1800 and (folder / "thesis.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_glob_matching_only_folders_is_refused_naming_it(tmp_path, capsys, restore_logging):
+    import re
+
+    from m2v_search.cli import index_main as main
+
+    for value in ("en", "fr"):  # a Hive layout, globbed one level too high
+        (tmp_path / "corpus" / f"lang={value}").mkdir(parents=True)
+        (tmp_path / "corpus" / f"lang={value}" / "part-0.jsonl").write_text('{"id": "a", "text": "alpha"}\n')
+    pattern = str(tmp_path / "corpus" / "*")
+    with pytest.raises(CorpusError, match=rf"no corpus file matches {re.escape(pattern)} \(only folders"):
+        build_index_dask(pattern, tmp_path / "x", client=object(), show_progress=False)
+    for engine in ("local", "dask"):
+        assert main(["build", pattern, "-o", str(tmp_path / "x"), "--engine", engine, "--quiet"]) == 3
+        err = capsys.readouterr().err
+        assert f"no corpus file matches {pattern}" in err and "unexpected" not in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_dask_dataframe_with_dates_reads_like_the_same_parquet(client, tmp_path):
+    dd = pytest.importorskip("dask.dataframe")
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from m2v_search.index.sources import open_corpus
+
+    frame = pandas.DataFrame({"id": ["a", "b", "c"], "text": ["alpha", "beta", "gamma"],
+                              "when": pandas.to_datetime(["2024-01-02 00:00:00", "2024-03-04 05:06:07", "2024-12-31 23:00:00"])})
+    build_index_dask(dd.from_pandas(frame, npartitions=2), tmp_path / "frame", client=client, show_progress=False)
+    frame.to_parquet(tmp_path / "same.parquet", index=False)
+    build_index(open_corpus(str(tmp_path / "same.parquet")), tmp_path / "parquet", show_progress=False)
+    with VectorIndex.open(tmp_path / "frame") as from_frame, VectorIndex.open(tmp_path / "parquet") as from_parquet:
+        assert from_frame.get(["b"])[0].metadata == {"when": "2024-03-04T05:06:07"}
+        assert _rows(from_frame) == _rows(from_parquet)

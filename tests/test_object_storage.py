@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -491,3 +492,187 @@ def test_file_urls_are_local_paths(corpus, local_index, tiny_model_folder, tmp_p
     with build_target(f"file://{tmp_path}/index") as directory:
         assert directory == tmp_path / "index"
     assert open_target(f"file://{local_index.path}") == local_index.path
+
+
+# ---------------------------------------------------------------------- endpoint and bucket mistakes
+@pytest.fixture
+def dead_endpoint(s3_endpoint, monkeypatch):
+    """s3fs and boto pointed, for one test, at a loopback port where nothing listens (a mistyped endpoint)."""
+    import fsspec.config
+    import s3fs
+
+    dead = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", dead)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries with backoff would only slow the test down
+    monkeypatch.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "endpoint_url": dead})
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield dead
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_unreachable_endpoint_is_one_clear_error_naming_the_url(dead_endpoint, corpus, local_index,
+                                                                tiny_model_folder, tmp_path, capsys, monkeypatch):
+    from m2v_search.cli import index_main as main
+    from m2v_search.distributed import build_index_dask
+
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    # the library: botocore's EndpointConnectionError is no OSError; each call still raises its documented error
+    with pytest.raises(CorpusError, match=rf"s3://{BUCKET}/jsonl/a\.jsonl.*Could not connect"):
+        expand_sources(f"s3://{BUCKET}/jsonl/a.jsonl")
+    with pytest.raises(RemoteStorageError, match=rf"s3://{BUCKET}/indexes/dead"):
+        upload_index(local_index.path, f"s3://{BUCKET}/indexes/dead")
+    with pytest.raises(RemoteStorageError, match=rf"s3://{BUCKET}/indexes/dead"):
+        download_index(f"s3://{BUCKET}/indexes/dead", tmp_path / "cache")
+    with pytest.raises(RemoteStorageError, match=rf"cannot read s3://{BUCKET}/indexes/dead"):
+        build_index_dask(corpus["local"], f"s3://{BUCKET}/indexes/dead", client=object(),
+                         model=str(tiny_model_folder), show_progress=False)
+    # the CLI: one line naming the URL, the exit code of its kind, never "unexpected"
+    model = ["--model", str(tiny_model_folder), "--quiet"]
+    for command, code, named in (
+            (["build", f"s3://{BUCKET}/jsonl/a.jsonl", "-o", str(tmp_path / "x")], 3, f"s3://{BUCKET}/jsonl/a.jsonl"),
+            (["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/indexes/dead"], 7, f"s3://{BUCKET}/indexes/dead"),
+            (["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/indexes/dead", "--engine", "dask", "--scheduler",
+              f"tcp://127.0.0.1:{_free_port()}"], 7, f"s3://{BUCKET}/indexes/dead"),
+            (["search", f"s3://{BUCKET}/indexes/dead", "-q", "x"], 7, f"s3://{BUCKET}/indexes/dead")):
+        assert main([*command, *model]) == code, command
+        err = capsys.readouterr().err
+        assert named in err and "unexpected" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_dask_build_to_a_missing_bucket_names_the_staging_url(s3, corpus, tiny_model_folder, tmp_path, capsys):
+    from m2v_search.cli import index_main as main
+
+    model = ["--model", str(tiny_model_folder), "--quiet"]
+    dask = ["--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"]
+    for output, staging, named in ((f"s3://{BUCKET}-missing/idx", [], f"s3://{BUCKET}-missing/idx/.dask-build"),
+                                   (f"s3://{BUCKET}/indexes/staged", ["--staging", f"s3://{BUCKET}-missing/tmp"],
+                                    f"s3://{BUCKET}-missing/tmp")):
+        assert main(["build", str(corpus["local"]), "-o", output, *dask, *staging, *model]) == 7
+        err = capsys.readouterr().err
+        assert named in err and "bucket does not exist" in err, err
+    assert not s3.exists(f"{BUCKET}/indexes/staged")
+
+
+def test_unreachable_output_fails_before_the_corpus_is_read(dead_endpoint, tiny_model_folder, tmp_path, capsys):
+    from m2v_search.cli import index_main as main
+
+    corpus = tmp_path / "corpus.jsonl"  # line 2 is bad: reading the corpus first would report it instead
+    corpus.write_text('{"id": "a", "text": "alpha"}\n{"id": "b", "text": \n', encoding="utf-8")
+    url = f"s3://{BUCKET}/indexes/dead-early"
+    assert main(["build", str(corpus), "-o", url, "--model", str(tiny_model_folder), "--quiet"]) == 7
+    err = capsys.readouterr().err
+    assert f"cannot read {url}" in err and "line 2" not in err, err
+
+
+def test_upload_into_a_prefix_of_other_objects_leaves_them_alone(s3, local_index, tiny_model_folder, corpus, tmp_path,
+                                                                 capsys, monkeypatch):
+    from m2v_search.cli import index_main as main
+    from m2v_search.index.errors import OutputDirectoryError
+
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    others = {"index.html": b"<html>home</html>", "lexical.csv": b"a,b", "docstore.md": b"notes"}
+    for name, data in others.items():  # a careless -o: a website's bucket prefix
+        s3.pipe_file(f"{BUCKET}/site/{name}", data)
+    upload_index(local_index.path, f"s3://{BUCKET}/site")
+    assert {name: s3.cat_file(f"{BUCKET}/site/{name}") for name in others} == others
+    with VectorIndex.open(download_index(f"s3://{BUCKET}/site", tmp_path / "cache")) as index:
+        assert len(index) == ROWS
+    # a manifest.json that is not an index's is never overwritten (nor anything written next to it)
+    foreign = b'{"name": "my web app", "version": 3}'
+    s3.pipe_file(f"{BUCKET}/app/manifest.json", foreign)
+    with pytest.raises(OutputDirectoryError, match=rf"s3://{BUCKET}/app/manifest\.json is not an m2v-search index"):
+        upload_index(local_index.path, f"s3://{BUCKET}/app")
+    assert main(["build", str(corpus["local"]), "-o", f"s3://{BUCKET}/app", "--model", str(tiny_model_folder),
+                 "--quiet"]) == 2
+    assert "is not an m2v-search index" in capsys.readouterr().err
+    assert s3.ls(f"{BUCKET}/app", refresh=True) == [f"{BUCKET}/app/manifest.json"]
+    assert s3.cat_file(f"{BUCKET}/app/manifest.json") == foreign
+
+
+def test_binding_save_never_overwrites_a_foreign_manifest(s3, tiny_model, tiny_model_folder):
+    from m2v_search.binding import IndexBinding
+    from m2v_search.index.errors import OutputDirectoryError
+
+    foreign = b'{"name": "my web app", "version": 3}'
+    s3.pipe_file(f"{BUCKET}/bound/manifest.json", foreign)
+    binding = IndexBinding(model=tiny_model, model_path=str(tiny_model_folder))
+    binding.add(["alpha", "beta"], ids=["a", "b"])
+    with pytest.raises(OutputDirectoryError, match=rf"{BUCKET}/bound/manifest\.json is not an m2v-search index"):
+        binding.save(f"s3://{BUCKET}/bound")
+    assert s3.ls(f"{BUCKET}/bound", refresh=True) == [f"{BUCKET}/bound/manifest.json"]
+    assert s3.cat_file(f"{BUCKET}/bound/manifest.json") == foreign
+    binding.save(f"s3://{BUCKET}/bound-own")  # a URL of its own: saved and opened again
+    assert len(IndexBinding.open(f"s3://{BUCKET}/bound-own").index) == 2
+
+
+def test_connection_lost_while_reading_names_the_object_and_line(s3, corpus, tiny_model_folder, tmp_path, capsys,
+                                                                 monkeypatch):
+    import botocore.exceptions
+    import fsspec.config
+    import s3fs
+
+    from m2v_search.cli import index_main as main
+
+    original = s3fs.S3FileSystem._call_s3
+
+    async def dropping_call(self, method, *args, **kwargs):
+        if method == "get_object" and not kwargs.get("Range", "bytes=0-").startswith("bytes=0-"):
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1 (injected)")
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "default_block_size": 16_384})
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", dropping_call)
+    s3fs.S3FileSystem.clear_instance_cache()  # instances bind their sync methods when made
+    try:
+        code = main(["build", f"s3://{BUCKET}/jsonl/a.jsonl", "-o", str(tmp_path / "x"), "--model",
+                     str(tiny_model_folder), "--quiet"])
+    finally:
+        monkeypatch.undo()
+        s3fs.S3FileSystem.clear_instance_cache()
+    err = capsys.readouterr().err
+    assert code == 7 and re.search(rf"s3://{BUCKET}/jsonl/a\.jsonl: line [1-9][0-9]*: cannot read the corpus", err), err
+    assert "unexpected" not in err and not (tmp_path / "x" / "manifest.json").exists()
+
+
+def test_partitioned_index_on_an_unreachable_endpoint_names_the_url(dead_endpoint):
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    with pytest.raises(RemoteStorageError, match=rf"cannot read s3://{BUCKET}/partitioned-dead/partitions\.json"):
+        PartitionedIndex.open(f"s3://{BUCKET}/partitioned-dead")
+
+
+def _forget_credentials() -> None:
+    """Runs on every worker: no AWS credentials there (a cluster whose workers were not given any)."""
+    import s3fs
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        os.environ.pop(key, None)
+    os.environ.update(AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_CONFIG_FILE=os.devnull,
+                      AWS_EC2_METADATA_DISABLED="true")  # never ask the network for instance credentials
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _restore_credentials() -> None:
+    import s3fs
+
+    for key in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_EC2_METADATA_DISABLED"):
+        os.environ.pop(key, None)
+    os.environ.update(ENVIRONMENT)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_workers_without_credentials_name_the_staging_url(s3, client, corpus, tiny_model_folder, tmp_path):
+    from m2v_search.distributed import build_index_dask
+
+    client.run(_forget_credentials)
+    try:
+        failed = rf"s3://{BUCKET}/staging-nocreds/build-[0-9a-f]+/.* failed on .*Unable to locate credentials"
+        with pytest.raises(RemoteStorageError, match=failed):
+            build_index_dask(corpus["local"], tmp_path / "index", client=client, model=str(tiny_model_folder),
+                             staging_dir=f"s3://{BUCKET}/staging-nocreds", show_progress=False)
+    finally:
+        client.run(_restore_credentials)
+    assert not (tmp_path / "index" / "manifest.json").exists()
+    assert not s3.exists(f"{BUCKET}/staging-nocreds") or s3.find(f"{BUCKET}/staging-nocreds") == []

@@ -96,7 +96,7 @@ def _build_dask(args: argparse.Namespace, budget: int | None) -> int:
                               text_field=args.text_field, metadata_fields=metadata_field_list(args.metadata_fields),
                               skip_invalid=args.skip_invalid, batch_size=args.batch_size,
                               staging_dir=args.staging, show_progress=not args.quiet,
-                              lexical=lexical_setting(args))
+                              lexical=lexical_setting(args), force=args.force)
     if report.skipped_invalid:
         log.warning("skipped %d invalid line(s)", report.skipped_invalid)
     log.info("indexed %d records (%d added, %d replaced, %d unchanged) into %s in %.2f s (%.0f texts/s) on %s, "

@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
 from m2v_search.index import lexical as lexical_part
 from m2v_search.index.backends import Backend, create_backend
-from m2v_search.index.build import BuildReport
+from m2v_search.index.build import BuildReport, check_output_directory, refuse_file_output, warn_repeated_ids
 from m2v_search.index.corpus import CorpusOptions
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import CorpusError
@@ -96,7 +97,7 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
                      metadata_fields: list[str] | None = None, skip_invalid: bool = False, batch_size: int = 4096,
                      staging_dir: str | os.PathLike[str] | None = None,
                      work_dir: str | os.PathLike[str] | None = None, show_progress: bool = True,
-                     lexical: bool | str = True) -> DaskBuildReport:
+                     lexical: bool | str = True, force: bool = False) -> DaskBuildReport:
     """Index ``inputs`` into ``output_dir`` on a Dask cluster (the index there is replaced only at the end).
 
     Args:
@@ -120,18 +121,22 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
         skip_invalid: skip malformed rows and count them.
         batch_size: texts encoded at once on a worker.
         staging_dir: where workers put their shards: a folder reachable under the same path by every
-            worker and the driver (default ``output_dir/.dask-build``), or an fsspec URL
-            (``s3://bucket/tmp``; default for a URL output: ``output_dir/.dask-build``).
+            worker and the driver (the build uses, then removes, a fresh ``build-<id>`` folder in it;
+            default ``output_dir/.dask-build``), or an fsspec URL (``s3://bucket/tmp``; default for a
+            URL output: ``output_dir/.dask-build``).
         work_dir: the driver's local folder for a URL output (default a temporary folder).
         show_progress: a progress bar on stderr.
         lexical: the lexical (BM25) part: True (English), a Snowball language, or False for none;
             built at the end on the driver, from the docstore's texts.
+        force: build into a non-empty directory that holds no index (its other files are left alone).
 
     Returns:
         The counts and timings of the build.
 
     Raises:
         CorpusError: a missing input or a malformed row (naming file and line, or row group and row).
+        OutputDirectoryError: the output is a file, or a non-empty directory that holds no index
+            (without ``force``).
         RemoteStorageError: the upload of a URL output failed (the previous index there stays current).
     """
     if factory is None and index not in factories.KINDS:
@@ -154,9 +159,9 @@ def build_index_dask(inputs: Any, output_dir: str | os.PathLike[str], *, model: 
     shared = os.fspath(staging_dir) if staging_dir is not None else None
     if shared is None and is_url(output):  # stage next to a URL output: the workers can reach it
         shared = join(output, STAGING)
-    with build_target(output, work_dir) as directory, WriterLock.for_directory(directory):
+    with build_target(output, work_dir) as directory, _writer_lock(directory, force):
         if shared is not None and not is_url(shared):
-            staging = Staging.create(Path(local_path(shared)), None)
+            staging = Staging.in_folder(Path(local_path(shared)))
         else:
             staging = Staging.create(directory / STAGING, shared)
         try:
@@ -203,9 +208,11 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
                 lines = sum(s.lines for s in shards)
                 raise CorpusError(f"{plan.name}: no records (read {lines} lines, {skipped} invalid); the "
                                   "previous index, if any, is unchanged")
+            repeats = _repeated_ids(plan.name, counts, shards)
             spec, faiss_index = _choose_index(requested, live, loaded.dim, shards, dead, phases)
             build_info = {"complete": True, "corpus": plan.name, "records": records, "skipped_invalid": skipped,
-                          "engine": "dask", "partitions": len(shards), "workers": workers,
+                          "duplicate_ids": repeats.duplicates, "engine": "dask", "partitions": len(shards),
+                          "workers": workers,
                           "index_choice": factories.choice_reason(requested, live, loaded.dim)}
             mark = time.perf_counter()
             merge = _Merge(staging, dask_client, shards, shared_shards, dead)
@@ -217,8 +224,18 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
     seconds = time.perf_counter() - started
     return DaskBuildReport(str(directory), live, records, counts["added"], counts["replaced"], counts["unchanged"],
                            skipped, False, round(seconds, 3), round(records / seconds, 1) if seconds else 0.0,
-                           spec.factory, partitions=len(shards), workers=workers, scheduler=address,
-                           phases={k: round(v, 3) for k, v in phases.items()})
+                           spec.factory, repeats.duplicates, repeats.id_type_collisions, partitions=len(shards),
+                           workers=workers, scheduler=address, phases={k: round(v, 3) for k, v in phases.items()})
+
+
+def _repeated_ids(name: str, counts: dict[str, int], shards: list[ShardInfo]) -> types.SimpleNamespace:
+    """The repeated ids, counted and logged as the single-machine build does: every record whose id
+    an earlier record had (the docstore pass replaced it or skipped it as identical), and how many
+    of them were an integer id matching a string id (the workers see that, within a partition)."""
+    repeats = types.SimpleNamespace(name=name, duplicates=counts["replaced"] + counts["unchanged"],
+                                    id_type_collisions=sum(shard.id_type_collisions for shard in shards))
+    warn_repeated_ids(repeats)
+    return repeats
 
 
 def _localize(staging: Staging, shards: list[ShardInfo]) -> list[ShardInfo]:
@@ -239,6 +256,15 @@ class _Merge:
     shards: list[ShardInfo]
     shared_shards: list[ShardInfo]
     dead: np.ndarray
+
+
+@contextlib.contextmanager
+def _writer_lock(directory: Path, force: bool) -> Iterator[None]:
+    """The output directory's writer lock, once it is known to be a directory that may be built into."""
+    refuse_file_output(directory)
+    with WriterLock.for_directory(directory):
+        check_output_directory(directory, force, STAGING)
+        yield
 
 
 # ---------------------------------------------------------------------- cluster

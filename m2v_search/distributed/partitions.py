@@ -23,6 +23,7 @@ from m2v_search.index.records import Record
 from m2v_search.index.sources import (
     ParquetReader,
     expand_sources,
+    json_ready_row,
     jsonl_reader,
     open_binary,
     source_size,
@@ -183,7 +184,7 @@ def bag_records(rows: Sequence[Any], options: CorpusOptions, name: str, partitio
                 row = reader.parse_row(raw, where)  # the line checks: length, UTF-8, JSON, an object
             if not isinstance(row, dict):
                 raise CorpusError(f"{where}: expected a JSON object or a dict, got {type(row).__name__}")
-            row = _plain(row)
+            row = json_ready_row(_plain(row), where)
             if not any(key in row for key in ((options.id_field,) if options.id_field else ("id", "_id"))):
                 raise CorpusError(f"{where}: no id field ({options.id_field or 'id or _id'}); rows of a Dask "
                                   "collection need explicit ids")
@@ -196,7 +197,8 @@ def bag_records(rows: Sequence[Any], options: CorpusOptions, name: str, partitio
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with numpy scalars (as in dataframe partitions) turned into Python values."""
+    """The row with numpy scalars (as in dataframe partitions) turned into Python values (dates,
+    pandas Timestamps among them, become ISO strings in ``json_ready_row``, as Parquet dates do)."""
     def convert(value: Any) -> Any:
         if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
             return value.item()

@@ -1,7 +1,9 @@
 """Where the workers of a Dask build put their shard files: a shared folder or an fsspec URL.
 
 With a folder (the default, ``DIR/.dask-build``), workers write into it and the driver reads
-it in place: it must be the same path on every machine (NFS, a local cluster). With a URL
+it in place: it must be the same path on every machine (NFS, a local cluster). A folder the
+user names (``--staging /mnt/shared``) gets a fresh ``build-<id>/`` inside it, and only that is
+ever removed: the folder's other files are not the build's. With a URL
 (``--staging s3://bucket/tmp``), every build gets its own prefix ``URL/<build id>/``; workers
 write a shard locally and upload it under a name fixed by its partition number, so a task
 retried after a worker died overwrites the same objects (no duplicates), and the driver
@@ -13,16 +15,20 @@ once it is gone, so tasks still running after a cancelled build leave nothing be
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from m2v_search.index.urls import filesystem, is_url, redact
+from m2v_search.index.remote import RemoteStorageError
+from m2v_search.index.urls import filesystem, is_url, redact, storage_errors
 
 log = logging.getLogger("m2v_search.distributed")
 MARKER = "BUILDING"
@@ -45,6 +51,12 @@ class Staging:
         return self.remote if self.remote is not None else str(self.local)
 
     @classmethod
+    def in_folder(cls, folder: Path) -> Staging:
+        """Start a fresh staging area ``folder/build-<id>`` in a shared folder the user named;
+        the folder's other contents are left alone."""
+        return cls.create(folder / f"build-{uuid.uuid4().hex[:12]}", None)
+
+    @classmethod
     def create(cls, local: Path, remote: str | None) -> Staging:
         """Start a fresh staging area (a leftover local one is removed first)."""
         if local.exists():
@@ -54,8 +66,11 @@ class Staging:
             return cls(local)
         prefix = join(remote, f"build-{uuid.uuid4().hex[:12]}")
         fs, path = filesystem(prefix)
-        with fs.open(f"{path}/{MARKER}", "wb") as marker:
-            marker.write(b"m2v-search dask build in progress\n")
+        try:
+            with fs.open(f"{path}/{MARKER}", "wb") as marker:
+                marker.write(b"m2v-search dask build in progress\n")
+        except storage_errors() as error:  # a missing bucket, a mistyped endpoint, no permission...
+            raise RemoteStorageError(f"cannot write the staging area {redact(prefix)}: {error}") from None
         log.info("staging shards under %s", redact(prefix))
         return cls(local, prefix)
 
@@ -67,7 +82,7 @@ class Staging:
                 fs.rm(path, recursive=True)
             except FileNotFoundError:
                 pass
-            except OSError as error:
+            except storage_errors() as error:
                 log.warning("could not remove the staging prefix %s (%s); delete it by hand",
                             redact(self.remote), error)
         for _ in range(attempts):
@@ -89,8 +104,21 @@ class Staging:
         local = [str(folder / path.rsplit("/", 1)[-1]) for path in remote_paths]
         if len(set(local)) != len(local):
             raise ValueError("staging files to download share a name")
-        fs.get(remote_paths, local)
+        with _storage("downloading shards from", self.shared):
+            fs.get(remote_paths, local)
         return local
+
+
+@contextlib.contextmanager
+def _storage(action: str, url: str) -> Iterator[None]:
+    """Object-storage errors of the body as RemoteStorageError naming ``url`` and the machine: a
+    worker may lack the credentials or the endpoint setting the driver has."""
+    try:
+        yield
+    except storage_errors() as error:
+        raise RemoteStorageError(f"{action} {redact(url)} failed on {socket.gethostname()} (pid {os.getpid()}): "
+                                 f"{error}; every worker needs the driver's access to the staging storage "
+                                 "(credentials, endpoint)") from None
 
 
 def check_open(shared_dir: str) -> None:
@@ -98,7 +126,9 @@ def check_open(shared_dir: str) -> None:
     if is_url(shared_dir):
         root = shared_dir.rstrip("/").rsplit("/", 1)[0]  # the build prefix above "shards" or "ivf"
         fs, path = filesystem(join(root, MARKER))
-        if not fs.exists(path):
+        with _storage("reading", join(root, MARKER)):
+            building = fs.exists(path)
+        if not building:
             raise FileNotFoundError(f"staging prefix {redact(root)} is gone: the build was cancelled or "
                                     "finished")
         return
@@ -118,7 +148,8 @@ def publish(files: dict[str, Path], shared_dir: str) -> dict[str, str]:
     if is_url(shared_dir):
         fs, root = filesystem(shared_dir)
         for name, temporary in files.items():
-            fs.put_file(str(temporary), f"{root}/{name}")
+            with _storage("uploading", join(shared_dir, name)):
+                fs.put_file(str(temporary), f"{root}/{name}")
             published[name] = join(shared_dir, name)
         return published
     for name, temporary in files.items():
@@ -142,12 +173,14 @@ def fetch_to_scratch(source: str, scratch: Path, name: str) -> str:
         return source
     fs, path = filesystem(source)
     local = scratch / name
-    fs.get_file(path, str(local))
+    with _storage("downloading", source):
+        fs.get_file(path, str(local))
     return str(local)
 
 
 def publish_copy(local: Path, url: str) -> str:
     """Upload a copy of the driver's file ``local`` to ``url`` (for the workers); returns ``url``."""
     fs, path = filesystem(url)
-    fs.put_file(str(local), path)
+    with _storage("uploading", url):
+        fs.put_file(str(local), path)
     return url

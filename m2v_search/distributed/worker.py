@@ -65,7 +65,11 @@ def model_loads() -> list[str]:
 
 @dataclass
 class ShardInfo:
-    """What a worker reports about the shard it wrote (small: the driver keeps one per partition)."""
+    """What a worker reports about the shard it wrote (small: the driver keeps one per partition).
+
+    ``id_type_collisions``: records whose id repeated, as a string, an integer id of an earlier
+    record of the same partition (or the other way round); the driver sees only string ids.
+    """
 
     partition: int
     rows: int
@@ -73,6 +77,7 @@ class ShardInfo:
     skipped: int
     vectors: str
     records: str
+    id_type_collisions: int = 0
 
 
 def encode_block(block: Any, partition: int, shard_dir: str, options: CorpusOptions, model_source: str,
@@ -82,7 +87,7 @@ def encode_block(block: Any, partition: int, shard_dir: str, options: CorpusOpti
 
     records, reader = read_block(block, options)
     return _write_shard(records, partition, shard_dir, model_source, fingerprint, batch_size,
-                        lambda: (reader.lines, reader.skipped))
+                        lambda: (reader.lines, reader.skipped, reader.id_type_collisions))
 
 
 def encode_rows(rows: Any, partition: int, shard_dir: str, options: CorpusOptions, model_source: str,
@@ -92,7 +97,7 @@ def encode_rows(rows: Any, partition: int, shard_dir: str, options: CorpusOption
 
     records, skipped = bag_records(list(rows), options, name, partition)
     return _write_shard(iter(records), partition, shard_dir, model_source, fingerprint, batch_size,
-                        lambda: (len(records) + skipped, skipped))
+                        lambda: (len(records) + skipped, skipped, 0))
 
 
 def _write_shard(records: Any, partition: int, shard_dir: str, model_source: str, fingerprint: str,
@@ -116,8 +121,9 @@ def _write_shard(records: Any, partition: int, shard_dir: str, model_source: str
         records_tmp.unlink(missing_ok=True)
         if scratch != Path(shard_dir):
             shutil.rmtree(scratch, ignore_errors=True)
-    lines_read, skipped = counts()
-    return ShardInfo(partition, rows, lines_read, skipped, published[f"{stem}.npy"], published[f"{stem}.jsonl"])
+    lines_read, skipped, collisions = counts()
+    return ShardInfo(partition, rows, lines_read, skipped, published[f"{stem}.npy"], published[f"{stem}.jsonl"],
+                     collisions)
 
 
 def _encode_records(records: Any, model: StaticModel, batch_size: int, out: Any) -> tuple[np.ndarray, int]:

@@ -130,13 +130,12 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
     """
     directory = Path(directory)
     started = time.perf_counter()
-    if directory.exists() and not directory.is_dir():
-        raise OutputDirectoryError(f"{directory} is a file; the output (-o) names the index directory to create")
+    refuse_file_output(directory)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     with WriterLock.for_directory(directory):
         _remove_abandoned_new_folders(directory)
-        _check_output_directory(directory, force)
+        check_output_directory(directory, force)
         staging = _Staging(directory / STAGING, corpus)
         vectors = staging.open_checkpoint(model, allow_model_mismatch) if resume else None
         resumed = vectors is not None
@@ -181,11 +180,30 @@ def _remove_abandoned_new_folders(directory: Path) -> None:
             log.debug("removed %s, left by a build killed while making its folder", entry.path)
 
 
-def _check_output_directory(directory: Path, force: bool) -> None:
-    """Refuse a non-empty directory that holds no index, unless ``force``."""
+def refuse_file_output(directory: Path) -> None:
+    """Refuse an output path that is a file (before a writer lock is taken next to it).
+
+    Raises:
+        OutputDirectoryError: ``directory`` exists and is not a directory.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise OutputDirectoryError(f"{directory} is a file; the output (-o) names the index directory to create")
+
+
+def check_output_directory(directory: Path, force: bool, staging: str = STAGING) -> None:
+    """Refuse a non-empty directory that holds no index, unless ``force`` (call it under the writer lock).
+
+    Args:
+        directory: the existing output directory.
+        force: build into it anyway (its other files are left alone).
+        staging: the name of the build's own staging folder there (not counted as another file).
+
+    Raises:
+        OutputDirectoryError: ``directory`` holds files and no index, and ``force`` is False.
+    """
     if (directory / MANIFEST_NAME).exists() or force:
         return
-    others = sorted(name for name in os.listdir(directory) if name not in (LOCK_NAME, STAGING))
+    others = sorted(name for name in os.listdir(directory) if name not in (LOCK_NAME, staging))
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise OutputDirectoryError(

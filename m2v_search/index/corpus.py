@@ -15,6 +15,7 @@ the same id, "1"). Ids are remembered as 8-byte hashes (``SeenIds``).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -29,6 +30,7 @@ from typing import IO, Any
 from m2v_search.index.docstore import MAX_DEPTH, find_invalid_value
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.store import Record
+from m2v_search.index.urls import storage_errors
 
 log = logging.getLogger("m2v_search.index")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -150,6 +152,8 @@ class CorpusReader:
         except (EOFError, zlib.error) as error:
             raise CorpusError(f"{self.name}: line {line}: cannot read compressed data ({error}); "
                               "is the file truncated?") from None
+        except storage_errors() as error:  # botocore's own (no OSError): the object store's connection was lost
+            raise OSError(errno.EIO, f"{self.name}: line {line}: cannot read the corpus: {error}") from None
 
     def _skip_rest_of_line(self, handle: IO[bytes], raw: bytes, line: int) -> int:
         """Read past the rest of the line ``raw`` begins, 1 MiB at a time; the bytes skipped."""

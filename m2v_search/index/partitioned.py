@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
 from m2v_search.index.manifest import MAX_MANIFEST_BYTES, fsync_dir, read_plain_file
+from m2v_search.index.remote import RemoteStorageError
 from m2v_search.index.sources import expand_sources
-from m2v_search.index.urls import filesystem, is_url, redact
+from m2v_search.index.urls import filesystem, is_url, redact, storage_errors
 from m2v_search.index.records import Hit
 from m2v_search.index.store import VectorIndex
 
@@ -249,7 +250,10 @@ def _write_listing(root: str, listing: dict[str, Any]) -> None:
     data = (json.dumps(listing, indent=2) + "\n").encode("utf-8")
     if is_url(root):
         fs, path = filesystem(root)
-        fs.pipe_file(f"{path}/{PARTITIONS_NAME}", data)
+        try:
+            fs.pipe_file(f"{path}/{PARTITIONS_NAME}", data)
+        except storage_errors() as error:
+            raise RemoteStorageError(f"cannot write {redact(root)}/{PARTITIONS_NAME}: {error}") from None
         return
     folder = Path(root)
     folder.mkdir(parents=True, exist_ok=True)
@@ -273,6 +277,10 @@ def _read_listing(root: str) -> dict[str, Any]:
             data = read_plain_file(Path(root) / PARTITIONS_NAME, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise IndexNotFoundError(f"{redact(root)} is not a partitioned index: {PARTITIONS_NAME} is missing") from None
+    except storage_errors() as error:
+        if not is_url(root):
+            raise
+        raise RemoteStorageError(f"cannot read {redact(root)}/{PARTITIONS_NAME}: {error}") from None
     try:
         listing = json.loads(data)
     except (ValueError, RecursionError) as error:

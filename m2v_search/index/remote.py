@@ -5,7 +5,9 @@ files first (their names are unique per generation), ``manifest.json`` last. A s
 PUT is atomic on object stores, so the manifest is the commit point there too: a reader sees
 the old manifest (whose files are still there) or the new one, never a mix; an upload that
 fails part-way leaves the previous generation in use. Files of generations older than the
-previous one are deleted after the commit (the previous one stays for readers mid-download).
+previous one are deleted after the commit (the previous one stays for readers mid-download);
+no other object under the URL is touched, and a ``manifest.json`` there that is not an
+index's is never overwritten.
 
 ``download_index(url, cache_dir)`` mirrors the current generation into a local folder (one
 per URL under ``cache_dir``), reusing files already there, and verifies every size and sha256
@@ -28,10 +30,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError
-from m2v_search.index.manifest import MANIFEST_NAME, read_manifest, sha256_file, verify_files
+from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoundError, OutputDirectoryError
+from m2v_search.index.generations import GENERATION_FILE
+from m2v_search.index.manifest import FORMAT_NAME, MANIFEST_NAME, read_manifest, sha256_file, verify_files
 from m2v_search.index.manifest_schema import is_plain_name
-from m2v_search.index.urls import filesystem, is_url, local_path, redact
+from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
 
 log = logging.getLogger("m2v_search.index")
 CACHE_ENV = "M2V_SEARCH_INDEX_CACHE"
@@ -64,6 +67,7 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
 
     Raises:
         IndexCorruptError: the local index does not match its manifest.
+        OutputDirectoryError: ``url`` holds a ``manifest.json`` that is not an m2v-search index's.
         RemoteStorageError: an upload failed; the previous remote generation, if any, stays current.
     """
     directory = Path(local_dir)
@@ -71,7 +75,7 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
     verify_files(directory, manifest)
     fs, root = filesystem(url)
     root = root.rstrip("/")
-    previous = _remote_manifest(fs, root, url, missing_ok=True)
+    previous = _previous_manifest(fs, root, url)
     try:
         present = {Path(info["name"]).name: _size(info) for info in fs.ls(root, detail=True, refresh=True)
                    } if fs.exists(root) else {}
@@ -81,7 +85,7 @@ def upload_index(local_dir: str | os.PathLike[str], url: str) -> str:
             log.info("uploading %s to %s", name, redact(url))
             fs.put_file(str(directory / name), f"{root}/{name}")
         fs.put_file(str(directory / MANIFEST_NAME), f"{root}/{MANIFEST_NAME}")  # the commit point
-    except (OSError, ValueError) as error:  # botocore errors surface as OSError through s3fs
+    except (*storage_errors(), ValueError) as error:
         raise RemoteStorageError(f"uploading {directory} to {redact(url)} failed ({error}); the previous index "
                                  "there, if any, is unchanged") from None
     previous_files = (previous or {}).get("files")
@@ -152,7 +156,9 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
 
     A local ``output`` is yielded as it is. For a URL, the build goes to ``work_dir`` (kept) or
     a temporary folder (removed afterwards); when the ``with`` body finishes without an error,
-    the committed index is uploaded with ``upload_index`` (manifest last).
+    the committed index is uploaded with ``upload_index`` (manifest last). The URL's current
+    manifest is read first, so that a mistyped endpoint, missing credentials or a refused read
+    fail before the build, not after it.
 
     Args:
         output: the index directory or fsspec URL the user asked for.
@@ -162,12 +168,16 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
         The local index directory to build into.
 
     Raises:
-        RemoteStorageError: the upload failed (the previous index at the URL stays current).
+        OutputDirectoryError: the URL holds a ``manifest.json`` that is not an m2v-search index's.
+        RemoteStorageError: the URL cannot be read, or the upload failed (the previous index at
+            the URL stays current).
     """
     target = os.fspath(output)
     if not is_url(target):
         yield Path(local_path(target))
         return
+    fs, root = filesystem(target)
+    _previous_manifest(fs, root.rstrip("/"), target)  # reachable, readable with these credentials, and ours
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         yield Path(work_dir)
@@ -205,7 +215,7 @@ def _read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
         return fs.cat_file(f"{root}/{MANIFEST_NAME}")
     except FileNotFoundError:
         raise RemoteIndexError(f"no index at {redact(url)}: {MANIFEST_NAME} is missing") from None
-    except OSError as error:
+    except storage_errors() as error:
         raise RemoteStorageError(f"cannot read {redact(url)}: {error}") from None
 
 
@@ -220,6 +230,30 @@ def _remote_manifest(fs: Any, root: str, url: str, missing_ok: bool = False) -> 
     except (ValueError, RecursionError):
         return None
     return manifest if isinstance(manifest, dict) else None
+
+
+def _previous_manifest(fs: Any, root: str, url: str) -> dict[str, Any] | None:
+    """The manifest an upload to ``url`` replaces (None: none, or a damaged one); refuses a
+    ``manifest.json`` of something else (an application's, a website's), which must not be overwritten."""
+    previous = _remote_manifest(fs, root, url, missing_ok=True)
+    refuse_foreign_manifest(previous, url)
+    return previous
+
+
+def refuse_foreign_manifest(manifest: Any, where: str) -> None:
+    """Refuse to replace the parsed ``manifest.json`` found at ``where`` unless it is an m2v-search
+    index's (None, e.g. missing or damaged, is fine): an application's or a website's is not ours.
+
+    Args:
+        manifest: the JSON value read from ``where/manifest.json``, or None.
+        where: the index directory or URL, for the message.
+
+    Raises:
+        OutputDirectoryError: ``manifest`` is a JSON object of some other format.
+    """
+    if isinstance(manifest, dict) and manifest.get("format") != FORMAT_NAME:
+        raise OutputDirectoryError(f"{redact(where)}/{MANIFEST_NAME} is not an m2v-search index manifest (format "
+                                   f"{str(manifest.get('format'))[:40]!r}); give a URL of its own to the index")
 
 
 def _parsed_manifest(data: bytes, url: str) -> dict[str, Any]:
@@ -253,7 +287,7 @@ def _mirror(fs: Any, root: str, url: str, target: Path, manifest: dict[str, Any]
         except FileNotFoundError:
             partial.unlink(missing_ok=True)
             raise
-        except OSError as error:
+        except storage_errors() as error:
             partial.unlink(missing_ok=True)
             raise RemoteStorageError(f"cannot download {name} from {redact(url)}: {error}") from None
         os.replace(partial, local)
@@ -265,11 +299,12 @@ def _cached(local: Path, entry: dict[str, Any]) -> bool:
 
 
 def _remove_stale(fs: Any, root: str, keep: set[str]) -> None:
-    """Delete generation files that neither the current nor the previous manifest lists."""
+    """Delete generation files (named as commits name them) that neither the current nor the
+    previous manifest lists; other objects (``index.html``...) are not the index's."""
     try:
         names = [Path(p).name for p in fs.ls(root, detail=False, refresh=True)]
         for name in names:
-            if name.startswith(_GENERATION_FILES) and name not in keep:
+            if GENERATION_FILE.fullmatch(name) and name not in keep:
                 fs.rm_file(f"{root}/{name}")
-    except OSError as error:  # the new generation is committed; leftovers only cost space
+    except storage_errors() as error:  # the new generation is committed; leftovers only cost space
         log.warning("could not remove old index files under %s: %s", root, error)

@@ -31,7 +31,7 @@ from typing import IO, Any
 from m2v_search.index.corpus import CorpusOptions, CorpusReader, count_skipped
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
-from m2v_search.index.urls import filesystem, is_url, local_path, redact
+from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -61,9 +61,11 @@ def _expand_local(text: str) -> list[str]:
     path = Path(text)
     if not path.exists() and glob.has_magic(text):
         matched = sorted(glob.glob(text))
-        if not matched:
-            raise CorpusError(f"no corpus file matches {text}")
-        return [m for m in matched if not Path(m).is_dir()]
+        files = [m for m in matched if not Path(m).is_dir()]
+        if not files:
+            shown = ", ".join(matched[:3]) + (" ..." if len(matched) > 3 else "")
+            raise CorpusError(f"no corpus file matches {text}" + (f" (only folders: {shown})" if matched else ""))
+        return files
     if not path.exists():
         raise CorpusError(f"corpus file {path} does not exist")
     if path.is_dir():
@@ -85,7 +87,7 @@ def _expand_url(url: str) -> list[str]:
         if fs.isdir(path):
             raise CorpusError(f"corpus {redact(url)} is a directory; give files or a glob pattern "
                               f"(e.g. {redact(url)}/*.parquet)")
-    except OSError as error:  # permissions, unreachable endpoint...
+    except storage_errors() as error:  # permissions, unreachable endpoint, no credentials...
         raise CorpusError(f"cannot list {redact(url)}: {error}") from None
     return [url]
 
@@ -99,7 +101,7 @@ def open_binary(source: str) -> IO[bytes]:
         return fs.open(path, "rb")
     except FileNotFoundError:
         raise CorpusError(f"corpus file {redact(source)} does not exist") from None
-    except OSError as error:
+    except storage_errors() as error:
         raise CorpusError(f"cannot open {redact(source)}: {error}") from None
 
 
@@ -212,7 +214,7 @@ class ParquetReader:
                     self.lines += 1
                     where = f"{self.name}: row group {group}, row {row_number}"
                     try:
-                        record = parser.record_from_row(_plain_row(row, where), where, file_row)
+                        record = parser.record_from_row(json_ready_row(row, where), where, file_row)
                     except CorpusError as error:
                         count_skipped(self, error)
                         continue
@@ -238,8 +240,20 @@ class ParquetReader:
         return [name for name in dict.fromkeys(wanted) if name in available]
 
 
-def _plain_row(row: dict[str, Any], where: str) -> dict[str, Any]:
-    """A Parquet row with values JSON can hold: dates and times as ISO strings, decimals as strings."""
+def json_ready_row(row: dict[str, Any], where: str) -> dict[str, Any]:
+    """A row (of a Parquet file or a dataframe) with values JSON can hold: dates and times as ISO
+    strings, durations as seconds, decimals as strings.
+
+    Args:
+        row: column -> value.
+        where: the file and row (or partition and row), for messages.
+
+    Returns:
+        The row with its values converted.
+
+    Raises:
+        CorpusError: a column holds binary data.
+    """
     def plain(value: Any, column: str) -> Any:
         if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
             return value.isoformat()

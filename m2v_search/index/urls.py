@@ -6,6 +6,7 @@ are found by the filesystem's backend the usual way (environment, config files, 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from m2v_search.index.errors import IndexError_
@@ -44,6 +45,22 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise URLError(f"cannot read {redact(url)}: {error}") from None
     fs.invalidate_cache()
     return fs, path
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a failed object-storage call raises: ``OSError`` (what s3fs makes of the
+    server's refusals), and botocore's own errors, which are no ``OSError``
+    (``EndpointConnectionError`` for a mistyped endpoint, ``NoCredentialsError``...).
+
+    botocore is looked up only among the modules already imported: if it is not loaded, no call
+    can have raised one of its errors. Use it as ``except storage_errors() as error:``.
+
+    Returns:
+        The exception classes.
+    """
+    botocore = sys.modules.get("botocore.exceptions")
+    base = getattr(botocore, "BotoCoreError", None)
+    return (OSError,) if base is None else (OSError, base)
 
 
 def local_path(text: str | os.PathLike[str]) -> str:
