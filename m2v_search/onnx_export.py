@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,11 +80,10 @@ def export_onnx(
         import onnx
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("ONNX export needs the onnx package: pip install 'm2v-search[onnx]'") from error
-    from m2v_search.persistence import swap_in
+    from m2v_search.persistence import make_staging, swap_in
 
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staging = make_staging(target)
     try:
         (staging / "onnx").mkdir()
         graphs = {MODEL_FILE: build_bag_graph(model)}

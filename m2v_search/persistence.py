@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,8 +301,7 @@ def write_folder(
     from safetensors.numpy import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    staging = make_staging(path)
     try:
         tensors = {"embeddings": np.ascontiguousarray(embeddings)}
         if weights is not None:
@@ -309,6 +309,7 @@ def write_folder(
         if mapping is not None:
             tensors["mapping"] = np.ascontiguousarray(mapping, dtype=np.int64)
         save_file(tensors, str(staging / "model.safetensors"))
+        os.chmod(staging / "model.safetensors", stat.S_IMODE(staging.stat().st_mode) & 0o666)  # safetensors: 0600
         tokenizer.save(str(staging / "tokenizer.json"), pretty=False)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         modules = [{"idx": 0, "name": "0", "path": ".", "type": "sentence_transformers.models.StaticEmbedding"}]
@@ -328,16 +329,34 @@ def write_folder(
 _WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize"}
 
 
+def make_staging(target: Path, suffix: str = ".tmp") -> Path:
+    """A new empty folder beside ``target`` (its parent is created) to build a replacement in.
+
+    Made with ``os.mkdir(..., 0o777)``, so that the umask gives it the mode any new folder gets
+    (``tempfile.mkdtemp`` makes 0700 folders: a model saved with it was unreadable to other users).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        staging = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            os.mkdir(staging, 0o777)
+        except FileExistsError:
+            continue
+        return staging
+    raise FileExistsError(f"cannot make a staging folder beside {target}: every name tried exists")
+
+
 def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
     """Make the complete folder ``staging`` become ``target`` with renames (fsynced first).
 
     Entries of an existing ``target`` whose names are not in ``replaced`` are copied over,
-    so that files other tools put there survive.
+    so that files other tools put there survive, and the folder keeps its mode. Should the
+    second rename fail (or be interrupted), the old ``target`` is put back.
 
     Raises:
         ModelLoadError: ``target`` exists and is a file.
     """
-    for file in staging.iterdir():
+    for file in staging.rglob("*"):
         if file.is_file():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -349,7 +368,15 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
     for extra in target.iterdir():  # keep what the user put there
         if extra.name not in replaced:
             shutil.copytree(extra, staging / extra.name) if extra.is_dir() else shutil.copy2(extra, staging / extra.name)
+    os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.rename(target, backup)
-    os.rename(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(backup, target)
+        raise
+    if backup.is_symlink():  # ``target`` was a link to a folder: the link goes, the folder it named stays
+        backup.unlink()
+    else:
+        shutil.rmtree(backup, ignore_errors=True)

@@ -1,0 +1,72 @@
+"""Model folders from careless or hostile hands, and saves that go wrong part way.
+
+Interoperability is checked with the real model2vec and sentence-transformers packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from m2v_search import StaticModel
+from m2v_search.errors import ModelLoadError
+
+TEXTS = ["The cat sat on the mat.", "Static embeddings are fast.", "a short third one"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # os.umask has no read-only form: set it and put it back
+    os.umask(mask)
+    return mask
+
+
+def test_a_save_stopped_between_its_two_renames_keeps_the_old_model_in_place(tiny_model, tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    before = (folder / "model.safetensors").read_bytes()
+    real_rename = os.rename
+
+    def rename_then_stop(source, destination):
+        if Path(source).name.endswith(".tmp"):  # the staged folder about to take the model's place
+            raise KeyboardInterrupt
+        return real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_model.save_pretrained(folder)
+    monkeypatch.undo()
+    assert (folder / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "staging or backup folder left behind"
+    np.testing.assert_allclose(StaticModel.from_pretrained(folder).encode(TEXTS), tiny_model.encode(TEXTS),
+                               atol=1e-6)
+
+
+def test_a_saved_model_is_readable_by_others_as_the_umask_allows(tiny_model, tmp_path):
+    mask = _umask()
+    tiny_model.save_pretrained(tmp_path / "new")
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o777 & ~mask
+    for file in (tmp_path / "new").iterdir():
+        if file.is_file():
+            assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~mask, file.name
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    os.chmod(existing, 0o750)
+    tiny_model.save_pretrained(existing)
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o750  # a folder the user made keeps its mode
+
+
+def test_saving_over_a_symlinked_folder_leaves_no_backup_link_behind(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "v1")
+    (tmp_path / "current").symlink_to("v1")
+    tiny_model.save_pretrained(tmp_path / "current")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v1"]
+    StaticModel.from_pretrained(tmp_path / "current")
+    StaticModel.from_pretrained(tmp_path / "v1")
