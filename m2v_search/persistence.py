@@ -252,6 +252,8 @@ def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
                 f"{tensors_file}: 'weights' has shape {stored.weights.shape}, expected ({vocabulary_size},)"
             )
         stored.weights = stored.weights.astype(np.float32)
+        if np.all(stored.weights == 1.0):  # what write_folder adds to an int8 table: no weighting at all
+            stored.weights = None
     _check_finite(stored, tensors_file)
 
 
@@ -304,6 +306,10 @@ def write_folder(
     staging = make_staging(path)
     try:
         tensors = {"embeddings": np.ascontiguousarray(embeddings)}
+        if weights is None and embeddings.dtype == np.int8:
+            # Sentence Transformers turns an int8 table into floats only when folding weights into it;
+            # without them it cannot load the table at all. Weights of 1 change no vector.
+            weights = np.ones(tokenizer.get_vocab_size(), dtype=np.float32)
         if weights is not None:
             tensors["weights"] = np.ascontiguousarray(weights, dtype=np.float32)
         if mapping is not None:

@@ -70,3 +70,24 @@ def test_saving_over_a_symlinked_folder_leaves_no_backup_link_behind(tiny_model,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v1"]
     StaticModel.from_pretrained(tmp_path / "current")
     StaticModel.from_pretrained(tmp_path / "v1")
+
+
+def test_an_int8_table_without_weights_saved_here_loads_in_sentence_transformers(teacher_tokenizer, random_vectors,
+                                                                                  tmp_path):
+    model2vec = pytest.importorskip("model2vec")
+    st = pytest.importorskip("sentence_transformers")
+    model2vec.StaticModel(random_vectors, Tokenizer.from_str(teacher_tokenizer.to_str())).save_pretrained(
+        str(tmp_path / "float"))
+    theirs = model2vec.StaticModel.from_pretrained(str(tmp_path / "float"), quantize_to="int8")
+    assert theirs.embedding.dtype == np.int8 and theirs.weights is None
+    ours = StaticModel(theirs.embedding, Tokenizer.from_str(teacher_tokenizer.to_str()))
+    ours.save_pretrained(tmp_path / "int8")
+    expected = theirs.encode(TEXTS)
+    np.testing.assert_allclose(ours.encode(TEXTS), expected, atol=1e-4)
+    loaded = st.SentenceTransformer(str(tmp_path / "int8"), device="cpu")
+    np.testing.assert_allclose(loaded.encode(TEXTS), expected, atol=1e-4)
+    np.testing.assert_allclose(model2vec.StaticModel.from_pretrained(str(tmp_path / "int8")).encode(TEXTS), expected,
+                               atol=1e-4)
+    again = StaticModel.from_pretrained(tmp_path / "int8")
+    assert again.fingerprint == ours.fingerprint  # weights of 1 are no weights: the same vectors, the same id
+    np.testing.assert_allclose(again.encode(TEXTS), expected, atol=1e-4)
