@@ -187,6 +187,7 @@ def load_folder(folder: Path) -> StoredModel:
             f"{config_file} describes a {config.get('model_type')} transformer, not a static model. "
             f"Distil it first: m2v distill {folder} -o OUT"
         )
+    _check_config_fields(config, config_file)
     if is_st and "normalize" not in config:
         config["normalize"] = st_normalize
 
@@ -217,6 +218,15 @@ def load_folder(folder: Path) -> StoredModel:
     )
     _check_shapes(stored, tensors_file)
     return stored
+
+
+def _check_config_fields(config: dict[str, Any], config_file: Path) -> None:
+    """Fields that would otherwise fail only at encode time, or silently (``"normalize": "false"`` is truthy)."""
+    max_length = config.get("max_length")
+    if max_length is not None and (type(max_length) is not int or max_length < 1):
+        raise ModelLoadError(f"{config_file}: 'max_length' must be a whole number >= 1 or null, got {max_length!r}")
+    if config.get("normalize") is not None and type(config["normalize"]) is not bool:
+        raise ModelLoadError(f"{config_file}: 'normalize' must be true, false or null, got {config['normalize']!r}")
 
 
 def _read_tensors(path: Path) -> dict[str, np.ndarray]:
@@ -276,7 +286,10 @@ def read_card_metadata(readme: Path) -> dict[str, Any]:
         return {}
     import yaml
 
-    text = readme.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # a folder, or no permission: the card only adds metadata, the model loads without it
+        return {}
     match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, flags=re.DOTALL)
     if not match:
         return {}

@@ -91,3 +91,38 @@ def test_an_int8_table_without_weights_saved_here_loads_in_sentence_transformers
     again = StaticModel.from_pretrained(tmp_path / "int8")
     assert again.fingerprint == ours.fingerprint  # weights of 1 are no weights: the same vectors, the same id
     np.testing.assert_allclose(again.encode(TEXTS), expected, atol=1e-4)
+
+
+def test_a_model_card_that_is_a_folder_is_ignored_like_a_missing_one(tiny_model_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    (folder / "README.md").unlink()
+    (folder / "README.md").mkdir()
+    model = StaticModel.from_pretrained(folder)
+    assert model.base_model_name is None
+    np.testing.assert_allclose(model.encode(TEXTS), StaticModel.from_pretrained(tiny_model_folder).encode(TEXTS))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_length", "512"), ("max_length", -5), ("max_length", 0), ("max_length", 1.5), ("max_length", True),
+    ("normalize", "false"), ("normalize", 1),
+])
+def test_config_fields_of_the_wrong_type_are_refused_naming_file_and_field(tiny_model_folder, tmp_path, field,
+                                                                           value):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=rf"config\.json.*'{field}'"):
+        StaticModel.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("field, value", [("max_length", None), ("max_length", 16), ("normalize", False)])
+def test_config_fields_of_the_right_type_load(tiny_model_folder, tmp_path, field, value):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert getattr(StaticModel.from_pretrained(folder), field) == value
