@@ -7,6 +7,7 @@ is one function adding its arguments, so every command spells and documents them
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,17 @@ def bounded_int(low: int, high: int = INT64_MAX) -> Callable[[str], int]:
 
 positive_int = bounded_int(1)
 non_negative_int = bounded_int(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (``--learning-rate``, ``--fit-budget``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0.0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
 
 
 def pca_dims(text: str) -> int | float | None:
