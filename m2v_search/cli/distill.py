@@ -69,6 +69,8 @@ def run_distill(args: argparse.Namespace) -> int:
 
     vocabulary = list(read_lines(args.vocabulary, "vocabulary file")) if args.vocabulary else None
     keep = list(read_lines(args.keep_tokens, "keep-tokens file")) if args.keep_tokens else None
+    if keep == []:  # else distill blames --token-remove-pattern for the empty vocabulary
+        raise InvalidInputError(f"keep-tokens file {args.keep_tokens} holds no tokens (one token per line)")
     corpus = read_lines(args.sif_corpus, "SIF corpus") if args.sif_corpus else None
     model = distill(
         args.model, vocabulary=vocabulary, pca_dims=args.pca_dims, pca_whiten=args.pca_whiten,
