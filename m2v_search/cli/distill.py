@@ -11,7 +11,13 @@ from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK
 from m2v_search.cli.groups import M2V
-from m2v_search.cli.options import existing_file, pca_dims, positive_int, sif_coefficient
+from m2v_search.cli.options import (
+    existing_file,
+    output_folder,
+    pca_dims,
+    positive_int,
+    sif_coefficient,
+)
 from m2v_search.errors import InvalidInputError
 
 
@@ -33,7 +39,8 @@ def read_lines(path: Path, what: str) -> Iterator[str]:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="teacher: a local model folder or a Hugging Face hub id")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder to write the static model to")
+    parser.add_argument("-o", "--output", required=True, type=output_folder,
+                        help="folder to write the static model to")
     parser.add_argument("--pca-dims", type=pca_dims, default=256,
                         help="output dimensions (int), variance to keep (float in (0, 1)) or 'none' (default 256)")
     parser.add_argument("--pca-whiten", action="store_true", help="whiten the PCA dimensions")

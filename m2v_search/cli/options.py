@@ -90,6 +90,20 @@ def existing_file(text: str) -> Path:
     return path
 
 
+def output_folder(text: str) -> Path:
+    """A folder to write a model (or export) to: it may exist, but neither it nor a folder above it
+    may be a file (refused while parsing, before any long work)."""
+    path = Path(text).expanduser()
+    for ancestor in (path, *path.parents):
+        if ancestor.is_dir():
+            break
+        if ancestor == path and ancestor.exists():
+            raise argparse.ArgumentTypeError(f"{text} is a file; the output is a folder")
+        if ancestor.exists() or ancestor.is_symlink():
+            raise argparse.ArgumentTypeError(f"{text}: cannot make a folder there, {ancestor} is a file")
+    return path
+
+
 def local_directory(text: str) -> Path:
     """An index directory that ``add``/``delete``/``reindex`` change in place: a local path, not a URL."""
     from m2v_search.index.urls import is_url, local_path, redact

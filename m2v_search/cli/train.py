@@ -17,6 +17,7 @@ from m2v_search.cli.groups import M2V
 from m2v_search.cli.options import (
     bounded_int,
     non_negative_int,
+    output_folder,
     positive_float,
     positive_int,
     sif_coefficient,
@@ -47,7 +48,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, default=None,
                         help="training texts, one per line (UTF-8; .gz or .xz read as such); required without "
                              "--recipe; with --recipe, default: built from the recipe's sources")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder to write the trained model to")
+    parser.add_argument("-o", "--output", required=True, type=output_folder,
+                        help="folder to write the trained model to")
     parser.add_argument("--init", default=None,
                         help="starting static model (folder or name); default: distil the teacher (256 dims, "
                              "or as the recipe says)")
