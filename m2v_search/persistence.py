@@ -244,6 +244,9 @@ def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
     rows = stored.embeddings.shape[0]
     if stored.mapping is not None:
         mapping = stored.mapping
+        if mapping.dtype.kind not in "iu":  # floats were truncated silently, and NaN became a wild row index
+            raise ModelLoadError(f"{tensors_file}: 'mapping' must hold whole numbers (row indices), "
+                                 f"got {mapping.dtype.name}")
         if mapping.ndim != 1 or len(mapping) != vocabulary_size:
             raise ModelLoadError(
                 f"{tensors_file}: 'mapping' has shape {mapping.shape}, expected ({vocabulary_size},) "

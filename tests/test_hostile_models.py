@@ -126,3 +126,19 @@ def test_config_fields_of_the_right_type_load(tiny_model_folder, tmp_path, field
     config[field] = value
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     assert getattr(StaticModel.from_pretrained(folder), field) == value
+
+
+@pytest.mark.parametrize("mapping", ["float", "nan"])
+def test_a_token_mapping_that_is_not_whole_numbers_is_refused_naming_it(teacher_tokenizer, random_vectors,
+                                                                       tmp_path, mapping):
+    from safetensors.numpy import load_file, save_file
+
+    vocabulary_size = teacher_tokenizer.get_vocab_size()
+    model = StaticModel(random_vectors[:50], teacher_tokenizer, token_mapping=np.arange(vocabulary_size) % 50)
+    model.save_pretrained(tmp_path / "model")
+    tensors = load_file(str(tmp_path / "model" / "model.safetensors"))
+    rows = (np.arange(vocabulary_size) % 50).astype(np.float32)
+    tensors["mapping"] = rows + 0.5 if mapping == "float" else np.full_like(rows, np.nan)
+    save_file(tensors, str(tmp_path / "model" / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"model\.safetensors.*'mapping'.*float32"):
+        StaticModel.from_pretrained(tmp_path / "model")
