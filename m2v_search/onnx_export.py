@@ -82,7 +82,7 @@ def export_onnx(
         raise ImportError("ONNX export needs the onnx package: pip install 'm2v-search[onnx]'") from error
     from m2v_search.persistence import make_staging, swap_in
 
-    target = Path(out_dir)
+    target = Path(os.path.abspath(out_dir))  # "." and ".." have no name to stage beside
     staging = make_staging(target)
     try:
         (staging / "onnx").mkdir()

@@ -221,12 +221,14 @@ def load_folder(folder: Path) -> StoredModel:
 
 
 def _check_config_fields(config: dict[str, Any], config_file: Path) -> None:
-    """Fields that would otherwise fail only at encode time, or silently (``"normalize": "false"`` is truthy)."""
+    """Fields that would otherwise fail only inside encode, or silently (``"normalize": "false"`` is true)."""
     max_length = config.get("max_length")
     if max_length is not None and (type(max_length) is not int or max_length < 1):
-        raise ModelLoadError(f"{config_file}: 'max_length' must be a whole number >= 1 or null, got {max_length!r}")
+        raise ModelLoadError(f"{config_file}: 'max_length' must be a whole number >= 1 or null, "
+                             f"got {max_length!r}")
     if config.get("normalize") is not None and type(config["normalize"]) is not bool:
-        raise ModelLoadError(f"{config_file}: 'normalize' must be true, false or null, got {config['normalize']!r}")
+        raise ModelLoadError(f"{config_file}: 'normalize' must be true, false or null, "
+                             f"got {config['normalize']!r}")
 
 
 def _read_tensors(path: Path) -> dict[str, np.ndarray]:
@@ -318,7 +320,7 @@ def write_folder(
     """
     from safetensors.numpy import save_file
 
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # "." and ".." have no name to stage beside
     staging = make_staging(path)
     try:
         tensors = {"embeddings": np.ascontiguousarray(embeddings)}
@@ -331,7 +333,8 @@ def write_folder(
         if mapping is not None:
             tensors["mapping"] = np.ascontiguousarray(mapping, dtype=np.int64)
         save_file(tensors, str(staging / "model.safetensors"))
-        os.chmod(staging / "model.safetensors", stat.S_IMODE(staging.stat().st_mode) & 0o666)  # safetensors: 0600
+        # safetensors makes its file 0600: give it the mode the umask gives any new file
+        os.chmod(staging / "model.safetensors", stat.S_IMODE(staging.stat().st_mode) & 0o666)
         tokenizer.save(str(staging / "tokenizer.json"), pretty=False)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         modules = [{"idx": 0, "name": "0", "path": ".", "type": "sentence_transformers.models.StaticEmbedding"}]
@@ -391,6 +394,7 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
         if extra.name not in replaced:
             shutil.copytree(extra, staging / extra.name) if extra.is_dir() else shutil.copy2(extra, staging / extra.name)
     os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
+    cwd_inside = _cwd_inside(target)
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.rename(target, backup)
     try:
@@ -398,7 +402,21 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
     except BaseException:
         os.rename(backup, target)
         raise
+    if cwd_inside is not None:  # the working folder moved with the old target: follow it to the new one
+        inside = target / cwd_inside
+        os.chdir(inside if inside.is_dir() else target)
     if backup.is_symlink():  # ``target`` was a link to a folder: the link goes, the folder it named stays
         backup.unlink()
     else:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def _cwd_inside(folder: Path) -> Path | None:
+    """Where the working folder is relative to ``folder`` (``.`` for itself), or None when outside it."""
+    try:
+        cwd = Path.cwd()
+    except OSError:  # deleted under us: nothing to follow
+        return None
+    absolute = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(absolute.parent)) / absolute.name  # links resolved, as in the cwd
+    return cwd.relative_to(folder) if cwd == folder or folder in cwd.parents else None

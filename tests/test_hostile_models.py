@@ -144,3 +144,21 @@ def test_a_token_mapping_that_is_not_whole_numbers_is_refused_naming_it(teacher_
     save_file(tensors, str(tmp_path / "model" / "model.safetensors"))
     with pytest.raises(ModelLoadError, match=r"model\.safetensors.*'mapping'.*float32"):
         StaticModel.from_pretrained(tmp_path / "model")
+
+
+def test_saving_into_the_current_folder_or_its_parent(tiny_model, tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine", encoding="utf-8")
+    monkeypatch.chdir(folder)
+    tiny_model.save_pretrained(".")
+    assert Path.cwd() == folder and (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+    reloaded = StaticModel.from_pretrained(".")
+    np.testing.assert_allclose(reloaded.encode(TEXTS), tiny_model.encode(TEXTS), atol=1e-6)
+
+    (folder / "inner").mkdir()
+    monkeypatch.chdir(folder / "inner")
+    tiny_model.save_pretrained("..")
+    assert Path.cwd() == folder / "inner" and os.listdir(".") == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    StaticModel.from_pretrained("..")
