@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 
 from m2v_search import StaticModel
 from m2v_search.errors import ModelLoadError
+from m2v_search.persistence import read_card_metadata
 
 TEXTS = ["The cat sat on the mat.", "Static embeddings are fast.", "a short third one"]
 
@@ -153,6 +154,7 @@ def test_saving_into_the_current_folder_or_its_parent(tiny_model, tmp_path, monk
     monkeypatch.chdir(folder)
     tiny_model.save_pretrained(".")
     assert Path.cwd() == folder and (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert read_card_metadata(folder / "README.md")["model_name"] == "model"  # the folder's name, not ""
     reloaded = StaticModel.from_pretrained(".")
     np.testing.assert_allclose(reloaded.encode(TEXTS), tiny_model.encode(TEXTS), atol=1e-6)
 
