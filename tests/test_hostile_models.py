@@ -164,3 +164,14 @@ def test_saving_into_the_current_folder_or_its_parent(tiny_model, tmp_path, monk
     assert Path.cwd() == folder / "inner" and os.listdir(".") == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     StaticModel.from_pretrained("..")
+
+
+def test_quantizing_to_float16_refuses_values_float16_cannot_hold(teacher_tokenizer, random_vectors,
+                                                                  tmp_path):
+    table = random_vectors.copy()
+    table[5, 3] = 1e5  # past float16's 65504: it would become infinity, and every text with the token NaN
+    StaticModel(table, teacher_tokenizer).save_pretrained(tmp_path / "wide")
+    with pytest.raises(ValueError, match="float16"):
+        StaticModel.from_pretrained(tmp_path / "wide", quantize_to="float16")
+    int8 = StaticModel.from_pretrained(tmp_path / "wide", quantize_to="int8")  # the range goes into its scale
+    assert np.isfinite(int8.encode(TEXTS)).all()
