@@ -214,7 +214,7 @@ def load_folder(folder: Path) -> StoredModel:
         config=config,
         weights=tensors.get("weights"),
         mapping=tensors.get("mapping"),
-        metadata=read_card_metadata(folder / "README.md"),
+        metadata=_card_fields(read_card_metadata(folder / "README.md")),
     )
     _check_shapes(stored, tensors_file)
     return stored
@@ -283,6 +283,23 @@ def _check_finite(stored: StoredModel, tensors_file: Path) -> None:
     if stored.weights is not None and not np.isfinite(stored.weights).all():
         bad = int(np.count_nonzero(~np.isfinite(stored.weights)))
         raise ModelLoadError(f"{tensors_file}: {bad} token weights are NaN or infinite")
+
+
+def _card_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The card's metadata with ``model_name`` and ``base_model`` as text and ``language`` as a list of
+    text: YAML reads ``model_name: 2024`` as a number, and the hub allows ``language: en`` and a list
+    of base models (the first is kept)."""
+    fields = dict(metadata)
+    for key in ("model_name", "base_model"):
+        value = fields.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        fields[key] = str(value) if isinstance(value, (str, int, float)) else None
+    language = fields.get("language")
+    if isinstance(language, (str, int, float)):
+        language = [language]
+    fields["language"] = [str(code) for code in language] if isinstance(language, list) and language else None
+    return fields
 
 
 def read_card_metadata(readme: Path) -> dict[str, Any]:

@@ -175,3 +175,15 @@ def test_quantizing_to_float16_refuses_values_float16_cannot_hold(teacher_tokeni
         StaticModel.from_pretrained(tmp_path / "wide", quantize_to="float16")
     int8 = StaticModel.from_pretrained(tmp_path / "wide", quantize_to="int8")  # the range goes into its scale
     assert np.isfinite(int8.encode(TEXTS)).all()
+
+
+def test_card_fields_yaml_reads_as_numbers_stay_text(tiny_model_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    (folder / "README.md").write_text("---\nmodel_name: 2024\nbase_model: 7\nlanguage: en\n---\n# by hand\n",
+                                      encoding="utf-8")
+    model = StaticModel.from_pretrained(folder)
+    assert model.name == "2024" and model.base_model_name == "7" and model.language == ["en"]
+    model.save_pretrained(tmp_path / "again")
+    card = read_card_metadata(tmp_path / "again" / "README.md")
+    assert card["base_model"] == "7" and card["language"] == ["en"]
