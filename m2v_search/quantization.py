@@ -42,10 +42,10 @@ def quantize(
             return embeddings, weights
         embeddings = embeddings.astype(np.float32)  # the scale stays in ``weights``
     if dtype == "float16" and embeddings.size and embeddings.dtype != np.float16:
-        largest = float(np.max(np.abs(embeddings)))
-        if largest > np.finfo(np.float16).max:  # it would become infinity, and the texts holding it NaN
-            raise ValueError(f"the table holds values up to {largest:.6g}, past float16's largest "
-                             f"({np.finfo(np.float16).max:g}); keep float32, or use int8 (it stores a scale)")
+        largest, limit = float(np.max(np.abs(embeddings))), float(np.finfo(np.float16).max)
+        if largest > limit:  # it would become infinity, and the texts holding it NaN
+            raise ValueError(f"the table holds values up to {largest:.6g}, past float16's largest ({limit:g}); "
+                             "keep float32, or use int8 (it stores a scale)")
     if dtype != "int8":
         return embeddings.astype(dtype), weights
     values = embeddings.astype(np.float32)
