@@ -64,3 +64,11 @@ def test_a_keep_tokens_file_without_tokens_is_named(content, teacher_folder, tmp
     assert code == 3, error
     assert error.count("\n") == 1 and str(keep) in error and "no tokens" in error, error
     assert not (tmp_path / "out").exists()
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_line(tmp_path):
+    from m2v_search.cli.distill import read_lines
+
+    words = tmp_path / "words.txt"
+    words.write_bytes("\ufeffxylophonist\r\nNew York\n".encode("utf-8"))  # as Windows Notepad saves UTF-8
+    assert list(read_lines(words, "vocabulary file")) == ["xylophonist", "New York"]

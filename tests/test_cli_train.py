@@ -135,3 +135,11 @@ def test_rates_and_budgets_must_be_positive_finite_numbers(arguments, tmp_path, 
     assert stop.value.code == 2
     assert error.strip().splitlines()[-1].startswith("m2v train: error: argument --"), error
     assert "Traceback" not in error
+
+
+def test_a_corpus_byte_order_mark_is_no_part_of_the_first_text(tmp_path):
+    from m2v_search.train.corpus import read_corpus
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes("\ufefffirst text\r\nsecond text\n".encode("utf-8"))
+    assert read_corpus(corpus) == ["first text", "second text"]

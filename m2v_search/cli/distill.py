@@ -33,6 +33,8 @@ def read_lines(path: Path, what: str) -> Iterator[str]:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as error:
                 raise InvalidInputError(f"{what} {path}, line {number}: not valid UTF-8 ({error.reason})") from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark (Notepad's UTF-8) is no part of it
             if line.strip():
                 yield line
 

@@ -78,6 +78,8 @@ def read_corpus(path: str | os.PathLike[str]) -> list[str]:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as error:
                     raise ValueError(f"{path}, line {line_number}: not UTF-8 text ({error.reason})") from None
+                if line_number == 1:
+                    line = line.removeprefix("\ufeff")  # a byte-order mark is no part of the first text
                 # a lone \r ends a line too, as in text mode's universal newlines
                 texts.extend(text for text in (piece.strip() for piece in line.split("\r")) if text)
     except FileNotFoundError:
