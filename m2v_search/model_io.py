@@ -145,7 +145,7 @@ class StaticModelIO:
             "embedding_dtype": self.embedding_dtype,
         }
         card = render_model_card(
-            model_name=model_name or target.name,
+            model_name=model_name or Path(os.path.abspath(target)).name,  # "." has no name of its own
             base_model=self.base_model_name,
             dim=self.dim,
             vocabulary_size=self.vocabulary_size,

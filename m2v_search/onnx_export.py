@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,7 +66,8 @@ def export_onnx(
         model: the ``m2v_search.StaticModel`` to export (load a folder or name with
             ``StaticModel.from_pretrained`` first).
         out_dir: the output folder (created; an existing one is replaced, keeping files
-            this export does not write).
+            this export does not write; a folder holding a saved model, as in Model2Vec's hub
+            layout, also keeps its README.md and the keys of its config.json).
         padded: also write ``onnx/model_padded.onnx`` (``input_ids`` + ``attention_mask``).
 
     Returns:
@@ -81,11 +81,10 @@ def export_onnx(
         import onnx
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("ONNX export needs the onnx package: pip install 'm2v-search[onnx]'") from error
-    from m2v_search.persistence import swap_in
+    from m2v_search.persistence import make_staging, swap_in
 
-    target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    target = Path(os.path.abspath(out_dir))  # "." and ".." have no name to stage beside
+    staging = make_staging(target)
     try:
         (staging / "onnx").mkdir()
         graphs = {MODEL_FILE: build_bag_graph(model)}
@@ -95,7 +94,7 @@ def export_onnx(
             onnx.checker.check_model(graph)
             _save(graph, staging / name)
         _write_tokenizer_files(model, staging, padded)
-        swap_in(staging, target, _WRITTEN)
+        swap_in(staging, target, _WRITTEN - _keep_model_files(target, staging))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -223,6 +222,26 @@ def build_padded_graph(model: ExportableModel) -> Any:
     inputs = [builder.helper.make_tensor_value_info(name, TensorProto.INT64, ["batch_size", "sequence_length"])
               for name in ("input_ids", "attention_mask")]
     return builder.graph("m2v_search_static_padded", inputs)
+
+
+def _keep_model_files(target: Path, staging: Path) -> set[str]:
+    """When ``target`` holds a saved model (Model2Vec's hub layout puts onnx/ beside it), the names
+    of its files to keep: its model card, and its config.json with the export's keys merged in."""
+    config_file = target / "config.json"
+    if not (target / "model.safetensors").is_file():
+        return set()
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        config = {}
+    if isinstance(config, dict):
+        exported = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+        merged = json.dumps({**config, **exported}, indent=2) + "\n"
+        (staging / "config.json").write_text(merged, encoding="utf-8")
+    if not (target / "README.md").is_file():
+        return set()
+    (staging / "README.md").unlink()
+    return {"README.md"}
 
 
 def _save(onnx_model: Any, path: Path) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,7 @@ def load_folder(folder: Path) -> StoredModel:
             f"{config_file} describes a {config.get('model_type')} transformer, not a static model. "
             f"Distil it first: m2v distill {folder} -o OUT"
         )
+    _check_config_fields(config, config_file)
     if is_st and "normalize" not in config:
         config["normalize"] = st_normalize
 
@@ -212,10 +214,21 @@ def load_folder(folder: Path) -> StoredModel:
         config=config,
         weights=tensors.get("weights"),
         mapping=tensors.get("mapping"),
-        metadata=read_card_metadata(folder / "README.md"),
+        metadata=_card_fields(read_card_metadata(folder / "README.md")),
     )
     _check_shapes(stored, tensors_file)
     return stored
+
+
+def _check_config_fields(config: dict[str, Any], config_file: Path) -> None:
+    """Fields that would otherwise fail only inside encode, or silently (``"normalize": "false"`` is true)."""
+    max_length = config.get("max_length")
+    if max_length is not None and (type(max_length) is not int or max_length < 1):
+        raise ModelLoadError(f"{config_file}: 'max_length' must be a whole number >= 1 or null, "
+                             f"got {max_length!r}")
+    if config.get("normalize") is not None and type(config["normalize"]) is not bool:
+        raise ModelLoadError(f"{config_file}: 'normalize' must be true, false or null, "
+                             f"got {config['normalize']!r}")
 
 
 def _read_tensors(path: Path) -> dict[str, np.ndarray]:
@@ -233,6 +246,9 @@ def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
     rows = stored.embeddings.shape[0]
     if stored.mapping is not None:
         mapping = stored.mapping
+        if mapping.dtype.kind not in "iu":  # floats were truncated silently, and NaN became a wild row index
+            raise ModelLoadError(f"{tensors_file}: 'mapping' must hold whole numbers (row indices), "
+                                 f"got {mapping.dtype.name}")
         if mapping.ndim != 1 or len(mapping) != vocabulary_size:
             raise ModelLoadError(
                 f"{tensors_file}: 'mapping' has shape {mapping.shape}, expected ({vocabulary_size},) "
@@ -251,6 +267,8 @@ def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
                 f"{tensors_file}: 'weights' has shape {stored.weights.shape}, expected ({vocabulary_size},)"
             )
         stored.weights = stored.weights.astype(np.float32)
+        if np.all(stored.weights == 1.0):  # what write_folder adds to an int8 table: no weighting at all
+            stored.weights = None
     _check_finite(stored, tensors_file)
 
 
@@ -267,13 +285,33 @@ def _check_finite(stored: StoredModel, tensors_file: Path) -> None:
         raise ModelLoadError(f"{tensors_file}: {bad} token weights are NaN or infinite")
 
 
+def _card_fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The card's metadata with ``model_name`` and ``base_model`` as text and ``language`` as a list of
+    text: YAML reads ``model_name: 2024`` as a number, and the hub allows ``language: en`` and a list
+    of base models (the first is kept)."""
+    fields = dict(metadata)
+    for key in ("model_name", "base_model"):
+        value = fields.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        fields[key] = str(value) if isinstance(value, (str, int, float)) else None
+    language = fields.get("language")
+    if isinstance(language, (str, int, float)):
+        language = [language]
+    fields["language"] = [str(code) for code in language] if isinstance(language, list) and language else None
+    return fields
+
+
 def read_card_metadata(readme: Path) -> dict[str, Any]:
     """The YAML front matter of a model card, or {} when there is none or it is unreadable."""
     if not readme.exists():
         return {}
     import yaml
 
-    text = readme.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = readme.read_text(encoding="utf-8", errors="replace")
+    except OSError:  # a folder, or no permission: the card only adds metadata, the model loads without it
+        return {}
     match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, flags=re.DOTALL)
     if not match:
         return {}
@@ -299,16 +337,21 @@ def write_folder(
     """
     from safetensors.numpy import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    path = Path(os.path.abspath(path))  # "." and ".." have no name to stage beside
+    staging = make_staging(path)
     try:
         tensors = {"embeddings": np.ascontiguousarray(embeddings)}
+        if weights is None and embeddings.dtype == np.int8:
+            # Sentence Transformers turns an int8 table into floats only when folding weights into it;
+            # without them it cannot load the table at all. Weights of 1 change no vector.
+            weights = np.ones(tokenizer.get_vocab_size(), dtype=np.float32)
         if weights is not None:
             tensors["weights"] = np.ascontiguousarray(weights, dtype=np.float32)
         if mapping is not None:
             tensors["mapping"] = np.ascontiguousarray(mapping, dtype=np.int64)
         save_file(tensors, str(staging / "model.safetensors"))
+        # safetensors makes its file 0600: give it the mode the umask gives any new file
+        os.chmod(staging / "model.safetensors", stat.S_IMODE(staging.stat().st_mode) & 0o666)
         tokenizer.save(str(staging / "tokenizer.json"), pretty=False)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         modules = [{"idx": 0, "name": "0", "path": ".", "type": "sentence_transformers.models.StaticEmbedding"}]
@@ -328,16 +371,34 @@ def write_folder(
 _WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize"}
 
 
+def make_staging(target: Path, suffix: str = ".tmp") -> Path:
+    """A new empty folder beside ``target`` (its parent is created) to build a replacement in.
+
+    Made with ``os.mkdir(..., 0o777)``, so that the umask gives it the mode any new folder gets
+    (``tempfile.mkdtemp`` makes 0700 folders: a model saved with it was unreadable to other users).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        staging = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            os.mkdir(staging, 0o777)
+        except FileExistsError:
+            continue
+        return staging
+    raise FileExistsError(f"cannot make a staging folder beside {target}: every name tried exists")
+
+
 def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
     """Make the complete folder ``staging`` become ``target`` with renames (fsynced first).
 
     Entries of an existing ``target`` whose names are not in ``replaced`` are copied over,
-    so that files other tools put there survive.
+    so that files other tools put there survive, and the folder keeps its mode. Should the
+    second rename fail (or be interrupted), the old ``target`` is put back.
 
     Raises:
         ModelLoadError: ``target`` exists and is a file.
     """
-    for file in staging.iterdir():
+    for file in staging.rglob("*"):
         if file.is_file():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -349,7 +410,30 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
     for extra in target.iterdir():  # keep what the user put there
         if extra.name not in replaced:
             shutil.copytree(extra, staging / extra.name) if extra.is_dir() else shutil.copy2(extra, staging / extra.name)
+    os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
+    cwd_inside = _cwd_inside(target)
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.rename(target, backup)
-    os.rename(staging, target)
-    shutil.rmtree(backup, ignore_errors=True)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(backup, target)
+        raise
+    if cwd_inside is not None:  # the working folder moved with the old target: follow it to the new one
+        inside = target / cwd_inside
+        os.chdir(inside if inside.is_dir() else target)
+    if backup.is_symlink():  # ``target`` was a link to a folder: the link goes, the folder it named stays
+        backup.unlink()
+    else:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _cwd_inside(folder: Path) -> Path | None:
+    """Where the working folder is relative to ``folder`` (``.`` for itself), or None when outside it."""
+    try:
+        cwd = Path.cwd()
+    except OSError:  # deleted under us: nothing to follow
+        return None
+    absolute = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(absolute.parent)) / absolute.name  # links resolved, as in the cwd
+    return cwd.relative_to(folder) if cwd == folder or folder in cwd.parents else None

@@ -32,12 +32,20 @@ def quantize(
 
     ``weights`` is the per-token weight vector (or None); for int8 it carries the scale, so
     it is created (of length ``vocabulary_size``) when missing.
+
+    Raises:
+        ValueError: an unsupported ``dtype``, or float16 for a table with values past its range.
     """
     dtype = normalize_dtype_name(dtype)
     if embeddings.dtype == np.int8:
         if dtype == "int8":
             return embeddings, weights
         embeddings = embeddings.astype(np.float32)  # the scale stays in ``weights``
+    if dtype == "float16" and embeddings.size and embeddings.dtype != np.float16:
+        largest, limit = float(np.max(np.abs(embeddings))), float(np.finfo(np.float16).max)
+        if largest > limit:  # it would become infinity, and the texts holding it NaN
+            raise ValueError(f"the table holds values up to {largest:.6g}, past float16's largest ({limit:g}); "
+                             "keep float32, or use int8 (it stores a scale)")
     if dtype != "int8":
         return embeddings.astype(dtype), weights
     values = embeddings.astype(np.float32)

@@ -50,3 +50,25 @@ def test_cli_distill_bad_input(tmp_path):
 def test_cli_without_command_shows_help():
     result = m2v()
     assert result.returncode == 2 and "distill" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n\n"])
+def test_a_keep_tokens_file_without_tokens_is_named(content, teacher_folder, tmp_path, capsys):
+    from m2v_search.cli import main
+
+    keep = tmp_path / "keep.txt"
+    keep.write_bytes(content)
+    code = main(["distill", str(teacher_folder), "-o", str(tmp_path / "out"), "--keep-tokens", str(keep),
+                 "--device", "cpu", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 3, error
+    assert error.count("\n") == 1 and str(keep) in error and "no tokens" in error, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_line(tmp_path):
+    from m2v_search.cli.distill import read_lines
+
+    words = tmp_path / "words.txt"
+    words.write_bytes("\ufeffxylophonist\r\nNew York\n".encode("utf-8"))  # as Windows Notepad saves UTF-8
+    assert list(read_lines(words, "vocabulary file")) == ["xylophonist", "New York"]

@@ -55,3 +55,24 @@ def test_missing_model_is_one_line_exit_6(tmp_path):
     assert result.stdout == "" and not (tmp_path / "out").exists()
     result = m2v("export-onnx", str(tmp_path))
     assert result.returncode == 2 and "-o/--output" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["export-onnx"],
+    ["distill", "TEACHER"],
+    ["train", "TEACHER", "--corpus", "c.txt"],
+])
+@pytest.mark.parametrize("below", [False, True])
+def test_an_output_folder_that_is_a_file_is_a_usage_error_before_any_work(command, below, tmp_path, capsys):
+    from m2v_search.cli import main
+
+    (tmp_path / "a-file").write_text("mine", encoding="utf-8")
+    output = tmp_path / "a-file" / "model" if below else tmp_path / "a-file"
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "-o", str(output)])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2
+    last = error.strip().splitlines()[-1]
+    assert last.startswith(f"m2v {command[0]}: error: argument -o/--output: ") and "a-file" in last, error
+    assert "is a file" in last
+    assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine"

@@ -74,3 +74,72 @@ def test_tiny_recipe_through_the_cli(tmp_path):
     model = StaticModel.from_pretrained(out)
     assert model.dim == 32 and model.embedding_dtype == "int8"
     assert "tiny-cli" in (out / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".xz"])
+def test_a_corpus_line_that_is_not_utf8_is_named_by_its_real_line_number(suffix, teacher_folder, tmp_path,
+                                                                        capsys):
+    import gzip
+    import lzma
+
+    from m2v_search.cli import main
+
+    lines = b"".join(b"text number %d of the corpus\n" % i for i in range(500))
+    data = b"\n\n" + lines + b"bad \xff byte\nafter\n"
+    corpus = tmp_path / f"corpus.txt{suffix}"
+    corpus.write_bytes({"": bytes, ".gz": gzip.compress, ".xz": lzma.compress}[suffix](data))
+    code = main(["train", str(teacher_folder), "--corpus", str(corpus), "-o", str(tmp_path / "out"),
+                 "--device", "cpu"])
+    error = capsys.readouterr().err
+    assert code == 3, error
+    assert error.count("\n") == 1 and str(corpus) in error and "line 503" in error, error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".xz"])
+def test_a_corpus_that_is_not_the_compression_its_name_says_is_named(suffix, teacher_folder, tmp_path,
+                                                                    capsys):
+    from m2v_search.cli import main
+
+    corpus = tmp_path / f"corpus.txt{suffix}"
+    corpus.write_bytes(b"plain text, not compressed\n")
+    code = main(["train", str(teacher_folder), "--corpus", str(corpus), "-o", str(tmp_path / "out"),
+                 "--device", "cpu"])
+    error = capsys.readouterr().err
+    assert code == 3, error
+    assert error.count("\n") == 1 and str(corpus) in error and suffix.strip(".") in error, error
+
+
+def test_a_corpus_that_is_a_folder_is_called_a_folder(teacher_folder, tmp_path, capsys):
+    from m2v_search.cli import main
+
+    code = main(["train", str(teacher_folder), "--corpus", str(tmp_path), "-o", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 3 and "is a folder" in error and "does not exist" not in error, error
+
+
+@pytest.mark.parametrize("arguments", [
+    ["TEACHER", "--corpus", "c.txt", "--learning-rate", "nan"],
+    ["TEACHER", "--corpus", "c.txt", "--learning-rate", "-1"],
+    ["TEACHER", "--corpus", "c.txt", "--learning-rate", "0"],
+    ["--recipe", "no-such-recipe", "--fit-budget", "nan"],
+    ["--recipe", "no-such-recipe", "--fit-budget", "-5"],
+    ["--recipe", "no-such-recipe", "--fit-budget", "inf"],
+])
+def test_rates_and_budgets_must_be_positive_finite_numbers(arguments, tmp_path, capsys):
+    from m2v_search.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["train", *arguments, "-o", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert error.strip().splitlines()[-1].startswith("m2v train: error: argument --"), error
+    assert "Traceback" not in error
+
+
+def test_a_corpus_byte_order_mark_is_no_part_of_the_first_text(tmp_path):
+    from m2v_search.train.corpus import read_corpus
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes("\ufefffirst text\r\nsecond text\n".encode("utf-8"))
+    assert read_corpus(corpus) == ["first text", "second text"]

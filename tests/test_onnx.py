@@ -128,3 +128,25 @@ def test_layout_files_and_config(bundled, tmp_path):
     tokenizer = json.loads((tmp_path / "out" / "tokenizer.json").read_text())
     assert tokenizer["post_processor"] is None and tokenizer["truncation"]["max_length"] == bundled.max_length
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
+
+
+def test_exporting_into_the_models_own_folder_keeps_its_card_and_config(tiny_model, tmp_path):
+    """Model2Vec's hub layout: onnx/ beside model.safetensors. The model must stay as it was."""
+    from m2v_search.persistence import read_card_metadata
+
+    tiny_model.base_model_name = "sentence-transformers/all-MiniLM-L6-v2"
+    tiny_model.config["recipe"] = {"method": "by hand"}
+    try:
+        tiny_model.save_pretrained(tmp_path / "model", model_name="my-model")
+    finally:
+        tiny_model.base_model_name = None
+        tiny_model.config.pop("recipe")
+    export_onnx(StaticModel.from_pretrained(tmp_path / "model"), tmp_path / "model")
+    card = read_card_metadata(tmp_path / "model" / "README.md")
+    assert card["model_name"] == "my-model" and card["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["recipe"] == {"method": "by hand"} and config["onnx"]["inputs"] == ["input_ids", "offsets"]
+    again = StaticModel.from_pretrained(tmp_path / "model")
+    assert again.name == "my-model" and again.base_model_name == "sentence-transformers/all-MiniLM-L6-v2"
+    np.testing.assert_allclose(again.encode(TEXTS), tiny_model.encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(run_bag(tmp_path / "model", TEXTS), tiny_model.encode(TEXTS), atol=1e-5)

@@ -11,7 +11,13 @@ from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK
 from m2v_search.cli.groups import M2V
-from m2v_search.cli.options import existing_file, pca_dims, positive_int, sif_coefficient
+from m2v_search.cli.options import (
+    existing_file,
+    output_folder,
+    pca_dims,
+    positive_int,
+    sif_coefficient,
+)
 from m2v_search.errors import InvalidInputError
 
 
@@ -27,13 +33,16 @@ def read_lines(path: Path, what: str) -> Iterator[str]:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as error:
                 raise InvalidInputError(f"{what} {path}, line {number}: not valid UTF-8 ({error.reason})") from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark (Notepad's UTF-8) is no part of it
             if line.strip():
                 yield line
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="teacher: a local model folder or a Hugging Face hub id")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder to write the static model to")
+    parser.add_argument("-o", "--output", required=True, type=output_folder,
+                        help="folder to write the static model to")
     parser.add_argument("--pca-dims", type=pca_dims, default=256,
                         help="output dimensions (int), variance to keep (float in (0, 1)) or 'none' (default 256)")
     parser.add_argument("--pca-whiten", action="store_true", help="whiten the PCA dimensions")
@@ -69,6 +78,8 @@ def run_distill(args: argparse.Namespace) -> int:
 
     vocabulary = list(read_lines(args.vocabulary, "vocabulary file")) if args.vocabulary else None
     keep = list(read_lines(args.keep_tokens, "keep-tokens file")) if args.keep_tokens else None
+    if keep == []:  # else distill blames --token-remove-pattern for the empty vocabulary
+        raise InvalidInputError(f"keep-tokens file {args.keep_tokens} holds no tokens (one token per line)")
     corpus = read_lines(args.sif_corpus, "SIF corpus") if args.sif_corpus else None
     model = distill(
         args.model, vocabulary=vocabulary, pca_dims=args.pca_dims, pca_whiten=args.pca_whiten,

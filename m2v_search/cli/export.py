@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from m2v_search.cli.exit_codes import EXIT_OK
 from m2v_search.cli.groups import M2V
+from m2v_search.cli.options import output_folder
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=None, metavar="MODEL",
                         help="the static model: a bundled name or a model folder (default: the bundled "
                              "m2v-base)")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
+    parser.add_argument("-o", "--output", required=True, type=output_folder, metavar="DIR",
                         help="folder to write to (created; an existing one keeps the files the export does "
                              "not write)")
     parser.add_argument("--no-padded", action="store_true",

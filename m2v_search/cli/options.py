@@ -7,6 +7,7 @@ is one function adding its arguments, so every command spells and documents them
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,17 @@ positive_int = bounded_int(1)
 non_negative_int = bounded_int(0)
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (``--learning-rate``, ``--fit-budget``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0.0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def pca_dims(text: str) -> int | float | None:
     """``--pca-dims``: dimensions (int), a share of variance to keep (float in (0, 1)) or none."""
     if text.lower() in ("none", "off", "0"):
@@ -75,6 +87,20 @@ def existing_file(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write a model (or export) to: it may exist, but neither it nor a folder above it
+    may be a file (refused while parsing, before any long work)."""
+    path = Path(text).expanduser()
+    for ancestor in (path, *path.parents):
+        if ancestor.is_dir():
+            break
+        if ancestor == path and ancestor.exists():
+            raise argparse.ArgumentTypeError(f"{text} is a file; the output is a folder")
+        if ancestor.exists() or ancestor.is_symlink():
+            raise argparse.ArgumentTypeError(f"{text}: cannot make a folder there, {ancestor} is a file")
     return path
 
 

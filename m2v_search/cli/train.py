@@ -14,7 +14,14 @@ from typing import Any
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import M2V
-from m2v_search.cli.options import bounded_int, non_negative_int, positive_int, sif_coefficient
+from m2v_search.cli.options import (
+    bounded_int,
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+    sif_coefficient,
+)
 from m2v_search.errors import InvalidInputError, ModelLoadError
 
 # Settings of a plain fit: a recipe sets them itself, so they are refused with --recipe. The
@@ -41,7 +48,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=Path, default=None,
                         help="training texts, one per line (UTF-8; .gz or .xz read as such); required without "
                              "--recipe; with --recipe, default: built from the recipe's sources")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder to write the trained model to")
+    parser.add_argument("-o", "--output", required=True, type=output_folder,
+                        help="folder to write the trained model to")
     parser.add_argument("--init", default=None,
                         help="starting static model (folder or name); default: distil the teacher (256 dims, "
                              "or as the recipe says)")
@@ -59,7 +67,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                        help="skip whitening the outputs over the corpus")
     plain.add_argument("--epochs", type=positive_int, default=None, help="default 30")
     plain.add_argument("--batch-size", type=positive_int, default=None, help="default 1024")
-    plain.add_argument("--learning-rate", type=float, default=None, help="default 3e-3")
+    plain.add_argument("--learning-rate", type=positive_float, default=None, help="default 3e-3")
     plain.add_argument("--patience", type=non_negative_int, default=None,
                        help="epochs without held-out progress before stopping (default 3)")
     plain.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimiser steps")
@@ -72,7 +80,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--variants", default=None, help="comma-separated names of the recipe's variants to fit")
     recipe.add_argument("--max-texts", type=bounded_int(20), default=None,
                         help="use only the first N corpus texts (quick trials; at least 20)")
-    recipe.add_argument("--fit-budget", type=float, default=None,
+    recipe.add_argument("--fit-budget", type=positive_float, default=None,
                         help="seconds for all variants (default: the recipe's)")
     recipe.add_argument("--stsb-dir", type=Path, default=None,
                         help="folder of sts-{train,dev,test}.csv (default: the STS-B package)")
@@ -125,7 +133,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not Path(args.teacher).is_dir():
         raise ModelLoadError(f"teacher folder {args.teacher} does not exist")
     if not args.corpus.is_file():
-        raise InvalidInputError(f"corpus file {args.corpus} does not exist")
+        what = "is a folder, not a file" if args.corpus.is_dir() else "does not exist"
+        raise InvalidInputError(f"corpus file {args.corpus} {what}")
     texts = read_corpus(args.corpus)
     if not texts:
         raise InvalidInputError(f"corpus file {args.corpus} holds no text")

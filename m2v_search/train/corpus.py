@@ -49,32 +49,44 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _SPACE = re.compile(r"\s+")
 
 
-def open_text(path: str | os.PathLike[str], mode: str = "rt") -> IO[str]:
-    """Open a plain, ``.gz`` or ``.xz`` text file as UTF-8."""
+def open_text(path: str | os.PathLike[str], mode: str = "rt") -> IO[Any]:
+    """Open a plain, ``.gz`` or ``.xz`` text file as UTF-8 (or its bytes, with a binary ``mode``)."""
     path = os.fspath(path)
+    encoding = None if "b" in mode else "utf-8"
     if path.endswith(".gz"):
-        return gzip.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
+        return gzip.open(path, mode, encoding=encoding)  # type: ignore[return-value]
     if path.endswith(".xz"):
-        return lzma.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
-    return open(path, mode, encoding="utf-8")
+        return lzma.open(path, mode, encoding=encoding)  # type: ignore[return-value]
+    return open(path, mode, encoding=encoding)
 
 
 def read_corpus(path: str | os.PathLike[str]) -> list[str]:
     """The texts of a corpus file (one per line; blank lines are skipped).
 
-    Raises ValueError naming the file and line for text that is not valid UTF-8.
+    Lines are decoded one at a time, so an error names the line that holds the bad bytes.
+
+    Raises:
+        ValueError: text that is not valid UTF-8 (naming the file and line), or a ``.gz`` /
+            ``.xz`` file that is not compressed that way (naming the file).
+        FileNotFoundError: the file does not exist.
     """
     texts: list[str] = []
     try:
-        with open_text(path) as handle:
-            for line_number, line in enumerate(handle, 1):
-                text = line.strip()
-                if text:
-                    texts.append(text)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text near line {len(texts) + 1}: {error}") from None
+        with open_text(path, "rb") as handle:
+            for line_number, raw in enumerate(handle, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise ValueError(f"{path}, line {line_number}: not UTF-8 text ({error.reason})") from None
+                if line_number == 1:
+                    line = line.removeprefix("\ufeff")  # a byte-order mark is no part of the first text
+                # a lone \r ends a line too, as in text mode's universal newlines
+                texts.extend(text for text in (piece.strip() for piece in line.split("\r")) if text)
     except FileNotFoundError:
         raise FileNotFoundError(f"corpus file {path} does not exist") from None
+    except (gzip.BadGzipFile, lzma.LZMAError, EOFError) as error:
+        kind = "gzip" if os.fspath(path).endswith(".gz") else "xz"
+        raise ValueError(f"{path}: not a readable {kind} file ({error or 'truncated'})") from None
     return texts
 
 
