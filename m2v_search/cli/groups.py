@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "m2v_search.cli.distill",
     "m2v_search.cli.train",
     "m2v_search.cli.export",
+    "m2v_search.cli.encode",
     "m2v_search.cli.index_write",
     "m2v_search.cli.index_read",
     "m2v_search.cli.index_hybrid",

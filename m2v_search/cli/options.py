@@ -104,6 +104,16 @@ def output_folder(text: str) -> Path:
     return path
 
 
+def output_file(text: str) -> Path:
+    """A file to write: not a folder, in a folder that exists (refused while parsing)."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; the output is a file")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: the folder {path.parent} does not exist")
+    return path
+
+
 def local_directory(text: str) -> Path:
     """An index directory that ``add``/``delete``/``reindex`` change in place: a local path, not a URL."""
     from m2v_search.index.urls import is_url, local_path, redact

@@ -1,0 +1,211 @@
+"""``m2v encode``: texts in, one vector per text out (JSONL on stdout, or a .npy matrix).
+
+    m2v encode corpus.jsonl > vectors.jsonl          # records {"id": ..., "text": ...}
+    m2v encode notes.txt --model my-model -o notes.npy  # one text per line
+    cat queries.txt | m2v encode -                   # stdin, JSONL or lines (sniffed)
+    m2v encode --text "a first text" --text "a second"
+
+Input: a JSONL(.gz) or Parquet corpus (``--id-field``/``--text-field`` as in ``m2v-index build``),
+or plain text with one text per line (blank lines skipped; a text's id is its line number).
+``--format auto`` reads JSONL when the input's first character is ``{`` (or it is gzip or
+Parquet, a glob or a URL) and lines otherwise. Output lines are ``{"id": ..., "embedding":
+[...]}`` in input order; ``-o FILE.npy`` writes the float32 matrix instead (rows in input order),
+``-o FILE`` anything else a JSONL file. Files are written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+from m2v_search.cli.exit_codes import EXIT_OK, UsageError
+from m2v_search.cli.groups import M2V
+from m2v_search.cli.options import bounded_int, output_file
+
+_SNIFF_BYTES = 65536
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", nargs="?", default=None, metavar="INPUT",
+                        help="a JSONL(.gz) or Parquet corpus, a text file (one text per line), a glob or URL, "
+                             "or - for stdin (the default without --text)")
+    parser.add_argument("--text", action="append", default=None, metavar="TEXT",
+                        help="a text to encode (repeatable; ids 1, 2, ...) instead of INPUT")
+    parser.add_argument("--model", default=None, help="model name or folder (default: the bundled m2v-base)")
+    parser.add_argument("--format", choices=("auto", "jsonl", "lines"), default="auto",
+                        help="how INPUT is read (default: auto: JSONL if it starts with '{', else lines)")
+    parser.add_argument("--id-field", "--id-column", default=None,
+                        help="JSONL/Parquet id field (default: id, else BEIR _id, else the line/row number)")
+    parser.add_argument("--text-field", "--text-column", default="text", help="JSONL/Parquet text field (default: text)")
+    parser.add_argument("-o", "--output", type=output_file, default=None, metavar="FILE",
+                        help="write to FILE instead of stdout: a .npy matrix (float32, input order) or JSONL")
+    parser.add_argument("--decimals", type=bounded_int(0, 9), default=None,
+                        help="round each JSON number to this many decimals (default: the float32 value)")
+    parser.add_argument("--batch-size", type=bounded_int(1, 10_000_000), default=4096,
+                        help="texts encoded per batch (default 4096)")
+    parser.add_argument("--max-length", type=bounded_int(1), default=None,
+                        help="tokens kept per text (default: the model's max_length)")
+
+
+@M2V.command("encode", help="encode texts (JSONL, lines or stdin) into vectors: JSONL out, or a .npy matrix",
+             arguments=_arguments, description=__doc__.split("\n\n")[2])
+def run_encode(args: argparse.Namespace) -> int:
+    """Run ``m2v encode``."""
+    from m2v_search.model import StaticModel
+
+    if args.text is not None and args.input is not None:
+        raise UsageError("give INPUT or --text, not both")
+    model = StaticModel.from_pretrained(args.model)
+    items = _texts_given(args.text) if args.text is not None else _read_input(args.input or "-", args)
+    numpy_output = args.output is not None and args.output.suffix == ".npy"
+    with _output(args.output, "wb" if numpy_output else "w") as out, _progress(not args.quiet) as bar:
+        if numpy_output:
+            _write_matrix(model, items, args, out, bar)
+        else:
+            _write_jsonl(model, items, args, out, bar)
+    return EXIT_OK
+
+
+def _texts_given(texts: list[str]) -> Iterator[tuple[Any, str]]:
+    return iter(list(enumerate(texts, 1)))
+
+
+def _read_input(source: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
+    """(id, text) pairs of INPUT, read as JSONL records or as lines (``--format``)."""
+    from m2v_search.index.corpus import CorpusOptions
+    from m2v_search.index.sources import open_corpus
+
+    kind = args.format if args.format != "auto" else _sniff(source)
+    if kind == "lines":
+        return _lines(source)
+    reader = open_corpus(source, CorpusOptions(id_field=args.id_field, text_field=args.text_field,
+                                               metadata_fields=[]))
+    return ((record.id, record.text) for record in reader)
+
+
+def _sniff(source: str) -> str:
+    """"jsonl" when the input looks like records (``{`` first, gzip, Parquet, glob, URL), else "lines"."""
+    from m2v_search.index.sources import is_parquet
+    from m2v_search.index.urls import is_url
+
+    if source != "-" and (is_url(source) or is_parquet(source) or any(c in source for c in "*?[")):
+        return "jsonl"
+    try:
+        if source == "-":
+            head = sys.stdin.buffer.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]  # type: ignore[attr-defined]
+        else:
+            with open(source, "rb") as handle:
+                head = handle.read(_SNIFF_BYTES)
+    except (OSError, AttributeError):
+        return "jsonl"  # the corpus reader names the problem
+    if head.startswith(_GZIP_MAGIC):
+        return "jsonl"
+    return "jsonl" if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{") else "lines"
+
+
+def _lines(source: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line, decoded one by one (errors name the line)."""
+    from m2v_search.errors import InvalidInputError
+
+    name = "<stdin>" if source == "-" else source
+    try:
+        handle: IO[bytes] = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {name}: {error.strerror or error}") from None
+    try:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInputError(f"{name}: line {number}: not valid UTF-8") from None
+            if number == 1:
+                line = line.removeprefix("\ufeff")
+            line = line.rstrip("\n").removesuffix("\r")
+            if line.strip():
+                yield number, line
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {name}: {error.strerror or error}") from None
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def _batches(items: Iterator[tuple[Any, str]], size: int) -> Iterator[tuple[list[Any], list[str]]]:
+    while batch := list(islice(items, size)):
+        yield [item[0] for item in batch], [item[1] for item in batch]
+
+
+def _write_jsonl(model: Any, items: Iterator[tuple[Any, str]], args: argparse.Namespace, out: IO[str],
+                 bar: Any) -> None:
+    import numpy as np
+
+    for ids, texts in _batches(items, args.batch_size):
+        vectors = model.encode(texts, max_length=args.max_length, batch_size=args.batch_size)
+        if args.decimals is not None:
+            vectors = np.round(vectors.astype(np.float64), args.decimals)
+        out.write("".join(json.dumps({"id": doc_id, "embedding": row}, ensure_ascii=False) + "\n"
+                          for doc_id, row in zip(ids, vectors.tolist())))
+        if bar is not None:
+            bar.update(len(texts))
+
+
+def _write_matrix(model: Any, items: Iterator[tuple[Any, str]], args: argparse.Namespace, out: IO[bytes],
+                  bar: Any) -> None:
+    import numpy as np
+
+    parts = []
+    for _, texts in _batches(items, args.batch_size):
+        parts.append(np.asarray(model.encode(texts, max_length=args.max_length, batch_size=args.batch_size),
+                                dtype=np.float32))
+        if bar is not None:
+            bar.update(len(texts))
+    np.save(out, np.concatenate(parts) if parts else np.zeros((0, model.dim), np.float32), allow_pickle=False)
+
+
+@contextmanager
+def _output(path: Path | None, mode: str) -> Iterator[Any]:
+    """stdout, or a temporary file beside ``path`` renamed over it only when everything was written."""
+    if path is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(unit=" texts", desc="Encoding", mininterval=0.5, unit_scale=True, file=sys.stderr)
+    try:
+        yield bar
+    finally:
+        bar.close()

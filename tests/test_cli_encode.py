@@ -1,0 +1,81 @@
+"""`m2v encode` through a real subprocess: texts in (lines, JSONL, stdin), vectors out."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from m2v_search import StaticModel
+
+
+def m2v(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "m2v_search.cli", "encode", "--quiet", *args], input=stdin,
+                          capture_output=True, env=env, timeout=300)
+
+
+def rows(result: subprocess.CompletedProcess[bytes]) -> list[dict]:
+    assert result.returncode == 0, result.stderr.decode()
+    return [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_folder) -> StaticModel:
+    return StaticModel.from_pretrained(tiny_model_folder)
+
+
+def test_a_text_file_gives_one_vector_per_non_blank_line_keyed_by_line_number(tmp_path, model, tiny_model_folder):
+    source = tmp_path / "notes.txt"
+    source.write_bytes("\ufefffirst note about rivers\n\n  \nsecond note, caf\u00e9\r\n{not json} third\n".encode())
+    out = rows(m2v(str(source), "--model", str(tiny_model_folder)))
+    assert [row["id"] for row in out] == [1, 4, 5]  # the BOM is no part of line 1; blank lines skipped
+    expected = model.encode(["first note about rivers", "second note, caf\u00e9", "{not json} third"])
+    np.testing.assert_allclose(np.array([row["embedding"] for row in out]), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_jsonl_on_stdin_is_sniffed_and_keeps_the_ids(model, tiny_model_folder):
+    records = [{"id": "doc-a", "text": "a sentence about cats"}, {"id": "doc-b", "body": "x", "text": "dogs bark"}]
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    for payload in (data, gzip.compress(data)):
+        out = rows(m2v("-", "--model", str(tiny_model_folder), stdin=payload))
+        assert [row["id"] for row in out] == ["doc-a", "doc-b"]
+        np.testing.assert_allclose(np.array([row["embedding"] for row in out]),
+                                   model.encode(["a sentence about cats", "dogs bark"]), rtol=1e-6, atol=1e-7)
+    out = rows(m2v("-", "--model", str(tiny_model_folder), "--format", "lines", stdin=data))
+    assert [row["id"] for row in out] == [1, 2]  # forced lines: the JSON text itself is encoded
+
+
+def test_texts_given_and_a_numpy_matrix(tmp_path, model, tiny_model_folder):
+    target = tmp_path / "vectors.npy"
+    result = m2v("--text", "one", "--text", "two words", "--model", str(tiny_model_folder), "-o", str(target))
+    assert result.returncode == 0 and result.stdout == b""
+    np.testing.assert_allclose(np.load(target, allow_pickle=False), model.encode(["one", "two words"]), atol=1e-7)
+    rounded = rows(m2v("--text", "one", "--model", str(tiny_model_folder), "--decimals", "2"))
+    assert rounded[0]["embedding"] == [round(float(v), 2) for v in model.encode(["one"])[0]]
+
+
+def test_bad_input_names_file_and_line_and_leaves_the_old_output(tmp_path, tiny_model_folder):
+    target = tmp_path / "out.jsonl"
+    target.write_text("previous results\n")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\nalso fine\n\xff\xfe broken\n")
+    result = m2v(str(bad), "--model", str(tiny_model_folder), "-o", str(target), "--batch-size", "1")
+    assert result.returncode == 3 and f"{bad}: line 3: not valid UTF-8" in result.stderr.decode()
+    assert target.read_text() == "previous results\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad.txt", "out.jsonl"]
+    record = tmp_path / "c.jsonl"
+    record.write_text('{"id": 1, "text": "ok"}\n{"id": 2, "body": "no text"}\n')
+    result = m2v(str(record), "--model", str(tiny_model_folder))
+    assert result.returncode == 3 and "line 2: missing text field 'text'" in result.stderr.decode()
+    for args, message in ((["--text", "x", str(bad)], "give INPUT or --text, not both"),
+                          (["-o", str(tmp_path)], "is a folder"), (["-o", str(tmp_path / "no" / "x.npy")],
+                                                                     "does not exist")):
+        result = m2v(*args, "--model", str(tiny_model_folder))
+        assert result.returncode == 2 and message in result.stderr.decode()
+        assert b"Traceback" not in result.stderr
