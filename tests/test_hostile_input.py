@@ -547,3 +547,14 @@ def test_an_interrupted_add_does_not_offer_resume(built: Path, tmp_path: Path, c
     assert one_line(err).endswith("interrupted; the index on disk is unchanged")
     monkeypatch.undo()
     assert len(VectorIndex.open(built)) == 60
+
+
+def test_a_byte_order_mark_on_a_blank_first_line_is_a_blank_line(tmp_path: Path, tiny_model_folder: Path,
+                                                                capsys) -> None:
+    """Notepad saves UTF-8 with a byte-order mark; a file whose first line is otherwise blank was
+    refused as 'line 1: invalid JSON'."""
+    corpus = tmp_path / "bom.jsonl"
+    corpus.write_bytes(b"\xef\xbb\xbf\r\n" + "".join(json.dumps(row) + "\r\n" for row in rows("a", 3)).encode())
+    code, out, err = run(capsys, "build", corpus, "-o", tmp_path / "idx", "--model", tiny_model_folder, "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["documents"] == 3

@@ -33,6 +33,7 @@ from m2v_search.index.store import Record
 from m2v_search.index.urls import storage_errors
 
 log = logging.getLogger("m2v_search.index")
+_UTF8_BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 _REPORTED = 5  # skipped lines logged one by one before only counting
 MAX_LINE_BYTES = 64 << 20  # a longer line is refused (a 1 MB .gz can hold a 1 GB line)
@@ -127,8 +128,8 @@ class CorpusReader:
             consumed += len(raw)
             line_number += 1
             self.lines += 1
-            if not raw.strip():
-                continue
+            if not (raw.removeprefix(_UTF8_BOM) if line_number == 1 else raw).strip():
+                continue  # a blank line (the first may hold only a byte-order mark)
             try:
                 if len(raw) > MAX_LINE_BYTES:
                     consumed += self._skip_rest_of_line(handle, raw, line_number)
