@@ -382,6 +382,7 @@ def test_output_that_is_a_file_or_a_folder_of_other_files_is_refused(client, cor
     assert main(["build", str(corpus["a"]), "-o", str(folder), "--engine", "dask", "--scheduler",
                  client.scheduler.address, "--quiet"]) == 2
     assert "pass --force" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["thesis.txt"]  # a refused folder gets no .lock
     file = tmp_path / "file"
     file.write_text("x", encoding="utf-8")
     with pytest.raises(OutputDirectoryError, match=r"file is a file; the output \(-o\) names the index directory"):

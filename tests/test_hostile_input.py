@@ -162,7 +162,7 @@ def test_output_must_be_new_empty_or_an_index(tmp_path: Path, tiny_model_folder:
     (home / "index.old.faiss").write_text("not ours either")
     code, _, err = run(capsys, "build", source, "-o", home, "--model", tiny_model_folder, "--quiet")
     assert code == 2 and "not empty and holds no index" in one_line(err) and "--force" in err
-    assert sorted(p.name for p in home.iterdir()) == [".lock", "index.old.faiss", "notes.txt"]
+    assert sorted(p.name for p in home.iterdir()) == ["index.old.faiss", "notes.txt"]  # not even a .lock
     code, out, _ = run(capsys, "build", source, "-o", home, "--model", tiny_model_folder, "--quiet", "--force")
     assert code == 0 and json.loads(out)["documents"] == 10
     assert (home / "notes.txt").read_text() == "keep me"

@@ -262,6 +262,7 @@ class _Merge:
 def _writer_lock(directory: Path, force: bool) -> Iterator[None]:
     """The output directory's writer lock, once it is known to be a directory that may be built into."""
     refuse_file_output(directory)
+    check_output_directory(directory, force, STAGING, before_lock=True)  # no .lock left in a refused folder
     with WriterLock.for_directory(directory):
         check_output_directory(directory, force, STAGING)
         yield

@@ -133,6 +133,7 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
     refuse_file_output(directory)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_output_directory(directory, force, before_lock=True)
     with WriterLock.for_directory(directory):
         _remove_abandoned_new_folders(directory)
         check_output_directory(directory, force)
@@ -190,20 +191,25 @@ def refuse_file_output(directory: Path) -> None:
         raise OutputDirectoryError(f"{directory} is a file; the output (-o) names the index directory to create")
 
 
-def check_output_directory(directory: Path, force: bool, staging: str = STAGING) -> None:
-    """Refuse a non-empty directory that holds no index, unless ``force`` (call it under the writer lock).
+def check_output_directory(directory: Path, force: bool, staging: str = STAGING, *, before_lock: bool = False
+                           ) -> None:
+    """Refuse a non-empty directory that holds no index, unless ``force`` (call it under the writer lock;
+    also before taking it, with ``before_lock``, so that a refused folder does not get a ``.lock``).
 
     Args:
-        directory: the existing output directory.
+        directory: the output directory (a missing one passes).
         force: build into it anyway (its other files are left alone).
         staging: the name of the build's own staging folder there (not counted as another file).
+        before_lock: also pass folders a killed build left (``.build.new-*``), which the build
+            removes under the lock before the strict check.
 
     Raises:
         OutputDirectoryError: ``directory`` holds files and no index, and ``force`` is False.
     """
-    if (directory / MANIFEST_NAME).exists() or force:
+    if (directory / MANIFEST_NAME).exists() or force or not directory.is_dir():
         return
-    others = sorted(name for name in os.listdir(directory) if name not in (LOCK_NAME, staging))
+    others = sorted(name for name in os.listdir(directory) if name not in (LOCK_NAME, staging)
+                    and not (before_lock and name.startswith(STAGING + ".new-")))
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise OutputDirectoryError(
