@@ -72,3 +72,14 @@ def test_a_byte_order_mark_is_no_part_of_the_first_line(tmp_path):
     words = tmp_path / "words.txt"
     words.write_bytes("\ufeffxylophonist\r\nNew York\n".encode("utf-8"))  # as Windows Notepad saves UTF-8
     assert list(read_lines(words, "vocabulary file")) == ["xylophonist", "New York"]
+
+
+def test_no_progress_silences_the_teachers_loading_bar_too(teacher_folder, tmp_path):
+    (tmp_path / "keep.txt").write_text("hello\nworld\n", encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("TQDM_DISABLE", None)
+    result = subprocess.run([sys.executable, "-m", "m2v_search.cli", "distill", str(teacher_folder), "-o",
+                             str(tmp_path / "out"), "--keep-tokens", str(tmp_path / "keep.txt"), "--pca-dims", "none",
+                             "--device", "cpu", "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Loading weights" not in result.stderr and "it/s]" not in result.stderr

@@ -101,7 +101,7 @@ def distill(
     _check_options(pca_dims, sif_coefficient, quantize_to, pooling, token_context, vocabulary_quantization)
     configure_cpu_threads()
     folder, name, local = _resolve_teacher(model_name)
-    model, tokenizer = _load_teacher(folder, name, local, trust_remote_code)
+    model, tokenizer = _load_teacher(folder, name, local, trust_remote_code, show_progress_bar)
     return distill_from_model(
         model, tokenizer, vocabulary=vocabulary, pca_dims=pca_dims, sif_coefficient=sif_coefficient,
         device=device, batch_size=batch_size, token_remove_pattern=token_remove_pattern,
@@ -293,9 +293,13 @@ def _transformer_subfolder(folder: Path) -> Path:
     return folder
 
 
-def _load_teacher(source: str, name: str, local: bool, trust_remote_code: bool) -> tuple[Any, Any]:
+def _load_teacher(source: str, name: str, local: bool, trust_remote_code: bool, show_progress_bar: bool = True
+                  ) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    if not show_progress_bar:  # transformers draws its own "Loading weights" bar
+        transformers_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=local,
                                                   trust_remote_code=trust_remote_code)
