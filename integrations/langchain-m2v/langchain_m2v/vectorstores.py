@@ -321,12 +321,15 @@ class M2VVectorStore(VectorStore):
                                                 fetch_k: int = 20, lambda_mult: float = 0.5,
                                                 filter: dict[str, Any] | None = None, **kwargs: Any
                                                 ) -> list[Document]:
-        """MMR with LangChain's own ``maximal_marginal_relevance`` over the index's candidates."""
+        """MMR with LangChain's own ``maximal_marginal_relevance`` over the index's ``fetch_k`` best
+        candidates, so at most ``fetch_k`` documents come back when ``fetch_k < k`` (as in LangChain's
+        own stores)."""
         if not 0.0 <= lambda_mult <= 1.0:
             raise ValueError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
 
         def select(query: np.ndarray, candidates: np.ndarray, count: int) -> list[int]:
-            return maximal_marginal_relevance(query, list(candidates), lambda_mult=lambda_mult, k=count)
+            # the index fetches at least k candidates; MMR picks among the first fetch_k only
+            return maximal_marginal_relevance(query, list(candidates[:fetch_k]), lambda_mult=lambda_mult, k=count)
 
         hits = self._binding.search_mmr(embedding, k, fetch_k, select, filter=filter)
         return [_document(hit) for hit in hits]
