@@ -329,7 +329,8 @@ class M2VVectorStore(VectorStore):
 
         def select(query: np.ndarray, candidates: np.ndarray, count: int) -> list[int]:
             # the index fetches at least k candidates; MMR picks among the first fetch_k only
-            return maximal_marginal_relevance(query, list(candidates[:fetch_k]), lambda_mult=lambda_mult, k=count)
+            pool = list(candidates[:fetch_k])
+            return maximal_marginal_relevance(query, pool, lambda_mult=lambda_mult, k=count)
 
         hits = self._binding.search_mmr(embedding, k, fetch_k, select, filter=filter)
         return [_document(hit) for hit in hits]

@@ -46,7 +46,8 @@ def test_vector_search_matches_in_memory(pair, m2v_embeddings):
     ours, reference = pair
     for query in QUERY_TEXTS:
         vector = m2v_embeddings.embed_query(query)
-        assert _ids(ours.similarity_search_by_vector(vector, 3)) == _ids(reference.similarity_search_by_vector(vector, 3))
+        expected = _ids(reference.similarity_search_by_vector(vector, 3))
+        assert _ids(ours.similarity_search_by_vector(vector, 3)) == expected
 
 
 def test_filtered_search_matches_in_memory_callable(pair):
@@ -71,14 +72,15 @@ def test_mmr_matches_in_memory(pair, m2v_embeddings, k, fetch_k, lambda_mult):
     ``fetch_k`` candidates, so it returns at most ``fetch_k`` documents (as every LangChain store)."""
     ours, reference = pair
     for query in QUERY_TEXTS[:4]:
-        expected = _ids(reference.max_marginal_relevance_search(query, k, fetch_k=fetch_k, lambda_mult=lambda_mult))
-        assert _ids(ours.max_marginal_relevance_search(query, k, fetch_k=fetch_k, lambda_mult=lambda_mult)) == expected
+        options = {"fetch_k": fetch_k, "lambda_mult": lambda_mult}
+        expected = _ids(reference.max_marginal_relevance_search(query, k, **options))
+        assert _ids(ours.max_marginal_relevance_search(query, k, **options)) == expected
         vector = m2v_embeddings.embed_query(query)
-        assert _ids(ours.max_marginal_relevance_search_by_vector(vector, k, fetch_k=fetch_k,
-                                                                 lambda_mult=lambda_mult)) == expected
-    retrieved = ours.as_retriever(search_type="mmr", search_kwargs={"k": k, "fetch_k": fetch_k}).invoke(QUERY_TEXTS[0])
-    assert _ids(retrieved) == _ids(reference.as_retriever(search_type="mmr", search_kwargs={
-        "k": k, "fetch_k": fetch_k}).invoke(QUERY_TEXTS[0]))
+        assert _ids(ours.max_marginal_relevance_search_by_vector(vector, k, **options)) == expected
+    search_kwargs = {"k": k, "fetch_k": fetch_k}
+    retrieved = ours.as_retriever(search_type="mmr", search_kwargs=search_kwargs).invoke(QUERY_TEXTS[0])
+    assert _ids(retrieved) == _ids(reference.as_retriever(search_type="mmr", search_kwargs=search_kwargs)
+                                   .invoke(QUERY_TEXTS[0]))
 
 
 def test_reads_and_writes_match_in_memory(pair):
