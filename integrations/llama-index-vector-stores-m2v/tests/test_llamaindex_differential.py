@@ -33,10 +33,13 @@ def pair(embed_model, embedded_nodes):
     return ours, reference
 
 
+QUERY_KWARGS = ("mmr_threshold", "mmr_prefetch_factor", "mmr_prefetch_k")
+
+
 def _answers(store, embed_model, query_text: str, **fields):
-    """(ids, similarities) of one query; the mmr_threshold in ``fields`` goes in as a query kwarg,
-    where SimpleVectorStore reads it (ours reads it there too)."""
-    kwargs = {"mmr_threshold": fields.pop("mmr_threshold")} if "mmr_threshold" in fields else {}
+    """(ids, similarities) of one query; the ``QUERY_KWARGS`` in ``fields`` go in as query kwargs,
+    where SimpleVectorStore reads mmr_threshold (and ignores the others)."""
+    kwargs = {name: fields.pop(name) for name in QUERY_KWARGS if name in fields}
     query = VectorStoreQuery(query_embedding=embed_model.get_query_embedding(query_text), **fields)
     result = store.query(query, **kwargs)
     return list(result.ids), [float(s) for s in result.similarities]
@@ -91,6 +94,16 @@ def test_mmr_picks_the_nodes_simple_vector_store_picks(pair, embed_model, thresh
     runs MMR over every node, ours over ``mmr_prefetch_k`` (4 * top_k = 16) candidates: all ten here."""
     fields = {} if threshold is None else {"mmr_threshold": threshold}
     _assert_same(pair, embed_model, scores=False, similarity_top_k=4, mode=VectorStoreQueryMode.MMR, **fields)
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.7])
+@pytest.mark.parametrize("prefetch", [{"mmr_prefetch_factor": 5}, {"mmr_prefetch_factor": 5.0},
+                                      {"mmr_prefetch_k": 10}])
+def test_mmr_over_every_node_when_the_prefetch_covers_them(pair, embed_model, threshold, prefetch):
+    """With ``mmr_prefetch_factor`` (LlamaIndex's name in its Chroma, Milvus, Cassandra... stores) or
+    ``mmr_prefetch_k`` covering all ten nodes, MMR sees what SimpleVectorStore's sees: every node."""
+    _assert_same(pair, embed_model, scores=False, similarity_top_k=2, mode=VectorStoreQueryMode.MMR,
+                 mmr_threshold=threshold, **prefetch)
 
 
 def test_deletes_and_clear_keep_matching_simple_vector_store(pair, embed_model):
