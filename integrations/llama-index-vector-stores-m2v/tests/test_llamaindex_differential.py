@@ -106,6 +106,14 @@ def test_mmr_over_every_node_when_the_prefetch_covers_them(pair, embed_model, th
                  mmr_threshold=threshold, **prefetch)
 
 
+@pytest.mark.parametrize("factor", [0, -1, float("nan"), float("inf"), "4", True])
+def test_a_bad_mmr_prefetch_factor_is_refused(pair, embed_model, factor):
+    vector = embed_model.get_query_embedding(QUERY_TEXTS[0])
+    query = VectorStoreQuery(query_embedding=vector, similarity_top_k=2, mode=VectorStoreQueryMode.MMR)
+    with pytest.raises(ValueError, match="mmr_prefetch_factor must be a positive number"):
+        pair[0].query(query, mmr_prefetch_factor=factor)
+
+
 def test_deletes_and_clear_keep_matching_simple_vector_store(pair, embed_model):
     ours, reference = pair
     for store in pair:

@@ -9,6 +9,7 @@ scores; DEFAULT and MMR), hybrid (vectors + BM25 fused; HYBRID with its ``alpha`
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
 
 import numpy as np
@@ -169,7 +170,8 @@ class M2VVectorStore(BasePydanticVectorStore):
           ``query_str``, embedded by the store's model); scores are cosine similarities.
         - MMR: maximal marginal relevance (``mmr_threshold`` from the query or kwargs, 0.5 by
           default, with LlamaIndex's own ``get_top_k_mmr_embeddings`` over ``mmr_prefetch_k``
-          candidates); scores stay cosine similarities.
+          candidates, else ``mmr_prefetch_factor`` (default 4) times ``similarity_top_k``, as in
+          LlamaIndex's Chroma and Milvus stores); scores stay cosine similarities.
         - HYBRID: the vectors and BM25 over the stored texts, fused; ``alpha`` weighs the dense
           leg as in LlamaIndex (1 = vectors only, 0 = BM25 only; None: m2v-search's measured
           default, 0.4). Returns ``hybrid_top_k`` (or ``similarity_top_k``) nodes; each leg
@@ -239,8 +241,7 @@ class M2VVectorStore(BasePydanticVectorStore):
                                                  similarity_top_k=count, mmr_threshold=threshold)
             return chosen
 
-        prefetch = int(kwargs.get("mmr_prefetch_k", k * MMR_PREFETCH_FACTOR))
-        return self._binding.search_mmr(target, k, max(prefetch, k), select, filter=where)
+        return self._binding.search_mmr(target, k, max(_mmr_prefetch(k, kwargs), k), select, filter=where)
 
     # ------------------------------------------------------------------ async: the same, off the event loop
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:
@@ -291,3 +292,17 @@ class M2VVectorStore(BasePydanticVectorStore):
         """Load the store that ``StorageContext.persist(persist_dir)`` saved under ``namespace``."""
         path = f"{str(persist_dir).rstrip('/')}/{namespace}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
         return cls.from_persist_path(path, fs, model=model, **kwargs)
+
+
+def _mmr_prefetch(k: int, kwargs: dict) -> int:
+    """How many candidates MMR picks among: ``mmr_prefetch_k``, else ``k * mmr_prefetch_factor``.
+
+    Raises:
+        ValueError: ``mmr_prefetch_factor`` is not a finite positive number.
+    """
+    if kwargs.get("mmr_prefetch_k") is not None:
+        return int(kwargs["mmr_prefetch_k"])
+    factor = kwargs.get("mmr_prefetch_factor", MMR_PREFETCH_FACTOR)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < math.inf:
+        raise ValueError(f"mmr_prefetch_factor must be a positive number, got {factor!r}")
+    return int(k * factor)
