@@ -6,7 +6,7 @@ asserted as such at the end (each with the reason)."""
 from __future__ import annotations
 
 import pytest
-from conftest import IDS, METADATAS, QUERIES, TEXTS
+from lc_m2v_corpus import IDS, METADATAS, QUERIES, TEXTS
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_m2v import M2VVectorStore
