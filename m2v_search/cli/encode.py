@@ -60,23 +60,20 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
              arguments=_arguments, description=__doc__.split("\n\n")[2])
 def run_encode(args: argparse.Namespace) -> int:
     """Run ``m2v encode``."""
+    from m2v_search.index.build import progress_bar
     from m2v_search.model import StaticModel
 
     if args.text is not None and args.input is not None:
         raise UsageError("give INPUT or --text, not both")
     model = StaticModel.from_pretrained(args.model)
-    items = _texts_given(args.text) if args.text is not None else _read_input(args.input or "-", args)
+    items = enumerate(args.text, 1) if args.text is not None else _read_input(args.input or "-", args)
     numpy_output = args.output is not None and args.output.suffix == ".npy"
-    with _output(args.output, "wb" if numpy_output else "w") as out, _progress(not args.quiet) as bar:
+    with _output(args.output, "wb" if numpy_output else "w") as out, progress_bar(not args.quiet, "Encoding") as bar:
         if numpy_output:
             _write_matrix(model, items, args, out, bar)
         else:
             _write_jsonl(model, items, args, out, bar)
     return EXIT_OK
-
-
-def _texts_given(texts: list[str]) -> Iterator[tuple[Any, str]]:
-    return iter(list(enumerate(texts, 1)))
 
 
 def _read_input(source: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
@@ -195,17 +192,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(unit=" texts", desc="Encoding", mininterval=0.5, unit_scale=True, file=sys.stderr)
-    try:
-        yield bar
-    finally:
-        bar.close()
