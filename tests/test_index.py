@@ -400,3 +400,39 @@ def test_index_keyword_is_a_deprecated_alias_of_index_kind(tiny_model) -> None:
     assert vectors.index_kind == vectors.kind == "hnsw"
     with pytest.warns(DeprecationWarning):
         assert VectorIndex.create(model=tiny_model, index="ivf").index_kind == "flat"  # until trained
+
+
+def test_index_built_with_a_replaced_bundled_model_opens_with_the_bundled_copy_of_it(
+        tiny_model, teacher_tokenizer, tmp_path: Path, monkeypatch) -> None:
+    """An index recorded under a bundled name (``m2v-base``) whose model was later replaced by a new
+    default opens with the bundled model that still holds its vectors (``m2v-base-v1``)."""
+    import shutil
+
+    from m2v_search import StaticModel, persistence
+    from m2v_search.index import model_binding
+
+    bundled = tmp_path / "models"
+    monkeypatch.setattr(persistence, "BUNDLED_MODELS_DIR", bundled)
+    monkeypatch.setattr(model_binding, "_MODEL_CACHE", {})
+    tiny_model.save_pretrained(bundled / "base")
+    built = VectorIndex.create(tmp_path / "idx", "base")
+    built.upsert(corpus(20))
+    built.save()
+    expected = [hit.id for hit in built.search("example 3", k=5)]
+    shutil.move(bundled / "base", bundled / "base-v1")
+    newer = StaticModel(np.random.default_rng(99).standard_normal((teacher_tokenizer.get_vocab_size(), 32))
+                        .astype(np.float32), teacher_tokenizer, normalize=True)
+    newer.save_pretrained(bundled / "base")
+
+    reopened = VectorIndex.open(tmp_path / "idx")
+    assert reopened.model.fingerprint == tiny_model.fingerprint
+    assert [hit.id for hit in reopened.search("example 3", k=5)] == expected
+    shutil.copytree(tmp_path / "idx", tmp_path / "as-built")
+    reopened.upsert(corpus(21)[20:])
+    reopened.save()
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["model"]["path"] == "base-v1"
+
+    shutil.rmtree(bundled / "base-v1")  # no bundled model holds the vectors: the mismatch is reported
+    monkeypatch.setattr(model_binding, "_MODEL_CACHE", {})
+    with pytest.raises(ModelMismatchError, match="fingerprint"):
+        VectorIndex.open(tmp_path / "as-built")

@@ -3,6 +3,7 @@ against the model a saved index records."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,8 @@ from m2v_search.index.errors import ModelMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
+
+log = logging.getLogger("m2v_search.index")
 
 _MODEL_CACHE: dict[tuple[str, int], StaticModel] = {}
 _CACHE_SIZE = 4
@@ -109,6 +112,8 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
             raise ModelMismatchError(f"{directory} was built with an in-memory model ({recorded.get('name')!r}) "
                                      "whose folder was not recorded: pass model=")
         loaded, source = load_model(recorded["path"], recorded["path"])
+        if loaded.fingerprint != recorded.get("fingerprint"):
+            loaded, source = _earlier_bundled_model(recorded, loaded, source, directory)
     else:
         loaded, source = load_model(model, None)
         source = source or recorded.get("path")
@@ -121,4 +126,23 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
             f"{str(recorded.get('fingerprint'))[:12]}), but {loaded.name!r} has fingerprint "
             f"{loaded.fingerprint[:12]}; use the same model, or force it (allow_model_mismatch=True, "
             "--force-model) knowing that its vectors are not comparable")
+    return loaded, source
+
+
+def _earlier_bundled_model(recorded: dict[str, Any], loaded: StaticModel, source: str | None, directory: Path
+                           ) -> tuple[StaticModel, str | None]:
+    """The bundled model whose vectors an index recorded under a bundled name that now holds another
+    model (e.g. ``m2v-base`` built before the default became v2: ``m2v-base-v1``); else the one given."""
+    from m2v_search.persistence import bundled_model_names
+
+    if recorded.get("path") not in bundled_model_names():
+        return loaded, source
+    for name in bundled_model_names():
+        if name == recorded["path"]:
+            continue
+        candidate, candidate_source = load_model(name, name)
+        if candidate.fingerprint == recorded.get("fingerprint"):
+            log.info("%s was built with the bundled model %r as it was then; opening it with %r, which holds "
+                     "those vectors", directory, recorded["path"], name)
+            return candidate, candidate_source
     return loaded, source
