@@ -136,7 +136,7 @@ class StaticModelIO:
 
         target = Path(path) / subfolder if subfolder else Path(path)
         config = {
-            **self.config,
+            **{key: value for key, value in self.config.items() if key != "onnx"},  # onnx/ is not kept (below)
             "model_type": "model2vec",
             "architectures": ["StaticModel"],
             "hidden_dim": self.dim,

@@ -333,7 +333,8 @@ def write_folder(
 ) -> None:
     """Write a model folder atomically: stage it beside ``path``, then swap it in.
 
-    Files in an existing ``path`` that this library does not write are kept.
+    Files in an existing ``path`` that this library does not write are kept, except ``onnx/``:
+    an ONNX export of the table being replaced would give other vectors than the new one.
     """
     from safetensors.numpy import save_file
 
@@ -368,7 +369,8 @@ def write_folder(
         raise
 
 
-_WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize"}
+_WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize",
+            "onnx"}
 
 
 def make_staging(target: Path, suffix: str = ".tmp") -> Path:

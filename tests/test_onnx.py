@@ -150,3 +150,23 @@ def test_exporting_into_the_models_own_folder_keeps_its_card_and_config(tiny_mod
     assert again.name == "my-model" and again.base_model_name == "sentence-transformers/all-MiniLM-L6-v2"
     np.testing.assert_allclose(again.encode(TEXTS), tiny_model.encode(TEXTS), atol=1e-6)
     np.testing.assert_allclose(run_bag(tmp_path / "model", TEXTS), tiny_model.encode(TEXTS), atol=1e-5)
+
+
+def test_saving_a_model_over_its_onnx_export_drops_the_stale_graphs(tiny_model, teacher_tokenizer, tmp_path):
+    """The graphs hold the old table: after a new model is saved into the folder they must not remain
+    (nor the config's description of them), while files of other tools stay."""
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    export_onnx(StaticModel.from_pretrained(folder), folder)
+    (folder / "notes.txt").write_text("mine")
+    assert (folder / "onnx" / "model.onnx").is_file()
+    retrained = StaticModel(np.random.default_rng(5).standard_normal((teacher_tokenizer.get_vocab_size(), 32))
+                            .astype(np.float32), teacher_tokenizer, normalize=True)
+    reloaded = StaticModel.from_pretrained(folder)  # its config carries "onnx"; a re-save must not
+    assert "onnx" in reloaded.config
+    reloaded.embedding = retrained.embedding
+    reloaded.save_pretrained(folder)
+    assert not (folder / "onnx").exists() and (folder / "notes.txt").read_text() == "mine"
+    assert "onnx" not in json.loads((folder / "config.json").read_text())
+    np.testing.assert_allclose(StaticModel.from_pretrained(folder).encode(TEXTS[2:4]),
+                               retrained.encode(TEXTS[2:4]), atol=1e-3)
