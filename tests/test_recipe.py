@@ -52,6 +52,8 @@ def test_recipe_file_errors_name_the_file_and_field(tmp_path):
         (lambda d: d["corpus"].update(sources=["wordnet"]), "sources must be among"),
         (lambda d: d.update(selection="stsb-test"), "selection must be one of"),
         (lambda d: d["variants"].append({"name": "cosine"}), "variant names must be unique"),
+        (lambda d: d["init"].update(token_context="suffix"), "token_context must be one of"),
+        (lambda d: d["init"].update(pooling="max"), "pooling must be one of"),
     ]
     for change, message in cases:
         broken = json.loads(json.dumps(data))
@@ -129,7 +131,8 @@ def tiny_recipe() -> Recipe:
     default = load_recipe("default")
     return dataclasses.replace(
         default, name="tiny",
-        init=InitSpec(pca_dims=32, pca_whiten=True, sif_corpus="corpus", vocabulary="corpus"),
+        init=InitSpec(pca_dims=32, pca_whiten=True, sif_corpus="corpus", vocabulary="corpus", token_context="both",
+                      pooling="mean"),
         fit=FitSpec(epochs=2, batch_size=64, learning_rate=1e-2, patience=2),
         variants=(VariantSpec("cosine"), VariantSpec("cosine^2", in_domain_repeat=2, learning_rate=3e-3)),
         output=OutputSpec(model_name="tiny-recipe", dtype="int8"),
@@ -169,6 +172,7 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     assert saved["final"] == report["final"] and saved["recipe"]["name"] == "tiny"
 
     card = model.config["recipe"]
+    assert "token input: [CLS] token [SEP]; pooling: mean" in card["init"]  # the init's teacher inputs as asked
     assert card["recipe"] == (f"tiny, not a shipped recipe (the whole recipe is in the training report); "
                               f"--corpus {tiny_corpus}; --max-texts 200")
     assert card["variant"] == report["final"]["variant"]
@@ -230,6 +234,8 @@ def test_v2_candidate_recipe_loads():
     recipe = load_recipe("m2v-base-v2-candidate")
     assert "stdlib" not in recipe.corpus.sources and "stdlib-train" in recipe.corpus.sources
     assert recipe.retrieval is not None and recipe.teacher.zip_parts and recipe.selection == "dev-mix"
+    # MPNet's tokens distil only inside <s> ... </s> (STS-B dev 39 with the [CLS]-prefix input, 77 with both)
+    assert (recipe.init.token_context, recipe.init.pooling) == ("both", "mean")
 
 
 def test_vocabulary_words_skip_every_held_out_word():

@@ -65,7 +65,8 @@ def distill_init(spec: InitSpec, teacher: str | os.PathLike[str], *, corpus: Seq
         sif_corpus, sif_name = list(corpus or []), "training corpus texts"
     keep = corpus_tokens(teacher, corpus or []) if spec.vocabulary == "corpus" else None
     model = distill(teacher, pca_dims=spec.pca_dims, pca_whiten=spec.pca_whiten, sif_coefficient=spec.sif_coefficient,
-                    sif_corpus=sif_corpus, keep_tokens=keep, device=device, show_progress_bar=show_progress_bar)
+                    sif_corpus=sif_corpus, keep_tokens=keep, token_context=spec.token_context, pooling=spec.pooling,
+                    device=device, show_progress_bar=show_progress_bar)
     recipe = model.config["recipe"]
     if sif_name:
         recipe["sif"] = recipe["sif"].replace("corpus texts", sif_name)

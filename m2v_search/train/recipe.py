@@ -129,6 +129,10 @@ class InitSpec:
             (the training corpus), or None (Zipf's law over token ids).
         vocabulary: "full" (the teacher's vocabulary) or "corpus" (only tokens the corpus
             uses: a small, quick model for trials).
+        token_context: what surrounds each token fed to the teacher: "prefix" ([CLS] token),
+            "both" ([CLS] token [SEP], Model2Vec's input) or "none". all-MiniLM-L6-v2 distils
+            well either way; all-mpnet-base-v2 only with "both" (STS-B dev 39 with "prefix", 77 with "both").
+        pooling: "auto" (the first output when the input starts with a special token), "first" or "mean".
     """
 
     pca_dims: int = 256
@@ -136,8 +140,16 @@ class InitSpec:
     sif_coefficient: float | None = 1e-4
     sif_corpus: str | None = "stdlib-docstring-paragraphs"
     vocabulary: str = "full"
+    token_context: str = "prefix"
+    pooling: str = "auto"
 
     def __post_init__(self) -> None:
+        from m2v_search.distill.embed import POOLING_CHOICES
+        from m2v_search.distill.pipeline import TOKEN_CONTEXTS
+
+        _check(self.token_context in TOKEN_CONTEXTS,
+               f"token_context must be one of {TOKEN_CONTEXTS}, got {self.token_context!r}")
+        _check(self.pooling in POOLING_CHOICES, f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}")
         _check(self.pca_dims >= 1, f"pca_dims must be >= 1, got {self.pca_dims}")
         _check(self.sif_corpus is None or self.sif_corpus in SIF_CORPORA,
                f"sif_corpus must be one of {SIF_CORPORA} or null, got {self.sif_corpus!r}")
