@@ -83,3 +83,23 @@ def test_no_progress_silences_the_teachers_loading_bar_too(teacher_folder, tmp_p
                              "--device", "cpu", "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Loading weights" not in result.stderr and "it/s]" not in result.stderr
+
+
+def test_cli_distill_token_context_and_pooling_reach_the_teacher(teacher_folder, teacher_tokenizer, tmp_path):
+    """``--token-context both --pooling mean`` (Model2Vec's inputs) give other vectors than the default,
+    and the model card says which inputs were used."""
+    from m2v_search import StaticModel
+
+    by_id = {i: t for t, i in teacher_tokenizer.get_vocab().items()}
+    (tmp_path / "keep.txt").write_text("\n".join(by_id[i] for i in range(2000, 2100)) + "\n", encoding="utf-8")
+    tables = {}
+    for name, extra in (("default", []), ("both", ["--token-context", "both", "--pooling", "mean"])):
+        result = m2v("distill", str(teacher_folder), "-o", str(tmp_path / name), "--keep-tokens",
+                     str(tmp_path / "keep.txt"), "--pca-dims", "none", "--device", "cpu", "--quantize-to", "float32",
+                     "--sif-coefficient", "none", "--no-progress", *extra)
+        assert result.returncode == 0, result.stderr
+        tables[name] = StaticModel.from_pretrained(tmp_path / name).embedding
+    assert "[CLS] token [SEP]" in (tmp_path / "both" / "README.md").read_text(encoding="utf-8")
+    assert tables["default"].shape == tables["both"].shape and not (tables["default"] == tables["both"]).all()
+    result = m2v("distill", str(teacher_folder), "-o", str(tmp_path / "x"), "--token-context", "suffix")
+    assert result.returncode != 0 and "--token-context" in result.stderr

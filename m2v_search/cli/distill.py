@@ -63,6 +63,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="regex of teacher tokens to drop (default: BERT's [unusedN]); '' keeps all")
     parser.add_argument("--keep-tokens", type=existing_file, metavar="FILE",
                         help="keep only these teacher tokens, one per line (quick trials)")
+    parser.add_argument("--token-context", choices=("prefix", "both", "none"), default="prefix",
+                        help="what surrounds each token fed to the teacher: prefix ([CLS] token, the default), "
+                             "both ([CLS] token [SEP], Model2Vec's input: needed by <s>...</s> teachers such as "
+                             "all-mpnet-base-v2) or none")
+    parser.add_argument("--pooling", choices=("auto", "first", "mean"), default="auto",
+                        help="which teacher outputs make a token's vector: auto (the first when the input starts "
+                             "with a special token), first or mean (Model2Vec's)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="let transformers run code shipped with the teacher (off by default)")
     parser.add_argument("--name", help="model name for the model card (default: the output folder's name)")
@@ -86,6 +93,7 @@ def run_distill(args: argparse.Namespace) -> int:
         sif_coefficient=args.sif_coefficient, sif_corpus=corpus, device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, quantize_to=args.quantize_to,
         token_remove_pattern=args.token_remove_pattern or None, keep_tokens=keep,
+        token_context=args.token_context, pooling=args.pooling,
         trust_remote_code=args.trust_remote_code, show_progress_bar=not (args.no_progress or args.quiet),
     )
     model.save_pretrained(args.output, model_name=args.name)
