@@ -355,3 +355,23 @@ def test_int8_storage_keeps_the_scale(teacher, keep):
     assert small.embedding_dtype == "int8" and small.dim == 16
     a, b = exact.encode(SENTENCES, normalize=False), small.encode(SENTENCES, normalize=False)
     np.testing.assert_allclose(b, a, atol=0.02 * np.abs(a).max())
+
+
+def test_a_teacher_whose_inputs_start_with_s_is_warned_about_the_prefix_input(teacher, teacher_tokenizer, keep,
+                                                                             caplog):
+    """<s> ... </s> teachers (RoBERTa, MPNet) distil badly from '<s> token' alone: the log says what to use."""
+    import logging
+
+    model, _ = teacher
+    renamed = Tokenizer.from_str(teacher_tokenizer.to_str().replace('"[CLS]"', '"<s>"'))
+    assert renamed.encode("a").tokens[0] == "<s>"
+    with caplog.at_level(logging.WARNING, logger="m2v_search.distill.pipeline"):
+        distill_from_model(model, renamed, keep_tokens=keep[:20], pca_dims=None, show_progress_bar=False, device="cpu")
+    assert "token_context='both'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="m2v_search.distill.pipeline"):
+        distill_from_model(model, renamed, keep_tokens=keep[:20], pca_dims=None, show_progress_bar=False,
+                           device="cpu", token_context="both", pooling="mean")
+        distill_from_model(model, teacher_tokenizer, keep_tokens=keep[:20], pca_dims=None, show_progress_bar=False,
+                           device="cpu")
+    assert "token_context" not in caplog.text

@@ -150,6 +150,10 @@ def distill_from_model(
 
     built = build_vocabulary(fast, vocabulary, token_remove_pattern, keep_tokens)
     prefix, suffix = special_ids(fast)
+    if token_context == "prefix" and prefix and fast.id_to_token(prefix[0]) == "<s>":
+        logger.warning("the teacher's inputs start with <s> (RoBERTa/MPNet style): its tokens usually distil "
+                       "far better with token_context='both', pooling='mean' (m2v distill --token-context both "
+                       "--pooling mean); all-mpnet-base-v2 scores STS-B dev 39 with 'prefix', 77 with 'both'")
     sequences = _with_context(built.teacher_ids, len(prefix), len(suffix), token_context)
     pooling = resolve_pooling(pooling, has_prefix_token=bool(prefix) and token_context != "none")
     pad_id = _pad_id(fast, tokenizer)
