@@ -40,6 +40,17 @@ def test_default_recipe_is_the_shipped_model():
     for source in recipe.corpus.sources:
         assert f"{source} " in card["corpus"]
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    assert ("retrieval term" in card) == (recipe.retrieval is not None)
+
+
+def test_the_first_default_model_stays_loadable_as_m2v_base_v1():
+    """v1 is bundled beside the new default, with its own recipe; indexes built with it keep opening."""
+    recipe = load_recipe("m2v-base-v1")
+    v1 = StaticModel.from_pretrained("m2v-base-v1")
+    assert v1.name == "m2v-base-v1" and recipe.output.model_name == "m2v-base-v1" and recipe.retrieval is None
+    assert recipe.teacher.name == v1.base_model_name and recipe.init.pca_dims == v1.dim
+    assert "retrieval term" not in v1.config["recipe"] and "m2v-base-v1" in v1.config["recipe"]["recipe"]
+    assert v1.fingerprint != StaticModel.from_pretrained("m2v-base").fingerprint
 
 
 def test_recipe_file_errors_name_the_file_and_field(tmp_path):
