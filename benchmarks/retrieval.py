@@ -336,7 +336,8 @@ def large_corpus_latency(model, method: str, alpha: float, queries: int) -> dict
 
 # ---------------------------------------------------------------------- report
 def render(results: dict[str, dict], method: str, alpha: float, large: dict | None, args: argparse.Namespace) -> str:
-    lines = ["# Retrieval: dense, BM25 and hybrid, m2v-base and transformer teachers", "",
+    lines = ["# Retrieval: dense, BM25 and hybrid, m2v-base and transformer teachers",
+             "",
              *([f"Static model measured as m2v-base: `{args.model}`.", ""] if args.model else []),
              f"Machine: {machine_line()} (shared: latencies are indicative; compare within a task).", "",
              "Tasks (built at run time from offline data, see benchmarks/retrieval.py): "

@@ -436,3 +436,7 @@ def test_index_built_with_a_replaced_bundled_model_opens_with_the_bundled_copy_o
     monkeypatch.setattr(model_binding, "_MODEL_CACHE", {})
     with pytest.raises(ModelMismatchError, match="fingerprint"):
         VectorIndex.open(tmp_path / "as-built")
+    shutil.move(bundled / "base", bundled / "base-v1")
+    tiny_model.save_pretrained(bundled / "base-v0")  # asked for another model: the error names the right one
+    with pytest.raises(ModelMismatchError, match="the bundled 'base-v0' holds its vectors"):
+        VectorIndex.open(tmp_path / "as-built", model="base-v1")

@@ -112,8 +112,12 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
             raise ModelMismatchError(f"{directory} was built with an in-memory model ({recorded.get('name')!r}) "
                                      "whose folder was not recorded: pass model=")
         loaded, source = load_model(recorded["path"], recorded["path"])
-        if loaded.fingerprint != recorded.get("fingerprint"):
-            loaded, source = _earlier_bundled_model(recorded, loaded, source, directory)
+        if loaded.fingerprint != recorded.get("fingerprint") and _is_bundled(recorded["path"]):
+            holder = _bundled_model_holding(recorded.get("fingerprint"), skip=recorded["path"])
+            if holder is not None:  # the bundled name now holds another model: open with the one that has the vectors
+                log.info("%s was built with the bundled model %r as it was then; opening it with %r",
+                         directory, recorded["path"], holder)
+                loaded, source = load_model(holder, holder)
     else:
         loaded, source = load_model(model, None)
         source = source or recorded.get("path")
@@ -121,28 +125,28 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
         raise ModelMismatchError(f"{directory} holds {manifest['dim']}-dim vectors; model {loaded.name!r} "
                                  f"gives {loaded.dim}")
     if loaded.fingerprint != recorded.get("fingerprint") and not allow_mismatch:
+        holder = _bundled_model_holding(recorded.get("fingerprint"))
         raise ModelMismatchError(
             f"{directory} was built with model {recorded.get('name')!r} (fingerprint "
             f"{str(recorded.get('fingerprint'))[:12]}), but {loaded.name!r} has fingerprint "
-            f"{loaded.fingerprint[:12]}; use the same model, or force it (allow_model_mismatch=True, "
-            "--force-model) knowing that its vectors are not comparable")
+            f"{loaded.fingerprint[:12]}; use the same model"
+            + (f" (the bundled {holder!r} holds its vectors)" if holder else "")
+            + ", or force it (allow_model_mismatch=True, --force-model) knowing that its vectors are not comparable")
     return loaded, source
 
 
-def _earlier_bundled_model(recorded: dict[str, Any], loaded: StaticModel, source: str | None, directory: Path
-                           ) -> tuple[StaticModel, str | None]:
-    """The bundled model whose vectors an index recorded under a bundled name that now holds another
-    model (e.g. ``m2v-base`` built before the default became v2: ``m2v-base-v1``); else the one given."""
+def _is_bundled(name: str) -> bool:
     from m2v_search.persistence import bundled_model_names
 
-    if recorded.get("path") not in bundled_model_names():
-        return loaded, source
+    return name in bundled_model_names()
+
+
+def _bundled_model_holding(fingerprint: str | None, skip: str | None = None) -> str | None:
+    """The name of a bundled model (other than ``skip``) whose vectors have ``fingerprint``: an index
+    recorded under ``m2v-base`` before the default changed was made with ``m2v-base-v1``."""
+    from m2v_search.persistence import bundled_model_names
+
     for name in bundled_model_names():
-        if name == recorded["path"]:
-            continue
-        candidate, candidate_source = load_model(name, name)
-        if candidate.fingerprint == recorded.get("fingerprint"):
-            log.info("%s was built with the bundled model %r as it was then; opening it with %r, which holds "
-                     "those vectors", directory, recorded["path"], name)
-            return candidate, candidate_source
-    return loaded, source
+        if name != skip and load_model(name, name)[0].fingerprint == fingerprint:
+            return name
+    return None
