@@ -19,6 +19,7 @@ from m2v_search.train.recipe import (
     OutputSpec,
     Recipe,
     RecipeError,
+    SimilaritySpec,
     VariantSpec,
     available_recipes,
     load_recipe,
@@ -148,6 +149,7 @@ def tiny_recipe() -> Recipe:
         variants=(VariantSpec("cosine"), VariantSpec("cosine^2", in_domain_repeat=2, learning_rate=3e-3)),
         output=OutputSpec(model_name="tiny-recipe", dtype="int8"),
         evaluation=EvaluationSpec(stsb_test=True, gcide_pairs=0, teacher=False),
+        similarity=SimilaritySpec(max_pairs=60, epochs=2, patience=1),  # the recipe's own teacher, 60 pairs
     )
 
 
@@ -181,6 +183,9 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     assert set(scores) == {"plain distill", "trained"} and all(np.isfinite(s["stsb_test"]) for s in scores.values())
     saved = json.loads((tmp_path / "tiny-model.work" / "train_report.json").read_text())
     assert saved["final"] == report["final"] and saved["recipe"]["name"] == "tiny"
+    similarity = report["similarity"]  # the similarity term ran last, on the recipe's own teacher
+    assert 20 <= similarity["pairs"] <= 60 and similarity["epochs_run"] >= 1
+    assert (tmp_path / "tiny-model.work" / "similarity-features" / "progress.json").is_file()
 
     card = model.config["recipe"]
     assert "token input: [CLS] token [SEP]; pooling: mean" in card["init"]  # the init's teacher inputs as asked
@@ -188,6 +193,7 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
                               f"--corpus {tiny_corpus}; --max-texts 200")
     assert card["variant"] == report["final"]["variant"]
     assert "STS-B test (plain distill / this)" in card and "200 texts" in card["corpus"]
+    assert card["similarity term"].startswith(f"then tuned so that its cosines on {similarity['pairs']} STS-B train")
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert "not a shipped recipe" in readme and "Apache-2.0" in readme
 

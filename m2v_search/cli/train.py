@@ -31,7 +31,7 @@ PLAIN_DEFAULTS: dict[str, Any] = {
     "learning_rate": 3e-3, "patience": 3, "max_steps": None, "quantize_to": "float16",
 }
 # Settings only a recipe run takes.
-RECIPE_ONLY = ("variants", "max_texts", "fit_budget", "stsb_dir", "gcide_pairs", "report")
+RECIPE_ONLY = ("variants", "max_texts", "fit_budget", "stsb_dir", "gcide_pairs", "similarity_teacher", "report")
 
 
 def _flag(dest: str) -> str:
@@ -86,6 +86,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of sts-{train,dev,test}.csv (default: the STS-B package)")
     recipe.add_argument("--gcide-pairs", type=Path, default=None,
                         help="GCIDE pairs JSON (default: the GCIDE package)")
+    recipe.add_argument("--similarity-teacher", type=Path, default=None,
+                        help="folder of the similarity term's teacher (default: the one the recipe names)")
     recipe.add_argument("--report", type=Path, default=None,
                         help="JSON report (default: WORK_DIR/train_report.json)")
 
@@ -166,7 +168,8 @@ def _run_recipe(args: argparse.Namespace) -> int:
     report = run_recipe(
         args.recipe, args.output, teacher=args.teacher, corpus=args.corpus, init=args.init,
         max_texts=args.max_texts, variants=variants, work_dir=args.work_dir, report_path=args.report,
-        stsb_dir=args.stsb_dir, gcide_pairs=args.gcide_pairs, fit_budget=args.fit_budget, model_name=args.name,
+        stsb_dir=args.stsb_dir, gcide_pairs=args.gcide_pairs, similarity_teacher=args.similarity_teacher,
+        fit_budget=args.fit_budget, model_name=args.name,
         device=args.device, teacher_dtype=args.teacher_dtype, show_progress_bar=not (args.no_progress or args.quiet),
     )
     final = report["final"]

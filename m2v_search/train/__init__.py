@@ -7,6 +7,9 @@
   and ``early_stopping``.
 - ``sif``: SIF weights from real token frequencies; ``whiten``: corpus whitening folded into the table.
 - ``pipeline.train_static_model``: corpus -> features -> fit -> whiten in one call.
+- ``contrastive`` (query -> document pairs) and ``similarity`` (a teacher's cosines on sentence
+  pairs): terms that tune a trained table, each with the token anchor of ``anchor``; ``terms``
+  runs them from a recipe's ``retrieval`` and ``similarity`` sections.
 - ``recipe``: recipes as data (``load_recipe``; ``recipes/m2v-base.json`` is the shipped model's);
   ``runner.run_recipe`` rebuilds a model from one end to end (``m2v train --recipe default``).
 """

@@ -30,11 +30,13 @@ import numpy as np
 import torch
 
 from m2v_search.model import StaticModel
-from m2v_search.train.heldout import hash_bucket
+from m2v_search.train.anchor import AnchoredTable, anchor_loss
 from m2v_search.train.early_stopping import EarlyStopping
 from m2v_search.train.evaluation import retrieval_scores
-from m2v_search.train.student import StudentModel
+from m2v_search.train.heldout import hash_bucket
 from m2v_search.train.tokens import tokenize_corpus
+
+__all__ = ["ContrastiveOptions", "anchor_loss", "contrastive_finetune", "contrastive_loss", "split_by_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +98,6 @@ def contrastive_loss(queries: torch.Tensor, documents: torch.Tensor, temperature
                   + torch.nn.functional.cross_entropy(logits.T, labels))
 
 
-def anchor_loss(table: torch.Tensor, start: torch.Tensor, start_norms: torch.Tensor, touched: int) -> torch.Tensor:
-    """Relative squared drift of every row from ``start``, summed, per token the batch touches."""
-    return (((table - start) ** 2).sum(1) / start_norms).sum() / max(touched, 1)
-
-
 def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: Sequence[str],
                          groups: Sequence[str], options: ContrastiveOptions | None = None
                          ) -> tuple[StaticModel, dict[str, Any]]:
@@ -132,17 +129,15 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
     corpus = tokenize_corpus(model, list(queries) + list(documents), max_length=model.max_length)
     if (corpus.lengths == 0).any():
         raise ValueError("a query or document has no known token; drop it first")
-    student, optimizer = _student_and_optimizer(model, corpus, options)
-    start = torch.from_numpy(np.asarray(model.embedding, dtype=np.float32).copy())
-    start_norms = (start ** 2).sum(1).clamp_min(1e-8)
+    tuning = AnchoredTable(model, corpus, options.learning_rate, options.train)
 
     def held_out_mrr() -> float:
         with torch.no_grad():
-            q = student(validation_rows).numpy()
-            d = student(validation_rows + n).numpy()
+            q = tuning.outputs(validation_rows).numpy()
+            d = tuning.outputs(validation_rows + n).numpy()
         return _pair_mrr(q, d)
 
-    stopper = EarlyStopping(options.patience, held_out_mrr(), student.snapshot)
+    stopper = EarlyStopping(options.patience, held_out_mrr(), tuning.student.snapshot)
     rng = np.random.default_rng(options.seed)
     started, epoch, history = time.perf_counter(), 0, []
     for epoch in range(1, options.epochs + 1):
@@ -150,14 +145,9 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
         totals = np.zeros(2)
         for first in range(0, len(order) - 1, options.batch_size):
             rows = torch.from_numpy(order[first:first + options.batch_size])
-            touched = _distinct_tokens(corpus, rows.numpy(), n)
-            contrastive = contrastive_loss(student(rows), student(rows + n), options.temperature)
-            rows_now = student.bag.weight if options.train == "table" else student.bag.weight @ student.head.weight.T
-            anchor = anchor_loss(rows_now, start, start_norms, touched)
-            loss = contrastive + options.anchor_weight * anchor
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            contrastive = contrastive_loss(tuning.outputs(rows), tuning.outputs(rows + n), options.temperature)
+            anchor = tuning.anchor(np.concatenate([rows.numpy(), rows.numpy() + n]))
+            tuning.step(contrastive + options.anchor_weight * anchor)
             totals += (contrastive.item(), anchor.item())
         score = held_out_mrr()
         history.append({"epoch": epoch, "held_out_mrr@10": round(score, 2),
@@ -168,15 +158,8 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
         if options.time_budget is not None and time.perf_counter() - started > options.time_budget:
             logger.info("time budget reached after epoch %d", epoch)
             break
-    if options.restore_best:
-        student.restore(stopper.best_state)
-    tuned_table = _unweighted(student)  # the model keeps its own token weights
-    if np.issubdtype(model.embedding.dtype, np.floating):  # stored as the start was (float16 keeps the size)
-        tuned_table = tuned_table.astype(model.embedding.dtype)
-    config = {**model.config, "contrastive": {"options": asdict(options), "best_epoch": stopper.best_epoch}}
-    tuned = StaticModel(tuned_table, model.tokenizer, config=config, normalize=model.normalize,
-                        base_model_name=model.base_model_name, language=model.language, weights=model.weights,
-                        max_length=model.max_length)
+    tuned = tuning.tuned_model(stopper.best_state if options.restore_best else None, "contrastive",
+                               {"options": asdict(options), "best_epoch": stopper.best_epoch})
     report = {"options": asdict(options), "train_pairs": int(len(train_rows)),
               "validation_pairs": int(len(validation_rows)), "epochs_run": epoch, "best_epoch": stopper.best_epoch,
               "held_out_mrr@10_before": round(stopper.initial_score, 2),
@@ -185,32 +168,6 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
     return tuned, report
 
 
-def _student_and_optimizer(model: StaticModel, corpus: Any, options: ContrastiveOptions
-                           ) -> tuple[StudentModel, torch.optim.Optimizer]:
-    """The student (the table, an identity map after it) and Adam on the part ``options.train`` names."""
-    table = np.asarray(model.embedding, dtype=np.float32)
-    student = StudentModel(table, corpus, table.shape[1], token_weights=model.weights)
-    with torch.no_grad():
-        student.head.weight.copy_(torch.eye(table.shape[1]))
-    if options.train == "table":  # Adam's steps are in the table's units: scale them to its entries
-        student.head.weight.requires_grad_(False)
-        return student, torch.optim.Adam(student.bag.parameters(), lr=options.learning_rate * float(
-            np.abs(table).mean()))
-    student.bag.weight.requires_grad_(False)
-    return student, torch.optim.Adam(student.head.parameters(), lr=options.learning_rate / table.shape[1] ** 0.5)
-
-
 def _pair_mrr(queries: np.ndarray, documents: np.ndarray) -> float:
     """MRR@10 where row i of ``documents`` is the one relevant to row i of ``queries``."""
     return retrieval_scores(lambda rows: rows, queries, documents)["mrr@10"]  # type: ignore[arg-type,return-value]
-
-
-def _distinct_tokens(corpus: Any, rows: np.ndarray, n: int) -> int:
-    both = np.concatenate([rows, rows + n])
-    return len(np.unique(np.concatenate([corpus.ids[corpus.offsets[r]:corpus.offsets[r + 1]] for r in both])))
-
-
-def _unweighted(student: StudentModel) -> np.ndarray:
-    """The table with the head folded in but not the token weights (the model keeps its weights)."""
-    with torch.no_grad():
-        return (student.bag.weight @ student.head.weight.T).numpy().astype(np.float32)

@@ -326,16 +326,26 @@ def kjv_verses() -> Iterator[str]:
             yield verse
 
 
-def stsb_train_sentences(folder: str | os.PathLike[str] | None = None) -> Iterator[str]:
-    """Both sentences of every STS-B *train* pair (scores dropped). Never reads dev or test."""
+def stsb_train_pairs(folder: str | os.PathLike[str] | None = None) -> Iterator[tuple[str, str]]:
+    """The sentence pairs of STS-B *train*, in file order (scores dropped). Never reads dev or test.
+
+    Raises:
+        ValueError: a line has too few tab-separated fields (the message names file and line).
+    """
     path = Path(folder) / "sts-train.csv" if folder is not None else _stsb_file("sts-train.csv")
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
             fields = line.rstrip("\n").split("\t")
             if len(fields) < 7:
                 raise ValueError(f"{path}:{line_number}: expected >= 7 tab-separated fields, got {len(fields)}")
-            yield fields[5].strip()
-            yield fields[6].strip()
+            yield fields[5].strip(), fields[6].strip()
+
+
+def stsb_train_sentences(folder: str | os.PathLike[str] | None = None) -> Iterator[str]:
+    """Both sentences of every STS-B *train* pair (scores dropped). Never reads dev or test."""
+    for first, second in stsb_train_pairs(folder):
+        yield first
+        yield second
 
 
 def _stsb_file(name: str) -> Path:

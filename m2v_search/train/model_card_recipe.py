@@ -8,7 +8,7 @@ from typing import Any
 
 from m2v_search.model import StaticModel
 from m2v_search.train.init_model import describe_init
-from m2v_search.train.recipe import Recipe, RecipeError, VariantSpec, load_recipe
+from m2v_search.train.recipe import Recipe, RecipeError, SimilaritySpec, VariantSpec, load_recipe
 from m2v_search.train.training_set import TrainingSet
 from m2v_search.train.variants import Candidate
 
@@ -103,6 +103,9 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
             f"({', '.join(recipe.retrieval.pairs)}; training modules only), contrastive with a token anchor "
             f"(weight {recipe.retrieval.anchor_weight:g}); held-out MRR@10 {retrieval['held_out_mrr@10_before']} -> "
             f"{retrieval['held_out_mrr@10_best']}")
+    similarity = report.get("similarity")
+    if recipe.similarity is not None and similarity:
+        rows["similarity term"] = similarity_row(recipe.similarity, similarity)
     scores = report.get("final", {}).get("scores", {})
     for key, label in SCORE_ROWS:
         names = [name for name in scores if key in scores[name]]
@@ -113,3 +116,12 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
     rows["wall time"] = (f"teacher pass {teacher_seconds:.0f}s + fit {best.result.seconds:.0f}s (the kept variant) "
                          f"on {report.get('device', '?')}")
     return rows
+
+
+def similarity_row(spec: SimilaritySpec, summary: dict[str, Any]) -> str:
+    """The model card's line for a similarity term (``SimilaritySpec`` and its report)."""
+    teacher = spec.teacher.name if spec.teacher is not None else "the teacher"
+    return (f"then tuned so that its cosines on {summary['pairs']} STS-B train sentence pairs (the pairing only; "
+            f"human scores never read) correlate with {teacher}'s cosines, with a token anchor "
+            f"(weight {spec.anchor_weight:g}); held-out Spearman with the teacher's cosines "
+            f"{summary['held_out_spearman_before']} -> {summary['held_out_spearman_best']}")

@@ -3,8 +3,8 @@
 A recipe records the teacher, the corpus sources and how the corpus is split and cropped,
 the plain distill the fit starts from (``init``), the shared fit settings, the variants
 fitted, whether each is also whitened, how the final one is selected, the output and the
-evaluations written into the model card, and an optional retrieval term applied to the
-chosen model (``retrieval``). ``run_recipe`` (``m2v_search.train.runner``)
+evaluations written into the model card, and optional terms applied to the chosen model:
+a retrieval term (``retrieval``), then a sentence-similarity term (``similarity``). ``run_recipe`` (``m2v_search.train.runner``)
 executes one; ``m2v train --recipe default`` calls it.
 
 Recipes shipped with the package live in ``m2v_search/train/recipes/`` (``default`` is
@@ -31,6 +31,7 @@ CORPUS_SOURCES = ("stdlib", "stdlib-train", "debian", "kjv", "stsb-train")
 SIF_CORPORA = ("stdlib-docstring-paragraphs", "corpus")
 INIT_VOCABULARIES = ("full", "corpus")
 SELECTIONS = ("stsb-dev", "held-out", "dev-mix")
+SIMILARITY_PAIRS = ("stsb-train",)
 DTYPES = ("float32", "float16", "int8")
 
 
@@ -242,6 +243,44 @@ class RetrievalSpec:
 
 
 @dataclass(frozen=True)
+class SimilaritySpec:
+    """A sentence-similarity term after the retrieval term: the table tuned so that its cosines on
+    sentence pairs correlate with a teacher's cosines of the same pairs (with the token anchor;
+    ``m2v_search.train.similarity``). Human similarity scores are never read.
+
+    Attributes:
+        pairs: where the pairs come from: "stsb-train" (the STS-B train split's pairing, scores dropped).
+        teacher: the transformer whose cosines are followed (None: the recipe's teacher); its
+            embeddings of the pairs' sentences are cached in the work folder.
+        max_pairs: use only the first pairs (None: all; quick trials).
+        anchor_weight: weight of the token anchor.
+        learning_rate: Adam's rate relative to the table's scale.
+        batch_size: pairs per step (the correlation is taken across them).
+        epochs: at most this many passes.
+        patience: epochs without a better held-out Spearman (model vs teacher cosines) before stopping.
+        train: "table" (every row) or "map" (one square map folded into the table).
+    """
+
+    pairs: str = "stsb-train"
+    teacher: TeacherSpec | None = None
+    max_pairs: int | None = None
+    anchor_weight: float = 1.0
+    learning_rate: float = 0.01
+    batch_size: int = 128
+    epochs: int = 10
+    patience: int = 3
+    train: str = "table"
+
+    def __post_init__(self) -> None:
+        _check(self.pairs in SIMILARITY_PAIRS, f"pairs must be one of {SIMILARITY_PAIRS}, got {self.pairs!r}")
+        _check(self.train in ("table", "map"), f"train must be 'table' or 'map', got {self.train!r}")
+        _check(self.anchor_weight >= 0, f"anchor_weight must be >= 0, got {self.anchor_weight}")
+        _check(self.batch_size >= 3, f"batch_size must be >= 3, got {self.batch_size}")
+        _check(self.max_pairs is None or self.max_pairs >= 20, f"max_pairs must be >= 20, got {self.max_pairs}")
+        _check(self.epochs >= 1 and self.patience >= 1, "epochs and patience must be >= 1")
+
+
+@dataclass(frozen=True)
 class OutputSpec:
     """The saved model: its name in the model card, storage dtype and default normalisation."""
 
@@ -284,6 +323,7 @@ class Recipe:
     selection: str = "stsb-dev"
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     retrieval: RetrievalSpec | None = None
+    similarity: SimilaritySpec | None = None
 
     def __post_init__(self) -> None:
         names = [variant.name for variant in self.variants]

@@ -24,6 +24,7 @@ class RecipeData:
     corpus: Path | None = None
     stsb_dir: Path | None = None
     gcide_pairs: Path | None = None
+    similarity_teacher: Path | None = None
 
 
 def teacher_folder(spec: TeacherSpec, teacher: str | os.PathLike[str] | None = None) -> Path:
@@ -87,7 +88,7 @@ def missing_data(recipe: Recipe, data: RecipeData) -> list[str]:
                 problems.append(f"corpus source {name!r}: {problem} (or give a corpus file: corpus=, "
                                 "m2v train --corpus)")
     splits = []
-    if any(variant.in_domain_repeat > 1 for variant in recipe.variants):
+    if any(variant.in_domain_repeat > 1 for variant in recipe.variants) or recipe.similarity is not None:
         splits.append("train")
     if recipe.selection in ("stsb-dev", "dev-mix"):
         splits.append("dev")
@@ -113,7 +114,8 @@ def missing_data(recipe: Recipe, data: RecipeData) -> list[str]:
 
 def find_recipe_data(recipe: Recipe, *, teacher: str | os.PathLike[str] | None = None,
                      corpus: str | os.PathLike[str] | None = None, stsb_dir: str | os.PathLike[str] | None = None,
-                     gcide_pairs: str | os.PathLike[str] | None = None) -> RecipeData:
+                     gcide_pairs: str | os.PathLike[str] | None = None,
+                     similarity_teacher: str | os.PathLike[str] | None = None) -> RecipeData:
     """Locate everything ``recipe`` needs (see the module docstring).
 
     Args:
@@ -122,6 +124,8 @@ def find_recipe_data(recipe: Recipe, *, teacher: str | os.PathLike[str] | None =
         corpus: a corpus file (one text per line) instead of the recipe's sources.
         stsb_dir: a folder of ``sts-{train,dev,test}.csv`` instead of the STS-B package.
         gcide_pairs: a GCIDE pairs JSON file instead of the GCIDE package.
+        similarity_teacher: the folder of the similarity term's teacher (default: the one its
+            section names, else the recipe's teacher).
 
     Returns:
         The paths to use.
@@ -135,7 +139,17 @@ def find_recipe_data(recipe: Recipe, *, teacher: str | os.PathLike[str] | None =
     except MissingRecipeDataError as error:
         problems.append(str(error))
         folder = Path()
-    data = RecipeData(folder, *(None if p is None else Path(p) for p in (corpus, stsb_dir, gcide_pairs)))
+    second = None
+    if recipe.similarity is not None:
+        if recipe.similarity.teacher is None and similarity_teacher is None:
+            second = folder
+        else:
+            try:
+                second = teacher_folder(recipe.similarity.teacher or recipe.teacher, similarity_teacher)
+            except MissingRecipeDataError as error:
+                problems.append(f"the similarity term's teacher: {error}")
+    data = RecipeData(folder, *(None if p is None else Path(p) for p in (corpus, stsb_dir, gcide_pairs)),
+                      similarity_teacher=second)
     problems += missing_data(recipe, data)
     if problems:
         raise MissingRecipeDataError(f"recipe {recipe.name} cannot run here; missing:\n- " + "\n- ".join(problems))

@@ -11,7 +11,8 @@ Steps (each timed in the report, which is rewritten after every step):
 5. fit every variant, each also whitened over the corpus when the recipe says so, and keep
    the best on the recipe's selection score (STS-B dev or the held-out corpus; never test);
 6. with a ``retrieval`` section: tune the chosen model on query -> document pairs (the
-   contrastive term with its token anchor);
+   contrastive term with its token anchor); with a ``similarity`` section: then tune it to
+   follow a teacher's cosines on sentence pairs (``m2v_search.train.terms``);
 7. evaluate teacher, init and result, write the recipe and the scores into the model card,
    save the model.
 """
@@ -60,6 +61,7 @@ def run_recipe(
     report_path: str | os.PathLike[str] | None = None,
     stsb_dir: str | os.PathLike[str] | None = None,
     gcide_pairs: str | os.PathLike[str] | None = None,
+    similarity_teacher: str | os.PathLike[str] | None = None,
     fit_budget: float | None = None,
     model_name: str | None = None,
     device: str = "auto",
@@ -81,6 +83,8 @@ def run_recipe(
         report_path: the JSON report (default: ``WORK_DIR/train_report.json``).
         stsb_dir: a folder of ``sts-{train,dev,test}.csv`` (default: the STS-B package).
         gcide_pairs: a GCIDE pairs JSON file (default: the GCIDE package).
+        similarity_teacher: the similarity term's teacher folder (default: the one the recipe's
+            ``similarity`` section names, else the teacher).
         fit_budget: seconds for all variants (default: the recipe's ``fit.time_budget``).
         model_name: the name in the model card (default: the recipe's ``output.model_name``).
         device: "auto" (cuda, then mps, then cpu) or a torch device.
@@ -108,7 +112,8 @@ def run_recipe(
         recipe = dataclasses.replace(recipe, output=dataclasses.replace(recipe.output, model_name=model_name))
     if max_texts is not None and max_texts < 20:
         raise ValueError(f"max_texts must be >= 20, got {max_texts}")
-    data = find_recipe_data(recipe, teacher=teacher, corpus=corpus, stsb_dir=stsb_dir, gcide_pairs=gcide_pairs)
+    data = find_recipe_data(recipe, teacher=teacher, corpus=corpus, stsb_dir=stsb_dir, gcide_pairs=gcide_pairs,
+                            similarity_teacher=similarity_teacher)
     output = Path(output_dir)
     work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
@@ -130,7 +135,7 @@ def run_recipe(
     budget = fit_budget if fit_budget is not None else recipe.fit.time_budget
     best = fit_variants(recipe, init_model, training, targets, device=device, stsb_dir=data.stsb_dir,
                         budget=budget, report=report, teacher=data.teacher)
-    best = _retrieval_term(recipe, best, report)
+    best = _terms(recipe, best, data, work, device, teacher_dtype, show_progress_bar, report)
     model = _final_model(best, init_model, recipe)
     scores = _evaluate(recipe, data, device, {"plain distill": init_model, "trained": model})
     report.update(final={"variant": best.name, "scores": scores})
@@ -230,23 +235,23 @@ def _teacher_features(texts: list[str], teacher: Path, work: Path, device: str, 
     return load_features(folder)
 
 
-def _retrieval_term(recipe: Recipe, best: Candidate, report: _Report) -> Candidate:
-    """The chosen candidate tuned on the recipe's query -> document pairs (as it is without a
-    ``retrieval`` section)."""
-    if recipe.retrieval is None:
-        return best
-    from m2v_search.train.contrastive import ContrastiveOptions, contrastive_finetune
-    from m2v_search.train.pairs import training_pairs, usable_pairs
+def _terms(recipe: Recipe, best: Candidate, data: RecipeData, work: Path, device: str, teacher_dtype: str,
+           show_progress_bar: bool, report: _Report) -> Candidate:
+    """The chosen candidate tuned by the recipe's retrieval term, then its similarity term (each
+    only when the recipe has its section)."""
+    from m2v_search.train.terms import retrieval_term, similarity_term
 
-    spec = recipe.retrieval
-    pairs = usable_pairs(best.model, training_pairs(spec.pairs))
-    options = ContrastiveOptions(anchor_weight=spec.anchor_weight, learning_rate=spec.learning_rate,
-                                 epochs=spec.epochs, patience=spec.patience, train=spec.train)
-    tuned, summary = contrastive_finetune(best.model, pairs.queries, pairs.documents, pairs.groups, options)
-    report.update(retrieval={"pairs": len(pairs.queries), "kinds": list(spec.pairs), **summary})
-    logger.info("retrieval term on %d pairs: held-out MRR@10 %s -> %s", len(pairs.queries),
-                summary["held_out_mrr@10_before"], summary["held_out_mrr@10_best"])
-    return dataclasses.replace(best, model=tuned)
+    model = best.model
+    if recipe.retrieval is not None:
+        model, summary = retrieval_term(model, recipe.retrieval)
+        report.update(retrieval=summary)
+    if recipe.similarity is not None:
+        teacher = data.similarity_teacher or data.teacher  # find_recipe_data resolves it for a similarity section
+        model, summary = similarity_term(model, recipe.similarity, teacher, work,
+                                         stsb_dir=data.stsb_dir, device=device, teacher_dtype=teacher_dtype,
+                                         show_progress_bar=show_progress_bar)
+        report.update(similarity=summary)
+    return best if model is best.model else dataclasses.replace(best, model=model)
 
 
 def _final_model(best: Candidate, init: StaticModel, recipe: Recipe) -> StaticModel:

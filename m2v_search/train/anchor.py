@@ -1,0 +1,99 @@
+"""What the fine-tuning terms after the fit share: the table as a trainable student, and the
+token anchor that keeps every row near where it started.
+
+A term (``m2v_search.train.contrastive``, ``m2v_search.train.similarity``) starts from a
+trained static model, moves its table (or one square map of it) on its own loss, and adds::
+
+    anchor_weight * sum_t |E_t - E0_t|^2 / |E0_t|^2 / (distinct tokens in the batch)
+
+The anchor is over the whole table (a row moved by an earlier batch is still pulled back) and
+divided by the tokens the batch touches, so ``anchor_weight`` reads as "relative drift of a
+token the batch moves, against one unit of the term's loss".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from m2v_search.model import StaticModel
+from m2v_search.train.student import StudentModel
+from m2v_search.train.tokens import TokenizedCorpus
+
+TRAIN_PARTS = ("table", "map")
+
+
+def anchor_loss(table: torch.Tensor, start: torch.Tensor, start_norms: torch.Tensor, touched: int) -> torch.Tensor:
+    """Relative squared drift of every row from ``start``, summed, per token the batch touches."""
+    return (((table - start) ** 2).sum(1) / start_norms).sum() / max(touched, 1)
+
+
+class AnchoredTable:
+    """A static model's table as a trainable student over ``corpus``, with its anchor.
+
+    Args:
+        model: the starting model (its table and token weights).
+        corpus: the tokenized texts the term trains on.
+        learning_rate: Adam's step, relative to the table's mean absolute entry ("table") or to
+            the map's scale ("map").
+        train: "table" (every row moves) or "map" (one square linear map applied to every row,
+            folded into the table at the end: few parameters, so it cannot memorise tokens).
+
+    Raises:
+        ValueError: ``train`` is not one of ``TRAIN_PARTS``.
+    """
+
+    def __init__(self, model: StaticModel, corpus: TokenizedCorpus, learning_rate: float, train: str = "table"
+                 ) -> None:
+        if train not in TRAIN_PARTS:
+            raise ValueError(f"train must be 'table' or 'map', got {train!r}")
+        table = np.asarray(model.embedding, dtype=np.float32)
+        self.model, self.corpus, self.train = model, corpus, train
+        self.student = StudentModel(table, corpus, table.shape[1], token_weights=model.weights)
+        with torch.no_grad():
+            self.student.head.weight.copy_(torch.eye(table.shape[1]))
+        if train == "table":  # Adam's steps in the table's units (tables differ in scale by orders of magnitude)
+            self.student.head.weight.requires_grad_(False)
+            self.optimizer = torch.optim.Adam(self.student.bag.parameters(),
+                                              lr=learning_rate * float(np.abs(table).mean()))
+        else:
+            self.student.bag.weight.requires_grad_(False)
+            self.optimizer = torch.optim.Adam(self.student.head.parameters(), lr=learning_rate / table.shape[1] ** 0.5)
+        self.start = torch.from_numpy(table.copy())
+        self.start_norms = (self.start ** 2).sum(1).clamp_min(1e-8)
+
+    def outputs(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Mean-pooled outputs (map applied) of the corpus texts ``rows``."""
+        return self.student(rows)
+
+    def anchor(self, rows: np.ndarray) -> torch.Tensor:
+        """The anchor term for a batch over the corpus texts ``rows``."""
+        current = self.student.bag.weight if self.train == "table" else self.student.bag.weight @ self.student.head.weight.T
+        return anchor_loss(current, self.start, self.start_norms, self.distinct_tokens(rows))
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss``."""
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+    def distinct_tokens(self, rows: np.ndarray) -> int:
+        """Distinct token ids in the texts ``rows``."""
+        ids, offsets = self.corpus.ids, self.corpus.offsets
+        return len(np.unique(np.concatenate([ids[offsets[r]:offsets[r + 1]] for r in np.asarray(rows)])))
+
+    def tuned_model(self, state: dict[str, Any] | None, config_key: str, config_value: dict[str, Any]) -> StaticModel:
+        """The model with the tuned table (``state``: a snapshot to restore first), stored in the
+        starting table's float dtype, its own token weights kept; ``config[config_key]`` records the term."""
+        if state is not None:
+            self.student.restore(state)
+        with torch.no_grad():  # the head folded in, not the token weights (the model keeps them)
+            table = (self.student.bag.weight @ self.student.head.weight.T).numpy().astype(np.float32)
+        model = self.model
+        if np.issubdtype(model.embedding.dtype, np.floating):  # float16 keeps the shipped size
+            table = table.astype(model.embedding.dtype)
+        return StaticModel(table, model.tokenizer, config={**model.config, config_key: config_value},
+                           normalize=model.normalize, base_model_name=model.base_model_name, language=model.language,
+                           weights=model.weights, max_length=model.max_length)

@@ -1,0 +1,74 @@
+"""The terms a recipe applies to its chosen model after the fit, each from its recipe section:
+the retrieval term (query -> document pairs, ``m2v_search.train.contrastive``), then the
+sentence-similarity term (a teacher's cosines on sentence pairs, ``m2v_search.train.similarity``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from m2v_search.model import StaticModel
+from m2v_search.train.recipe import RetrievalSpec, SimilaritySpec
+
+logger = logging.getLogger(__name__)
+
+SIMILARITY_FEATURES = "similarity-features"
+
+
+def retrieval_term(model: StaticModel, spec: RetrievalSpec) -> tuple[StaticModel, dict[str, Any]]:
+    """``model`` tuned on the standard library's training query -> document pairs, and the term's report."""
+    from m2v_search.train.contrastive import ContrastiveOptions, contrastive_finetune
+    from m2v_search.train.pairs import training_pairs, usable_pairs
+
+    pairs = usable_pairs(model, training_pairs(spec.pairs))
+    options = ContrastiveOptions(anchor_weight=spec.anchor_weight, learning_rate=spec.learning_rate,
+                                 epochs=spec.epochs, patience=spec.patience, train=spec.train)
+    tuned, summary = contrastive_finetune(model, pairs.queries, pairs.documents, pairs.groups, options)
+    logger.info("retrieval term on %d pairs: held-out MRR@10 %s -> %s", len(pairs.queries),
+                summary["held_out_mrr@10_before"], summary["held_out_mrr@10_best"])
+    return tuned, {"pairs": len(pairs.queries), "kinds": list(spec.pairs), **summary}
+
+
+def similarity_pairs(model: StaticModel, spec: SimilaritySpec, stsb_dir: str | os.PathLike[str] | None = None
+                     ) -> list[tuple[str, str]]:
+    """The term's sentence pairs that ``model`` can encode: distinct, two different sentences,
+    each with a known token (in file order, duplicates dropped; the first ``spec.max_pairs``)."""
+    from m2v_search.train.corpus import stsb_train_pairs
+
+    pairs = list(dict.fromkeys((a, b) for a, b in stsb_train_pairs(stsb_dir) if a and b and a != b))
+    lengths = np.diff(model.tokenize_flat([text for pair in pairs for text in pair], model.max_length)[1])
+    usable = [pair for pair, known in zip(pairs, (lengths > 0).reshape(-1, 2).all(1)) if known]
+    return usable[:spec.max_pairs] if spec.max_pairs is not None else usable
+
+
+def similarity_term(model: StaticModel, spec: SimilaritySpec, teacher: str | os.PathLike[str], work: Path, *,
+                    stsb_dir: str | os.PathLike[str] | None = None, device: str = "cpu", teacher_dtype: str = "auto",
+                    show_progress_bar: bool = True) -> tuple[StaticModel, dict[str, Any]]:
+    """``model`` tuned to follow ``teacher``'s cosines on the spec's sentence pairs, and the term's report.
+
+    The teacher's embeddings of the sentences are kept in ``work / "similarity-features"``
+    (resumable shards, like the fit's teacher pass).
+    """
+    from m2v_search.train.featurize import featurize, load_features
+    from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
+
+    pairs = similarity_pairs(model, spec, stsb_dir)
+    sentences = list(dict.fromkeys(text for pair in pairs for text in pair))
+    row = {text: i for i, text in enumerate(sentences)}
+    folder = featurize(sentences, teacher, work / SIMILARITY_FEATURES, device=device, dtype=teacher_dtype,
+                       batch_size=256, shard_size=2_000, show_progress_bar=show_progress_bar)
+    vectors = load_features(folder).astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    first = [a for a, _ in pairs]
+    second = [b for _, b in pairs]
+    cosines = np.einsum("ij,ij->i", vectors[[row[a] for a in first]], vectors[[row[b] for b in second]])
+    options = SimilarityOptions(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                                anchor_weight=spec.anchor_weight, train=spec.train, patience=spec.patience)
+    tuned, summary = similarity_finetune(model, first, second, cosines, options)
+    logger.info("similarity term on %d pairs: held-out Spearman %s -> %s", len(pairs),
+                summary["held_out_spearman_before"], summary["held_out_spearman_best"])
+    return tuned, {"pairs": len(pairs), "source": spec.pairs, "teacher": str(teacher), **summary}
