@@ -42,6 +42,7 @@ def test_default_recipe_is_the_shipped_model():
         assert f"{source} " in card["corpus"]
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
     assert ("retrieval term" in card) == (recipe.retrieval is not None)
+    assert ("similarity term" in card) == (recipe.similarity is not None)
 
 
 def test_the_first_default_model_stays_loadable_as_m2v_base_v1():
@@ -52,6 +53,22 @@ def test_the_first_default_model_stays_loadable_as_m2v_base_v1():
     assert recipe.teacher.name == v1.base_model_name and recipe.init.pca_dims == v1.dim
     assert "retrieval term" not in v1.config["recipe"] and "m2v-base-v1" in v1.config["recipe"]["recipe"]
     assert v1.fingerprint != StaticModel.from_pretrained("m2v-base").fingerprint
+
+
+def test_earlier_default_models_stay_loadable_by_version():
+    """Each replaced default is bundled under its version with its recipe: v1.1 is v1 plus the
+    retrieval term, and the shipped model adds the similarity term to v1.1."""
+    recipe = load_recipe("m2v-base-v1.1")
+    v11 = StaticModel.from_pretrained("m2v-base-v1.1")
+    assert v11.name == recipe.output.model_name == "m2v-base-v1.1"
+    assert recipe.retrieval is not None and recipe.similarity is None
+    assert "retrieval term" in v11.config["recipe"] and "similarity term" not in v11.config["recipe"]
+    assert "m2v-base-v1.1" in v11.config["recipe"]["recipe"]
+    shipped = load_recipe("default")
+    assert dataclasses.replace(shipped, name=recipe.name, description=recipe.description, similarity=None,
+                               output=recipe.output) == recipe
+    fingerprints = {StaticModel.from_pretrained(name).fingerprint for name in ("m2v-base", "m2v-base-v1.1", "m2v-base-v1")}
+    assert len(fingerprints) == 3
 
 
 def test_recipe_file_errors_name_the_file_and_field(tmp_path):
@@ -66,6 +83,9 @@ def test_recipe_file_errors_name_the_file_and_field(tmp_path):
         (lambda d: d["variants"].append({"name": "cosine"}), "variant names must be unique"),
         (lambda d: d["init"].update(token_context="suffix"), "token_context must be one of"),
         (lambda d: d["init"].update(pooling="max"), "pooling must be one of"),
+        (lambda d: d["similarity"].update(pairs="nli"), "similarity: pairs must be one of"),
+        (lambda d: d["similarity"]["teacher"].pop("licence"), "field 'similarity.teacher.licence' is missing"),
+        (lambda d: d["similarity"].update(max_pairs=5), "max_pairs must be >= 20"),
     ]
     for change, message in cases:
         broken = json.loads(json.dumps(data))
@@ -287,3 +307,20 @@ def test_a_variant_can_leave_the_vocabulary_words_out_of_the_same_teacher_pass()
     assert "no vocabulary words" in describe_variant(recipe, without, False)
     assert "no vocabulary words" not in describe_variant(recipe, with_words, False)
     assert Recipe.from_dict(dataclasses.replace(recipe, variants=(without,)).to_dict()).variants == (without,)
+
+
+def test_similarity_teacher_is_found_or_named_with_how_to_get_it(teacher_folder, tmp_path):
+    from m2v_search.train.recipe import TeacherSpec
+    from m2v_search.train.recipe_data import find_recipe_data
+
+    tiny = tiny_recipe()
+    assert find_recipe_data(tiny, teacher=teacher_folder).similarity_teacher == Path(teacher_folder)
+    elsewhere = dataclasses.replace(tiny, similarity=SimilaritySpec(
+        teacher=TeacherSpec(name="org/absent-teacher", licence="MIT", package="absent-teacher-pkg")))
+    with pytest.raises(MissingRecipeDataError) as error:
+        find_recipe_data(elsewhere, teacher=teacher_folder)
+    assert "the similarity term's teacher" in str(error.value) and "absent-teacher-pkg" in str(error.value)
+    given = find_recipe_data(elsewhere, teacher=teacher_folder, similarity_teacher=teacher_folder)
+    assert given.similarity_teacher == Path(teacher_folder)
+    with pytest.raises(MissingRecipeDataError, match="has no config.json"):
+        find_recipe_data(elsewhere, teacher=teacher_folder, similarity_teacher=tmp_path)

@@ -120,7 +120,7 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
 
 def similarity_row(spec: SimilaritySpec, summary: dict[str, Any]) -> str:
     """The model card's line for a similarity term (``SimilaritySpec`` and its report)."""
-    teacher = spec.teacher.name if spec.teacher is not None else "the teacher"
+    teacher = f"{spec.teacher.name} ({spec.teacher.licence})" if spec.teacher is not None else "the teacher"
     return (f"then tuned so that its cosines on {summary['pairs']} STS-B train sentence pairs (the pairing only; "
             f"human scores never read) correlate with {teacher}'s cosines, with a token anchor "
             f"(weight {spec.anchor_weight:g}); held-out Spearman with the teacher's cosines "

@@ -377,9 +377,11 @@ def load_recipe(recipe: str | os.PathLike[str] | Recipe) -> Recipe:
         return recipe
     text = os.fspath(recipe)
     path = Path(text)
-    if not path.suffix and not path.exists():
-        path = RECIPES_DIR / f"{ALIASES.get(text, text)}.json"
-        if not path.is_file():
+    if not path.exists():  # a shipped name ("m2v-base-v1.1" has a dot but is a name, not a file)
+        shipped = RECIPES_DIR / f"{ALIASES.get(text, text)}.json"
+        if shipped.is_file():
+            path = shipped
+        elif not path.suffix:
             raise RecipeError(f"no recipe named {text!r}; shipped: {', '.join(available_recipes())} "
                               "(or give the path of a recipe JSON file)")
     try:

@@ -45,30 +45,41 @@ def similarity_pairs(model: StaticModel, spec: SimilaritySpec, stsb_dir: str | o
     return usable[:spec.max_pairs] if spec.max_pairs is not None else usable
 
 
-def similarity_term(model: StaticModel, spec: SimilaritySpec, teacher: str | os.PathLike[str], work: Path, *,
-                    stsb_dir: str | os.PathLike[str] | None = None, device: str = "cpu", teacher_dtype: str = "auto",
-                    show_progress_bar: bool = True) -> tuple[StaticModel, dict[str, Any]]:
-    """``model`` tuned to follow ``teacher``'s cosines on the spec's sentence pairs, and the term's report.
+def similarity_inputs(model: StaticModel, spec: SimilaritySpec, teacher: str | os.PathLike[str], work: Path, *,
+                      stsb_dir: str | os.PathLike[str] | None = None, device: str = "cpu", teacher_dtype: str = "auto",
+                      show_progress_bar: bool = True) -> tuple[list[str], list[str], np.ndarray]:
+    """The term's pairs (first sentences, second sentences) and ``teacher``'s cosine of each.
 
     The teacher's embeddings of the sentences are kept in ``work / "similarity-features"``
-    (resumable shards, like the fit's teacher pass).
+    (resumable shards, like the fit's teacher pass), so a rerun does not embed them again.
     """
     from m2v_search.train.featurize import featurize, load_features
-    from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
 
     pairs = similarity_pairs(model, spec, stsb_dir)
     sentences = list(dict.fromkeys(text for pair in pairs for text in pair))
     row = {text: i for i, text in enumerate(sentences)}
-    folder = featurize(sentences, teacher, work / SIMILARITY_FEATURES, device=device, dtype=teacher_dtype,
+    folder = featurize(sentences, teacher, Path(work) / SIMILARITY_FEATURES, device=device, dtype=teacher_dtype,
                        batch_size=256, shard_size=2_000, show_progress_bar=show_progress_bar)
     vectors = load_features(folder).astype(np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     first = [a for a, _ in pairs]
     second = [b for _, b in pairs]
     cosines = np.einsum("ij,ij->i", vectors[[row[a] for a in first]], vectors[[row[b] for b in second]])
+    return first, second, cosines
+
+
+def similarity_term(model: StaticModel, spec: SimilaritySpec, teacher: str | os.PathLike[str], work: Path, *,
+                    stsb_dir: str | os.PathLike[str] | None = None, device: str = "cpu", teacher_dtype: str = "auto",
+                    show_progress_bar: bool = True) -> tuple[StaticModel, dict[str, Any]]:
+    """``model`` tuned to follow ``teacher``'s cosines on the spec's sentence pairs (``similarity_inputs``),
+    and the term's report."""
+    from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
+
+    first, second, cosines = similarity_inputs(model, spec, teacher, work, stsb_dir=stsb_dir, device=device,
+                                               teacher_dtype=teacher_dtype, show_progress_bar=show_progress_bar)
     options = SimilarityOptions(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
                                 anchor_weight=spec.anchor_weight, train=spec.train, patience=spec.patience)
     tuned, summary = similarity_finetune(model, first, second, cosines, options)
-    logger.info("similarity term on %d pairs: held-out Spearman %s -> %s", len(pairs),
+    logger.info("similarity term on %d pairs: held-out Spearman %s -> %s", len(first),
                 summary["held_out_spearman_before"], summary["held_out_spearman_best"])
-    return tuned, {"pairs": len(pairs), "source": spec.pairs, "teacher": str(teacher), **summary}
+    return tuned, {"pairs": len(first), "source": spec.pairs, "teacher": str(teacher), **summary}
