@@ -13,16 +13,44 @@ token the batch moves, against one unit of the term's loss".
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from m2v_search.model import StaticModel
+from m2v_search.train.early_stopping import EarlyStopping
 from m2v_search.train.student import StudentModel
 from m2v_search.train.tokens import TokenizedCorpus
 
+logger = logging.getLogger(__name__)
+
 TRAIN_PARTS = ("table", "map")
+
+
+class TuningOptions(Protocol):
+    """What ``tune`` reads of a term's options (``ContrastiveOptions``, ``SimilarityOptions``)."""
+
+    epochs: int
+    batch_size: int
+    anchor_weight: float
+    patience: int
+    time_budget: float | None
+    seed: int
+
+
+@dataclass
+class TuningRun:
+    """What happened in ``tune``: the early stopper (best epoch, score, state), epochs run, history."""
+
+    stopper: EarlyStopping
+    epochs_run: int
+    history: list[dict[str, float]]
+    seconds: float
 
 
 def anchor_loss(table: torch.Tensor, start: torch.Tensor, start_norms: torch.Tensor, touched: int) -> torch.Tensor:
@@ -97,3 +125,42 @@ class AnchoredTable:
         return StaticModel(table, model.tokenizer, config={**model.config, config_key: config_value},
                            normalize=model.normalize, base_model_name=model.base_model_name, language=model.language,
                            weights=model.weights, max_length=model.max_length)
+
+
+def tune(tuning: AnchoredTable, train_rows: np.ndarray, term_loss: Callable[[np.ndarray], tuple[torch.Tensor, np.ndarray]],
+         held_out: Callable[[], float], options: TuningOptions, *, min_batch: int, score_name: str, loss_name: str
+         ) -> TuningRun:
+    """Epochs of shuffled batches of ``train_rows``: each step minimises the term's loss plus the
+    anchor, and each epoch ends with the held-out score (early stopping on it, and a time budget).
+
+    Args:
+        tuning: the table and its anchor.
+        train_rows: the training items (pairs) of the term.
+        term_loss: batch rows -> (the term's loss, the corpus texts the batch pools, for the anchor).
+        held_out: the held-out score (higher is better), also taken before training.
+        options: epochs, batch size, anchor weight, patience, time budget, seed.
+        min_batch: the smallest batch the term can use (a last, smaller one is dropped).
+        score_name: the held-out score's name in the history.
+        loss_name: the term's loss's name in the history.
+    """
+    stopper = EarlyStopping(options.patience, held_out(), tuning.student.snapshot)
+    rng = np.random.default_rng(options.seed)
+    started, epoch, history = time.perf_counter(), 0, []
+    for epoch in range(1, options.epochs + 1):
+        order = rng.permutation(train_rows)
+        totals = np.zeros(2)
+        for first in range(0, len(order) - min_batch + 1, options.batch_size):
+            loss, texts = term_loss(order[first:first + options.batch_size])
+            anchor = tuning.anchor(texts)
+            tuning.step(loss + options.anchor_weight * anchor)
+            totals += (loss.item(), anchor.item())
+        score = held_out()
+        history.append({"epoch": epoch, score_name: round(score, 2), loss_name: round(float(totals[0]), 4),
+                        "anchor": round(float(totals[1]), 6)})
+        logger.info("epoch %d: %s %.2f, %s %.3f, anchor %.5f", epoch, score_name, score, loss_name, *totals)
+        if stopper.update(epoch, score):
+            break
+        if options.time_budget is not None and time.perf_counter() - started > options.time_budget:
+            logger.info("time budget reached after epoch %d", epoch)
+            break
+    return TuningRun(stopper, epoch, history, time.perf_counter() - started)

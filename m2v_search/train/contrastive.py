@@ -20,8 +20,6 @@ The pairs for the standard library come from ``dev_tasks.docstring_pairs("train"
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,15 +28,12 @@ import numpy as np
 import torch
 
 from m2v_search.model import StaticModel
-from m2v_search.train.anchor import AnchoredTable, anchor_loss
-from m2v_search.train.early_stopping import EarlyStopping
+from m2v_search.train.anchor import AnchoredTable, anchor_loss, tune
 from m2v_search.train.evaluation import retrieval_scores
 from m2v_search.train.heldout import hash_bucket
 from m2v_search.train.tokens import tokenize_corpus
 
 __all__ = ["ContrastiveOptions", "anchor_loss", "contrastive_finetune", "contrastive_loss", "split_by_group"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,34 +132,20 @@ def contrastive_finetune(model: StaticModel, queries: Sequence[str], documents: 
             d = tuning.outputs(validation_rows + n).numpy()
         return _pair_mrr(q, d)
 
-    stopper = EarlyStopping(options.patience, held_out_mrr(), tuning.student.snapshot)
-    rng = np.random.default_rng(options.seed)
-    started, epoch, history = time.perf_counter(), 0, []
-    for epoch in range(1, options.epochs + 1):
-        order = rng.permutation(train_rows)
-        totals = np.zeros(2)
-        for first in range(0, len(order) - 1, options.batch_size):
-            rows = torch.from_numpy(order[first:first + options.batch_size])
-            contrastive = contrastive_loss(tuning.outputs(rows), tuning.outputs(rows + n), options.temperature)
-            anchor = tuning.anchor(np.concatenate([rows.numpy(), rows.numpy() + n]))
-            tuning.step(contrastive + options.anchor_weight * anchor)
-            totals += (contrastive.item(), anchor.item())
-        score = held_out_mrr()
-        history.append({"epoch": epoch, "held_out_mrr@10": round(score, 2),
-                        "contrastive": round(float(totals[0]), 4), "anchor": round(float(totals[1]), 6)})
-        logger.info("epoch %d: held-out MRR@10 %.2f, contrastive %.3f, anchor %.5f", epoch, score, *totals)
-        if stopper.update(epoch, score):
-            break
-        if options.time_budget is not None and time.perf_counter() - started > options.time_budget:
-            logger.info("time budget reached after epoch %d", epoch)
-            break
+    def term_loss(rows: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        loss = contrastive_loss(tuning.outputs(rows), tuning.outputs(rows + n), options.temperature)
+        return loss, np.concatenate([rows, rows + n])
+
+    run = tune(tuning, train_rows, term_loss, held_out_mrr, options, min_batch=2, score_name="held_out_mrr@10",
+               loss_name="contrastive")
+    stopper = run.stopper
     tuned = tuning.tuned_model(stopper.best_state if options.restore_best else None, "contrastive",
                                {"options": asdict(options), "best_epoch": stopper.best_epoch})
     report = {"options": asdict(options), "train_pairs": int(len(train_rows)),
-              "validation_pairs": int(len(validation_rows)), "epochs_run": epoch, "best_epoch": stopper.best_epoch,
-              "held_out_mrr@10_before": round(stopper.initial_score, 2),
-              "held_out_mrr@10_best": round(stopper.best_score, 2),
-              "seconds": round(time.perf_counter() - started, 1), "history": history}
+              "validation_pairs": int(len(validation_rows)), "epochs_run": run.epochs_run,
+              "best_epoch": stopper.best_epoch, "held_out_mrr@10_before": round(stopper.initial_score, 2),
+              "held_out_mrr@10_best": round(stopper.best_score, 2), "seconds": round(run.seconds, 1),
+              "history": run.history}
     return tuned, report
 
 

@@ -49,6 +49,13 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _check_term(spec: RetrievalSpec | SimilaritySpec) -> None:
+    """The checks every tuning term's section shares (train part, anchor, epochs, patience)."""
+    _check(spec.train in ("table", "map"), f"train must be 'table' or 'map', got {spec.train!r}")
+    _check(spec.anchor_weight >= 0, f"anchor_weight must be >= 0, got {spec.anchor_weight}")
+    _check(spec.epochs >= 1 and spec.patience >= 1, "epochs and patience must be >= 1")
+
+
 @dataclass(frozen=True)
 class TeacherSpec:
     """The Sentence Transformer whose embeddings are distilled and fitted.
@@ -237,9 +244,7 @@ class RetrievalSpec:
 
         unknown = sorted(set(self.pairs) - set(PAIR_KINDS))
         _check(bool(self.pairs) and not unknown, f"pairs must be among {PAIR_KINDS}, got {list(self.pairs)}")
-        _check(self.train in ("table", "map"), f"train must be 'table' or 'map', got {self.train!r}")
-        _check(self.anchor_weight >= 0, f"anchor_weight must be >= 0, got {self.anchor_weight}")
-        _check(self.epochs >= 1 and self.patience >= 1, "epochs and patience must be >= 1")
+        _check_term(self)
 
 
 @dataclass(frozen=True)
@@ -273,11 +278,9 @@ class SimilaritySpec:
 
     def __post_init__(self) -> None:
         _check(self.pairs in SIMILARITY_PAIRS, f"pairs must be one of {SIMILARITY_PAIRS}, got {self.pairs!r}")
-        _check(self.train in ("table", "map"), f"train must be 'table' or 'map', got {self.train!r}")
-        _check(self.anchor_weight >= 0, f"anchor_weight must be >= 0, got {self.anchor_weight}")
         _check(self.batch_size >= 3, f"batch_size must be >= 3, got {self.batch_size}")
         _check(self.max_pairs is None or self.max_pairs >= 20, f"max_pairs must be >= 20, got {self.max_pairs}")
-        _check(self.epochs >= 1 and self.patience >= 1, "epochs and patience must be >= 1")
+        _check_term(self)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,6 @@ pairs (split by a hash of the first sentence), never the dev tasks that judge th
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,12 +28,9 @@ import numpy as np
 import torch
 
 from m2v_search.model import StaticModel
-from m2v_search.train.anchor import TRAIN_PARTS, AnchoredTable
-from m2v_search.train.early_stopping import EarlyStopping
+from m2v_search.train.anchor import TRAIN_PARTS, AnchoredTable, tune
 from m2v_search.train.heldout import hash_bucket
 from m2v_search.train.tokens import tokenize_corpus
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,32 +125,18 @@ def similarity_finetune(model: StaticModel, first: Sequence[str], second: Sequen
             cosines = pair_cosines(tuning.outputs(validation_rows), tuning.outputs(validation_rows + n))
         return float(spearmanr(cosines.numpy(), targets[validation_rows].numpy()).correlation * 100)
 
-    stopper = EarlyStopping(options.patience, held_out_spearman(), tuning.student.snapshot)
-    rng = np.random.default_rng(options.seed)
-    started, epoch, history = time.perf_counter(), 0, []
-    for epoch in range(1, options.epochs + 1):
-        order = rng.permutation(train_rows)
-        totals = np.zeros(2)
-        for start in range(0, len(order) - 2, options.batch_size):
-            rows = order[start:start + options.batch_size]
-            correlation = pearson_loss(pair_cosines(tuning.outputs(rows), tuning.outputs(rows + n)), targets[rows])
-            anchor = tuning.anchor(np.concatenate([rows, rows + n]))
-            tuning.step(correlation + options.anchor_weight * anchor)
-            totals += (correlation.item(), anchor.item())
-        score = held_out_spearman()
-        history.append({"epoch": epoch, "held_out_spearman": round(score, 2),
-                        "correlation_loss": round(float(totals[0]), 4), "anchor": round(float(totals[1]), 6)})
-        logger.info("epoch %d: held-out Spearman %.2f, correlation loss %.3f, anchor %.5f", epoch, score, *totals)
-        if stopper.update(epoch, score):
-            break
-        if options.time_budget is not None and time.perf_counter() - started > options.time_budget:
-            logger.info("time budget reached after epoch %d", epoch)
-            break
+    def term_loss(rows: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        cosines = pair_cosines(tuning.outputs(rows), tuning.outputs(rows + n))
+        return pearson_loss(cosines, targets[rows]), np.concatenate([rows, rows + n])
+
+    run = tune(tuning, train_rows, term_loss, held_out_spearman, options, min_batch=3,
+               score_name="held_out_spearman", loss_name="correlation_loss")
+    stopper = run.stopper
     tuned = tuning.tuned_model(stopper.best_state, "similarity",
                                {"options": asdict(options), "best_epoch": stopper.best_epoch})
     report = {"options": asdict(options), "train_pairs": int(len(train_rows)),
-              "validation_pairs": int(len(validation_rows)), "epochs_run": epoch, "best_epoch": stopper.best_epoch,
-              "held_out_spearman_before": round(stopper.initial_score, 2),
-              "held_out_spearman_best": round(stopper.best_score, 2),
-              "seconds": round(time.perf_counter() - started, 1), "history": history}
+              "validation_pairs": int(len(validation_rows)), "epochs_run": run.epochs_run,
+              "best_epoch": stopper.best_epoch, "held_out_spearman_before": round(stopper.initial_score, 2),
+              "held_out_spearman_best": round(stopper.best_score, 2), "seconds": round(run.seconds, 1),
+              "history": run.history}
     return tuned, report
