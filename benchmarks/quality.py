@@ -35,7 +35,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEACHER_ID = "sentence-transformers/all-MiniLM-L6-v2"
-V1_NAME = "m2v-base-v1"  # the first default model, bundled beside m2v-base since v1.1 shipped
+V1_NAME = "m2v-base-v1"  # the first default model (the reference of issue 16), bundled beside m2v-base
 # Published figure measured on the same protocol (../shared/ASSETS.md); the model is not
 # available offline, so it is quoted, not re-measured.
 POTION_BASE_8M_REFERENCE = 75.41
@@ -86,6 +86,19 @@ def encode_speed(encode, texts: list[str], repeats: int = 3) -> float:
         encode(texts)
         best = min(best, time.perf_counter() - start)
     return len(texts) / best
+
+
+def alternated_speeds(encoders: dict, labels: list[str], texts: list[str], rounds: int = 5) -> dict[str, float]:
+    """Texts per second of each model: the median of ``rounds`` rounds, each timing every model once
+    in turn (so a busy stretch of a shared machine falls on all of them, not on one)."""
+    import statistics
+
+    print(f"timing encode speed: {rounds} alternated rounds", file=sys.stderr, flush=True)
+    seen: dict[str, list[float]] = {label: [] for label in labels}
+    for _ in range(rounds):
+        for label in labels:
+            seen[label].append(encode_speed(encoders[label], texts, repeats=1))
+    return {label: statistics.median(values) for label, values in seen.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,7 +289,7 @@ TASK_ROWS = [  # (key, label)
     ("docstring_recall@10", "stdlib docstring summary -> body, recall@10"),
     ("combined", "**combined dev score** (mean of the 4 selection tasks)"),
     ("size_mib", "size on disk, MiB"),
-    ("texts_per_s", "encode texts/s (shared CPU: indicative)"),
+    ("texts_per_s", "encode texts/s (median of 5 alternated rounds)"),
 ]
 
 
@@ -309,11 +322,13 @@ def run_tasks(candidates: list[Path], limit: int | None, second_teacher: Path | 
         other = SentenceTransformer(str(second_teacher), device="cpu")
         columns.append((f"teacher {second_teacher.name}", lambda t: other.encode(list(t), batch_size=64),
                         second_teacher, False))
-    if V1_NAME in bundled_model_names():  # a newer default shipped: v1 is kept beside it
-        v1 = StaticModel.from_pretrained(V1_NAME)
-        shipped = StaticModel.from_pretrained()
-        columns += [(f"v1 ({V1_NAME})", v1.encode, BUNDLED_MODELS_DIR / V1_NAME, True),
-                    ("shipped m2v-base", shipped.encode, BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME, True)]
+    earlier = sorted(name for name in bundled_model_names() if name.startswith(DEFAULT_MODEL_NAME + "-v"))
+    if earlier:  # newer defaults shipped: the earlier ones are kept beside them (v1, v1.1, ...)
+        v1 = StaticModel.from_pretrained(V1_NAME if V1_NAME in earlier else earlier[0])
+        for name in earlier:
+            columns.append((name, StaticModel.from_pretrained(name).encode, BUNDLED_MODELS_DIR / name, True))
+        columns.append(("shipped m2v-base", StaticModel.from_pretrained().encode,
+                        BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME, True))
     else:
         v1 = StaticModel.from_pretrained()
         columns.append(("v1 (shipped m2v-base)", v1.encode, BUNDLED_MODELS_DIR / DEFAULT_MODEL_NAME, True))
@@ -340,9 +355,13 @@ def run_tasks(candidates: list[Path], limit: int | None, second_teacher: Path | 
         scores["combined"] = dev_tasks.combined_score(scores)
         scores["stsb_test"] = stsb_spearman(encode, "test", limit)
         scores["size_mib"] = folder_mib(folder)
-        scores["texts_per_s"] = encode_speed(encode, speed_texts) if timed else None
+        scores["texts_per_s"] = None
         scores["seconds"] = time.perf_counter() - started
         results[label] = scores
+    timed_labels = [label for label, _, _, timed in columns if timed]
+    encoders = {label: encode for label, encode, _, _ in columns}
+    for label, speed in alternated_speeds(encoders, timed_labels, speed_texts).items():
+        results[label]["texts_per_s"] = speed
     sizes = {"stsb_test_pairs": len(left), "stsb_dev_pairs": limit or 1500, "words": len(data.words),
              "gcide_pairs": len(data.gcide[0]), "docstring_pairs": len(data.docstrings)}
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
