@@ -1,14 +1,17 @@
-"""Experiment (issue 16): the similarity term (``m2v_search.train.similarity``) on a starting model,
-over a grid of anchor weights, learning rates and seeds, judged on the dev tasks (which choose)
-and STS-B test (reported only).
+"""Experiment (issue 16): the similarity term or the word term (``m2v_search.train.similarity``,
+``m2v_search.train.terms``) on a starting model, over a grid of settings and seeds, judged on the
+dev tasks (which choose) and STS-B test (reported only).
 
     HF_HUB_OFFLINE=1 python benchmarks/similarity_term.py --start m2v-base-v1.1 \\
         --teacher FOLDER_OF_all-mpnet-base-v2 --work /tmp/similarity.work \\
-        --grid 0.3:0.01 1:0.01 3:0.01 0.3:0.03 1:0.03 3:0.03 --seeds 0 1
+        --grid table:0.3:0.01 table:1:0.01 table:3:0.01 table:0.3:0.03 table:1:0.03 table:3:0.03 --seeds 0 1
+    HF_HUB_OFFLINE=1 python benchmarks/similarity_term.py --term words --start m2v-base \\
+        --teacher FOLDER_OF_all-MiniLM-L6-v2 --work /tmp/words.work --grid map:1:0.01 map:0.1:0.03 \\
+        --results-name word_term
 
-The teacher's embeddings of the STS-B train sentences are computed once into ``--work`` (the
-same cache ``m2v train`` keeps); every run uses the same pairs and cosines. Writes
-benchmarks/results/similarity_term.md, .json and .png (STS-B test against the dev mix).
+The teacher's embeddings of the term's texts (STS-B train sentences, or vocabulary words) are
+computed once into ``--work`` (the cache ``m2v train`` keeps); every run uses the same pairs and
+cosines. Writes benchmarks/results/NAME.md, .json and .png (STS-B test against the dev mix).
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="m2v-base-v1.1", help="starting model (name or folder)")
     parser.add_argument("--teacher", type=Path, required=True, help="the teacher's local folder")
     parser.add_argument("--work", type=Path, required=True, help="folder for the teacher's cached embeddings")
-    parser.add_argument("--grid", nargs="+", default=["0.3:0.01", "1:0.01", "3:0.01", "0.3:0.03", "1:0.03", "3:0.03"],
-                        help="ANCHOR_WEIGHT:LEARNING_RATE per setting")
+    parser.add_argument("--term", choices=("similarity", "words"), default="similarity",
+                        help="STS-B train sentence pairs (the similarity term) or vocabulary word pairs (the word term)")
+    parser.add_argument("--grid", nargs="+", default=["table:0.3:0.01", "table:1:0.01", "table:3:0.01",
+                                                     "table:0.3:0.03", "table:1:0.03", "table:3:0.03"],
+                        help="TRAIN:ANCHOR_WEIGHT:LEARNING_RATE per setting (TRAIN: table or map)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--teacher-dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     parser.add_argument("--results-name", default="similarity_term")
@@ -42,27 +48,37 @@ def main(argv: list[str] | None = None) -> int:
     from common import dev_task_scorer
 
     from m2v_search import StaticModel
-    from m2v_search.train.recipe import SimilaritySpec
+    from m2v_search.train.recipe import SimilaritySpec, WordTermSpec
     from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
-    from m2v_search.train.terms import similarity_inputs
+    from m2v_search.train.terms import WORD_FEATURES, similarity_inputs, teacher_cosines, word_pairs
 
     start = StaticModel.from_pretrained(args.start)
-    first, second, cosines = similarity_inputs(start, SimilaritySpec(), args.teacher, args.work,
-                                               teacher_dtype=args.teacher_dtype)
+    if args.term == "similarity":
+        first, second, cosines = similarity_inputs(start, SimilaritySpec(), args.teacher, args.work,
+                                                   teacher_dtype=args.teacher_dtype)
+        what = "STS-B train sentence pairs (their pairing only; human scores never read)"
+        batch_size = SimilaritySpec().batch_size
+    else:
+        first, second, cosines = teacher_cosines(word_pairs(start, WordTermSpec()), args.teacher,
+                                                 args.work / WORD_FEATURES, "cpu", args.teacher_dtype, True)
+        what = "random pairs of vocabulary words (never a held-out word of the dev tasks)"
+        batch_size = WordTermSpec().batch_size
     print(f"{len(first)} pairs", file=sys.stderr, flush=True)
     _, _, scores_of = dev_task_scorer(list(start.tokens))
     rows = {f"start ({args.start})": {"scores": scores_of(start)}}
     for setting in args.grid:
-        anchor, learning_rate = (float(x) for x in setting.split(":"))
+        train, anchor_text, rate_text = setting.split(":")
+        anchor, learning_rate = float(anchor_text), float(rate_text)
         for seed in args.seeds:
-            options = SimilarityOptions(anchor_weight=anchor, learning_rate=learning_rate, seed=seed)
+            options = SimilarityOptions(train=train, anchor_weight=anchor, learning_rate=learning_rate, seed=seed,
+                                        batch_size=batch_size)
             tuned, report = similarity_finetune(start, first, second, cosines, options)
-            name = f"anchor {anchor:g}, lr {learning_rate:g}, seed {seed}"
+            name = f"{train}, anchor {anchor:g}, lr {learning_rate:g}, seed {seed}"
             rows[name] = {"scores": scores_of(tuned), "best_epoch": report["best_epoch"],
                           "held_out": report["held_out_spearman_best"], "seconds": report["seconds"]}
             print(name, {k: round(rows[name]["scores"][k], 2) for k in KEYS}, file=sys.stderr, flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "start": args.start,
-              "teacher": args.teacher.name, "pairs": len(first), "rows": rows}
+              "term": args.term, "what": what, "teacher": args.teacher.name, "pairs": len(first), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.results_name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     markdown = render(result)
@@ -73,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(result: dict) -> str:
-    lines = [f"# The similarity term on {result['start']} (issue 16)", "",
-             f"{result['machine']} (run {result['date']}). {result['pairs']} STS-B train sentence pairs (their pairing "
-             f"only; human scores never read), the teacher {result['teacher']}'s cosines as targets. Dev tasks "
-             "choose (combined = their mean); STS-B test is reported, never used to choose.", "",
+    term = result.get("term", "similarity")
+    what = result.get("what", "STS-B train sentence pairs (their pairing only; human scores never read)")
+    lines = [f"# The {'word' if term == 'words' else 'similarity'} term on {result['start']} (issue 16)", "",
+             f"{result['machine']} (run {result['date']}). {result['pairs']} {what}, the teacher "
+             f"{result['teacher']}'s cosines as targets. Dev tasks choose (combined = their mean); STS-B test is "
+             "reported, never used to choose.", "",
              "| run | STS-B test | STS-B dev | words | GCIDE headword | docstrings | combined | best epoch | "
              "held-out Spearman vs teacher |", "|---|" + "---:|" * 8]
     for name, row in result["rows"].items():
@@ -97,9 +115,10 @@ def plot(result: dict, path: Path) -> None:
         s = row["scores"]
         axis.scatter(s["combined"], s["stsb_test"], color="tab:gray" if name.startswith("start") else "tab:blue")
         axis.annotate(name.replace(", seed", "\nseed"), (s["combined"], s["stsb_test"]), fontsize=6)
+    term = "word" if result.get("term") == "words" else "similarity"
     axis.set_xlabel("combined dev score (chooses)")
     axis.set_ylabel("STS-B test Spearman x100 (reported)")
-    axis.set_title(f"similarity term on {result['start']}: {result['date']}")
+    axis.set_title(f"{term} term on {result['start']}: {result['date']}")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 

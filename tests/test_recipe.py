@@ -21,6 +21,7 @@ from m2v_search.train.recipe import (
     RecipeError,
     SimilaritySpec,
     VariantSpec,
+    WordTermSpec,
     available_recipes,
     load_recipe,
 )
@@ -43,6 +44,7 @@ def test_default_recipe_is_the_shipped_model():
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
     assert ("retrieval term" in card) == (recipe.retrieval is not None)
     assert ("similarity term" in card) == (recipe.similarity is not None)
+    assert ("word term" in card) == (recipe.word_term is not None)
 
 
 def test_the_first_default_model_stays_loadable_as_m2v_base_v1():
@@ -66,7 +68,7 @@ def test_earlier_default_models_stay_loadable_by_version():
     assert "m2v-base-v1.1" in v11.config["recipe"]["recipe"]
     shipped = load_recipe("default")
     assert dataclasses.replace(shipped, name=recipe.name, description=recipe.description, similarity=None,
-                               output=recipe.output) == recipe
+                               word_term=None, output=recipe.output) == recipe
     fingerprints = {StaticModel.from_pretrained(name).fingerprint for name in ("m2v-base", "m2v-base-v1.1", "m2v-base-v1")}
     assert len(fingerprints) == 3
 
@@ -86,6 +88,7 @@ def test_recipe_file_errors_name_the_file_and_field(tmp_path):
         (lambda d: d["similarity"].update(pairs="nli"), "similarity: pairs must be one of"),
         (lambda d: d["similarity"]["teacher"].pop("licence"), "field 'similarity.teacher.licence' is missing"),
         (lambda d: d["similarity"].update(max_pairs=5), "max_pairs must be >= 20"),
+        (lambda d: d["word_term"].update(train="rows"), "word_term: train must be 'table' or 'map'"),
     ]
     for change, message in cases:
         broken = json.loads(json.dumps(data))
@@ -170,6 +173,7 @@ def tiny_recipe() -> Recipe:
         output=OutputSpec(model_name="tiny-recipe", dtype="int8"),
         evaluation=EvaluationSpec(stsb_test=True, gcide_pairs=0, teacher=False),
         similarity=SimilaritySpec(max_pairs=60, epochs=2, patience=1),  # the recipe's own teacher, 60 pairs
+        word_term=WordTermSpec(words=150, pairs=300, epochs=2, patience=1),
     )
 
 
@@ -206,6 +210,7 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     similarity = report["similarity"]  # the similarity term ran last, on the recipe's own teacher
     assert 20 <= similarity["pairs"] <= 60 and similarity["epochs_run"] >= 1
     assert (tmp_path / "tiny-model.work" / "similarity-features" / "progress.json").is_file()
+    assert report["word_term"]["pairs"] == 300 and (tmp_path / "tiny-model.work" / "word-features").is_dir()
 
     card = model.config["recipe"]
     assert "token input: [CLS] token [SEP]; pooling: mean" in card["init"]  # the init's teacher inputs as asked
@@ -214,6 +219,7 @@ def test_tiny_recipe_end_to_end(tiny_corpus, tmp_path):
     assert card["variant"] == report["final"]["variant"]
     assert "STS-B test (plain distill / this)" in card and "200 texts" in card["corpus"]
     assert card["similarity term"].startswith(f"then tuned so that its cosines on {similarity['pairs']} STS-B train")
+    assert card["word term"].startswith("then one square map of the table tuned so that its cosines on 300 random")
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert "not a shipped recipe" in readme and "Apache-2.0" in readme
 
@@ -309,10 +315,13 @@ def test_a_variant_can_leave_the_vocabulary_words_out_of_the_same_teacher_pass()
     assert Recipe.from_dict(dataclasses.replace(recipe, variants=(without,)).to_dict()).variants == (without,)
 
 
-def test_similarity_teacher_is_found_or_named_with_how_to_get_it(teacher_folder, tmp_path):
-    from m2v_search.train.recipe import TeacherSpec
-    from m2v_search.train.recipe_data import find_recipe_data
+def test_similarity_teacher_is_found_or_named_with_how_to_get_it(teacher_folder, tiny_corpus, tmp_path):
+    from functools import partial
 
+    from m2v_search.train.recipe import TeacherSpec
+    from m2v_search.train.recipe_data import find_recipe_data as find
+
+    find_recipe_data = partial(find, corpus=tiny_corpus)  # the corpus sources may be missing here
     tiny = tiny_recipe()
     assert find_recipe_data(tiny, teacher=teacher_folder).similarity_teacher == Path(teacher_folder)
     elsewhere = dataclasses.replace(tiny, similarity=SimilaritySpec(

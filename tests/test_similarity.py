@@ -9,14 +9,15 @@ torch = pytest.importorskip("torch")
 
 from m2v_search import StaticModel  # noqa: E402
 from m2v_search.train.corpus import stsb_train_pairs, stsb_train_sentences  # noqa: E402
-from m2v_search.train.recipe import SimilaritySpec  # noqa: E402
+from m2v_search.train.heldout import is_heldout_headword, is_heldout_word  # noqa: E402
+from m2v_search.train.recipe import SimilaritySpec, WordTermSpec  # noqa: E402
 from m2v_search.train.similarity import (  # noqa: E402
     SimilarityOptions,
     pair_cosines,
     pearson_loss,
     similarity_finetune,
 )
-from m2v_search.train.terms import similarity_pairs  # noqa: E402
+from m2v_search.train.terms import similarity_pairs, word_pairs  # noqa: E402
 
 WORDS = ("red blue green yellow cat dog horse bird car bus train plane apple bread cheese milk "
          "run walk swim fly city river mountain sea happy sad angry calm").split()
@@ -105,3 +106,31 @@ def test_similarity_pairs_drop_repeats_identical_and_unknown_sentences(model: St
     pairs = similarity_pairs(model, SimilaritySpec(), tmp_path)
     assert pairs[:2] == [("a red car", "a blue car"), ("a cat", "a dog")] and len(pairs) == 32
     assert len(similarity_pairs(model, SimilaritySpec(max_pairs=20), tmp_path)) == 20
+
+
+def test_word_pairs_never_hold_a_held_out_word(model: StaticModel) -> None:
+    spec = WordTermSpec(words=3000, pairs=5000, seed=3)
+    pairs = word_pairs(model, spec)
+    assert len(pairs) == 5000 and pairs == word_pairs(model, spec)  # the same draw for the same seed
+    words = {word for pair in pairs for word in pair}
+    assert all(a != b for a, b in pairs) and len(words) > 2000
+    assert not any(is_heldout_word(word) or is_heldout_headword(word) for word in words)
+    assert pairs != word_pairs(model, WordTermSpec(words=3000, pairs=5000, seed=4))
+
+
+def test_a_word_map_reaches_words_it_never_saw(model: StaticModel) -> None:
+    """Trained as one square map, the word term changes held-out words' vectors too; as a table it
+    moves only the rows of the words it trains on."""
+    first, second = zip(*word_pairs(model, WordTermSpec(words=400, pairs=1500)))
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(-1, 1, len(first)).astype(np.float32)
+    unseen = [w for w in ("zebra", "harbour", "violin", "glacier") if w not in set(first) | set(second)]
+    assert unseen
+    before = model.encode(unseen)
+    for train, moves in (("map", True), ("table", False)):
+        tuned, _ = similarity_finetune(model, list(first), list(second), targets, SimilarityOptions(
+            train=train, epochs=2, patience=2, batch_size=64, anchor_weight=0.0, learning_rate=0.1),
+            record_as="word_term")
+        assert "word_term" in tuned.config and "similarity" not in tuned.config
+        changed = not np.allclose(tuned.encode(unseen), before, atol=1e-3)
+        assert changed == moves, train

@@ -8,7 +8,7 @@ from typing import Any
 
 from m2v_search.model import StaticModel
 from m2v_search.train.init_model import describe_init
-from m2v_search.train.recipe import Recipe, RecipeError, SimilaritySpec, VariantSpec, load_recipe
+from m2v_search.train.recipe import Recipe, RecipeError, SimilaritySpec, VariantSpec, WordTermSpec, load_recipe
 from m2v_search.train.training_set import TrainingSet
 from m2v_search.train.variants import Candidate
 
@@ -106,6 +106,9 @@ def card_recipe(recipe: Recipe, best: Candidate, init: StaticModel, training: Tr
     similarity = report.get("similarity")
     if recipe.similarity is not None and similarity:
         rows["similarity term"] = similarity_row(recipe.similarity, similarity)
+    words = report.get("word_term")
+    if recipe.word_term is not None and words:
+        rows["word term"] = word_term_row(recipe.word_term, words, recipe.teacher.name)
     scores = report.get("final", {}).get("scores", {})
     for key, label in SCORE_ROWS:
         names = [name for name in scores if key in scores[name]]
@@ -124,4 +127,13 @@ def similarity_row(spec: SimilaritySpec, summary: dict[str, Any]) -> str:
     return (f"then tuned so that its cosines on {summary['pairs']} STS-B train sentence pairs (the pairing only; "
             f"human scores never read) correlate with {teacher}'s cosines, with a token anchor "
             f"(weight {spec.anchor_weight:g}); held-out Spearman with the teacher's cosines "
+            f"{summary['held_out_spearman_before']} -> {summary['held_out_spearman_best']}")
+
+
+def word_term_row(spec: WordTermSpec, summary: dict[str, Any], teacher: str) -> str:
+    """The model card's line for a word term (``WordTermSpec``, its report, the teacher's name)."""
+    part = "one square map of the table" if spec.train == "map" else "the table"
+    return (f"then {part} tuned so that its cosines on {summary['pairs']} random pairs of {summary['words']} "
+            f"vocabulary words (never a held-out word of the dev tasks) correlate with {teacher}'s cosines, with a "
+            f"token anchor (weight {spec.anchor_weight:g}); held-out Spearman with the teacher's cosines "
             f"{summary['held_out_spearman_before']} -> {summary['held_out_spearman_best']}")

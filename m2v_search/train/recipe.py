@@ -4,7 +4,8 @@ A recipe records the teacher, the corpus sources and how the corpus is split and
 the plain distill the fit starts from (``init``), the shared fit settings, the variants
 fitted, whether each is also whitened, how the final one is selected, the output and the
 evaluations written into the model card, and optional terms applied to the chosen model:
-a retrieval term (``retrieval``), then a sentence-similarity term (``similarity``). ``run_recipe`` (``m2v_search.train.runner``)
+a retrieval term (``retrieval``), then a sentence-similarity term (``similarity``), then a
+word term (``word_term``). ``run_recipe`` (``m2v_search.train.runner``)
 executes one; ``m2v train --recipe default`` calls it.
 
 Recipes shipped with the package live in ``m2v_search/train/recipes/`` (``default`` is
@@ -49,7 +50,7 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def _check_term(spec: RetrievalSpec | SimilaritySpec) -> None:
+def _check_term(spec: RetrievalSpec | SimilaritySpec | WordTermSpec) -> None:
     """The checks every tuning term's section shares (train part, anchor, epochs, patience)."""
     _check(spec.train in ("table", "map"), f"train must be 'table' or 'map', got {spec.train!r}")
     _check(spec.anchor_weight >= 0, f"anchor_weight must be >= 0, got {spec.anchor_weight}")
@@ -284,6 +285,43 @@ class SimilaritySpec:
 
 
 @dataclass(frozen=True)
+class WordTermSpec:
+    """A word term after the similarity term: the model tuned so that its cosines between single
+    vocabulary words correlate with the recipe teacher's cosines of the same words (with the
+    token anchor; ``m2v_search.train.similarity`` on word pairs). The words are
+    ``corpus.vocabulary_words``' (never a held-out word of the dev tasks or a held-out GCIDE
+    headword); trained as one square map ("map", the default), what is learnt reaches every
+    token, held-out words included, instead of the training words' rows alone.
+
+    Attributes:
+        words: this many vocabulary words (in vocabulary order).
+        pairs: this many random pairs of them (a word never with itself).
+        seed: the pairs' draw.
+        anchor_weight: weight of the token anchor.
+        learning_rate: Adam's rate (relative to the table's or the map's scale).
+        batch_size: pairs per step.
+        epochs: at most this many passes.
+        patience: epochs without a better held-out Spearman before stopping.
+        train: "map" (one square map folded into the table) or "table" (every row).
+    """
+
+    words: int = 20_000
+    pairs: int = 60_000
+    seed: int = 0
+    anchor_weight: float = 0.3
+    learning_rate: float = 0.03
+    batch_size: int = 512
+    epochs: int = 10
+    patience: int = 3
+    train: str = "map"
+
+    def __post_init__(self) -> None:
+        _check(self.words >= 20 and self.pairs >= 20, "words and pairs must be >= 20")
+        _check(self.batch_size >= 3, f"batch_size must be >= 3, got {self.batch_size}")
+        _check_term(self)
+
+
+@dataclass(frozen=True)
 class OutputSpec:
     """The saved model: its name in the model card, storage dtype and default normalisation."""
 
@@ -327,6 +365,7 @@ class Recipe:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     retrieval: RetrievalSpec | None = None
     similarity: SimilaritySpec | None = None
+    word_term: WordTermSpec | None = None
 
     def __post_init__(self) -> None:
         names = [variant.name for variant in self.variants]

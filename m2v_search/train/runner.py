@@ -12,7 +12,8 @@ Steps (each timed in the report, which is rewritten after every step):
    the best on the recipe's selection score (STS-B dev or the held-out corpus; never test);
 6. with a ``retrieval`` section: tune the chosen model on query -> document pairs (the
    contrastive term with its token anchor); with a ``similarity`` section: then tune it to
-   follow a teacher's cosines on sentence pairs (``m2v_search.train.terms``);
+   follow a teacher's cosines on sentence pairs; with a ``word_term`` section: then on pairs of
+   vocabulary words (``m2v_search.train.terms``);
 7. evaluate teacher, init and result, write the recipe and the scores into the model card,
    save the model.
 """
@@ -237,9 +238,9 @@ def _teacher_features(texts: list[str], teacher: Path, work: Path, device: str, 
 
 def _terms(recipe: Recipe, best: Candidate, data: RecipeData, work: Path, device: str, teacher_dtype: str,
            show_progress_bar: bool, report: _Report) -> Candidate:
-    """The chosen candidate tuned by the recipe's retrieval term, then its similarity term (each
-    only when the recipe has its section)."""
-    from m2v_search.train.terms import retrieval_term, similarity_term
+    """The chosen candidate tuned by the recipe's retrieval term, then its similarity term, then its
+    word term (each only when the recipe has its section)."""
+    from m2v_search.train.terms import retrieval_term, similarity_term, word_term
 
     model = best.model
     if recipe.retrieval is not None:
@@ -251,6 +252,10 @@ def _terms(recipe: Recipe, best: Candidate, data: RecipeData, work: Path, device
                                          stsb_dir=data.stsb_dir, device=device, teacher_dtype=teacher_dtype,
                                          show_progress_bar=show_progress_bar)
         report.update(similarity=summary)
+    if recipe.word_term is not None:
+        model, summary = word_term(model, recipe.word_term, data.teacher, work, device=device,
+                                   teacher_dtype=teacher_dtype, show_progress_bar=show_progress_bar)
+        report.update(word_term=summary)
     return best if model is best.model else dataclasses.replace(best, model=model)
 
 

@@ -81,8 +81,8 @@ def pair_cosines(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 
 def similarity_finetune(model: StaticModel, first: Sequence[str], second: Sequence[str],
-                        teacher_cosines: Sequence[float] | np.ndarray, options: SimilarityOptions | None = None
-                        ) -> tuple[StaticModel, dict[str, Any]]:
+                        teacher_cosines: Sequence[float] | np.ndarray, options: SimilarityOptions | None = None,
+                        *, record_as: str = "similarity") -> tuple[StaticModel, dict[str, Any]]:
     """Tune a static model's table so that its cosines on ``(first[i], second[i])`` follow ``teacher_cosines``.
 
     Args:
@@ -91,6 +91,7 @@ def similarity_finetune(model: StaticModel, first: Sequence[str], second: Sequen
         second: the pairs' second sentences.
         teacher_cosines: the teacher's cosine of each pair.
         options: the settings (default ``SimilarityOptions()``).
+        record_as: the key of the tuned model's config that records the term's settings.
 
     Returns:
         The tuned model (the best held-out epoch's, in the starting table's float dtype) and a
@@ -132,7 +133,7 @@ def similarity_finetune(model: StaticModel, first: Sequence[str], second: Sequen
     run = tune(tuning, train_rows, term_loss, held_out_spearman, options, min_batch=3,
                score_name="held_out_spearman", loss_name="correlation_loss")
     stopper = run.stopper
-    tuned = tuning.tuned_model(stopper.best_state, "similarity",
+    tuned = tuning.tuned_model(stopper.best_state, record_as,
                                {"options": asdict(options), "best_epoch": stopper.best_epoch})
     report = {"options": asdict(options), "train_pairs": int(len(train_rows)),
               "validation_pairs": int(len(validation_rows)), "epochs_run": run.epochs_run,

@@ -1,6 +1,7 @@
 """The terms a recipe applies to its chosen model after the fit, each from its recipe section:
 the retrieval term (query -> document pairs, ``m2v_search.train.contrastive``), then the
-sentence-similarity term (a teacher's cosines on sentence pairs, ``m2v_search.train.similarity``)."""
+sentence-similarity term (a teacher's cosines on sentence pairs, ``m2v_search.train.similarity``),
+then the word term (the teacher's cosines on pairs of single vocabulary words, the same code)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from m2v_search.model import StaticModel
-from m2v_search.train.recipe import RetrievalSpec, SimilaritySpec
+from m2v_search.train.recipe import RetrievalSpec, SimilaritySpec, WordTermSpec
 
 logger = logging.getLogger(__name__)
 
 SIMILARITY_FEATURES = "similarity-features"
+WORD_FEATURES = "word-features"
 
 
 def retrieval_term(model: StaticModel, spec: RetrievalSpec) -> tuple[StaticModel, dict[str, Any]]:
@@ -53,13 +55,21 @@ def similarity_inputs(model: StaticModel, spec: SimilaritySpec, teacher: str | o
     The teacher's embeddings of the sentences are kept in ``work / "similarity-features"``
     (resumable shards, like the fit's teacher pass), so a rerun does not embed them again.
     """
+    pairs = similarity_pairs(model, spec, stsb_dir)
+    return teacher_cosines(pairs, teacher, Path(work) / SIMILARITY_FEATURES, device, teacher_dtype,
+                            show_progress_bar)
+
+
+def teacher_cosines(pairs: list[tuple[str, str]], teacher: str | os.PathLike[str], features: Path, device: str,
+                     teacher_dtype: str, show_progress_bar: bool) -> tuple[list[str], list[str], np.ndarray]:
+    """The pairs split into first and second texts, and the teacher's cosine of each (its
+    embeddings of the distinct texts cached in ``features``)."""
     from m2v_search.train.featurize import featurize, load_features
 
-    pairs = similarity_pairs(model, spec, stsb_dir)
-    sentences = list(dict.fromkeys(text for pair in pairs for text in pair))
-    row = {text: i for i, text in enumerate(sentences)}
-    folder = featurize(sentences, teacher, Path(work) / SIMILARITY_FEATURES, device=device, dtype=teacher_dtype,
-                       batch_size=256, shard_size=2_000, show_progress_bar=show_progress_bar)
+    texts = list(dict.fromkeys(text for pair in pairs for text in pair))
+    row = {text: i for i, text in enumerate(texts)}
+    folder = featurize(texts, teacher, features, device=device, dtype=teacher_dtype, batch_size=256,
+                       shard_size=2_000, show_progress_bar=show_progress_bar)
     vectors = load_features(folder).astype(np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     first = [a for a, _ in pairs]
@@ -83,3 +93,36 @@ def similarity_term(model: StaticModel, spec: SimilaritySpec, teacher: str | os.
     logger.info("similarity term on %d pairs: held-out Spearman %s -> %s", len(first),
                 summary["held_out_spearman_before"], summary["held_out_spearman_best"])
     return tuned, {"pairs": len(first), "source": spec.pairs, "teacher": str(teacher), **summary}
+
+
+def word_pairs(model: StaticModel, spec: WordTermSpec) -> list[tuple[str, str]]:
+    """``spec.pairs`` random pairs of two different vocabulary words that ``model`` can encode
+    (``corpus.vocabulary_words``: never a held-out word of the dev tasks)."""
+    from m2v_search.train.corpus import vocabulary_words
+
+    words = vocabulary_words(model.tokens, spec.words)
+    lengths = np.diff(model.tokenize_flat(words, model.max_length)[1])
+    words = [word for word, length in zip(words, lengths) if length > 0]
+    if len(words) < 2:
+        raise ValueError(f"the word term needs at least 2 vocabulary words the model can encode, got {len(words)}")
+    rng = np.random.default_rng(spec.seed)
+    first, second = rng.integers(0, len(words), (2, spec.pairs * 2))
+    kept = np.flatnonzero(first != second)[:spec.pairs]
+    return [(words[a], words[b]) for a, b in zip(first[kept], second[kept])]
+
+
+def word_term(model: StaticModel, spec: WordTermSpec, teacher: str | os.PathLike[str], work: Path, *,
+              device: str = "cpu", teacher_dtype: str = "auto", show_progress_bar: bool = True
+              ) -> tuple[StaticModel, dict[str, Any]]:
+    """``model`` tuned to follow ``teacher``'s cosines between vocabulary words (``word_pairs``;
+    the teacher's word embeddings cached in ``work / "word-features"``), and the term's report."""
+    from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
+
+    first, second, cosines = teacher_cosines(word_pairs(model, spec), teacher, Path(work) / WORD_FEATURES, device,
+                                              teacher_dtype, show_progress_bar)
+    options = SimilarityOptions(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                                anchor_weight=spec.anchor_weight, train=spec.train, patience=spec.patience)
+    tuned, summary = similarity_finetune(model, first, second, cosines, options, record_as="word_term")
+    logger.info("word term on %d pairs: held-out Spearman %s -> %s", len(first), summary["held_out_spearman_before"],
+                summary["held_out_spearman_best"])
+    return tuned, {"pairs": len(first), "words": len(set(first) | set(second)), "teacher": str(teacher), **summary}
