@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                           "held_out": report["held_out_spearman_best"], "seconds": report["seconds"]}
             print(name, {k: round(rows[name]["scores"][k], 2) for k in KEYS}, file=sys.stderr, flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "start": args.start,
-              "term": args.term, "what": what, "teacher": args.teacher.name, "pairs": len(first), "rows": rows}
+              "term": args.term, "what": what, "teacher": teacher_name(args.teacher), "pairs": len(first), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.results_name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     markdown = render(result)
@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     plot(result, RESULTS / f"{args.results_name}.png")
     print(markdown)
     return 0
+
+
+def teacher_name(folder: Path) -> str:
+    """The teacher's name for the report: its folder's name, or the package's for a generic ``model`` folder."""
+    return folder.parent.name if folder.name == "model" else folder.name
 
 
 def render(result: dict) -> str:
