@@ -333,3 +333,8 @@ def test_similarity_teacher_is_found_or_named_with_how_to_get_it(teacher_folder,
     assert given.similarity_teacher == Path(teacher_folder)
     with pytest.raises(MissingRecipeDataError, match="has no config.json"):
         find_recipe_data(elsewhere, teacher=teacher_folder, similarity_teacher=tmp_path)
+    with pytest.raises(RecipeError, match="no similarity section"):  # a flag that would be ignored is refused
+        find_recipe_data(dataclasses.replace(tiny, similarity=None), teacher=teacher_folder,
+                         similarity_teacher=teacher_folder)
+    with pytest.raises(RecipeError, match="no recipe named 'm2v-base-v1.5'"):  # a dotted name, not a file
+        load_recipe("m2v-base-v1.5")

@@ -106,6 +106,9 @@ def test_similarity_pairs_drop_repeats_identical_and_unknown_sentences(model: St
     pairs = similarity_pairs(model, SimilaritySpec(), tmp_path)
     assert pairs[:2] == [("a red car", "a blue car"), ("a cat", "a dog")] and len(pairs) == 32
     assert len(similarity_pairs(model, SimilaritySpec(max_pairs=20), tmp_path)) == 20
+    (tmp_path / "sts-train.csv").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="sts-train.csv gave 0 usable sentence pairs"):
+        similarity_pairs(model, SimilaritySpec(), tmp_path)
 
 
 def test_word_pairs_never_hold_a_held_out_word(model: StaticModel) -> None:

@@ -310,3 +310,17 @@ def test_loop_stops_early_and_restores_the_best_state(tiny_model, corpus_tokens)
                    FitOptions(epochs=5, batch_size=32, learning_rate=1e-2, patience=2, show_progress_bar=False))
     assert [row["epoch"] for row in result.history] == [0, 1, 2] and result.best_epoch == 0
     np.testing.assert_allclose(student.folded_table(), start, atol=1e-6)  # back at epoch 0
+
+
+def test_featurize_refuses_another_teacher_but_not_a_moved_one(texts, teacher_folder, tmp_path):
+    """Shards are tied to the teacher that wrote them (config and weight files), not to its path."""
+    import shutil
+
+    moved = tmp_path / "moved-teacher"
+    shutil.copytree(teacher_folder, moved)
+    featurize(texts[:10], teacher_folder, tmp_path / "features", shard_size=128, show_progress_bar=False)
+    featurize(texts[:10], moved, tmp_path / "features", shard_size=128, show_progress_bar=False)  # same teacher
+    config = json.loads((moved / "config.json").read_text(encoding="utf-8"))
+    (moved / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 0.5}), encoding="utf-8")
+    with pytest.raises(ValueError, match="another teacher"):
+        featurize(texts[:10], moved, tmp_path / "features", shard_size=128, show_progress_bar=False)

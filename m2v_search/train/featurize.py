@@ -33,6 +33,20 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def teacher_fingerprint(folder: str | os.PathLike[str]) -> str:
+    """sha256 over a teacher folder's config files and the names and sizes of its weight files:
+    ties shards to the teacher that wrote them, wherever the folder now lives (cheap: no weights read)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and path.suffix == ".json":
+            digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+        elif path.is_file() and path.suffix in (".safetensors", ".bin"):
+            digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
+    return digest.hexdigest()
+
+
 def resolve_device(device: str = "auto") -> str:
     """"auto" -> cuda, then mps, then cpu; anything else is returned as given."""
     if device != "auto":
@@ -150,15 +164,21 @@ def featurize(
     out.mkdir(parents=True, exist_ok=True)
     fingerprint = texts_fingerprint(texts)
     teacher_name = str(teacher.folder if isinstance(teacher, Teacher) else teacher)
+    teacher_sha256 = teacher_fingerprint(teacher_name)
     progress = _read_progress(out)
     if progress is not None:
-        for key, value in (("texts_sha256", fingerprint), ("shard_size", shard_size), ("n_texts", len(texts))):
+        checks = [("texts_sha256", fingerprint), ("shard_size", shard_size), ("n_texts", len(texts))]
+        if "teacher_sha256" in progress:  # folders written before it was recorded resume as before
+            checks.append(("teacher_sha256", teacher_sha256))
+        for key, value in checks:
             if progress.get(key) != value:
-                raise ValueError(f"{out / PROGRESS_FILE} was written for other texts or settings ({key}: "
-                                 f"{progress.get(key)!r} != {value!r}); use another folder or delete it")
+                what = f"another teacher ({progress.get('teacher')})" if key == "teacher_sha256" else \
+                    f"other texts or settings ({key}: {progress.get(key)!r} != {value!r})"
+                raise ValueError(f"{out / PROGRESS_FILE} was written for {what}; use another folder or delete it")
     else:
-        progress = {"format_version": FORMAT_VERSION, "teacher": teacher_name, "n_texts": len(texts),
-                    "shard_size": shard_size, "texts_sha256": fingerprint, "done": [], "seconds": 0.0}
+        progress = {"format_version": FORMAT_VERSION, "teacher": teacher_name, "teacher_sha256": teacher_sha256,
+                    "n_texts": len(texts), "shard_size": shard_size, "texts_sha256": fingerprint, "done": [],
+                    "seconds": 0.0}
     n_shards = (len(texts) + shard_size - 1) // shard_size
     done = set(progress["done"])
     todo = [i for i in range(n_shards) if i not in done]

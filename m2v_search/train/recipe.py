@@ -423,7 +423,7 @@ def load_recipe(recipe: str | os.PathLike[str] | Recipe) -> Recipe:
         shipped = RECIPES_DIR / f"{ALIASES.get(text, text)}.json"
         if shipped.is_file():
             path = shipped
-        elif not path.suffix:
+        elif path.suffix.lower() != ".json":
             raise RecipeError(f"no recipe named {text!r}; shipped: {', '.join(available_recipes())} "
                               "(or give the path of a recipe JSON file)")
     try:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from m2v_search.train.recipe import MissingRecipeDataError, Recipe, TeacherSpec
+from m2v_search.train.recipe import MissingRecipeDataError, Recipe, RecipeError, TeacherSpec
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,7 @@ def find_recipe_data(recipe: Recipe, *, teacher: str | os.PathLike[str] | None =
 
     Raises:
         MissingRecipeDataError: listing every missing item and how to get it.
+        RecipeError: ``similarity_teacher`` given for a recipe without a similarity section.
     """
     problems: list[str] = []
     try:
@@ -140,6 +141,9 @@ def find_recipe_data(recipe: Recipe, *, teacher: str | os.PathLike[str] | None =
         problems.append(str(error))
         folder = Path()
     second = None
+    if similarity_teacher is not None and recipe.similarity is None:
+        raise RecipeError(f"recipe {recipe.name} has no similarity section: a similarity teacher "
+                          f"({similarity_teacher}) does not apply")
     if recipe.similarity is not None:
         if recipe.similarity.teacher is None and similarity_teacher is None:
             second = folder

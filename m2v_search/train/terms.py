@@ -38,12 +38,20 @@ def retrieval_term(model: StaticModel, spec: RetrievalSpec) -> tuple[StaticModel
 def similarity_pairs(model: StaticModel, spec: SimilaritySpec, stsb_dir: str | os.PathLike[str] | None = None
                      ) -> list[tuple[str, str]]:
     """The term's sentence pairs that ``model`` can encode: distinct, two different sentences,
-    each with a known token (in file order, duplicates dropped; the first ``spec.max_pairs``)."""
+    each with a known token (in file order, duplicates dropped; the first ``spec.max_pairs``).
+
+    Raises:
+        ValueError: fewer than 20 such pairs (the message names the file).
+    """
     from m2v_search.train.corpus import stsb_train_pairs
 
     pairs = list(dict.fromkeys((a, b) for a, b in stsb_train_pairs(stsb_dir) if a and b and a != b))
     lengths = np.diff(model.tokenize_flat([text for pair in pairs for text in pair], model.max_length)[1])
     usable = [pair for pair, known in zip(pairs, (lengths > 0).reshape(-1, 2).all(1)) if known]
+    if len(usable) < 20:
+        where = f"{stsb_dir}/sts-train.csv" if stsb_dir is not None else "the STS-B package's sts-train.csv"
+        raise ValueError(f"{where} gave {len(usable)} usable sentence pairs (two different sentences, each with a "
+                         "token the model knows); the similarity term needs at least 20")
     return usable[:spec.max_pairs] if spec.max_pairs is not None else usable
 
 
@@ -83,16 +91,10 @@ def similarity_term(model: StaticModel, spec: SimilaritySpec, teacher: str | os.
                     show_progress_bar: bool = True) -> tuple[StaticModel, dict[str, Any]]:
     """``model`` tuned to follow ``teacher``'s cosines on the spec's sentence pairs (``similarity_inputs``),
     and the term's report."""
-    from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
-
-    first, second, cosines = similarity_inputs(model, spec, teacher, work, stsb_dir=stsb_dir, device=device,
-                                               teacher_dtype=teacher_dtype, show_progress_bar=show_progress_bar)
-    options = SimilarityOptions(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
-                                anchor_weight=spec.anchor_weight, train=spec.train, patience=spec.patience)
-    tuned, summary = similarity_finetune(model, first, second, cosines, options)
-    logger.info("similarity term on %d pairs: held-out Spearman %s -> %s", len(first),
-                summary["held_out_spearman_before"], summary["held_out_spearman_best"])
-    return tuned, {"pairs": len(first), "source": spec.pairs, "teacher": str(teacher), **summary}
+    inputs = similarity_inputs(model, spec, teacher, work, stsb_dir=stsb_dir, device=device,
+                               teacher_dtype=teacher_dtype, show_progress_bar=show_progress_bar)
+    tuned, summary = _follow_teacher(model, spec, inputs, "similarity")
+    return tuned, {**summary, "source": spec.pairs, "teacher": str(teacher)}
 
 
 def word_pairs(model: StaticModel, spec: WordTermSpec) -> list[tuple[str, str]]:
@@ -116,13 +118,22 @@ def word_term(model: StaticModel, spec: WordTermSpec, teacher: str | os.PathLike
               ) -> tuple[StaticModel, dict[str, Any]]:
     """``model`` tuned to follow ``teacher``'s cosines between vocabulary words (``word_pairs``;
     the teacher's word embeddings cached in ``work / "word-features"``), and the term's report."""
-    from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
-
     first, second, cosines = teacher_cosines(word_pairs(model, spec), teacher, Path(work) / WORD_FEATURES, device,
                                               teacher_dtype, show_progress_bar)
+    tuned, summary = _follow_teacher(model, spec, (first, second, cosines), "word_term")
+    return tuned, {**summary, "words": len(set(first) | set(second)), "teacher": str(teacher)}
+
+
+def _follow_teacher(model: StaticModel, spec: SimilaritySpec | WordTermSpec,
+                    inputs: tuple[list[str], list[str], np.ndarray], name: str) -> tuple[StaticModel, dict[str, Any]]:
+    """``similarity_finetune`` with a section's settings on (first, second, teacher cosines);
+    the tuned model records them under ``name``."""
+    from m2v_search.train.similarity import SimilarityOptions, similarity_finetune
+
+    first, second, cosines = inputs
     options = SimilarityOptions(epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
                                 anchor_weight=spec.anchor_weight, train=spec.train, patience=spec.patience)
-    tuned, summary = similarity_finetune(model, first, second, cosines, options, record_as="word_term")
-    logger.info("word term on %d pairs: held-out Spearman %s -> %s", len(first), summary["held_out_spearman_before"],
-                summary["held_out_spearman_best"])
-    return tuned, {"pairs": len(first), "words": len(set(first) | set(second)), "teacher": str(teacher), **summary}
+    tuned, summary = similarity_finetune(model, first, second, cosines, options, record_as=name)
+    logger.info("%s term on %d pairs: held-out Spearman %s -> %s", name, len(first),
+                summary["held_out_spearman_before"], summary["held_out_spearman_best"])
+    return tuned, {"pairs": len(first), **summary}
