@@ -225,6 +225,20 @@ def test_a_write_from_another_process_is_kept(served: str, index_dir: Path) -> N
         assert http.get("/info").json()["documents"] == 7
 
 
+def test_a_removed_index_directory_is_reported_not_crashed_on(served: str, index_dir: Path) -> None:
+    """Deleting the served directory: reads keep the open snapshot, writes and /health say what is gone (503)."""
+    import shutil
+
+    shutil.rmtree(index_dir)
+    with httpx.Client(base_url=served) as http:
+        assert http.post("/search", json={"query": "cat", "k": 1}).json()["results"][0][0]["id"] == "cat"
+        health = http.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "index_missing"
+        assert str(index_dir) in health.json()["message"]
+        error = assert_error(http.post("/documents", json={"texts": ["lost"]}), 503, str(index_dir), "does not exist")
+        assert error["code"] == "index_unusable" and error["type"] == "server_error"
+
+
 def test_external_vectors_index(tmp_path: Path) -> None:
     index = VectorIndex.create(tmp_path / "vectors", dim=4)
     index.upsert([{"id": "x", "text": "x axis"}, {"id": "y", "text": "y axis"}],

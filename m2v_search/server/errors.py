@@ -29,6 +29,7 @@ log = logging.getLogger("m2v_search.server")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error",
           413: "request_too_large", 422: "invalid_request_error", 503: "overloaded_error"}
+_TYPES_BY_CODE = {"index_unusable": "server_error"}  # a 503 that waiting out a busy spell will not mend
 
 
 class ApiError(Exception):
@@ -51,7 +52,7 @@ class ApiError(Exception):
 
 def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """The JSON body of an error answer."""
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    kind = _TYPES_BY_CODE.get(code or "") or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -72,7 +73,8 @@ def api_error_from(error: BaseException) -> ApiError:
     if isinstance(error, (IndexLockedError, IndexConflictError)):
         return ApiError(409, message, code="index_locked" if isinstance(error, IndexLockedError) else "conflict")
     if isinstance(error, (IndexCorruptError, IndexNotFoundError, ModelMismatchError, ModelLoadError)):
-        return ApiError(500, f"the index on disk cannot be used: {message}", code="index_unusable")
+        # the service's own index is gone or broken: not the request's fault, and not a bug here
+        return ApiError(503, f"the index on disk cannot be used: {message}", code="index_unusable")
     if isinstance(error, OSError):
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
         return ApiError(507 if full else 500, f"could not write the index: {message}", code="storage_error")

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from m2v_search._version import __version__
+from m2v_search.index.manifest import MANIFEST_NAME
 from m2v_search.server.errors import ApiError, api_error_from
 from m2v_search.server.limits import ServerLimits
 from m2v_search.server.schemas import (
@@ -35,8 +36,13 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
     """The search, document and status routes of ``service``."""
     router = APIRouter(responses=_ERRORS)
 
-    @router.get("/health", tags=["status"], summary="Liveness (no key needed)")
-    async def health() -> dict[str, str]:
+    @router.get("/health", tags=["status"], summary="Liveness (no key needed)",
+                responses={503: {"description": "the served index directory no longer holds an index"}})
+    async def health() -> Any:
+        if service.path is not None and not (service.path / MANIFEST_NAME).is_file():
+            return JSONResponse({"status": "index_missing",
+                                 "message": f"{service.path} no longer holds an index ({MANIFEST_NAME} is missing)"},
+                                status_code=503)
         return {"status": "ok"}
 
     @router.get("/info", tags=["status"], summary="The served index: size, type, model, limits")
