@@ -564,3 +564,22 @@ def test_is_empty_counts_an_empty_list_like_llamaindex(embed_model):
     expected = {key for key in metadata if reference(key)}
     assert expected == {"a", "c", "d"}
     assert {node.node_id for node in store.get_nodes(filters=wanted)} == expected
+
+
+@pytest.mark.parametrize("operator", [FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE])
+def test_text_match_takes_text_values_only(embed_model, operator):
+    """Both TEXT_MATCH operators match a text holding the value; a list holding it as an item, or a
+    number, does not match (LlamaIndex raises TypeError on such a node), the same for both."""
+    metadata = {"a": {"tags": "code and food"}, "b": {"tags": ["food"]}, "c": {"tags": "Food"},
+                "d": {"tags": 7}, "e": {}}
+    nodes = [TextNode(id_=key, text=f"text {key}", metadata=meta) for key, meta in metadata.items()]
+    for node in nodes:
+        node.embedding = embed_model.get_text_embedding(node.text)
+    store = M2VVectorStore()
+    store.add(nodes)
+    found = {node.node_id for node in store.get_nodes(filters=filters(("tags", operator, "food")))}
+    assert found == ({"a"} if operator == FilterOperator.TEXT_MATCH else {"a", "c"})
+    reference = build_metadata_filter_fn(lambda node_id: metadata[node_id], filters(("tags", operator, "food")))
+    assert {key for key in ("a", "c") if reference(key)} == found & {"a", "c"}  # same as LlamaIndex on text
+    with pytest.raises(TypeError):
+        reference("b")

@@ -6,7 +6,9 @@ NE and NIN. Operators: EQ, NE, GT, GTE, LT, LTE, IN, NIN, CONTAINS (a list holdi
 or a string holding it as a substring), TEXT_MATCH (case-sensitive substring),
 TEXT_MATCH_INSENSITIVE (substring, case folded for ASCII letters only), ANY and ALL (a list
 holding any / all of the values), IS_EMPTY (missing, null, "" or an empty list; its value is
-ignored). A value of None is refused for every other operator.
+ignored). A value of None is refused for every other operator. The two TEXT_MATCH operators match
+text values only: where LlamaIndex raises TypeError on a node whose value is a list or a number,
+that node does not match here (a search cannot fail on one node's metadata).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ _COMPARISONS = {
     FilterOperator.IN: "$in",
     FilterOperator.NIN: "$nin",
     FilterOperator.CONTAINS: "$contains",
-    FilterOperator.TEXT_MATCH: "$contains",
 }
 _LIST_OPERATORS = (FilterOperator.IN, FilterOperator.NIN, FilterOperator.ANY, FilterOperator.ALL)
 
@@ -103,6 +104,8 @@ def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
         raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a string")
     if operator in _COMPARISONS:
         return {key: {_COMPARISONS[operator]: value}}
+    if operator == FilterOperator.TEXT_MATCH:  # a text value holding it; "$contains" alone also takes list items
+        return {"$and": [{key: {"$like": "%"}}, {key: {"$contains": value}}]}
     if operator == FilterOperator.TEXT_MATCH_INSENSITIVE:
         pattern = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return {key: {"$like": f"%{pattern}%"}}
