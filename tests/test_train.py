@@ -92,6 +92,24 @@ def test_featurize_refuses_other_texts(texts, teacher, features, tmp_path):
         featurize(texts[10:20], teacher, tmp_path, shard_size=128, show_progress_bar=False)
 
 
+def test_featurize_refuses_a_folder_another_process_is_featurizing_into(texts, teacher, tmp_path):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from m2v_search.index.locking import WriterLock; "
+                               f"WriterLock({str(tmp_path)!r}).acquire(); print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError, match=f"feature folder {tmp_path} is locked by another writer .*pid {holder.pid}"):
+            featurize(texts[:10], teacher, tmp_path, shard_size=128, show_progress_bar=False)
+        assert not (tmp_path / PROGRESS_FILE).exists()
+    finally:
+        holder.communicate("")
+    featurize(texts[:10], teacher, tmp_path, shard_size=128, show_progress_bar=False)  # free again once it exits
+    assert json.loads((tmp_path / PROGRESS_FILE).read_text())["done"] == [0]
+
+
 def test_fit_loss_falls_and_model_saves_reloads_encodes(texts, features, tiny_model, tmp_path):
     result = fit(tiny_model, texts, features, FitOptions(loss="cosine", epochs=4, batch_size=32, learning_rate=1e-2,
                                                          patience=10, device="cpu", validation_fraction=0.2,

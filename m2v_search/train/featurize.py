@@ -9,12 +9,13 @@ over other texts or another teacher refuses to mix with the old shards.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,13 +156,42 @@ def featurize(
     """Embed ``texts`` with ``teacher`` into shards under ``out_dir`` (resuming finished shards).
 
     Returns ``out_dir``. Use ``load_features`` to read the result.
-    """
-    from tqdm.auto import tqdm
 
+    Raises:
+        RuntimeError: another process is featurizing into ``out_dir`` now.
+        ValueError: ``out_dir`` holds features of other texts, settings or another teacher.
+    """
     if shard_size < 1 or batch_size < 1:
         raise ValueError("shard_size and batch_size must be >= 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _featurize_locked(texts, teacher, out, device=device, dtype=dtype, batch_size=batch_size,
+                                 shard_size=shard_size, show_progress_bar=show_progress_bar)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock file, so that a second featurizer of the same folder stops at once instead
+    of computing the same shards beside the first (released by the OS even on kill -9)."""
+    from m2v_search.index.errors import IndexLockedError
+    from m2v_search.index.locking import WriterLock
+
+    lock = WriterLock.for_directory(out)
+    try:
+        lock.acquire()
+    except IndexLockedError as error:
+        raise RuntimeError(f"the feature folder {error}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _featurize_locked(texts: Sequence[str], teacher: str | os.PathLike[str] | Teacher, out: Path, *, device: str,
+                      dtype: str, batch_size: int, shard_size: int, show_progress_bar: bool) -> Path:
+    from tqdm.auto import tqdm
+
     fingerprint = texts_fingerprint(texts)
     teacher_name = str(teacher.folder if isinstance(teacher, Teacher) else teacher)
     teacher_sha256 = teacher_fingerprint(teacher_name)
