@@ -40,10 +40,22 @@ def test_parts_join_unpack_once_and_are_reused(tmp_path):
     assert folder == tmp_path / "cache" / "teacher" / "mpnet"  # the shallowest config.json
     assert (folder / "model.safetensors").read_bytes() == b"weights" * 1000
     assert not list((tmp_path / "cache").rglob("desktop.ini"))
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["teacher"]  # no staging left
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".teacher.lock", "teacher"]  # no staging left
     for part in parts:
         part.unlink()  # a complete assembly with the same checksum does not read the parts again
     assert assemble_from_parts(parts, tmp_path / "cache" / "teacher", sha) == folder
+
+
+def test_concurrent_assemblies_take_turns_and_agree(tmp_path):
+    """Threads opening the lock file separately exclude each other as processes do (flock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts, sha = split_zip(tmp_path, MODEL)
+    with ThreadPoolExecutor(4) as pool:
+        folders = list(pool.map(lambda _: assemble_from_parts(parts, tmp_path / "cache" / "teacher", sha), range(8)))
+    assert set(folders) == {tmp_path / "cache" / "teacher" / "mpnet"}
+    assert (folders[0] / "model.safetensors").read_bytes() == b"weights" * 1000
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".teacher.lock", "teacher"]
 
 
 def test_a_wrong_checksum_or_a_zip_slip_member_is_refused_and_leaves_nothing(tmp_path):
@@ -55,7 +67,7 @@ def test_a_wrong_checksum_or_a_zip_slip_member_is_refused_and_leaves_nothing(tmp
     evil, evil_sha = split_zip(evil_dir, {"mpnet/config.json": b"{}", "../../escaped.txt": b"owned"})
     with pytest.raises(MissingRecipeDataError, match="outside the folder"):
         assemble_from_parts(evil, tmp_path / "cache" / "teacher", evil_sha)
-    assert not list(tmp_path.rglob("escaped.txt")) and list((tmp_path / "cache").iterdir()) == []
+    assert not list(tmp_path.rglob("escaped.txt")) and [p.name for p in (tmp_path / "cache").iterdir()] == [".teacher.lock"]
     # parts joined in the wrong order do not make the zip
     with pytest.raises(MissingRecipeDataError, match="sha256"):
         assemble_from_parts(parts[::-1], tmp_path / "cache" / "teacher", sha)

