@@ -39,6 +39,23 @@ def test_losses() -> None:
     assert anchor_loss(moved, start, (start ** 2).sum(1), 2) == pytest.approx(0.5)
 
 
+def test_map_anchor_equals_the_anchor_of_the_folded_table(model: StaticModel) -> None:
+    """Map mode computes the anchor from a dim x dim Gram matrix; it must equal the direct form."""
+    from m2v_search.train.anchor import AnchoredTable
+    from m2v_search.train.tokens import tokenize_corpus
+
+    corpus = tokenize_corpus(model, ["a cat on a mat", "dogs bark at night"])
+    tuning = AnchoredTable(model, corpus, learning_rate=0.01, train="map")
+    with torch.no_grad():
+        noise = torch.randn(model.dim, model.dim, generator=torch.Generator().manual_seed(0))
+        tuning.student.head.weight.add_(0.01 * noise)
+    rows = np.arange(2)
+    folded = tuning.start @ tuning.student.head.weight.T
+    direct = anchor_loss(folded, tuning.start, tuning.start_norms, tuning.distinct_tokens(rows))
+    assert float(direct) > 0
+    assert float(tuning.anchor(rows)) == pytest.approx(float(direct), rel=1e-4)
+
+
 def test_split_by_group_keeps_groups_whole() -> None:
     groups = [f"module{i % 30}" for i in range(300)]
     train, validation = split_by_group(groups, 4)

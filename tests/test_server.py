@@ -114,6 +114,9 @@ def test_openai_client_embeddings_match_the_model(shared_server: str, model: Any
     as_floats = client.embeddings.create(input=texts, model="m2v-base", encoding_format="float")
     np.testing.assert_allclose(np.array([d.embedding for d in as_floats.data]), expected, atol=1e-6)
     assert [d.index for d in as_floats.data] == [0, 1, 2]
+    raw_json = httpx.post(f"{shared_server}/v1/embeddings", json={"input": texts[0], "model": "m2v-base"}).text
+    entries = raw_json.split('"embedding":[')[1].split("]")[0].split(",")
+    assert len(entries) == 256 and max(len(e.lstrip("-")) for e in entries) <= 11  # 0. and 9 decimals at most
     assert as_floats.model == "m2v-base"
     tokens = sum(len(ids) for ids in model.tokenize(texts))
     assert as_floats.usage.prompt_tokens == as_floats.usage.total_tokens == tokens > 0

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
 
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 413, 422)}
+FLOAT_DECIMALS = 9  # decimals of each entry of a JSON ("float") embedding
 
 
 def served_model_id(service: IndexService) -> str | None:
@@ -81,11 +82,11 @@ def _embed(model: StaticModel, served: str, texts: list[str], request: Embedding
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             np.divide(vectors, norms, out=vectors, where=norms > 0)
     tokens = int(offsets[-1] - offsets[0])
-    little_endian = vectors.astype("<f4", copy=False)
-    data = [{"object": "embedding", "index": position,
-             "embedding": base64.b64encode(row.tobytes()).decode("ascii")
-             if request.encoding_format == "base64" else row.tolist()}
-            for position, row in enumerate(little_endian)]
+    if request.encoding_format == "base64":
+        rows: Any = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors.astype("<f4", copy=False)]
+    else:  # 9 decimals: below float32's resolution for entries >= 0.01, and half the JSON of a float64 repr
+        rows = np.round(vectors.astype(np.float64), FLOAT_DECIMALS).tolist()
+    data = [{"object": "embedding", "index": position, "embedding": row} for position, row in enumerate(rows)]
     return {"object": "list", "data": data, "model": served, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 

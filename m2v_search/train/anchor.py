@@ -91,6 +91,9 @@ class AnchoredTable:
             self.optimizer = torch.optim.Adam(self.student.head.parameters(), lr=learning_rate / table.shape[1] ** 0.5)
         self.start = torch.from_numpy(table.copy())
         self.start_norms = (self.start ** 2).sum(1).clamp_min(1e-8)
+        # map mode: every row is start_t @ W^T, so the anchor is tr((W - I) G (W - I)^T) with this
+        # dim x dim Gram matrix of the rows scaled by their norms (no table-sized product per step)
+        self.gram = (self.start / self.start_norms[:, None]).T @ self.start if train == "map" else None
 
     def outputs(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Mean-pooled outputs (map applied) of the corpus texts ``rows``."""
@@ -98,8 +101,11 @@ class AnchoredTable:
 
     def anchor(self, rows: np.ndarray) -> torch.Tensor:
         """The anchor term for a batch over the corpus texts ``rows``."""
-        current = self.student.bag.weight if self.train == "table" else self.student.bag.weight @ self.student.head.weight.T
-        return anchor_loss(current, self.start, self.start_norms, self.distinct_tokens(rows))
+        touched = self.distinct_tokens(rows)
+        if self.gram is None:
+            return anchor_loss(self.student.bag.weight, self.start, self.start_norms, touched)
+        drift = self.student.head.weight - torch.eye(self.gram.shape[0])
+        return ((drift @ self.gram) * drift).sum() / max(touched, 1)
 
     def step(self, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss``."""
