@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="STS-B train sentence pairs (the similarity term) or vocabulary word pairs (the word term)")
     parser.add_argument("--grid", nargs="+", default=["table:0.3:0.01", "table:1:0.01", "table:3:0.01",
                                                      "table:0.3:0.03", "table:1:0.03", "table:3:0.03"],
-                        help="TRAIN:ANCHOR_WEIGHT:LEARNING_RATE per setting (TRAIN: table or map)")
+                        help="TRAIN:ANCHOR_WEIGHT:LEARNING_RATE[:BATCH_SIZE] per setting (TRAIN: table or map; "
+                             "the batch size defaults to the term's)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--teacher-dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     parser.add_argument("--results-name", default="similarity_term")
@@ -67,13 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     _, _, scores_of = dev_task_scorer(list(start.tokens))
     rows = {f"start ({args.start})": {"scores": scores_of(start)}}
     for setting in args.grid:
-        train, anchor_text, rate_text = setting.split(":")
+        train, anchor_text, rate_text, *batch_text = setting.split(":")
         anchor, learning_rate = float(anchor_text), float(rate_text)
+        batch = int(batch_text[0]) if batch_text else batch_size
         for seed in args.seeds:
             options = SimilarityOptions(train=train, anchor_weight=anchor, learning_rate=learning_rate, seed=seed,
-                                        batch_size=batch_size)
+                                        batch_size=batch)
             tuned, report = similarity_finetune(start, first, second, cosines, options)
-            name = f"{train}, anchor {anchor:g}, lr {learning_rate:g}, seed {seed}"
+            name = f"{train}, anchor {anchor:g}, lr {learning_rate:g}" + (f", batch {batch}" if batch_text else "") \
+                + f", seed {seed}"
             rows[name] = {"scores": scores_of(tuned), "best_epoch": report["best_epoch"],
                           "held_out": report["held_out_spearman_best"], "seconds": report["seconds"]}
             print(name, {k: round(rows[name]["scores"][k], 2) for k in KEYS}, file=sys.stderr, flush=True)
@@ -106,6 +109,19 @@ def render(result: dict) -> str:
         s = row["scores"]
         lines.append(f"| {name} | " + " | ".join(f"{s[k]:.2f}" for k in KEYS)
                      + f" | {row.get('best_epoch', '')} | {row.get('held_out', '')} |")
+    settings: dict[str, list[dict]] = {}
+    for name, row in result["rows"].items():
+        if ", seed " in name:
+            settings.setdefault(name.rsplit(", seed ", 1)[0], []).append(row)
+    if any(len(rows) > 1 for rows in settings.values()):
+        lines += ["", "Mean over seeds (the setting with the best mean combined dev score is the one to keep):", "",
+                  "| setting | seeds | STS-B test | STS-B dev | words | GCIDE headword | docstrings | combined | "
+                  "held-out Spearman vs teacher |", "|---|---:|" + "---:|" * 7]
+        for name, rows in settings.items():
+            means = [sum(r["scores"][k] for r in rows) / len(rows) for k in KEYS]
+            held = [r["held_out"] for r in rows if isinstance(r.get("held_out"), (int, float))]
+            held_text = f"{sum(held) / len(held):.2f}" if held else ""
+            lines.append(f"| {name} | {len(rows)} | " + " | ".join(f"{m:.2f}" for m in means) + f" | {held_text} |")
     return "\n".join(lines) + "\n"
 
 
