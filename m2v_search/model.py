@@ -76,7 +76,7 @@ class StaticModel(StaticModelIO):
         self.normalize = bool(normalize)
         self.base_model_name = base_model_name
         self.language = language
-        self.max_length = max_length
+        self.max_length = _check_max_length(max_length)
         self._table = np.ascontiguousarray(vectors, dtype=np.float32)
         self._backend: TokenizerBackend = select_backend(tokenizer, tokenizer_backend)
         self.unk_token_id = _unknown_token_id(tokenizer)
@@ -150,6 +150,7 @@ class StaticModel(StaticModelIO):
         """
         originals = texts
         if max_length is not None:
+            _check_max_length(max_length)
             # Like Model2Vec: cut very long texts before tokenizing (the tokens kept are the same
             # whenever the cut text still has max_length tokens).
             limit = max_length * self._median_token_length
@@ -239,8 +240,6 @@ class StaticModel(StaticModelIO):
         while the current one is pooled; at most a few batches are in memory at once.
         ``threads=False`` does all the work on the calling thread.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         max_length = self.max_length if max_length is _UNSET else max_length
         normalize = self.normalize if normalize is None else normalize
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
@@ -332,8 +331,19 @@ def _warn_ignored(kwargs: dict[str, Any]) -> None:
                   "Model2Vec compatibility)", UserWarning, stacklevel=3)
 
 
+def _check_max_length(max_length: Any) -> Any:
+    """``max_length`` itself when it is None or a positive int; ValueError otherwise."""
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer))
+                                   or max_length < 1):
+        raise ValueError(f"max_length must be a positive int or None, got {max_length!r}")
+    return max_length
+
+
 def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:
-    """Batches of ``texts``; a non-str item raises TypeError naming its position."""
+    """Batches of ``texts``; a non-str item raises TypeError naming its position, a ``batch_size``
+    that is not a positive int a ValueError (before any text is read)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if isinstance(texts, (bytes, bytearray)):
         raise TypeError("texts must be str or an iterable of str, got bytes; decode it first")
     if isinstance(texts, Mapping):  # iterating would encode the keys and drop the values silently

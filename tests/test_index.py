@@ -379,7 +379,7 @@ def test_external_vectors_index(tmp_path: Path, tiny_model, kind: str) -> None:
 
 
 def test_external_vectors_bad_dim(tiny_model) -> None:
-    with pytest.raises(ValueError, match="dim must be a positive integer"):
+    with pytest.raises(ValueError, match="dim must be an integer from 1 to"):
         VectorIndex.create(dim=0)
     with pytest.raises(ValueError, match="dim=16 but model"):
         VectorIndex.create(model=tiny_model, dim=16)

@@ -114,7 +114,9 @@ class DocumentCollection:
 
         Raises:
             ValueError: A bad record, ``batch_size`` < 1, or vectors of the wrong shape or count,
-                or holding NaN or infinity.
+                or holding NaN or infinity. A list (or records given with vectors) is checked whole
+                before anything is written; a stream (an iterator) is checked a batch at a time, so
+                the batches before a bad record stay written.
             TypeError: A record of the wrong type.
             IndexClosedError: The index was closed.
         """
@@ -123,24 +125,13 @@ class DocumentCollection:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if vectors is not None:
             vectors = checked_vectors(vectors, self.dim)
-            if hasattr(records, "__len__") and len(records) != len(vectors):  # type: ignore[arg-type]
-                raise ValueError(f"{len(records)} records but {len(vectors)} vectors")  # type: ignore[arg-type]
         stats = UpsertStats()
         ids: list[str] = []
         offset = 0
-        iterator = iter(records)
-        while batch := list(islice(iterator, batch_size)):
-            items = [coerce_record(record, offset + position) for position, record in enumerate(batch)]
-            batch_vectors = None
-            if vectors is not None:
-                batch_vectors = vectors[offset:offset + len(items)]
-                if len(batch_vectors) != len(items):
-                    raise ValueError(f"more records than vectors ({len(vectors)})")
+        for items in _checked_batches(records, batch_size, None if vectors is None else len(vectors)):
+            self._upsert_batch(items, None if vectors is None else vectors[offset:offset + len(items)], stats)
             offset += len(items)
-            self._upsert_batch(items, batch_vectors, stats)
             ids.extend(item[0] for item in items)
-        if vectors is not None and offset != len(vectors):
-            raise ValueError(f"{offset} records but {len(vectors)} vectors")
         self.last_upsert = stats
         return ids
 
@@ -455,3 +446,20 @@ class _ClosedDocStore:
 
     def close(self) -> None:
         """Closing again does nothing."""
+
+
+def _checked_batches(records: Iterable[Record | dict[str, Any]], batch_size: int, expected: int | None
+                     ) -> Iterator[list[tuple[str, str, str]]]:
+    """Coerced records in batches. A list or tuple, or records given with ``expected`` vectors, is
+    coerced (and counted) whole before the first batch is yielded; an iterator one batch at a time."""
+    if expected is not None or isinstance(records, (list, tuple)):
+        items = [coerce_record(record, position) for position, record in enumerate(records)]
+        if expected is not None and len(items) != expected:
+            raise ValueError(f"{len(items)} records but {expected} vectors")
+        for start in range(0, len(items), batch_size):
+            yield items[start:start + batch_size]
+        return
+    iterator, offset = iter(records), 0
+    while batch := list(islice(iterator, batch_size)):
+        yield [coerce_record(record, offset + position) for position, record in enumerate(batch)]
+        offset += len(batch)

@@ -88,8 +88,8 @@ MAX_DEPTH = 100  # metadata nesting accepted (JSON parsers and SQLite's json fun
 
 
 def find_invalid_value(value: Any, path: str = "", depth: int = 0, *, nul: bool = False) -> str | None:
-    """Where ``value`` holds something a stored JSON document must not: NaN or infinity, a lone
-    surrogate in a key or string, a NUL character in a key or string inside a dict or list
+    """Where ``value`` holds something a stored JSON document must not: NaN or infinity, an integer
+    past 64 bits, a lone surrogate in a key or string, a NUL character in a key or string inside a dict or list
     (SQLite's JSON functions end text at a NUL, so a filter on ``"a"`` would match ``"a\\x00b"``),
     or nesting deeper than ``MAX_DEPTH``; None if nothing.
 
@@ -112,6 +112,8 @@ def find_invalid_value(value: Any, path: str = "", depth: int = 0, *, nul: bool 
             shown = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
             return f"{where} is {shown}; JSON has no such number (use null or a string)"
         return None
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        return f"{where} is an integer past 64 bits, which metadata filters cannot compare (store it as a string)"
     if isinstance(value, str):
         if not _is_utf8(value):
             return f"{where} holds a lone surrogate (not valid Unicode text)"

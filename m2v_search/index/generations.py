@@ -9,6 +9,7 @@ crash at any point leaves the previous manifest and its files in place; the file
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -20,9 +21,11 @@ from typing import Any
 from m2v_search.index.docstore import DocStore
 from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
 from m2v_search.index.manifest import (
+    MAX_MANIFEST_BYTES,
     fsync_dir,
     fsync_file,
     read_manifest,
+    read_plain_file,
     read_verified_files,
     remove_stale_temporaries,
     write_manifest,
@@ -35,6 +38,8 @@ GENERATION = re.compile(r"([0-9]{1,18})-[0-9a-f]{8}")
 GENERATION_FILE = re.compile(r"(?:index\.{g}\.faiss|docstore\.{g}\.sqlite|lexical\.{g}\.(?:json|npz))".replace("{g}", GENERATION.pattern))
 # a generation file being written; one found while the writer lock is held was left by a killed writer
 STAGED_FILE = re.compile(rf"\.(?:{GENERATION_FILE.pattern})\.tmp")
+# the files a commit put in place before its manifest; left only by a writer killed in between
+PENDING_FILE = re.compile(rf"\.pending\.({GENERATION.pattern})\.json")
 
 
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
@@ -66,6 +71,7 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     """
     remove_stale_temporaries(directory, STAGED_FILE)  # whole copies of the index a killed writer left
     previous = _readable_manifest(directory)
+    _finish_interrupted_commits(directory, previous)
     sequence = int(GENERATION.fullmatch(previous["generation"])[1]) + 1 \
         if previous and GENERATION.fullmatch(previous["generation"]) else 1
     generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
@@ -73,6 +79,8 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
     extra = extra_files(generation) if extra_files is not None else {}
     staged_extra = {name: directory / f".{name}.tmp" for name in extra}
+    published: list[Path] = []
+    pending = directory / f".pending.{generation}.json"  # what to remove if this commit dies before its manifest
     try:
         create_private_file(staged_index)
         write_index(staged_index)
@@ -81,19 +89,44 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
         fsync_file(staged_docs)
         for name, content in extra.items():
             _write_new_file(staged_extra[name], content)
-        os.replace(staged_index, directory / index_name)
-        os.replace(staged_docs, directory / docs_name)
-        for name, staged in staged_extra.items():
+        _write_new_file(pending, json.dumps({"files": [index_name, docs_name, *extra]}).encode("utf-8"))
+        for staged, name in ((staged_index, index_name), (staged_docs, docs_name), *((staged_extra[n], n) for n in extra)):
             os.replace(staged, directory / name)
+            published.append(directory / name)
+        write_manifest(directory, manifest(generation, index_name, docs_name))
+    except BaseException:
+        current = _readable_manifest(directory)
+        if not current or current.get("generation") != generation:  # never published: nothing refers to them
+            for path in published:
+                path.unlink(missing_ok=True)
+        raise
     finally:
-        for staged in (staged_index, staged_docs, *staged_extra.values()):
+        for staged in (staged_index, staged_docs, *staged_extra.values(), pending):
             staged.unlink(missing_ok=True)
-    write_manifest(directory, manifest(generation, index_name, docs_name))
     for name in (previous or {}).get("files", {}):  # recorded, and named as this module names files
         if name not in (index_name, docs_name, *extra) and GENERATION_FILE.fullmatch(name):
             (directory / name).unlink(missing_ok=True)
     fsync_dir(directory)
     return generation
+
+
+def _finish_interrupted_commits(directory: Path, current: dict[str, Any] | None) -> None:
+    """Remove the files of commits a killed writer left unfinished: their ``.pending.<generation>.json``
+    marker lists the files put in place before the manifest, and no manifest records that generation.
+    Only names the marker lists (and that name its generation) are removed: never a file of the user's."""
+    for marker in directory.iterdir():
+        match = PENDING_FILE.fullmatch(marker.name)
+        if match is None or marker.is_symlink():
+            continue
+        if not current or current.get("generation") != match[1]:
+            try:
+                names = json.loads(read_plain_file(marker, MAX_MANIFEST_BYTES))["files"]
+            except (OSError, ValueError, KeyError, TypeError, IndexCorruptError):
+                names = []
+            for name in names if isinstance(names, list) else []:
+                if isinstance(name, str) and GENERATION_FILE.fullmatch(name) and match[1] in name:
+                    (directory / name).unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
 
 
 def create_private_file(path: Path) -> None:

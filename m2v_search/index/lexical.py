@@ -520,6 +520,10 @@ def from_manifest(manifest: dict[str, Any], contents: dict[str, bytes], director
     """
     entry = manifest.get(MANIFEST_KEY)
     if entry is None:
+        orphans = sorted(name for name in contents if name.startswith(f"{MANIFEST_KEY}."))
+        if orphans:  # a damaged manifest must not quietly turn hybrid search into dense search
+            raise IndexCorruptError(f"{directory}: the manifest lists the lexical files {', '.join(orphans)} but has "
+                                    f"no '{MANIFEST_KEY}' section")
         return None
     if not isinstance(entry, dict):
         raise IndexCorruptError(f"{directory}: manifest field 'lexical' must be an object")

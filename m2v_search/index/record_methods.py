@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from m2v_search.index.records import Record
+from m2v_search.index.records import Record, id_list, refuse_single_id
 
 
 class RecordMethods:
@@ -37,15 +37,22 @@ class RecordMethods:
 
         Raises:
             ValueError: ``ids``, ``metadatas`` or ``vectors`` do not match ``texts`` in length.
+            TypeError: ``texts`` is a single str, an id is neither a str nor an int, or a metadata
+                is not a dict.
         """
+        refuse_single_id(texts, "texts")
         texts = list(texts)
-        if ids is not None and len(ids) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
-        if metadatas is not None and len(metadatas) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(metadatas)} metadatas")
-        chosen = [uuid.uuid4().hex for _ in texts] if ids is None else [str(i) for i in ids]
-        records = [Record(doc_id, text, dict(metadatas[i]) if metadatas is not None and metadatas[i] else {})
-                   for i, (doc_id, text) in enumerate(zip(chosen, texts))]
+        chosen = [uuid.uuid4().hex for _ in texts] if ids is None else id_list(ids)
+        if len(chosen) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(chosen)} ids")
+        metadata_list = [None] * len(texts) if metadatas is None else list(metadatas)
+        if len(metadata_list) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(metadata_list)} metadatas")
+        for position, metadata in enumerate(metadata_list):
+            if metadata is not None and not isinstance(metadata, Mapping):
+                raise TypeError(f"metadatas[{position}] is {type(metadata).__name__}, expected a dict or None")
+        records = [Record(doc_id, text, dict(metadata) if metadata else {})
+                   for doc_id, text, metadata in zip(chosen, texts, metadata_list)]
         return self.upsert(records, vectors=vectors)
 
     def iter_records(self) -> Iterator[Record]:

@@ -123,10 +123,19 @@ def id_list(ids: Any, name: str = "ids") -> list[str]:
         The ids, in the order given.
 
     Raises:
-        TypeError: ``ids`` is a str or bytes, or is not iterable.
+        TypeError: ``ids`` is a str or bytes, is not iterable, or holds an id that is neither a str
+            nor an int.
     """
     refuse_single_id(ids, name)
     try:
-        return [str(i) for i in ids]
+        items = list(ids)
     except TypeError:
         raise TypeError(f"{name} must be a list of ids, got {type(ids).__name__}") from None
+    out = []
+    for position, doc_id in enumerate(items):
+        if isinstance(doc_id, (int, np.integer)) and not isinstance(doc_id, bool):
+            doc_id = str(doc_id)
+        if not isinstance(doc_id, str):  # str() would make None "None" and b"x" "b'x'": another document's id
+            raise TypeError(f"{name}[{position}] must be a str or an int, got {type(doc_id).__name__} {doc_id!r:.80}")
+        out.append(doc_id)
+    return out

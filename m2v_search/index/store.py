@@ -57,6 +57,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Hit", "Record", "UpsertStats", "VectorIndex", "model_source"]
 
+MAX_DIM = 65_536  # widest vectors an index takes (FAISS takes more, but no embedding model is this wide)
+
 
 class VectorIndex(HubMethods, RecordMethods, HybridSearch):
     """A document collection bound to a model and saved as generations of a directory.
@@ -91,6 +93,7 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
         self.path = path
         self._requested = requested
         self._generation = generation
+        self._found_empty: Path | None = None  # set by open(create=True): the directory held no index then
         self.build_info: dict[str, Any] = dict(build or {"complete": True})
         if generation is not None:
             self._mark_saved()
@@ -133,8 +136,16 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             index_kind = index
         if factory is None and index_kind not in factories.KINDS:
             raise ValueError(f"unknown index kind {index_kind!r}; use one of {', '.join(factories.KINDS)}")
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= MAX_DIM):
+            raise ValueError(f"dim must be an integer from 1 to {MAX_DIM}, got {dim!r}")
+        if memory_budget is not None:
+            if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
+                raise ValueError(f"memory_budget must be a positive number of bytes (an int) or None, got {memory_budget!r}")
+            memory_budget = int(memory_budget)
+        if model_path is not None:
+            if not isinstance(model_path, (str, os.PathLike)):
+                raise TypeError(f"model_path must be a str or a path, got {type(model_path).__name__}")
+            model_path = os.fspath(model_path)
         loaded: StaticModel | None
         if dim is not None and model is None:
             loaded, source, width = None, None, int(dim)
@@ -191,7 +202,9 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             path = download_index(os.fspath(path))
         directory = Path(path)
         if create and not (directory / MANIFEST_NAME).exists():
-            return cls.create(directory, model, **create_kwargs)
+            created = cls.create(directory, model, **create_kwargs)
+            created._found_empty = directory.resolve()  # a save finding an index there then is a conflict
+            return created
         manifest, contents = read_verified_generation(directory)
         loaded, source = model_for_manifest(manifest, model, allow_model_mismatch, directory)
         info = manifest["index"]
@@ -311,11 +324,14 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             IndexClosedError: The index was closed.
             IndexLockedError: Another process is writing there.
             IndexConflictError: The index on disk changed since this one was opened from it.
+            NotADirectoryError: The path is a file.
         """
         self._check_open()
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("this index has no path: pass save(path)")
+        if target.exists() and not target.is_dir():
+            raise NotADirectoryError(f"cannot save the index to {target}: it is a file, not a directory")
         with self._lock, self.writer_lock(target):
             if finalize:
                 self.finalize()
@@ -324,6 +340,9 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             if same_place and self._generation is not None and on_disk != self._generation:
                 raise IndexConflictError(f"{target} was changed by another writer since it was opened "
                                          f"(generation {self._generation} -> {on_disk}); open it again")
+            if self._generation is None and on_disk is not None and self._found_empty == target.resolve():
+                raise IndexConflictError(f"another writer created an index in {target} (generation {on_disk}) after "
+                                         "this one was opened there with create=True; open it again")
             generation = commit_generation(
                 target, self._backend.write, self._docs,
                 lambda generation, index_name, docs_name: self._manifest(generation, index_name, docs_name, target),

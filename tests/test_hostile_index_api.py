@@ -1,0 +1,186 @@
+"""Hostile input on VectorIndex's Python API, found by an outside-style review (2026-11-30).
+
+Each test names the defect it guards against (what happened before the fix)."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faiss")
+
+from m2v_search import StaticModel  # noqa: E402
+from m2v_search.index import IndexConflictError, IndexCorruptError, VectorIndex  # noqa: E402
+from m2v_search.index import generations  # noqa: E402
+
+TEXTS = ["the cat sat on the mat", "dogs bark at night", "a recipe for apple pie"]
+
+
+def saved(path: Path, **create: object) -> VectorIndex:
+    index = VectorIndex.create(path, **create)
+    index.add_texts(TEXTS, ids=["a", "b", "c"])
+    index.save()
+    return index
+
+
+@pytest.mark.parametrize(("field", "value", "error"), [
+    ("memory_budget", 1.5, ValueError), ("memory_budget", True, ValueError), ("memory_budget", "1GB", ValueError),
+    ("memory_budget", 0, ValueError), ("model_path", 5, TypeError), ("dim", 2**40, ValueError)])
+def test_create_refuses_arguments_a_save_could_not_write(tmp_path: Path, field: str, value: object,
+                                                         error: type) -> None:
+    """Before: accepted, then save() wrote a manifest open() refused, or failed half-way."""
+    with pytest.raises(error, match=field):
+        VectorIndex.create(tmp_path / "index", **{field: value})
+
+
+def test_create_takes_numpy_ints_and_paths_and_the_save_reopens(tmp_path: Path) -> None:
+    from m2v_search.persistence import BUNDLED_MODELS_DIR
+
+    index = saved(tmp_path / "index", memory_budget=np.int64(10**9), model_path=BUNDLED_MODELS_DIR / "m2v-base")
+    index.close()
+    reopened = VectorIndex.open(tmp_path / "index")
+    assert len(reopened) == 3
+    reopened.close()
+
+
+def test_two_writers_creating_the_same_index_do_not_lose_one(tmp_path: Path) -> None:
+    """Before: both open(create=True) saves succeeded and the second replaced the first's documents."""
+    first = VectorIndex.open(tmp_path / "index", create=True)
+    second = VectorIndex.open(tmp_path / "index", create=True)
+    first.add_texts(["written first"], ids=["one"])
+    second.add_texts(["written second"], ids=["two"])
+    first.save()
+    with pytest.raises(IndexConflictError, match="create=True"):
+        second.save()
+    assert [r.id for r in VectorIndex.open(tmp_path / "index").get(["one", "two"])] == ["one"]
+
+
+def test_a_failed_save_leaves_no_unrecorded_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the new generation's files were renamed into place, the manifest write failed, and
+    those files stayed forever (a whole copy of the index per failure)."""
+    index = saved(tmp_path / "index")
+    before = sorted(p.name for p in (tmp_path / "index").iterdir())
+    index.add_texts(["one more"], ids=["d"])
+
+    def disk_full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(generations, "write_manifest", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        index.save()
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == before
+    monkeypatch.undo()
+    index.save()
+    assert len(VectorIndex.open(tmp_path / "index")) == 4
+
+
+KILLED_BEFORE_THE_MANIFEST = """
+import os, signal, sys
+from m2v_search.index import VectorIndex, generations
+generations.write_manifest = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+index = VectorIndex.open(sys.argv[1])
+index.add_texts(["one more"], ids=["d"])
+index.save()
+"""
+
+
+def test_files_a_killed_writer_put_in_place_are_removed_by_the_next_save(tmp_path: Path) -> None:
+    """A writer killed (SIGKILL) between putting its files in place and writing the manifest leaves
+    its ``.pending`` marker; the next commit removes what the marker lists, and nothing else."""
+    import signal
+    import subprocess
+    import sys
+
+    saved(tmp_path / "index").close()
+    mine = tmp_path / "index" / "index.000001-deadbeef.faiss"  # named like an index file, but the user's
+    mine.write_text("keep me")
+    before = {p.name for p in (tmp_path / "index").iterdir()}
+    child = subprocess.run([sys.executable, "-c", KILLED_BEFORE_THE_MANIFEST, str(tmp_path / "index")],
+                           capture_output=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    left = {p.name for p in (tmp_path / "index").iterdir()} - before
+    assert any(name.startswith(".pending.") for name in left) and len(left) >= 3, left
+    index = VectorIndex.open(tmp_path / "index")  # the old state is intact
+    assert len(index) == 3
+    index.add_texts(["another"], ids=["e"])
+    index.save()
+    assert not left & {p.name for p in (tmp_path / "index").iterdir()}
+    assert mine.read_text() == "keep me"
+    assert len(VectorIndex.open(tmp_path / "index")) == 4
+
+
+def test_a_manifest_without_its_lexical_section_is_corrupt(tmp_path: Path) -> None:
+    """Before: one flipped byte in the key opened fine and hybrid search quietly became dense."""
+    saved(tmp_path / "index").close()
+    manifest_path = tmp_path / "index" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["ldxical"] = manifest.pop("lexical")
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="no 'lexical' section"):
+        VectorIndex.open(tmp_path / "index")
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda index: index.add_texts(["x", "y"], ids=[None, None]), r"ids\[0\] must be a str or an int, got NoneType"),
+    (lambda index: index.add_texts(["x"], ids=[b"x"]), r"ids\[0\] must be a str or an int, got bytes"),
+    (lambda index: index.add_texts(["x"], ids=[1.5]), r"ids\[0\] must be a str or an int, got float"),
+    (lambda index: index.delete([None]), r"ids\[0\] must be a str or an int"),
+    (lambda index: index.get(["a", ("a", 1)]), r"ids\[1\] must be a str or an int, got tuple"),
+    (lambda index: index.add_texts("hello"), "texts must be a list"),
+    (lambda index: index.add_texts(["x"], metadatas=[[1, 2]]), r"metadatas\[0\] is list"),
+])
+def test_ids_texts_and_metadatas_of_the_wrong_kind_are_refused(tmp_path: Path, call, message: str) -> None:
+    """Before: ids went through str() (None became "None", replacing another document; b"x" became
+    "b'x'"), a lone str was added as one document per character."""
+    index = saved(tmp_path / "index")
+    with pytest.raises(TypeError, match=message):
+        call(index)
+    assert sorted(r.id for r in index.iter_records()) == ["a", "b", "c"]
+
+
+def test_a_bad_record_in_a_list_writes_nothing(tmp_path: Path) -> None:
+    """Before: the first 4,096 records were written, then records[5000] raised."""
+    index = VectorIndex.create(tmp_path / "index")
+    with pytest.raises(TypeError, match=r"records\[5000\] text is NoneType"):
+        index.add_texts(["ok"] * 5000 + [None])
+    assert len(index) == 0
+    vectors = VectorIndex.create(tmp_path / "vectors", dim=4)
+    records = ({"id": str(i), "text": "t"} for i in range(2))
+    with pytest.raises(ValueError, match="2 records but 3 vectors"):
+        vectors.upsert(records, vectors=np.eye(3, 4, dtype=np.float32))
+    assert len(vectors) == 0
+
+
+def test_metadata_integers_past_64_bits_are_refused(tmp_path: Path) -> None:
+    """Before: stored, and then no filter could compare them."""
+    index = VectorIndex.create(tmp_path / "index")
+    with pytest.raises(ValueError, match=r"records\[0\] metadata .*'big' is an integer past 64 bits"):
+        index.add_texts(["x"], metadatas=[{"big": 2**70}])
+    index.add_texts(["x"], ids=["edge"], metadatas=[{"big": 2**63 - 1, "small": -2**63}])
+    assert index.get(["edge"])[0].metadata == {"big": 2**63 - 1, "small": -2**63}
+
+
+def test_saving_over_a_file_names_it(tmp_path: Path) -> None:
+    plain = tmp_path / "a-file"
+    plain.write_text("not an index")
+    index = VectorIndex.create()
+    index.add_texts(["x"])
+    with pytest.raises(NotADirectoryError, match="a-file: it is a file"):
+        index.save(plain)
+
+
+@pytest.mark.parametrize("keyword", [{"max_length": -1}, {"max_length": 1.5}, {"max_length": "3"},
+                                     {"batch_size": 1.5}, {"batch_size": 0}])
+def test_encode_limits_of_the_wrong_kind_are_refused(keyword: dict) -> None:
+    """Before: OverflowError from the tokenizer, or islice's and slicing's own messages."""
+    model = StaticModel.from_pretrained()
+    name = next(iter(keyword))
+    with pytest.raises(ValueError, match=f"{name} must be a positive int"):
+        model.encode(["a b c"], **keyword)
+    if name == "max_length":
+        with pytest.raises(ValueError, match="max_length must be a positive int"):
+            model.tokenize(["a b c"], **keyword)
