@@ -170,7 +170,9 @@ def load_folder(folder: Path) -> StoredModel:
     """Read a model folder in any supported layout, with errors that name the file at fault."""
     if not folder.is_dir():
         raise ModelLoadError(f"model folder {folder} does not exist")
+    _refuse_special_files(folder)
     vectors_folder, is_st, st_normalize = _static_module_folder(folder)
+    _refuse_special_files(vectors_folder)
     tensors_file = vectors_folder / "model.safetensors"
     tokenizer_file = vectors_folder / "tokenizer.json"
     if not tokenizer_file.exists() and (folder / "tokenizer.json").exists():
@@ -218,6 +220,16 @@ def load_folder(folder: Path) -> StoredModel:
     )
     _check_shapes(stored, tensors_file)
     return stored
+
+
+def _refuse_special_files(folder: Path) -> None:
+    """Refuse a FIFO, socket, device or directory where a model file belongs: the readers (some in
+    Rust) would block forever opening a FIFO, deaf to SIGTERM."""
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "modules.json", "README.md"):
+        path = folder / name
+        if path.exists() and not path.is_file():
+            what = "a directory" if path.is_dir() else "not a plain file (a FIFO, socket or device)"
+            raise ModelLoadError(f"{path} is {what}; a model folder holds plain files")
 
 
 def _check_config_fields(config: dict[str, Any], config_file: Path) -> None:

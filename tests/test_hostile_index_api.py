@@ -184,3 +184,23 @@ def test_encode_limits_of_the_wrong_kind_are_refused(keyword: dict) -> None:
     if name == "max_length":
         with pytest.raises(ValueError, match="max_length must be a positive int"):
             model.tokenize(["a b c"], **keyword)
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ("PQ16", "IndexPQ cannot search with an id selector"), ("Flat,Refine(Flat)", "IndexRefine cannot"),
+    ("NSG32,Flat", "IndexNSGFlat cannot"), ("IDMap2,IDMap2,Flat", "IDMap appears twice")])
+def test_factories_whose_search_cannot_filter_are_refused_at_creation(factory: str, message: str) -> None:
+    """Before: built and saved, then every filtered search, and every search after a delete, failed
+    with FAISS's 'params have incorrect type' (and a double IDMap failed inside add)."""
+    with pytest.raises(ValueError, match=message):
+        VectorIndex.create(factory=factory)
+
+
+@pytest.mark.parametrize("factory", ["PCA32,Flat", "HNSW32,SQ8", "IDMap2,SQ8"])
+def test_accepted_factories_filter_and_delete(tmp_path: Path, factory: str) -> None:
+    index = VectorIndex.create(tmp_path / "index", factory=factory)
+    index.add_texts(TEXTS * 20, ids=[str(i) for i in range(60)], metadatas=[{"n": i % 3} for i in range(60)])
+    index.save()
+    index.delete(["0", "3"])
+    hits = index.search("cat on a mat", k=5, filter={"n": 0})
+    assert hits and all(h.metadata == {"n": 0} and h.id not in ("0", "3") for h in hits)

@@ -99,6 +99,9 @@ def _sniff(source: str) -> str:
     try:
         if source == "-":
             head = sys.stdin.buffer.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]  # type: ignore[attr-defined]
+        elif os.path.exists(source) and not os.path.isfile(source) and not os.path.isdir(source):
+            raise UsageError(f"{source} is a pipe or device: reading its first bytes to guess the format would "
+                             "consume them. Pass --format jsonl or --format lines (or read it from stdin as -)")
         else:
             with open(source, "rb") as handle:
                 head = handle.read(_SNIFF_BYTES)

@@ -215,8 +215,34 @@ def new_index(spec: IndexSpec, dim: int) -> Any:
     except RuntimeError as error:
         raise ValueError(f"FAISS cannot build factory {spec.factory!r} for {dim} dims: {faiss_reason(error)}") \
             from None
+    problem = selector_problem(index)
+    if problem is not None:
+        raise ValueError(f"factory {spec.factory!r}: {problem}")
     apply_build_params(index, spec)
     return index
+
+
+# FAISS index families whose search takes an id selector (deletes and metadata filters need one)
+_SELECTOR_FAMILIES = ("IndexFlat", "IndexScalarQuantizer", "IndexHNSW", "IndexIVF")
+
+
+def selector_problem(index: Any) -> str | None:
+    """Why searches of ``index`` could not be restricted to some ids (None: they can): one
+    IDMap on top, then any transforms (PCA, OPQ, RR), then a flat, SQ, HNSW or IVF index."""
+    import faiss
+
+    chain = [faiss.downcast_index(index)]  # every object kept alive: SWIG frees an outer index's children
+    if type(chain[-1]).__name__.startswith("IndexIDMap"):
+        chain.append(faiss.downcast_index(chain[-1].index))
+    while type(chain[-1]).__name__ == "IndexPreTransform":
+        chain.append(faiss.downcast_index(chain[-1].index))
+    name = type(chain[-1]).__name__
+    if name.startswith("IndexIDMap"):
+        return "IDMap appears twice (the index adds one itself)"
+    if not name.startswith(_SELECTOR_FAMILIES):
+        return (f"FAISS's {name} cannot search with an id selector, which deletes and metadata filters need; "
+                "use a Flat, SQ, HNSW or IVF index (optionally after PCA, OPQ or RR), or a kind (--index)")
+    return None
 
 
 def apply_build_params(index: Any, spec: IndexSpec) -> None:
