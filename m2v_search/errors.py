@@ -36,4 +36,12 @@ class ModelLoadError(M2VSearchError, ValueError):
 
 
 class HubUnavailableError(ModelLoadError):
-    """A hub id was given but the Hugging Face hub cannot be reached (or is disabled)."""
+    """A hub id was given but the Hugging Face hub cannot be reached (or is disabled).
+
+    Attributes:
+        repo_id: the hub id asked for (None when unknown).
+    """
+
+    def __init__(self, message: str, repo_id: str | None = None) -> None:
+        super().__init__(message)
+        self.repo_id = repo_id

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from m2v_search.quantization import quantize
 
 DEFAULT_MAX_LENGTH = 512
@@ -21,6 +23,23 @@ Model = TypeVar("Model", bound="StaticModelIO")
 
 class StaticModelIO:
     """Constructors and writers of ``StaticModel`` (see that class for the model itself)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (multiprocessing, joblib, copy.deepcopy) carries the tokenizer, not its fast
+        backend, which cannot be pickled: the copy selects the same backend again."""
+        state = dict(self.__dict__)
+        state["_backend"] = state["_backend"].name
+        state["_fingerprint_cache"] = None
+        del state["_table"]  # the float32 copy of ``embedding``: made again on arrival
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from m2v_search.tokenization import select_backend
+
+        backend = state.pop("_backend")
+        self.__dict__.update(state)
+        self._table = np.ascontiguousarray(self.embedding, dtype=np.float32)  # type: ignore[attr-defined]
+        self._backend = select_backend(self.tokenizer, backend)  # type: ignore[attr-defined]
 
     @classmethod
     def from_pretrained(

@@ -126,7 +126,7 @@ def _download_from_hub(repo_id: str, subfolder: str | None, token: str | None, f
         except Exception as error:
             if hub_offline():
                 raise HubUnavailableError(f"{repo_id!r} is not a local folder nor in the Hugging Face cache, "
-                                          f"and HF_HUB_OFFLINE is set. {hint}") from error
+                                          f"and HF_HUB_OFFLINE is set. {hint}", repo_id) from error
     try:
         folder = huggingface_hub.snapshot_download(repo_id, allow_patterns=patterns, token=token)
     except Exception as error:
@@ -225,8 +225,8 @@ def load_folder(folder: Path) -> StoredModel:
 def _refuse_special_files(folder: Path) -> None:
     """Refuse a FIFO, socket, device or directory where a model file belongs: the readers (some in
     Rust) would block forever opening a FIFO, deaf to SIGTERM."""
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "modules.json", "README.md"):
-        path = folder / name
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "modules.json"):  # a card is read only
+        path = folder / name                                                               # if a plain file
         if path.exists() and not path.is_file():
             what = "a directory" if path.is_dir() else "not a plain file (a FIFO, socket or device)"
             raise ModelLoadError(f"{path} is {what}; a model folder holds plain files")
@@ -316,7 +316,7 @@ def _card_fields(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def read_card_metadata(readme: Path) -> dict[str, Any]:
     """The YAML front matter of a model card, or {} when there is none or it is unreadable."""
-    if not readme.exists():
+    if not readme.is_file():  # missing, a folder, or a FIFO (reading it would block): the card is optional
         return {}
     import yaml
 

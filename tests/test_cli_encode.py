@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -79,3 +80,21 @@ def test_bad_input_names_file_and_line_and_leaves_the_old_output(tmp_path, tiny_
         result = m2v(*args, "--model", str(tiny_model_folder))
         assert result.returncode == 2 and message in result.stderr.decode()
         assert b"Traceback" not in result.stderr
+
+
+def test_auto_format_on_a_pipe_asks_for_the_format(tmp_path: Path) -> None:
+    """Before: sniffing read the pipe's first bytes, then the reader found it empty: no output, exit 0."""
+    fifo = tmp_path / "texts"
+    os.mkfifo(fifo)
+    result = m2v(str(fifo))
+    assert result.returncode == 2 and b"--format" in result.stderr and b"pipe" in result.stderr
+
+
+def test_a_hub_id_says_the_cli_does_not_download(tmp_path: Path) -> None:
+    """Before: 'HF_HUB_OFFLINE is set', though the CLI had set it, and a Python call as the advice."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    result = subprocess.run([sys.executable, "-m", "m2v_search.cli", "encode", "--text", "hi", "--model",
+                             "sentence-transformers/foo"], capture_output=True, env=env, timeout=120)
+    assert result.returncode == 6
+    assert b"do not download models" in result.stderr and b"--model FOLDER" in result.stderr
+    assert b"m2v-base" in result.stderr

@@ -113,6 +113,36 @@ def test_files_a_killed_writer_put_in_place_are_removed_by_the_next_save(tmp_pat
     assert len(VectorIndex.open(tmp_path / "index")) == 4
 
 
+KILLED_AFTER_THE_MANIFEST = """
+import os, sys
+from m2v_search.index import VectorIndex, generations
+real = generations.write_manifest
+generations.write_manifest = lambda *args: (real(*args), os._exit(9))
+index = VectorIndex.open(sys.argv[1])
+index.add_texts(["one more"], ids=["d"])
+index.save()
+"""
+
+
+def test_a_writer_killed_after_its_manifest_leaves_no_old_generation_behind(tmp_path: Path) -> None:
+    """Before: the replaced generation's files (a whole copy of the index) outlived every later commit."""
+    import subprocess
+    import sys
+
+    saved(tmp_path / "index").close()
+    first = set(json.loads((tmp_path / "index" / "manifest.json").read_text())["files"])
+    child = subprocess.run([sys.executable, "-c", KILLED_AFTER_THE_MANIFEST, str(tmp_path / "index")],
+                           capture_output=True, timeout=120)
+    assert child.returncode == 9, child.stderr
+    assert all((tmp_path / "index" / name).exists() for name in first)  # the kill came before the cleanup
+    index = VectorIndex.open(tmp_path / "index")
+    assert len(index) == 4  # the killed writer's commit took effect
+    index.add_texts(["another"], ids=["e"])
+    index.save()
+    names = {p.name for p in (tmp_path / "index").iterdir()}
+    assert not first & names and not any(name.startswith(".pending") for name in names)
+
+
 def test_a_manifest_without_its_lexical_section_is_corrupt(tmp_path: Path) -> None:
     """Before: one flipped byte in the key opened fine and hybrid search quietly became dense."""
     saved(tmp_path / "index").close()

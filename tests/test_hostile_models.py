@@ -187,3 +187,22 @@ def test_card_fields_yaml_reads_as_numbers_stay_text(tiny_model_folder, tmp_path
     model.save_pretrained(tmp_path / "again")
     card = read_card_metadata(tmp_path / "again" / "README.md")
     assert card["base_model"] == "7" and card["language"] == ["en"]
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "config.json"])
+def test_a_fifo_in_place_of_a_model_file_is_refused_not_waited_on(tmp_path: Path, name: str) -> None:
+    """Before: opening the FIFO blocked forever (in Rust for the first two, deaf to SIGTERM)."""
+    from m2v_search.persistence import BUNDLED_MODELS_DIR
+
+    folder = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODELS_DIR / "m2v-base", folder)
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    with pytest.raises(ModelLoadError, match=f"{name} is not a plain file"):
+        StaticModel.from_pretrained(folder)
+    if name == "config.json":  # the card is optional: a FIFO there is ignored, never read
+        (folder / name).unlink()
+        shutil.copy(BUNDLED_MODELS_DIR / "m2v-base" / name, folder / name)
+        (folder / "README.md").unlink()
+        os.mkfifo(folder / "README.md")
+        assert StaticModel.from_pretrained(folder).dim == 256

@@ -198,3 +198,13 @@ def test_an_ids_file_without_ids_is_named(index_copy: Path, tmp_path: Path, cont
     assert result.returncode == 3 and f"ids file {ids_file} holds no ids" in result.stderr, result.stderr
     piped = m2v_index("delete", str(index_copy), "--ids-file", "-", "--quiet", stdin=content)
     assert piped.returncode == 3 and "ids file <stdin> holds no ids" in piped.stderr, piped.stderr
+
+
+def test_a_corpus_integer_past_64_bits_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """Before: a fresh build stored it (the value walk ran only on lines with NaN, \\u or deep nesting),
+    and no filter could compare it afterwards."""
+    corpus = write_jsonl(tmp_path / "big.jsonl", [{"id": "a", "text": "fine", "metadata": {"x": 2**63 - 1}},
+                                                  {"id": "b", "text": "t", "metadata": {"x": 2**70}}])
+    result = m2v_index("build", str(corpus), "-o", str(tmp_path / "index"))
+    assert result.returncode == 3, result.stderr
+    assert "big.jsonl: line 2: metadata field 'x' is an integer past 64 bits" in result.stderr

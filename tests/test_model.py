@@ -228,3 +228,19 @@ def test_import_is_light():
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+@pytest.mark.parametrize("backend", ["auto", "hf"])
+def test_a_model_pickles_and_deep_copies_like_model2vec(backend: str) -> None:
+    """Before: TypeError (nanotoken's tokenizer, or a local lambda of the hf backend), so spawn-based
+    multiprocessing, joblib and copy.deepcopy could not take a model; model2vec's StaticModel can."""
+    import copy
+    import pickle
+
+    model = StaticModel.from_pretrained(tokenizer_backend=backend)
+    texts = ["the cat sat", "Ünïcödé 🙂", ""]
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert twin.tokenizer_backend == model.tokenizer_backend
+        np.testing.assert_array_equal(twin.encode(texts), model.encode(texts))
+        assert twin.fingerprint == model.fingerprint
+    assert len(pickle.dumps(model)) < 1.2 * model.embedding.nbytes + 2_000_000  # not the float32 copy too

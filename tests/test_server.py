@@ -212,6 +212,7 @@ def test_upsert_is_committed_then_found_and_delete_removes_it(served: str, index
         assert info["documents"] == 6 and info["dim"] == 256 and info["model"] == "m2v-base"
         assert info["writable"] is True and info["commits"] == 3
         assert http.get("/health").json() == {"status": "ok"}
+        assert http.head("/health").status_code == 200  # probes that send HEAD
         assert http.get("/docs").status_code == 200
         assert "/v1/embeddings" in http.get("/openapi.json").json()["paths"]
 

@@ -101,6 +101,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         print(f"{args.command_name}: error: standard output is closed; redirect it to a file or /dev/null",
               file=sys.stderr)
         return EXIT_SYSTEM
+    offline_by_us = "HF_HUB_OFFLINE" not in os.environ
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     debug = bool(getattr(args, "debug", False) or os.environ.get("M2V_DEBUG"))
     with _logging_to_stderr(args.command_name.split()[0], quiet=getattr(args, "quiet", False),
@@ -125,7 +126,8 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
             code = exit_code_for(error)
             if debug and code == EXIT_ERROR:
                 raise
-            print(f"{args.command_name}: error: {describe(error)}", file=sys.stderr)
+            print(f"{args.command_name}: error: {_offline_hub_message(error) if offline_by_us else describe(error)}",
+                  file=sys.stderr)
             if debug:
                 import traceback
 
@@ -187,3 +189,15 @@ def _logging_to_stderr(prefix: str, *, quiet: bool, verbose: bool) -> Iterator[N
         ours.handlers[:], ours.propagate = saved[0], saved[1]
         ours.setLevel(saved[2])
         faiss_logger.setLevel(saved[3])
+
+
+def _offline_hub_message(error: Exception) -> str:
+    """A hub id the CLI would not download (it set HF_HUB_OFFLINE itself), said as the CLI's choice."""
+    from m2v_search.errors import HubUnavailableError
+    from m2v_search.persistence import bundled_model_names
+
+    if not isinstance(error, HubUnavailableError) or error.repo_id is None:
+        return describe(error)
+    return (f"{error.repo_id!r} is not a model folder, and the m2v commands do not download models (run with "
+            f"HF_HUB_OFFLINE=0 to allow it): pass --model FOLDER, or a bundled model "
+            f"({', '.join(bundled_model_names())})")

@@ -20,6 +20,7 @@ import gzip
 import io
 import json
 import logging
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from m2v_search.index.urls import storage_errors
 log = logging.getLogger("m2v_search.index")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer past 64 bits has 19 digits at least
 _REPORTED = 5  # skipped lines logged one by one before only counting
 MAX_LINE_BYTES = 64 << 20  # a longer line is refused (a 1 MB .gz can hold a 1 GB line)
 
@@ -179,8 +181,10 @@ class CorpusReader:
         """
         where = f"{self.name}: line {line}"
         row = self.parse_row(raw, where, strip_bom=line == 1)
-        # lone surrogates come only from \\u escapes, deep nesting needs many brackets: most lines skip the walk
-        suspect = self._non_finite or b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+        # lone surrogates come only from \\u escapes, deep nesting needs many brackets, an integer past 64 bits
+        # many digits: most lines skip the walk
+        suspect = self._non_finite or b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH \
+            or _LONG_DIGITS.search(raw) is not None
         return self.record_from_row(row, where, line, suspect)
 
     def parse_row(self, raw: bytes, where: str, *, strip_bom: bool = False) -> dict[str, Any]:

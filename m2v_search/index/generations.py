@@ -80,7 +80,11 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     extra = extra_files(generation) if extra_files is not None else {}
     staged_extra = {name: directory / f".{name}.tmp" for name in extra}
     published: list[Path] = []
-    pending = directory / f".pending.{generation}.json"  # what to remove if this commit dies before its manifest
+    replaced = [name for name in (previous or {}).get("files", {})  # recorded, and named as commits name files
+                if name not in (index_name, docs_name, *extra) and GENERATION_FILE.fullmatch(name)]
+    # what a writer killed mid-commit leaves to the next one: this commit's files if its manifest never
+    # made it, the replaced generation's files if it did
+    pending = directory / f".pending.{generation}.json"
     try:
         create_private_file(staged_index)
         write_index(staged_index)
@@ -89,7 +93,8 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
         fsync_file(staged_docs)
         for name, content in extra.items():
             _write_new_file(staged_extra[name], content)
-        _write_new_file(pending, json.dumps({"files": [index_name, docs_name, *extra]}).encode("utf-8"))
+        _write_new_file(pending, json.dumps({"files": [index_name, docs_name, *extra], "replaced": replaced}
+                                            ).encode("utf-8"))
         for staged, name in ((staged_index, index_name), (staged_docs, docs_name), *((staged_extra[n], n) for n in extra)):
             os.replace(staged, directory / name)
             published.append(directory / name)
@@ -99,33 +104,37 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
         if not current or current.get("generation") != generation:  # never published: nothing refers to them
             for path in published:
                 path.unlink(missing_ok=True)
+            pending.unlink(missing_ok=True)
         raise
     finally:
-        for staged in (staged_index, staged_docs, *staged_extra.values(), pending):
+        for staged in (staged_index, staged_docs, *staged_extra.values()):
             staged.unlink(missing_ok=True)
-    for name in (previous or {}).get("files", {}):  # recorded, and named as this module names files
-        if name not in (index_name, docs_name, *extra) and GENERATION_FILE.fullmatch(name):
-            (directory / name).unlink(missing_ok=True)
+    for name in replaced:
+        (directory / name).unlink(missing_ok=True)
+    pending.unlink(missing_ok=True)
     fsync_dir(directory)
     return generation
 
 
 def _finish_interrupted_commits(directory: Path, current: dict[str, Any] | None) -> None:
-    """Remove the files of commits a killed writer left unfinished: their ``.pending.<generation>.json``
-    marker lists the files put in place before the manifest, and no manifest records that generation.
-    Only names the marker lists (and that name its generation) are removed: never a file of the user's."""
+    """Finish the commits a killed writer left: each left a ``.pending.<generation>.json`` marker. If
+    the manifest records that generation, the commit took effect and the files it replaced are
+    removed; otherwise the files it had put in place are. Only names the marker lists, named as
+    commits name files and not recorded by the current manifest, are removed: never a user's file."""
+    recorded = set((current or {}).get("files") or {})
     for marker in directory.iterdir():
         match = PENDING_FILE.fullmatch(marker.name)
         if match is None or marker.is_symlink():
             continue
-        if not current or current.get("generation") != match[1]:
-            try:
-                names = json.loads(read_plain_file(marker, MAX_MANIFEST_BYTES))["files"]
-            except (OSError, ValueError, KeyError, TypeError, IndexCorruptError):
-                names = []
-            for name in names if isinstance(names, list) else []:
-                if isinstance(name, str) and GENERATION_FILE.fullmatch(name) and match[1] in name:
-                    (directory / name).unlink(missing_ok=True)
+        try:
+            listed = json.loads(read_plain_file(marker, MAX_MANIFEST_BYTES))
+        except (OSError, ValueError, IndexCorruptError):
+            listed = {}
+        took_effect = bool(current) and current.get("generation") == match[1]
+        names = listed.get("replaced" if took_effect else "files") if isinstance(listed, dict) else None
+        for name in names if isinstance(names, list) else []:
+            if isinstance(name, str) and GENERATION_FILE.fullmatch(name) and name not in recorded:
+                (directory / name).unlink(missing_ok=True)
         marker.unlink(missing_ok=True)
 
 

@@ -36,8 +36,8 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
     """The search, document and status routes of ``service``."""
     router = APIRouter(responses=_ERRORS)
 
-    @router.get("/health", tags=["status"], summary="Liveness (no key needed)",
-                responses={503: {"description": "the served index directory no longer holds an index"}})
+    @router.api_route("/health", methods=["GET", "HEAD"], tags=["status"], summary="Liveness (no key needed)",
+                      responses={503: {"description": "the served index directory no longer holds an index"}})
     async def health() -> Any:
         if service.path is not None and not (service.path / MANIFEST_NAME).is_file():
             return JSONResponse({"status": "index_missing",
