@@ -259,6 +259,19 @@ def test_external_vectors_index(tmp_path: Path) -> None:
         assert added.status_code == 200, added.text
         assert http.post("/search", json={"vector": [0, 0, 1, 0], "k": 1}).json()["results"][0][0]["id"] == "z"
         assert_error(http.post("/documents", json={"ids": ["w"], "texts": ["w"]}), 400, "vectors")
+        # hybrid over your own vectors: the text and its vector together (before: impossible over HTTP,
+        # and the error advised the Python argument query_vectors=)
+        error = assert_error(http.post("/search", json={"query": "z", "k": 1}), 400, "send vector")
+        assert "query_vectors" not in error["message"]
+        hybrid = http.post("/search", json={"query": "y axis", "vector": [0, 1, 0, 0], "k": 2, "mode": "hybrid"})
+        assert hybrid.status_code == 200, hybrid.text
+        assert hybrid.json()["results"][0][0]["id"] == "y"
+        both = http.post("/search", json={"queries": ["x axis", "z axis"], "vectors": [[1, 0, 0, 0], [0, 0, 1, 0]],
+                                          "k": 1, "mode": "hybrid"}).json()["results"]
+        assert [hits[0]["id"] for hits in both] == ["x", "z"]
+        assert_error(http.post("/search", json={"queries": ["x"], "vectors": [[1, 0, 0, 0], [0, 1, 0, 0]]}), 422,
+                     "1 queries but 2 vectors")
+        assert_error(http.post("/search", json={"query": "x", "vectors": [[1, 0, 0, 0]]}), 422, "query with vector")
 
 
 # ---------------------------------------------------------------------- auth and limits
@@ -321,8 +334,8 @@ BAD_REQUESTS = [
     ("post", "/search", b'{"query": "x", "filter": {"a": {"$in": 3}}}', 400, "$in"),
     ("post", "/search", b'{"query": "\\ud800"}', 400, "surrogate"),
     ("post", "/search", b'{"qeury": "x"}', 422, "qeury"),
-    ("post", "/search", b'{}', 422, "exactly one"),
-    ("post", "/search", b'{"query": "x", "vector": [1]}', 422, "exactly one"),
+    ("post", "/search", b'{}', 422, "give one of"),
+    ("post", "/search", b'{"query": "x", "queries": ["y"]}', 422, "give one of"),
     ("post", "/search", b'{"vector": [1, 2]}', 400, "256-dim"),
     ("post", "/search", b'{"vectors": [[1, 2], [1]]}', 400, "different lengths"),
     ("post", "/search", b'{"vector": [1e39]}', 400, "float32"),

@@ -120,37 +120,49 @@ async def _write(service: IndexService, apply: Any) -> Any:
 
 def _search(service: IndexService, limits: ServerLimits, request: SearchRequest, k: int) -> dict[str, Any]:
     with service.reading() as index:
-        queries = _queries_of(request, index.dim, limits)
+        queries, query_vectors = _queries_of(request, index.dim, limits)
         try:
             results = index.search_batch(queries, k, filter=request.filter, nprobe=request.nprobe,
-                                         ef_search=request.ef_search, mode=request.mode, alpha=request.alpha)
+                                         ef_search=request.ef_search, mode=request.mode, alpha=request.alpha,
+                                         query_vectors=query_vectors)
         except Exception as error:  # noqa: BLE001 - mapped to a status and a JSON body
             mapped = api_error_from(error)
             if mapped.param in ("queries", "query"):  # the index's argument: whichever the request gave
                 mapped.param = next(name for name in ("query", "queries", "vector", "vectors")
                                     if getattr(request, name) is not None)
+            # the Python argument's advice, said in the request's own fields
+            mapped.message = mapped.message.replace("pass the texts and query_vectors=", "send query and vector together") \
+                .replace("pass query vectors (query_vectors=)", "send vector (or vectors), alone or beside query (queries)")
             raise mapped from None
     return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
                          for hit in hits] for hits in results]}
 
 
-def _queries_of(request: SearchRequest, dim: int, limits: ServerLimits) -> list[str] | np.ndarray:
+def _queries_of(request: SearchRequest, dim: int, limits: ServerLimits) -> tuple[Any, np.ndarray | None]:
+    """``(queries, query_vectors)``: texts or vectors, or texts with their vectors (query + vector,
+    queries + vectors: hybrid search of an index of vectors computed elsewhere)."""
     given = [name for name in ("query", "queries", "vector", "vectors") if getattr(request, name) is not None]
-    if len(given) != 1:
-        raise ApiError(422, "give exactly one of query, queries, vector, vectors"
-                            + (f" (got {', '.join(given)})" if given else ""), param=given[1] if given else "query")
+    if given not in (["query"], ["queries"], ["vector"], ["vectors"], ["query", "vector"], ["queries", "vectors"]):
+        raise ApiError(422, "give one of query, queries, vector, vectors (or query with vector, queries with "
+                            "vectors, for hybrid search with your own vectors)"
+                            + (f"; got {', '.join(given)}" if given else ""), param=given[-1] if given else "query")
+    texts = None
     if request.query is not None:
         check_texts("query", [request.query])
-        return [request.query]
-    if request.queries is not None:
+        texts = [request.query]
+    elif request.queries is not None:
         check_batch("queries", len(request.queries), limits.max_batch)
         check_texts("queries", request.queries)
-        return list(request.queries)
+        texts = list(request.queries)
     rows = [request.vector] if request.vector is not None else request.vectors
-    assert rows is not None
+    if rows is None:
+        return texts, None
     field = "vector" if request.vector is not None else "vectors"
     check_batch(field, len(rows), limits.max_batch)
-    return as_matrix(field, rows, dim)
+    matrix = as_matrix(field, rows, dim)
+    if texts is not None and len(texts) != len(matrix):
+        raise ApiError(422, f"{len(texts)} queries but {len(matrix)} vectors", param=field)
+    return (texts, matrix) if texts is not None else (matrix, None)
 
 
 def _records_of(request: UpsertRequest, limits: ServerLimits) -> tuple[list[dict[str, Any]], np.ndarray | None]:

@@ -64,7 +64,8 @@ class ModelList(BaseModel):
 
 # ---------------------------------------------------------------------- search and documents
 class SearchRequest(_Strict):
-    """``POST /search``: exactly one of ``query``, ``queries``, ``vector``, ``vectors``."""
+    """``POST /search``: one of ``query``, ``queries``, ``vector``, ``vectors``; or ``query`` with ``vector``
+    (``queries`` with ``vectors``) for hybrid search of an index of vectors computed elsewhere."""
 
     query: str | None = Field(None, description="One query text.")
     queries: list[str] | None = Field(None, description="Several query texts (one result list each).")
