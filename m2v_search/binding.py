@@ -275,10 +275,13 @@ class IndexBinding:
         """``query`` as a vector: a text encoded by the index's model, or a given vector checked.
 
         Raises:
-            ValueError: a text query for an index without a model, or a vector of the wrong size.
+            ValueError: an empty or white-space query, a text query for an index without a model, or a
+                vector of the wrong size.
         """
         if isinstance(query, str):
-            return self.encode([query])[0]
+            from m2v_search.index.collection import checked_texts
+
+            return self.encode(checked_texts([query]))[0]  # an empty query is refused, as in a search
         vector = finite_vector(query)
         if self._index is not None and len(vector) != self._index.dim:
             raise ValueError(size_mismatch(self._index, len(vector)))
