@@ -190,7 +190,9 @@ def test_manifest_entry_and_loading_from_verified_contents() -> None:
     assert manifest["lexical"]["documents"] == len(TEXTS) and manifest["lexical"]["analyzer"]["language"] == "english"
     loaded = from_manifest(manifest, contents, "DIR")
     assert loaded is not None and loaded.search("bread", 5)[0].tolist() == [101, 105]
-    assert from_manifest({}, contents, "DIR") is None  # an index saved before (or without) a lexical part
+    assert from_manifest({}, {}, "DIR") is None  # an index saved before (or without) a lexical part
+    with pytest.raises(IndexCorruptError, match="lists the lexical files .* no 'lexical' section"):
+        from_manifest({}, contents, "DIR")  # its files listed, its section gone: a damaged manifest
     unlisted = {names[HEADER_FILE]: files[HEADER_FILE]}
     with pytest.raises(IndexCorruptError, match="lexical.arrays.*not listed"):
         from_manifest(manifest, unlisted, "DIR")
