@@ -136,16 +136,7 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             index_kind = index
         if factory is None and index_kind not in factories.KINDS:
             raise ValueError(f"unknown index kind {index_kind!r}; use one of {', '.join(factories.KINDS)}")
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= MAX_DIM):
-            raise ValueError(f"dim must be an integer from 1 to {MAX_DIM}, got {dim!r}")
-        if memory_budget is not None:
-            if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
-                raise ValueError(f"memory_budget must be a positive number of bytes (an int) or None, got {memory_budget!r}")
-            memory_budget = int(memory_budget)
-        if model_path is not None:
-            if not isinstance(model_path, (str, os.PathLike)):
-                raise TypeError(f"model_path must be a str or a path, got {type(model_path).__name__}")
-            model_path = os.fspath(model_path)
+        memory_budget, model_path = _checked_create_arguments(dim, memory_budget, model_path)
         loaded: StaticModel | None
         if dim is not None and model is None:
             loaded, source, width = None, None, int(dim)
@@ -367,6 +358,22 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
         with self._lock:
             return consistency_problems(self._docs, self._backend, self.embed if self._vectors_from_model() else None
                                         ) + self.lexical_problems()
+
+
+def _checked_create_arguments(dim: Any, memory_budget: Any, model_path: Any) -> tuple[int | None, str | None]:
+    """``create``'s arguments a save must be able to write (the memory budget as an int, the model
+    path as a str), or ValueError / TypeError naming the argument."""
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= MAX_DIM):
+        raise ValueError(f"dim must be an integer from 1 to {MAX_DIM}, got {dim!r}")
+    if memory_budget is not None:
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget < 1:
+            raise ValueError(f"memory_budget must be a positive number of bytes (an int) or None, got {memory_budget!r}")
+        memory_budget = int(memory_budget)
+    if model_path is not None:
+        if not isinstance(model_path, (str, os.PathLike)):
+            raise TypeError(f"model_path must be a str or a path, got {type(model_path).__name__}")
+        model_path = os.fspath(model_path)
+    return memory_budget, model_path
 
 
 def _check_counts(directory: Path, manifest: dict[str, Any], backend: Backend, docs: DocStore) -> None:
