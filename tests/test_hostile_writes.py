@@ -208,3 +208,24 @@ def test_a_corpus_integer_past_64_bits_is_refused_naming_the_line(tmp_path: Path
     result = m2v_index("build", str(corpus), "-o", str(tmp_path / "index"))
     assert result.returncode == 3, result.stderr
     assert "big.jsonl: line 2: metadata field 'x' is an integer past 64 bits" in result.stderr
+
+
+def test_a_build_that_writes_nothing_leaves_no_folders(tmp_path: Path) -> None:
+    """Before: `build missing.jsonl -o a/b/c` failed but left a/b/c holding only the lock file."""
+    result = m2v_index("build", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "a" / "b" / "c"))
+    assert result.returncode == 3, result.stderr
+    assert not (tmp_path / "a").exists()
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x"}])  # no text
+    (tmp_path / "kept").mkdir()
+    assert m2v_index("build", str(bad), "-o", str(tmp_path / "kept" / "new")).returncode == 3
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "new").exists()
+
+
+def test_output_inside_a_file_and_a_zero_memory_budget_are_usage_errors(tmp_path: Path) -> None:
+    """Before: exit 3 with the OS's 'Not a directory', and the Python API's memory_budget message."""
+    corpus = write_jsonl(tmp_path / "ok.jsonl", [{"id": "1", "text": "hello"}])
+    (tmp_path / "afile").write_text("x")
+    inside = m2v_index("build", str(corpus), "-o", str(tmp_path / "afile" / "sub"))
+    assert inside.returncode == 2 and "afile is a file" in inside.stderr
+    zero = m2v_index("build", str(corpus), "-o", str(tmp_path / "index"), "--memory-budget", "0")
+    assert zero.returncode == 2 and "--memory-budget" in zero.stderr

@@ -202,7 +202,10 @@ def _memory_budget(text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        return parse_size(text)
+        size = parse_size(text)
     except ValueError as error:
         raise UsageError(f"--memory-budget: {error}") from None
+    if size < 1:
+        raise UsageError(f"--memory-budget: {text!r} is no memory at all; give a size such as 4G")
+    return size
 

@@ -134,6 +134,31 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     check_output_directory(directory, force, before_lock=True)
+    created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
+    try:
+        return _build_locked(corpus, directory, model, index, factory, memory_budget, batch_size, resume,
+                             checkpoint_every, allow_model_mismatch, show_progress, force, lexical, rescore, started)
+    except BaseException:
+        _remove_if_only_the_lock(created)  # a build that wrote nothing leaves no folders behind
+        raise
+
+
+def _remove_if_only_the_lock(created: list[Path]) -> None:
+    """Remove the folders (deepest first) this build created, while each holds nothing but the
+    writer lock file: a build that failed before writing anything leaves the file system as it was."""
+    for folder in created:
+        try:
+            if {entry.name for entry in os.scandir(folder)} <= {LOCK_NAME}:
+                (folder / LOCK_NAME).unlink(missing_ok=True)
+                folder.rmdir()
+        except OSError:
+            return
+
+
+def _build_locked(corpus: CorpusReader, directory: Path, model: StaticModel | str | None, index: str,
+                  factory: str | None, memory_budget: int | None, batch_size: int, resume: bool,
+                  checkpoint_every: int, allow_model_mismatch: bool, show_progress: bool, force: bool,
+                  lexical: bool | str, rescore: int | None, started: float) -> BuildReport:
     with WriterLock.for_directory(directory):
         _remove_abandoned_new_folders(directory)
         check_output_directory(directory, force)
@@ -189,6 +214,11 @@ def refuse_file_output(directory: Path) -> None:
     """
     if directory.exists() and not directory.is_dir():
         raise OutputDirectoryError(f"{directory} is a file; the output (-o) names the index directory to create")
+    for parent in directory.parents:  # the nearest existing folder above it must be a folder too
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputDirectoryError(f"{parent} is a file, so {directory} cannot be created inside it")
+            break
 
 
 def check_output_directory(directory: Path, force: bool, staging: str = STAGING, *, before_lock: bool = False
