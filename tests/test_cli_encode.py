@@ -98,3 +98,17 @@ def test_a_hub_id_says_the_cli_does_not_download(tmp_path: Path) -> None:
     assert result.returncode == 6
     assert b"do not download models" in result.stderr and b"--model FOLDER" in result.stderr
     assert b"m2v-base" in result.stderr
+
+
+def test_a_full_disk_names_the_output_file(tmp_path: Path) -> None:
+    """Before: numpy's 'Not enough free space to write ...' named no file."""
+    code = ("import sys, numpy as np\n"
+            "def full(*args, **kwargs):\n    raise OSError(28, 'No space left on device')\n"
+            "np.save = full\n"
+            "from m2v_search.cli.app import main\n"
+            f"sys.exit(main(['encode', '--quiet', '--text', 'hi', '-o', {str(tmp_path / 'out.npy')!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 7
+    assert f"cannot write {tmp_path / 'out.npy'}: No space left".encode() in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no partial file

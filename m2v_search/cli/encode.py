@@ -168,7 +168,10 @@ def _write_matrix(model: Any, items: Iterator[tuple[Any, str]], args: argparse.N
                                 dtype=np.float32))
         if bar is not None:
             bar.update(len(texts))
-    np.save(out, np.concatenate(parts) if parts else np.zeros((0, model.dim), np.float32), allow_pickle=False)
+    try:
+        np.save(out, np.concatenate(parts) if parts else np.zeros((0, model.dim), np.float32), allow_pickle=False)
+    except OSError as error:  # e.g. a full disk: numpy's message names no file
+        raise OSError(error.errno, f"cannot write {args.output}: {error.strerror or error}") from None
 
 
 @contextmanager
@@ -182,8 +185,11 @@ def _output(path: Path | None, mode: str) -> Iterator[Any]:
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as error:
+                raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:

@@ -151,8 +151,8 @@ def exit_code_for(error: BaseException) -> int:
 
 
 _OS_HINTS = {
-    errno.ENOSPC: "the disk is full; free some space and run again (the index on disk is unchanged)",
-    errno.EDQUOT: "the disk quota is exceeded; free some space and run again (the index on disk is unchanged)",
+    errno.ENOSPC: "the disk is full; free some space and run again (files already on disk, an index included, are unchanged)",
+    errno.EDQUOT: "the disk quota is exceeded; free some space and run again (files already on disk, an index included, are unchanged)",
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
