@@ -234,3 +234,16 @@ def test_accepted_factories_filter_and_delete(tmp_path: Path, factory: str) -> N
     index.delete(["0", "3"])
     hits = index.search("cat on a mat", k=5, filter={"n": 0})
     assert hits and all(h.metadata == {"n": 0} and h.id not in ("0", "3") for h in hits)
+
+
+def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
+    """Before: the same text and metadata without `vectors` answered skipped, keeping the caller's vector."""
+    index = VectorIndex.create()
+    given = np.random.default_rng(0).normal(size=(1, 256)).astype(np.float32)
+    index.upsert([{"id": "v", "text": "the cat sat on the mat"}], vectors=given)
+    assert index.search("the cat sat on the mat", k=1, mode="dense")[0].score < 0.5
+    index.upsert([{"id": "v", "text": "the cat sat on the mat"}])
+    assert index.last_upsert.replaced == 1
+    assert index.search("the cat sat on the mat", k=1, mode="dense")[0].score == pytest.approx(1.0, abs=1e-5)
+    index.upsert([{"id": "v", "text": "the cat sat on the mat"}])
+    assert index.last_upsert.skipped == 1  # now a true repeat

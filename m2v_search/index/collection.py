@@ -138,7 +138,9 @@ class DocumentCollection:
     def _upsert_batch(self, items: list[tuple[str, str, str]], vectors: np.ndarray | None,
                       stats: UpsertStats) -> None:
         items, vectors = _last_of_each_id(items, vectors)
-        hashes = [content_hash(text, meta) for _, text, meta in items]
+        # a row whose vector was given records so in its hash: the same text sent later without a
+        # vector is then a change (the model's vector replaces the caller's), not a repeat
+        hashes = [("given:" if vectors is not None else "") + content_hash(text, meta) for _, text, meta in items]
         with self._lock:
             existing = self._docs.lookup([item[0] for item in items])
             changed = [i for i, (item, digest) in enumerate(zip(items, hashes))  # given vectors may differ
