@@ -113,6 +113,14 @@ def test_files_a_killed_writer_put_in_place_are_removed_by_the_next_save(tmp_pat
     assert len(VectorIndex.open(tmp_path / "index")) == 4
 
 
+def test_a_folder_named_like_a_pending_marker_does_not_stop_commits(tmp_path: Path) -> None:
+    index = saved(tmp_path / "index")
+    (tmp_path / "index" / ".pending.000009-deadbeef.json").mkdir()
+    index.add_texts(["one more"], ids=["d"])
+    index.save()  # before: unlinking the "marker" raised IsADirectoryError on every commit
+    assert len(VectorIndex.open(tmp_path / "index")) == 4
+
+
 KILLED_AFTER_THE_MANIFEST = """
 import os, sys
 from m2v_search.index import VectorIndex, generations

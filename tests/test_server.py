@@ -263,6 +263,9 @@ def test_external_vectors_index(tmp_path: Path) -> None:
         # and the error advised the Python argument query_vectors=)
         error = assert_error(http.post("/search", json={"query": "z", "k": 1}), 400, "send vector")
         assert "query_vectors" not in error["message"]
+        for fields in ({"mode": "hybrid"}, {"alpha": 0.5}):  # a vector alone cannot weigh words
+            error = assert_error(http.post("/search", json={"vector": [1, 0, 0, 0], **fields}), 400, "send query")
+            assert "query_vectors" not in error["message"]
         hybrid = http.post("/search", json={"query": "y axis", "vector": [0, 1, 0, 0], "k": 2, "mode": "hybrid"})
         assert hybrid.status_code == 200, hybrid.text
         assert hybrid.json()["results"][0][0]["id"] == "y"

@@ -135,17 +135,20 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     check_output_directory(directory, force, before_lock=True)
     created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
-    try:
-        return _build_locked(corpus, directory, model, index, factory, memory_budget, batch_size, resume,
-                             checkpoint_every, allow_model_mismatch, show_progress, force, lexical, rescore, started)
-    except BaseException:
-        _remove_if_only_the_lock(created)  # a build that wrote nothing leaves no folders behind
-        raise
+    with WriterLock.for_directory(directory):  # a second build refused here removes nothing of the first's
+        try:
+            return _build_locked(corpus, directory, model, index, factory, memory_budget, batch_size, resume,
+                                 checkpoint_every, allow_model_mismatch, show_progress, force, lexical, rescore,
+                                 started)
+        except BaseException:
+            _remove_if_only_the_lock(created)  # a build that wrote nothing leaves no folders behind
+            raise
 
 
 def _remove_if_only_the_lock(created: list[Path]) -> None:
     """Remove the folders (deepest first) this build created, while each holds nothing but the
-    writer lock file: a build that failed before writing anything leaves the file system as it was."""
+    writer lock file: a build that failed before writing anything leaves the file system as it was.
+    Called under the lock, so the lock file is this build's own (held, so no other writer is inside)."""
     for folder in created:
         try:
             if {entry.name for entry in os.scandir(folder)} <= {LOCK_NAME}:
@@ -159,37 +162,37 @@ def _build_locked(corpus: CorpusReader, directory: Path, model: StaticModel | st
                   factory: str | None, memory_budget: int | None, batch_size: int, resume: bool,
                   checkpoint_every: int, allow_model_mismatch: bool, show_progress: bool, force: bool,
                   lexical: bool | str, rescore: int | None, started: float) -> BuildReport:
-    with WriterLock.for_directory(directory):
-        _remove_abandoned_new_folders(directory)
-        check_output_directory(directory, force)
-        staging = _Staging(directory / STAGING, corpus)
-        vectors = staging.open_checkpoint(model, allow_model_mismatch) if resume else None
-        resumed = vectors is not None
-        if vectors is None:
-            vectors = VectorIndex.create(None, model, index_kind=index, factory=factory, memory_budget=memory_budget,
-                                         lexical=lexical, rescore=rescore)
-        try:
-            vectors.build_info = {"complete": False, "corpus": corpus.name}
-            with progress_bar(show_progress, "Indexing") as progress:
-                read, added, replaced, unchanged = stream_upsert(
-                    vectors, corpus, batch_size=batch_size, progress=progress,
-                    checkpoint=lambda: staging.save(vectors, resumed), checkpoint_every=checkpoint_every)
-            if read == 0 and not resumed:
-                raise CorpusError(f"{corpus.name}: no records (read {corpus.lines} lines, "
-                                  f"{corpus.skipped} invalid); the previous index, if any, is unchanged")
-            warn_repeated_ids(corpus)
-            seconds = time.perf_counter() - started
-            vectors.build_info = {"complete": True, "corpus": corpus.name, "records": read,
-                                  "skipped_invalid": corpus.skipped, "duplicate_ids": corpus.duplicates,
-                                  "seconds": round(seconds, 3)}
-            vectors.save(directory)
-            staging.remove()
-            seconds = time.perf_counter() - started
-            return BuildReport(str(directory), len(vectors), read, added, replaced, unchanged, corpus.skipped,
-                               resumed, round(seconds, 3), round(read / seconds, 1) if seconds else 0.0,
-                               vectors.factory, corpus.duplicates, corpus.id_type_collisions)
-        finally:
-            vectors.close()
+    """``build_index`` under the directory's writer lock."""
+    _remove_abandoned_new_folders(directory)
+    check_output_directory(directory, force)
+    staging = _Staging(directory / STAGING, corpus)
+    vectors = staging.open_checkpoint(model, allow_model_mismatch) if resume else None
+    resumed = vectors is not None
+    if vectors is None:
+        vectors = VectorIndex.create(None, model, index_kind=index, factory=factory, memory_budget=memory_budget,
+                                     lexical=lexical, rescore=rescore)
+    try:
+        vectors.build_info = {"complete": False, "corpus": corpus.name}
+        with progress_bar(show_progress, "Indexing") as progress:
+            read, added, replaced, unchanged = stream_upsert(
+                vectors, corpus, batch_size=batch_size, progress=progress,
+                checkpoint=lambda: staging.save(vectors, resumed), checkpoint_every=checkpoint_every)
+        if read == 0 and not resumed:
+            raise CorpusError(f"{corpus.name}: no records (read {corpus.lines} lines, "
+                              f"{corpus.skipped} invalid); the previous index, if any, is unchanged")
+        warn_repeated_ids(corpus)
+        seconds = time.perf_counter() - started
+        vectors.build_info = {"complete": True, "corpus": corpus.name, "records": read,
+                              "skipped_invalid": corpus.skipped, "duplicate_ids": corpus.duplicates,
+                              "seconds": round(seconds, 3)}
+        vectors.save(directory)
+        staging.remove()
+        seconds = time.perf_counter() - started
+        return BuildReport(str(directory), len(vectors), read, added, replaced, unchanged, corpus.skipped,
+                           resumed, round(seconds, 3), round(read / seconds, 1) if seconds else 0.0,
+                           vectors.factory, corpus.duplicates, corpus.id_type_collisions)
+    finally:
+        vectors.close()
 
 
 def _remove_abandoned_new_folders(directory: Path) -> None:

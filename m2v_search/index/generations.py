@@ -124,7 +124,7 @@ def _finish_interrupted_commits(directory: Path, current: dict[str, Any] | None)
     recorded = set((current or {}).get("files") or {})
     for marker in directory.iterdir():
         match = PENDING_FILE.fullmatch(marker.name)
-        if match is None or marker.is_symlink():
+        if match is None or marker.is_symlink() or not marker.is_file():  # only a plain marker is ours
             continue
         try:
             listed = json.loads(read_plain_file(marker, MAX_MANIFEST_BYTES))

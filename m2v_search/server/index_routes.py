@@ -121,6 +121,7 @@ async def _write(service: IndexService, apply: Any) -> Any:
 def _search(service: IndexService, limits: ServerLimits, request: SearchRequest, k: int) -> dict[str, Any]:
     with service.reading() as index:
         queries, query_vectors = _queries_of(request, index.dim, limits)
+        _check_query_kind(request, index.model is None)
         try:
             results = index.search_batch(queries, k, filter=request.filter, nprobe=request.nprobe,
                                          ef_search=request.ef_search, mode=request.mode, alpha=request.alpha,
@@ -130,12 +131,24 @@ def _search(service: IndexService, limits: ServerLimits, request: SearchRequest,
             if mapped.param in ("queries", "query"):  # the index's argument: whichever the request gave
                 mapped.param = next(name for name in ("query", "queries", "vector", "vectors")
                                     if getattr(request, name) is not None)
-            # the Python argument's advice, said in the request's own fields
-            mapped.message = mapped.message.replace("pass the texts and query_vectors=", "send query and vector together") \
-                .replace("pass query vectors (query_vectors=)", "send vector (or vectors), alone or beside query (queries)")
             raise mapped from None
     return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
                          for hit in hits] for hits in results]}
+
+
+def _check_query_kind(request: SearchRequest, without_model: bool) -> None:
+    """Refuse, in the request's own fields, what the index would refuse naming its Python arguments:
+    text alone for an index without a model, a vector alone for a lexical or hybrid search."""
+    texts = request.query is not None or request.queries is not None
+    vectors = request.vector is not None or request.vectors is not None
+    wants_words = request.mode in ("hybrid", "lexical") or (request.mode is None and request.alpha is not None)
+    if texts and not vectors and without_model and request.mode != "lexical":
+        raise ApiError(400, "this index holds vectors computed elsewhere and no model to encode text: send vector "
+                            "(vectors), alone for a dense search or beside query (queries) for hybrid", param="vector")
+    if vectors and not texts and wants_words:
+        what = f"mode {request.mode!r}" if request.mode is not None else f"alpha={request.alpha}"
+        raise ApiError(400, f"{what} needs query text: a vector alone searches dense only; send query (queries) "
+                            "beside vector (vectors) for hybrid search with your own vectors", param="mode")
 
 
 def _queries_of(request: SearchRequest, dim: int, limits: ServerLimits) -> tuple[Any, np.ndarray | None]:

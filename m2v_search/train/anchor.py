@@ -94,6 +94,7 @@ class AnchoredTable:
         # map mode: every row is start_t @ W^T, so the anchor is tr((W - I) G (W - I)^T) with this
         # dim x dim Gram matrix of the rows scaled by their norms (no table-sized product per step)
         self.gram = (self.start / self.start_norms[:, None]).T @ self.start if train == "map" else None
+        self.identity = torch.eye(table.shape[1])
 
     def outputs(self, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Mean-pooled outputs (map applied) of the corpus texts ``rows``."""
@@ -104,7 +105,7 @@ class AnchoredTable:
         touched = self.distinct_tokens(rows)
         if self.gram is None:
             return anchor_loss(self.student.bag.weight, self.start, self.start_norms, touched)
-        drift = self.student.head.weight - torch.eye(self.gram.shape[0])
+        drift = self.student.head.weight - self.identity
         return ((drift @ self.gram) * drift).sum() / max(touched, 1)
 
     def step(self, loss: torch.Tensor) -> None:
