@@ -17,7 +17,7 @@ from m2v_search.errors import InvalidInputError
 from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO
 from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
 from m2v_search.quantization import normalize_dtype_name
-from m2v_search.tokenization import TokenizerBackend, select_backend
+from m2v_search.tokenization import TokenizerBackend, largest_token_id, select_backend
 
 DEFAULT_BATCH_SIZE = 4096
 _TOKENIZE_THREADS = max(1, min(2, os.cpu_count() or 1))
@@ -67,6 +67,12 @@ class StaticModel(StaticModelIO):
             raise ValueError(f"vectors must be 2-D (tokens x dim), got shape {vectors.shape}")
         if token_mapping is None and vectors.shape[0] != vocabulary_size:
             raise ValueError(f"{vectors.shape[0]} vectors for a tokenizer of {vocabulary_size} tokens")
+        if vectors.shape[1] == 0:
+            raise ValueError(f"vectors have no dimensions (shape {vectors.shape})")
+        rows, largest_id = (vectors.shape[0] if token_mapping is None else len(token_mapping)), largest_token_id(tokenizer)
+        if largest_id >= rows:  # pooling would read past the table
+            raise ValueError(f"the tokenizer has token id {largest_id}, but there are only {rows} "
+                             f"{'vectors' if token_mapping is None else 'token_mapping entries'}")
         normalize_dtype_name(vectors.dtype)
         self.embedding = vectors
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
@@ -213,12 +219,18 @@ class StaticModel(StaticModelIO):
         chunks = self.iter_encode(sentences, batch_size=batch_size, max_length=max_length, normalize=normalize,
                                   show_progress_bar=show_progress_bar, threads=use_multiprocessing)
         if hasattr(sentences, "__len__"):  # write batches straight into the result: no second copy
-            out = np.empty((len(sentences), self.dim), dtype=np.float32)  # type: ignore[arg-type]
+            expected = len(sentences)  # type: ignore[arg-type]
+            out = np.empty((expected, self.dim), dtype=np.float32)
             start = 0
             for chunk in chunks:
+                if start + len(chunk) > expected:
+                    break
                 out[start : start + len(chunk)] = chunk
                 start += len(chunk)
-            return out
+            else:
+                if start == expected:
+                    return out
+            raise TypeError(_length_mismatch(sentences, expected))
         collected = list(chunks)
         if not collected:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -241,6 +253,8 @@ class StaticModel(StaticModelIO):
         ``threads=False`` does all the work on the calling thread.
         """
         max_length = self.max_length if max_length is _UNSET else max_length
+        if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True, False or None, got {normalize!r}")
         normalize = self.normalize if normalize is None else normalize
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
         progress = _progress(total, show_progress_bar)
@@ -322,6 +336,13 @@ class StaticModel(StaticModelIO):
     def __repr__(self) -> str:
         return (f"StaticModel(name={self.name!r}, dim={self.dim}, vocabulary={self.vocabulary_size}, "
                 f"dtype={self.embedding_dtype}, normalize={self.normalize}, tokenizer={self.tokenizer_backend})")
+
+
+def _length_mismatch(sentences: Any, expected: int) -> str:
+    hint = (" (iterating a pandas DataFrame gives its column names: pass one column, df['text'])"
+            if hasattr(sentences, "columns") else "")
+    return (f"sentences: len() says {expected} items, but iterating it gave a different number{hint}; "
+            "pass a list of str")
 
 
 def _warn_ignored(kwargs: dict[str, Any]) -> None:

@@ -86,6 +86,10 @@ class StaticModelIO:
         if vocabulary_quantization is not None:
             raise ValueError("vocabulary_quantization (k-means clustering of the vocabulary) is not supported by "
                              "m2v-search; cluster with model2vec, then load the saved folder here")
+        if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True, False or None, got {normalize!r}")
+        if dimensionality is not None and (isinstance(dimensionality, bool) or not isinstance(dimensionality, int)):
+            raise TypeError(f"dimensionality must be a whole number or None, got {dimensionality!r}")
         folder = resolve_model_folder(path, subfolder=subfolder, token=token, force_download=force_download)
         stored = load_folder(folder)
         config = stored.config

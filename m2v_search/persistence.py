@@ -15,6 +15,7 @@ Writes go to a staging folder that replaces the target in one rename.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -28,6 +29,9 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from m2v_search.errors import HubUnavailableError, ModelLoadError
+from m2v_search.tokenization import largest_token_id
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "m2v-base"
 BUNDLED_MODELS_DIR = Path(__file__).parent / "models"
@@ -81,19 +85,32 @@ def resolve_model_folder(
     """
     if name_or_path is None:
         name_or_path = DEFAULT_MODEL_NAME
-    text = os.fspath(name_or_path)
-    if text in bundled_model_names():
-        return _in_subfolder(BUNDLED_MODELS_DIR / text, subfolder)
+    if not isinstance(name_or_path, (str, bytes, os.PathLike)):
+        raise TypeError(f"a model is named by a str or a path, got {type(name_or_path).__name__}")
+    text = os.fsdecode(os.fspath(name_or_path))
+    if not text.strip():
+        raise ModelLoadError("empty model name: pass a folder, a bundled model name or a hub id (None: the default)")
     path = Path(text).expanduser()
-    if path.exists():
+    if text in bundled_model_names():
+        if _holds_model(path) and path.resolve() != (BUNDLED_MODELS_DIR / text).resolve():
+            raise ModelLoadError(f"{text!r} names both a bundled model and the model folder {path.resolve()}; "
+                                 f"pass './{text}' (or an absolute path) for the folder")
+        return _in_subfolder(BUNDLED_MODELS_DIR / text, subfolder)
+    if os.path.lexists(path):  # a link that leads nowhere (or round in a loop) is still a local path
+        if not path.exists():
+            raise ModelLoadError(f"{path} is a broken symbolic link (or a loop of links)")
         if not path.is_dir():
             raise ModelLoadError(f"{path} is a file; a model is a folder (holding model.safetensors)")
         return _in_subfolder(path, subfolder)
     if text == DEFAULT_MODEL_NAME:
         raise ModelLoadError(f"the default model is missing from this installation ({BUNDLED_MODELS_DIR / text})")
-    if not _HUB_ID.match(text) or text.startswith((".", "~")):
+    if isinstance(name_or_path, (bytes, os.PathLike)) or not _HUB_ID.match(text) or text.startswith((".", "~")):
         raise ModelLoadError(f"model folder {text!r} does not exist")
     return _in_subfolder(_download_from_hub(text, subfolder, token, force_download), subfolder)
+
+
+def _holds_model(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() or (folder / "modules.json").is_file()
 
 
 def _in_subfolder(folder: Path, subfolder: str | None) -> Path:
@@ -157,13 +174,27 @@ def _static_module_folder(folder: Path) -> tuple[Path, bool, bool]:
     for module in modules:
         if isinstance(module, dict) and str(module.get("type", "")).endswith("StaticEmbedding"):
             sub = str(module.get("path") or ".")
-            return (folder / sub).resolve() if sub != "." else folder, True, normalize
+            if sub == ".":
+                return folder, True, normalize
+            _warn_if_tables_differ(folder, (folder / sub).resolve())
+            return (folder / sub).resolve(), True, normalize
     if any(t.endswith("Transformer") for t in types):
         raise ModelLoadError(
             f"{folder} holds a transformer model, not a static one ({modules_file} has no StaticEmbedding "
             f"module). Distil it first: m2v distill {folder} -o OUT"
         )
     raise ModelLoadError(f"{modules_file} names no StaticEmbedding module")
+
+
+def _warn_if_tables_differ(folder: Path, module_folder: Path) -> None:
+    """Both layouts in one folder: Sentence Transformers (and this library) read the module's table,
+    Model2Vec reads the root's. Say so when the two files differ."""
+    import filecmp
+
+    root, module = folder / "model.safetensors", module_folder / "model.safetensors"
+    if root.is_file() and module.is_file() and not filecmp.cmp(root, module, shallow=False):
+        logger.warning("%s holds two different tables: %s (read here and by Sentence Transformers, as modules.json "
+                       "says) and %s (what Model2Vec reads)", folder, module, root)
 
 
 def load_folder(folder: Path) -> StoredModel:
@@ -218,7 +249,7 @@ def load_folder(folder: Path) -> StoredModel:
         mapping=tensors.get("mapping"),
         metadata=_card_fields(read_card_metadata(folder / "README.md")),
     )
-    _check_shapes(stored, tensors_file)
+    _check_shapes(stored, tensors_file, tokenizer_file)
     return stored
 
 
@@ -250,12 +281,17 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, TypeError) as error:
+        if "bfloat16" in str(error):
+            raise ModelLoadError(f"{path} stores bfloat16, which this library cannot read; save the table as "
+                                 "float32 or float16") from error
         raise ModelLoadError(f"cannot read {path} (corrupt or not a safetensors file): {error}") from error
 
 
-def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
+def _check_shapes(stored: StoredModel, tensors_file: Path, tokenizer_file: Path) -> None:
     vocabulary_size = stored.tokenizer.get_vocab_size()
     rows = stored.embeddings.shape[0]
+    if stored.embeddings.shape[1] == 0:
+        raise ModelLoadError(f"{tensors_file}: the embedding table has no columns (shape {stored.embeddings.shape})")
     if stored.mapping is not None:
         mapping = stored.mapping
         if mapping.dtype.kind not in "iu":  # floats were truncated silently, and NaN became a wild row index
@@ -273,6 +309,10 @@ def _check_shapes(stored: StoredModel, tensors_file: Path) -> None:
         raise ModelLoadError(
             f"{tensors_file}: {rows} embedding rows, but the tokenizer has {vocabulary_size} tokens"
         )
+    largest_id = largest_token_id(stored.tokenizer)
+    if largest_id >= (rows if stored.mapping is None else len(stored.mapping)):
+        raise ModelLoadError(f"{tokenizer_file}: token id {largest_id} is past the {rows} rows of {tensors_file} "
+                             f"(the tokenizer's {vocabulary_size} ids must run from 0 to {rows - 1})")
     if stored.weights is not None:
         if stored.weights.shape != (vocabulary_size,):
             raise ModelLoadError(
@@ -310,7 +350,8 @@ def _card_fields(metadata: dict[str, Any]) -> dict[str, Any]:
     language = fields.get("language")
     if isinstance(language, (str, int, float)):
         language = [language]
-    fields["language"] = [str(code) for code in language] if isinstance(language, list) and language else None
+    codes = [str(code) for code in language if isinstance(code, (str, int, float))] if isinstance(language, list) else []
+    fields["language"] = codes or None  # scalars only: str() of a nested YAML alias tree can take gigabytes
     return fields
 
 
@@ -423,7 +464,7 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
         raise ModelLoadError(f"cannot save a model to {target}: it is a file")
     for extra in target.iterdir():  # keep what the user put there
         if extra.name not in replaced:
-            shutil.copytree(extra, staging / extra.name) if extra.is_dir() else shutil.copy2(extra, staging / extra.name)
+            _carry_over(extra, staging / extra.name)
     os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
     cwd_inside = _cwd_inside(target)
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -440,6 +481,25 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
         backup.unlink()
     else:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def _carry_over(source: Path, destination: Path) -> None:
+    """Put a user's entry of the old folder into the new one: links stay links (never followed: one to
+    a parent folder would recurse), files are hard-linked where the file system allows (no copy of a
+    large data file on every save), copied otherwise."""
+    if source.is_symlink():
+        os.symlink(os.readlink(source), destination)
+    elif source.is_dir():
+        shutil.copytree(source, destination, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, destination)
+
+
+def _link_or_copy(source: str | Path, destination: str | Path) -> None:
+    try:
+        os.link(source, destination, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, destination, follow_symlinks=False)
 
 
 def _cwd_inside(folder: Path) -> Path | None:

@@ -67,7 +67,13 @@ def token_vectors(
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length in place; zero rows stay zero."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    norms += 1e-32
+    with np.errstate(over="ignore", under="ignore"):  # such rows are redone in float64 below
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    extreme = ~(np.isfinite(norms[:, 0]) & (norms[:, 0] > 1e-18))  # overflowed, underflowed or zero in float32
+    if extreme.any():
+        rows = vectors[extreme].astype(np.float64)
+        row_norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        vectors[extreme] = np.divide(rows, row_norms, out=np.zeros_like(rows), where=row_norms > 0)
+        norms[extreme] = 1.0
     vectors /= norms
     return vectors

@@ -212,3 +212,8 @@ def _try_fast_backend(name: str, tokenizer: Tokenizer, reference: TokenizerBacke
         logger.warning("tokenizer backend %s differs from Hugging Face tokenizers here; not used", name)
         return "its ids differ from Hugging Face tokenizers on the parity strings"
     return backend
+
+
+def largest_token_id(tokenizer: Tokenizer) -> int:
+    """The largest id the tokenizer can produce (-1 for an empty vocabulary); ids may skip numbers."""
+    return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)

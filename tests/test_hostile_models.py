@@ -206,3 +206,179 @@ def test_a_fifo_in_place_of_a_model_file_is_refused_not_waited_on(tmp_path: Path
         (folder / "README.md").unlink()
         os.mkfifo(folder / "README.md")
         assert StaticModel.from_pretrained(folder).dim == 256
+
+
+def _word_level_folder(folder: Path, vocabulary: dict[str, int], rows: int) -> Path:
+    from safetensors.numpy import save_file
+    from tokenizers import models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    folder.mkdir()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    save_file({"embeddings": np.ones((rows, 4), np.float32)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def test_token_ids_past_the_table_are_refused_naming_the_tokenizer(tmp_path):
+    """Before: ids skipping numbers (3 tokens, largest id 7, 3 rows) loaded, and encode read memory past
+    the table (garbage vectors of norm 1e33 for 5+ texts, an IndexError for fewer)."""
+    folder = _word_level_folder(tmp_path / "gap", {"[UNK]": 0, "hello": 1, "world": 7}, rows=3)
+    with pytest.raises(ModelLoadError, match=r"tokenizer\.json: token id 7 is past the 3 rows"):
+        StaticModel.from_pretrained(folder)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    with pytest.raises(ValueError, match="token id 7, but there are only 3 vectors"):
+        StaticModel(np.ones((3, 4), np.float32), tokenizer)
+
+
+def test_a_table_without_columns_is_refused(tmp_path):
+    folder = _word_level_folder(tmp_path / "flat", {"[UNK]": 0, "hello": 1}, rows=2)
+    from safetensors.numpy import save_file
+
+    save_file({"embeddings": np.ones((2, 0), np.float32)}, str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="no columns"):
+        StaticModel.from_pretrained(folder)
+
+
+def test_encoding_a_dataframe_is_refused_not_answered_with_uninitialised_rows(tiny_model):
+    """Before: len() gave 6 rows, iterating gave the one column name: 5 rows of whatever memory held."""
+    pandas = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match=r"pandas DataFrame gives its column names: pass one column"):
+        tiny_model.encode(pandas.DataFrame({"text": ["hello world"] * 6}))
+    np.testing.assert_allclose(tiny_model.encode(pandas.Series(["hello world"] * 6)),
+                               tiny_model.encode(["hello world"] * 6))
+
+
+class _Lying:
+    def __init__(self, items: list[str], length: int) -> None:
+        self.items, self.length = items, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+@pytest.mark.parametrize("items, length", [(["a b"] * 3, 5), (["a b"] * 5, 3)])
+def test_a_len_that_disagrees_with_iteration_is_an_error(tiny_model, items, length):
+    with pytest.raises(TypeError, match=f"len\\(\\) says {length} items"):
+        tiny_model.encode(_Lying(items, length))
+
+
+def test_saving_over_a_folder_keeps_user_links_as_links(tiny_model, tmp_path):
+    """Before: a link to a data folder was copied whole on every save, a link to a parent folder
+    recursed until RecursionError (writing gigabytes), and a dangling link failed every save."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "big.bin").write_bytes(b"x" * 1000)
+    folder = tmp_path / "model"
+    tiny_model.save_pretrained(folder)
+    (folder / "data").symlink_to(data)
+    (folder / "up").symlink_to("..")
+    (folder / "gone").symlink_to(tmp_path / "missing")
+    (folder / "notes").mkdir()
+    (folder / "notes" / "up").symlink_to("../..")
+    (folder / "notes" / "a.txt").write_text("mine")
+    tiny_model.save_pretrained(folder)
+    for name, target in (("data", str(data)), ("up", ".."), ("gone", str(tmp_path / "missing"))):
+        assert (folder / name).is_symlink() and os.readlink(folder / name) == target, name
+    assert (folder / "notes" / "up").is_symlink() and (folder / "notes" / "a.txt").read_text() == "mine"
+    assert StaticModel.from_pretrained(folder).dim == tiny_model.dim
+
+
+def test_a_local_model_folder_named_like_a_bundled_model_is_not_silently_replaced(tiny_model, tmp_path,
+                                                                                  monkeypatch):
+    """Before: a folder saved as ./m2v-base-v1 loaded the bundled 256-dim model instead."""
+    monkeypatch.chdir(tmp_path)
+    tiny_model.save_pretrained("m2v-base-v1")
+    with pytest.raises(ModelLoadError, match="names both a bundled model and the model folder"):
+        StaticModel.from_pretrained("m2v-base-v1")
+    assert StaticModel.from_pretrained("./m2v-base-v1").dim == tiny_model.dim
+    (tmp_path / "m2v-base").mkdir()  # a folder that holds no model is no clash
+    assert StaticModel.from_pretrained("m2v-base").dim == 256
+
+
+@pytest.mark.parametrize("name", ["", "   ", Path("no-such-models/x"), b"no-such-folder"])
+def test_paths_and_empty_names_never_reach_the_hub(name, monkeypatch, tmp_path):
+    """Before: Path objects and link loops were sent to the hub, "" loaded the working folder."""
+    import m2v_search.persistence as persistence
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(persistence, "_download_from_hub", lambda *a: pytest.fail("asked the hub"))
+    with pytest.raises(ModelLoadError, match="empty model name|does not exist"):
+        StaticModel.from_pretrained(name)
+
+
+def test_a_link_loop_is_named_as_one_not_sent_to_the_hub(tmp_path, monkeypatch):
+    import m2v_search.persistence as persistence
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(persistence, "_download_from_hub", lambda *a: pytest.fail("asked the hub"))
+    Path("loop").symlink_to("loop")
+    with pytest.raises(ModelLoadError, match="broken symbolic link"):
+        StaticModel.from_pretrained("loop")
+
+
+def test_a_card_language_of_nested_yaml_aliases_is_not_expanded(tiny_model_folder, tmp_path):
+    """Before: 300 bytes of nested aliases made str() build gigabytes (51 s and 2.2 GB at depth 8)."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]
+    (folder / "README.md").write_text("---\n" + "\n".join(levels) + "\nlanguage: [en, *a11]\n---\n# card\n")
+    assert StaticModel.from_pretrained(folder).language == ["en"]
+
+
+def test_a_bfloat16_table_is_named_as_such(tiny_model_folder, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    save_file({"embeddings": torch.ones((tiny_model_folder_rows(folder), 4), dtype=torch.bfloat16)},
+              str(folder / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="stores bfloat16"):
+        StaticModel.from_pretrained(folder)
+
+
+def tiny_model_folder_rows(folder: Path) -> int:
+    return Tokenizer.from_file(str(folder / "tokenizer.json")).get_vocab_size()
+
+
+@pytest.mark.parametrize("kwargs", [{"normalize": "no"}, {"dimensionality": True}, {"dimensionality": 2.0}])
+def test_load_arguments_of_the_wrong_type_are_refused(tiny_model_folder, kwargs):
+    """Before: normalize="no" meant True and dimensionality=True meant 1."""
+    with pytest.raises(TypeError, match=next(iter(kwargs))):
+        StaticModel.from_pretrained(tiny_model_folder, **kwargs)
+
+
+def test_encode_refuses_a_normalize_that_is_not_a_bool(tiny_model):
+    with pytest.raises(TypeError, match="normalize must be True, False or None"):
+        tiny_model.encode(["a b"], normalize="no")
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-30])
+def test_unit_vectors_from_tables_of_extreme_scale(teacher_tokenizer, random_vectors, scale):
+    """Before: float32 squares overflowed (all-zero vectors at 1e20) or underflowed (norm 200 at 1e-30)."""
+    model = StaticModel((random_vectors * np.float32(scale)).astype(np.float32), teacher_tokenizer, normalize=True)
+    norms = np.linalg.norm(model.encode(TEXTS), axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+
+
+def test_two_different_tables_in_one_folder_are_reported(tiny_model_folder, tmp_path, caplog):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    (folder / "0_StaticEmbedding").mkdir()
+    shutil.copy(folder / "tokenizer.json", folder / "0_StaticEmbedding" / "tokenizer.json")
+    from safetensors.numpy import save_file
+
+    rows = tiny_model_folder_rows(folder)
+    save_file({"embedding.weight": np.full((rows, 32), 2.0, np.float32)},
+              str(folder / "0_StaticEmbedding" / "model.safetensors"))
+    modules = [{"idx": 0, "name": "0", "path": "0_StaticEmbedding",
+                "type": "sentence_transformers.models.StaticEmbedding"}]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with caplog.at_level("WARNING", logger="m2v_search.persistence"):
+        StaticModel.from_pretrained(folder)
+    assert "two different tables" in caplog.text
