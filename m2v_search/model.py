@@ -14,7 +14,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from m2v_search.errors import InvalidInputError
-from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO
+from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO, check_normalize
 from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
 from m2v_search.quantization import normalize_dtype_name
 from m2v_search.tokenization import TokenizerBackend, largest_token_id, select_backend
@@ -219,18 +219,7 @@ class StaticModel(StaticModelIO):
         chunks = self.iter_encode(sentences, batch_size=batch_size, max_length=max_length, normalize=normalize,
                                   show_progress_bar=show_progress_bar, threads=use_multiprocessing)
         if hasattr(sentences, "__len__"):  # write batches straight into the result: no second copy
-            expected = len(sentences)  # type: ignore[arg-type]
-            out = np.empty((expected, self.dim), dtype=np.float32)
-            start = 0
-            for chunk in chunks:
-                if start + len(chunk) > expected:
-                    break
-                out[start : start + len(chunk)] = chunk
-                start += len(chunk)
-            else:
-                if start == expected:
-                    return out
-            raise TypeError(_length_mismatch(sentences, expected))
+            return _filled(chunks, sentences, self.dim)
         collected = list(chunks)
         if not collected:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -253,9 +242,7 @@ class StaticModel(StaticModelIO):
         ``threads=False`` does all the work on the calling thread.
         """
         max_length = self.max_length if max_length is _UNSET else max_length
-        if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be True, False or None, got {normalize!r}")
-        normalize = self.normalize if normalize is None else normalize
+        normalize = self.normalize if check_normalize(normalize) is None else normalize
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
         progress = _progress(total, show_progress_bar)
         batches = _checked_batches(texts, batch_size)
@@ -338,11 +325,28 @@ class StaticModel(StaticModelIO):
                 f"dtype={self.embedding_dtype}, normalize={self.normalize}, tokenizer={self.tokenizer_backend})")
 
 
-def _length_mismatch(sentences: Any, expected: int) -> str:
+def _filled(chunks: Iterator[np.ndarray], sentences: Any, dim: int) -> np.ndarray:
+    """The batches written into one (len(sentences), dim) array.
+
+    Raises:
+        TypeError: iterating ``sentences`` gave more or fewer items than its ``len()`` (a pandas
+            DataFrame iterates over its column names): rows would be left unwritten or dropped.
+    """
+    expected = len(sentences)
+    out = np.empty((expected, dim), dtype=np.float32)
+    start = 0
+    for chunk in chunks:
+        if start + len(chunk) > expected:
+            break
+        out[start : start + len(chunk)] = chunk
+        start += len(chunk)
+    else:
+        if start == expected:
+            return out
     hint = (" (iterating a pandas DataFrame gives its column names: pass one column, df['text'])"
             if hasattr(sentences, "columns") else "")
-    return (f"sentences: len() says {expected} items, but iterating it gave a different number{hint}; "
-            "pass a list of str")
+    raise TypeError(f"sentences: len() says {expected} items, but iterating it gave a different number{hint}; "
+                    "pass a list of str")
 
 
 def _warn_ignored(kwargs: dict[str, Any]) -> None:

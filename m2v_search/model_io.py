@@ -21,6 +21,17 @@ UNSET: Any = object()  # "argument not given" where None has a meaning
 Model = TypeVar("Model", bound="StaticModelIO")
 
 
+def check_normalize(normalize: Any) -> Any:
+    """``normalize`` itself when it is True, False or None ("no" would be true).
+
+    Raises:
+        TypeError: anything else.
+    """
+    if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be True, False or None, got {normalize!r}")
+    return normalize
+
+
 class StaticModelIO:
     """Constructors and writers of ``StaticModel`` (see that class for the model itself)."""
 
@@ -86,8 +97,7 @@ class StaticModelIO:
         if vocabulary_quantization is not None:
             raise ValueError("vocabulary_quantization (k-means clustering of the vocabulary) is not supported by "
                              "m2v-search; cluster with model2vec, then load the saved folder here")
-        if normalize is not None and not isinstance(normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be True, False or None, got {normalize!r}")
+        check_normalize(normalize)
         if dimensionality is not None and (isinstance(dimensionality, bool) or not isinstance(dimensionality, int)):
             raise TypeError(f"dimensionality must be a whole number or None, got {dimensionality!r}")
         folder = resolve_model_folder(path, subfolder=subfolder, token=token, force_download=force_download)

@@ -196,7 +196,7 @@ def test_a_bad_record_in_a_list_writes_nothing(tmp_path: Path) -> None:
 def test_metadata_integers_past_64_bits_are_refused(tmp_path: Path) -> None:
     """Before: stored, and then no filter could compare them."""
     index = VectorIndex.create(tmp_path / "index")
-    with pytest.raises(ValueError, match=r"records\[0\] metadata .*'big' is an integer past 64 bits"):
+    with pytest.raises(ValueError, match=r"records\[0\] metadata .*'big' is an integer outside the signed 64-bit range"):
         index.add_texts(["x"], metadatas=[{"big": 2**70}])
     index.add_texts(["x"], ids=["edge"], metadatas=[{"big": 2**63 - 1, "small": -2**63}])
     assert index.get(["edge"])[0].metadata == {"big": 2**63 - 1, "small": -2**63}

@@ -154,6 +154,42 @@ def test_a_failed_build_keeps_an_earlier_checkpoint(built: Path, tmp_path: Path,
     assert not checkpoint.exists()
 
 
+def test_a_folder_with_someone_elses_manifest_is_never_built_over(tmp_path: Path, tiny_model_folder: Path,
+                                                                   capsys) -> None:
+    """Before: any file named manifest.json made the folder count as an index: it was replaced, exit 0."""
+    source = write_jsonl(tmp_path / "a.jsonl", rows("a", 10))
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "manifest.json").write_text('{"name": "my app", "version": 3}')
+    for extra in ([], ["--force"]):
+        code, _, err = run(capsys, "build", source, "-o", app, "--model", tiny_model_folder, "--quiet", *extra)
+        assert code == 2 and "is not an m2v-search index manifest" in one_line(err)
+        assert json.loads((app / "manifest.json").read_text()) == {"name": "my app", "version": 3}
+    damaged = tmp_path / "damaged"  # not JSON at all: no index, so --force is needed, and it rebuilds
+    damaged.mkdir()
+    (damaged / "manifest.json").write_text("not json")
+    code, _, err = run(capsys, "build", source, "-o", damaged, "--model", tiny_model_folder, "--quiet")
+    assert code == 2 and "holds no index" in one_line(err)
+    code, out, _ = run(capsys, "build", source, "-o", damaged, "--model", tiny_model_folder, "--quiet", "--force")
+    assert code == 0 and json.loads(out)["documents"] == 10
+
+
+def test_a_killed_writers_leftovers_do_not_make_the_folder_foreign(tmp_path: Path, tiny_model_folder: Path,
+                                                                   capsys) -> None:
+    """Before: a build killed while committing left .index.<gen>.faiss.tmp and .pending markers, and both
+    --resume and a plain rebuild were refused as 'not empty', so only --force (starting over) worked."""
+    source = write_jsonl(tmp_path / "a.jsonl", rows("a", 10))
+    out_dir = tmp_path / "kb"
+    out_dir.mkdir()
+    for name in (".index.000001-6143fb68.faiss.tmp", ".pending.000001-6143fb68.json",
+                 ".manifest.json.tmp-4242", ".lock"):
+        (out_dir / name).write_text("")
+    code, out, _ = run(capsys, "build", source, "-o", out_dir, "--model", tiny_model_folder, "--quiet")
+    assert code == 0 and json.loads(out)["documents"] == 10
+    assert len(VectorIndex.open(out_dir)) == 10
+    assert not [p.name for p in out_dir.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".pending")]
+
+
 def test_output_must_be_new_empty_or_an_index(tmp_path: Path, tiny_model_folder: Path, capsys) -> None:
     source = write_jsonl(tmp_path / "a.jsonl", rows("a", 10))
     home = tmp_path / "home"
@@ -558,3 +594,18 @@ def test_a_byte_order_mark_on_a_blank_first_line_is_a_blank_line(tmp_path: Path,
     code, out, err = run(capsys, "build", corpus, "-o", tmp_path / "idx", "--model", tiny_model_folder, "--quiet")
     assert code == 0, err
     assert json.loads(out)["documents"] == 3
+
+
+@pytest.mark.parametrize("kind", ["zstd", "bzip2", "xz"])
+def test_a_corpus_in_another_compression_is_named_as_such(tmp_path: Path, tiny_model_folder: Path, capsys,
+                                                          kind: str) -> None:
+    """Before: a .zst corpus was reported as 'line 1: not valid UTF-8 (byte 0xb5 ...)'."""
+    import bz2
+    import lzma
+
+    data = b'{"id": "a", "text": "hello"}\n'
+    compressed = {"zstd": lambda d: b"\x28\xb5\x2f\xfd" + d, "bzip2": bz2.compress, "xz": lzma.compress}[kind](data)
+    source = tmp_path / "c.jsonl.compressed"
+    source.write_bytes(compressed)
+    code, _, err = run(capsys, "build", source, "-o", tmp_path / "out", "--model", tiny_model_folder, "--quiet")
+    assert code == 3 and f"is {kind}-compressed; only gzip is read" in one_line(err) and "c.jsonl.compressed" in err

@@ -207,7 +207,7 @@ def test_a_corpus_integer_past_64_bits_is_refused_naming_the_line(tmp_path: Path
                                                   {"id": "b", "text": "t", "metadata": {"x": 2**70}}])
     result = m2v_index("build", str(corpus), "-o", str(tmp_path / "index"))
     assert result.returncode == 3, result.stderr
-    assert "big.jsonl: line 2: metadata field 'x' is an integer past 64 bits" in result.stderr
+    assert "big.jsonl: line 2: metadata field 'x' is an integer outside the signed 64-bit range" in result.stderr
 
 
 def test_a_build_that_writes_nothing_leaves_no_folders(tmp_path: Path) -> None:

@@ -108,7 +108,8 @@ def test_saved_in_the_same_generation_and_checksummed(index: VectorIndex, tmp_pa
     entry = manifest["lexical"]
     generation = manifest["generation"]
     assert entry["header"] == f"lexical.{generation}.json" and entry["arrays"] == f"lexical.{generation}.npz"
-    assert entry["documents"] == 200 and entry["analyzer"] == {"language": "english", "stem": True, "stopwords": True}
+    assert entry["documents"] == 200 and entry["analyzer"] == {"language": "english", "stem": True, "stopwords": True,
+                                                                     "single_characters": True}
     assert {entry["header"], entry["arrays"]} <= set(manifest["files"])
     reopened = VectorIndex.open(tmp_path / "idx")
     reopened.upsert([{"id": "x", "text": "xylophone"}])

@@ -157,6 +157,45 @@ def test_index_file_round_trip_is_byte_identical(built) -> None:
     assert again.to_bytes() == data and again.ntotal == backend.ntotal
 
 
+def test_binary_files_are_not_named_as_faiss_files_and_the_others_read_in_faiss(built, exact, tmp_path) -> None:
+    """Before: the binary kinds' own format was saved as index.<gen>.faiss, which faiss.read_index refuses."""
+    import faiss
+
+    for kind, index in built.items():
+        names = [p.name for p in index.path.iterdir() if p.name.startswith("index.")]
+        assert len(names) == 1 and names[0].endswith(".m2vbin"), (kind, names)
+        assert (index.path / names[0]).read_bytes()[:8] == binary_file.MAGIC
+    for kind in ("flat", "hnsw"):
+        path = tmp_path / kind
+        saved = VectorIndex.create(path, exact.model, index_kind=kind)
+        saved.upsert([{"id": str(i), "text": f"document {i}"} for i in range(50)])
+        saved.save()
+        (name,) = [p for p in path.iterdir() if p.name.startswith("index.")]
+        assert name.suffix == ".faiss" and faiss.read_index(str(name)).ntotal == 50
+
+
+def test_a_binary_index_saved_under_the_old_faiss_name_opens_and_moves_on_its_next_save(built, tmp_path,
+                                                                                       queries) -> None:
+    import shutil
+
+    folder = tmp_path / "old"
+    shutil.copytree(built["binary"].path, folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    new_name = manifest["index"]["file"]
+    old_name = new_name.replace(".m2vbin", ".faiss")
+    (folder / new_name).rename(folder / old_name)
+    manifest["index"]["file"] = old_name
+    manifest["files"][old_name] = manifest["files"].pop(new_name)
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    old = VectorIndex.open(folder)
+    assert old.verify() == [] and [h.id for h in old.search(queries[0], 5)] == \
+        [h.id for h in built["binary"].search(queries[0], 5)]
+    old.upsert([{"id": "new", "text": "one more document"}])
+    old.save()
+    names = sorted(p.name for p in folder.iterdir() if p.name.startswith("index."))
+    assert len(names) == 1 and names[0].endswith(".m2vbin") and VectorIndex.open(folder).verify() == []
+
+
 def test_auto_records_its_reason(records, exact, tmp_path) -> None:
     index = VectorIndex.create(tmp_path, exact.model)  # auto
     index.upsert(records[:500])

@@ -294,20 +294,36 @@ def test_batch_analysis_equals_one_text_at_a_time(start: int) -> None:
     assert len(batch.search("m2vsearchtextseparator")[0]) == 2
 
 
-def test_word_pattern_is_the_anchored_pattern() -> None:
-    """``\\w\\w+`` (the analyzer's pattern) finds the same words as ``\\b\\w\\w+\\b`` on any text."""
+def test_word_patterns_are_the_anchored_patterns() -> None:
+    """``\\w+`` and ``\\w\\w+`` (the analyzer's patterns) find the same words as their ``\\b``-anchored
+    forms on any text."""
     import re
 
-    from m2v_search.index.lexical import _WORD
+    from m2v_search.index.analyzer import _WORD, _WORD_OF_TWO
 
-    anchored = re.compile(r"(?u)\b\w\w+\b")
     rng = np.random.default_rng(3)
     alphabet = list("ab_1 -.'\u0301\u00e9\u03c3\u4e2d\t\n") + ["\u0663", "\u00bd", "\U0001f642"]
-    for _ in range(2000):
-        text = "".join(rng.choice(alphabet, size=rng.integers(0, 30)))
-        assert _WORD.findall(text) == anchored.findall(text), repr(text)
-    for text in HOSTILE_TEXTS:
-        assert _WORD.findall(text.lower()) == anchored.findall(text.lower())
+    for pattern, anchored in ((_WORD, re.compile(r"(?u)\b\w+\b")), (_WORD_OF_TWO, re.compile(r"(?u)\b\w\w+\b"))):
+        for _ in range(2000):
+            text = "".join(rng.choice(alphabet, size=rng.integers(0, 30)))
+            assert pattern.findall(text) == anchored.findall(text), repr(text)
+        for text in HOSTILE_TEXTS:
+            assert pattern.findall(text.lower()) == anchored.findall(text.lower())
+
+
+def test_one_character_words_are_terms_except_in_indexes_made_before() -> None:
+    """Before: "python 3" and "part B" lost their most selective word (runs of 2+ characters only)."""
+    from m2v_search.index.lexical import Analyzer, LexicalIndex
+
+    analyzer = Analyzer()
+    assert analyzer.analyze("Python 3, part B: it's done, don't") == ["python", "3", "part", "b", "done", "don"]
+    old = Analyzer.from_config({"language": "english", "stem": True, "stopwords": True})
+    assert old.analyze("Python 3, part B") == ["python", "part"]
+    assert Analyzer.from_config(analyzer.config()).analyze("part B") == ["part", "b"]
+    index = LexicalIndex(analyzer)
+    index.add([1, 2, 3], ["python 2 release notes", "python 3 release notes", "python 3 and 2"])
+    iids, _ = index.search("python 3", 3)
+    assert set(iids[:2].tolist()) == {2, 3} and iids.tolist()[-1] == 1
 
 
 def test_an_id_given_twice_in_one_add_keeps_its_last_text() -> None:

@@ -188,7 +188,7 @@ def lexical_setting(args: argparse.Namespace) -> bool | str:
     """
     if args.no_lexical:
         return False
-    from m2v_search.index.lexical import languages
+    from m2v_search.index.analyzer import languages
 
     if args.lexical_language not in languages():
         raise UsageError(f"--lexical-language {args.lexical_language!r} is not a Snowball language; use one of "

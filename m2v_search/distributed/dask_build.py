@@ -46,6 +46,7 @@ import numpy as np
 from m2v_search.distributed.docstore_fill import fill_docstore
 from m2v_search.distributed.staging import Staging, join, publish_copy
 from m2v_search.index import factory as factories
+from m2v_search.index_kinds import index_file_suffix
 from m2v_search.index import lexical as lexical_part
 from m2v_search.index.backends import Backend, create_backend
 from m2v_search.index.build import BuildReport, check_output_directory, refuse_file_output, warn_repeated_ids
@@ -453,7 +454,8 @@ def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str 
         return lexical_part.add_to_manifest(written_manifest, lexical, generation, file_entry, directory)
 
     commit_generation(directory, write_index, docs, manifest,
-                      lambda generation: lexical_part.generation_contents(lexical, generation))
+                      lambda generation: lexical_part.generation_contents(lexical, generation),
+                      index_suffix=index_file_suffix((trained.spec if isinstance(trained, Backend) else spec).kind))
 
 
 def _write_faiss(path: Path, merge: _Merge, dim: int, spec: factories.IndexSpec, trained: Any, live: int) -> int:

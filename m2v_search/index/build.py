@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.corpus import CorpusReader
-from m2v_search.index.errors import CorpusError, OutputDirectoryError
+from m2v_search.index.errors import CorpusError, IndexCorruptError, OutputDirectoryError
 from m2v_search.index.locking import LOCK_NAME, WriterLock, open_plain_file
 from m2v_search.index.manifest import MANIFEST_NAME, fsync_dir
 from m2v_search.index.store import Record, VectorIndex
@@ -239,15 +239,48 @@ def check_output_directory(directory: Path, force: bool, staging: str = STAGING,
     Raises:
         OutputDirectoryError: ``directory`` holds files and no index, and ``force`` is False.
     """
-    if (directory / MANIFEST_NAME).exists() or force or not directory.is_dir():
+    if not directory.is_dir():
+        return
+    if (directory / MANIFEST_NAME).exists() and _manifest_is_an_index(directory / MANIFEST_NAME):
+        return
+    if force:
         return
     others = sorted(name for name in os.listdir(directory) if name not in (LOCK_NAME, staging)
-                    and not (before_lock and name.startswith(STAGING + ".new-")))
+                    and not (before_lock and name.startswith(STAGING + ".new-")) and not _left_by_a_writer(name))
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise OutputDirectoryError(
             f"{directory} is not empty and holds no index ({shown}); give a new or empty directory, or pass "
             "--force to build into it (its other files are left alone)")
+
+
+def _manifest_is_an_index(path: Path) -> bool:
+    """True for an m2v-search index's manifest, False for one that cannot be read (a damaged index's:
+    ``--force`` replaces it).
+
+    Raises:
+        OutputDirectoryError: a JSON object of some other format (an application's ``manifest.json``),
+            which no build may replace, ``--force`` or not.
+    """
+    from m2v_search.index.manifest import FORMAT_NAME, MAX_MANIFEST_BYTES, read_plain_file
+
+    try:
+        manifest = json.loads(read_plain_file(path, MAX_MANIFEST_BYTES))
+    except (OSError, ValueError, RecursionError, IndexCorruptError):
+        return False
+    if isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME:
+        return True
+    raise OutputDirectoryError(f"{path} is not an m2v-search index manifest; give the index a directory of its own "
+                               "(a build would replace that file, even with --force)")
+
+
+def _left_by_a_writer(name: str) -> bool:
+    """Names this library's writers give files in transit (a killed build's or add's leftovers, which
+    the next commit removes): not a user's files."""
+    from m2v_search.index.generations import PENDING_FILE, STAGED_FILE
+    from m2v_search.index.manifest import TEMP_PREFIX
+
+    return bool(STAGED_FILE.fullmatch(name) or PENDING_FILE.fullmatch(name)) or name.startswith(TEMP_PREFIX)
 
 
 def corpus_identity(source: str | Path) -> dict[str, Any] | None:

@@ -36,6 +36,8 @@ from m2v_search.index.urls import storage_errors
 log = logging.getLogger("m2v_search.index")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
+_OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -dc"), b"BZh": ("bzip2", "bzip2 -dc"),
+                       b"\xfd7zXZ\x00": ("xz", "xz -dc")}
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer past 64 bits has 19 digits at least
 _REPORTED = 5  # skipped lines logged one by one before only counting
 MAX_LINE_BYTES = 64 << 20  # a longer line is refused (a 1 MB .gz can hold a 1 GB line)
@@ -82,12 +84,17 @@ class CorpusReader:
                 raise CorpusError(f"corpus {path} is a directory; give a .jsonl or .jsonl.gz file")
             buffered = open(path, "rb")  # noqa: SIM115 - closed by __iter__
         try:
-            magic = buffered.peek(2)[:2]  # type: ignore[attr-defined]
+            magic = buffered.peek(6)[:6]  # type: ignore[attr-defined]
         except OSError as error:
             buffered.close()
             raise self._read_error(error, 1) from None
-        if magic == _GZIP_MAGIC:
+        if magic[:2] == _GZIP_MAGIC:
             return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+        for other, (name, command) in _OTHER_COMPRESSIONS.items():
+            if magic.startswith(other):
+                buffered.close()
+                raise CorpusError(f"{self.name} is {name}-compressed; only gzip is read: decompress it first "
+                                  f"({command} {self.name if self.name != '<stdin>' else 'FILE'} | m2v-index build - ...)")
         return buffered
 
     def _read_error(self, error: OSError, line: int) -> OSError:

@@ -113,7 +113,7 @@ def find_invalid_value(value: Any, path: str = "", depth: int = 0, *, nul: bool 
             return f"{where} is {shown}; JSON has no such number (use null or a string)"
         return None
     if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
-        return f"{where} is an integer past 64 bits, which metadata filters cannot compare (store it as a string)"
+        return f"{where} is an integer outside the signed 64-bit range, which metadata filters cannot compare (store it as a string)"
     if isinstance(value, str):
         if not _is_utf8(value):
             return f"{where} holds a lone surrogate (not valid Unicode text)"

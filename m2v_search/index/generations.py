@@ -1,7 +1,7 @@
 """Generations of an index directory: writing a new one atomically, reading the current one.
 
 A generation is one FAISS file, one docstore file (and the lexical part's files) under names that embed the generation
-(``index.<generation>.faiss``, ``docstore.<generation>.sqlite``). A commit writes and fsyncs
+(``index.<generation>.faiss``, or ``.m2vbin`` for the binary kinds' own format, ``docstore.<generation>.sqlite``). A commit writes and fsyncs
 them, then replaces ``manifest.json`` (the commit point), then removes older generations. A
 crash at any point leaves the previous manifest and its files in place; the files it was staging
 (``.index.<generation>.faiss.tmp``...) are removed by the next commit.
@@ -35,7 +35,7 @@ _READ_ATTEMPTS = 5
 REQUIRED_COLUMNS = {"docs": {"iid", "id", "text", "metadata", "hash"}, "tombstones": {"iid"}, "meta": {"key", "value"}}
 GENERATION = re.compile(r"([0-9]{1,18})-[0-9a-f]{8}")
 # the names commits give files (the lexical part's too); only such recorded files are ever removed
-GENERATION_FILE = re.compile(r"(?:index\.{g}\.faiss|docstore\.{g}\.sqlite|lexical\.{g}\.(?:json|npz))".replace("{g}", GENERATION.pattern))
+GENERATION_FILE = re.compile(r"(?:index\.{g}\.(?:faiss|m2vbin)|docstore\.{g}\.sqlite|lexical\.{g}\.(?:json|npz))".replace("{g}", GENERATION.pattern))
 # a generation file being written; one found while the writer lock is held was left by a killed writer
 STAGED_FILE = re.compile(rf"\.(?:{GENERATION_FILE.pattern})\.tmp")
 # the files a commit put in place before its manifest; left only by a writer killed in between
@@ -44,7 +44,7 @@ PENDING_FILE = re.compile(rf"\.pending\.({GENERATION.pattern})\.json")
 
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
                       manifest: Callable[[str, str, str], dict[str, Any]],
-                      extra_files: Callable[[str], dict[str, bytes]] | None = None) -> str:
+                      extra_files: Callable[[str], dict[str, bytes]] | None = None, *, index_suffix: str = "faiss") -> str:
     """Write a new generation of an index directory and return its name.
 
     The caller holds the directory's writer lock. Once the new manifest is in place, the files
@@ -62,6 +62,7 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
             once the files are in place, so that their checksums can be taken.
         extra_files: More files of the generation (the lexical part) from its name:
             ``{file name: content}``, written and fsynced with the others, before the manifest.
+        index_suffix: the index file's extension (``index_kinds.index_file_suffix``).
 
     Returns:
         The new generation's name.
@@ -75,7 +76,7 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     sequence = int(GENERATION.fullmatch(previous["generation"])[1]) + 1 \
         if previous and GENERATION.fullmatch(previous["generation"]) else 1
     generation = f"{sequence:06d}-{uuid.uuid4().hex[:8]}"
-    index_name, docs_name = f"index.{generation}.faiss", f"docstore.{generation}.sqlite"
+    index_name, docs_name = f"index.{generation}.{index_suffix}", f"docstore.{generation}.sqlite"
     staged_index, staged_docs = directory / f".{index_name}.tmp", directory / f".{docs_name}.tmp"
     extra = extra_files(generation) if extra_files is not None else {}
     staged_extra = {name: directory / f".{name}.tmp" for name in extra}

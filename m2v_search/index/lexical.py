@@ -2,7 +2,7 @@
 
 BM25 scoring is bm25s's (Lucene variant); this module owns what bm25s does not do:
 
-- **Analysis**: lowercase words of two or more characters, stopwords removed, Snowball
+- **Analysis** (:mod:`m2v_search.index.analyzer`): lowercase words, stopwords removed, Snowball
   stemming through PyStemmer; the language is configurable (any PyStemmer algorithm).
 - **Changes**: bm25s builds an index in one go. Deletions here are tombstones (a document's
   weight is zeroed at query time, as Lucene keeps deleted documents in its statistics until a
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from m2v_search.index.analyzer import DEFAULT_LANGUAGE, SEPARATOR_WORD, Analyzer
 from m2v_search.index.bm25_matrix import METHOD, score_matrix
 from m2v_search.index.errors import IndexCorruptError
 
@@ -38,108 +38,11 @@ FORMAT = "m2v-search/lexical"
 FORMAT_VERSION = 1
 HEADER_FILE = "lexical.json"
 ARRAYS_FILE = "lexical.npz"
-DEFAULT_LANGUAGE = "english"
-# Runs of two or more word characters (scikit-learn's default token pattern without its \b
-# anchors, which change nothing for a greedy run of \w but cost a quarter of the scan).
-_WORD = re.compile(r"\w\w+")
-SEPARATOR_WORD = "m2vsearchtextseparator"  # a word, so that the words before and after it are counted apart
-_SEPARATOR = f"\n{SEPARATOR_WORD}\n"  # newlines: lowercasing and word boundaries see each text as on its own
 _ROWS = 1 << 40  # pending positions are stored as segment * _ROWS + row
 _MOST_PENDING_SEGMENTS = 1024  # pending segments joined into one past this (bounds a merge's per-segment work)
 _STOPWORD_CODE = -1
 _SEPARATOR_CODE = -2
 _ARRAY_NAMES = ("doc_iids", "doc_offsets", "doc_tokens", "score_data", "score_indices", "score_indptr")
-
-
-def _stopword_lists() -> dict[str, Sequence[str]]:
-    from bm25s import stopwords as lists
-
-    return {"english": lists.STOPWORDS_EN, "german": lists.STOPWORDS_GERMAN, "dutch": lists.STOPWORDS_DUTCH,
-            "french": lists.STOPWORDS_FRENCH, "spanish": lists.STOPWORDS_SPANISH,
-            "portuguese": lists.STOPWORDS_PORTUGUESE, "italian": lists.STOPWORDS_ITALIAN,
-            "russian": lists.STOPWORDS_RUSSIAN, "swedish": lists.STOPWORDS_SWEDISH,
-            "norwegian": lists.STOPWORDS_NORWEGIAN, "turkish": lists.STOPWORDS_TURKISH,
-            "danish": lists.STOPWORDS_DANISH}
-
-
-def _stemmer_module() -> Any:
-    try:
-        import bm25s  # noqa: F401 - checked here so that a missing package fails before any work
-        import Stemmer
-    except ImportError as error:
-        raise ImportError(f"the lexical (BM25) part of an index needs bm25s and PyStemmer ({error}): "
-                          "pip install 'm2v-search[index]', or create the index without one "
-                          "(lexical=False, m2v-index build --no-lexical)") from None
-    return Stemmer
-
-
-def languages() -> list[str]:
-    """Languages the analyzer can stem (PyStemmer's Snowball algorithms)."""
-    return sorted(_stemmer_module().algorithms())
-
-
-class Analyzer:
-    """Text -> search terms: lowercase words, minus stopwords, Snowball-stemmed.
-
-    Args:
-        language: a PyStemmer algorithm name (``english``, ``german``, ``french``, ...).
-        stem: stem the words (False keeps them whole).
-        stopwords: drop the language's stopwords (bm25s's lists; languages without one keep all words).
-
-    Raises:
-        ValueError: ``language`` is not a Snowball language PyStemmer knows.
-        ImportError: bm25s or PyStemmer is not installed (the message says how to install them).
-    """
-
-    def __init__(self, language: str = DEFAULT_LANGUAGE, *, stem: bool = True, stopwords: bool = True) -> None:
-        Stemmer = _stemmer_module()  # noqa: N806 - the module's own name
-        if not isinstance(language, str) or language not in Stemmer.algorithms():
-            raise ValueError(f"unknown analyzer language {language!r}; use one of {', '.join(languages())}")
-        self.language = language
-        self.stem = bool(stem)
-        self.stopwords = bool(stopwords)
-        self._stemmer = Stemmer.Stemmer(language) if stem else None
-        self._stopwords = frozenset(_stopword_lists().get(language, ())) if stopwords else frozenset()
-
-    def config(self) -> dict[str, Any]:
-        """The settings that :meth:`from_config` turns back into the same analyzer."""
-        return {"language": self.language, "stem": self.stem, "stopwords": self.stopwords}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Analyzer:
-        """The analyzer described by :meth:`config`'s output."""
-        return cls(config.get("language", DEFAULT_LANGUAGE), stem=bool(config.get("stem", True)),
-                   stopwords=bool(config.get("stopwords", True)))
-
-    def words(self, text: str) -> list[str]:
-        """The words of one text before stemming: lowercased, stopwords dropped, in order."""
-        stopwords = self._stopwords
-        return [word for word in _WORD.findall(text.lower()) if word not in stopwords]
-
-    def joined_words(self, texts: Sequence[str]) -> list[str] | None:
-        """The lowercased words of many texts in one pass, stopwords *kept*, with
-        :data:`SEPARATOR_WORD` between one text's words and the next's.
-
-        Returns:
-            The words, or None when a text contains the separator word itself (then the words
-            cannot be told apart: analyze those texts one at a time with :meth:`words`).
-        """
-        joined = _SEPARATOR.join(texts).lower()
-        if joined.count(SEPARATOR_WORD) != len(texts) - 1:
-            return None
-        return _WORD.findall(joined)
-
-    def stopwords_among(self, words: set[str]) -> set[str]:
-        """The words of ``words`` that :meth:`words` drops."""
-        return words & self._stopwords
-
-    def stems(self, words: list[str]) -> list[str]:
-        """The terms of ``words`` (their stems, or the words themselves without stemming)."""
-        return self._stemmer.stemWords(words) if self._stemmer is not None else words
-
-    def analyze(self, text: str) -> list[str]:
-        """The terms of one text, in order (repeats kept: they are term frequencies)."""
-        return self.stems(self.words(text))
 
 
 @dataclass

@@ -4,7 +4,8 @@ atomically as generations of a directory.
 Layout of an index directory::
 
     manifest.json              commit point: format, model, index, counts, sha256 of every file
-    index.<generation>.faiss   the backend's serialised FAISS index (ids = docstore int ids)
+    index.<generation>.faiss   the backend's serialised FAISS index (ids = docstore int ids); the
+                               binary kinds' own format is index.<generation>.m2vbin
     docstore.<generation>.sqlite
     .lock                      writer lock (flock)
 
@@ -51,6 +52,7 @@ from m2v_search.index.manifest import MANIFEST_NAME, file_entry, index_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
 from m2v_search.index.records import Hit, Record, UpsertStats
 from m2v_search.index.urls import is_url
+from m2v_search.index_kinds import index_file_suffix
 
 if TYPE_CHECKING:  # pragma: no cover
     from m2v_search.model import StaticModel
@@ -337,7 +339,8 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             generation = commit_generation(
                 target, self._backend.write, self._docs,
                 lambda generation, index_name, docs_name: self._manifest(generation, index_name, docs_name, target),
-                lambda generation: lexical_part.generation_contents(self._docs.lexical, generation, scores=finalize))
+                lambda generation: lexical_part.generation_contents(self._docs.lexical, generation, scores=finalize),
+                index_suffix=index_file_suffix(self._backend.spec.kind))
             self.path = target
             self._generation = generation
             self._mark_saved()
