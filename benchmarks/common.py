@@ -102,3 +102,22 @@ def dev_task_scorer(tokens: list[str]) -> tuple[Any, Any, Callable[[Any], dict[s
         return {**scores, "combined": dev_tasks.combined_score(scores), "stsb_test": stsb_spearman(model.encode)}
 
     return teacher, data, scores_of
+
+
+DEV_KEYS = ["stsb_test", "stsb_dev", "word_agreement", "gcide_headword", "docstring", "combined"]
+DEV_HEADERS = ["STS-B test", "STS-B dev", "words", "GCIDE headword", "docstrings", "combined"]
+
+
+def write_dev_table(name: str, title: str, intro: str, result: dict[str, Any], column: tuple[str, str, str]) -> None:
+    """Write ``RESULTS/name.json`` (``result``) and ``name.md``: the title, the intro, then one table row per
+    ``result["rows"]`` item: its name, one more column (``column`` = (first header, header, row key)) and
+    its dev-task ``scores`` (``DEV_KEYS``)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    first, header, key = column
+    lines = [f"# {title}", "", intro, "", f"| {first} | {header} | " + " | ".join(DEV_HEADERS) + " |",
+             "|---|---:|" + "---:|" * len(DEV_KEYS)]
+    for row_name, row in result["rows"].items():
+        lines.append(f"| {row_name} | {row[key]} | " + " | ".join(f"{row['scores'][k]:.2f}" for k in DEV_KEYS) + " |")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import random
 import sys
@@ -29,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_line  # noqa: E402
+from common import DEV_KEYS as KEYS, machine_line, write_dev_table  # noqa: E402
 
-KEYS = ["stsb_test", "stsb_dev", "word_agreement", "gcide_headword", "docstring", "combined"]
 PACKAGES = ("numpy", "scipy", "pandas", "sklearn", "networkx", "sympy", "matplotlib", "dask", "torch",
             "transformers", "sqlalchemy", "nltk", "fontTools", "botocore", "openai", "langchain_core",
             "llama_index", "jinja2", "click", "requests", "pydantic", "fsspec", "tqdm", "huggingface_hub",
@@ -153,19 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         print(name, {k: round(rows[name]["scores"][k], 2) for k in KEYS}, file=sys.stderr, flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(),
               "available": {package: len(pairs) for package, pairs in by_package.items()}, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "package_pairs.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    lines = ["# More retrieval-term pairs from third-party packages' docstrings (issue 16)", "",
-             f"{result['machine']} (run {result['date']}). v1 + the recipe's retrieval, similarity and word terms; the "
-             f"retrieval term's pairs are the recipe's stdlib pairs plus at most CAP pairs from each of {len(PACKAGES)} "
-             f"installed packages ({sum(result['available'].values())} available). Dev tasks choose (combined = their "
-             "mean); STS-B test is reported only.", "",
-             "| retrieval pairs | total | STS-B test | STS-B dev | words | GCIDE headword | docstrings | combined |",
-             "|---|---:|" + "---:|" * 6]
-    for name, row in rows.items():
-        lines.append(f"| {name} | {row['pairs']} | " + " | ".join(f"{row['scores'][k]:.2f}" for k in KEYS) + " |")
-    (RESULTS / "package_pairs.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_dev_table("package_pairs", "More retrieval-term pairs from third-party packages' docstrings (issue 16)",
+                    f"{result['machine']} (run {result['date']}). v1 + the recipe's retrieval, similarity and word terms; "
+                    f"the retrieval term's pairs are the recipe's stdlib pairs plus at most CAP pairs from each of "
+                    f"{len(PACKAGES)} installed packages ({sum(result['available'].values())} available). Dev tasks choose "
+                    "(combined = their mean); STS-B test is reported only.", result, ("retrieval pairs", "total", "pairs"))
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import sys
 import time
@@ -33,9 +32,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_line  # noqa: E402
+from common import DEV_KEYS as KEYS, machine_line, write_dev_table  # noqa: E402
 
-KEYS = ["stsb_test", "stsb_dev", "word_agreement", "gcide_headword", "docstring", "combined"]
 
 
 def corpus_words(model: Any, min_count: int) -> list[str]:
@@ -137,19 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                 model, recipe.similarity, args.similarity_teacher, work, show_progress_bar=False)[0])
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "min_count": args.min_count,
               "words": len(words), "map_cosine_on_held_back_words": map_cosine, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "vocabulary_growth.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    lines = ["# A larger vocabulary (issue 16)", "",
-             f"{result['machine']} (run {result['date']}). {len(words)} corpus words seen {args.min_count}+ times "
-             f"added as tokens (rows start as the sum of their pieces). Teacher -> table map: mean cosine "
-             f"{map_cosine:.3f} on 2,000 held-back vocabulary words. Dev tasks choose (combined = their mean); STS-B "
-             "test is reported only.", "",
-             "| model | vocabulary | STS-B test | STS-B dev | words | GCIDE headword | docstrings | combined |",
-             "|---|---:|" + "---:|" * 6]
-    for name, row in rows.items():
-        lines.append(f"| {name} | {row['vocabulary']} | " + " | ".join(f"{row['scores'][k]:.2f}" for k in KEYS) + " |")
-    (RESULTS / "vocabulary_growth.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_dev_table("vocabulary_growth", "A larger vocabulary (issue 16)",
+                    f"{result['machine']} (run {result['date']}). {len(words)} corpus words seen {args.min_count}+ times "
+                    f"added as tokens (rows start as the sum of their pieces). Teacher -> table map: mean cosine "
+                    f"{map_cosine:.3f} on 2,000 held-back vocabulary words. Dev tasks choose (combined = their mean); "
+                    "STS-B test is reported only.", result, ("model", "vocabulary", "vocabulary"))
     return 0
 
 
