@@ -8,6 +8,9 @@ dev tasks (which choose) and STS-B test (reported only).
     HF_HUB_OFFLINE=1 python benchmarks/similarity_term.py --term words --start m2v-base \\
         --teacher FOLDER_OF_all-MiniLM-L6-v2 --work /tmp/words.work --grid map:1:0.01 map:0.1:0.03 \\
         --results-name word_term
+    HF_HUB_OFFLINE=1 python benchmarks/similarity_term.py --term word-sentence --start m2v-base \\
+        --teacher FOLDER_OF_all-MiniLM-L6-v2 --work /tmp/ws.work --grid map:0.3:0.01 map:1:0.03 \\
+        --seeds 0 1 2 --results-name word_sentence_term
 
 The teacher's embeddings of the term's texts (STS-B train sentences, or vocabulary words) are
 computed once into ``--work`` (the cache ``m2v train`` keeps); every run uses the same pairs and
@@ -21,6 +24,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="m2v-base-v1.1", help="starting model (name or folder)")
     parser.add_argument("--teacher", type=Path, required=True, help="the teacher's local folder")
     parser.add_argument("--work", type=Path, required=True, help="folder for the teacher's cached embeddings")
-    parser.add_argument("--term", choices=("similarity", "words"), default="similarity",
-                        help="STS-B train sentence pairs (the similarity term) or vocabulary word pairs (the word term)")
+    parser.add_argument("--term", choices=("similarity", "words", "word-sentence"), default="similarity",
+                        help="STS-B train sentence pairs (the similarity term), vocabulary word pairs (the word term) or "
+                             "(word, sentence) pairs (the word -> sentence experiment)")
     parser.add_argument("--grid", nargs="+", default=["table:0.3:0.01", "table:1:0.01", "table:3:0.01",
                                                      "table:0.3:0.03", "table:1:0.03", "table:3:0.03"],
                         help="TRAIN:ANCHOR_WEIGHT:LEARNING_RATE[:BATCH_SIZE] per setting (TRAIN: table or map; "
@@ -59,10 +64,16 @@ def main(argv: list[str] | None = None) -> int:
                                                    teacher_dtype=args.teacher_dtype)
         what = "STS-B train sentence pairs (their pairing only; human scores never read)"
         batch_size = SimilaritySpec().batch_size
-    else:
+    elif args.term == "words":
         first, second, cosines = teacher_cosines(word_pairs(start, WordTermSpec()), args.teacher,
                                                  args.work / WORD_FEATURES, "cpu", args.teacher_dtype, True)
         what = "random pairs of vocabulary words (never a held-out word of the dev tasks)"
+        batch_size = WordTermSpec().batch_size
+    else:
+        first, second, cosines = teacher_cosines(word_sentence_pairs(start), args.teacher,
+                                                 args.work / "word-sentence-features", "cpu", args.teacher_dtype, True)
+        what = ("(vocabulary word, sentence) pairs: per word, one corpus sentence containing it (when one does) and "
+                "one random sentence (STS-B train, 10k KJV verses, 10k training-module docstring sentences)")
         batch_size = WordTermSpec().batch_size
     print(f"{len(first)} pairs", file=sys.stderr, flush=True)
     _, _, scores_of = dev_task_scorer(list(start.tokens))
@@ -91,6 +102,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def word_sentence_pairs(model: Any, seed: int = 0) -> list[tuple[str, str]]:
+    """For each of the word term's vocabulary words (never a held-out word or GCIDE headword), a
+    sentence of the corpus that contains it (when one does) and a random one."""
+    import random
+    import re
+
+    from m2v_search.train import corpus
+
+    rng = random.Random(seed)
+    words = corpus.vocabulary_words(model.tokens, 20_000)
+    verses, docs = list(corpus.kjv_verses()), list(dict.fromkeys(corpus.stdlib_training_docstrings()))
+    rng.shuffle(verses)
+    rng.shuffle(docs)
+    sentences = [text for text in list(dict.fromkeys(corpus.stsb_train_sentences())) + verses[:10_000] + docs[:10_000]
+                 if 4 <= len(text.split()) <= 60]
+    containing: dict[str, list[int]] = {}
+    known = set(words)
+    for i, text in enumerate(sentences):
+        for word in set(re.findall(r"[a-z]+", text.lower())) & known:
+            containing.setdefault(word, []).append(i)
+    pairs = []
+    for word in words:
+        if word in containing:
+            pairs.append((word, sentences[rng.choice(containing[word])]))
+        pairs.append((word, sentences[rng.randrange(len(sentences))]))
+    return pairs
+
+
 def teacher_name(folder: Path) -> str:
     """The teacher's name for the report: its folder's name, or the package's for a generic ``model`` folder."""
     return folder.parent.name if folder.name == "model" else folder.name
@@ -99,7 +138,8 @@ def teacher_name(folder: Path) -> str:
 def render(result: dict) -> str:
     term = result.get("term", "similarity")
     what = result.get("what", "STS-B train sentence pairs (their pairing only; human scores never read)")
-    lines = [f"# The {'word' if term == 'words' else 'similarity'} term on {result['start']} (issue 16)", "",
+    title = {"words": "word", "word-sentence": "word -> sentence"}.get(term, "similarity")  # as in plot()
+    lines = [f"# The {title} term on {result['start']} (issue 16)", "",
              f"{result['machine']} (run {result['date']}). {result['pairs']} {what}, the teacher "
              f"{result['teacher']}'s cosines as targets. Dev tasks choose (combined = their mean); STS-B test is "
              "reported, never used to choose.", "",
@@ -136,7 +176,7 @@ def plot(result: dict, path: Path) -> None:
         s = row["scores"]
         axis.scatter(s["combined"], s["stsb_test"], color="tab:gray" if name.startswith("start") else "tab:blue")
         axis.annotate(name.replace(", seed", "\nseed"), (s["combined"], s["stsb_test"]), fontsize=6)
-    term = "word" if result.get("term") == "words" else "similarity"
+    term = {"words": "word", "word-sentence": "word -> sentence"}.get(result.get("term", ""), "similarity")
     axis.set_xlabel("combined dev score (chooses)")
     axis.set_ylabel("STS-B test Spearman x100 (reported)")
     axis.set_title(f"{term} term on {result['start']}: {result['date']}")
