@@ -232,7 +232,8 @@ def load_folder(folder: Path) -> StoredModel:
     if embeddings.ndim != 2:
         raise ModelLoadError(f"{tensors_file}: '{key}' must be 2-D, got shape {embeddings.shape}")
     if embeddings.dtype.name not in ("float32", "float16", "int8", "float64"):
-        raise ModelLoadError(f"{tensors_file}: unsupported dtype {embeddings.dtype.name} for '{key}'")
+        raise ModelLoadError(f"{tensors_file}: unsupported dtype {embeddings.dtype.name} for '{key}' "
+                             "(save the table as float32, float16 or int8)")
     if embeddings.dtype == np.float64:
         embeddings = embeddings.astype(np.float32)
     try:
@@ -283,7 +284,7 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
     except (SafetensorError, OSError, ValueError, TypeError) as error:
         if "bfloat16" in str(error):
             raise ModelLoadError(f"{path} stores bfloat16, which this library cannot read; save the table as "
-                                 "float32 or float16") from error
+                                 "float32, float16 or int8") from error
         raise ModelLoadError(f"cannot read {path} (corrupt or not a safetensors file): {error}") from error
 
 

@@ -157,14 +157,17 @@ def test_index_file_round_trip_is_byte_identical(built) -> None:
     assert again.to_bytes() == data and again.ntotal == backend.ntotal
 
 
-def test_binary_files_are_not_named_as_faiss_files_and_the_others_read_in_faiss(built, exact, tmp_path) -> None:
+def test_binary_files_are_not_named_as_faiss_files_and_the_others_read_in_faiss(records, exact, tmp_path) -> None:
     """Before: the binary kinds' own format was saved as index.<gen>.faiss, which faiss.read_index refuses."""
     import faiss
 
-    for kind, index in built.items():
-        names = [p.name for p in index.path.iterdir() if p.name.startswith("index.")]
+    for kind in BINARY_KINDS:
+        saved = VectorIndex.create(tmp_path / kind, exact.model, index_kind=kind)
+        saved.upsert(records[:500])
+        saved.save()
+        names = [p.name for p in (tmp_path / kind).iterdir() if p.name.startswith("index.")]
         assert len(names) == 1 and names[0].endswith(".m2vbin"), (kind, names)
-        assert (index.path / names[0]).read_bytes()[:8] == binary_file.MAGIC
+        assert (tmp_path / kind / names[0]).read_bytes()[:8] == binary_file.MAGIC
     for kind in ("flat", "hnsw"):
         path = tmp_path / kind
         saved = VectorIndex.create(path, exact.model, index_kind=kind)
@@ -174,12 +177,12 @@ def test_binary_files_are_not_named_as_faiss_files_and_the_others_read_in_faiss(
         assert name.suffix == ".faiss" and faiss.read_index(str(name)).ntotal == 50
 
 
-def test_a_binary_index_saved_under_the_old_faiss_name_opens_and_moves_on_its_next_save(built, tmp_path,
+def test_a_binary_index_saved_under_the_old_faiss_name_opens_and_moves_on_its_next_save(records, exact, tmp_path,
                                                                                        queries) -> None:
-    import shutil
-
     folder = tmp_path / "old"
-    shutil.copytree(built["binary"].path, folder)
+    saved = VectorIndex.create(folder, exact.model, index_kind="binary")
+    saved.upsert(records)
+    saved.save()
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     new_name = manifest["index"]["file"]
     old_name = new_name.replace(".m2vbin", ".faiss")
@@ -188,8 +191,7 @@ def test_a_binary_index_saved_under_the_old_faiss_name_opens_and_moves_on_its_ne
     manifest["files"][old_name] = manifest["files"].pop(new_name)
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
     old = VectorIndex.open(folder)
-    assert old.verify() == [] and [h.id for h in old.search(queries[0], 5)] == \
-        [h.id for h in built["binary"].search(queries[0], 5)]
+    assert old.verify() == [] and [h.id for h in old.search(queries[0], 5)] == [h.id for h in saved.search(queries[0], 5)]
     old.upsert([{"id": "new", "text": "one more document"}])
     old.save()
     names = sorted(p.name for p in folder.iterdir() if p.name.startswith("index."))
