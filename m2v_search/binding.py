@@ -99,6 +99,10 @@ def all_of(*filters: dict[str, Any] | None) -> dict[str, Any] | None:
     return present[0] if len(present) == 1 else {"$and": present}
 
 
+UNPICKLABLE = ("an m2v-search vector store holds a live index (open files, a writer lock) and cannot be pickled "
+               "or copied: save it (LangChain: save_local, LlamaIndex: persist) and load the saved folder instead")
+
+
 class IndexBinding:
     """One ``VectorIndex`` behind a host library's vector store.
 
@@ -139,6 +143,10 @@ class IndexBinding:
             self._index = self._create(model=model)
         elif index is None and dim is not None:
             self._index = self._create(dim=dim)
+
+    def __getstate__(self) -> Any:
+        """Refuse: a binding holds a live index (open files, a lock), which a pickle or a copy cannot carry."""
+        raise TypeError(UNPICKLABLE)
 
     # ------------------------------------------------------------------ the index
     @property

@@ -68,6 +68,8 @@ FLAT_FILTERS = [
     (FilterOperator.TEXT_MATCH, "topic", "comp"), (FilterOperator.TEXT_MATCH_INSENSITIVE, "topic", "COOK"),
     (FilterOperator.ANY, "tags", ["food", "code"]), (FilterOperator.ALL, "tags", ["life", "food"]),
     (FilterOperator.NE, "missing", "x"), (FilterOperator.EQ, "missing", "x"),
+    # empty lists: ANY of none matches no node, ALL of none every node holding the key (refused before)
+    (FilterOperator.ANY, "tags", []), (FilterOperator.ALL, "tags", []), (FilterOperator.ALL, "missing", []),
 ]
 
 

@@ -1,5 +1,5 @@
 """Careless and hostile use of the LlamaIndex store: a tampered persisted folder is refused with
-IndexCorruptError, a node id given twice in one add is refused, nesting and filters beyond the
+IndexCorruptError, a node id given twice in one add keeps its last node, nesting and filters beyond the
 limits get clear errors, and a URL persist path without fs goes to its own filesystem."""
 
 from __future__ import annotations
@@ -39,10 +39,16 @@ def test_a_tampered_persisted_folder_is_index_corrupt(store: M2VVectorStore, tmp
         M2VVectorStore.from_persist_path(str(folder))
 
 
-def test_a_node_id_given_twice_in_one_add_is_refused(store: M2VVectorStore) -> None:
-    with pytest.raises(ValueError, match="both 'c'"):
-        store.add([TextNode(text="one", id_="c"), TextNode(text="two", id_="c")])
-    assert sorted(node.node_id for node in store.get_nodes()) == ["a", "b"]
+def test_a_node_id_given_twice_in_one_add_keeps_its_last_node(store: M2VVectorStore) -> None:
+    """As SimpleVectorStore does (this store refused the add before)."""
+    from llama_index.core.vector_stores import SimpleVectorStore
+
+    twice = [TextNode(text="one", id_="c", embedding=[1.0] * 256), TextNode(text="two", id_="c", embedding=[0.5] * 256)]
+    reference = SimpleVectorStore()
+    assert store.add(twice) == reference.add(twice) == ["c", "c"]
+    assert reference.get("c") == [0.5] * 256
+    assert sorted(node.node_id for node in store.get_nodes()) == ["a", "b", "c"]
+    assert store.get_nodes(node_ids=["c"])[0].get_content() == "two"
 
 
 def test_metadata_nested_too_deeply_is_a_value_error_naming_the_node(store: M2VVectorStore) -> None:
@@ -104,3 +110,13 @@ def test_metadata_llamaindex_serialises_itself_is_kept(store: M2VVectorStore) ->
     node = TextNode(text="violins", id_="dated", metadata={"when": datetime.date(2020, 1, 2), "tags": {"x"}})
     store.add([node])
     assert store.get_nodes(["dated"])[0].metadata == {"when": "2020-01-02", "tags": ["x"]}
+
+
+def test_pickling_or_copying_the_store_is_refused_not_emptied(store: M2VVectorStore) -> None:
+    """Before: LlamaIndex's pickling dropped the index and gave back an empty store; deepcopy failed on a lock."""
+    import copy
+    import pickle
+
+    for attempt in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be pickled or copied: save it .*persist"):
+            attempt(store)

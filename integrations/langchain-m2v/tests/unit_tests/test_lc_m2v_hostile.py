@@ -146,3 +146,14 @@ def test_mmr_refuses_an_empty_query_or_a_zero_vector_clearly():
     with pytest.raises(ValueError, match="query vector is zero"):
         store.max_marginal_relevance_search("\u2603\u2603", k=2)  # no token the model knows
     assert len(store.max_marginal_relevance_search("cat", k=2)) == 2
+
+
+def test_pickling_or_copying_the_store_is_refused_clearly() -> None:
+    """Before: 'cannot pickle _thread.RLock object'."""
+    import copy
+    import pickle
+
+    store = M2VVectorStore.from_texts(["The Seine flows through Paris."], ids=["a"])
+    for attempt in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match="cannot be pickled or copied: save it .*save_local"):
+            attempt(store)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -26,7 +26,15 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
-from m2v_search.binding import IndexBinding, all_of, check_metadata, complete_vectors, pop_index_kind, resolve_model
+from m2v_search.binding import (
+    UNPICKLABLE,
+    IndexBinding,
+    all_of,
+    check_metadata,
+    complete_vectors,
+    pop_index_kind,
+    resolve_model,
+)
 
 from llama_index.vector_stores.m2v.filters import metadata_filters_to_dict, to_filter_dict
 
@@ -101,6 +109,11 @@ class M2VVectorStore(BasePydanticVectorStore):
         """Whether the index has an m2v model that can embed nodes and queries given as text."""
         return self._binding.embeds_text
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """Refuse, loudly: LlamaIndex's own pickling drops a private attribute it cannot pickle, which
+        gave back an empty store."""
+        raise TypeError(UNPICKLABLE)
+
     # ------------------------------------------------------------------ writes
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> List[str]:
         """Store nodes (with their embeddings when LlamaIndex computed them); returns their ids.
@@ -109,6 +122,9 @@ class M2VVectorStore(BasePydanticVectorStore):
         content), by the index's m2v model.
         """
         nodes = list(nodes)
+        given = [node.node_id for node in nodes]
+        last = {node.node_id: node for node in nodes}  # an id given twice keeps its last node, as SimpleVectorStore
+        nodes = list(last.values()) if len(last) < len(given) else nodes
         if not nodes:
             return []
         ids, texts, metadatas = [], [], []
@@ -125,7 +141,8 @@ class M2VVectorStore(BasePydanticVectorStore):
         vectors = complete_vectors(self._binding, [node.embedding for node in nodes],
                                    lambda i: nodes[i].get_content(MetadataMode.EMBED),
                                    lambda i: f"node {nodes[i].node_id!r}")
-        return self._binding.add(texts, ids=ids, metadatas=metadatas, vectors=vectors)
+        self._binding.add(texts, ids=ids, metadatas=metadatas, vectors=vectors)
+        return given
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node of the document ``ref_doc_id``."""

@@ -5,7 +5,7 @@ of the filters match) conditions, nested to any depth; a missing or null value m
 NE and NIN. Operators: EQ, NE, GT, GTE, LT, LTE, IN, NIN, CONTAINS (a list holding the value,
 or a string holding it as a substring), TEXT_MATCH (case-sensitive substring),
 TEXT_MATCH_INSENSITIVE (substring, case folded for ASCII letters only), ANY and ALL (a list
-holding any / all of the values), IS_EMPTY (missing, null, "" or an empty list; its value is
+holding any / all of the values; ANY of [] matches nothing, ALL of [] every present value), IS_EMPTY (missing, null, "" or an empty list; its value is
 ignored). A value of None is refused for every other operator. The two TEXT_MATCH operators match
 text values only: where LlamaIndex raises TypeError on a node whose value is a list or a number,
 that node does not match here (a search cannot fail on one node's metadata).
@@ -111,8 +111,10 @@ def _one(item: MetadataFilter, where: str) -> Dict[str, Any]:
         return {key: {"$like": f"%{pattern}%"}}
     if operator in (FilterOperator.ANY, FilterOperator.ALL):
         word = "$or" if operator == FilterOperator.ANY else "$and"
-        if not value:
-            raise ValueError(f"{operator.name} filter on key {key!r} ({where}) needs a non-empty list")
+        if not value:  # as LlamaIndex: any of none is false; all of none holds for every present, non-null value
+            missing = [{key: {"$exists": False}}, {key: None}]
+            return ({"$and": [{key: {"$exists": False}}, {key: {"$exists": True}}]} if operator == FilterOperator.ANY
+                    else {"$not": {"$or": missing}})
         return {word: [{key: {"$contains": v}} for v in value]}
     raise ValueError(f"M2VVectorStore does not support filter operator {operator.name} on key {key!r} "
                      f"({where})")
