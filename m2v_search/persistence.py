@@ -376,6 +376,25 @@ def read_card_metadata(readme: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def transformer_in(folder: Path) -> str | None:
+    """What shows that ``folder`` holds a transformer model (a teacher: never to be overwritten by a
+    static model's save), or None (no folder, an empty one, a static model, anything else)."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+        if any(t.endswith("Transformer") for t in types):
+            return "modules.json lists a Transformer module"
+    except (OSError, ValueError):
+        pass
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(config, dict) and config.get("architectures") and config.get("model_type") not in (None, "model2vec"):
+        return f"config.json describes a {config.get('model_type')} transformer"
+    return None
+
+
 def write_folder(
     path: Path,
     embeddings: np.ndarray,
@@ -393,6 +412,9 @@ def write_folder(
     from safetensors.numpy import save_file
 
     path = Path(os.path.abspath(path))  # "." and ".." have no name to stage beside
+    if (transformer := transformer_in(path)) is not None:
+        raise ModelLoadError(f"cannot save a static model to {path}: it holds a transformer model ({transformer}), "
+                             "whose files the save would replace; choose another folder")
     staging = make_staging(path)
     try:
         tensors = {"embeddings": np.ascontiguousarray(embeddings)}

@@ -103,3 +103,36 @@ def test_cli_distill_token_context_and_pooling_reach_the_teacher(teacher_folder,
     assert tables["default"].shape == tables["both"].shape and not (tables["default"] == tables["both"]).all()
     result = m2v("distill", str(teacher_folder), "-o", str(tmp_path / "x"), "--token-context", "suffix")
     assert result.returncode != 0 and "--token-context" in result.stderr
+
+
+def _fake_transformer(folder):
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architectures": ["BertModel"], "model_type": "bert"}')
+    (folder / "model.safetensors").write_bytes(b"the teacher's weights")
+    return folder
+
+
+@pytest.mark.parametrize("command", ["distill", "train"])
+def test_an_output_folder_holding_a_transformer_is_refused_before_any_work(command, teacher_folder, tmp_path,
+                                                                           capsys):
+    """Before: `m2v distill TEACHER -o TEACHER` (or train) replaced the teacher's weights, exit 0."""
+    from m2v_search.cli import main
+
+    target = _fake_transformer(tmp_path / "teacher-copy")
+    extra = ["--corpus", str(tmp_path / "missing.txt")] if command == "train" else []
+    with pytest.raises(SystemExit) as stopped:  # a usage error, while parsing
+        main([command, str(teacher_folder), "-o", str(target), "--device", "cpu", "--no-progress", *extra])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and "holds a transformer model (config.json describes a bert transformer)" in error
+    assert (target / "model.safetensors").read_bytes() == b"the teacher's weights"
+
+
+def test_saving_a_static_model_over_a_transformer_is_refused(tiny_model, tmp_path):
+    from m2v_search.errors import ModelLoadError
+
+    target = _fake_transformer(tmp_path / "teacher")
+    with pytest.raises(ModelLoadError, match="holds a transformer model .* choose another folder"):
+        tiny_model.save_pretrained(target)
+    assert (target / "model.safetensors").read_bytes() == b"the teacher's weights"
+    tiny_model.save_pretrained(tmp_path / "static")
+    tiny_model.save_pretrained(tmp_path / "static")  # a static model's own folder is saved over as before

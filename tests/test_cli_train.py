@@ -143,3 +143,14 @@ def test_a_corpus_byte_order_mark_is_no_part_of_the_first_text(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes("\ufefffirst text\r\nsecond text\n".encode("utf-8"))
     assert read_corpus(corpus) == ["first text", "second text"]
+
+
+@pytest.mark.parametrize("flag, value", [("--patience", "0"), ("--batch-size", "1"), ("--sif-coefficient", "nan"),
+                                         ("--sif-coefficient", "5"), ("--sif-coefficient", "-1")])
+def test_plain_training_flags_the_fit_would_refuse_are_usage_errors(flag, value, tmp_path, capsys):
+    """Before: accepted while parsing, refused (or a PyTorch internal assertion) after the teacher pass."""
+    from m2v_search.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", str(tmp_path), "--corpus", str(tmp_path / "c.txt"), "-o", str(tmp_path / "out"), flag, value])
+    assert stopped.value.code == 2 and flag in capsys.readouterr().err

@@ -89,6 +89,21 @@ def test_recipe_file_errors_name_the_file_and_field(tmp_path):
         (lambda d: d["similarity"]["teacher"].pop("licence"), "field 'similarity.teacher.licence' is missing"),
         (lambda d: d["similarity"].update(max_pairs=5), "max_pairs must be >= 20"),
         (lambda d: d["word_term"].update(train="rows"), "word_term: train must be 'table' or 'map'"),
+        # checked when the recipe loads; before, these failed after the corpus, the distill and the
+        # teacher pass (or, for a variant, dropped it silently and shipped another one)
+        (lambda d: d["fit"].update(epochs=0), "fit: epochs and patience must be >= 1"),
+        (lambda d: d["fit"].update(batch_size=1), "fit: batch_size must be >= 2"),
+        (lambda d: d["fit"].update(learning_rate=float("nan")), "field 'fit.learning_rate' must be a finite number"),
+        (lambda d: d["fit"].update(time_budget=-10), "field 'fit.time_budget' must be a finite number from 0"),
+        (lambda d: d["variants"][1].update(learning_rate=0), "variants[1]: learning_rate must be > 0"),
+        (lambda d: d["retrieval"].update(learning_rate=0.0), "retrieval: learning_rate must be > 0"),
+        (lambda d: d["word_term"].update(seed=-1), "field 'word_term.seed' must be a finite number from 0"),
+        (lambda d: d["corpus"].update(max_texts_per_source=0), "corpus: max_texts_per_source must be >= 1"),
+        (lambda d: d["init"].update(sif_coefficient=5), "init: sif_coefficient must be in (0, 1)"),
+        (lambda d: d["evaluation"].update(gcide_pairs=-5), "field 'evaluation.gcide_pairs' must be a finite number"),
+        (lambda d: d["teacher"].update(package="../x"), "teacher: package names must be pip distribution names"),
+        (lambda d: d.update(name=" "), "recipe: name must not be empty"),
+        (lambda d: d["retrieval"].update(epochs=10**30), "field 'retrieval.epochs' must be a finite number"),
     ]
     for change, message in cases:
         broken = json.loads(json.dumps(data))

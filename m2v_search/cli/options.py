@@ -77,9 +77,12 @@ def sif_coefficient(text: str) -> float | None:
     if text.lower() == "none":
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'none', got {text!r}") from None
+        value = float("nan")
+    if not 0 < value < 1:  # NaN too: it reached the fit as a PyTorch internal assertion
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'none', got {text!r}")
+    return value
 
 
 def existing_file(text: str) -> Path:
@@ -101,6 +104,12 @@ def output_folder(text: str) -> Path:
             raise argparse.ArgumentTypeError(f"{text} is a file; the output is a folder")
         if ancestor.exists() or ancestor.is_symlink():
             raise argparse.ArgumentTypeError(f"{text}: cannot make a folder there, {ancestor} is a file")
+    if path.is_dir():
+        from m2v_search.persistence import transformer_in
+
+        if (transformer := transformer_in(path)) is not None:
+            raise argparse.ArgumentTypeError(f"{text} holds a transformer model ({transformer}); writing a static "
+                                             "model there would replace its files: choose another folder")
     return path
 
 

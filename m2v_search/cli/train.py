@@ -16,7 +16,6 @@ from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import M2V
 from m2v_search.cli.options import (
     bounded_int,
-    non_negative_int,
     output_folder,
     positive_float,
     positive_int,
@@ -66,9 +65,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     plain.add_argument("--no-whiten", action="store_true", default=None,
                        help="skip whitening the outputs over the corpus")
     plain.add_argument("--epochs", type=positive_int, default=None, help="default 30")
-    plain.add_argument("--batch-size", type=positive_int, default=None, help="default 1024")
+    plain.add_argument("--batch-size", type=bounded_int(2), default=None, help="default 1024 (at least 2)")
     plain.add_argument("--learning-rate", type=positive_float, default=None, help="default 3e-3")
-    plain.add_argument("--patience", type=non_negative_int, default=None,
+    plain.add_argument("--patience", type=positive_int, default=None,
                        help="epochs without held-out progress before stopping (default 3)")
     plain.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimiser steps")
     plain.add_argument("--quantize-to", choices=("float32", "float16", "int8"), default=None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import types
@@ -45,6 +46,9 @@ class MissingRecipeDataError(M2VSearchError, FileNotFoundError):
     message lists each missing item and how to get it."""
 
 
+_DISTRIBUTION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -55,6 +59,7 @@ def _check_term(spec: RetrievalSpec | SimilaritySpec | WordTermSpec) -> None:
     _check(spec.train in ("table", "map"), f"train must be 'table' or 'map', got {spec.train!r}")
     _check(spec.anchor_weight >= 0, f"anchor_weight must be >= 0, got {spec.anchor_weight}")
     _check(spec.epochs >= 1 and spec.patience >= 1, "epochs and patience must be >= 1")
+    _check(spec.learning_rate > 0, f"learning_rate must be > 0, got {spec.learning_rate}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class TeacherSpec:
     zip_sha256: str | None = None
 
     def __post_init__(self) -> None:
+        _check(bool(self.name.strip()), "name must not be empty")
+        for package in (self.package, *self.zip_parts):
+            _check(package is None or _DISTRIBUTION.fullmatch(package) is not None,
+                   f"package names must be pip distribution names (letters, digits, '.', '_', '-'), got {package!r}")
         _check(not (self.package and self.zip_parts), "give package or zip_parts, not both")
         _check(self.zip_sha256 is None or bool(self.zip_parts), "zip_sha256 needs zip_parts")
         _check(self.zip_sha256 is None or re.fullmatch(r"[0-9a-f]{64}", self.zip_sha256) is not None,
@@ -124,6 +133,8 @@ class CorpusSpec:
         _check(bool(self.sources) and not unknown, f"sources must be among {CORPUS_SOURCES}, got {list(self.sources)}")
         _check(0 < self.held_out < 1, f"held_out must be in (0, 1), got {self.held_out}")
         _check(self.crops_per_text >= 0, f"crops_per_text must be >= 0, got {self.crops_per_text}")
+        _check(self.max_texts_per_source is None or self.max_texts_per_source >= 1,
+               f"max_texts_per_source must be >= 1 or null, got {self.max_texts_per_source}")
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,8 @@ class InitSpec:
                f"token_context must be one of {TOKEN_CONTEXTS}, got {self.token_context!r}")
         _check(self.pooling in POOLING_CHOICES, f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}")
         _check(self.pca_dims >= 1, f"pca_dims must be >= 1, got {self.pca_dims}")
+        _check(self.sif_coefficient is None or 0 < self.sif_coefficient < 1,
+               f"sif_coefficient must be in (0, 1) or null, got {self.sif_coefficient}")
         _check(self.sif_corpus is None or self.sif_corpus in SIF_CORPORA,
                f"sif_corpus must be one of {SIF_CORPORA} or null, got {self.sif_corpus!r}")
         _check(self.vocabulary in INIT_VOCABULARIES,
@@ -185,6 +198,13 @@ class FitSpec:
     patience: int = 3
     sif_coefficient: float = 1e-4
     time_budget: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1 and self.patience >= 1, "epochs and patience must be >= 1")
+        _check(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
+        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(0 < self.sif_coefficient < 1, f"sif_coefficient must be in (0, 1), got {self.sif_coefficient}")
+        _check(self.time_budget is None or self.time_budget > 0, f"time_budget must be > 0 or null, got {self.time_budget}")
 
 
 @dataclass(frozen=True)
@@ -214,7 +234,10 @@ class VariantSpec:
     learning_rate: float | None = None
 
     def __post_init__(self) -> None:
+        _check(bool(self.name.strip()), "name must not be empty")
         _check(self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}")
+        _check(self.learning_rate is None or self.learning_rate > 0,
+               f"learning_rate must be > 0 or null, got {self.learning_rate}")
         _check(self.in_domain_repeat >= 1, f"in_domain_repeat must be >= 1, got {self.in_domain_repeat}")
 
 
@@ -330,6 +353,7 @@ class OutputSpec:
     normalize: bool = True
 
     def __post_init__(self) -> None:
+        _check(bool(self.model_name.strip()), "model_name must not be empty")
         _check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
 
 
@@ -369,6 +393,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         names = [variant.name for variant in self.variants]
+        _check(bool(self.name.strip()), "name must not be empty")
         _check(bool(names), "variants must list at least one variant")
         _check(len(set(names)) == len(names), f"variant names must be unique, got {names}")
         _check(self.selection in SELECTIONS, f"selection must be one of {SELECTIONS}, got {self.selection!r}")
@@ -461,6 +486,9 @@ def _build(cls: type, data: Any, source: str, where: str) -> Any:
         raise RecipeError(f"{source}: {where.rstrip('.') or 'recipe'}: {error}") from None
 
 
+_LARGEST = 2**31  # every number of a recipe is a count, a seed, a rate or a share
+
+
 def _convert(value: Any, hint: Any, source: str, path: str) -> Any:
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
@@ -477,4 +505,6 @@ def _convert(value: Any, hint: Any, source: str, path: str) -> Any:
     expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}[hint]
     if isinstance(value, bool) and hint is not bool or not isinstance(value, expected):
         raise RecipeError(f"{source}: field {path!r} must be {hint.__name__}, got {value!r}")
+    if hint in (int, float) and not (math.isfinite(value) and 0 <= value < _LARGEST):  # counts, rates, seeds
+        raise RecipeError(f"{source}: field {path!r} must be a finite number from 0 to {_LARGEST:,}, got {value!r}")
     return float(value) if hint is float else value
