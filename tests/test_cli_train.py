@@ -113,9 +113,10 @@ def test_a_corpus_that_is_not_the_compression_its_name_says_is_named(suffix, tea
 def test_a_corpus_that_is_a_folder_is_called_a_folder(teacher_folder, tmp_path, capsys):
     from m2v_search.cli import main
 
-    code = main(["train", str(teacher_folder), "--corpus", str(tmp_path), "-o", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stopped:  # now while parsing, with or without --recipe
+        main(["train", str(teacher_folder), "--corpus", str(tmp_path), "-o", str(tmp_path / "out")])
     error = capsys.readouterr().err
-    assert code == 3 and "is a folder" in error and "does not exist" not in error, error
+    assert stopped.value.code == 2 and "is a folder" in error and "does not exist" not in error, error
 
 
 @pytest.mark.parametrize("arguments", [
@@ -154,3 +155,19 @@ def test_plain_training_flags_the_fit_would_refuse_are_usage_errors(flag, value,
     with pytest.raises(SystemExit) as stopped:
         main(["train", str(tmp_path), "--corpus", str(tmp_path / "c.txt"), "-o", str(tmp_path / "out"), flag, value])
     assert stopped.value.code == 2 and flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, make, message", [("--corpus", "folder", "is a folder; the corpus is a file"),
+                                                 ("--work-dir", "file", "is a file; --work-dir is a folder"),
+                                                 ("--report", "folder", "is a folder; the report is a file")])
+def test_paths_of_the_wrong_kind_are_usage_errors(flag, make, message, tmp_path, capsys):
+    """Before: 'corpus file X does not exist' for a folder, 'X: File exists', 'X.partial: Is a directory'."""
+    from m2v_search.cli import main
+
+    there = tmp_path / "there"
+    there.mkdir() if make == "folder" else there.write_text("x")
+    args = ["train", str(tmp_path), "-o", str(tmp_path / "out"), flag, str(there)]
+    args += ["--recipe", "default"] if flag == "--report" else []
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err

@@ -113,6 +113,20 @@ def output_folder(text: str) -> Path:
     return path
 
 
+def path_of_kind(kind: str, what: str) -> Callable[[str], Path]:
+    """An argparse type: a path that, where something exists there already, is a ``kind`` ("file" or
+    "folder"); ``what`` names it in the message (refused while parsing, not after the teacher pass)."""
+
+    def parse(text: str) -> Path:
+        path = Path(text).expanduser()
+        wrong = path.is_dir() if kind == "file" else path.exists() and not path.is_dir()
+        if wrong:
+            raise argparse.ArgumentTypeError(f"{text} is a {'folder' if kind == 'file' else 'file'}; {what} is a {kind}")
+        return path
+
+    return parse
+
+
 def output_file(text: str) -> Path:
     """A file to write: not a folder, in a folder that exists (refused while parsing)."""
     path = Path(text).expanduser()

@@ -17,6 +17,7 @@ from m2v_search.cli.groups import M2V
 from m2v_search.cli.options import (
     bounded_int,
     output_folder,
+    path_of_kind,
     positive_float,
     positive_int,
     sif_coefficient,
@@ -44,7 +45,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=None, metavar="NAME|FILE",
                         help="rebuild a model from a recipe: a shipped name ('default' = m2v-base) or a recipe "
                              "JSON file; the recipe sets the loss, epochs, whitening and the rest")
-    parser.add_argument("--corpus", type=Path, default=None,
+    parser.add_argument("--corpus", type=path_of_kind("file", "the corpus"), default=None,
                         help="training texts, one per line (UTF-8; .gz or .xz read as such); required without "
                              "--recipe; with --recipe, default: built from the recipe's sources")
     parser.add_argument("-o", "--output", required=True, type=output_folder,
@@ -52,7 +53,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=None,
                         help="starting static model (folder or name); default: distil the teacher (256 dims, "
                              "or as the recipe says)")
-    parser.add_argument("--work-dir", type=Path, default=None,
+    parser.add_argument("--work-dir", type=path_of_kind("folder", "--work-dir"), default=None,
                         help="folder for the teacher features (default: OUTPUT.work); rerun to resume")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
     parser.add_argument("--name", help="model name for the model card (default: the output folder's name, "
@@ -87,7 +88,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="GCIDE pairs JSON (default: the GCIDE package)")
     recipe.add_argument("--similarity-teacher", type=Path, default=None,
                         help="folder of the similarity term's teacher (default: the one the recipe names)")
-    recipe.add_argument("--report", type=Path, default=None,
+    recipe.add_argument("--report", type=path_of_kind("file", "the report"), default=None,
                         help="JSON report (default: WORK_DIR/train_report.json)")
 
 
