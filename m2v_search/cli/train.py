@@ -126,6 +126,10 @@ def checked_mode(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Run ``m2v train``."""
     checked_mode(args)
+    if args.no_progress or args.quiet:  # transformers draws its own "Loading weights" bar for every teacher load
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     if args.recipe is not None:
         return _run_recipe(args)
     from m2v_search.train.corpus import read_corpus
