@@ -108,7 +108,7 @@ def assert_error(response: Any, status: int, *words: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- OpenAI compatibility
 def test_openai_client_embeddings_match_the_model(shared_server: str, model: Any) -> None:
     client = openai.OpenAI(base_url=f"{shared_server}/v1", api_key="not-needed", max_retries=0)
-    texts = ["the cat sat on the mat", "Ünïcödé and emoji 🙂", ""]
+    texts = ["the cat sat on the mat", "Ünïcödé and emoji 🙂", "x"]  # "" is refused, as OpenAI does
     expected = model.encode(texts)
 
     as_floats = client.embeddings.create(input=texts, model="m2v-base", encoding_format="float")
@@ -315,6 +315,22 @@ def test_limits(index_dir: Path) -> None:
         assert http.get("/info").json()["limits"]["max_k"] == 5
 
 
+def test_the_text_an_answer_carries_is_bounded(index_dir: Path) -> None:
+    """Before: 200 queries hitting one 7 MB document built a 1.4 GB answer (4.4 GB of server memory)."""
+    limits = ServerLimits(max_response_text=20_000)
+    with running(create_app(index_dir, limits=limits)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        long_text = "lorem ipsum " * 1000
+        assert http.post("/documents", json={"ids": ["huge"], "texts": [long_text],
+                                             "metadatas": [{"huge": True}]}).status_code == 200
+        body = {"queries": ["lorem"] * 3, "k": 1, "filter": {"huge": True}}
+        error = assert_error(http.post("/search", json=body), 422, "limit of 20000 characters", "include_text=false")
+        assert error["code"] == "response_too_large"
+        hits = http.post("/search", json={**body, "include_text": False}).json()["results"]
+        assert [[hit["id"] for hit in row] for row in hits] == [["huge"]] * 3 and hits[0][0]["text"] is None
+        one = http.post("/search", json={"query": "lorem", "k": 1, "filter": {"huge": True}}).json()["results"]
+        assert one[0][0]["text"] == long_text  # one copy fits
+
+
 def test_read_only(index_dir: Path) -> None:
     with running(create_app(index_dir, read_only=True)) as url, httpx.Client(base_url=url) as http:
         assert_error(http.post("/documents", json={"texts": ["x"]}), 403, "read-only")
@@ -367,6 +383,11 @@ BAD_REQUESTS = [
     ("post", "/v1/embeddings", b'{"input": "x"}', 422, "model"),
     ("post", "/v1/embeddings", b'{"input": ["x", 3], "model": "m2v-base"}', 422, "input"),
     ("post", "/v1/embeddings", b'{"input": "\\ud800", "model": "m2v-base"}', 400, "surrogate"),
+    # empty or white-space texts: a zero vector before (NaN cosines for the client), as OpenAI refuses ""
+    ("post", "/v1/embeddings", b'{"input": "   ", "model": "m2v-base"}', 400, "input is only white space"),
+    ("post", "/v1/embeddings", b'{"input": ["a", ""], "model": "m2v-base"}', 400, "input[1] is empty"),
+    ("post", "/search", b'{"query": ""}', 400, "query is empty"),  # before: "queries[0] is empty"
+    ("post", "/search", b'{"queries": ["a", " "]}', 400, "queries[1] is only white space"),
     ("get", "/no/such/route", None, 404, "Not Found"),
     ("put", "/search", b"{}", 405, "Method Not Allowed"),
     ("delete", "/documents/never-stored", None, 404, "never-stored"),

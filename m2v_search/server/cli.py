@@ -15,6 +15,7 @@ from m2v_search.server.limits import (
     DEFAULT_MAX_HITS,
     DEFAULT_MAX_K,
     DEFAULT_MAX_PENDING_WRITES,
+    DEFAULT_MAX_RESPONSE_TEXT,
     ServerLimits,
     default_compute_threads,
 )
@@ -39,6 +40,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"largest k of a search (default {DEFAULT_MAX_K})")
     parser.add_argument("--max-hits", type=_positive, default=DEFAULT_MAX_HITS, metavar="N",
                         help=f"largest number of queries times k in one search (default {DEFAULT_MAX_HITS})")
+    parser.add_argument("--max-response-text", type=_positive, default=DEFAULT_MAX_RESPONSE_TEXT, metavar="N",
+                        help=f"most characters of hit texts in one search answer (default {DEFAULT_MAX_RESPONSE_TEXT})")
     parser.add_argument("--max-pending-writes", type=_positive, default=DEFAULT_MAX_PENDING_WRITES, metavar="N",
                         help=f"writes allowed to wait for the writer (default {DEFAULT_MAX_PENDING_WRITES})")
     parser.add_argument("--request-threads", type=_positive, default=default_compute_threads(), metavar="N",
@@ -78,7 +81,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must be in 0..65535, got {args.port}")
         limits = ServerLimits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, max_k=args.max_k,
-                              max_hits=args.max_hits,
+                              max_hits=args.max_hits, max_response_text=args.max_response_text,
                               max_pending_writes=args.max_pending_writes, compute_threads=args.request_threads)
         api_key_from_env(args.api_key_env)
     except ValueError as error:

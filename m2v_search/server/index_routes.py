@@ -134,8 +134,16 @@ def _search(service: IndexService, limits: ServerLimits, request: SearchRequest,
                 mapped.param = next(name for name in ("query", "queries", "vector", "vectors")
                                     if getattr(request, name) is not None)
             raise mapped from None
-    return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata}
-                         for hit in hits] for hits in results]}
+    if request.include_text:
+        total = 0
+        for hits in results:
+            total += sum(len(hit.text) for hit in hits)
+            if total > limits.max_response_text:
+                raise ApiError(422, f"the hits' texts come to more than the server's limit of {limits.max_response_text} "
+                                    "characters per answer; ask fewer queries or a smaller k, or pass "
+                                    "include_text=false", param="include_text", code="response_too_large")
+    return {"results": [[{"id": hit.id, "score": hit.score, "text": hit.text if request.include_text else None,
+                          "metadata": hit.metadata} for hit in hits] for hits in results]}
 
 
 def _check_query_kind(request: SearchRequest, without_model: bool) -> None:
@@ -163,11 +171,11 @@ def _queries_of(request: SearchRequest, dim: int, limits: ServerLimits) -> tuple
                             + (f"; got {', '.join(given)}" if given else ""), param=given[-1] if given else "query")
     texts = None
     if request.query is not None:
-        check_texts("query", [request.query])
+        check_texts("query", [request.query], require_words=True)
         texts = [request.query]
     elif request.queries is not None:
         check_batch("queries", len(request.queries), limits.max_batch)
-        check_texts("queries", request.queries)
+        check_texts("queries", request.queries, require_words=True)
         texts = list(request.queries)
     rows = [request.vector] if request.vector is not None else request.vectors
     if rows is None:

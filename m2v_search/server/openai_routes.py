@@ -64,7 +64,7 @@ def openai_router(service: IndexService, limits: ServerLimits, workers: WorkerTh
                            param="model", code="model_not_found")
         texts = _texts_of(request.input)
         check_batch("input", len(texts), limits.max_batch)
-        check_texts("input", texts)
+        check_texts("input", texts, require_words=True)
         if request.dimensions is not None and request.dimensions > service.model.dim:
             raise ApiError(400, f"dimensions={request.dimensions}, but the model gives {service.model.dim}",
                            param="dimensions")

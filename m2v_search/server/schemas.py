@@ -72,6 +72,8 @@ class SearchRequest(_Strict):
     vector: list[float] | None = Field(None, description="One query vector (the index's dimensions).")
     vectors: list[list[float]] | None = Field(None, description="Several query vectors.")
     k: int = Field(10, ge=1, strict=True, description="Results per query (at most the server's max_k).")
+    include_text: bool = Field(True, strict=True, description="Return each hit's text (false: ids, scores and "
+                                                              "metadata only; no limit on the answer's text then).")
     filter: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"year": {"$gte": 2020}}.')
     nprobe: int | None = Field(None, ge=1, le=MAX_NPROBE, strict=True, description="IVF lists probed (default: the index's).")
     ef_search: int | None = Field(None, ge=1, le=MAX_EF_SEARCH, strict=True, description="HNSW efSearch (default: the index's).")
@@ -84,7 +86,7 @@ class SearchRequest(_Strict):
 class HitOut(BaseModel):
     id: str
     score: float
-    text: str
+    text: str | None = Field(None, description="The document's text (null with include_text=false).")
     metadata: dict[str, Any]
 
 

@@ -21,15 +21,20 @@ def check_batch(field: str, count: int, limit: int) -> None:
                        param=field, code="batch_too_large")
 
 
-def check_texts(field: str, texts: Sequence[str]) -> None:
-    """400 for a text that is not valid Unicode (a lone surrogate from a ``\\ud800`` escape)."""
+def check_texts(field: str, texts: Sequence[str], *, require_words: bool = False) -> None:
+    """400 for a text that is not valid Unicode (a lone surrogate from a ``\\ud800`` escape), and with
+    ``require_words`` for an empty or white-space text (its vector would be all zeros: every cosine
+    with it NaN or 0, as OpenAI refuses an empty input)."""
     for position, text in enumerate(texts):
+        name = f"{field}[{position}]" if len(texts) > 1 or field.endswith("s") else field
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as error:
-            name = f"{field}[{position}]" if len(texts) > 1 or field.endswith("s") else field
             raise ApiError(400, f"{name} is not valid Unicode (a lone surrogate at character {error.start})",
                            param=name) from None
+        if require_words and not text.strip():
+            raise ApiError(400, f"{name} is {'empty' if not text else 'only white space'}: it has no words to "
+                                "embed or search for", param=name)
 
 
 def check_json_value(field: str, value: Any, depth: int = 0) -> None:
