@@ -95,13 +95,14 @@ def _filesystem_of(path: str | os.PathLike[str], fs: Any) -> tuple[str | os.Path
     local path would otherwise make a folder named ``s3:`` here, and nothing would reach S3)."""
     if fs is not None or not isinstance(path, str) or not _URL.match(path):
         return path, fs
+    from m2v_search.index.urls import redact, refuse_credentials, storage_options  # never a secret in a message
+
+    refuse_credentials(path)
     try:
         import fsspec
 
-        fs, resolved = fsspec.core.url_to_fs(path)
+        fs, resolved = fsspec.core.url_to_fs(path, **storage_options(path))
     except (ImportError, ValueError) as error:
-        from m2v_search.index.urls import redact  # never a user:password in a message
-
         raise ValueError(f"{redact(path)} is a URL, but its filesystem is not available ({error}); install fsspec and "
                          "the filesystem's package (e.g. s3fs), or pass fs=") from None
     return resolved, fs

@@ -676,3 +676,70 @@ def test_workers_without_credentials_name_the_staging_url(s3, client, corpus, ti
         client.run(_restore_credentials)
     assert not (tmp_path / "index" / "manifest.json").exists()
     assert not s3.exists(f"{BUCKET}/staging-nocreds") or s3.find(f"{BUCKET}/staging-nocreds") == []
+
+
+@pytest.fixture
+def silent_endpoint(s3_endpoint, monkeypatch):
+    """A loopback endpoint that accepts connections and never answers (a hung proxy or server)."""
+    import threading
+
+    import fsspec.config
+    import s3fs
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+
+    def accept_forever() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+    silent = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", silent)
+    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", silent)
+    monkeypatch.setenv("M2V_S3_TIMEOUT", "1")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "endpoint_url": silent})
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield silent
+    listener.close()
+    for connection in held:
+        connection.close()
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_an_endpoint_that_never_answers_fails_with_a_timeout_not_a_hang(silent_endpoint, tiny_model_folder, tmp_path,
+                                                                        capsys, monkeypatch):
+    """Before: a build or search waited forever on an endpoint that accepted connections and said nothing."""
+    from m2v_search.cli import index_main as main
+
+    monkeypatch.setenv("M2V_SEARCH_INDEX_CACHE", str(tmp_path / "cache"))
+    started = time.monotonic()
+    for command, code in ((["build", f"s3://{BUCKET}/jsonl/a.jsonl", "-o", str(tmp_path / "x")], 3),
+                          (["search", f"s3://{BUCKET}/indexes/silent", "-q", "x"], 7)):
+        assert main([*command, "--model", str(tiny_model_folder), "--quiet"]) == code, command
+        err = capsys.readouterr().err
+        assert f"s3://{BUCKET}/" in err and "timeout" in err.lower() and "Traceback" not in err, err
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize("url, secret", [("s3://AKIASECRET:SuperSecret123@bkt/missing.jsonl", "SuperSecret123"),
+                                         (f"s3://{BUCKET}/missing.jsonl?X-Amz-Signature=SECRETSIG", "SECRETSIG")])
+def test_secrets_in_a_url_never_reach_a_message(s3, url, secret, tiny_model_folder, tmp_path, capsys):
+    """Before: the redacted URL was followed by boto's error quoting the whole 'bucket name', secret
+    included; a presigned URL's signature was printed whole."""
+    from m2v_search.cli import index_main as main
+
+    corpus = tmp_path / "one.jsonl"
+    corpus.write_text('{"id": "a", "text": "hello"}\n')
+    commands = [["build", url, "-o", str(tmp_path / "x")]]
+    if "@" in url:  # an output URL with credentials is refused too (one with a query string is a key like any)
+        commands.append(["build", str(corpus), "-o", url.replace("missing.jsonl", "index")])
+    for command in commands:
+        assert main([*command, "--model", str(tiny_model_folder), "--quiet"]) != 0
+        err = capsys.readouterr().err
+        assert secret not in err and "***" in err, err
