@@ -34,7 +34,7 @@ def check_texts(field: str, texts: Sequence[str], *, require_words: bool = False
                            param=name) from None
         if require_words and not text.strip():
             raise ApiError(400, f"{name} is {'empty' if not text else 'only white space'}: it has no words to "
-                                "embed or search for", param=name)
+                                "embed or search for", param=field)
 
 
 def check_json_value(field: str, value: Any, depth: int = 0) -> None:
