@@ -546,12 +546,13 @@ def test_dask_build_to_a_missing_bucket_names_the_staging_url(s3, corpus, tiny_m
 
     model = ["--model", str(tiny_model_folder), "--quiet"]
     dask = ["--engine", "dask", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"]
-    for output, staging, named in ((f"s3://{BUCKET}-missing/idx", [], f"s3://{BUCKET}-missing/idx/.dask-build"),
+    # a missing output bucket is now found before any work (the staging area there would be next)
+    for output, staging, named in ((f"s3://{BUCKET}-missing/idx", [], f"s3://{BUCKET}-missing/idx"),
                                    (f"s3://{BUCKET}/indexes/staged", ["--staging", f"s3://{BUCKET}-missing/tmp"],
                                     f"s3://{BUCKET}-missing/tmp")):
         assert main(["build", str(corpus["local"]), "-o", output, *dask, *staging, *model]) == 7
         err = capsys.readouterr().err
-        assert named in err and "bucket does not exist" in err, err
+        assert named in err and "does not exist" in err, err
     assert not s3.exists(f"{BUCKET}/indexes/staged")
 
 
@@ -743,3 +744,15 @@ def test_secrets_in_a_url_never_reach_a_message(s3, url, secret, tiny_model_fold
         assert main([*command, "--model", str(tiny_model_folder), "--quiet"]) != 0
         err = capsys.readouterr().err
         assert secret not in err and "***" in err, err
+
+
+def test_a_missing_output_bucket_is_found_before_the_build(s3, tiny_model_folder, tmp_path, capsys):
+    """Before: the whole corpus was built locally, then the upload failed on the missing bucket."""
+    from m2v_search.cli import index_main as main
+
+    corpus = tmp_path / "corpus.jsonl"  # line 2 is bad: building first would report it instead
+    corpus.write_text('{"id": "a", "text": "alpha"}\n{"id": "b", "text": \n', encoding="utf-8")
+    assert main(["build", str(corpus), "-o", "s3://no-such-bucket-here/idx", "--model", str(tiny_model_folder),
+                 "--quiet"]) == 7
+    err = capsys.readouterr().err
+    assert "the bucket 'no-such-bucket-here' does not exist" in err and "line 2" not in err, err

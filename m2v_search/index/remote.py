@@ -177,7 +177,8 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
         yield Path(local_path(target))
         return
     fs, root = filesystem(target)
-    _previous_manifest(fs, root.rstrip("/"), target)  # reachable, readable with these credentials, and ours
+    if _previous_manifest(fs, root.rstrip("/"), target) is None:  # reachable, readable with these credentials, ours
+        _require_bucket(fs, root, target)  # found now, not after the whole build
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         yield Path(work_dir)
@@ -217,6 +218,25 @@ def _read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
         raise RemoteIndexError(f"no index at {redact(url)}: {MANIFEST_NAME} is missing") from None
     except storage_errors() as error:
         raise RemoteStorageError(f"cannot read {redact(url)}: {error}") from None
+
+
+def _require_bucket(fs: Any, root: str, url: str) -> None:
+    """Refuse an object-store URL whose bucket (or container) does not exist.
+
+    Raises:
+        RemoteStorageError: it does not, or the store cannot be asked.
+    """
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if not protocols & {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}:
+        return
+    bucket = root.strip("/").split("/", 1)[0]
+    try:
+        found = fs.exists(bucket)
+    except storage_errors() as error:
+        raise RemoteStorageError(f"cannot read {redact(url)}: {error}") from None
+    if not found:
+        raise RemoteStorageError(f"cannot write {redact(url)}: the bucket {bucket!r} does not exist (or these "
+                                 "credentials cannot see it)")
 
 
 def _remote_manifest(fs: Any, root: str, url: str, missing_ok: bool = False) -> dict[str, Any] | None:
