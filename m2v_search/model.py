@@ -17,7 +17,7 @@ from m2v_search.errors import InvalidInputError
 from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO, check_normalize
 from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
 from m2v_search.quantization import normalize_dtype_name
-from m2v_search.tokenization import TokenizerBackend, largest_token_id, select_backend
+from m2v_search.tokenization import TokenizerBackend, select_backend
 
 DEFAULT_BATCH_SIZE = 4096
 _TOKENIZE_THREADS = max(1, min(2, os.cpu_count() or 1))
@@ -69,7 +69,9 @@ class StaticModel(StaticModelIO):
             raise ValueError(f"{vectors.shape[0]} vectors for a tokenizer of {vocabulary_size} tokens")
         if vectors.shape[1] == 0:
             raise ValueError(f"vectors have no dimensions (shape {vectors.shape})")
-        rows, largest_id = (vectors.shape[0] if token_mapping is None else len(token_mapping)), largest_token_id(tokenizer)
+        vocabulary = tokenizer.get_vocab(with_added_tokens=True)
+        rows = vectors.shape[0] if token_mapping is None else len(token_mapping)
+        largest_id = max(vocabulary.values(), default=-1)
         if largest_id >= rows:  # pooling would read past the table
             raise ValueError(f"the tokenizer has token id {largest_id}, but there are only {rows} "
                              f"{'vectors' if token_mapping is None else 'token_mapping entries'}")
@@ -86,7 +88,6 @@ class StaticModel(StaticModelIO):
         self._table = np.ascontiguousarray(vectors, dtype=np.float32)
         self._backend: TokenizerBackend = select_backend(tokenizer, tokenizer_backend)
         self.unk_token_id = _unknown_token_id(tokenizer)
-        vocabulary = tokenizer.get_vocab(with_added_tokens=True)
         self._median_token_length = int(np.median([len(token) for token in vocabulary])) if vocabulary else 1
         self._fingerprint_cache: tuple[tuple[Any, ...], str] | None = None
 
@@ -336,13 +337,13 @@ def _filled(chunks: Iterator[np.ndarray], sentences: Any, dim: int) -> np.ndarra
     out = np.empty((expected, dim), dtype=np.float32)
     start = 0
     for chunk in chunks:
-        if start + len(chunk) > expected:
+        if start + len(chunk) > expected:  # more items than len() said
+            start = -1
             break
         out[start : start + len(chunk)] = chunk
         start += len(chunk)
-    else:
-        if start == expected:
-            return out
+    if start == expected:
+        return out
     hint = (" (iterating a pandas DataFrame gives its column names: pass one column, df['text'])"
             if hasattr(sentences, "columns") else "")
     raise TypeError(f"sentences: len() says {expected} items, but iterating it gave a different number{hint}; "

@@ -169,7 +169,7 @@ def _static_module_folder(folder: Path) -> tuple[Path, bool, bool]:
     modules = _read_json(modules_file)
     if not isinstance(modules, list):
         raise ModelLoadError(f"{modules_file} must hold a list of modules")
-    types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)]
+    types = _module_types(modules)
     normalize = any(t.endswith("Normalize") for t in types)
     for module in modules:
         if isinstance(module, dict) and str(module.get("type", "")).endswith("StaticEmbedding"):
@@ -178,7 +178,7 @@ def _static_module_folder(folder: Path) -> tuple[Path, bool, bool]:
                 return folder, True, normalize
             _warn_if_tables_differ(folder, (folder / sub).resolve())
             return (folder / sub).resolve(), True, normalize
-    if any(t.endswith("Transformer") for t in types):
+    if _has_transformer_module(types):
         raise ModelLoadError(
             f"{folder} holds a transformer model, not a static one ({modules_file} has no StaticEmbedding "
             f"module). Distil it first: m2v distill {folder} -o OUT"
@@ -215,7 +215,7 @@ def load_folder(folder: Path) -> StoredModel:
     config: dict[str, Any] = _read_json(config_file) if config_file.exists() else {}
     if not isinstance(config, dict):
         raise ModelLoadError(f"{config_file} must hold a JSON object")
-    if config.get("architectures") and config.get("model_type") not in (None, "model2vec") and not is_st:
+    if _is_transformer_config(config) and not is_st:
         raise ModelLoadError(
             f"{config_file} describes a {config.get('model_type')} transformer, not a static model. "
             f"Distil it first: m2v distill {folder} -o OUT"
@@ -376,23 +376,35 @@ def read_card_metadata(readme: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _module_types(modules: Any) -> list[str]:
+    """The ``type`` of each module a ``modules.json`` lists."""
+    return [str(m.get("type", "")) for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+
+
+def _has_transformer_module(types: list[str]) -> bool:
+    return any(t.endswith("Transformer") for t in types)
+
+
+def _is_transformer_config(config: Any) -> bool:
+    """A ``config.json`` of a transformers model (Model2Vec's own names ``model2vec``)."""
+    return isinstance(config, dict) and bool(config.get("architectures")) \
+        and config.get("model_type") not in (None, "model2vec")
+
+
 def transformer_in(folder: Path) -> str | None:
     """What shows that ``folder`` holds a transformer model (a teacher: never to be overwritten by a
-    static model's save), or None (no folder, an empty one, a static model, anything else)."""
-    try:
-        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-        types = [str(m.get("type", "")) for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
-        if any(t.endswith("Transformer") for t in types):
-            return "modules.json lists a Transformer module"
-    except (OSError, ValueError):
-        pass
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if isinstance(config, dict) and config.get("architectures") and config.get("model_type") not in (None, "model2vec"):
-        return f"config.json describes a {config.get('model_type')} transformer"
-    return None
+    static model's save), or None (no folder, an empty one, a static model, anything else). Only
+    plain files are read (a FIFO would block)."""
+    def parsed(name: str) -> Any:
+        try:
+            return json.loads((folder / name).read_text(encoding="utf-8")) if (folder / name).is_file() else None
+        except (OSError, ValueError):
+            return None
+
+    if _has_transformer_module(_module_types(parsed("modules.json"))):
+        return "modules.json lists a Transformer module"
+    config = parsed("config.json")
+    return f"config.json describes a {config.get('model_type')} transformer" if _is_transformer_config(config) else None
 
 
 def write_folder(

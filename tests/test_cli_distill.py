@@ -136,3 +136,11 @@ def test_saving_a_static_model_over_a_transformer_is_refused(tiny_model, tmp_pat
     assert (target / "model.safetensors").read_bytes() == b"the teacher's weights"
     tiny_model.save_pretrained(tmp_path / "static")
     tiny_model.save_pretrained(tmp_path / "static")  # a static model's own folder is saved over as before
+
+
+def test_a_fifo_named_config_json_in_the_output_is_not_read(tmp_path):
+    from m2v_search.persistence import transformer_in
+
+    os.mkfifo(tmp_path / "config.json")
+    os.mkfifo(tmp_path / "modules.json")
+    assert transformer_in(tmp_path) is None  # before: reading it blocked the command line's parsing

@@ -756,3 +756,13 @@ def test_a_missing_output_bucket_is_found_before_the_build(s3, tiny_model_folder
                  "--quiet"]) == 7
     err = capsys.readouterr().err
     assert "the bucket 'no-such-bucket-here' does not exist" in err and "line 2" not in err, err
+
+
+def test_only_bucket_urls_that_cannot_hold_userinfo_are_refused_for_it():
+    """Azure's abfs://container@account... is the normal form, not credentials."""
+    from m2v_search.index.urls import URLError, refuse_credentials
+
+    refuse_credentials("abfs://container@account.dfs.core.windows.net/idx")
+    refuse_credentials("az://container/idx")
+    with pytest.raises(URLError, match=r"s3://\*\*\*@bucket/x: s3:// URLs cannot carry credentials"):
+        refuse_credentials("s3://key:secret@bucket/x")

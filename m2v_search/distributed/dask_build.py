@@ -441,6 +441,8 @@ def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str 
         lexical = lexical_part.from_rows(((iid, text) for iid, _, text, _, _ in docs.iter_rows()), lexical.analyzer)
         log.info("lexical part: %d documents indexed on the driver in %.2f s", len(lexical), time.perf_counter() - mark)
 
+    final_spec = trained.spec if isinstance(trained, Backend) else spec
+
     def write_index(path: Path) -> None:
         written["ntotal"] = _write_faiss(path, merge, model.dim, spec, trained, live)
 
@@ -449,13 +451,13 @@ def _commit(directory: Path, merge: _Merge, model: StaticModel, model_path: str 
         counts = {"documents": live, "vectors": written["ntotal"], "deleted": docs.count_tombstones()}
         written_manifest = index_manifest(generation=generation, model=model, model_path=model_path, dim=model.dim,
                                           index_file=index_name, docstore_file=docs_name,
-                                          spec=trained.spec if isinstance(trained, Backend) else spec,
+                                          spec=final_spec,
                                           requested=requested, counts=counts, build=build_info, directory=directory)
         return lexical_part.add_to_manifest(written_manifest, lexical, generation, file_entry, directory)
 
     commit_generation(directory, write_index, docs, manifest,
                       lambda generation: lexical_part.generation_contents(lexical, generation),
-                      index_suffix=index_file_suffix((trained.spec if isinstance(trained, Backend) else spec).kind))
+                      index_suffix=index_file_suffix(final_spec.kind))
 
 
 def _write_faiss(path: Path, merge: _Merge, dim: int, spec: factories.IndexSpec, trained: Any, live: int) -> int:

@@ -1,8 +1,8 @@
 """Generations of an index directory: writing a new one atomically, reading the current one.
 
 A generation is one FAISS file, one docstore file (and the lexical part's files) under names that embed the generation
-(``index.<generation>.faiss``, or ``.m2vbin`` for the binary kinds' own format, ``docstore.<generation>.sqlite``). A commit writes and fsyncs
-them, then replaces ``manifest.json`` (the commit point), then removes older generations. A
+(``index.<generation>.faiss``, or ``.m2vbin`` for the binary kinds' own format; ``docstore.<generation>.sqlite``).
+A commit writes and fsyncs them, then replaces ``manifest.json`` (the commit point), then removes older generations. A
 crash at any point leaves the previous manifest and its files in place; the files it was staging
 (``.index.<generation>.faiss.tmp``...) are removed by the next commit.
 """

@@ -22,7 +22,9 @@ def is_url(source: str | os.PathLike[str]) -> bool:
 
 
 S3_TIMEOUT = 30.0  # seconds a socket read to S3 may wait (M2V_S3_TIMEOUT): an endpoint that never answers
-_OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl")  # their URLs never carry credentials
+# protocols whose URLs start with a bucket (container); Azure's carry ``container@account`` there
+BUCKET_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+_NO_USERINFO = ("s3", "s3a", "gs", "gcs")  # an ``@`` in the bucket part can only be credentials
 
 
 def redact(url: str) -> str:
@@ -49,15 +51,16 @@ def filesystem(url: str) -> tuple[Any, str]:
     import fsspec
 
     refuse_credentials(url)
+    options = storage_options(url)
     try:
-        fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
+        fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as error:
         raise URLError(f"cannot read {redact(url)}: {error} (for s3://: pip install "
                        "'m2v-search[s3]')") from None
     except ValueError as error:
         raise URLError(f"cannot read {redact(url)}: {error}") from None
     fs.invalidate_cache()
-    if hasattr(fs, "retries") and storage_options(url):
+    if options and hasattr(fs, "retries"):
         fs.retries = 2  # s3fs's own retries around botocore's (5 by default)
     return fs, path
 
@@ -70,7 +73,7 @@ def refuse_credentials(url: str) -> None:
         URLError: such a URL (the message shows it redacted).
     """
     scheme, _, rest = url.partition("://")
-    if scheme.lower() in _OBJECT_STORES and "@" in rest.partition("/")[0]:
+    if scheme.lower() in _NO_USERINFO and "@" in rest.partition("/")[0]:
         raise URLError(f"{redact(url)}: {scheme}:// URLs cannot carry credentials; give them the usual way "
                        "(environment variables such as AWS_ACCESS_KEY_ID, a profile, or a role)")
 
