@@ -494,6 +494,27 @@ def test_file_urls_are_local_paths(corpus, local_index, tiny_model_folder, tmp_p
     assert open_target(f"file://{local_index.path}") == local_index.path
 
 
+def test_file_urls_open_search_and_verify_like_their_folder(corpus, local_index, tiny_model_folder, tmp_path, capsys):
+    """``file:///x`` opened, searched and verified as the folder ``/x`` (it once became ``file:/x``,
+    'does not exist', though a build to the same URL had worked)."""
+    from m2v_search.cli import index_main as main
+    from m2v_search.index.partitioned import PartitionedIndex, build_partitioned_indexes
+
+    url = f"file://{local_index.path}"
+    with VectorIndex.open(url) as index:
+        assert index.path == local_index.path
+        _assert_same_index(index, local_index)
+    capsys.readouterr()
+    assert main(["search", url, "-q", QUERIES[0], "-k", "3", "--mode", "dense"]) == 0
+    found = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
+    assert found == [hit.id for hit in local_index.search(QUERIES[0], 3, mode="dense")]
+    assert main(["verify", url]) == 0 and json.loads(capsys.readouterr().out)["ok"] is True
+    build_partitioned_indexes({"all": str(corpus["local"])}, tmp_path / "parts", model=str(tiny_model_folder),
+                              metadata_fields=["module", "kind"], show_progress=False)
+    with PartitionedIndex.open(f"file://{tmp_path}/parts") as parts:
+        assert len(parts) == len(local_index) and parts.keys == ["all"]
+
+
 # ---------------------------------------------------------------------- endpoint and bucket mistakes
 @pytest.fixture
 def dead_endpoint(s3_endpoint, monkeypatch):

@@ -26,7 +26,7 @@ from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
 from m2v_search.index.manifest import MAX_MANIFEST_BYTES, fsync_dir, read_plain_file
 from m2v_search.index.remote import RemoteStorageError
 from m2v_search.index.sources import expand_sources
-from m2v_search.index.urls import filesystem, is_url, redact, storage_errors
+from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
 from m2v_search.index.records import Hit
 from m2v_search.index.store import VectorIndex
 
@@ -148,7 +148,7 @@ class PartitionedIndex:
         Raises:
             IndexNotFoundError: no ``partitions.json`` at ``path``, or an unknown key.
         """
-        root = os.fspath(path).rstrip("/")
+        root = local_path(os.fspath(path)).rstrip("/")  # file:///x is the folder /x
         listed = _read_listing(root)["partitions"]
         keys = list(listed) if partitions is None else list(partitions)
         unknown = [key for key in keys if key not in listed]

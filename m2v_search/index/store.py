@@ -51,7 +51,7 @@ from m2v_search.index.locking import WriterLock
 from m2v_search.index.manifest import MANIFEST_NAME, file_entry, index_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
 from m2v_search.index.records import Hit, Record, UpsertStats
-from m2v_search.index.urls import is_url
+from m2v_search.index.urls import is_url, local_path
 from m2v_search.index_kinds import index_file_suffix
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -193,7 +193,7 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             from m2v_search.index.remote import download_index
 
             path = download_index(os.fspath(path))
-        directory = Path(path)
+        directory = Path(local_path(path))  # file:///x is the folder /x
         if create and not (directory / MANIFEST_NAME).exists():
             created = cls.create(directory, model, **create_kwargs)
             created._found_empty = directory.resolve()  # a save finding an index there then is a conflict
