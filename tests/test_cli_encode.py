@@ -96,7 +96,7 @@ def test_a_hub_id_says_the_cli_does_not_download(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "m2v_search.cli", "encode", "--text", "hi", "--model",
                              "sentence-transformers/foo"], capture_output=True, env=env, timeout=120)
     assert result.returncode == 6
-    assert b"do not download models" in result.stderr and b"--model FOLDER" in result.stderr
+    assert b"do not download models" in result.stderr and b"give a model folder" in result.stderr
     assert b"m2v-base" in result.stderr
 
 
@@ -112,3 +112,60 @@ def test_a_full_disk_names_the_output_file(tmp_path: Path) -> None:
     assert result.returncode == 7
     assert f"cannot write {tmp_path / 'out.npy'}: No space left".encode() in result.stderr
     assert list(tmp_path.iterdir()) == []  # no partial file
+
+
+def test_long_texts_are_cut_at_the_models_max_length_as_the_api_and_the_index_cut_them(model, tiny_model_folder):
+    """Without --max-length the CLI once encoded every token (cosine 0.43 to ``encode`` for a long text)."""
+    words = "rivers cats dogs bark sentence about note".split()
+    long_text = " ".join(words[i % len(words)] for i in range(model.max_length * 3)) + " " + "zebra " * 2000
+    out = rows(m2v("--text", long_text, "--model", str(tiny_model_folder)))
+    np.testing.assert_allclose(out[0]["embedding"], model.encode([long_text])[0], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(out[0]["embedding"], model.encode([long_text], max_length=None)[0], atol=1e-3)
+    cut = rows(m2v("--text", long_text, "--model", str(tiny_model_folder), "--max-length", "5"))
+    np.testing.assert_allclose(cut[0]["embedding"], model.encode([long_text], max_length=5)[0], rtol=1e-6, atol=1e-7)
+
+
+def test_streams_are_written_to_never_replaced(tmp_path, model, tiny_model_folder):
+    """``-o -``, a FIFO or a device is a stream; a link's file is replaced and the link kept
+    (``-o /dev/stdout`` once turned the device into a regular file)."""
+    out = m2v("--text", "one", "--model", str(tiny_model_folder), "-o", "-")
+    assert rows(out)[0]["id"] == 1 and not (Path.cwd() / "-").exists()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    assert m2v("--text", "one", "--model", str(tiny_model_folder), "-o", str(fifo)).returncode == 0
+    streamed = reader.communicate(timeout=60)[0]
+    assert fifo.is_fifo() and json.loads(streamed)["id"] == 1
+    real = tmp_path / "real.jsonl"
+    real.write_text("old\n", encoding="utf-8")
+    (tmp_path / "link.jsonl").symlink_to("real.jsonl")
+    assert m2v("--text", "one", "--model", str(tiny_model_folder), "-o", str(tmp_path / "link.jsonl")).returncode == 0
+    assert (tmp_path / "link.jsonl").is_symlink() and json.loads(real.read_text())["id"] == 1
+
+
+def test_stdin_whose_first_write_is_blank_is_still_sniffed_as_jsonl(tiny_model_folder):
+    """The format was guessed from the first chunk only: a producer that wrote a blank line first
+    had its JSON lines encoded as plain text."""
+    code = ("import subprocess, sys, time\n"
+            "p = subprocess.Popen([sys.executable, '-m', 'm2v_search.cli', 'encode', '--quiet', '--model', "
+            f"{str(tiny_model_folder)!r}], stdin=subprocess.PIPE, stdout=subprocess.PIPE)\n"
+            "p.stdin.write(b'\\n'); p.stdin.flush(); time.sleep(0.5)\n"
+            "p.stdin.write(b'{\"id\": \"x\", \"text\": \"hello\"}\\n'); p.stdin.close()\n"
+            "sys.stdout.write(p.stdout.read().decode()); sys.exit(p.wait())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert [row["id"] for row in rows(result)] == ["x"]
+
+
+def test_output_mistakes_are_refused_and_repeated_ids_are_not_called_overwritten(tmp_path, tiny_model_folder):
+    for args, message in ((["-o", str(tmp_path / "x.npz")], ".npz is not written"),
+                          (["-o", str(tmp_path / "x.npy"), "--decimals", "2"], "--decimals rounds JSON"),
+                          (["-o", ""], "output file name is empty")):
+        result = m2v("--text", "one", "--model", str(tiny_model_folder), *args)
+        assert result.returncode == 2 and message in result.stderr.decode(), result.stderr
+    np.save(tmp_path / "upper.NPY", np.zeros(1))
+    assert m2v("--text", "one", "--model", str(tiny_model_folder), "-o", str(tmp_path / "upper.NPY")).returncode == 0
+    assert np.load(tmp_path / "upper.NPY").shape[0] == 1
+    data = b'{"id": "a", "text": "one"}\n{"id": "a", "text": "two"}\n'
+    result = m2v("-", "--model", str(tiny_model_folder), stdin=data)
+    assert [row["id"] for row in rows(result)] == ["a", "a"] and b"later record wins" not in result.stderr

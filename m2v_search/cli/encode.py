@@ -10,12 +10,14 @@ or plain text with one text per line (blank lines skipped; a text's id is its li
 ``--format auto`` reads JSONL when the input's first character is ``{`` (or it is gzip or
 Parquet, a glob or a URL) and lines otherwise. Output lines are ``{"id": ..., "embedding":
 [...]}`` in input order; ``-o FILE.npy`` writes the float32 matrix instead (rows in input order),
-``-o FILE`` anything else a JSONL file. Files are written whole or not at all.
+``-o FILE`` anything else a JSONL file. Files are written whole or not at all; ``-o -``, a pipe or
+a device (``/dev/stdout``, ``>(gzip > out.gz)``) is written as a stream.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -67,7 +69,11 @@ def run_encode(args: argparse.Namespace) -> int:
         raise UsageError("give INPUT or --text, not both")
     model = StaticModel.from_pretrained(args.model)
     items = enumerate(args.text, 1) if args.text is not None else _read_input(args.input or "-", args)
-    numpy_output = args.output is not None and args.output.suffix == ".npy"
+    numpy_output = args.output is not None and args.output.suffix.lower() == ".npy"
+    if args.output is not None and args.output.suffix.lower() == ".npz":
+        raise UsageError(f"{args.output}: .npz is not written; use a .npy file (one float32 matrix) or JSONL")
+    if numpy_output and args.decimals is not None:
+        raise UsageError("--decimals rounds JSON numbers; a .npy output holds the float32 values")
     with _output(args.output, "wb" if numpy_output else "w") as out, progress_bar(not args.quiet, "Encoding") as bar:
         if numpy_output:
             _write_matrix(model, items, args, out, bar)
@@ -85,7 +91,7 @@ def _read_input(source: str, args: argparse.Namespace) -> Iterator[tuple[Any, st
     if kind == "lines":
         return _lines(source)
     reader = open_corpus(source, CorpusOptions(id_field=args.id_field, text_field=args.text_field,
-                                               metadata_fields=[]))
+                                               metadata_fields=[], report_repeats=False))  # every record is kept
     return ((record.id, record.text) for record in reader)
 
 
@@ -98,7 +104,7 @@ def _sniff(source: str) -> str:
         return "jsonl"
     try:
         if source == "-":
-            head = sys.stdin.buffer.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]  # type: ignore[attr-defined]
+            head = _stdin_head()
         elif os.path.exists(source) and not os.path.isfile(source) and not os.path.isdir(source):
             raise UsageError(f"{source} is a pipe or device: reading its first bytes to guess the format would "
                              "consume them. Pass --format jsonl or --format lines (or read it from stdin as -)")
@@ -110,6 +116,40 @@ def _sniff(source: str) -> str:
     if head.startswith(_GZIP_MAGIC):
         return "jsonl"
     return "jsonl" if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{") else "lines"
+
+
+def _stdin_head() -> bytes:
+    """The first bytes of stdin up to its first non-blank one (at most ``_SNIFF_BYTES``), read without
+    consuming them: a producer whose first write is only white space is waited for."""
+    head = sys.stdin.buffer.read1(_SNIFF_BYTES)
+    while head and not head.removeprefix(b"\xef\xbb\xbf").strip() and len(head) < _SNIFF_BYTES:
+        more = sys.stdin.buffer.read1(_SNIFF_BYTES - len(head))
+        if not more:
+            break
+        head += more
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, sys.stdin.buffer)), encoding="utf-8")
+    return head
+
+
+class _Prefixed(io.RawIOBase):
+    """A read-only stream: ``head``, then the rest of ``rest`` (stdin with its sniffed bytes put back)."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read1(len(buffer)) if hasattr(self._rest, "read1") else self._rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def _lines(source: str) -> Iterator[tuple[int, str]]:
@@ -144,12 +184,18 @@ def _batches(items: Iterator[tuple[Any, str]], size: int) -> Iterator[tuple[list
         yield [item[0] for item in batch], [item[1] for item in batch]
 
 
+def _length(args: argparse.Namespace) -> dict[str, int]:
+    """``max_length`` for ``encode`` when --max-length was given; otherwise none, so that the model's
+    own limit applies, as in ``StaticModel.encode`` and the index."""
+    return {} if args.max_length is None else {"max_length": args.max_length}
+
+
 def _write_jsonl(model: Any, items: Iterator[tuple[Any, str]], args: argparse.Namespace, out: IO[str],
                  bar: Any) -> None:
     import numpy as np
 
     for ids, texts in _batches(items, args.batch_size):
-        vectors = model.encode(texts, max_length=args.max_length, batch_size=args.batch_size)
+        vectors = model.encode(texts, batch_size=args.batch_size, **_length(args))
         if args.decimals is not None:
             vectors = np.round(vectors.astype(np.float64), args.decimals)
         out.write("".join(json.dumps({"id": doc_id, "embedding": row}, ensure_ascii=False) + "\n"
@@ -164,8 +210,7 @@ def _write_matrix(model: Any, items: Iterator[tuple[Any, str]], args: argparse.N
 
     parts = []
     for _, texts in _batches(items, args.batch_size):
-        parts.append(np.asarray(model.encode(texts, max_length=args.max_length, batch_size=args.batch_size),
-                                dtype=np.float32))
+        parts.append(np.asarray(model.encode(texts, batch_size=args.batch_size, **_length(args)), dtype=np.float32))
         if bar is not None:
             bar.update(len(texts))
     try:
@@ -177,11 +222,19 @@ def _write_matrix(model: Any, items: Iterator[tuple[Any, str]], args: argparse.N
 @contextmanager
 def _output(path: Path | None, mode: str) -> Iterator[Any]:
     """stdout, or a temporary file beside ``path`` renamed over it only when everything was written."""
-    if path is None:
-        yield sys.stdout
+    if path is None or str(path) == "-":
+        yield sys.stdout.buffer if "b" in mode else sys.stdout
         sys.stdout.flush()
         return
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO, >(command): a stream, never replaced
+        with open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+            yield stream
+        return
+    path = Path(os.path.realpath(path)) if path.is_symlink() else path  # a link's file is replaced, the link kept
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
@@ -190,8 +243,11 @@ def _output(path: Path | None, mode: str) -> Iterator[Any]:
                 os.fsync(handle.fileno())
             except OSError as error:
                 raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
+        try:
+            os.chmod(temporary, 0o666 & ~_umask())
+            os.replace(temporary, path)
+        except OSError as error:
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -96,6 +96,8 @@ def existing_file(text: str) -> Path:
 def output_folder(text: str) -> Path:
     """A folder to write a model (or export) to: it may exist, but neither it nor a folder above it
     may be a file (refused while parsing, before any long work)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output folder is empty; name a folder (. for the current one)")
     path = Path(text).expanduser()
     for ancestor in (path, *path.parents):
         if ancestor.is_dir():
@@ -128,7 +130,9 @@ def path_of_kind(kind: str, what: str) -> Callable[[str], Path]:
 
 
 def output_file(text: str) -> Path:
-    """A file to write: not a folder, in a folder that exists (refused while parsing)."""
+    """A file to write: not a folder, in a folder that exists (refused while parsing); ``-`` is stdout."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output file name is empty")
     path = Path(text).expanduser()
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; the output is a file")

@@ -49,6 +49,7 @@ class CorpusOptions:
     text_field: str = "text"
     metadata_fields: list[str] | None = None  # None: "metadata" object, or every other key
     skip_invalid: bool = False
+    report_repeats: bool = True  # count and warn about ids seen before (False: every record is kept anyway)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class CorpusReader:
             if not path.exists():
                 raise CorpusError(f"corpus file {path} does not exist")
             if path.is_dir():
-                raise CorpusError(f"corpus {path} is a directory; give a .jsonl or .jsonl.gz file")
+                raise CorpusError(f"corpus {path} is a folder; give a file (for the Parquet files of a folder, a glob such as {path}/*.parquet)")
             buffered = open(path, "rb")  # noqa: SIM115 - closed by __iter__
         try:
             magic = buffered.peek(6)[:6]  # type: ignore[attr-defined]
@@ -247,6 +248,8 @@ class CorpusReader:
         Call it after :meth:`record_from_row` made the record (which notes whether the id was an
         integer), with the record's id and line (or row) number.
         """
+        if not self.options.report_repeats:
+            return
         as_int = self._last_id_was_int
         here, other = self._seen[as_int], self._seen[not as_int]
         if here.add(doc_id):
