@@ -81,9 +81,9 @@ def export_onnx(
         import onnx
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("ONNX export needs the onnx package: pip install 'm2v-search[onnx]'") from error
-    from m2v_search.persistence import make_staging, swap_in
+    from m2v_search.persistence import make_staging, save_target, swap_in
 
-    target = Path(os.path.abspath(out_dir))  # "." and ".." have no name to stage beside
+    target = save_target(out_dir)
     staging = make_staging(target)
     try:
         (staging / "onnx").mkdir()

@@ -423,7 +423,7 @@ def write_folder(
     """
     from safetensors.numpy import save_file
 
-    path = Path(os.path.abspath(path))  # "." and ".." have no name to stage beside
+    path = save_target(path)
     if (transformer := transformer_in(path)) is not None:
         raise ModelLoadError(f"cannot save a static model to {path}: it holds a transformer model ({transformer}), "
                              "whose files the save would replace; choose another folder")
@@ -478,12 +478,21 @@ def make_staging(target: Path, suffix: str = ".tmp") -> Path:
     raise FileExistsError(f"cannot make a staging folder beside {target}: every name tried exists")
 
 
+def save_target(path: str | os.PathLike[str]) -> Path:
+    """The absolute folder a save writes: a link to a folder is followed, so that the files land in
+    the folder it names and the link stays a link ("." and ".." get a name to stage beside)."""
+    absolute = Path(os.path.abspath(path))
+    return Path(os.path.realpath(absolute)) if absolute.is_symlink() and absolute.is_dir() else absolute
+
+
 def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
     """Make the complete folder ``staging`` become ``target`` with renames (fsynced first).
 
     Entries of an existing ``target`` whose names are not in ``replaced`` are copied over,
     so that files other tools put there survive, and the folder keeps its mode. Should the
-    second rename fail (or be interrupted), the old ``target`` is put back.
+    second rename fail (or be interrupted), the old ``target`` is put back. A ``target`` that
+    cannot be renamed (a mount point, or the working folder or one above it, which a shell would
+    be left outside of) gets its entries replaced one by one inside it instead, each whole.
 
     Raises:
         ModelLoadError: ``target`` exists and is a file.
@@ -497,11 +506,13 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
         return
     if not target.is_dir():
         raise ModelLoadError(f"cannot save a model to {target}: it is a file")
+    if os.path.ismount(target) or _cwd_inside(target) is not None:
+        _replace_inside(staging, target, replaced)
+        return
     for extra in target.iterdir():  # keep what the user put there
         if extra.name not in replaced:
             _carry_over(extra, staging / extra.name)
     os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
-    cwd_inside = _cwd_inside(target)
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
     os.rename(target, backup)
     try:
@@ -509,13 +520,37 @@ def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) ->
     except BaseException:
         os.rename(backup, target)
         raise
-    if cwd_inside is not None:  # the working folder moved with the old target: follow it to the new one
-        inside = target / cwd_inside
-        os.chdir(inside if inside.is_dir() else target)
-    if backup.is_symlink():  # ``target`` was a link to a folder: the link goes, the folder it named stays
-        backup.unlink()
-    else:
-        shutil.rmtree(backup, ignore_errors=True)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _replace_inside(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
+    """Put each entry of ``staging`` into ``target`` (a copy renamed over the old entry, so each one is
+    whole), remove the entries of ``replaced`` that the new folder lacks, then drop ``staging``."""
+    for entry in sorted(staging.iterdir(), key=lambda item: item.name == "config.json"):  # config last
+        copy = target / f".{entry.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            if entry.is_dir():
+                shutil.copytree(entry, copy)
+                old = target / entry.name
+                if old.is_dir() and not old.is_symlink():
+                    retired = target / f".{entry.name}.{secrets.token_hex(4)}.old"
+                    os.rename(old, retired)
+                    os.rename(copy, old)
+                    shutil.rmtree(retired, ignore_errors=True)
+                    continue
+            else:
+                shutil.copyfile(entry, copy)
+                with open(copy, "rb") as handle:
+                    os.fsync(handle.fileno())
+            os.replace(copy, target / entry.name)
+        except BaseException:
+            shutil.rmtree(copy, ignore_errors=True) if copy.is_dir() else copy.unlink(missing_ok=True)
+            raise
+    for name in replaced:
+        stale = target / name
+        if not (staging / name).exists() and (stale.exists() or stale.is_symlink()):
+            shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _carry_over(source: Path, destination: Path) -> None:

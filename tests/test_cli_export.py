@@ -76,3 +76,37 @@ def test_an_output_folder_that_is_a_file_is_a_usage_error_before_any_work(comman
     assert last.startswith(f"m2v {command[0]}: error: argument -o/--output: ") and "a-file" in last, error
     assert "is a file" in last
     assert (tmp_path / "a-file").read_text(encoding="utf-8") == "mine"
+
+
+def test_an_empty_output_is_refused_and_the_working_folder_is_written_in_place(tmp_path, capsys):
+    """``-o ""`` once meant the working folder; ``-o .`` swapped the folder away from under the shell
+    (which was left in a deleted one) and a link given as ``-o`` became a real folder."""
+    from m2v_search.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["export-onnx", "-o", ""])
+    assert stop.value.code == 2 and "the output folder is empty" in capsys.readouterr().err
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine.txt").write_text("kept", encoding="utf-8")
+    inode = here.stat().st_ino
+    result = subprocess.run([sys.executable, "-m", "m2v_search.cli", "export-onnx", "-o", "."], cwd=here,
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert here.stat().st_ino == inode and (here / "onnx" / "model.onnx").is_file()
+    assert (here / "mine.txt").read_text(encoding="utf-8") == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no staging or backup left beside it
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    assert m2v("export-onnx", "-o", str(tmp_path / "link")).returncode == 0
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "onnx" / "model.onnx").is_file()
+
+
+def test_both_programs_report_their_version(capsys):
+    import m2v_search
+    from m2v_search.cli import index_main, main
+
+    for program, run in (("m2v", main), ("m2v-index", index_main)):
+        with pytest.raises(SystemExit) as stop:
+            run(["--version"])
+        assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"{program} {m2v_search.__version__}"

@@ -68,8 +68,15 @@ def test_a_saved_model_is_readable_by_others_as_the_umask_allows(tiny_model, tmp
 def test_saving_over_a_symlinked_folder_leaves_no_backup_link_behind(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "v1")
     (tmp_path / "current").symlink_to("v1")
-    tiny_model.save_pretrained(tmp_path / "current")
+    (tmp_path / "v1" / "notes.txt").write_text("mine", encoding="utf-8")
+    other = StaticModel(tiny_model.embedding[:, ::-1].copy(), tiny_model.tokenizer, normalize=tiny_model.normalize)
+    other.save_pretrained(tmp_path / "current")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v1"]
+    # the link stays a link (it once became a real folder and v1 kept the old table)
+    assert (tmp_path / "current").is_symlink() and os.readlink(tmp_path / "current") == "v1"
+    np.testing.assert_allclose(StaticModel.from_pretrained(tmp_path / "v1").encode(TEXTS), other.encode(TEXTS),
+                               atol=1e-6)
+    assert (tmp_path / "v1" / "notes.txt").read_text(encoding="utf-8") == "mine"
     StaticModel.from_pretrained(tmp_path / "current")
     StaticModel.from_pretrained(tmp_path / "v1")
 
@@ -152,8 +159,12 @@ def test_saving_into_the_current_folder_or_its_parent(tiny_model, tmp_path, monk
     folder.mkdir()
     (folder / "notes.txt").write_text("mine", encoding="utf-8")
     monkeypatch.chdir(folder)
+    inode = folder.stat().st_ino
     tiny_model.save_pretrained(".")
     assert Path.cwd() == folder and (folder / "notes.txt").read_text(encoding="utf-8") == "mine"
+    # written inside the folder, not by swapping it: a shell standing in it is not left in a deleted one
+    assert folder.stat().st_ino == inode and os.stat(".").st_ino == inode
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "model"]
     assert read_card_metadata(folder / "README.md")["model_name"] == "model"  # the folder's name, not ""
     reloaded = StaticModel.from_pretrained(".")
     np.testing.assert_allclose(reloaded.encode(TEXTS), tiny_model.encode(TEXTS), atol=1e-6)
@@ -383,3 +394,20 @@ def test_two_different_tables_in_one_folder_are_reported(tiny_model_folder, tmp_
     with caplog.at_level("WARNING", logger="m2v_search.persistence"):
         StaticModel.from_pretrained(folder)
     assert "two different tables" in caplog.text
+
+
+def test_saving_into_the_working_folder_drops_what_the_new_model_lacks(tiny_model, tmp_path, monkeypatch):
+    """Written in place, the folder still ends as a swap would leave it: a stale ``1_Normalize``
+    (or an ``onnx/`` export of the old table) goes, the user's files stay."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    StaticModel(tiny_model.embedding, tiny_model.tokenizer, normalize=True).save_pretrained(".")
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"old export")
+    (folder / "mine.txt").write_text("kept", encoding="utf-8")
+    assert (folder / "1_Normalize").is_dir()
+    StaticModel(tiny_model.embedding, tiny_model.tokenizer, normalize=False).save_pretrained(".")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "mine.txt", "model.safetensors",
+                                                        "modules.json", "tokenizer.json"]
+    assert StaticModel.from_pretrained(".").normalize is False

@@ -24,6 +24,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from m2v_search._version import __version__
 from m2v_search.cli.options import OPTION_SETS
 
 RunFunction = Callable[[argparse.Namespace], int]
@@ -120,6 +121,7 @@ class CommandGroup:
         parser = argparse.ArgumentParser(prog=prog or self.prog, description=self.description, epilog=self.epilog,
                                          allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("-v", "--verbose", action="store_true", help="log details (debug level) to stderr")
+        parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
         self._add_commands(parser, prog or self.prog)
         return parser
 
