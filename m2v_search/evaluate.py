@@ -78,6 +78,7 @@ def _read_lines(path: Path) -> list[str]:
         raise EvaluationDataError(f"{path}: no such file") from None
     except OSError as error:
         raise EvaluationDataError(f"{path}: cannot read ({error.strerror or error})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as the corpus and query readers drop it
     try:
         lines = data.decode("utf-8").split("\n")
     except UnicodeDecodeError as error:
@@ -182,10 +183,12 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
             raise EvaluationDataError(f"{queries_path}:{number}: field '_id' must be a string")
         _check_text(text, f"{queries_path}:{number}", "text")
         texts[str(query_id)] = text
-    relevant: dict[str, dict[str, float]] = {}
+    grades: dict[str, dict[str, float]] = {}  # a later row of a pair wins, as in BEIR's loader; 0 = not relevant
+    first = True
     for number, line in enumerate(_read_lines(qrels_path), start=1):
         if not line.strip():
             continue
+        header_allowed, first = first, False
         parts = line.rstrip("\n").split("\t")
         if len(parts) != 3:
             raise EvaluationDataError(f"{qrels_path}:{number}: expected 3 tab-separated fields "
@@ -193,15 +196,16 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
         try:
             grade = float(parts[2])
         except ValueError:
-            if number == 1 and parts[0] not in texts:  # the header line ("query-id", not a query's id)
+            if header_allowed and parts[0] not in texts:  # the header line ("query-id", not a query's id)
                 continue
             raise EvaluationDataError(f"{qrels_path}:{number}: score {parts[2]!r} is not a number") from None
         if not math.isfinite(grade):
             raise EvaluationDataError(f"{qrels_path}:{number}: score {parts[2]!r} is not finite")
         if parts[0] not in texts:
             raise EvaluationDataError(f"{qrels_path}:{number}: query id {parts[0]!r} is not in {queries_path}")
-        if grade > 0:
-            relevant.setdefault(parts[0], {})[parts[1]] = grade
+        grades.setdefault(parts[0], {})[parts[1]] = grade
+    relevant = {query_id: {doc: grade for doc, grade in docs.items() if grade > 0} for query_id, docs in grades.items()}
+    relevant = {query_id: docs for query_id, docs in relevant.items() if docs}
     queries = [EvalQuery(query_id, text, relevant[query_id]) for query_id, text in texts.items()
                if query_id in relevant]
     if not queries:

@@ -127,3 +127,29 @@ def test_evaluate_mode_scores_a_search_function() -> None:
         evaluate_mode(search, [], mode="dense")
     with pytest.raises(ValueError, match="recall depths"):
         evaluate_mode(search, queries, mode="dense", recall_at=(0,))
+
+
+def test_a_byte_order_mark_is_dropped_as_the_other_readers_drop_it(tmp_path: Path) -> None:
+    """Files saved by Windows editors start with a BOM; eval once called line 1 invalid JSON."""
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"query": "cats", "relevant": ["d1"]}).encode() + b"\n")
+    assert [q.text for q in load_jsonl_queries(path)] == ["cats"]
+    queries, qrels = tmp_path / "queries.jsonl", tmp_path / "qrels.tsv"
+    queries.write_bytes(b"\xef\xbb\xbf" + json.dumps({"_id": "q1", "text": "cats"}).encode() + b"\n")
+    qrels.write_bytes(b"\xef\xbb\xbfquery-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert [(q.id, q.relevant) for q in load_beir_queries(queries, qrels)] == [("q1", {"d1": 1.0})]
+
+
+def test_qrels_later_rows_win_before_zero_grades_are_dropped_and_the_header_may_follow_blank_lines(
+        tmp_path: Path) -> None:
+    """As BEIR reads qrels (a dict per query, later rows win; grade 0 is not relevant): ``q3 d3 1`` then
+    ``q3 d3 0`` once kept d3 relevant, because zero rows were dropped before the later row could win."""
+    queries, qrels = tmp_path / "queries.jsonl", tmp_path / "qrels.tsv"
+    queries.write_text("".join(json.dumps({"_id": f"q{i}", "text": f"text {i}"}) + "\n" for i in (1, 2, 3)))
+    qrels.write_text("\nquery-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t0\nq2\td2\t2\nq3\td3\t1\nq3\td3\t0\n"
+                     "q3\td4\t1\n")
+    found = {q.id: q.relevant for q in load_beir_queries(queries, qrels)}
+    assert found == {"q1": {"d1": 1.0}, "q2": {"d2": 2.0}, "q3": {"d4": 1.0}}
+    qrels.write_text("q3\td3\t1\nq3\td3\t0\n")
+    with pytest.raises(EvaluationDataError, match="no query has a relevant document"):
+        load_beir_queries(queries, qrels)
