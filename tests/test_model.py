@@ -244,3 +244,10 @@ def test_a_model_pickles_and_deep_copies_like_model2vec(backend: str) -> None:
         np.testing.assert_array_equal(twin.encode(texts), model.encode(texts))
         assert twin.fingerprint == model.fingerprint
     assert len(pickle.dumps(model)) < 1.2 * model.embedding.nbytes + 2_000_000  # not the float32 copy too
+
+
+@pytest.mark.parametrize("batch_size", [None, 0, -1, 2.5, True])
+def test_a_bad_batch_size_is_named_even_for_a_short_list(tiny_model, batch_size):
+    """``batch_size=None`` once raised "'<=' not supported between int and NoneType"."""
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        tiny_model.encode(["a", "b"], batch_size=batch_size)

@@ -199,5 +199,5 @@ def _offline_hub_message(error: Exception) -> str:
     if not isinstance(error, HubUnavailableError) or error.repo_id is None:
         return describe(error)
     return (f"{error.repo_id!r} is not a model folder, and the m2v commands do not download models (run with "
-            f"HF_HUB_OFFLINE=0 to allow it): pass --model FOLDER, or a bundled model "
+            f"HF_HUB_OFFLINE=0 to allow it): give a model folder, or a bundled model "
             f"({', '.join(bundled_model_names())})")
