@@ -38,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="m2v-base-v1.1", help="starting model (name or folder)")
     parser.add_argument("--teacher", type=Path, required=True, help="the teacher's local folder")
     parser.add_argument("--work", type=Path, required=True, help="folder for the teacher's cached embeddings")
-    parser.add_argument("--term", choices=("similarity", "words", "word-sentence"), default="similarity",
-                        help="STS-B train sentence pairs (the similarity term), vocabulary word pairs (the word term) or "
-                             "(word, sentence) pairs (the word -> sentence experiment)")
+    parser.add_argument("--term", choices=("similarity", "words", "word-sentence", "query-document"),
+                        default="similarity",
+                        help="STS-B train sentence pairs (the similarity term), vocabulary word pairs (the word term), "
+                             "(word, sentence) pairs (the word -> sentence experiment) or the retrieval term's "
+                             "query -> document pairs with mismatched partners (the query -> document experiment)")
     parser.add_argument("--grid", nargs="+", default=["table:0.3:0.01", "table:1:0.01", "table:3:0.01",
                                                      "table:0.3:0.03", "table:1:0.03", "table:3:0.03"],
                         help="TRAIN:ANCHOR_WEIGHT:LEARNING_RATE[:BATCH_SIZE] per setting (TRAIN: table or map; "
@@ -68,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         first, second, cosines = teacher_cosines(word_pairs(start, WordTermSpec()), args.teacher,
                                                  args.work / WORD_FEATURES, "cpu", args.teacher_dtype, True)
         what = "random pairs of vocabulary words (never a held-out word of the dev tasks)"
+        batch_size = WordTermSpec().batch_size
+    elif args.term == "query-document":
+        first, second, cosines = teacher_cosines(query_document_pairs(start), args.teacher,
+                                                 args.work / "query-document-features", "cpu", args.teacher_dtype, True)
+        what = ("the retrieval term's query -> document pairs of the training modules, each query also with a document "
+                "of its own module and a random document")
         batch_size = WordTermSpec().batch_size
     else:
         first, second, cosines = teacher_cosines(word_sentence_pairs(start), args.teacher,
@@ -130,15 +138,39 @@ def word_sentence_pairs(model: Any, seed: int = 0) -> list[tuple[str, str]]:
     return pairs
 
 
+def query_document_pairs(model: Any, seed: int = 0) -> list[tuple[str, str]]:
+    """The retrieval term's training pairs (never a dev module's docstring), and for each query a
+    document of the same module and a random document: the teacher's cosines then span related,
+    near and unrelated texts."""
+    import random
+
+    from m2v_search.train.pairs import training_pairs, usable_pairs
+
+    rng = random.Random(seed)
+    pairs = usable_pairs(model, training_pairs())
+    by_group: dict[str, list[str]] = {}
+    for document, group in zip(pairs.documents, pairs.groups):
+        by_group.setdefault(group, []).append(document)
+    result = []
+    for query, document, group in zip(*pairs):
+        result.append((query, document))
+        result.append((query, rng.choice(by_group[group])))
+        result.append((query, pairs.documents[rng.randrange(len(pairs.documents))]))
+    return list(dict.fromkeys(result))
+
+
 def teacher_name(folder: Path) -> str:
     """The teacher's name for the report: its folder's name, or the package's for a generic ``model`` folder."""
     return folder.parent.name if folder.name == "model" else folder.name
 
 
+TITLES = {"words": "word", "word-sentence": "word -> sentence", "query-document": "query -> document"}
+
+
 def render(result: dict) -> str:
     term = result.get("term", "similarity")
     what = result.get("what", "STS-B train sentence pairs (their pairing only; human scores never read)")
-    title = {"words": "word", "word-sentence": "word -> sentence"}.get(term, "similarity")  # as in plot()
+    title = TITLES.get(term, "similarity")
     lines = [f"# The {title} term on {result['start']} (issue 16)", "",
              f"{result['machine']} (run {result['date']}). {result['pairs']} {what}, the teacher "
              f"{result['teacher']}'s cosines as targets. Dev tasks choose (combined = their mean); STS-B test is "
@@ -176,7 +208,7 @@ def plot(result: dict, path: Path) -> None:
         s = row["scores"]
         axis.scatter(s["combined"], s["stsb_test"], color="tab:gray" if name.startswith("start") else "tab:blue")
         axis.annotate(name.replace(", seed", "\nseed"), (s["combined"], s["stsb_test"]), fontsize=6)
-    term = {"words": "word", "word-sentence": "word -> sentence"}.get(result.get("term", ""), "similarity")
+    term = TITLES.get(result.get("term", ""), "similarity")
     axis.set_xlabel("combined dev score (chooses)")
     axis.set_ylabel("STS-B test Spearman x100 (reported)")
     axis.set_title(f"{term} term on {result['start']}: {result['date']}")
