@@ -242,7 +242,6 @@ class StaticModel(StaticModelIO):
         while the current one is pooled; at most a few batches are in memory at once.
         ``threads=False`` does all the work on the calling thread.
         """
-        _check_batch_size(batch_size)  # before it is compared with the count of texts
         max_length = self.max_length if max_length is _UNSET else max_length
         normalize = self.normalize if check_normalize(normalize) is None else normalize
         total = len(texts) if hasattr(texts, "__len__") else None  # type: ignore[arg-type]
@@ -366,21 +365,21 @@ def _check_max_length(max_length: Any) -> Any:
     return max_length
 
 
-def _check_batch_size(batch_size: Any) -> None:
+def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:
+    """Batches of ``texts``; a non-str item raises TypeError naming its position. A ``batch_size``
+    that is not a positive int, bytes or a mapping raise at once, before any text is read (and
+    before the caller compares ``batch_size`` with the count of texts)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-
-
-def _checked_batches(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:
-    """Batches of ``texts``; a non-str item raises TypeError naming its position, a ``batch_size``
-    that is not a positive int a ValueError (before any text is read)."""
-    _check_batch_size(batch_size)
     if isinstance(texts, (bytes, bytearray)):
         raise TypeError("texts must be str or an iterable of str, got bytes; decode it first")
     if isinstance(texts, Mapping):  # iterating would encode the keys and drop the values silently
         raise TypeError(f"texts must be str or an iterable of str, got a mapping ({type(texts).__name__}); "
                         "pass its values or keys as a list")
-    iterator = iter(texts)
+    return _batches_of(iter(texts), batch_size)
+
+
+def _batches_of(iterator: Iterator[Any], batch_size: int) -> Iterator[list[str]]:
     start = 0
     while True:
         batch = list(islice(iterator, batch_size))
