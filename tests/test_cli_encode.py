@@ -169,3 +169,30 @@ def test_output_mistakes_are_refused_and_repeated_ids_are_not_called_overwritten
     data = b'{"id": "a", "text": "one"}\n{"id": "a", "text": "two"}\n'
     result = m2v("-", "--model", str(tiny_model_folder), stdin=data)
     assert [row["id"] for row in rows(result)] == ["a", "a"] and b"later record wins" not in result.stderr
+
+
+def test_dev_stdout_of_a_shell_append_writes_to_that_descriptor(tmp_path, tiny_model_folder):
+    """``{ m2v encode -o /dev/stdout; echo later; } >> log``: /dev/stdout names the log file, which a
+    rename over it once replaced (the earlier lines lost, the later ones written to the unlinked file)."""
+    log = tmp_path / "log.jsonl"
+    log.write_text("earlier line\n", encoding="utf-8")
+    script = (f"{sys.executable} -m m2v_search.cli encode --quiet --model {tiny_model_folder} --text hi "
+              f"-o /dev/stdout; echo later line")
+    subprocess.run(["bash", "-c", f"{{ {script}; }} >> {log}"], check=True, timeout=120,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "earlier line" and json.loads(lines[1])["id"] == 1 and lines[2] == "later line"
+
+
+def test_stdin_read_in_process_leaves_the_callers_stdin_alone(tiny_model_folder, monkeypatch, capsys):
+    """The sniff once rebound ``sys.stdin``; a caller's only reference to its stream went with it
+    and the stream was closed under the reader ('I/O operation on closed file')."""
+    import io
+
+    from m2v_search.cli import main
+
+    stream = io.TextIOWrapper(io.BytesIO(b"foo\n\nbar\n"))
+    monkeypatch.setattr(sys, "stdin", stream)
+    assert main(["encode", "--quiet", "--model", str(tiny_model_folder), "-"]) == 0
+    assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == [1, 3]
+    assert sys.stdin is stream and not stream.closed

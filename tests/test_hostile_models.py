@@ -411,3 +411,57 @@ def test_saving_into_the_working_folder_drops_what_the_new_model_lacks(tiny_mode
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "mine.txt", "model.safetensors",
                                                         "modules.json", "tokenizer.json"]
     assert StaticModel.from_pretrained(".").normalize is False
+
+
+def test_a_failed_rename_in_place_puts_every_entry_back(tiny_model, tmp_path, monkeypatch):
+    """Written inside the working folder, entries are renamed into place one by one: when one rename
+    fails, the ones already placed go back, so the old model still loads (a 64-dim table next to the
+    old config once made the folder unloadable)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    tiny_model.save_pretrained(".")
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    real_rename = os.rename
+
+    def failing(source, destination, *args, **kwargs):
+        if Path(destination).name == "config.json" and ".m2v-save." in str(source):
+            raise OSError(28, "No space left on device")
+        return real_rename(source, destination, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", failing)
+    smaller = StaticModel(tiny_model.embedding[:, :8].copy(), tiny_model.tokenizer, normalize=tiny_model.normalize)
+    with pytest.raises(OSError, match="No space left"):
+        smaller.save_pretrained(".")
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert {p.name for p in folder.iterdir()} == set(before) | ({"1_Normalize"} if tiny_model.normalize else set())
+    assert StaticModel.from_pretrained(".").dim == tiny_model.dim
+
+
+def test_in_place_an_entry_that_is_a_link_is_replaced_and_leftovers_of_a_killed_save_go(tiny_model, tmp_path,
+                                                                                          monkeypatch):
+    pytest.importorskip("onnx")
+    from m2v_search.onnx_export import export_onnx
+
+    folder, elsewhere = tmp_path / "model", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "onnx").symlink_to(elsewhere)  # the swap path replaced it; in place, renaming over it failed
+    (folder / ".m2v-save.0123abcd.tmp").mkdir()  # a killed save's staging folder
+    (folder / ".onnx.0123abcd.old").mkdir()
+    monkeypatch.chdir(folder)
+    export_onnx(tiny_model, ".")
+    assert (folder / "onnx").is_dir() and not (folder / "onnx").is_symlink()
+    assert (folder / "onnx" / "model.onnx").is_file() and elsewhere.is_dir()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_mount_points_are_read_from_mountinfo():
+    from m2v_search.persistence import _in_place, _mount_points
+
+    points = _mount_points()
+    if not points:
+        pytest.skip("no /proc/self/mountinfo here")
+    assert "/" in points and "/proc" in points
+    assert _in_place(Path("/proc"))

@@ -20,6 +20,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -84,18 +85,20 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def _read_input(source: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
     """(id, text) pairs of INPUT, read as JSONL records or as lines (``--format``)."""
-    from m2v_search.index.corpus import CorpusOptions
+    from m2v_search.index.corpus import CorpusOptions, CorpusReader
     from m2v_search.index.sources import open_corpus
 
-    kind = args.format if args.format != "auto" else _sniff(source)
+    stdin = _stdin_stream() if source == "-" else None
+    kind = args.format if args.format != "auto" else _sniff(source, stdin)
     if kind == "lines":
-        return _lines(source)
-    reader = open_corpus(source, CorpusOptions(id_field=args.id_field, text_field=args.text_field,
-                                               metadata_fields=[], report_repeats=False))  # every record is kept
+        return _lines(source, stdin)
+    options = CorpusOptions(id_field=args.id_field, text_field=args.text_field, metadata_fields=[],
+                            report_repeats=False)  # every record is written, repeated ids too
+    reader = CorpusReader("-", options, stdin=stdin) if stdin is not None else open_corpus(source, options)
     return ((record.id, record.text) for record in reader)
 
 
-def _sniff(source: str) -> str:
+def _sniff(source: str, stdin: io.BufferedReader | None) -> str:
     """"jsonl" when the input looks like records (``{`` first, gzip, Parquet, glob, URL), else "lines"."""
     from m2v_search.index.sources import is_parquet
     from m2v_search.index.urls import is_url
@@ -103,8 +106,8 @@ def _sniff(source: str) -> str:
     if source != "-" and (is_url(source) or is_parquet(source) or any(c in source for c in "*?[")):
         return "jsonl"
     try:
-        if source == "-":
-            head = _stdin_head()
+        if stdin is not None:
+            head = stdin.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
         elif os.path.exists(source) and not os.path.isfile(source) and not os.path.isdir(source):
             raise UsageError(f"{source} is a pipe or device: reading its first bytes to guess the format would "
                              "consume them. Pass --format jsonl or --format lines (or read it from stdin as -)")
@@ -118,17 +121,22 @@ def _sniff(source: str) -> str:
     return "jsonl" if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{") else "lines"
 
 
-def _stdin_head() -> bytes:
-    """The first bytes of stdin up to its first non-blank one (at most ``_SNIFF_BYTES``), read without
-    consuming them: a producer whose first write is only white space is waited for."""
-    head = sys.stdin.buffer.read1(_SNIFF_BYTES)
+def _stdin_stream() -> io.BufferedReader:
+    """Standard input, its first bytes read up to the first non-blank one (at most ``_SNIFF_BYTES``) and
+    put back in front, so that the format is judged on content even when a producer's first write is
+    only white space. ``sys.stdin`` itself is left as it is."""
+    from m2v_search.errors import InvalidInputError
+
+    if sys.stdin is None or not hasattr(sys.stdin, "buffer"):
+        raise InvalidInputError("standard input is closed; give INPUT or --text")
+    raw = sys.stdin.buffer
+    head = raw.read1(_SNIFF_BYTES)
     while head and not head.removeprefix(b"\xef\xbb\xbf").strip() and len(head) < _SNIFF_BYTES:
-        more = sys.stdin.buffer.read1(_SNIFF_BYTES - len(head))
+        more = raw.read1(_SNIFF_BYTES - len(head))
         if not more:
             break
         head += more
-    sys.stdin = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, sys.stdin.buffer)), encoding="utf-8")
-    return head
+    return io.BufferedReader(_Prefixed(head, raw), buffer_size=max(io.DEFAULT_BUFFER_SIZE, len(head)))
 
 
 class _Prefixed(io.RawIOBase):
@@ -152,13 +160,13 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def _lines(source: str) -> Iterator[tuple[int, str]]:
+def _lines(source: str, stdin: IO[bytes] | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text) of each non-blank line, decoded one by one (errors name the line)."""
     from m2v_search.errors import InvalidInputError
 
     name = "<stdin>" if source == "-" else source
     try:
-        handle: IO[bytes] = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+        handle: IO[bytes] = (stdin or sys.stdin.buffer) if source == "-" else open(source, "rb")  # noqa: SIM115
     except OSError as error:
         raise InvalidInputError(f"cannot read {name}: {error.strerror or error}") from None
     try:
@@ -175,7 +183,7 @@ def _lines(source: str) -> Iterator[tuple[int, str]]:
     except OSError as error:
         raise InvalidInputError(f"cannot read {name}: {error.strerror or error}") from None
     finally:
-        if handle is not sys.stdin.buffer:
+        if source != "-":
             handle.close()
 
 
@@ -226,8 +234,12 @@ def _output(path: Path | None, mode: str) -> Iterator[Any]:
         yield sys.stdout.buffer if "b" in mode else sys.stdout
         sys.stdout.flush()
         return
-    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO, >(command): a stream, never replaced
-        with open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+    descriptor = _descriptor_of(path)
+    if descriptor is not None or (path.exists() and not path.is_file()):  # a stream, never replaced
+        text = {} if "b" in mode else {"encoding": "utf-8"}
+        # /dev/stdout of a shell's `>> log`: the open descriptor keeps its append mode and position
+        with (os.fdopen(os.dup(descriptor), mode, **text) if descriptor is not None else open(path, mode, **text)
+              ) as stream:
             yield stream
         return
     path = Path(os.path.realpath(path)) if path.is_symlink() else path  # a link's file is replaced, the link kept
@@ -251,6 +263,23 @@ def _output(path: Path | None, mode: str) -> Iterator[Any]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _descriptor_of(path: Path) -> int | None:
+    """The open file descriptor that ``path`` names (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``, directly or through links), or None."""
+    named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+    hop = os.path.abspath(path)
+    for _ in range(40):  # a bounded walk along the chain of links
+        if hop in named:
+            return named[hop]
+        match = re.fullmatch(r"/(?:dev/fd|proc/self/fd|proc/%d/fd)/(\d+)" % os.getpid(), hop)
+        if match:
+            return int(match.group(1))
+        if not os.path.islink(hop):
+            return None
+        hop = os.path.normpath(os.path.join(os.path.dirname(hop), os.readlink(hop)))
+    return None
 
 
 def _umask() -> int:
