@@ -81,7 +81,7 @@ def export_onnx(
         import onnx
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("ONNX export needs the onnx package: pip install 'm2v-search[onnx]'") from error
-    from m2v_search.persistence import make_staging, save_target, swap_in
+    from m2v_search.folder_swap import make_staging, save_target, swap_in
 
     target = save_target(out_dir)
     staging = make_staging(target)

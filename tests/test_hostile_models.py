@@ -458,7 +458,7 @@ def test_in_place_an_entry_that_is_a_link_is_replaced_and_leftovers_of_a_killed_
 
 
 def test_mount_points_are_read_from_mountinfo():
-    from m2v_search.persistence import _in_place, _mount_points
+    from m2v_search.folder_swap import _in_place, _mount_points
 
     points = _mount_points()
     if not points:
