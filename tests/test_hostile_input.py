@@ -523,18 +523,32 @@ def test_a_build_stopped_by_a_signal_is_one_line_and_keeps_everything(built: Pat
     import signal
     import time
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONFAULTHANDLER": "1",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen([sys.executable, "-m", "m2v_search.index", "build", "-", "-o", str(built), "--model",
                                 str(tiny_model_folder), "--batch-size", "10", "--checkpoint-every", "10", "--quiet"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                               # a test run started in the background (`make test &`) has SIGINT ignored, and
+                               # the build would inherit that: give it the default a terminal's Ctrl-C meets
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def stuck(what: str) -> None:  # every thread's stack (faulthandler on SIGABRT), to say where it waited
+        process.send_signal(signal.SIGABRT)
+        pytest.fail(f"{what}; the build's stderr:\n{process.communicate(timeout=60)[1].decode()}")
+
     try:
         process.stdin.write("".join(json.dumps(r) + "\n" for r in rows("s", 30)).encode())
         process.stdin.flush()  # then the build waits for more input
-        deadline = time.monotonic() + 60
-        while not (built / ".build" / "manifest.json").exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while not (built / ".build" / "manifest.json").exists():
+            if time.monotonic() > deadline:
+                stuck("no checkpoint within 120 s")
             time.sleep(0.1)
         process.send_signal(getattr(signal, signal_name))
-        process.wait(timeout=60)  # stdin stays open until it exits: an EOF must not end the build first
+        try:
+            process.wait(timeout=60)  # stdin stays open until it exits: an EOF must not end the build first
+        except subprocess.TimeoutExpired:
+            stuck(f"still running 60 s after {signal_name}")
         process.stdin.close()
         err = process.stderr.read().decode()
     finally:
