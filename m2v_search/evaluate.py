@@ -6,8 +6,9 @@ Two input formats:
   may also map ids to graded relevance (``{"doc-1": 2, "doc-7": 1}``); an optional ``"id"``
   names the query.
 - **BEIR**: a queries JSONL (``{"_id": "q1", "text": "..."}`` a line) and a qrels TSV
-  (``query-id<TAB>corpus-id<TAB>score``, a header line allowed); a score of 0 is not relevant,
-  and queries without a relevant document are skipped, as BEIR does.
+  (``query-id<TAB>corpus-id<TAB>score``, a header line allowed; a later row of a pair wins). As in
+  BEIR (pytrec_eval): a score of 0 is not relevant, queries the qrels do not name are skipped,
+  and a query judged with 0s only is kept and scores 0.
 
 Metrics follow the usual definitions (trec_eval / BEIR): MRR@10 is the reciprocal rank of the
 first relevant result in the top 10 (0 if none); nDCG@10 uses the graded gains with a
@@ -167,7 +168,8 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
         qrels_path: TSV of ``query-id, corpus-id, score`` (a header line allowed).
 
     Returns:
-        The queries that have at least one relevant document, in the queries file's order.
+        The queries the qrels judge, in the queries file's order (one judged with grade 0 only has
+        no relevant document and scores 0, as in BEIR).
 
     Raises:
         EvaluationDataError: a malformed line (file and line named), a qrels query id missing from the
@@ -204,11 +206,11 @@ def load_beir_queries(queries_path: str | Path, qrels_path: str | Path) -> list[
         if parts[0] not in texts:
             raise EvaluationDataError(f"{qrels_path}:{number}: query id {parts[0]!r} is not in {queries_path}")
         grades.setdefault(parts[0], {})[parts[1]] = grade
+    # a query judged with grade 0 only stays and scores 0, as pytrec_eval scores it and BEIR averages it
     relevant = {query_id: {doc: grade for doc, grade in docs.items() if grade > 0} for query_id, docs in grades.items()}
-    relevant = {query_id: docs for query_id, docs in relevant.items() if docs}
     queries = [EvalQuery(query_id, text, relevant[query_id]) for query_id, text in texts.items()
                if query_id in relevant]
-    if not queries:
+    if not any(query.relevant for query in queries):
         raise EvaluationDataError(f"{qrels_path}: no query has a relevant document")
     return queries
 

@@ -84,7 +84,8 @@ def test_beir_queries_and_qrels(tmp_path: Path) -> None:
     qrels = tmp_path / "test.tsv"
     qrels.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t2\nq2\td3\t0\n3\td9\t1\n", encoding="utf-8")
     loaded = load_beir_queries(queries, qrels)
-    assert loaded == [EvalQuery("q1", "one", {"d1": 1.0, "d2": 2.0}), EvalQuery("3", "three", {"d9": 1.0})]
+    assert loaded == [EvalQuery("q1", "one", {"d1": 1.0, "d2": 2.0}), EvalQuery("q2", "two", {}),
+                      EvalQuery("3", "three", {"d9": 1.0})]  # q2 judged with a 0 only: kept, scores 0
     assert load_queries(queries, qrels) == loaded
 
 
@@ -153,3 +154,17 @@ def test_qrels_later_rows_win_before_zero_grades_are_dropped_and_the_header_may_
     qrels.write_text("q3\td3\t1\nq3\td3\t0\n")
     with pytest.raises(EvaluationDataError, match="no query has a relevant document"):
         load_beir_queries(queries, qrels)
+
+
+def test_a_query_judged_with_zeros_only_scores_zero_as_pytrec_eval_scores_it(tmp_path: Path) -> None:
+    """pytrec_eval (BEIR's scorer) gives a judged query without a relevant document 0 on every
+    measure, and BEIR averages over every judged query; such a query was once dropped, raising the
+    mean. A query the qrels do not name is still skipped."""
+    queries, qrels = tmp_path / "queries.jsonl", tmp_path / "qrels.tsv"
+    queries.write_text("".join(json.dumps({"_id": f"q{i}", "text": f"text {i}"}) + "\n" for i in (1, 2, 3)))
+    qrels.write_text("q1\td1\t1\nq2\td2\t0\n")
+    loaded = load_beir_queries(queries, qrels)
+    assert [(q.id, q.relevant) for q in loaded] == [("q1", {"d1": 1.0}), ("q2", {})]
+    result = evaluate_mode(lambda text, k: ["d1", "d2"], loaded, mode="dense", warmup=False)
+    assert result.queries == 2 and math.isclose(result.mrr_at_10, 0.5) and math.isclose(result.ndcg_at_10, 0.5)
+    assert math.isclose(result.recall[10], 0.5)
