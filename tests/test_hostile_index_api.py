@@ -244,6 +244,20 @@ def test_accepted_factories_filter_and_delete(tmp_path: Path, factory: str) -> N
     assert hits and all(h.metadata == {"n": 0} and h.id not in ("0", "3") for h in hits)
 
 
+def test_a_pca_factory_scores_cosines_and_verifies(tmp_path: Path) -> None:
+    """PCA keeps reduced vectors whose inner products are not cosines: its candidates are re-scored
+    exactly, as PQ/SQ ones are. Before: a text scored 0.62 against itself, and `verify` called the
+    fresh index corrupt ('stored vectors differ from the model's encoding')."""
+    texts = [f"{text} number {i}" for i, text in enumerate(TEXTS * 20)]
+    index = VectorIndex.create(tmp_path / "index", factory="PCA32,Flat")
+    index.add_texts(texts, ids=[str(i) for i in range(len(texts))])
+    index.save()
+    for i in (0, 7, 33):
+        top = index.search(texts[i], k=1, mode="dense")[0]
+        assert top.id == str(i) and top.score == pytest.approx(1.0, abs=1e-5)
+    assert VectorIndex.open(tmp_path / "index").verify() == []
+
+
 def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
     """Before: the same text and metadata without `vectors` answered skipped, keeping the caller's vector."""
     index = VectorIndex.create()

@@ -183,8 +183,9 @@ class Backend(ABC):
 
     @property
     def lossy(self) -> bool:
-        """Whether the index keeps compressed codes (PQ, SQ) instead of the vectors themselves."""
-        return "PQ" in self.spec.factory or "SQ" in self.spec.factory
+        """Whether the index keeps compressed codes (PQ, SQ) or PCA-reduced vectors (whose inner products
+        are not the cosines) instead of the vectors themselves."""
+        return any(part in self.spec.factory for part in ("PQ", "SQ", "PCA"))
 
     @property
     def rescores_internally(self) -> bool:
