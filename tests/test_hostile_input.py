@@ -623,3 +623,27 @@ def test_a_corpus_in_another_compression_is_named_as_such(tmp_path: Path, tiny_m
     source.write_bytes(compressed)
     code, _, err = run(capsys, "build", source, "-o", tmp_path / "out", "--model", tiny_model_folder, "--quiet")
     assert code == 3 and f"is {kind}-compressed; only gzip is read" in one_line(err) and "c.jsonl.compressed" in err
+
+
+@pytest.mark.parametrize("command", [["delete", "a-1"], ["reindex", "--lexical"]])
+def test_force_model_is_refused_where_nothing_is_encoded(built: Path, command: list[str], capsys) -> None:
+    """`delete ... --model OTHER --force-model` once saved the index bound to OTHER, though no vector
+    was encoded with it: every later search encoded queries with the wrong model."""
+    manifest = (built / "manifest.json").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        run(capsys, command[0], built, *command[1:], "--model", "m2v-base-v1", "--force-model")
+    assert stop.value.code == 2 and "encodes nothing" in capsys.readouterr().err
+    assert (built / "manifest.json").read_bytes() == manifest
+
+
+def test_reindex_keeps_the_lexical_language_unless_one_is_given(tmp_path: Path, tiny_model_folder: Path,
+                                                                 capsys) -> None:
+    """`reindex --lexical` once rebuilt a German lexical part as English."""
+    directory = tmp_path / "idx"
+    corpus = write_jsonl(tmp_path / "a.jsonl", rows("a", 20))
+    assert run(capsys, "build", corpus, "-o", directory, "--model", tiny_model_folder, "--lexical-language",
+               "german", "--quiet")[0] == 0
+    for extra, language in (([], "german"), (["--lexical-language", "french"], "french"), ([], "french")):
+        code, out, _ = run(capsys, "reindex", directory, "--lexical", *extra)
+        assert code == 0 and json.loads(out)["language"] == language
+        assert VectorIndex.open(directory).lexical.analyzer.language == language

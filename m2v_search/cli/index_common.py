@@ -19,15 +19,22 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("m2v_search.index")
 
 
-def open_index(args: argparse.Namespace, *, needs_model: bool = False) -> VectorIndex:
+def open_index(args: argparse.Namespace, *, needs_model: bool = False, saves_unencoded: bool = False
+               ) -> VectorIndex:
     """Open ``args.index_dir`` with ``--model`` / ``--force-model``.
 
     Raises:
         NoModelError: ``needs_model`` and the index holds vectors computed elsewhere.
+        UsageError: ``--force-model`` for a command that saves the index without encoding anything
+            (``saves_unencoded``): the save would bind the index's vectors to another model.
     """
+    from m2v_search.cli.exit_codes import UsageError
     from m2v_search.index import VectorIndex
     from m2v_search.index.errors import NoModelError
 
+    if saves_unencoded and getattr(args, "force_model", False):
+        raise UsageError(f"--force-model: {args.command_name.split()[-1]} encodes nothing, and saving would bind the "
+                         "index's vectors to that model; leave it out (add and search take it)")
     set_threads(args)
     index = VectorIndex.open(args.index_dir, model=getattr(args, "model", None),
                              allow_model_mismatch=getattr(args, "force_model", False))

@@ -92,8 +92,9 @@ def _reindex_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--lexical", action="store_true", help="build (or rebuild) the lexical part from the stored texts")
     what.add_argument("--no-lexical", action="store_true", help="remove the lexical part (dense search only)")
-    parser.add_argument("--lexical-language", default="english", metavar="LANG",
-                        help="language of the lexical part's stemmer and stopwords (default english)")
+    parser.add_argument("--lexical-language", default=None, metavar="LANG",
+                        help="language of the lexical part's stemmer and stopwords (default: the current lexical "
+                             "part's, else english)")
 
 
 @INDEX.command("reindex", help="add, rebuild or remove the lexical (BM25) part of DIR",
@@ -103,11 +104,15 @@ def reindex(args: argparse.Namespace) -> int:
     from m2v_search.cli.index_write import lexical_setting
     from m2v_search.index.locking import WriterLock
 
-    setting = lexical_setting(args)
+    given = args.lexical_language
+    args.lexical_language = given or "english"
+    setting = lexical_setting(args)  # the language is checked before the lock is taken
     require_index(args.index_dir)  # a mistyped DIR must not be created by taking its lock
     with WriterLock.for_directory(args.index_dir):
-        index = open_index(args)
+        index = open_index(args, saves_unencoded=True)
         try:
+            if setting and given is None and index.lexical is not None:  # a rebuild keeps its language
+                setting = index.lexical.analyzer.language
             index.reindex_lexical(setting if isinstance(setting, str) else None)
             index.save()
             summary = {"command": "reindex", "directory": str(args.index_dir), "lexical": bool(setting),

@@ -167,7 +167,7 @@ def delete(args: argparse.Namespace) -> int:
         raise UsageError("give the ids to delete, or --ids-file FILE")
     require_index(args.index_dir)
     with WriterLock.for_directory(args.index_dir):
-        index = open_index(args)
+        index = open_index(args, saves_unencoded=True)
         try:
             removed = index.delete(ids)
             if removed:
