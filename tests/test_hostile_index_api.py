@@ -269,3 +269,14 @@ def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
     assert index.search("the cat sat on the mat", k=1, mode="dense")[0].score == pytest.approx(1.0, abs=1e-5)
     index.upsert([{"id": "v", "text": "the cat sat on the mat"}])
     assert index.last_upsert.skipped == 1  # now a true repeat
+
+
+@pytest.mark.parametrize(("kind", "n", "needed"), [("ivf", 1_500, "2,000"), ("ivf-pq", 3_000, "9,984")])
+def test_the_reason_an_ivf_request_stays_flat_names_the_real_minimum(kind: str, n: int, needed: str) -> None:
+    """ivf-pq on 2,000-9,983 vectors stays flat (PQ needs 39 x 256 training vectors), but the reason
+    once read just 'ivf-pq was requested', as if the kind were in use."""
+    from m2v_search.index.factory import choice_reason
+
+    reason = choice_reason({"kind": kind}, n, 256)
+    assert "too few to train" in reason and f"needs {needed}" in reason and "stays exact" in reason
+    assert choice_reason({"kind": kind}, 20_000, 256) == f"{kind} was requested"

@@ -40,6 +40,7 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 IVF_MIN_VECTORS = 2_000     # below this an IVF request stays flat (exact) until the index grows
+PQ_CENTROIDS = 256          # 8-bit PQ codebooks: each sub-quantizer learns 256 centroids
 
 
 @dataclass
@@ -145,9 +146,15 @@ def choice_reason(requested: dict[str, Any], n: int, dim: int) -> str:
     kind = requested.get("kind") or "auto"
     if kind == "auto":
         return resolve("auto", n, dim, requested.get("memory_budget")).reason
-    if kind in ("ivf", "ivf-pq") and n < IVF_MIN_VECTORS:
-        return f"{kind} was requested; {n:,} vectors are too few to train it, so the index stays exact (flat)"
+    if kind in ("ivf", "ivf-pq") and n < ivf_training_minimum(kind, nlist_for(n)):
+        return (f"{kind} was requested; {n:,} vectors are too few to train it (it needs "
+                f"{ivf_training_minimum(kind, nlist_for(n)):,}), so the index stays exact (flat)")
     return f"{kind} was requested"
+
+
+def ivf_training_minimum(kind: str, nlist: int) -> int:
+    """Vectors an IVF kind needs to train: at least 2,000 and 39 per list (and per PQ centroid for ``ivf-pq``)."""
+    return max(IVF_MIN_VECTORS, 39 * nlist, 39 * PQ_CENTROIDS if kind == "ivf-pq" else 0)
 
 
 def resolve(kind: str, n: int, dim: int, memory_budget: int | None = None) -> IndexSpec:

@@ -10,7 +10,6 @@ from m2v_search.index import factory as factories
 from m2v_search.index.backends.base import Backend, SearchOptions, bitmap_selector
 
 DEFAULT_NPROBE = 16
-PQ_CENTROIDS = 256  # 8-bit PQ codebooks: each sub-quantizer learns 256 centroids
 
 
 class IvfBackend(Backend):
@@ -29,8 +28,7 @@ class IvfBackend(Backend):
 
     def min_training_vectors(self) -> int:
         """At least 2,000 vectors and 39 per list (and per PQ centroid for ``ivf-pq``)."""
-        nlist = int(self.spec.params.get("nlist", 1))
-        return max(factories.IVF_MIN_VECTORS, 39 * nlist, 39 * PQ_CENTROIDS if self.spec.kind == "ivf-pq" else 0)
+        return factories.ivf_training_minimum(self.spec.kind, int(self.spec.params.get("nlist", 1)))
 
     def reset(self) -> Backend:
         """Empty the lists in place; the training (centroids, codebooks) stays."""
