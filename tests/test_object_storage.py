@@ -513,6 +513,10 @@ def test_file_urls_open_search_and_verify_like_their_folder(corpus, local_index,
                               metadata_fields=["module", "kind"], show_progress=False)
     with PartitionedIndex.open(f"file://{tmp_path}/parts") as parts:
         assert len(parts) == len(local_index) and parts.keys == ["all"]
+        once = parts.search(QUERIES[0], 5)
+        assert [h.id for h in parts.search(QUERIES[0], 5, partitions=["all", "all"])] == [h.id for h in once]
+        with pytest.raises(ValueError, match="names no partition"):
+            parts.search(QUERIES[0], 5, partitions=[])
 
 
 # ---------------------------------------------------------------------- endpoint and bucket mistakes

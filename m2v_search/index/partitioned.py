@@ -213,7 +213,9 @@ class PartitionedIndex:
     def search_batch(self, queries: Sequence[str], k: int = 10, *, partitions: Sequence[str] | None = None,
                      **search_options: Any) -> list[list[PartitionHit]]:
         """``search`` for several queries at once: one list of hits per query."""
-        keys = self.keys if partitions is None else list(partitions)
+        keys = self.keys if partitions is None else list(dict.fromkeys(partitions))  # a key named twice: once
+        if not keys:
+            raise ValueError("partitions=[] names no partition to search (None searches every open one)")
         missing = [key for key in keys if key not in self.indexes]
         if missing:
             raise KeyError(f"partition(s) not open: {', '.join(missing)}")
