@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import stat
+import time
 from pathlib import Path
 
 from m2v_search.errors import ModelLoadError
@@ -40,11 +41,12 @@ def make_staging(target: Path, suffix: str = ".tmp") -> Path:
         except FileExistsError:
             continue
         return staging
-    raise FileExistsError(f"cannot make a staging folder beside {target}: every name tried exists")
+    raise FileExistsError(f"cannot make a staging folder for {target}: every name tried exists")
 
 
 # what a save leaves in a folder only when killed: never a user's file to carry over
 _LEFTOVER = re.compile(r"\.m2v-save\.[0-9a-f]{8}\..+|\..+\.[0-9a-f]{8}\.old")
+_LEFTOVER_AGE = 3600.0  # seconds: younger leftovers may belong to a save still running in another process
 
 
 def swap_in(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
@@ -91,7 +93,7 @@ def _in_place(target: Path) -> bool:
     standing in it would be left in a deleted folder)."""
     if not target.is_dir() or target.is_symlink():
         return False
-    return _cwd_inside(target) is not None or os.path.ismount(target) or os.path.realpath(target) in _mount_points()
+    return _holds_working_folder(target) or os.path.ismount(target) or os.path.realpath(target) in _mount_points()
 
 
 def _mount_points() -> set[str]:
@@ -130,8 +132,9 @@ def _replace_inside(staging: Path, target: Path, replaced: set[str] | frozenset[
         raise
     for parked, _ in retired:
         _remove(parked)
-    for leftover in target.iterdir():  # what killed saves left
-        if _LEFTOVER.fullmatch(leftover.name) and leftover != staging:
+    stale_before = time.time() - _LEFTOVER_AGE
+    for leftover in target.iterdir():  # what killed saves left (not another process's running save)
+        if _LEFTOVER.fullmatch(leftover.name) and leftover != staging and leftover.lstat().st_mtime < stale_before:
             _remove(leftover)
     staging.rmdir()
 
@@ -162,12 +165,12 @@ def _link_or_copy(source: str | Path, destination: str | Path) -> None:
         shutil.copy2(source, destination, follow_symlinks=False)
 
 
-def _cwd_inside(folder: Path) -> Path | None:
-    """Where the working folder is relative to ``folder`` (``.`` for itself), or None when outside it."""
+def _holds_working_folder(folder: Path) -> bool:
+    """Whether the working folder is ``folder`` or inside it."""
     try:
         cwd = Path.cwd()
-    except OSError:  # deleted under us: nothing to follow
-        return None
+    except OSError:  # deleted under us
+        return False
     absolute = Path(os.path.abspath(folder))
     folder = Path(os.path.realpath(absolute.parent)) / absolute.name  # links resolved, as in the cwd
-    return cwd.relative_to(folder) if cwd == folder or folder in cwd.parents else None
+    return cwd == folder or folder in cwd.parents

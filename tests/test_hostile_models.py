@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import shutil
 import stat
 from pathlib import Path
@@ -448,13 +449,16 @@ def test_in_place_an_entry_that_is_a_link_is_replaced_and_leftovers_of_a_killed_
     folder.mkdir()
     elsewhere.mkdir()
     (folder / "onnx").symlink_to(elsewhere)  # the swap path replaced it; in place, renaming over it failed
-    (folder / ".m2v-save.0123abcd.tmp").mkdir()  # a killed save's staging folder
+    (folder / ".m2v-save.0123abcd.tmp").mkdir()  # a killed save's staging folder, two hours old
     (folder / ".onnx.0123abcd.old").mkdir()
+    for leftover in (".m2v-save.0123abcd.tmp", ".onnx.0123abcd.old"):
+        os.utime(folder / leftover, (time.time() - 7200, time.time() - 7200))
+    (folder / ".m2v-save.4567cdef.tmp").mkdir()  # a save running in another process now: left alone
     monkeypatch.chdir(folder)
     export_onnx(tiny_model, ".")
     assert (folder / "onnx").is_dir() and not (folder / "onnx").is_symlink()
     assert (folder / "onnx" / "model.onnx").is_file() and elsewhere.is_dir()
-    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == [".m2v-save.4567cdef.tmp"]
 
 
 def test_mount_points_are_read_from_mountinfo():

@@ -221,10 +221,8 @@ def _write_matrix(model: Any, items: Iterator[tuple[Any, str]], args: argparse.N
         parts.append(np.asarray(model.encode(texts, batch_size=args.batch_size, **_length(args)), dtype=np.float32))
         if bar is not None:
             bar.update(len(texts))
-    try:
+    with _naming(args.output):  # e.g. a full disk: numpy's message names no file
         np.save(out, np.concatenate(parts) if parts else np.zeros((0, model.dim), np.float32), allow_pickle=False)
-    except OSError as error:  # e.g. a full disk: numpy's message names no file
-        raise OSError(error.errno, f"cannot write {args.output}: {error.strerror or error}") from None
 
 
 @contextmanager
@@ -234,41 +232,45 @@ def _output(path: Path | None, mode: str) -> Iterator[Any]:
         yield sys.stdout.buffer if "b" in mode else sys.stdout
         sys.stdout.flush()
         return
+    text = {} if "b" in mode else {"encoding": "utf-8"}
     descriptor = _descriptor_of(path)
     if descriptor is not None or (path.exists() and not path.is_file()):  # a stream, never replaced
-        text = {} if "b" in mode else {"encoding": "utf-8"}
         # /dev/stdout of a shell's `>> log`: the open descriptor keeps its append mode and position
-        with (os.fdopen(os.dup(descriptor), mode, **text) if descriptor is not None else open(path, mode, **text)
-              ) as stream:
+        with _naming(path):
+            stream = os.fdopen(os.dup(descriptor), mode, **text) if descriptor is not None else open(path, mode, **text)
+        with stream:
             yield stream
         return
     path = Path(os.path.realpath(path)) if path.is_symlink() else path  # a link's file is replaced, the link kept
-    try:
+    with _naming(path):
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as error:
-        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+        with os.fdopen(fd, mode, **text) as handle:
             yield handle
-            try:
+            with _naming(path):
                 handle.flush()
                 os.fsync(handle.fileno())
-            except OSError as error:
-                raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
-        try:
+        with _naming(path):
             os.chmod(temporary, 0o666 & ~_umask())
             os.replace(temporary, path)
-        except OSError as error:
-            raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An ``OSError`` inside names the user's ``path`` (not a temporary file or a descriptor)."""
+    try:
+        yield
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from None
+
+
 def _descriptor_of(path: Path) -> int | None:
     """The open file descriptor that ``path`` names (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``,
     ``/proc/self/fd/N``, directly or through links), or None."""
-    named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+    named = {"/dev/stdout": 1, "/dev/stderr": 2}
     hop = os.path.abspath(path)
     for _ in range(40):  # a bounded walk along the chain of links
         if hop in named:

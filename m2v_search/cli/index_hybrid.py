@@ -104,14 +104,12 @@ def reindex(args: argparse.Namespace) -> int:
     from m2v_search.cli.index_write import lexical_setting
     from m2v_search.index.locking import WriterLock
 
-    given = args.lexical_language
-    args.lexical_language = given or "english"
     setting = lexical_setting(args)  # the language is checked before the lock is taken
     require_index(args.index_dir)  # a mistyped DIR must not be created by taking its lock
     with WriterLock.for_directory(args.index_dir):
         index = open_index(args, saves_unencoded=True)
         try:
-            if setting and given is None and index.lexical is not None:  # a rebuild keeps its language
+            if setting and args.lexical_language is None and index.lexical is not None:  # keep its language
                 setting = index.lexical.analyzer.language
             index.reindex_lexical(setting if isinstance(setting, str) else None)
             index.save()

@@ -188,12 +188,13 @@ def lexical_setting(args: argparse.Namespace) -> bool | str:
     """
     if args.no_lexical:
         return False
-    from m2v_search.index.analyzer import languages
+    from m2v_search.index.analyzer import DEFAULT_LANGUAGE, languages
 
-    if args.lexical_language not in languages():
-        raise UsageError(f"--lexical-language {args.lexical_language!r} is not a Snowball language; use one of "
+    language = args.lexical_language or DEFAULT_LANGUAGE  # reindex's None: the caller may keep the current one
+    if language not in languages():
+        raise UsageError(f"--lexical-language {language!r} is not a Snowball language; use one of "
                          f"{', '.join(languages())}")
-    return str(args.lexical_language)
+    return str(language)
 
 
 def _memory_budget(text: str | None) -> int | None:
