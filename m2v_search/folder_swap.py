@@ -109,34 +109,61 @@ def _mount_points() -> set[str]:
 def _replace_inside(staging: Path, target: Path, replaced: set[str] | frozenset[str]) -> None:
     """Rename each entry of ``staging`` (a folder inside ``target``) over ``target``'s entry of that name,
     and retire the entries of ``replaced`` that the new folder lacks; if a rename fails, every entry
-    is put back. Only a kill between two renames leaves old and new entries side by side."""
+    is put back. A file is swapped in one step (the old one kept under a hard link until the end), a
+    folder in two renames; a kill leaves the new files beside the old ones, none missing."""
     names = sorted((entry.name for entry in staging.iterdir()), key=lambda name: (name == "config.json", name))
     stale = [name for name in sorted(replaced) if name not in names and os.path.lexists(target / name)]
-    retired: list[tuple[Path, Path]] = []
+    retired: dict[Path, Path] = {}  # an old entry's path -> where it is parked
     placed: list[Path] = []
+    swapped: set[Path] = set()  # placed with one replace over the old file
     try:
         for name in names + stale:
-            old = target / name
+            old, new = target / name, staging / name
             if os.path.lexists(old):
-                retired.append((target / f".{name}.{secrets.token_hex(4)}.old", old))
-                os.rename(old, retired[-1][0])
+                parked = target / f".{name}.{secrets.token_hex(4)}.old"
+                if name in names and _plain_file(old) and _plain_file(new) and _hard_link(old, parked):
+                    try:
+                        os.replace(new, old)  # a file is swapped in one step: never missing, even after a kill
+                    except BaseException:
+                        parked.unlink()
+                        raise
+                    retired[old] = parked
+                    placed.append(old)
+                    swapped.add(old)
+                    continue
+                os.rename(old, parked)
+                retired[old] = parked
             if name in names:
-                os.rename(staging / name, old)
+                os.rename(new, old)
                 placed.append(old)
     except BaseException:
         for new in reversed(placed):
-            os.rename(new, staging / new.name)
-        for parked, old in reversed(retired):
-            os.rename(parked, old)
+            if new not in swapped:
+                os.rename(new, staging / new.name)  # out of the way of the parked entry
+        for old, parked in retired.items():
+            os.replace(parked, old)  # a file replaced in one step, as it was placed
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    for parked, _ in retired:
+    for parked in retired.values():
         _remove(parked)
     stale_before = time.time() - _LEFTOVER_AGE
     for leftover in target.iterdir():  # what killed saves left (not another process's running save)
         if _LEFTOVER.fullmatch(leftover.name) and leftover != staging and leftover.lstat().st_mtime < stale_before:
             _remove(leftover)
     staging.rmdir()
+
+
+def _plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _hard_link(source: Path, link: Path) -> bool:
+    """Whether ``link`` now names ``source``'s file (False where the file system has no hard links)."""
+    try:
+        os.link(source, link)
+    except OSError:
+        return False
+    return True
 
 
 def _remove(path: Path) -> None:

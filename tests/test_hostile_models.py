@@ -423,18 +423,22 @@ def test_a_failed_rename_in_place_puts_every_entry_back(tiny_model, tmp_path, mo
     monkeypatch.chdir(folder)
     tiny_model.save_pretrained(".")
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    real_rename = os.rename
+    real = {"rename": os.rename, "replace": os.replace}
 
-    def failing(source, destination, *args, **kwargs):
-        if Path(destination).name == "config.json" and ".m2v-save." in str(source):
-            raise OSError(28, "No space left on device")
-        return real_rename(source, destination, *args, **kwargs)
+    def failing(how):
+        def move(source, destination, *args, **kwargs):
+            if Path(destination).name == "config.json" and ".m2v-save." in str(source):
+                raise OSError(28, "No space left on device")
+            return real[how](source, destination, *args, **kwargs)
+        return move
 
-    monkeypatch.setattr(os, "rename", failing)
+    for how in real:  # files are swapped with replace, folders with rename
+        monkeypatch.setattr(os, how, failing(how))
     smaller = StaticModel(tiny_model.embedding[:, :8].copy(), tiny_model.tokenizer, normalize=tiny_model.normalize)
     with pytest.raises(OSError, match="No space left"):
         smaller.save_pretrained(".")
-    monkeypatch.setattr(os, "rename", real_rename)
+    for how, function in real.items():
+        monkeypatch.setattr(os, how, function)
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
     assert {p.name for p in folder.iterdir()} == set(before) | ({"1_Normalize"} if tiny_model.normalize else set())
     assert StaticModel.from_pretrained(".").dim == tiny_model.dim
