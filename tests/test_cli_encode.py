@@ -196,3 +196,24 @@ def test_stdin_read_in_process_leaves_the_callers_stdin_alone(tiny_model_folder,
     assert main(["encode", "--quiet", "--model", str(tiny_model_folder), "-"]) == 0
     assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == [1, 3]
     assert sys.stdin is stream and not stream.closed
+
+
+def test_parquet_bytes_on_stdin_or_under_a_jsonl_name_are_named_as_parquet(tmp_path, tiny_model_folder):
+    # Before: encode read Parquet on stdin as text lines (one vector per line of binary noise, rc 0), and
+    # m2v-index build said "line 1: invalid JSON".
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["cats purr", "dogs bark"]}), parquet)
+    misnamed = tmp_path / "corpus.jsonl"
+    misnamed.write_bytes(parquet.read_bytes())
+    on_stdin = m2v("-", "--model", str(tiny_model_folder), stdin=parquet.read_bytes())
+    assert on_stdin.returncode == 3 and b"<stdin> is a Parquet file" in on_stdin.stderr, on_stdin.stderr
+    renamed = m2v(str(misnamed), "--model", str(tiny_model_folder))
+    assert renamed.returncode == 3 and b"with a .parquet suffix" in renamed.stderr, renamed.stderr
+    assert [row["id"] for row in rows(m2v(str(parquet), "--model", str(tiny_model_folder)))] == ["a", "b"]
+    build = subprocess.run([sys.executable, "-m", "m2v_search.index", "build", "-", "-o", str(tmp_path / "index"),
+                            "--quiet"], input=parquet.read_bytes(), capture_output=True, timeout=300,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert build.returncode == 3 and b"<stdin> is a Parquet file" in build.stderr, build.stderr

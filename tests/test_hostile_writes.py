@@ -146,6 +146,19 @@ def test_a_good_listing_still_opens_every_partition(listing_root: Path) -> None:
         assert {hit.partition for hit in both.search("cats", k=3)} == {"en"}
 
 
+def test_a_partitioned_index_takes_the_model_mismatch_switch_its_error_names(listing_root: Path) -> None:
+    # Before: the mismatch error said "force it (allow_model_mismatch=True)", but PartitionedIndex.open
+    # took no such argument (TypeError when the hint was followed).
+    from m2v_search.index import ModelMismatchError
+    from m2v_search.index.partitioned import PartitionedIndex
+
+    with pytest.raises(ModelMismatchError, match="allow_model_mismatch=True"):
+        PartitionedIndex.open(listing_root, model="m2v-base-v1")
+    with PartitionedIndex.open(listing_root, model="m2v-base-v1", allow_model_mismatch=True) as both:
+        assert {index.model.name for index in both.indexes.values()} == {"m2v-base-v1"}
+        assert len(both.search("cats", k=3)) == 3
+
+
 # ---------------------------------------------------------------------- index files that are not plain files
 def test_a_manifest_that_is_a_folder_is_a_corrupt_index_naming_it(index_copy: Path) -> None:
     # Before: "m2v-index verify: error: 3: Is a directory" (the descriptor number), exit 3 (bad input).

@@ -116,7 +116,7 @@ def _sniff(source: str, stdin: io.BufferedReader | None) -> str:
                 head = handle.read(_SNIFF_BYTES)
     except (OSError, AttributeError):
         return "jsonl"  # the corpus reader names the problem
-    if head.startswith(_GZIP_MAGIC):
+    if head.startswith((_GZIP_MAGIC, b"PAR1")):  # the corpus reader opens gzip and names misnamed Parquet
         return "jsonl"
     return "jsonl" if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{") else "lines"
 

@@ -91,6 +91,11 @@ class CorpusReader:
             raise self._read_error(error, 1) from None
         if magic[:2] == _GZIP_MAGIC:
             return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+        if magic.startswith(b"PAR1"):
+            buffered.close()
+            where = ("Parquet is read from a file or URL whose name ends in .parquet, not from standard input"
+                     if self.name == "<stdin>" else "name it with a .parquet suffix to read it as Parquet")
+            raise CorpusError(f"{self.name} is a Parquet file, read here as JSONL lines: {where}")
         for other, (name, command) in _OTHER_COMPRESSIONS.items():
             if magic.startswith(other):
                 buffered.close()

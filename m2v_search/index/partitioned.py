@@ -132,7 +132,8 @@ class PartitionedIndex:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, model: Any = None, partitions: Sequence[str] | None = None,
-             cache_dir: str | os.PathLike[str] | None = None) -> PartitionedIndex:
+             cache_dir: str | os.PathLike[str] | None = None, allow_model_mismatch: bool = False
+             ) -> PartitionedIndex:
         """Open every partition listed in ``path/partitions.json`` (or only ``partitions``).
 
         Args:
@@ -141,6 +142,8 @@ class PartitionedIndex:
                 every other partition must share (else ModelMismatchError).
             partitions: the keys to open (default all).
             cache_dir: the local cache of URL partitions (default ``remote.default_cache_dir()``).
+            allow_model_mismatch: as in ``VectorIndex.open``: accept ``model`` though a partition
+                was built with another one.
 
         Returns:
             The opened partitioned index.
@@ -164,7 +167,8 @@ class PartitionedIndex:
 
                     location = str(download_index(location, cache_dir))
                 try:
-                    indexes[key] = VectorIndex.open(location, model=model)
+                    indexes[key] = VectorIndex.open(location, model=model,
+                                                    allow_model_mismatch=allow_model_mismatch)
                 except (IndexNotFoundError, IndexCorruptError) as error:  # say which listed partition it is
                     raise type(error)(f"partition {key!r} of {redact(root)}/{PARTITIONS_NAME}: {error}") from None
                 model = model if model is not None else indexes[key].model  # one model for all partitions
