@@ -457,6 +457,21 @@ def test_table_format_escapes_control_characters(tmp_path: Path, tiny_model_fold
     assert "line\nbreak\tid" in [json.loads(line)["id"] for line in out.splitlines()]  # JSON keeps the exact id
 
 
+def test_jsonl_output_escapes_line_separators_c1_and_bidi_controls(tmp_path: Path, tiny_model_folder: Path,
+                                                                  capsys) -> None:
+    # Before: U+2028, U+0085 and U+009B (CSI) went out raw: valid JSON, but str.splitlines() cut the
+    # record in two and a terminal acted on the control.
+    text = "first\u2028second \u0085 next \u009b31m red \u202e reversed caf\u00e9"
+    source = write_jsonl(tmp_path / "t.jsonl", [{"id": "odd\u2029id", "text": text}, {"id": "b", "text": "other"}])
+    assert main(["build", str(source), "-o", str(tmp_path / "i"), "--model", str(tiny_model_folder), "--quiet"]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "search", tmp_path / "i", "-q", "first second", "-k", "2")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(records) == 2 and {"odd\u2029id", "b"} == {r["id"] for r in records}
+    assert text in [r["text"] for r in records] and "caf\u00e9" in out  # exact values back; plain letters kept
+    assert not any(c in out for c in "\u2028\u2029\u0085\u009b\u202e")
+
+
 # ---------------------------------------------------------------------- found while trying more
 def test_huge_ef_search_is_clamped_to_the_index_size(tmp_path: Path, tiny_model_folder: Path, capsys) -> None:
     """--ef-search 2147483647 used to make FAISS allocate 16 GB (86 s) for a 30-vector HNSW index."""

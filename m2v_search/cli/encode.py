@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import sys
@@ -31,6 +30,7 @@ from typing import IO, Any
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import M2V
+from m2v_search.cli.jsonl import json_line
 from m2v_search.cli.options import bounded_int, output_file
 
 _SNIFF_BYTES = 65536
@@ -206,7 +206,7 @@ def _write_jsonl(model: Any, items: Iterator[tuple[Any, str]], args: argparse.Na
         vectors = model.encode(texts, batch_size=args.batch_size, **_length(args))
         if args.decimals is not None:
             vectors = np.round(vectors.astype(np.float64), args.decimals)
-        out.write("".join(json.dumps({"id": doc_id, "embedding": row}, ensure_ascii=False) + "\n"
+        out.write("".join(json_line({"id": doc_id, "embedding": row})
                           for doc_id, row in zip(ids, vectors.tolist())))
         if bar is not None:
             bar.update(len(texts))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from m2v_search.cli.jsonl import json_line
 from m2v_search.cli.options import metadata_field_list
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +93,7 @@ def text_lines(source: str, what: str) -> list[str]:
 
 def emit(payload: dict[str, Any]) -> None:
     """One JSON object on one line of stdout."""
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_line(payload))
     sys.stdout.flush()
 
 

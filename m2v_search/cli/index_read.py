@@ -11,6 +11,7 @@ from typing import Any
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
 from m2v_search.cli.index_common import emit, open_index, text_lines
+from m2v_search.cli.jsonl import json_line
 from m2v_search.cli.options import bounded_int, index_location_argument, search_mode_arguments
 from m2v_search.index_kinds import MAX_RESCORE
 
@@ -63,9 +64,8 @@ def search(args: argparse.Namespace) -> int:
     else:
         for position, (query, hits) in enumerate(zip(queries, results)):
             for rank, hit in enumerate(hits, 1):
-                out.write(json.dumps({"query": query, "query_index": position, "rank": rank, "id": hit.id,
-                                      "score": round(hit.score, 6), "text": hit.text, "metadata": hit.metadata},
-                                     ensure_ascii=False) + "\n")
+                out.write(json_line({"query": query, "query_index": position, "rank": rank, "id": hit.id,
+                                     "score": round(hit.score, 6), "text": hit.text, "metadata": hit.metadata}))
     out.flush()
     return EXIT_OK
 
