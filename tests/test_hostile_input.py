@@ -472,6 +472,21 @@ def test_jsonl_output_escapes_line_separators_c1_and_bidi_controls(tmp_path: Pat
     assert not any(c in out for c in "\u2028\u2029\u0085\u009b\u202e")
 
 
+def test_search_options_the_index_kind_does_not_use_are_named_as_ignored(tmp_path: Path, tiny_model_folder: Path,
+                                                                       capsys) -> None:
+    # Before: --nprobe on a flat or HNSW index, or --rescore on a float index, changed nothing and said nothing.
+    source = write_jsonl(tmp_path / "t.jsonl", rows("a", 30))
+    assert main(["build", str(source), "-o", str(tmp_path / "i"), "--model", str(tiny_model_folder), "--quiet"]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "search", tmp_path / "i", "-q", "a document 3", "-k", "2", "--nprobe", "4",
+                         "--rescore", "50")
+    assert code == 0 and len(out.splitlines()) == 2
+    assert "--nprobe applies to ivf and ivf-pq indexes; this one is flat: ignored" in err
+    assert "--rescore applies to binary and binary-hnsw indexes" in err and "--ef-search" not in err
+    code, _, err = run(capsys, "search", tmp_path / "i", "-q", "a document 3", "-k", "2")
+    assert code == 0 and "ignored" not in err
+
+
 # ---------------------------------------------------------------------- found while trying more
 def test_huge_ef_search_is_clamped_to_the_index_size(tmp_path: Path, tiny_model_folder: Path, capsys) -> None:
     """--ef-search 2147483647 used to make FAISS allocate 16 GB (86 s) for a 30-vector HNSW index."""

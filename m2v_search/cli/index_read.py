@@ -10,7 +10,7 @@ from typing import Any
 
 from m2v_search.cli.exit_codes import EXIT_OK, UsageError
 from m2v_search.cli.groups import INDEX
-from m2v_search.cli.index_common import emit, open_index, text_lines
+from m2v_search.cli.index_common import emit, log, open_index, text_lines
 from m2v_search.cli.jsonl import json_line
 from m2v_search.cli.options import bounded_int, index_location_argument, search_mode_arguments
 from m2v_search.index_kinds import MAX_RESCORE
@@ -48,6 +48,7 @@ def search(args: argparse.Namespace) -> int:
     filter_ = parse_filters(args.filter, args.filter_json)
     index = open_index(args, needs_model=args.mode != "lexical")
     try:
+        _warn_of_unused_options(args, index.index_kind)
         # efSearch beyond the number of vectors changes nothing but what FAISS allocates (2^31 took 16 GB)
         ef_search = None if args.ef_search is None else min(args.ef_search, max(index.faiss_index.ntotal, args.k))
         results = index.search_batch(queries, args.k, filter=filter_, nprobe=args.nprobe, ef_search=ef_search,
@@ -68,6 +69,18 @@ def search(args: argparse.Namespace) -> int:
                                      "score": round(hit.score, 6), "text": hit.text, "metadata": hit.metadata}))
     out.flush()
     return EXIT_OK
+
+
+# the kinds each search option acts on (a custom factory's are not known: nothing is said of them)
+_OPTION_KINDS = {"nprobe": ("ivf", "ivf-pq"), "ef_search": ("hnsw", "binary-hnsw"), "rescore": ("binary", "binary-hnsw")}
+
+
+def _warn_of_unused_options(args: argparse.Namespace, kind: str) -> None:
+    """A warning on stderr for each search option given that the index's kind does not use."""
+    for option, kinds in _OPTION_KINDS.items():
+        if getattr(args, option) is not None and kind not in kinds and kind != "custom":
+            log.warning("--%s applies to %s indexes; this one is %s: ignored", option.replace("_", "-"),
+                        " and ".join(kinds), kind)
 
 
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
