@@ -258,6 +258,15 @@ def test_a_pca_factory_scores_cosines_and_verifies(tmp_path: Path) -> None:
     assert VectorIndex.open(tmp_path / "index").verify() == []
 
 
+@pytest.mark.parametrize("factory", ["PCA300,Flat", "PCAW300,Flat", "PCA300,IVF16,Flat"])
+def test_a_pca_wider_than_the_vectors_is_refused_when_the_index_is_created(factory: str) -> None:
+    """Before: create and add accepted it (the index stays exact until it can train), then the first
+    save failed with 'add documents or choose a smaller index', which no number of documents fixes."""
+    with pytest.raises(ValueError, match="its PCA asks for 300 dimensions from 256-dim vectors; ask for at most 256"):
+        VectorIndex.create(factory=factory)
+    assert VectorIndex.create(factory="PCA256,Flat").index_kind == "flat"  # equal width is fine
+
+
 def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
     """Before: the same text and metadata without `vectors` answered skipped, keeping the caller's vector."""
     index = VectorIndex.create()

@@ -222,7 +222,7 @@ def new_index(spec: IndexSpec, dim: int) -> Any:
     except RuntimeError as error:
         raise ValueError(f"FAISS cannot build factory {spec.factory!r} for {dim} dims: {faiss_reason(error)}") \
             from None
-    problem = selector_problem(index)
+    problem = selector_problem(index) or transform_problem(index)
     if problem is not None:
         raise ValueError(f"factory {spec.factory!r}: {problem}")
     apply_build_params(index, spec)
@@ -233,22 +233,43 @@ def new_index(spec: IndexSpec, dim: int) -> Any:
 _SELECTOR_FAMILIES = ("IndexFlat", "IndexScalarQuantizer", "IndexHNSW", "IndexIVF")
 
 
-def selector_problem(index: Any) -> str | None:
-    """Why searches of ``index`` could not be restricted to some ids (None: they can): one
-    IDMap on top, then any transforms (PCA, OPQ, RR), then a flat, SQ, HNSW or IVF index."""
+def _layers(index: Any) -> list[Any]:
+    """``index`` and the indexes inside it (through IDMaps and transforms), outermost first,
+    downcast. Every object is kept in the list: SWIG frees an outer index's children with it."""
     import faiss
 
-    chain = [faiss.downcast_index(index)]  # every object kept alive: SWIG frees an outer index's children
+    chain = [faiss.downcast_index(index)]
     if type(chain[-1]).__name__.startswith("IndexIDMap"):
         chain.append(faiss.downcast_index(chain[-1].index))
     while type(chain[-1]).__name__ == "IndexPreTransform":
         chain.append(faiss.downcast_index(chain[-1].index))
-    name = type(chain[-1]).__name__
+    return chain
+
+
+def selector_problem(index: Any) -> str | None:
+    """Why searches of ``index`` could not be restricted to some ids (None: they can): one
+    IDMap on top, then any transforms (PCA, OPQ, RR), then a flat, SQ, HNSW or IVF index."""
+    name = type(_layers(index)[-1]).__name__
     if name.startswith("IndexIDMap"):
         return "IDMap appears twice (the index adds one itself)"
     if not name.startswith(_SELECTOR_FAMILIES):
         return (f"FAISS's {name} cannot search with an id selector, which deletes and metadata filters need; "
                 "use a Flat, SQ, HNSW or IVF index (optionally after PCA, OPQ or RR), or a kind (--index)")
+    return None
+
+
+def transform_problem(index: Any) -> str | None:
+    """Why the transforms of ``index`` cannot work (None: they can): a PCA asked for more
+    dimensions than it is given (FAISS only says so when it trains, after the vectors are in)."""
+    import faiss
+
+    for layer in _layers(index):
+        if type(layer).__name__ == "IndexPreTransform":
+            for position in range(layer.chain.size()):
+                transform = faiss.downcast_VectorTransform(layer.chain.at(position))
+                if type(transform).__name__ == "PCAMatrix" and transform.d_out > transform.d_in:
+                    return (f"its PCA asks for {transform.d_out} dimensions from {transform.d_in}-dim vectors; "
+                            f"ask for at most {transform.d_in}")
     return None
 
 
