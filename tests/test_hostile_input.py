@@ -457,6 +457,26 @@ def test_table_format_escapes_control_characters(tmp_path: Path, tiny_model_fold
     assert "line\nbreak\tid" in [json.loads(line)["id"] for line in out.splitlines()]  # JSON keeps the exact id
 
 
+def test_table_columns_line_up_for_wide_and_combining_characters() -> None:
+    # Before: cells were padded and cut by characters, so a CJK id pushed its row's text 1 column
+    # right per character, and a cut could fall inside the column budget of a wide character.
+    import unicodedata
+
+    from m2v_search.cli.index_read import hits_table
+
+    class Hit:
+        def __init__(self, id_: str) -> None:
+            self.id, self.text, self.score, self.metadata = id_, "text after the id", 0.5, {}
+
+    table = hits_table([Hit("日本語のIDです長い長い長い長い長い"), Hit("plain"), Hit("e\u0301toile")])
+
+    def columns(text: str) -> int:
+        return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+                   for c in text)
+    starts = {columns(line[:line.index("text after")]) for line in table.splitlines()[1:]}
+    assert starts == {4 + 2 + 6 + 2 + 24 + 2} and "…" in table
+
+
 def test_jsonl_output_escapes_line_separators_c1_and_bidi_controls(tmp_path: Path, tiny_model_folder: Path,
                                                                   capsys) -> None:
     # Before: U+2028, U+0085 and U+009B (CSI) went out raw: valid JSON, but str.splitlines() cut the

@@ -223,17 +223,36 @@ def _escape(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def _width(char: str) -> int:
+    """Terminal columns of one character: 2 for wide East Asian ones, 0 for combining marks."""
+    import unicodedata
+
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def cell(text: str, width: int, pad: bool = True) -> str:
+    """``text`` cut to ``width`` terminal columns (an ellipsis marks a cut), padded to it when ``pad``."""
+    columns = [_width(char) for char in text]
+    if sum(columns) > width:
+        used, kept = 0, 0
+        while kept < len(text) and used + columns[kept] <= width - 1:
+            used += columns[kept]
+            kept += 1
+        text, columns = text[:kept] + "…", columns[:kept] + [1]
+    return text + " " * (width - sum(columns)) if pad else text
+
+
 def hits_table(hits: list[Any]) -> str:
     """Search hits as an aligned text table (one line per hit, one more for its metadata)."""
     if not hits:
         return "(no results)\n"
     lines = [f"{'rank':>4}  {'score':>6}  {'id':<24}  text"]
     for rank, hit in enumerate(hits, 1):
-        text = printable(hit.text)
-        text = text if len(text) <= 72 else text[:71] + "…"
-        shown_id = printable(hit.id)
-        shown_id = shown_id if len(shown_id) <= 24 else shown_id[:23] + "…"
-        lines.append(f"{rank:>4}  {hit.score:6.3f}  {shown_id:<24}  {text}")
+        text = cell(printable(hit.text), 72, pad=False)
+        lines.append(f"{rank:>4}  {hit.score:6.3f}  {cell(printable(hit.id), 24)}  {text}")
         if hit.metadata:
-            lines.append(f"{'':>4}  {'':>6}  {'':<24}  {printable(json.dumps(hit.metadata, ensure_ascii=False))[:100]}")
+            metadata = cell(printable(json.dumps(hit.metadata, ensure_ascii=False)), 100, pad=False)
+            lines.append(f"{'':>4}  {'':>6}  {'':<24}  {metadata}")
     return "\n".join(lines) + "\n"
