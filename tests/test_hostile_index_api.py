@@ -267,6 +267,28 @@ def test_a_pca_wider_than_the_vectors_is_refused_when_the_index_is_created(facto
     assert VectorIndex.create(factory="PCA256,Flat").index_kind == "flat"  # equal width is fine
 
 
+def test_save_refuses_a_folder_holding_an_applications_manifest(tmp_path: Path) -> None:
+    """Before: the CLI build and the object-storage save refused, but ``VectorIndex.save`` (and with
+    it LangChain's ``save_local``) replaced a web app's ``manifest.json`` with the index's."""
+    from m2v_search.binding_storage import save_index
+    from m2v_search.index import OutputDirectoryError
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "manifest.json").write_text('{"name": "My PWA", "start_url": "/"}')
+    index = VectorIndex.create(app)
+    index.add_texts(["hello there"], ids=["h"])
+    with pytest.raises(OutputDirectoryError, match="manifest.json is not an m2v-search index manifest"):
+        index.save()
+    with pytest.raises(OutputDirectoryError):
+        save_index(index, app)
+    assert (app / "manifest.json").read_text() == '{"name": "My PWA", "start_url": "/"}'
+    assert sorted(p.name for p in app.iterdir()) == ["manifest.json"]
+    index.save(tmp_path / "own")  # a folder of its own is fine, and saving again over its own manifest too
+    index.save()
+    assert VectorIndex.open(tmp_path / "own").get(["h"])[0].text == "hello there"
+
+
 def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
     """Before: the same text and metadata without `vectors` answered skipped, keeping the caller's vector."""
     index = VectorIndex.create()

@@ -18,8 +18,10 @@ from m2v_search.index.errors import (
     IndexNotFoundError,
     ModelMismatchError,
     NoLexicalPartError,
+    OutputDirectoryError,
 )
 from m2v_search.index.store import Hit, Record, UpsertStats, VectorIndex
 
 __all__ = ["VectorIndex", "Record", "Hit", "UpsertStats", "CorpusError", "IndexClosedError", "IndexConflictError",
-           "IndexCorruptError", "IndexLockedError", "IndexNotFoundError", "ModelMismatchError", "NoLexicalPartError"]
+           "IndexCorruptError", "IndexLockedError", "IndexNotFoundError", "ModelMismatchError", "NoLexicalPartError",
+           "OutputDirectoryError"]

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m2v_search.index.corpus import CorpusReader
-from m2v_search.index.errors import CorpusError, IndexCorruptError, OutputDirectoryError
+from m2v_search.index.errors import CorpusError, OutputDirectoryError
 from m2v_search.index.locking import LOCK_NAME, WriterLock, open_plain_file
-from m2v_search.index.manifest import MANIFEST_NAME, fsync_dir
+from m2v_search.index.manifest import MANIFEST_NAME, fsync_dir, refuse_foreign_manifest
 from m2v_search.index.store import Record, VectorIndex
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -241,7 +241,8 @@ def check_output_directory(directory: Path, force: bool, staging: str = STAGING,
     """
     if not directory.is_dir():
         return
-    if (directory / MANIFEST_NAME).exists() and _manifest_is_an_index(directory / MANIFEST_NAME):
+    if (directory / MANIFEST_NAME).exists() and refuse_foreign_manifest(
+            directory, "give the index a directory of its own (--force does not change that)"):
         return
     if force:
         return
@@ -252,26 +253,6 @@ def check_output_directory(directory: Path, force: bool, staging: str = STAGING,
         raise OutputDirectoryError(
             f"{directory} is not empty and holds no index ({shown}); give a new or empty directory, or pass "
             "--force to build into it (its other files are left alone)")
-
-
-def _manifest_is_an_index(path: Path) -> bool:
-    """True for an m2v-search index's manifest, False for one that cannot be read (a damaged index's:
-    ``--force`` replaces it).
-
-    Raises:
-        OutputDirectoryError: a JSON object of some other format (an application's ``manifest.json``),
-            which no build may replace, ``--force`` or not.
-    """
-    from m2v_search.index.manifest import FORMAT_NAME, MAX_MANIFEST_BYTES, read_plain_file
-
-    try:
-        manifest = json.loads(read_plain_file(path, MAX_MANIFEST_BYTES))
-    except (OSError, ValueError, RecursionError, IndexCorruptError):
-        return False
-    if isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME:
-        return True
-    raise OutputDirectoryError(f"{path} is not an m2v-search index manifest; give the index a directory of its own "
-                               "(a build would replace that file, even with --force)")
 
 
 def _left_by_a_writer(name: str) -> bool:

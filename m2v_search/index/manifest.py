@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
+from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError, OutputDirectoryError
 from m2v_search.index.manifest_schema import validate_manifest
 
 MANIFEST_NAME = "manifest.json"
@@ -142,6 +142,25 @@ def read_manifest(directory: Path) -> dict[str, Any]:
                                 f"version {FORMAT_VERSION}")
     validate_manifest(manifest, path)
     return manifest
+
+
+def refuse_foreign_manifest(directory: Path, remedy: str = "give the index a directory of its own") -> bool:
+    """Whether ``directory/manifest.json`` is an m2v-search index's (False: missing or unreadable,
+    e.g. a damaged index's, which a new save may replace).
+
+    Raises:
+        OutputDirectoryError: it is a JSON object of some other format (an application's or a
+            website's ``manifest.json``), which no save may replace.
+    """
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        manifest = json.loads(read_plain_file(path, MAX_MANIFEST_BYTES))
+    except (OSError, ValueError, RecursionError, IndexCorruptError):
+        return False
+    if isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME:
+        return True
+    raise OutputDirectoryError(f"{path} is not an m2v-search index manifest; {remedy} (saving there would replace "
+                               "that file)")
 
 
 def read_verified_files(directory: Path, manifest: dict[str, Any]) -> dict[str, bytes]:

@@ -48,7 +48,7 @@ from m2v_search.index.hub_methods import HubMethods
 from m2v_search.index.record_methods import RecordMethods
 from m2v_search.index.hybrid import HybridSearch
 from m2v_search.index.locking import WriterLock
-from m2v_search.index.manifest import MANIFEST_NAME, file_entry, index_manifest
+from m2v_search.index.manifest import MANIFEST_NAME, file_entry, index_manifest, refuse_foreign_manifest
 from m2v_search.index.model_binding import load_model, model_for_manifest, model_source
 from m2v_search.index.records import Hit, Record, UpsertStats
 from m2v_search.index.urls import is_url, local_path
@@ -318,6 +318,7 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             IndexLockedError: Another process is writing there.
             IndexConflictError: The index on disk changed since this one was opened from it.
             NotADirectoryError: The path is a file.
+            OutputDirectoryError: The directory holds a ``manifest.json`` that is not an index's.
         """
         self._check_open()
         target = Path(path) if path is not None else self.path
@@ -325,6 +326,7 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
             raise ValueError("this index has no path: pass save(path)")
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"cannot save the index to {target}: it is a file, not a directory")
+        refuse_foreign_manifest(target)
         with self._lock, self.writer_lock(target):
             if finalize:
                 self.finalize()
