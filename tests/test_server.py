@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,21 @@ def test_upsert_is_committed_then_found_and_delete_removes_it(served: str, index
         assert http.head("/health").status_code == 200  # probes that send HEAD
         assert http.get("/docs").status_code == 200
         assert "/v1/embeddings" in http.get("/openapi.json").json()["paths"]
+
+
+def test_ids_with_line_breaks_are_addressed_exactly(served: str) -> None:
+    # Before: Starlette's path pattern dropped a final newline, so DELETE /documents/r1%0A deleted "r1",
+    # and an id with a newline inside matched no route (404 "Not Found").
+    with httpx.Client(base_url=served) as http:
+        ids = ["r1", "r1\n", "r1\nx", "line\r\n"]
+        assert http.post("/documents", json={"ids": ids, "texts": ["plain", "trailing", "inner", "crlf"]}
+                         ).status_code == 200
+        for doc_id, text in zip(ids, ["plain", "trailing", "inner", "crlf"]):
+            assert http.get(f"/documents/{quote(doc_id, safe='')}").json()["text"] == text
+        assert http.delete(f"/documents/{quote('r1' + chr(10), safe='')}").json()["id"] == "r1\n"
+        assert http.get("/documents/r1").json()["text"] == "plain"  # the other id is untouched
+        assert_error(http.get(f"/documents/{quote('r1' + chr(10), safe='')}"), 404, "r1")
+        assert http.delete(f"/documents/{quote('r1' + chr(10) + 'x', safe='')}").json()["deleted"] == 1
 
 
 def test_a_write_from_another_process_is_kept(served: str, index_dir: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from m2v_search._version import __version__
 from m2v_search.index.manifest import MANIFEST_NAME
@@ -28,6 +29,22 @@ from m2v_search.server.schemas import (
 from m2v_search.server.service import IndexService, WriteResult
 from m2v_search.server.threads import WorkerThreads, json_response
 from m2v_search.server.validation import as_matrix, check_batch, check_json_value, check_texts
+
+
+class WholeIdConvertor(Convertor[str]):
+    """The rest of the path, line breaks included: Starlette's ``path`` (``.*``, then ``$``) dropped a
+    final newline and could not match one inside, so ``DELETE /documents/r1%0A`` deleted ``r1``."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("m2v_document_id", WholeIdConvertor())
 
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 
@@ -87,7 +104,7 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
 
         return await _write(service, apply)
 
-    @router.get("/documents/{doc_id:path}", tags=["index"], response_model=DocumentOut, summary="One document")
+    @router.get("/documents/{doc_id:m2v_document_id}", tags=["index"], response_model=DocumentOut, summary="One document")
     def get_document(doc_id: str) -> dict[str, Any]:
         with service.reading() as index:
             found = index.get([doc_id])
@@ -95,7 +112,7 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
             raise ApiError(404, f"no document with id {doc_id!r}", param="id", code="not_found")
         return {"id": found[0].id, "text": found[0].text, "metadata": found[0].metadata}
 
-    @router.delete("/documents/{doc_id:path}", tags=["index"], response_model=DeleteResponse,
+    @router.delete("/documents/{doc_id:m2v_document_id}", tags=["index"], response_model=DeleteResponse,
                    summary="Delete one document; answers once the deletion is committed to disk")
     async def delete_document(doc_id: str) -> dict[str, Any]:
         check_texts("id", [doc_id])
