@@ -486,10 +486,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(index_dir: Path, *arguments: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """``python -m m2v_search.server`` on a free port, once it answers /health: (process, base URL)."""
+def start_server(index_dir: Path, *arguments: str, env: dict[str, str],
+                 entry: tuple[str, ...] = ("m2v_search.server",)) -> tuple[subprocess.Popen[str], str]:
+    """``python -m m2v_search.server`` (or another ``entry``) on a free port, once it answers /health:
+    (process, base URL)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "m2v_search.server", str(index_dir), "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", *entry, str(index_dir), "--port", str(port),
                                 "--log-level", "warning", *arguments],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -681,6 +683,22 @@ def test_every_acknowledged_write_survives_a_shutdown_during_writes(index_dir: P
         assert len(reopened) >= len(DOCS) + len(acknowledged)
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("entry", [("m2v_search.server",), ("m2v_search.index", "serve")])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_server_cleanly_from_either_entry_point(index_dir: Path, entry: tuple[str, ...],
+                                                                   stop: signal.Signals) -> None:
+    # Before: `m2v-index serve` answered SIGTERM with exit 143 and "the index on disk is unchanged" (its
+    # committed writes were there), and `python -m m2v_search.server` died by the signal (-15).
+    process, url = start_server(index_dir, env=server_env(), entry=entry)
+    assert httpx.post(f"{url}/documents", json={"ids": ["late"], "texts": ["written before the stop"]}
+                      ).status_code == 200
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and "unchanged" not in stderr and "Traceback" not in stderr, stderr
+    with VectorIndex.open(index_dir) as reopened:
+        assert reopened.get(["late"])[0].text == "written before the stop"
 
 
 @pytest.mark.parametrize("key", ["sëcret", " padded", "with space", "tab\there", "", "nul\x00"])

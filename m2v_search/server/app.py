@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,6 +168,31 @@ def serve(index_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int
         address = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
         logging.getLogger("uvicorn.error").info("Serving %s on http://%s:%d (docs at /docs; press CTRL+C to quit)",
                                                 index_path, address, bound[1])
-        uvicorn.Server(config).run(sockets=[sock])
+        server = uvicorn.Server(config)
+        with _sigterm_as_interrupt():
+            try:
+                server.run(sockets=[sock])
+            except KeyboardInterrupt:
+                if not server.should_exit:  # before uvicorn took over the signals: a plain interrupt
+                    raise
+                # uvicorn re-raises the signal that stopped it after its graceful shutdown: a clean stop
     finally:
         sock.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while the server runs (main thread only), so that
+    ``kill`` stops it as Ctrl-C does: gracefully, then a normal return (exit status 0)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
