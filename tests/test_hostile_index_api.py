@@ -289,6 +289,20 @@ def test_save_refuses_a_folder_holding_an_applications_manifest(tmp_path: Path) 
     assert VectorIndex.open(tmp_path / "own").get(["h"])[0].text == "hello there"
 
 
+def test_a_query_with_no_known_token_finds_nothing_instead_of_k_arbitrary_hits() -> None:
+    """Before: emoji, zero-width characters or a 200-letter word encode to a zero vector, and dense
+    and hybrid search returned k unrelated documents scored 0.0 (each mode different ones)."""
+    index = VectorIndex.create()
+    index.add_texts(["cats purr loudly", "dogs bark at night", "a party \U0001f389 tonight"], ids=["c", "d", "p"])
+    for query in ("\U0001f389\U0001f389", "\u200b", "x" * 200):
+        for mode in ("dense", "hybrid", "lexical"):
+            assert index.search(query, k=3, mode=mode) == [], (query, mode)
+    assert index.search(np.zeros(256, dtype=np.float32), k=3) == []
+    batch = index.search_batch(["cats", "\u200b"], k=2, mode="hybrid")
+    assert batch[0][0].id == "c" and batch[1] == []
+    assert index.search("cats \U0001f389", k=1, mode="hybrid")[0].id == "c"  # known tokens still count
+
+
 def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
     """Before: the same text and metadata without `vectors` answered skipped, keeping the caller's vector."""
     index = VectorIndex.create()

@@ -156,6 +156,19 @@ def test_openai_client_sees_clear_errors(shared_server: str) -> None:
         client.models.retrieve("gpt-4")
 
 
+@pytest.mark.parametrize("text", ["\u200b", "\ufeff\x00", "\U000e0041", "\U0001f389\U0001f389"])
+def test_texts_without_a_known_token_are_refused_for_embeddings_and_find_nothing(shared_server: str,
+                                                                                 text: str) -> None:
+    # Before: 200 with an all-zero vector (every client cosine NaN) and, on /search, k arbitrary hits
+    # scored 0.0; only "" and white space were refused.
+    client = openai.OpenAI(base_url=f"{shared_server}/v1", api_key="not-needed", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match=r"input\[1\] has no token the model knows"):
+        client.embeddings.create(input=["hello", text], model="m2v-base")
+    for mode in ("dense", "hybrid"):
+        found = httpx.post(f"{shared_server}/search", json={"query": text, "k": 3, "mode": mode})
+        assert found.status_code == 200 and found.json()["results"] == [[]], found.text
+
+
 # ---------------------------------------------------------------------- search and documents
 def test_search_by_text_vector_and_filter(shared_server: str, model: Any) -> None:
     with httpx.Client(base_url=shared_server) as http:

@@ -277,7 +277,8 @@ class DocumentCollection:
             rescore: Candidates re-scored per query by binary indexes (default: the index's).
 
         Returns:
-            One list of hits per query.
+            One list of hits per query; none for a query whose vector is all zeros (a text with no
+            token the model knows, such as only emoji or zero-width characters).
 
         Raises:
             ValueError: ``k`` < 1, ``nprobe`` or ``ef_search`` out of range (1 to 2**20), vectors
@@ -301,7 +302,10 @@ class DocumentCollection:
             if rerank:
                 scores, labels = rerank_exact(matrix, labels, rows, k_eff, self.embed)
             vectors = stored_vectors_for(self._backend, rows, self.embed) if include_vectors else None
-        return to_hits(scores, labels, rows, vectors)
+        hits = to_hits(scores, labels, rows, vectors)
+        for position in np.flatnonzero(~matrix.any(axis=1)):  # no token the model knows (emoji, zero-width
+            hits[position] = []  # characters) or a zero vector: no document is nearer than another
+        return hits
 
     def _search_options(self, k: Any, nprobe: int | None, ef_search: int | None,
                         rescore: int | None) -> SearchOptions:

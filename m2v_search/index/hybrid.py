@@ -107,6 +107,7 @@ def search_modes(texts: Sequence[str], k: int, *, mode: str, alpha: float | None
         matrix = query_vectors()
         with omp_threads(1 if len(matrix) < SMALL_BATCH else None):
             dense_scores, dense_labels = backend.search(matrix, int(min(depth, available)), allowed, options)
+        dense_labels[~matrix.any(axis=1)] = -1  # a zero query vector ranks nothing: the lexical leg alone counts
     return fuse_batch(dense_scores, dense_labels, lexical_leg, k, alpha=weight, method=fusion)
 
 

@@ -76,6 +76,11 @@ def openai_router(service: IndexService, limits: ServerLimits, workers: WorkerTh
 def _embed(model: StaticModel, served: str, texts: list[str], request: EmbeddingRequest) -> dict[str, Any]:
     ids, offsets = model.tokenize_flat(texts)  # tokenized once: the vectors and the token count
     vectors = model.pool(ids, offsets)
+    empty = np.flatnonzero(~vectors.any(axis=1))
+    if len(empty):  # e.g. only zero-width, control or unknown characters: every cosine with it NaN or 0
+        name = f"input[{empty[0]}]" if len(texts) > 1 else "input"
+        raise ApiError(400, f"{name} has no token the model knows ({_shown(texts[empty[0]])}): it has no "
+                            "words to embed", param="input")
     if request.dimensions is not None:
         vectors = np.ascontiguousarray(vectors[:, :request.dimensions])
         if model.normalize:
@@ -88,6 +93,11 @@ def _embed(model: StaticModel, served: str, texts: list[str], request: Embedding
         rows = np.round(vectors.astype(np.float64), FLOAT_DECIMALS).tolist()
     data = [{"object": "embedding", "index": position, "embedding": row} for position, row in enumerate(rows)]
     return {"object": "list", "data": data, "model": served, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def _shown(text: str) -> str:
+    """The start of ``text`` for a message, invisible characters escaped (``'\\u200b'``)."""
+    return ascii(text[:24]) + (" ..." if len(text) > 24 else "")
 
 
 def _texts_of(given: str | list[str] | list[int] | list[list[int]]) -> list[str]:
