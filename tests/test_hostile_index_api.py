@@ -303,6 +303,62 @@ def test_a_query_with_no_known_token_finds_nothing_instead_of_k_arbitrary_hits()
     assert index.search("cats \U0001f389", k=1, mode="hybrid")[0].id == "c"  # known tokens still count
 
 
+def test_a_lone_surrogate_deep_in_a_list_is_refused_before_any_batch_is_written() -> None:
+    """Before: the surrogate check ran batch by batch, so add_texts of 5,000 texts with a bad one at
+    4,500 left 4,096 written, and the message gave no position in the list."""
+    index = VectorIndex.create()
+    texts = [f"document number {i}" for i in range(5000)]
+    texts[4500] = "bad \ud800 text"
+    with pytest.raises(ValueError, match=r"records\[4500\] text holds a lone surrogate"):
+        index.add_texts(texts)
+    ids = [str(i) for i in range(300)]
+    ids[250] = "id-\udc80"
+    with pytest.raises(ValueError, match=r"records\[250\] id holds a lone surrogate"):
+        index.upsert([{"id": i, "text": "t"} for i in ids], batch_size=100)
+    assert len(index) == 0
+    with pytest.raises(ValueError, match="lone surrogate"):
+        index.get(["\ud800"])  # was a raw UnicodeEncodeError from SQLite
+
+
+def test_record_dicts_with_unknown_keys_and_numpy_metadata_are_named() -> None:
+    """Before: {"meta": ...} was accepted and the metadata dropped; numpy values gave 'Object of type
+    float32 is not JSON serializable' (a numpy bool read as if Python's bool were refused)."""
+    index = VectorIndex.create()
+    with pytest.raises(ValueError, match=r"records\[0\] has the key 'meta', which a record does not take"):
+        index.upsert([{"id": "a", "text": "t", "meta": {"x": 1}}])
+    with pytest.raises(ValueError, match=r"metadata\['x'\]\[1\]\['y'\] is numpy.bool"):
+        index.upsert([{"id": "a", "text": "t", "metadata": {"x": [1, {"y": np.bool_(True)}]}}])
+    with pytest.raises(ValueError, match=r"metadata\['n'\] is numpy.float32, which JSON cannot store"):
+        index.add_texts(["t"], metadatas=[{"n": np.float32(1)}])
+    for size in (1.5, None, 0, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            index.upsert([{"id": "a", "text": "t"}], batch_size=size)  # type: ignore[arg-type]
+    assert len(index) == 0
+
+
+def test_iter_records_ends_when_the_loop_rewrites_what_it_reads() -> None:
+    """Before: a replaced document got a new internal id past the cursor, so a loop bumping a
+    metadata version never ended."""
+    index = VectorIndex.create()
+    index.add_texts(["a", "b", "c"], ids=["1", "2", "3"], metadatas=[{"version": 0}] * 3)
+    visits = 0
+    for record in index.iter_records():
+        visits += 1
+        assert visits <= 3
+        index.add_texts([record.text], ids=[record.id], metadatas=[{"version": record.metadata["version"] + 1}])
+    assert visits == 3 and [r.metadata["version"] for r in index.iter_records()] == [1, 1, 1]
+
+
+def test_vectors_of_extreme_scale_are_stored_as_unit_vectors() -> None:
+    """Before: normalising in float32 overflowed for entries near 1e19 (stored as zeros) and
+    underflowed near 1e-25 (stored unnormalised); both then scored 0.0."""
+    index = VectorIndex.create(dim=3)
+    given = np.array([[3e19, 3e19, 0], [1e-25, 1e-25, 0], [3e38, 3e38, 0], [0, 0, 1]], np.float32)
+    index.add_texts(["big", "small", "huge", "ref"], ids=["big", "small", "huge", "ref"], vectors=given)
+    hits = index.search(np.array([1.0, 1.0, 0.0]), k=4)
+    assert {h.id: round(h.score, 4) for h in hits} == {"big": 1.0, "small": 1.0, "huge": 1.0, "ref": 0.0}
+
+
 def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
     """Before: the same text and metadata without `vectors` answered skipped, keeping the caller's vector."""
     index = VectorIndex.create()

@@ -30,6 +30,8 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from m2v_search.index.corpus import CorpusReader
 from m2v_search.index.errors import CorpusError, OutputDirectoryError
 from m2v_search.index.locking import LOCK_NAME, WriterLock, open_plain_file
@@ -131,8 +133,8 @@ def build_index(corpus: CorpusReader, directory: str | Path, *, model: StaticMod
     directory = Path(directory)
     started = time.perf_counter()
     refuse_file_output(directory)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     check_output_directory(directory, force, before_lock=True)
     created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
     with WriterLock.for_directory(directory):  # a second build refused here removes nothing of the first's

@@ -121,8 +121,8 @@ class DocumentCollection:
             IndexClosedError: The index was closed.
         """
         self._check_open()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if vectors is not None:
             vectors = checked_vectors(vectors, self.dim)
         stats = UpsertStats()

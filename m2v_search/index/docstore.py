@@ -63,6 +63,13 @@ def utf8(text: str, what: str) -> bytes:
                                 f"{error.start}), which is not valid Unicode text") from None
 
 
+def _check_ids(ids: Sequence[Any]) -> None:
+    """InvalidInputError for an id holding a lone surrogate (SQLite would raise UnicodeEncodeError)."""
+    for doc_id in ids:
+        if isinstance(doc_id, str):
+            utf8(doc_id, f"document id {doc_id!r}")
+
+
 def metadata_json(metadata: dict[str, Any] | None) -> str:
     """The canonical JSON of a metadata dict (sorted keys, no spaces), as stored and hashed.
 
@@ -266,9 +273,7 @@ class DocStore:
         Raises:
             InvalidInputError: an id holds a lone surrogate.
         """
-        for doc_id in ids:
-            if isinstance(doc_id, str):
-                utf8(doc_id, f"document id {doc_id!r}")
+        _check_ids(ids)
         found: dict[str, tuple[int, str]] = {}
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
@@ -279,7 +284,12 @@ class DocStore:
         return found
 
     def rows_by_id(self, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
-        """id -> (iid, text, metadata_json)."""
+        """id -> (iid, text, metadata_json).
+
+        Raises:
+            InvalidInputError: an id holds a lone surrogate.
+        """
+        _check_ids(ids)
         found: dict[str, tuple[int, str, str]] = {}
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
@@ -328,12 +338,16 @@ class DocStore:
             return int(self._db.execute("SELECT COUNT(*) FROM tombstones").fetchone()[0])
 
     def iter_rows(self, batch: int = 10_000) -> Iterable[tuple[int, str, str, str, str]]:
-        """All (iid, id, text, metadata_json, hash) rows in iid order."""
+        """All (iid, id, text, metadata_json, hash) rows in iid order, up to the last stored when
+        the iteration starts: a row written meanwhile (a replaced document gets a new iid) is not
+        read, so a loop that rewrites what it reads ends, and sees each document once."""
         last = -1
+        with self._lock:
+            (end,) = self._db.execute("SELECT COALESCE(MAX(iid), -1) FROM docs").fetchone()
         while True:
             with self._lock:
-                rows = self._db.execute("SELECT iid, id, text, metadata, hash FROM docs WHERE iid > ? "
-                                        "ORDER BY iid LIMIT ?", (last, batch)).fetchall()
+                rows = self._db.execute("SELECT iid, id, text, metadata, hash FROM docs WHERE iid > ? AND iid <= ? "
+                                        "ORDER BY iid LIMIT ?", (last, end, batch)).fetchall()
             if not rows:
                 return
             yield from rows

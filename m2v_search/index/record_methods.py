@@ -56,6 +56,7 @@ class RecordMethods:
         return self.upsert(records, vectors=vectors)
 
     def iter_records(self) -> Iterator[Record]:
-        """Every stored document, in insertion order."""
+        """Every stored document, in insertion order: those stored when the iteration starts
+        (documents added or replaced during it are not visited, so a loop may rewrite what it reads)."""
         for _, doc_id, text, meta, _ in self._docs.iter_rows():
             yield Record(doc_id, text, json.loads(meta))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from m2v_search.index.docstore import metadata_json
+from m2v_search.index.docstore import metadata_json, utf8
 
 
 @dataclass
@@ -77,6 +77,10 @@ def coerce_record(record: Record | dict[str, Any], position: int) -> tuple[str, 
     if isinstance(record, Record):
         doc_id, text, metadata = record.id, record.text, record.metadata
     elif isinstance(record, dict):
+        unknown = [key for key in record if key not in RECORD_KEYS]
+        if unknown:  # a misspelt "metadata" would otherwise be dropped without a word
+            raise ValueError(f"records[{position}] has the key {str(unknown[0])!r}, which a record does not take "
+                             f"(keys: {', '.join(RECORD_KEYS)})")
         if "text" not in record:
             raise ValueError(f"records[{position}] has no 'text'")
         if "id" not in record or record["id"] is None:
@@ -92,10 +96,36 @@ def coerce_record(record: Record | dict[str, Any], position: int) -> tuple[str, 
         raise TypeError(f"records[{position}] text is {type(text).__name__}, expected str")
     if not isinstance(metadata, dict):
         raise TypeError(f"records[{position}] metadata is {type(metadata).__name__}, expected a dict")
+    utf8(doc_id, f"records[{position}] id")  # checked with the rest, before any record of a list is written
+    utf8(text, f"records[{position}] text")
     try:
         return doc_id, text, metadata_json(metadata)
     except (TypeError, ValueError) as error:
+        where = _first_non_json(metadata, f"records[{position}] metadata")
+        if where is not None:
+            raise ValueError(where) from None
         raise ValueError(f"records[{position}] metadata is not JSON-serialisable: {error}") from None
+
+
+RECORD_KEYS = ("id", "text", "metadata")
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _first_non_json(value: Any, path: str) -> str | None:
+    """Where ``value`` holds a value JSON has no type for (a numpy scalar, a set, a date), and what
+    it is; None when every value has a JSON type (the problem is elsewhere: NaN, depth, ...)."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((inner, f"{where}[{key!r}]") for key, inner in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((inner, f"{where}[{i}]") for i, inner in reversed(list(enumerate(item))))
+        elif not isinstance(item, _JSON_SCALARS):
+            kind = type(item)
+            hint = " (convert it with .item() or int()/float()/bool())" if kind.__module__ == "numpy" else ""
+            return f"{where} is {kind.__module__}.{kind.__qualname__}, which JSON cannot store{hint}"
+    return None
 
 
 def refuse_single_id(ids: Any, name: str = "ids") -> None:
