@@ -425,3 +425,34 @@ def test_dask_dataframe_with_dates_reads_like_the_same_parquet(client, tmp_path)
     with VectorIndex.open(tmp_path / "frame") as from_frame, VectorIndex.open(tmp_path / "parquet") as from_parquet:
         assert from_frame.get(["b"])[0].metadata == {"when": "2024-03-04T05:06:07"}
         assert _rows(from_frame) == _rows(from_parquet)
+
+
+def test_files_without_ids_keep_every_row_and_repeats_across_files_are_counted(client, tmp_path):
+    # Before: a row without an id got its line (row) number in its own file as id, so a glob of two
+    # id-less files kept 30 of 60 documents; the local engine said nothing (duplicate_ids 0), and
+    # repeats across files were not counted by it while the Dask engine counted them.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from m2v_search.index.sources import open_corpus
+
+    for name in "ab":
+        pq.write_table(pa.table({"text": [f"{name} text number {i}" for i in range(30)]}), tmp_path / f"{name}.parquet")
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": f"{name} line {i}"}) + "\n"
+                                                        for i in range(30)), encoding="utf-8")
+    pattern = str(tmp_path / "*.parquet")
+    local = build_index(open_corpus(pattern), tmp_path / "local", show_progress=False)
+    dask_report = build_index_dask(pattern, tmp_path / "dask", client=client, show_progress=False)
+    assert local.documents == dask_report.documents == 60 and local.duplicate_ids == dask_report.duplicate_ids == 0
+    with VectorIndex.open(tmp_path / "local") as one, VectorIndex.open(tmp_path / "dask") as other:
+        assert sorted(one.ids()) == sorted(other.ids())
+        assert one.get([f"{tmp_path / 'b.parquet'}:3"])[0].text == "b text number 3"
+    one_file = build_index(open_corpus(str(tmp_path / "a.parquet")), tmp_path / "one", show_progress=False)
+    with VectorIndex.open(tmp_path / "one") as index:  # a single file keeps plain row numbers
+        assert one_file.documents == 30 and index.get(["3"])[0].text == "a text number 3"
+    for batch_size in (4096, 10):  # the counts do not depend on where batches end
+        shared = build_index(open_corpus(str(tmp_path / "*.jsonl")), tmp_path / f"shared{batch_size}",
+                             show_progress=False, batch_size=batch_size)
+        assert (shared.documents, shared.duplicate_ids, shared.replaced) == (30, 30, 30)
+    spread = build_index_dask(str(tmp_path / "*.jsonl"), tmp_path / "shared-dask", client=client, show_progress=False)
+    assert (spread.documents, spread.duplicate_ids, spread.replaced) == (30, 30, 30)

@@ -192,6 +192,8 @@ def _run(cluster: tuple[Any, str | None, int | None, int], inputs: Any, director
         log.info("Dask build on %s (%d workers)", address, workers)
         mark = time.perf_counter()
         plan = _plan(dask_client, inputs, partition_size, options)
+        if plan.kind == "files" and len({task.path for task in plan.tasks}) > 1:
+            options = dataclasses.replace(options, file_ids=True)  # as the local reader numbers id-less rows
         phases["plan"] = time.perf_counter() - mark
         mark = time.perf_counter()
         shared_shards = _encode(dask_client, plan, join(staging.shared, "shards"), options, worker_source,

@@ -137,7 +137,7 @@ class DocumentCollection:
 
     def _upsert_batch(self, items: list[tuple[str, str, str]], vectors: np.ndarray | None,
                       stats: UpsertStats) -> None:
-        items, vectors = _last_of_each_id(items, vectors)
+        items, vectors = _last_of_each_id(items, vectors, stats)
         # a row whose vector was given records so in its hash: the same text sent later without a
         # vector is then a change (the model's vector replaces the caller's), not a repeat
         hashes = [("given:" if vectors is not None else "") + content_hash(text, meta) for _, text, meta in items]
@@ -408,12 +408,23 @@ def stored_vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.nda
     return vectors
 
 
-def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | None
+def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | None, stats: UpsertStats
                      ) -> tuple[list[tuple[str, str, str]], np.ndarray | None]:
-    """The records of a batch with duplicate ids collapsed: the last one of each id wins."""
+    """The records of a batch with duplicate ids collapsed: the last one of each id wins. Each
+    record a later one of its id supersedes counts in ``stats`` as one upsert after another would
+    (replaced, or skipped when the next one has the same content), so the counts do not depend on
+    where batches end."""
     last = {item[0]: position for position, item in enumerate(items)}
     if len(last) == len(items):
         return items, vectors
+    previous: dict[str, int] = {}
+    for position, (doc_id, text, metadata) in enumerate(items):
+        if doc_id in previous:
+            _, earlier_text, earlier_metadata = items[previous[doc_id]]
+            same = vectors is None and (earlier_text, earlier_metadata) == (text, metadata)
+            stats.skipped += same
+            stats.replaced += not same
+        previous[doc_id] = position
     keep = sorted(last.values())
     return [items[i] for i in keep], None if vectors is None else vectors[keep]
 

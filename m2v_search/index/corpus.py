@@ -39,7 +39,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_COMPRESSIONS = {b"\x28\xb5\x2f\xfd": ("zstd", "zstd -dc"), b"BZh": ("bzip2", "bzip2 -dc"),
                        b"\xfd7zXZ\x00": ("xz", "xz -dc")}
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer past 64 bits has 19 digits at least
-_REPORTED = 5  # skipped lines logged one by one before only counting
+_REPORTED = 5  # skipped lines (and repeated ids) logged one by one before only counting
 MAX_LINE_BYTES = 64 << 20  # a longer line is refused (a 1 MB .gz can hold a 1 GB line)
 
 
@@ -50,6 +50,7 @@ class CorpusOptions:
     metadata_fields: list[str] | None = None  # None: "metadata" object, or every other key
     skip_invalid: bool = False
     report_repeats: bool = True  # count and warn about ids seen before (False: every record is kept anyway)
+    file_ids: bool = False  # a row without an id gets "FILE:LINE" (a corpus of several files), not "LINE"
 
 
 @dataclass
@@ -64,7 +65,8 @@ class CorpusReader:
     records: int = 0
     duplicates: int = 0
     id_type_collisions: int = 0
-    _seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
+    seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
+    """The ids read so far, string ids and integer ids apart (readers of one corpus's files share it)."""
     _last_id_was_int: bool = field(default=False, repr=False)
     _non_finite: bool = field(default=False, repr=False)
     _decoder: json.JSONDecoder | None = field(default=None, repr=False, compare=False)
@@ -256,7 +258,7 @@ class CorpusReader:
         if not self.options.report_repeats:
             return
         as_int = self._last_id_was_int
-        here, other = self._seen[as_int], self._seen[not as_int]
+        here, other = self.seen[as_int], self.seen[not as_int]
         if here.add(doc_id):
             if other and other.contains(doc_id):  # ids of the other type are rare: skip the probe
                 self._repeat(doc_id, line, collision=True)
@@ -302,7 +304,7 @@ class CorpusReader:
             doc_id, id_field = row["_id"], "_id"
             used.add("_id")
         else:
-            doc_id = str(line)
+            doc_id = f"{self.name}:{line}" if options.file_ids else str(line)
         if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or doc_id == "":
             raise CorpusError(f"{where}: field {id_field!r} must be a non-empty string or an integer, "
                               f"got {json.dumps(doc_id)[:40]}")

@@ -10,7 +10,8 @@ gzip-compressed or not (told by its first bytes).
 Every reader yields the same ``Record`` objects as ``m2v_search.index.corpus.CorpusReader``,
 under the same rules (ids, BEIR rows, metadata), and raises ``CorpusError`` naming the file
 and line (JSONL) or the file, row group and row (Parquet; both counted from 0, as pyarrow
-does). A Parquet row without an id gets its row number in the file (from 0) as id.
+does). A Parquet row without an id gets its row number in the file (from 0) as id, a JSONL
+line its line number; in a corpus of several files, ``FILE:NUMBER`` (ids stay distinct).
 
 Credentials are never passed here: s3fs, gcsfs and adlfs find them the usual way
 (environment, config files, instance metadata). fsspec and pyarrow are imported only when a
@@ -24,11 +25,11 @@ import decimal
 import glob
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from m2v_search.index.corpus import CorpusOptions, CorpusReader, count_skipped
+from m2v_search.index.corpus import CorpusOptions, CorpusReader, SeenIds, count_skipped
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
 from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
@@ -132,9 +133,13 @@ class UrlJsonlReader(CorpusReader):
         return buffered  # type: ignore[return-value]
 
 
-def jsonl_reader(source: str, options: CorpusOptions) -> CorpusReader:
-    """The JSONL reader for a local path, ``-`` (stdin) or a URL."""
-    return UrlJsonlReader(source, options) if is_url(source) else CorpusReader(source, options)
+def jsonl_reader(source: str, options: CorpusOptions, seen: dict[bool, SeenIds] | None = None) -> CorpusReader:
+    """The JSONL reader for a local path, ``-`` (stdin) or a URL (``seen``: ids read before, see
+    ``CorpusReader.seen``)."""
+    reader = UrlJsonlReader(source, options) if is_url(source) else CorpusReader(source, options)
+    if seen is not None:
+        reader.seen = seen
+    return reader
 
 
 def parquet_row_groups(source: str) -> list[tuple[int, int]]:
@@ -188,6 +193,7 @@ class ParquetReader:
     records: int = 0
     duplicates: int = 0
     id_type_collisions: int = 0
+    seen: dict[bool, SeenIds] | None = None  # ids read before (``CorpusReader.seen``; None: a new record)
 
     @property
     def name(self) -> str:
@@ -195,6 +201,8 @@ class ParquetReader:
 
     def __iter__(self) -> Iterator[Record]:
         parser = CorpusReader(self.name, self.options)  # the JSONL reader's row rules and repeat counting
+        if self.seen is not None:
+            parser.seen = self.seen
         try:
             yield from self._rows(parser)
         finally:
@@ -286,7 +294,7 @@ class SourcesReader:
     skipped: int = 0
     lines: int = 0
     records: int = 0
-    duplicates: int = 0          # ids repeated within a file (a later file may also replace ids)
+    duplicates: int = 0          # ids seen before, in the same file or an earlier one
     id_type_collisions: int = 0
 
     @property
@@ -300,12 +308,16 @@ class SourcesReader:
         return first if len(self.sources) == 1 else f"{first} (+{len(self.sources) - 1} files)"
 
     def __iter__(self) -> Iterator[Record]:
+        several = len(self.sources) > 1
+        # rows without ids are numbered per file: with several files, the file is part of the id
+        options = replace(self.options, file_ids=True) if several else self.options
+        seen = CorpusReader("", options).seen  # one record of ids for all the files: repeats across files count
         for source in self.sources:
             reader: Any
             if is_parquet(source):
-                reader = ParquetReader(source, self.options)
+                reader = ParquetReader(source, options, seen=seen)
             else:
-                reader = jsonl_reader(source, self.options)
+                reader = jsonl_reader(source, options, seen)
             try:
                 for record in reader:
                     self.records += 1
