@@ -159,6 +159,27 @@ def test_a_partitioned_index_takes_the_model_mismatch_switch_its_error_names(lis
         assert len(both.search("cats", k=3)) == 3
 
 
+def test_a_partitioned_build_keeps_an_applications_partitions_json_and_refuses_that_key(tmp_path: Path) -> None:
+    # Before: build_partitioned_indexes replaced another program's partitions.json (locally and on S3),
+    # and a partition keyed "partitions.json" was built, then the listing's rename failed (IsADirectoryError).
+    from m2v_search.index import OutputDirectoryError
+    from m2v_search.index.partitioned import build_partitioned_indexes
+
+    corpus = str(write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "cats"}, {"id": "b", "text": "dogs"}]))
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "partitions.json").write_text('{"app": "my settings"}')
+    with pytest.raises(OutputDirectoryError, match="is not an m2v-search partition listing"):
+        build_partitioned_indexes({"en": corpus}, root, show_progress=False)
+    assert (root / "partitions.json").read_text() == '{"app": "my settings"}' and not (root / "en").exists()
+    with pytest.raises(ValueError, match="is the name of the listing file"):
+        build_partitioned_indexes({"partitions.json": corpus}, tmp_path / "other", show_progress=False)
+    assert not (tmp_path / "other").exists()
+    (root / "partitions.json").write_text("not json at all")  # a damaged listing of ours is replaced
+    build_partitioned_indexes({"en": corpus}, root, show_progress=False)
+    assert json.loads((root / "partitions.json").read_text())["partitions"]["en"]["documents"] == 2
+
+
 # ---------------------------------------------------------------------- index files that are not plain files
 def test_a_manifest_that_is_a_folder_is_a_corrupt_index_naming_it(index_copy: Path) -> None:
     # Before: "m2v-index verify: error: 3: Is a directory" (the descriptor number), exit 3 (bad input).

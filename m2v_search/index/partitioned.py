@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError
+from m2v_search.index.errors import IndexCorruptError, IndexNotFoundError, OutputDirectoryError
 from m2v_search.index.manifest import MAX_MANIFEST_BYTES, fsync_dir, read_plain_file
 from m2v_search.index.remote import RemoteStorageError
 from m2v_search.index.sources import expand_sources
@@ -85,15 +85,19 @@ def build_partitioned_indexes(partitions: Mapping[str, Any], output_dir: str | o
 
     Raises:
         ValueError: no partitions, a key unfit for a folder name, or an unknown engine.
+        OutputDirectoryError: ``output_dir`` holds a ``partitions.json`` of another format.
     """
     if not partitions:
         raise ValueError("no partitions given")
     for key in partitions:
         if not _KEY.fullmatch(str(key)):
             raise ValueError(f"partition key {key!r} cannot name a folder (use letters, digits, '.', '_', '-', '=')")
+        if str(key) == PARTITIONS_NAME:
+            raise ValueError(f"partition key {key!r} is the name of the listing file; choose another")
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask', got {engine!r}")
     root = os.fspath(output_dir).rstrip("/")
+    _refuse_foreign_listing(root)
     reports = {str(key): _build_one(inputs, _join(root, str(key)), engine, build_options)
                for key, inputs in partitions.items()}
     listing = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
@@ -272,23 +276,44 @@ def _write_listing(root: str, listing: dict[str, Any]) -> None:
     fsync_dir(folder)
 
 
-def _read_listing(root: str) -> dict[str, Any]:
-    if not is_url(root) and Path(root).exists() and not Path(root).is_dir():
-        raise IndexNotFoundError(f"{root} is a file, not a partitioned index folder")
+def _listing_bytes(root: str) -> bytes:
+    """The bytes of ``root/partitions.json``.
+
+    Raises:
+        IndexNotFoundError: there is none.
+        RemoteStorageError: a URL's cannot be read.
+    """
     try:
         if is_url(root):
             fs, path = filesystem(root)
-            data = fs.cat_file(f"{path}/{PARTITIONS_NAME}")
-        else:  # a plain file: a link could point anywhere, and a FIFO would block
-            data = read_plain_file(Path(root) / PARTITIONS_NAME, MAX_MANIFEST_BYTES)
+            return fs.cat_file(f"{path}/{PARTITIONS_NAME}")
+        # a plain file: a link could point anywhere, and a FIFO would block
+        return read_plain_file(Path(root) / PARTITIONS_NAME, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise IndexNotFoundError(f"{redact(root)} is not a partitioned index: {PARTITIONS_NAME} is missing") from None
     except storage_errors() as error:
         if not is_url(root):
             raise
         raise RemoteStorageError(f"cannot read {redact(root)}/{PARTITIONS_NAME}: {error}") from None
+
+
+def _refuse_foreign_listing(root: str) -> None:
+    """OutputDirectoryError when ``root/partitions.json`` is a JSON object of another format (an
+    application's file, which a build would replace); a missing or damaged listing is fine."""
     try:
-        listing = json.loads(data)
+        listing = json.loads(_listing_bytes(root))
+    except (IndexNotFoundError, IndexCorruptError, OSError, ValueError, RecursionError):
+        return
+    if isinstance(listing, dict) and listing.get("format") != FORMAT_NAME:
+        raise OutputDirectoryError(f"{redact(root)}/{PARTITIONS_NAME} is not an m2v-search partition listing; give "
+                                   "the partitioned index a folder of its own (a build would replace that file)")
+
+
+def _read_listing(root: str) -> dict[str, Any]:
+    if not is_url(root) and Path(root).exists() and not Path(root).is_dir():
+        raise IndexNotFoundError(f"{root} is a file, not a partitioned index folder")
+    try:
+        listing = json.loads(_listing_bytes(root))
     except (ValueError, RecursionError) as error:
         raise IndexCorruptError(f"{redact(root)}/{PARTITIONS_NAME} is not valid JSON: {error}") from None
     if (not isinstance(listing, dict) or listing.get("format") != FORMAT_NAME
