@@ -119,6 +119,33 @@ def test_a_first_build_killed_while_making_its_folder_does_not_block_the_next(tm
     assert code == 0 and (foreign / "draft.txt").read_text() == "mine"
 
 
+def test_resume_refuses_a_checkpoint_made_from_another_glob_or_url(built: Path, tmp_path: Path,
+                                                                    tiny_model_folder: Path, capsys) -> None:
+    # Before: for a glob, a list or a URL (no local file to fingerprint) --resume only warned "cannot
+    # check that ... is the corpus" and went on: 1000 records of corpus A + 20 of corpus B in one index.
+    from m2v_search.index.build import BUILD_MARKER, MARKER_FORMAT
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for part in ("1", "2"):
+            write_jsonl(tmp_path / name / f"{part}.jsonl", rows(f"{name}{part}", 10))
+    assert main(["build", str(tmp_path / "a" / "*.jsonl"), "-o", str(tmp_path / "scratch"), "--model",
+                 str(tiny_model_folder), "--quiet"]) == 0
+    capsys.readouterr()
+    checkpoint = built / ".build"
+    VectorIndex.open(tmp_path / "scratch").save(checkpoint)
+    recorded = f"{tmp_path / 'a' / '1.jsonl'} (+1 files)"
+    (checkpoint / BUILD_MARKER).write_text(json.dumps({"format": MARKER_FORMAT, "corpus": None,
+                                                       "corpus_name": recorded}))
+    code, _, err = run(capsys, "build", tmp_path / "b" / "*.jsonl", "-o", built, "--model", tiny_model_folder,
+                       "--quiet", "--resume")
+    line = one_line(err)
+    assert code == 3 and f"was made from {recorded}, not from" in line and len(VectorIndex.open(checkpoint)) == 20
+    code, out, _ = run(capsys, "build", tmp_path / "a" / "*.jsonl", "-o", built, "--model", tiny_model_folder,
+                       "--quiet", "--resume")
+    assert code == 0 and json.loads(out)["resumed"] is True and json.loads(out)["documents"] == 20
+
+
 def test_a_failed_build_keeps_an_earlier_checkpoint(built: Path, tmp_path: Path, tiny_model_folder: Path,
                                                     capsys) -> None:
     source = write_jsonl(tmp_path / "b.jsonl", rows("b", 50))

@@ -315,6 +315,10 @@ class _Staging:
             log.info("no checkpoint in %s: building from the start", self.path)
             return None
         made_from = self.marker.get("corpus")
+        recorded_name = self.marker.get("corpus_name")
+        if self.identity is None and recorded_name is not None and recorded_name != self.corpus.name:
+            raise CorpusError(f"--resume: the checkpoint in {self.path} was made from {recorded_name}, not from "
+                              f"{self.corpus.name}; resume with that corpus, or build without --resume to start over")
         if made_from is None or self.identity is None:
             log.warning("cannot check that %s is the corpus the checkpoint in %s was made from (%s); resuming",
                         self.corpus.name, self.path, self.marker.get("corpus_name"))
