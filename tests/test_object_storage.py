@@ -791,3 +791,19 @@ def test_only_bucket_urls_that_cannot_hold_userinfo_are_refused_for_it():
     refuse_credentials("az://container/idx")
     with pytest.raises(URLError, match=r"s3://\*\*\*@bucket/x: s3:// URLs cannot carry credentials"):
         refuse_credentials("s3://key:secret@bucket/x")
+
+
+def test_an_output_url_naming_an_object_is_refused(s3, tiny_model_folder, tmp_path, capsys):
+    """Before: -o s3://bucket/data.jsonl (an existing object) was built as a prefix beside it (rc 0),
+    while -o naming a local file is refused."""
+    from m2v_search.cli import index_main as main
+
+    s3.mkdir("objbucket")
+    s3.pipe_file("objbucket/data.jsonl", b'{"id": "a", "text": "alpha"}\n')
+    code = main(["build", "s3://objbucket/data.jsonl", "-o", "s3://objbucket/data.jsonl", "--model",
+                 str(tiny_model_folder), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "s3://objbucket/data.jsonl is an object (a file)" in err, err
+    assert s3.find("objbucket") == ["objbucket/data.jsonl"]
+    assert main(["build", "s3://objbucket/data.jsonl", "-o", "s3://objbucket/index", "--model",
+                 str(tiny_model_folder), "--quiet"]) == 0

@@ -168,7 +168,8 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
         The local index directory to build into.
 
     Raises:
-        OutputDirectoryError: the URL holds a ``manifest.json`` that is not an m2v-search index's.
+        OutputDirectoryError: the URL holds a ``manifest.json`` that is not an m2v-search index's,
+            or names an object (a file).
         RemoteStorageError: the URL cannot be read, or the upload failed (the previous index at
             the URL stays current).
     """
@@ -179,6 +180,7 @@ def build_target(output: str | os.PathLike[str], work_dir: str | os.PathLike[str
     fs, root = filesystem(target)
     if _previous_manifest(fs, root.rstrip("/"), target) is None:  # reachable, readable with these credentials, ours
         _require_bucket(fs, root, target)  # found now, not after the whole build
+        _refuse_an_object(fs, root.rstrip("/"), target)
     if work_dir is not None:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         yield Path(work_dir)
@@ -218,6 +220,22 @@ def _read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
         raise RemoteIndexError(f"no index at {redact(url)}: {MANIFEST_NAME} is missing") from None
     except storage_errors() as error:
         raise RemoteStorageError(f"cannot read {redact(url)}: {error}") from None
+
+
+def _refuse_an_object(fs: Any, root: str, url: str) -> None:
+    """Refuse an output URL that names an object (a file), as a local build refuses a file: the
+    index's objects would go under its name as a prefix, beside it.
+
+    Raises:
+        OutputDirectoryError: ``url`` is an object.
+    """
+    try:
+        is_object = fs.isfile(root)
+    except storage_errors():
+        return  # the upload names the problem
+    if is_object:
+        raise OutputDirectoryError(f"{redact(url)} is an object (a file); the output (-o) names the index's "
+                                   "folder (prefix): give a new one")
 
 
 def _require_bucket(fs: Any, root: str, url: str) -> None:
