@@ -199,6 +199,9 @@ def test_bad_parquet_row_names_file_row_group_and_row(s3, rows, tmp_path):
     assert len(list(skipping)) == 299 and skipping.skipped == 1
     with pytest.raises(CorpusError, match="no text column 'body'"):
         list(open_corpus(url, CorpusOptions(text_field="body")))
+    # a misspelt metadata column is named (before: ignored, every document's metadata {})
+    with pytest.raises(CorpusError, match=r"no metadata column 'kindd' \(columns: "):
+        list(open_corpus(url, CorpusOptions(metadata_fields=["kindd"], skip_invalid=True)))
     # rows without an id column get their row number in the file (from 0)
     pq.write_table(pa.Table.from_pylist([{"text": r["text"]} for r in flat[:150]]), path, row_group_size=100)
     records = list(open_corpus(str(path)))

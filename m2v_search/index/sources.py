@@ -243,6 +243,10 @@ class ParquetReader:
                               f"{', '.join(available)}); choose one with --text-column")
         if options.metadata_fields is None:
             return None
+        missing = [name for name in options.metadata_fields if name not in available]
+        if missing:  # a Parquet file's columns are fixed: a missing one is a misspelt name, not a sparse field
+            raise CorpusError(f"{self.name}: no metadata column {', '.join(map(repr, missing))} (columns: "
+                              f"{', '.join(available)})")
         wanted = [options.text_field, *(options.metadata_fields or []), "metadata",
                   *([options.id_field] if options.id_field else ["id", "_id", "title"])]
         return [name for name in dict.fromkeys(wanted) if name in available]
