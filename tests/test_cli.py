@@ -204,3 +204,19 @@ def test_serve_is_an_index_subcommand(tmp_path: Path, capsys) -> None:
     assert "--api-key-env" in capsys.readouterr().out
     assert index_main(["serve", str(tmp_path / "missing"), "--port", "0"]) == EXIT_USAGE
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_interrupt_hint_offers_resume_only_where_resume_works() -> None:
+    # Before: a Dask build, or one into s3://..., was told "the same command with --resume continues",
+    # and that command then refused --resume.
+    import argparse
+
+    from m2v_search.cli.app import _resumable
+
+    def build(**fields: object) -> argparse.Namespace:
+        return argparse.Namespace(resume=False, engine="local", output="idx", **fields)
+
+    assert _resumable(build())
+    assert not _resumable(argparse.Namespace(**{**vars(build()), "engine": "dask"}))
+    assert not _resumable(argparse.Namespace(**{**vars(build()), "output": "s3://bucket/idx"}))
+    assert not _resumable(argparse.Namespace(output="idx"))  # a command without --resume

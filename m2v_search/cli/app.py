@@ -80,6 +80,15 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _resumable(args: argparse.Namespace) -> bool:
+    """Whether the interrupted command can continue with ``--resume``: a local build into a local
+    folder (Dask builds and URL outputs keep no checkpoint)."""
+    from m2v_search.index.urls import is_url
+
+    return (hasattr(args, "resume") and getattr(args, "engine", "local") == "local"
+            and not is_url(str(getattr(args, "output", ""))))
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv`` with ``parser`` and run the chosen command.
 
@@ -114,7 +123,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
             return EXIT_USAGE
         except (KeyboardInterrupt, _Terminated) as stop:
             hint = getattr(args, "interrupt_hint", "")
-            if hint and hasattr(args, "resume"):  # a command that can pick up where it stopped (build)
+            if hint and _resumable(args):  # a command that can pick up where it stopped (build)
                 hint += "; the same command with --resume continues"
             what = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
             print(f"{args.command_name}: {what}{'; ' + hint if hint else ''}", file=sys.stderr)
