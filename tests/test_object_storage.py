@@ -209,8 +209,10 @@ def test_bad_parquet_row_names_file_row_group_and_row(s3, rows, tmp_path):
 
 
 def test_missing_sources_are_named(s3_endpoint, tmp_path):
-    with pytest.raises(CorpusError, match=r"no corpus file matches s3://m2v-test/nothing/\*\.parquet"):
+    with pytest.raises(CorpusError, match=r"no corpus file matches s3://m2v-test/nothing/\*\.parquet$"):
         expand_sources(f"s3://{BUCKET}/nothing/*.parquet")
+    with pytest.raises(CorpusError, match="the bucket 'no-such-bucket-x' does not exist"):
+        expand_sources("s3://no-such-bucket-x/nothing/*.parquet")
     with pytest.raises(CorpusError, match="does not exist"):
         expand_sources(f"s3://{BUCKET}/nothing.jsonl")
     with pytest.raises(CorpusError, match="not a readable Parquet file"):

@@ -32,7 +32,7 @@ from typing import IO, Any
 from m2v_search.index.corpus import CorpusOptions, CorpusReader, SeenIds, count_skipped
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
-from m2v_search.index.urls import filesystem, is_url, local_path, redact, storage_errors
+from m2v_search.index.urls import BUCKET_PROTOCOLS, filesystem, is_url, local_path, redact, storage_errors
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -81,13 +81,18 @@ def _expand_url(url: str) -> list[str]:
         if glob.has_magic(path):
             matched = [p for p in sorted(fs.glob(path)) if not fs.isdir(p)]
             if not matched:
+                bucket = path.strip("/").split("/", 1)[0]
+                protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+                if protocols & set(BUCKET_PROTOCOLS) and not fs.exists(bucket):
+                    raise CorpusError(f"no corpus file matches {redact(url)}: the bucket {bucket!r} does not exist "
+                                      "(or these credentials cannot see it)")
                 raise CorpusError(f"no corpus file matches {redact(url)}")
             return [fs.unstrip_protocol(p) for p in matched]
         if not fs.exists(path):
             raise CorpusError(f"corpus file {redact(url)} does not exist")
         if fs.isdir(path):
             raise CorpusError(f"corpus {redact(url)} is a directory; give files or a glob pattern "
-                              f"(e.g. {redact(url)}/*.parquet)")
+                              f"(e.g. {redact(url).rstrip('/')}/*.parquet)")
     except storage_errors() as error:  # permissions, unreachable endpoint, no credentials...
         raise CorpusError(f"cannot list {redact(url)}: {error}") from None
     return [url]
