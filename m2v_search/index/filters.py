@@ -303,4 +303,6 @@ def _scalar(value: Any, where: str) -> Any:
         return _text(value, where)
     if value is None:
         return value
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():  # np.int64(3), np.bool_(True)
+        return _scalar(value.item(), where)  # as np.float64, a float subclass, always was
     raise FilterError(f"{where} must be a string, number, bool or null, got {type(value).__name__}")

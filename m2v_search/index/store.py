@@ -309,8 +309,7 @@ class VectorIndex(HubMethods, RecordMethods, HybridSearch):
 
         Args:
             path: The index directory (None: :attr:`path`); it must exist.
-            finalize: Convert to the requested index kind first (False: save as it is, e.g. a
-                build checkpoint).
+            finalize: Convert to the requested index kind first (False: as it is, e.g. a checkpoint).
 
         Raises:
             ValueError: No path is given and the index has none.
