@@ -216,7 +216,7 @@ class StaticModel(StaticModelIO):
         if kwargs:
             _warn_ignored(kwargs)
         if isinstance(sentences, str):
-            return self.encode([sentences], max_length=max_length, normalize=normalize)[0]
+            return self.encode([sentences], max_length=max_length, batch_size=batch_size, normalize=normalize)[0]
         chunks = self.iter_encode(sentences, batch_size=batch_size, max_length=max_length, normalize=normalize,
                                   show_progress_bar=show_progress_bar, threads=use_multiprocessing)
         if hasattr(sentences, "__len__"):  # write batches straight into the result: no second copy

@@ -251,3 +251,5 @@ def test_a_bad_batch_size_is_named_even_for_a_short_list(tiny_model, batch_size)
     """``batch_size=None`` once raised "'<=' not supported between int and NoneType"."""
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         tiny_model.encode(["a", "b"], batch_size=batch_size)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        tiny_model.encode("a single text", batch_size=batch_size)  # was not checked for one str
