@@ -359,6 +359,17 @@ def test_vectors_of_extreme_scale_are_stored_as_unit_vectors() -> None:
     assert {h.id: round(h.score, 4) for h in hits} == {"big": 1.0, "small": 1.0, "huge": 1.0, "ref": 0.0}
 
 
+def test_a_query_with_a_lone_surrogate_is_refused_in_every_mode() -> None:
+    """Before: lexical mode searched it (hits for the rest of the text), dense and hybrid refused it."""
+    index = VectorIndex.create()
+    index.add_texts(["cats purr", "dogs bark"], ids=["c", "d"])
+    for mode in ("dense", "hybrid", "lexical"):
+        with pytest.raises(ValueError, match=r"the query holds a lone surrogate \(U\+D800 at position 5\)"):
+            index.search("cats \ud800", k=2, mode=mode)
+        with pytest.raises(ValueError, match=r"queries\[1\] holds a lone surrogate"):
+            index.search_batch(["cats", "\udc80 dogs"], k=2, mode=mode)
+
+
 def test_a_text_sent_again_without_its_vector_gets_the_models_vector() -> None:
     """Before: the same text and metadata without `vectors` answered skipped, keeping the caller's vector."""
     index = VectorIndex.create()

@@ -19,7 +19,7 @@ import numpy as np
 from m2v_search.errors import ArgumentError, ArgumentTypeError
 from m2v_search.index import factory as factories
 from m2v_search.index.backends import Backend, SearchOptions
-from m2v_search.index.docstore import DocStore, content_hash
+from m2v_search.index.docstore import DocStore, content_hash, utf8
 from m2v_search.index.errors import IndexClosedError, NoModelError
 from m2v_search.index.records import Hit, Record, UpsertStats, coerce_record, id_list
 from m2v_search.index.results import RERANK_FACTOR, SMALL_BATCH, Rows, omp_threads, rerank_exact, to_hits
@@ -389,12 +389,12 @@ def checked_texts(queries: Sequence[str]) -> list[str]:
 
 
 def _require_words(text: str, name: str, param: str) -> None:
-    """Refuse an empty or white-space query: it has no words, so every score would be 0 and the
-    hits an arbitrary choice."""
+    """Refuse an empty or white-space query (it has no words, so every score would be 0 and the
+    hits an arbitrary choice), and one holding a lone surrogate (in every search mode alike)."""
     if not text.strip():
         raise ArgumentError(f"{name} is {'empty' if not text else 'only white space'}: there is nothing to "
                             "search for", param)
-
+    utf8(text, name)
 
 
 def stored_vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.ndarray]) -> dict[int, np.ndarray]:
