@@ -316,6 +316,9 @@ def test_bearer_auth(index_dir: Path) -> None:
         assert_error(http.post("/documents", json={"texts": ["x"]}), 401)
         assert http.get("/info", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
         assert http.get("/health").status_code == 200  # liveness probes need no key
+        paths = http.get("/openapi.json").json()["paths"]  # and the schema says so (it listed a key and 8 errors)
+        assert "security" not in paths["/health"]["get"] and set(paths["/health"]["get"]["responses"]) == {"200", "503"}
+        assert paths["/info"]["get"]["security"] == [{"HTTPBearer": []}]
         good = openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret-key", max_retries=0)
         assert len(good.embeddings.create(input="cat", model="m2v-base").data[0].embedding) == 256
         with pytest.raises(openai.AuthenticationError):

@@ -18,7 +18,7 @@ from fastapi.security import HTTPBearer
 
 from m2v_search._version import __version__
 from m2v_search.server.errors import install_error_handlers
-from m2v_search.server.index_routes import index_router
+from m2v_search.server.index_routes import health_router, index_router
 from m2v_search.server.limits import ServerLimits
 from m2v_search.server.middleware import BearerAuth, BodyLimit, check_api_key
 from m2v_search.server.openai_routes import openai_router
@@ -83,6 +83,7 @@ def create_app(index_or_path: VectorIndex | str | os.PathLike[str], *, api_key: 
     workers = WorkerThreads(limits.compute_threads)
     app.include_router(openai_router(service, limits, workers), dependencies=documented_auth)
     app.include_router(index_router(service, limits, workers), dependencies=documented_auth)
+    app.include_router(health_router(service))
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     if api_key is not None:
         app.add_middleware(BearerAuth, api_key=api_key)  # added last: runs first, before the body is read

@@ -1,5 +1,5 @@
 """Index routes: ``POST /search``, ``POST /documents`` (upsert), ``GET``/``DELETE /documents/{id}``,
-``GET /info`` and ``GET /health``."""
+``GET /info``, and (on a router of its own, open without a key) ``GET /health``."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ register_url_convertor("m2v_document_id", WholeIdConvertor())
 _ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 503)}
 
 
-def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThreads) -> APIRouter:
-    """The search, document and status routes of ``service``."""
-    router = APIRouter(responses=_ERRORS)
+def health_router(service: IndexService) -> APIRouter:
+    """``GET``/``HEAD /health``: open without a key, and documented so (no error bodies but 503)."""
+    router = APIRouter()
 
     @router.get("/health", tags=["status"], summary="Liveness (no key needed; HEAD works too)",
                 responses={503: {"description": "the served index directory no longer holds an index"}})
@@ -63,6 +63,12 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
         return {"status": "ok"}
 
     router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # one operation id in the schema
+    return router
+
+
+def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThreads) -> APIRouter:
+    """The search, document and info routes of ``service``."""
+    router = APIRouter(responses=_ERRORS)
 
     @router.get("/info", tags=["status"], summary="The served index: size, type, model, limits")
     def info() -> dict[str, Any]:
