@@ -141,6 +141,9 @@ def test_streams_are_written_to_never_replaced(tmp_path, model, tiny_model_folde
     (tmp_path / "link.jsonl").symlink_to("real.jsonl")
     assert m2v("--text", "one", "--model", str(tiny_model_folder), "-o", str(tmp_path / "link.jsonl")).returncode == 0
     assert (tmp_path / "link.jsonl").is_symlink() and json.loads(real.read_text())["id"] == 1
+    real.chmod(0o640)  # a replaced file keeps its permissions (it got the umask's before)
+    assert m2v("--text", "two", "--model", str(tiny_model_folder), "-o", str(real)).returncode == 0
+    assert real.stat().st_mode & 0o777 == 0o640
 
 
 def test_stdin_whose_first_write_is_blank_is_still_sniffed_as_jsonl(tiny_model_folder):

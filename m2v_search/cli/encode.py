@@ -20,6 +20,7 @@ import argparse
 import io
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -251,7 +252,11 @@ def _output(path: Path | None, mode: str) -> Iterator[Any]:
                 handle.flush()
                 os.fsync(handle.fileno())
         with _naming(path):
-            os.chmod(temporary, 0o666 & ~_umask())
+            try:  # a replaced file keeps its permissions (as `sed -i` does); a new one gets the umask's
+                mode_bits = stat.S_IMODE(os.stat(path).st_mode)
+            except FileNotFoundError:
+                mode_bits = 0o666 & ~_umask()
+            os.chmod(temporary, mode_bits)
             os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
