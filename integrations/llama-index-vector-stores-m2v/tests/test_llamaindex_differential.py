@@ -165,6 +165,30 @@ def test_vector_store_index_retrievers_match(embed_model, corpus_documents, monk
     assert [n.node.ref_doc_id for n in ours] == [n.node.ref_doc_id for n in theirs]
 
 
+def test_an_index_node_does_not_hide_the_text_nodes_from_retrievers(embed_model, monkeypatch):
+    """Before: ``as_retriever`` passes ``node_ids`` = the index struct's nodes, which for a store
+    keeping the text are only its IndexNodes, and ours restricted the query to them: one IndexNode
+    added and every text node vanished from retrieval (SimpleVectorStore returns them all)."""
+    from llama_index.core import Settings, StorageContext, VectorStoreIndex
+    from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
+    from llama_index.core.schema import IndexNode, TextNode
+
+    monkeypatch.setattr(Settings, "_embed_model", None)  # restored after the test
+    Settings.embed_model = embed_model
+    answers = []
+    for store in (M2VVectorStore(model=embed_model), SimpleVectorStore()):
+        index = VectorStoreIndex([TextNode(text="Cats purr on warm mats", id_="cat"),
+                                  TextNode(text="Dogs bark at night", id_="dog")],
+                                 storage_context=StorageContext.from_defaults(vector_store=store))
+        index.insert_nodes([IndexNode(text="summary of the bird chapter", id_="birds", index_id="bird-index")])
+        for options in ({}, {"vector_store_query_mode": "mmr"}):
+            answers.append(sorted(n.node.node_id for n in index.as_retriever(similarity_top_k=3, **options)
+                                  .retrieve("cats purring")))
+        answers.append([n.node.node_id for n in VectorIndexRetriever(index, node_ids=["dog"], similarity_top_k=3)
+                        .retrieve("cats purring")])  # a restriction the caller chose still holds
+    assert answers[:3] == answers[3:] == [["birds", "cat", "dog"], ["birds", "cat", "dog"], ["dog"]]
+
+
 def test_deliberate_differences(pair, embed_model):
     """Where ours answers differently on purpose (each documented in the store's docstrings)."""
     ours, reference = pair

@@ -208,11 +208,10 @@ class M2VVectorStore(BasePydanticVectorStore):
         if mode not in SUPPORTED_MODES:
             names = ", ".join(m.name for m in SUPPORTED_MODES)
             raise ValueError(f"M2VVectorStore supports the {names} query modes, not {mode.value!r}")
-        # LlamaIndex's retriever passes node_ids=[] (not None) for stores that keep the text: an
-        # empty list means no restriction, as in LlamaIndex's own stores.
+        restrict = self._node_restriction(query.node_ids)
         where = all_of(metadata_filters_to_dict(query.filters),
                        {"ref_doc_id": {"$in": [str(i) for i in query.doc_ids]}} if query.doc_ids else None,
-                       {NODE_ID_KEY: {"$in": [str(i) for i in query.node_ids]}} if query.node_ids else None)
+                       {NODE_ID_KEY: {"$in": restrict}} if restrict else None)
         if mode in LEXICAL_MODES or mode == VectorStoreQueryMode.HYBRID:
             hits = self._text_query(query, mode, where, kwargs.get("fusion", "relative"))
         else:
@@ -220,6 +219,23 @@ class M2VVectorStore(BasePydanticVectorStore):
         nodes = [metadata_dict_to_node(hit.metadata, text=hit.text) for hit in hits]
         return VectorStoreQueryResult(nodes=nodes, similarities=[float(hit.score) for hit in hits],
                                       ids=[hit.id for hit in hits])
+
+    def _node_restriction(self, node_ids: Optional[List[str]]) -> Optional[List[str]]:
+        """The node ids a query is restricted to, or None for no restriction.
+
+        ``VectorStoreIndex.as_retriever`` passes ``node_ids`` = the ids its index struct lists. For a
+        store that keeps the text, those are only its IndexNodes and ImageNodes (none: an empty list),
+        so that list is no restriction, as the whole list is none for LlamaIndex's own stores: a
+        restriction to it would hide every text node once one IndexNode is added.
+        """
+        if not node_ids:
+            return None
+        asked = list(dict.fromkeys(str(i) for i in node_ids))
+        records = self._binding.get(asked)
+        if len(records) == len(asked) and all(record.metadata.get("_node_type") in STRUCT_ONLY_TYPES
+                                              for record in records):
+            return None
+        return asked
 
     def _text_query(self, query: VectorStoreQuery, mode: VectorStoreQueryMode, where: Optional[dict],
                     fusion: str) -> List[Any]:
@@ -309,6 +325,10 @@ class M2VVectorStore(BasePydanticVectorStore):
         """Load the store that ``StorageContext.persist(persist_dir)`` saved under ``namespace``."""
         path = f"{str(persist_dir).rstrip('/')}/{namespace}{NAMESPACE_SEP}{DEFAULT_PERSIST_FNAME}"
         return cls.from_persist_path(path, fs, model=model, **kwargs)
+
+
+# node types a VectorStoreIndex lists in its index struct although the store keeps their text
+STRUCT_ONLY_TYPES = frozenset({"IndexNode", "ImageNode"})
 
 
 def _mmr_prefetch(k: int, kwargs: dict) -> int:
