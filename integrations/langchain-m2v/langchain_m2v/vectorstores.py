@@ -171,7 +171,13 @@ class M2VVectorStore(VectorStore):
 
         Missing ids (None, or no ``ids``) get new uuid4 hex ids. Metadata must be JSON values
         (NaN and infinity are refused; numpy values are stored as the equal Python values).
+
+        Raises:
+            TypeError: ``texts`` is a single str (it would be added as one document a character).
         """
+        if isinstance(texts, (str, bytes)):
+            raise TypeError(f"texts must be a list of str, got the single {type(texts).__name__} {texts[:80]!r}; "
+                            f"pass [{texts[:80]!r}]")
         texts = list(texts)
         vectors = None
         if not self._native and texts:

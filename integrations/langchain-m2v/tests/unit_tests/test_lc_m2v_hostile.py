@@ -63,6 +63,15 @@ def test_a_document_id_given_twice_in_one_call_is_refused(store: M2VVectorStore)
     assert len(store) == before and store.get_by_ids(["same"]) == []
 
 
+def test_add_texts_refuses_a_single_string(store: M2VVectorStore) -> None:
+    # Before: add_texts("hello") added five one-letter documents (delete("abc") and get_by_ids("abc")
+    # already refused a lone str); InMemoryVectorStore splits it too, this project's rule refuses it.
+    before = len(store)
+    with pytest.raises(TypeError, match=r"texts must be a list of str, got the single str 'hello'; pass \['hello'\]"):
+        store.add_texts("hello")
+    assert len(store) == before
+
+
 def test_save_local_to_a_url_writes_there(store: M2VVectorStore, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
