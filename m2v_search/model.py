@@ -17,7 +17,7 @@ from m2v_search.errors import InvalidInputError
 from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO, check_normalize
 from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
 from m2v_search.quantization import normalize_dtype_name
-from m2v_search.tokenization import TokenizerBackend, select_backend
+from m2v_search.tokenization import TokenizerBackend, select_backend, unknown_token_id
 
 DEFAULT_BATCH_SIZE = 4096
 _TOKENIZE_THREADS = max(1, min(2, os.cpu_count() or 1))
@@ -87,7 +87,7 @@ class StaticModel(StaticModelIO):
         self.max_length = _check_max_length(max_length)
         self._table = np.ascontiguousarray(vectors, dtype=np.float32)
         self._backend: TokenizerBackend = select_backend(tokenizer, tokenizer_backend)
-        self.unk_token_id = _unknown_token_id(tokenizer)
+        self.unk_token_id = unknown_token_id(tokenizer)
         self._median_token_length = int(np.median([len(token) for token in vocabulary])) if vocabulary else 1
         self._fingerprint_cache: tuple[tuple[Any, ...], str] | None = None
 
@@ -118,8 +118,19 @@ class StaticModel(StaticModelIO):
         parts = (self.embedding, self.weights, self.token_mapping, self.tokenizer)
         cached = self._fingerprint_cache
         if cached is None or not all(now is then for now, then in zip(parts, cached[0])):
-            self._fingerprint_cache = cached = (parts, _fingerprint(*parts))
+            self._fingerprint_cache = cached = (parts, _fingerprint(*parts, unknown=self.unk_token_id, canonical=True))
         return cached[1]
+
+    @property
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint as earlier versions of this library computed it (the unknown token's
+        weight and the tokenizer's truncation, which ``encode`` never reads and a save now writes
+        for other readers, included): manifests of indexes built with them record it."""
+        return _fingerprint(self.embedding, self.weights, self.token_mapping, self.tokenizer)
+
+    def has_fingerprint(self, fingerprint: str | None) -> bool:
+        """Whether ``fingerprint`` (e.g. an index manifest's) is this model's, now or as recorded before."""
+        return fingerprint is not None and fingerprint in (self.fingerprint, self.legacy_fingerprint)
 
     @property
     def tokens(self) -> list[str]:
@@ -405,7 +416,18 @@ def _not_unicode(texts: list[str], start: int) -> InvalidInputError:
 
 
 def _fingerprint(table: np.ndarray, weights: np.ndarray | None, mapping: np.ndarray | None,
-                 tokenizer: Tokenizer) -> str:
+                 tokenizer: Tokenizer, unknown: int | None = None, canonical: bool = False) -> str:
+    """sha256 of the parts. ``canonical`` leaves out what ``encode`` never reads and a save writes
+    for other readers: the weight of the ``unknown`` token counts as 0, and the tokenizer's
+    truncation and padding as none."""
+    if canonical and weights is not None and unknown is not None and 0 <= unknown < len(weights) \
+            and weights[unknown] != 0:
+        weights = weights.copy()
+        weights[unknown] = 0
+    if canonical and (tokenizer.truncation or tokenizer.padding):
+        tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
     digest = hashlib.sha256()
     for array in (table, weights, mapping):
         if array is not None:
@@ -437,14 +459,3 @@ def _progress(total: int | None, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="texts", desc="Encoding", smoothing=0.1)
-
-
-def _unknown_token_id(tokenizer: Tokenizer) -> int | None:
-    """The id Model2Vec drops from encodings: the tokenizer model's unknown token, if any."""
-    import json
-
-    model = json.loads(tokenizer.to_str())["model"]
-    if model.get("unk_token") is not None:
-        return tokenizer.token_to_id(model["unk_token"])
-    unk_id = model.get("unk_id")
-    return int(unk_id) if unk_id is not None else None

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 import numpy as np
 from tokenizers import Tokenizer
 
+from m2v_search.persistence import truncating_tokenizer_json
+
 
 class ExportableModel(Protocol):
     """What the export reads of a ``m2v_search.StaticModel``."""
@@ -261,11 +263,8 @@ def _special_token(model: ExportableModel, candidates: tuple[str, ...]) -> str |
 
 
 def _write_tokenizer_files(model: ExportableModel, folder: Path, padded: bool) -> None:
-    tokenizer_json = json.loads(model.tokenizer.to_str())
+    tokenizer_json = json.loads(truncating_tokenizer_json(model.tokenizer, model.max_length))
     tokenizer_json["post_processor"] = None  # never add [CLS]/[SEP]: encode does not
-    tokenizer_json["padding"] = None
-    tokenizer_json["truncation"] = None if model.max_length is None else {
-        "direction": "Right", "max_length": model.max_length, "strategy": "LongestFirst", "stride": 0}
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json, ensure_ascii=False), encoding="utf-8")
 
     unk = None if model.unk_token_id is None else model.tokenizer.id_to_token(model.unk_token_id)

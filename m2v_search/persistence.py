@@ -29,7 +29,7 @@ from tokenizers import Tokenizer
 
 from m2v_search.errors import HubUnavailableError, ModelLoadError
 from m2v_search.folder_swap import make_staging, save_target, swap_in
-from m2v_search.tokenization import largest_token_id
+from m2v_search.tokenization import largest_token_id, unknown_token_id
 
 logger = logging.getLogger(__name__)
 
@@ -320,7 +320,11 @@ def _check_shapes(stored: StoredModel, tensors_file: Path, tokenizer_file: Path)
                 f"{tensors_file}: 'weights' has shape {stored.weights.shape}, expected ({vocabulary_size},)"
             )
         stored.weights = stored.weights.astype(np.float32)
-        if np.all(stored.weights == 1.0):  # what write_folder adds to an int8 table: no weighting at all
+        unknown = unknown_token_id(stored.tokenizer)
+        others = np.ones(vocabulary_size, dtype=bool)
+        if unknown is not None and 0 <= unknown < vocabulary_size:
+            others[unknown] = False  # encode never reads it (the unknown token is dropped)
+        if np.all(stored.weights[others] == 1.0):  # what write_folder writes for no weighting at all
             stored.weights = None
     _check_finite(stored, tensors_file)
 
@@ -420,6 +424,11 @@ def write_folder(
 
     Files in an existing ``path`` that this library does not write are kept, except ``onnx/``:
     an ONNX export of the table being replaced would give other vectors than the new one.
+
+    Written for readers that do not drop the unknown token or cut long texts themselves
+    (Sentence Transformers' ``StaticEmbedding`` folds ``weights`` into the table and averages
+    every token the tokenizer gives): the unknown token's weight is 0, and ``tokenizer.json``
+    truncates at ``config["max_length"]``. Neither changes what ``encode`` or Model2Vec give.
     """
     from safetensors.numpy import save_file
 
@@ -430,18 +439,23 @@ def write_folder(
     staging = make_staging(path)
     try:
         tensors = {"embeddings": np.ascontiguousarray(embeddings)}
-        if weights is None and embeddings.dtype == np.int8:
+        unknown = unknown_token_id(tokenizer)
+        if weights is None and (embeddings.dtype == np.int8 or unknown is not None):
             # Sentence Transformers turns an int8 table into floats only when folding weights into it;
             # without them it cannot load the table at all. Weights of 1 change no vector.
             weights = np.ones(tokenizer.get_vocab_size(), dtype=np.float32)
         if weights is not None:
-            tensors["weights"] = np.ascontiguousarray(weights, dtype=np.float32)
+            weights = np.array(weights, dtype=np.float32)
+            if unknown is not None and 0 <= unknown < len(weights):
+                weights[unknown] = 0.0  # its row averaged in by Sentence Transformers, dropped by encode
+            tensors["weights"] = weights
         if mapping is not None:
             tensors["mapping"] = np.ascontiguousarray(mapping, dtype=np.int64)
         save_file(tensors, str(staging / "model.safetensors"))
         # safetensors makes its file 0600: give it the mode the umask gives any new file
         os.chmod(staging / "model.safetensors", stat.S_IMODE(staging.stat().st_mode) & 0o666)
-        tokenizer.save(str(staging / "tokenizer.json"), pretty=False)
+        (staging / "tokenizer.json").write_text(truncating_tokenizer_json(tokenizer, config.get("max_length")),
+                                                encoding="utf-8")
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         modules = [{"idx": 0, "name": "0", "path": ".", "type": "sentence_transformers.models.StaticEmbedding"}]
         if config.get("normalize"):
@@ -455,6 +469,15 @@ def write_folder(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def truncating_tokenizer_json(tokenizer: Tokenizer, max_length: int | None) -> str:
+    """``tokenizer`` as JSON that cuts texts at ``max_length`` tokens (None: no cut), as ``encode`` does."""
+    data = json.loads(tokenizer.to_str())
+    data["padding"] = None
+    data["truncation"] = None if max_length is None else {
+        "direction": "Right", "max_length": int(max_length), "strategy": "LongestFirst", "stride": 0}
+    return json.dumps(data, ensure_ascii=False)
 
 
 _WRITTEN = {"model.safetensors", "tokenizer.json", "config.json", "modules.json", "README.md", "1_Normalize",

@@ -214,6 +214,15 @@ def _try_fast_backend(name: str, tokenizer: Tokenizer, reference: TokenizerBacke
     return backend
 
 
+def unknown_token_id(tokenizer: Tokenizer) -> int | None:
+    """The id Model2Vec drops from encodings: the tokenizer model's unknown token, if any."""
+    model = json.loads(tokenizer.to_str())["model"]
+    if model.get("unk_token") is not None:
+        return tokenizer.token_to_id(model["unk_token"])
+    unk_id = model.get("unk_id")
+    return int(unk_id) if unk_id is not None else None
+
+
 def largest_token_id(tokenizer: Tokenizer) -> int:
     """The largest id the tokenizer can produce (-1 for an empty vocabulary); ids may skip numbers."""
     return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)

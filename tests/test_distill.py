@@ -148,7 +148,11 @@ def test_custom_words(teacher, keep):
     teacher_ids = tokenizer("xylophonist")["input_ids"]
     assert len(teacher_ids) > 3  # several subwords in the teacher
     np.testing.assert_allclose(result.embedding[word_id], cls_output(model, teacher_ids[:-1]), atol=1e-4)
-    assert result.tokenize(["new york"])[0] == [result.tokenizer.token_to_id("new york")]
+    new_york = result.tokenizer.token_to_id("new york")
+    assert result.tokenize(["new york"])[0] == [new_york]
+    # a phrase matches as whole words only (before: "renew yorkshire" and "a new yorker" held it)
+    for text in ("renew yorkshire pudding", "a new yorker", "I love New York."):
+        assert (new_york in result.tokenize([text])[0]) == (text == "I love New York."), text
 
 
 def test_pca_variance_and_too_many_dims(teacher, keep):

@@ -473,3 +473,35 @@ def test_mount_points_are_read_from_mountinfo():
         pytest.skip("no /proc/self/mountinfo here")
     assert "/" in points and "/proc" in points
     assert _in_place(Path("/proc"))
+
+
+def test_sentence_transformers_reads_a_saved_folder_as_encode_does(tmp_path):
+    """Before: Sentence Transformers averaged the unknown token's row in (cos 0.80 for "I love this
+    😀" on m2v-base) and read texts past max_length whole (cos 0.29 for a 9,600-token text). A save
+    now writes the unknown token's weight as 0 and truncation in tokenizer.json; encode, Model2Vec
+    and the fingerprint see the same model."""
+    st = pytest.importorskip("sentence_transformers")
+    model = StaticModel.from_pretrained("m2v-base")
+    model.save_pretrained(tmp_path / "copy")
+    again = StaticModel.from_pretrained(tmp_path / "copy")
+    assert again.weights is None and again.fingerprint == model.fingerprint
+    assert again.has_fingerprint(model.legacy_fingerprint)  # what older index manifests recorded
+    texts = ["I love this \U0001F600", "price in \u20bf and \u20ac", "plain text", " ".join(["word"] * 3000)]
+    ours = again.encode(texts)
+    np.testing.assert_array_equal(ours, model.encode(texts))
+    theirs = st.SentenceTransformer(str(tmp_path / "copy"), device="cpu")
+    theirs.float()
+    np.testing.assert_allclose((ours * theirs.encode(texts)).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_model_with_weights_keeps_its_fingerprint_through_a_save_and_accepts_the_old_one(tmp_path):
+    """The unknown token's weight counts as 0 in the fingerprint (a save writes 0 there): a saved copy
+    is the same model, and a manifest recorded before the change still matches (legacy_fingerprint)."""
+    base = StaticModel.from_pretrained("m2v-base")
+    weights = np.linspace(0.5, 1.5, base.vocabulary_size).astype(np.float32)
+    weighted = StaticModel(np.asarray(base.embedding, dtype=np.float32), base.tokenizer, weights=weights)
+    weighted.save_pretrained(tmp_path / "weighted")
+    again = StaticModel.from_pretrained(tmp_path / "weighted")
+    assert again.weights[base.unk_token_id] == 0 and again.fingerprint == weighted.fingerprint
+    assert weighted.legacy_fingerprint != weighted.fingerprint and weighted.has_fingerprint(weighted.legacy_fingerprint)
+    np.testing.assert_allclose(again.encode(TEXTS), weighted.encode(TEXTS), atol=1e-6)

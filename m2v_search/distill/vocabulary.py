@@ -218,7 +218,7 @@ def _add_words(
         elif single:
             model["vocab"][token] = next_id
         else:
-            added_tokens.append({"id": next_id, "content": token, "single_word": False, "lstrip": kind == "BPE",
+            added_tokens.append({"id": next_id, "content": token, "single_word": True, "lstrip": kind == "BPE",
                                  "rstrip": False, "normalized": True, "special": False})
         teacher_ids.append(teacher.encode(word, add_special_tokens=True).ids)
         next_id += 1
