@@ -220,3 +220,34 @@ def test_the_interrupt_hint_offers_resume_only_where_resume_works() -> None:
     assert not _resumable(argparse.Namespace(**{**vars(build()), "engine": "dask"}))
     assert not _resumable(argparse.Namespace(**{**vars(build()), "output": "s3://bucket/idx"}))
     assert not _resumable(argparse.Namespace(output="idx"))  # a command without --resume
+
+
+def test_a_signal_after_the_commit_says_the_change_is_on_disk(monkeypatch) -> None:
+    # Before: SIGTERM while add/delete/reindex cleaned up after the new manifest was in place said
+    # "the index on disk is unchanged" (the change was there) and offered --resume.
+    import argparse
+    from pathlib import Path
+
+    from m2v_search.cli import app
+    from m2v_search.index import generations
+
+    monkeypatch.setattr(generations, "COMMITTED", {Path("/tmp/idx/.build")})
+    assert not app._committed()  # a build's checkpoint is not the index
+    monkeypatch.setattr(generations, "COMMITTED", {Path("/tmp/idx/.build"), Path("/tmp/idx")})
+    assert app._committed()
+
+    def interrupted(args: argparse.Namespace) -> int:
+        generations.COMMITTED.add(Path("/tmp/idx"))  # the command committed, then the signal came
+        raise KeyboardInterrupt
+
+    parser = argparse.ArgumentParser(prog="m2v-index")
+    parser.set_defaults(run=interrupted, command_parser=parser, command_name="m2v-index add",
+                        interrupt_hint="the index on disk is unchanged", resume=False)
+    import io
+    import contextlib
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = app.run(parser, [])
+    assert code == 130 and "its change was committed before the signal" in err.getvalue()
+    assert "unchanged" not in err.getvalue() and "--resume" not in err.getvalue()

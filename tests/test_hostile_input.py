@@ -146,6 +146,35 @@ def test_resume_refuses_a_checkpoint_made_from_another_glob_or_url(built: Path, 
     assert code == 0 and json.loads(out)["resumed"] is True and json.loads(out)["documents"] == 20
 
 
+def test_a_signal_while_a_build_deletes_its_checkpoints_does_not_block_the_next_build(
+        tmp_path: Path, tiny_model_folder: Path, capsys, monkeypatch) -> None:
+    # Before: SIGTERM in the middle of the final shutil.rmtree(DIR/.build) left a .build without its
+    # marker (or without its FAISS file), and every later build was refused (exit 2 or 4).
+    from m2v_search.index import build as build_module
+
+    source = write_jsonl(tmp_path / "b.jsonl", rows("b", 40))
+    target = tmp_path / "index"
+    real_rmtree = shutil.rmtree
+
+    def interrupted_rmtree(path, *args, **kwargs):
+        if ".build" in str(path) and "ignore_errors" not in kwargs:
+            for item in sorted(Path(path).rglob("*"), reverse=True)[:2]:  # part of the deletion, then the signal
+                item.unlink() if item.is_file() else None
+            raise KeyboardInterrupt
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(build_module.shutil, "rmtree", interrupted_rmtree)
+    code, _, err = run(capsys, "build", source, "-o", target, "--model", tiny_model_folder, "--quiet",
+                       "--batch-size", "10", "--checkpoint-every", "10")
+    assert code == 130 and "its change was committed before the signal" in err
+    monkeypatch.setattr(build_module.shutil, "rmtree", real_rmtree)
+    assert not (target / ".build").exists() and len(VectorIndex.open(target)) == 40
+    assert [p.name for p in target.iterdir() if p.name.startswith(".build.old-")]  # left for the next writer
+    code, out, _ = run(capsys, "build", source, "-o", target, "--model", tiny_model_folder, "--quiet", "--resume")
+    assert code == 0 and json.loads(out)["documents"] == 40
+    assert not [p.name for p in target.iterdir() if p.name.startswith(".build")]
+
+
 def test_a_failed_build_keeps_an_earlier_checkpoint(built: Path, tmp_path: Path, tiny_model_folder: Path,
                                                     capsys) -> None:
     source = write_jsonl(tmp_path / "b.jsonl", rows("b", 50))

@@ -789,3 +789,18 @@ def test_the_listening_socket_says_tcp_so_connections_get_tcp_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_a_full_disk_in_sqlite_is_a_storage_error_not_a_bad_filter() -> None:
+    # Before: sqlite3's "database or disk is full" during a write answered 400 "the filter could not be
+    # evaluated" (param "filter"); a full disk hit while writing the FAISS file already answered 507.
+    import sqlite3
+
+    from m2v_search.server.errors import api_error_from
+
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # SQLITE_FULL, as sqlite3 sets it on a real error
+    answer = api_error_from(full)
+    assert answer.status == 507 and answer.code == "storage_error" and answer.param is None
+    other = api_error_from(sqlite3.OperationalError("malformed JSON"))
+    assert other.status == 400 and other.param == "filter"

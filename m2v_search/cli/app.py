@@ -80,6 +80,23 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _forget_commits() -> None:
+    """Start a command with no commits recorded (commands run one after another in one process too)."""
+    generations = sys.modules.get("m2v_search.index.generations")
+    if generations is not None:
+        generations.COMMITTED.clear()
+
+
+def _committed() -> bool:
+    """Whether this process committed a generation to an index (a build's checkpoints do not count)."""
+    generations = sys.modules.get("m2v_search.index.generations")
+    if generations is None:
+        return False
+    from m2v_search.index.build import STAGING
+
+    return any(path.name != STAGING for path in generations.COMMITTED)
+
+
 def _resumable(args: argparse.Namespace) -> bool:
     """Whether the interrupted command can continue with ``--resume``: a local build into a local
     folder (Dask builds and URL outputs keep no checkpoint)."""
@@ -116,6 +133,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     with _logging_to_stderr(args.command_name.split()[0], quiet=getattr(args, "quiet", False),
                             verbose=getattr(args, "verbose", False)):
         try:
+            _forget_commits()
             with _sigterm_unwinds():
                 return int(args.run(args) or EXIT_OK)
         except UsageError as error:
@@ -123,7 +141,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
             return EXIT_USAGE
         except (KeyboardInterrupt, _Terminated) as stop:
             hint = getattr(args, "interrupt_hint", "")
-            if hint and _resumable(args):  # a command that can pick up where it stopped (build)
+            if hint and _committed():  # the signal came after the new generation was in place
+                hint = "its change was committed before the signal, and the index on disk holds it"
+            elif hint and _resumable(args):  # a command that can pick up where it stopped (build)
                 hint += "; the same command with --resume continues"
             what = "terminated (SIGTERM)" if isinstance(stop, _Terminated) else "interrupted"
             print(f"{args.command_name}: {what}{'; ' + hint if hint else ''}", file=sys.stderr)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("m2v_search.index")
 STAGING = ".build"
+OLD_INFIX = ".old-"  # ".build.old-*": checkpoints renamed away at the end of a build, being deleted
 BUILD_MARKER = "build.json"  # in STAGING: written by the build that created the folder
 MARKER_FORMAT = "m2v-search-build-checkpoint"
 _IDENTITY_BYTES = 1 << 20
@@ -200,9 +201,14 @@ def _build_locked(corpus: CorpusReader, directory: Path, model: StaticModel | st
 def _remove_abandoned_new_folders(directory: Path) -> None:
     """Delete ``.build.new-*`` folders that hold at most a build marker: a build killed between
     making one and renaming it to ``.build`` leaves it. Only called under the writer lock, so no
-    build is making one now; a folder with anything else in it is left alone."""
+    build is making one now; a folder with anything else in it is left alone. ``.build.old-*``
+    folders (a finished build's checkpoints, renamed away, whose deletion was cut short) go too."""
     prefix = STAGING + ".new-"
     for entry in os.scandir(directory):
+        if entry.name.startswith(STAGING + OLD_INFIX) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            log.debug("removed %s, left by a build stopped while deleting its checkpoints", entry.path)
+            continue
         if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
             continue
         contents = os.listdir(entry.path)
@@ -263,7 +269,8 @@ def _left_by_a_writer(name: str) -> bool:
     from m2v_search.index.generations import PENDING_FILE, STAGED_FILE
     from m2v_search.index.manifest import TEMP_PREFIX
 
-    return bool(STAGED_FILE.fullmatch(name) or PENDING_FILE.fullmatch(name)) or name.startswith(TEMP_PREFIX)
+    return (bool(STAGED_FILE.fullmatch(name) or PENDING_FILE.fullmatch(name)) or name.startswith(TEMP_PREFIX)
+            or name.startswith(STAGING + OLD_INFIX))
 
 
 def corpus_identity(source: str | Path) -> dict[str, Any] | None:
@@ -358,12 +365,18 @@ class _Staging:
         fsync_dir(self.path.parent)
 
     def remove(self) -> None:
-        """Delete the folder if a build made it (the marker says so); never anything else."""
+        """Delete the folder if a build made it (the marker says so); never anything else.
+
+        It is renamed away first (one step), then deleted: a signal or kill in the middle of the
+        deletion leaves a ``.build.old-*`` folder, which the next writer removes, never a
+        ``.build`` without its marker or files, which would block the next build."""
         if self.marker is None or not os.path.lexists(self.path):
             return
         self._read_marker()  # still ours?
-        shutil.rmtree(self.path)
+        old = Path(tempfile.mkdtemp(prefix=f"{self.path.name}{OLD_INFIX}", dir=self.path.parent))
+        os.rename(self.path, old / "build")
         self.marker = None
+        shutil.rmtree(old)
 
 
 @contextmanager

@@ -42,6 +42,11 @@ STAGED_FILE = re.compile(rf"\.(?:{GENERATION_FILE.pattern})\.tmp")
 PENDING_FILE = re.compile(rf"\.pending\.({GENERATION.pattern})\.json")
 
 
+# the directories this process has committed a generation to (the CLI's message after a signal
+# says whether the change is on disk)
+COMMITTED: set[Path] = set()
+
+
 def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs: DocStore,
                       manifest: Callable[[str, str, str], dict[str, Any]],
                       extra_files: Callable[[str], dict[str, bytes]] | None = None, *, index_suffix: str = "faiss") -> str:
@@ -100,12 +105,15 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
             os.replace(staged, directory / name)
             published.append(directory / name)
         write_manifest(directory, manifest(generation, index_name, docs_name))
+        COMMITTED.add(directory)
     except BaseException:
         current = _readable_manifest(directory)
         if not current or current.get("generation") != generation:  # never published: nothing refers to them
             for path in published:
                 path.unlink(missing_ok=True)
             pending.unlink(missing_ok=True)
+        else:
+            COMMITTED.add(directory)
         raise
     finally:
         for staged in (staged_index, staged_docs, *staged_extra.values()):

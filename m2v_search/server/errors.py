@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from m2v_search.cli.exit_codes import system_error
 from m2v_search.errors import ModelLoadError
 from m2v_search.index.errors import (
     IndexConflictError,
@@ -63,9 +64,10 @@ def error_response(status: int, message: str, *, param: str | None = None, code:
 
 def api_error_from(error: BaseException) -> ApiError:
     """The HTTP answer for an exception raised by the index, the model or the writer thread."""
-    message = str(error) or type(error).__name__
     if isinstance(error, ApiError):
         return error
+    error = system_error(error) or error  # SQLite's "database or disk is full" is a full disk, not a bad filter
+    message = str(error) or type(error).__name__
     if isinstance(error, ReadOnlyError):
         return ApiError(403, message, code="read_only")
     if isinstance(error, WriterBusyError):
