@@ -109,6 +109,8 @@ class StaticModelIO:
         if dimensionality is not None:
             if not 0 < dimensionality <= embeddings.shape[1]:
                 raise ValueError(f"dimensionality must be in 1..{embeddings.shape[1]}, got {dimensionality}")
+            if dimensionality < embeddings.shape[1]:
+                config = _truncated_config(config, dimensionality, embeddings.shape[1])
             embeddings = embeddings[:, :dimensionality]
         name = str(path) if path is not None else None
         return cls(
@@ -222,3 +224,16 @@ class StaticModelIO:
         from m2v_search.onnx_export import export_onnx
 
         return export_onnx(self, path)
+
+
+def _truncated_config(config: dict[str, Any], dims: int, width: int) -> dict[str, Any]:
+    """``config`` of a model loaded with its first ``dims`` of ``width`` dimensions: the PCA it records
+    and its recipe (both shown in the card) say so (a save wrote "pca | 64 dims" for a 32-dim table)."""
+    config = dict(config)
+    if config.get("apply_pca") is not None:
+        config["apply_pca"] = dims
+    recipe = config.get("recipe")
+    if isinstance(recipe, dict):
+        kept = f"the first {dims} of {width} (loaded with dimensionality={dims})"
+        config["recipe"] = {**recipe, "dimensions kept": kept}
+    return config

@@ -144,3 +144,13 @@ def test_a_fifo_named_config_json_in_the_output_is_not_read(tmp_path):
     os.mkfifo(tmp_path / "config.json")
     os.mkfifo(tmp_path / "modules.json")
     assert transformer_in(tmp_path) is None  # before: reading it blocked the command line's parsing
+
+
+def test_a_teacher_hub_id_says_the_cli_turned_downloads_off(tmp_path):
+    # Before: "HF_HUB_OFFLINE is set" though the user had not set it (the CLI does), with no word on
+    # how to allow downloads.
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    result = subprocess.run([sys.executable, "-m", "m2v_search.cli", "distill", "someone/some-model", "-o",
+                             str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 6 and "HF_HUB_OFFLINE=0 allows downloads" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

@@ -190,7 +190,7 @@ def test_distill_from_a_local_folder_end_to_end(teacher_folder, keep, monkeypatc
     from m2v_search import distill
 
     model = distill(teacher_folder, keep_tokens=keep[:50], pca_dims=8, show_progress_bar=False)
-    assert model.dim == 8 and model.base_model_name == teacher_folder.name
+    assert model.dim == 8 and model.base_model_name == "all-MiniLM-L6-v2"  # the card title, not "model"
 
 
 def test_package_is_callable_whatever_was_imported_first():

@@ -505,3 +505,14 @@ def test_a_model_with_weights_keeps_its_fingerprint_through_a_save_and_accepts_t
     assert again.weights[base.unk_token_id] == 0 and again.fingerprint == weighted.fingerprint
     assert weighted.legacy_fingerprint != weighted.fingerprint and weighted.has_fingerprint(weighted.legacy_fingerprint)
     np.testing.assert_allclose(again.encode(TEXTS), weighted.encode(TEXTS), atol=1e-6)
+
+
+def test_a_model_loaded_with_fewer_dimensions_says_so_in_its_saved_card(tmp_path):
+    """Before: from_pretrained(dimensionality=32).save_pretrained() wrote a card and config saying
+    "pca | 64 dims" / apply_pca 64 for a 32-dim table."""
+    model = StaticModel.from_pretrained("m2v-base", dimensionality=32)
+    model.save_pretrained(tmp_path / "small")
+    card = (tmp_path / "small" / "README.md").read_text(encoding="utf-8")
+    assert "| dimensions kept | the first 32 of 256 (loaded with dimensionality=32) |" in card
+    again = StaticModel.from_pretrained(tmp_path / "small")
+    assert again.dim == 32 and again.config["recipe"]["dimensions kept"].startswith("the first 32 of 256")

@@ -225,8 +225,11 @@ def _offline_hub_message(error: Exception) -> str:
     from m2v_search.errors import HubUnavailableError
     from m2v_search.persistence import bundled_model_names
 
-    if not isinstance(error, HubUnavailableError) or error.repo_id is None:
+    if not isinstance(error, HubUnavailableError):
         return describe(error)
+    if error.repo_id is None:  # e.g. a teacher's hub id for distill: the message says what to download
+        return f"{describe(error)} (the m2v commands set HF_HUB_OFFLINE=1 unless you set it: HF_HUB_OFFLINE=0 " \
+               "allows downloads)"
     return (f"{error.repo_id!r} is not a model folder, and the m2v commands do not download models (run with "
             f"HF_HUB_OFFLINE=0 to allow it): give a model folder, or a bundled model "
             f"({', '.join(bundled_model_names())})")

@@ -270,7 +270,7 @@ def _resolve_teacher(model_name_or_path: str | os.PathLike[str]) -> tuple[str, s
         folder = _transformer_subfolder(path)
         if not (folder / "config.json").exists():
             raise ModelLoadError(f"teacher folder {folder} has no config.json: not a transformers model")
-        return str(folder), path.resolve().name, True
+        return str(folder), _teacher_name(path.resolve()), True
     if text.startswith((".", "/", "~")) or not _HUB_ID.match(text):
         raise ModelLoadError(f"teacher folder {text!r} does not exist")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUTHY:
@@ -279,6 +279,23 @@ def _resolve_teacher(model_name_or_path: str | os.PathLike[str]) -> tuple[str, s
             f"with internet (e.g. `hf download {text} --local-dir DIR`) and pass DIR instead"
         )
     return text, text, False
+
+
+_GENERIC_NAMES = re.compile(r"model|models|snapshot|checkpoint|[0-9a-f]{40}|\d+_transformer", re.IGNORECASE)
+
+
+def _teacher_name(folder: Path) -> str:
+    """The teacher's name for the model card: the folder's, unless it is a generic one (``model``,
+    a hub snapshot hash), then the title of the folder's own model card (``# all-MiniLM-L6-v2``),
+    else the parent folder's name."""
+    if not _GENERIC_NAMES.fullmatch(folder.name):
+        return folder.name
+    try:
+        card = (folder / "README.md").read_text(encoding="utf-8", errors="replace")[:20_000]
+    except OSError:
+        card = ""
+    title = re.search(r"^# +([A-Za-z0-9][\w./-]{0,95})\s*$", card, re.MULTILINE)
+    return title.group(1) if title else folder.parent.name
 
 
 def _transformer_subfolder(folder: Path) -> Path:
