@@ -251,3 +251,19 @@ def test_a_signal_after_the_commit_says_the_change_is_on_disk(monkeypatch) -> No
         code = app.run(parser, [])
     assert code == 130 and "its change was committed before the signal" in err.getvalue()
     assert "unchanged" not in err.getvalue() and "--resume" not in err.getvalue()
+
+
+def test_the_librarys_warnings_are_one_log_line_in_the_cli(capsys) -> None:
+    # Before: `m2v distill --pca-dims 512` printed Python's "path/pca.py:40: UserWarning: ..." and the
+    # source line, even with --quiet.
+    import os
+    import warnings
+
+    from m2v_search.cli import app
+
+    with app._logging_to_stderr("m2v", quiet=True, verbose=False):
+        warnings.showwarning("pca_dims=512 is larger than the number of tokens", UserWarning,
+                             f"{os.sep}x{os.sep}m2v_search{os.sep}distill{os.sep}pca.py", 40)
+    err = capsys.readouterr().err
+    assert err == "m2v: pca_dims=512 is larger than the number of tokens\n"
+    assert warnings.showwarning is not None and "one_line" not in getattr(warnings.showwarning, "__name__", "")

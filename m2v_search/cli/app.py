@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -212,9 +213,21 @@ def _logging_to_stderr(prefix: str, *, quiet: bool, verbose: bool) -> Iterator[N
     ours.propagate = False
     ours.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     faiss_logger.setLevel(logging.WARNING)
+    shown = warnings.showwarning
+
+    def one_line(message: Warning | str, category: type[Warning], filename: str, *args: Any, **kwargs: Any) -> None:
+        """This library's warnings (``warnings.warn`` in its code) as one log line, not Python's
+        file:line: Category: text and the source line; other libraries' as Python shows them."""
+        if f"{os.sep}m2v_search{os.sep}" in filename:
+            ours.warning("%s", message)
+        else:
+            shown(message, category, filename, *args, **kwargs)
+
+    warnings.showwarning = one_line
     try:
         yield
     finally:
+        warnings.showwarning = shown
         ours.handlers[:], ours.propagate = saved[0], saved[1]
         ours.setLevel(saved[2])
         faiss_logger.setLevel(saved[3])
