@@ -113,24 +113,13 @@ class StaticModel(StaticModelIO):
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the table, weights, mapping and tokenizer: identifies the vectors produced
-        (computed once per set of parts: a part assigned anew is hashed again, one changed in place is not)."""
+        """sha256 of what ``encode`` reads (table, weights, mapping, tokenizer): identifies the vectors
+        produced (cached per set of parts: a part assigned anew is hashed again, one changed in place is not)."""
         parts = (self.embedding, self.weights, self.token_mapping, self.tokenizer)
         cached = self._fingerprint_cache
         if cached is None or not all(now is then for now, then in zip(parts, cached[0])):
             self._fingerprint_cache = cached = (parts, _fingerprint(*parts, unknown=self.unk_token_id, canonical=True))
         return cached[1]
-
-    @property
-    def legacy_fingerprint(self) -> str:
-        """The fingerprint as earlier versions of this library computed it (the unknown token's
-        weight and the tokenizer's truncation, which ``encode`` never reads and a save now writes
-        for other readers, included): manifests of indexes built with them record it."""
-        return _fingerprint(self.embedding, self.weights, self.token_mapping, self.tokenizer)
-
-    def has_fingerprint(self, fingerprint: str | None) -> bool:
-        """Whether ``fingerprint`` (e.g. an index manifest's) is this model's, now or as recorded before."""
-        return fingerprint is not None and fingerprint in (self.fingerprint, self.legacy_fingerprint)
 
     @property
     def tokens(self) -> list[str]:
@@ -413,6 +402,18 @@ def _not_unicode(texts: list[str], start: int) -> InvalidInputError:
             return InvalidInputError(f"texts[{position}] holds a lone surrogate (U+{ord(text[error.start]):04X} at "
                                      f"character {error.start}), which is not valid Unicode text")
     return InvalidInputError(f"texts[{start}:{start + len(texts)}] could not be tokenized: not valid Unicode text")
+
+
+def legacy_fingerprint(model: StaticModel) -> str:
+    """``model``'s fingerprint as earlier versions of this library computed it (the unknown token's
+    weight and the tokenizer's truncation, which ``encode`` never reads and a save now writes for
+    other readers, included): manifests of indexes built with them record it."""
+    return _fingerprint(model.embedding, model.weights, model.token_mapping, model.tokenizer)
+
+
+def has_fingerprint(model: StaticModel, fingerprint: str | None) -> bool:
+    """Whether ``fingerprint`` (e.g. an index manifest's) is ``model``'s, now or as recorded before."""
+    return fingerprint is not None and fingerprint in (model.fingerprint, legacy_fingerprint(model))
 
 
 def _fingerprint(table: np.ndarray, weights: np.ndarray | None, mapping: np.ndarray | None,

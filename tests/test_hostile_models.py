@@ -17,6 +17,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from m2v_search import StaticModel
+from m2v_search.model import has_fingerprint, legacy_fingerprint
 from m2v_search.errors import ModelLoadError
 from m2v_search.persistence import read_card_metadata
 
@@ -485,7 +486,7 @@ def test_sentence_transformers_reads_a_saved_folder_as_encode_does(tmp_path):
     model.save_pretrained(tmp_path / "copy")
     again = StaticModel.from_pretrained(tmp_path / "copy")
     assert again.weights is None and again.fingerprint == model.fingerprint
-    assert again.has_fingerprint(model.legacy_fingerprint)  # what older index manifests recorded
+    assert has_fingerprint(again, legacy_fingerprint(model))  # what older index manifests recorded
     texts = ["I love this \U0001F600", "price in \u20bf and \u20ac", "plain text", " ".join(["word"] * 3000)]
     ours = again.encode(texts)
     np.testing.assert_array_equal(ours, model.encode(texts))
@@ -503,7 +504,8 @@ def test_a_model_with_weights_keeps_its_fingerprint_through_a_save_and_accepts_t
     weighted.save_pretrained(tmp_path / "weighted")
     again = StaticModel.from_pretrained(tmp_path / "weighted")
     assert again.weights[base.unk_token_id] == 0 and again.fingerprint == weighted.fingerprint
-    assert weighted.legacy_fingerprint != weighted.fingerprint and weighted.has_fingerprint(weighted.legacy_fingerprint)
+    assert legacy_fingerprint(weighted) != weighted.fingerprint
+    assert has_fingerprint(weighted, legacy_fingerprint(weighted))
     np.testing.assert_allclose(again.encode(TEXTS), weighted.encode(TEXTS), atol=1e-6)
 
 

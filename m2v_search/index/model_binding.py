@@ -100,6 +100,8 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
     Raises:
         ModelMismatchError: The model differs from the recorded one, or none can be loaded.
     """
+    from m2v_search.model import has_fingerprint
+
     recorded = manifest["model"]
     if recorded.get("external"):
         if model is not None and not allow_mismatch:
@@ -112,7 +114,7 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
             raise ModelMismatchError(f"{directory} was built with an in-memory model ({recorded.get('name')!r}) "
                                      "whose folder was not recorded: pass model=")
         loaded, source = load_model(recorded["path"], recorded["path"])
-        if not loaded.has_fingerprint(recorded.get("fingerprint")) and _is_bundled(recorded["path"]):
+        if not has_fingerprint(loaded, recorded.get("fingerprint")) and _is_bundled(recorded["path"]):
             holder = _bundled_model_holding(recorded.get("fingerprint"), skip=recorded["path"])
             if holder is not None:  # the bundled name now holds another model: open with the one that has the vectors
                 log.info("%s was built with the bundled model %r as it was then; opening it with %r",
@@ -124,7 +126,7 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
     if loaded.dim != manifest["dim"]:
         raise ModelMismatchError(f"{directory} holds {manifest['dim']}-dim vectors; model {loaded.name!r} "
                                  f"gives {loaded.dim}")
-    if not loaded.has_fingerprint(recorded.get("fingerprint")) and not allow_mismatch:
+    if not has_fingerprint(loaded, recorded.get("fingerprint")) and not allow_mismatch:
         holder = _bundled_model_holding(recorded.get("fingerprint"))
         raise ModelMismatchError(
             f"{directory} was built with model {recorded.get('name')!r} (fingerprint "
@@ -144,9 +146,10 @@ def _is_bundled(name: str) -> bool:
 def _bundled_model_holding(fingerprint: str | None, skip: str | None = None) -> str | None:
     """The name of a bundled model (other than ``skip``) whose vectors have ``fingerprint``: an index
     recorded under ``m2v-base`` before the default changed was made with ``m2v-base-v1``."""
+    from m2v_search.model import has_fingerprint
     from m2v_search.persistence import bundled_model_names
 
     for name in bundled_model_names():
-        if name != skip and load_model(name, name)[0].has_fingerprint(fingerprint):
+        if name != skip and has_fingerprint(load_model(name, name)[0], fingerprint):
             return name
     return None
