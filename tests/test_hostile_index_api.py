@@ -392,3 +392,33 @@ def test_the_reason_an_ivf_request_stays_flat_names_the_real_minimum(kind: str, 
     reason = choice_reason({"kind": kind}, n, 256)
     assert "too few to train" in reason and f"needs {needed}" in reason and "stays exact" in reason
     assert choice_reason({"kind": kind}, 20_000, 256) == f"{kind} was requested"
+
+
+def test_a_full_disk_while_saving_the_docstore_is_an_os_error(tmp_path: Path, monkeypatch) -> None:
+    """Before: VectorIndex.save() raised sqlite3.OperationalError('database or disk is full'), not the
+    OSError its docstring promises (the CLI and the server mapped it; Python callers could not)."""
+    import errno
+    import sqlite3
+    import types
+
+    from m2v_search.index import docstore
+
+    class FullDisk:
+        def __init__(self, path: str) -> None:
+            self.real = sqlite3.connect(path)
+
+        def execute(self, *args: object) -> None:
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = 13  # SQLITE_FULL, as sqlite3 sets it on a real error
+            raise error
+
+        def close(self) -> None:
+            self.real.close()
+
+    index = VectorIndex.create(tmp_path / "index")
+    index.add_texts(["hello there"], ids=["h"])
+    monkeypatch.setattr(docstore, "sqlite3", types.SimpleNamespace(connect=FullDisk, Error=sqlite3.Error))
+    with pytest.raises(OSError) as caught:
+        index.save()
+    assert caught.value.errno == errno.ENOSPC and "No space left on device" in str(caught.value)
+    assert not (tmp_path / "index" / "manifest.json").exists()  # nothing half-saved took effect

@@ -7,6 +7,7 @@ metadata column.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -363,6 +364,7 @@ class DocStore:
         Raises:
             FileExistsError: something already exists at ``path``.
             UnsafeFileError: ``path`` was replaced while it was being written.
+            OSError: the disk is full (ENOSPC) or SQLite cannot write it (EIO).
         """
         with self._lock:
             if not self._readonly:
@@ -374,6 +376,11 @@ class DocStore:
                     target.execute("PRAGMA journal_mode=OFF")  # a new file: nothing to roll back to
                     self._db.backup(target)
                     target.commit()
+                except sqlite3.Error as error:  # "database or disk is full" is a full disk, as for any file
+                    code = {13: errno.ENOSPC, 10: errno.EIO}.get((getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF)
+                    if code is None:
+                        raise
+                    raise OSError(code, f"cannot write {path}: {os.strerror(code)}") from error
                 finally:
                     target.close()
                 ours, now = os.fstat(fd), os.stat(path, follow_symlinks=False)
