@@ -422,3 +422,26 @@ def test_a_full_disk_while_saving_the_docstore_is_an_os_error(tmp_path: Path, mo
         index.save()
     assert caught.value.errno == errno.ENOSPC and "No space left on device" in str(caught.value)
     assert not (tmp_path / "index" / "manifest.json").exists()  # nothing half-saved took effect
+
+
+def test_a_directory_that_cannot_be_written_is_named_not_a_hidden_temporary_file(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """Before: 'roidx/.index.000002-....faiss.tmp: permission denied' named a file the user never made."""
+    import errno
+
+    from m2v_search.index import generations
+
+    index = VectorIndex.create(tmp_path / "index")
+    index.add_texts(["hello there"], ids=["h"])
+    index.save()
+
+    def refused(path: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(generations, "create_private_file", refused)
+    index.add_texts(["more"], ids=["m"])
+    with pytest.raises(PermissionError) as caught:
+        index.save()
+    assert caught.value.errno == errno.EACCES and caught.value.filename == str(tmp_path / "index")
+    assert ".tmp" not in str(caught.value)
+    assert len(VectorIndex.open(tmp_path / "index")) == 1

@@ -92,7 +92,10 @@ def commit_generation(directory: Path, write_index: Callable[[Path], Any], docs:
     # made it, the replaced generation's files if it did
     pending = directory / f".pending.{generation}.json"
     try:
-        create_private_file(staged_index)
+        try:
+            create_private_file(staged_index)  # the first file: whether the directory can be written at all
+        except OSError as error:  # name the directory, not a hidden temporary file in it
+            raise type(error)(error.errno, error.strerror, str(directory)) from None
         write_index(staged_index)
         fsync_file(staged_index)
         docs.save_to(staged_docs)  # creates the file itself, with O_EXCL | O_NOFOLLOW
