@@ -267,3 +267,16 @@ def test_the_librarys_warnings_are_one_log_line_in_the_cli(capsys) -> None:
     err = capsys.readouterr().err
     assert err == "m2v: pca_dims=512 is larger than the number of tokens\n"
     assert warnings.showwarning is not None and "one_line" not in getattr(warnings.showwarning, "__name__", "")
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys) -> None:
+    # Before: SIGINT ~50 ms after start (imports) printed a traceback ending in KeyboardInterrupt.
+    from m2v_search import cli
+    from m2v_search.cli import app
+
+    def interrupted(argv: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app, "index_main", interrupted)
+    assert cli.index_main(["info", "x"]) == 130
+    assert capsys.readouterr().err == "m2v-index: interrupted before it started; nothing was done\n"
