@@ -280,3 +280,16 @@ def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys) -> None
     monkeypatch.setattr(app, "index_main", interrupted)
     assert cli.index_main(["info", "x"]) == 130
     assert capsys.readouterr().err == "m2v-index: interrupted before it started; nothing was done\n"
+
+
+def test_an_unknown_option_is_refused_with_the_subcommands_usage(capsys) -> None:
+    # Before: `m2v encode --normalize` printed the top-level `m2v` usage line.
+    import pytest
+
+    from m2v_search.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["encode", "--normalize", "--text", "x"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "usage: m2v encode" in err
+    assert "m2v encode: error: unrecognized arguments: --normalize" in err

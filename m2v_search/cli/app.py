@@ -120,7 +120,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     Raises:
         SystemExit: argument errors (code 2) and ``--help`` (code 0), through argparse.
     """
-    args = parser.parse_args(_checked_arguments(parser, argv))
+    args, unknown = parser.parse_known_args(_checked_arguments(parser, argv))
+    if unknown:  # said with the subcommand's usage line, not the top-level one
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.run is None:  # a group without its subcommand
         args.command_parser.print_help(sys.stderr)
         return EXIT_USAGE
