@@ -412,8 +412,17 @@ def legacy_fingerprint(model: StaticModel) -> str:
 
 
 def has_fingerprint(model: StaticModel, fingerprint: str | None) -> bool:
-    """Whether ``fingerprint`` (e.g. an index manifest's) is ``model``'s, now or as recorded before."""
-    return fingerprint is not None and fingerprint in (model.fingerprint, legacy_fingerprint(model))
+    """Whether ``fingerprint`` (e.g. an index manifest's) is ``model``'s: its own, one its saved
+    config lists as the same vectors' (``equivalent_fingerprints``: what earlier versions computed
+    before a save rewrote the never-read parts), or its legacy one (computed only when needed)."""
+    if fingerprint is None:
+        return False
+    if fingerprint == model.fingerprint or fingerprint in (model.config.get(EQUIVALENT_FINGERPRINTS) or []):
+        return True
+    return fingerprint == legacy_fingerprint(model)
+
+
+EQUIVALENT_FINGERPRINTS = "equivalent_fingerprints"
 
 
 def _fingerprint(table: np.ndarray, weights: np.ndarray | None, mapping: np.ndarray | None,

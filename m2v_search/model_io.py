@@ -169,9 +169,15 @@ class StaticModelIO:
         from m2v_search.model_card import render_model_card
         from m2v_search.persistence import write_folder
 
+        from m2v_search.model import EQUIVALENT_FINGERPRINTS, legacy_fingerprint
+
         target = Path(path) / subfolder if subfolder else Path(path)
+        # the write rewrites parts encode never reads (the unknown token's weight, truncation): an index
+        # whose manifest recorded the fingerprint earlier versions computed still knows this model
+        earlier = {*(self.config.get(EQUIVALENT_FINGERPRINTS) or []), legacy_fingerprint(self)} - {self.fingerprint}
         config = {
             **{key: value for key, value in self.config.items() if key != "onnx"},  # onnx/ is not kept (below)
+            **({EQUIVALENT_FINGERPRINTS: sorted(earlier)} if earlier else {}),
             "model_type": "model2vec",
             "architectures": ["StaticModel"],
             "hidden_dim": self.dim,

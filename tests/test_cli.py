@@ -231,10 +231,12 @@ def test_a_signal_after_the_commit_says_the_change_is_on_disk(monkeypatch) -> No
     from m2v_search.cli import app
     from m2v_search.index import generations
 
+    local, remote = argparse.Namespace(output="/tmp/idx"), argparse.Namespace(output="s3://bucket/idx")
     monkeypatch.setattr(generations, "COMMITTED", {Path("/tmp/idx/.build")})
-    assert not app._committed()  # a build's checkpoint is not the index
+    assert not app._committed(local)  # a build's checkpoint is not the index
     monkeypatch.setattr(generations, "COMMITTED", {Path("/tmp/idx/.build"), Path("/tmp/idx")})
-    assert app._committed()
+    assert app._committed(local)
+    assert not app._committed(remote)  # a URL output's local work folder: the upload may not have finished
 
     def interrupted(args: argparse.Namespace) -> int:
         generations.COMMITTED.add(Path("/tmp/idx"))  # the command committed, then the signal came

@@ -445,3 +445,16 @@ def test_a_directory_that_cannot_be_written_is_named_not_a_hidden_temporary_file
     assert caught.value.errno == errno.EACCES and caught.value.filename == str(tmp_path / "index")
     assert ".tmp" not in str(caught.value)
     assert len(VectorIndex.open(tmp_path / "index")) == 1
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 100])
+def test_upsert_counts_are_those_of_one_upsert_after_another_whatever_the_batches(batch_size: int) -> None:
+    """Before: with A stored as "t one", upserting [A "t one", A "t two"] counted (0, 1, 1) in batches
+    of 1 but (0, 2, 0) in one batch (the first record was not compared with the stored one)."""
+    index = VectorIndex.create()
+    index.upsert([{"id": "A", "text": "t one"}])
+    index.upsert([{"id": "A", "text": "t one"}, {"id": "A", "text": "t two"}, {"id": "A", "text": "t one"},
+                  {"id": "B", "text": "b"}, {"id": "B", "text": "b"}], batch_size=batch_size)
+    stats = index.last_upsert
+    assert (stats.added, stats.replaced, stats.skipped) == (1, 2, 2)
+    assert index.get(["A"])[0].text == "t one" and len(index) == 2

@@ -175,6 +175,18 @@ def test_a_signal_while_a_build_deletes_its_checkpoints_does_not_block_the_next_
     assert not [p.name for p in target.iterdir() if p.name.startswith(".build")]
 
 
+def test_repeated_id_warnings_stop_at_five_for_the_whole_corpus(tmp_path: Path, tiny_model_folder: Path,
+                                                                 capsys) -> None:
+    # Before: readers of a corpus's files share their ids, but each capped its own warnings, so four
+    # copies of one file printed 15 "appeared earlier" lines instead of 5.
+    for copy in range(4):
+        write_jsonl(tmp_path / f"part{copy}.jsonl", rows("r", 10))
+    code, out, err = run(capsys, "build", tmp_path / "part*.jsonl", "-o", tmp_path / "index", "--model",
+                         tiny_model_folder)
+    assert code == 0 and json.loads(out.splitlines()[-1])["duplicate_ids"] == 30
+    assert err.count("appeared earlier in the corpus") == 5 and "30 record(s) repeated an id" in err
+
+
 def test_a_failed_build_keeps_an_earlier_checkpoint(built: Path, tmp_path: Path, tiny_model_folder: Path,
                                                     capsys) -> None:
     source = write_jsonl(tmp_path / "b.jsonl", rows("b", 50))

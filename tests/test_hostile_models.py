@@ -506,6 +506,11 @@ def test_a_model_with_weights_keeps_its_fingerprint_through_a_save_and_accepts_t
     assert again.weights[base.unk_token_id] == 0 and again.fingerprint == weighted.fingerprint
     assert legacy_fingerprint(weighted) != weighted.fingerprint
     assert has_fingerprint(weighted, legacy_fingerprint(weighted))
+    # an index recorded the old-style fingerprint; the model was then saved again by this version,
+    # which rewrote the unknown token's weight: the saved config still names the old identity
+    again.save_pretrained(tmp_path / "resaved")
+    resaved = StaticModel.from_pretrained(tmp_path / "resaved")
+    assert has_fingerprint(resaved, legacy_fingerprint(weighted)) and resaved.fingerprint == weighted.fingerprint
     np.testing.assert_allclose(again.encode(TEXTS), weighted.encode(TEXTS), atol=1e-6)
 
 

@@ -88,12 +88,17 @@ def _forget_commits() -> None:
         generations.COMMITTED.clear()
 
 
-def _committed() -> bool:
-    """Whether this process committed a generation to an index (a build's checkpoints do not count)."""
+def _committed(args: argparse.Namespace) -> bool:
+    """Whether this process committed a generation to the index (a build's checkpoints do not count,
+    nor the local work folder of a build whose output is a URL: its upload may not have finished)."""
     generations = sys.modules.get("m2v_search.index.generations")
     if generations is None:
         return False
     from m2v_search.index.build import STAGING
+    from m2v_search.index.urls import is_url
+
+    if is_url(str(getattr(args, "output", ""))):
+        return False
 
     return any(path.name != STAGING for path in generations.COMMITTED)
 
@@ -144,7 +149,7 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
             return EXIT_USAGE
         except (KeyboardInterrupt, _Terminated) as stop:
             hint = getattr(args, "interrupt_hint", "")
-            if hint and _committed():  # the signal came after the new generation was in place
+            if hint and _committed(args):  # the signal came after the new generation was in place
                 hint = "its change was committed before the signal, and the index on disk holds it"
             elif hint and _resumable(args):  # a command that can pick up where it stopped (build)
                 hint += "; the same command with --resume continues"

@@ -137,20 +137,26 @@ class DocumentCollection:
 
     def _upsert_batch(self, items: list[tuple[str, str, str]], vectors: np.ndarray | None,
                       stats: UpsertStats) -> None:
-        items, vectors = _last_of_each_id(items, vectors, stats)
+        items, vectors, firsts = _last_of_each_id(items, vectors, stats)
         # a row whose vector was given records so in its hash: the same text sent later without a
         # vector is then a change (the model's vector replaces the caller's), not a repeat
-        hashes = [("given:" if vectors is not None else "") + content_hash(text, meta) for _, text, meta in items]
+        prefix = "given:" if vectors is not None else ""
+        hashes = [prefix + content_hash(text, meta) for _, text, meta in items]
         with self._lock:
             existing = self._docs.lookup([item[0] for item in items])
             changed = [i for i, (item, digest) in enumerate(zip(items, hashes))  # given vectors may differ
                        if vectors is not None or existing.get(item[0], (None, None))[1] != digest]
-            stats.skipped += len(items) - len(changed)
+            for (doc_id, _, _), digest in zip(items, hashes):  # counted as one upsert after another would
+                first = prefix + content_hash(*firsts[doc_id]) if doc_id in firsts else digest
+                if doc_id not in existing:
+                    stats.added += 1
+                elif vectors is not None or existing[doc_id][1] != first:
+                    stats.replaced += 1
+                else:
+                    stats.skipped += 1
             if not changed:
                 return
             replaced = [existing[items[i][0]][0] for i in changed if items[i][0] in existing]
-            stats.replaced += len(replaced)
-            stats.added += len(changed) - len(replaced)
             if vectors is None:
                 new_vectors = self.embed([items[i][1] for i in changed], "pass the documents' vectors (vectors=)",
                                          batch_size=len(changed))
@@ -409,24 +415,27 @@ def stored_vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.nda
 
 
 def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | None, stats: UpsertStats
-                     ) -> tuple[list[tuple[str, str, str]], np.ndarray | None]:
-    """The records of a batch with duplicate ids collapsed: the last one of each id wins. Each
-    record a later one of its id supersedes counts in ``stats`` as one upsert after another would
-    (replaced, or skipped when the next one has the same content), so the counts do not depend on
-    where batches end."""
+                     ) -> tuple[list[tuple[str, str, str]], np.ndarray | None, dict[str, tuple[str, str]]]:
+    """The records of a batch with duplicate ids collapsed (the last one of each id wins), and the
+    (text, metadata) of the first record of each repeated id. Each record that follows another of
+    its id counts in ``stats`` as one upsert after another would (replaced, or skipped when it has
+    the same content); the caller counts the first one against the stored document, so the counts
+    do not depend on where batches end."""
     last = {item[0]: position for position, item in enumerate(items)}
     if len(last) == len(items):
-        return items, vectors
+        return items, vectors, {}
     previous: dict[str, int] = {}
+    firsts: dict[str, tuple[str, str]] = {}
     for position, (doc_id, text, metadata) in enumerate(items):
         if doc_id in previous:
             _, earlier_text, earlier_metadata = items[previous[doc_id]]
+            firsts.setdefault(doc_id, (earlier_text, earlier_metadata))
             same = vectors is None and (earlier_text, earlier_metadata) == (text, metadata)
             stats.skipped += same
             stats.replaced += not same
         previous[doc_id] = position
     keep = sorted(last.values())
-    return [items[i] for i in keep], None if vectors is None else vectors[keep]
+    return [items[i] for i in keep], None if vectors is None else vectors[keep], firsts
 
 
 @contextmanager

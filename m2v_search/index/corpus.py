@@ -67,6 +67,7 @@ class CorpusReader:
     id_type_collisions: int = 0
     seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
     """The ids read so far, string ids and integer ids apart (readers of one corpus's files share it)."""
+    repeats_before: int = 0  # repeats the corpus's earlier files had: warnings stop at _REPORTED in all
     _last_id_was_int: bool = field(default=False, repr=False)
     _non_finite: bool = field(default=False, repr=False)
     _decoder: json.JSONDecoder | None = field(default=None, repr=False, compare=False)
@@ -268,7 +269,7 @@ class CorpusReader:
     def _repeat(self, doc_id: str, line: int, *, collision: bool) -> None:
         self.duplicates += 1
         self.id_type_collisions += collision
-        if self.duplicates <= _REPORTED:
+        if self.repeats_before + self.duplicates <= _REPORTED:
             kind = " (an integer id and a string id with the same digits)" if collision else ""
             log.warning("%s: line %d: id %r appeared earlier in the corpus%s; the later record wins", self.name,
                         line, doc_id, kind)

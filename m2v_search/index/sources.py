@@ -199,13 +199,14 @@ class ParquetReader:
     duplicates: int = 0
     id_type_collisions: int = 0
     seen: dict[bool, SeenIds] | None = None  # ids read before (``CorpusReader.seen``; None: a new record)
+    repeats_before: int = 0  # ``CorpusReader.repeats_before``
 
     @property
     def name(self) -> str:
         return redact(self.source)
 
     def __iter__(self) -> Iterator[Record]:
-        parser = CorpusReader(self.name, self.options)  # the JSONL reader's row rules and repeat counting
+        parser = CorpusReader(self.name, self.options, repeats_before=self.repeats_before)  # its rules and counts
         if self.seen is not None:
             parser.seen = self.seen
         try:
@@ -324,9 +325,10 @@ class SourcesReader:
         for source in self.sources:
             reader: Any
             if is_parquet(source):
-                reader = ParquetReader(source, options, seen=seen)
+                reader = ParquetReader(source, options, seen=seen, repeats_before=self.duplicates)
             else:
                 reader = jsonl_reader(source, options, seen)
+                reader.repeats_before = self.duplicates
             try:
                 for record in reader:
                     self.records += 1

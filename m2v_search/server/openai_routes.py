@@ -78,7 +78,7 @@ def _embed(model: StaticModel, served: str, texts: list[str], request: Embedding
     vectors = model.pool(ids, offsets)
     empty = np.flatnonzero(~vectors.any(axis=1))
     if len(empty):  # e.g. only zero-width, control or unknown characters: every cosine with it NaN or 0
-        name = f"input[{empty[0]}]" if len(texts) > 1 else "input"
+        name = "input" if isinstance(request.input, str) else f"input[{empty[0]}]"
         raise ApiError(400, f"{name} has no token the model knows ({_shown(texts[empty[0]])}): it has no "
                             "words to embed", param="input")
     if request.dimensions is not None:

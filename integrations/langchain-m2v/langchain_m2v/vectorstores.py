@@ -334,8 +334,7 @@ class M2VVectorStore(VectorStore):
             raise ValueError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
 
         if not np.any(np.asarray(embedding, dtype=np.float64)):  # LangChain's MMR would fail on NaN cosines
-            raise ValueError("the query vector is zero (no token of the query is known to the model): MMR "
-                             "cannot rank by it; similarity_search answers such a query with scores of 0")
+            return []  # no token of the query is known to the model: nothing is near it (as similarity_search)
 
         def select(query: np.ndarray, candidates: np.ndarray, count: int) -> list[int]:
             # the index fetches at least k candidates; MMR picks among the first fetch_k only

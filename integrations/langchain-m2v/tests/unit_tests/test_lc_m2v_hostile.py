@@ -146,14 +146,15 @@ def test_a_vector_search_refuses_a_mode_it_cannot_run(store: M2VVectorStore, m2v
     assert len(store.similarity_search_by_vector(vector, k=1, mode="dense")) == 1
 
 
-def test_mmr_refuses_an_empty_query_or_a_zero_vector_clearly():
+def test_mmr_refuses_an_empty_query_and_finds_nothing_for_a_zero_vector():
     """Before: LangChain's maximal_marginal_relevance failed with 'NaN values found' on a zero query
-    vector, while similarity_search refused the empty query with its own message."""
+    vector, while similarity_search refused the empty query with its own message. A query with no
+    known token now finds nothing in MMR as in similarity_search."""
     store = M2VVectorStore.from_texts(["a cat", "a dog", "an apple pie"])
     with pytest.raises(ValueError, match="is empty"):
         store.max_marginal_relevance_search("", k=2)
-    with pytest.raises(ValueError, match="query vector is zero"):
-        store.max_marginal_relevance_search("\u2603\u2603", k=2)  # no token the model knows
+    assert store.max_marginal_relevance_search("\u2603\u2603", k=2) == []  # no token the model knows
+    assert store.similarity_search("\u2603\u2603", k=2) == []
     assert len(store.max_marginal_relevance_search("cat", k=2)) == 2
 
 

@@ -224,16 +224,18 @@ class M2VVectorStore(BasePydanticVectorStore):
         """The node ids a query is restricted to, or None for no restriction.
 
         ``VectorStoreIndex.as_retriever`` passes ``node_ids`` = the ids its index struct lists. For a
-        store that keeps the text, those are only its IndexNodes and ImageNodes (none: an empty list),
-        so that list is no restriction, as the whole list is none for LlamaIndex's own stores: a
-        restriction to it would hide every text node once one IndexNode is added.
+        store that keeps the text, those are only its IndexNodes and ImageNodes (none: an empty list;
+        deleted ones may stay listed), so that list is no restriction, as the whole list is none for
+        LlamaIndex's own stores: a restriction to it would hide every text node once one IndexNode is
+        added. So ids naming exactly the stored IndexNodes/ImageNodes (ids no longer stored aside) are
+        no restriction; any other list restricts.
         """
         if not node_ids:
             return None
         asked = list(dict.fromkeys(str(i) for i in node_ids))
-        records = self._binding.get(asked)
-        if len(records) == len(asked) and all(record.metadata.get("_node_type") in STRUCT_ONLY_TYPES
-                                              for record in records):
+        struct_only = set(self._binding.ids({"_node_type": {"$in": sorted(STRUCT_ONLY_TYPES)}}))
+        stored = set(self._binding.ids({NODE_ID_KEY: {"$in": asked}}))
+        if stored == struct_only:
             return None
         return asked
 
