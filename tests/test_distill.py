@@ -379,3 +379,18 @@ def test_a_teacher_whose_inputs_start_with_s_is_warned_about_the_prefix_input(te
         distill_from_model(model, teacher_tokenizer, keep_tokens=keep[:20], pca_dims=None, show_progress_bar=False,
                            device="cpu")
     assert "token_context" not in caplog.text
+
+
+def test_a_teacher_in_a_generic_folder_is_named_by_its_card_or_its_hub_cache_path(tmp_path):
+    """Before: the installed MiniLM's folder ("model") gave cards "teacher | model" and a link to
+    https://huggingface.co/model; a hub-cache snapshot gave its hash."""
+    from m2v_search.distill.pipeline import _teacher_name
+
+    named = tmp_path / "model"
+    named.mkdir()
+    (named / "README.md").write_text("---\nlicense: apache-2.0\n---\n\n# all-MiniLM-L6-v2\nText.\n")
+    snapshot = tmp_path / "models--org--name" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    plain = tmp_path / "my-teacher"
+    plain.mkdir()
+    assert [_teacher_name(p) for p in (named, snapshot, plain)] == ["all-MiniLM-L6-v2", "org/name", "my-teacher"]

@@ -295,7 +295,12 @@ def _teacher_name(folder: Path) -> str:
     except OSError:
         card = ""
     title = re.search(r"^# +([A-Za-z0-9][\w./-]{0,95})\s*$", card, re.MULTILINE)
-    return title.group(1) if title else folder.parent.name
+    if title:
+        return title.group(1)
+    repository = folder.parent.parent.name  # a hub cache: models--org--name/snapshots/<hash>
+    if folder.parent.name == "snapshots" and repository.startswith("models--"):
+        return repository.removeprefix("models--").replace("--", "/")
+    return folder.parent.name
 
 
 def _transformer_subfolder(folder: Path) -> Path:
