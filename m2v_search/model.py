@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -14,6 +13,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from m2v_search.errors import InvalidInputError
+from m2v_search.fingerprint import table_fingerprint
 from m2v_search.model_io import DEFAULT_MAX_LENGTH, UNSET, StaticModelIO, check_normalize
 from m2v_search.pooling import l2_normalize, mean_pool, token_vectors
 from m2v_search.quantization import normalize_dtype_name
@@ -118,7 +118,7 @@ class StaticModel(StaticModelIO):
         parts = (self.embedding, self.weights, self.token_mapping, self.tokenizer)
         cached = self._fingerprint_cache
         if cached is None or not all(now is then for now, then in zip(parts, cached[0])):
-            self._fingerprint_cache = cached = (parts, _fingerprint(*parts, unknown=self.unk_token_id, canonical=True))
+            self._fingerprint_cache = cached = (parts, table_fingerprint(*parts, unknown=self.unk_token_id, canonical=True))
         return cached[1]
 
     @property
@@ -402,49 +402,6 @@ def _not_unicode(texts: list[str], start: int) -> InvalidInputError:
             return InvalidInputError(f"texts[{position}] holds a lone surrogate (U+{ord(text[error.start]):04X} at "
                                      f"character {error.start}), which is not valid Unicode text")
     return InvalidInputError(f"texts[{start}:{start + len(texts)}] could not be tokenized: not valid Unicode text")
-
-
-def legacy_fingerprint(model: StaticModel) -> str:
-    """``model``'s fingerprint as earlier versions of this library computed it (the unknown token's
-    weight and the tokenizer's truncation, which ``encode`` never reads and a save now writes for
-    other readers, included): manifests of indexes built with them record it."""
-    return _fingerprint(model.embedding, model.weights, model.token_mapping, model.tokenizer)
-
-
-def has_fingerprint(model: StaticModel, fingerprint: str | None) -> bool:
-    """Whether ``fingerprint`` (e.g. an index manifest's) is ``model``'s: its own, one its saved
-    config lists as the same vectors' (``equivalent_fingerprints``: what earlier versions computed
-    before a save rewrote the never-read parts), or its legacy one (computed only when needed)."""
-    if fingerprint is None:
-        return False
-    if fingerprint == model.fingerprint or fingerprint in (model.config.get(EQUIVALENT_FINGERPRINTS) or []):
-        return True
-    return fingerprint == legacy_fingerprint(model)
-
-
-EQUIVALENT_FINGERPRINTS = "equivalent_fingerprints"
-
-
-def _fingerprint(table: np.ndarray, weights: np.ndarray | None, mapping: np.ndarray | None,
-                 tokenizer: Tokenizer, unknown: int | None = None, canonical: bool = False) -> str:
-    """sha256 of the parts. ``canonical`` leaves out what ``encode`` never reads and a save writes
-    for other readers: the weight of the ``unknown`` token counts as 0, and the tokenizer's
-    truncation and padding as none."""
-    if canonical and weights is not None and unknown is not None and 0 <= unknown < len(weights) \
-            and weights[unknown] != 0:
-        weights = weights.copy()
-        weights[unknown] = 0
-    if canonical and (tokenizer.truncation or tokenizer.padding):
-        tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-    digest = hashlib.sha256()
-    for array in (table, weights, mapping):
-        if array is not None:
-            digest.update(str((array.dtype.name, array.shape)).encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(tokenizer.to_str().encode())
-    return digest.hexdigest()
 
 
 def _token_vector_lists(model: StaticModel, texts: Iterable[str], max_length: int | None, batch_size: int,

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from m2v_search.fingerprint import EQUIVALENT_FINGERPRINTS, legacy_fingerprint
 from m2v_search.quantization import quantize
 
 DEFAULT_MAX_LENGTH = 512
@@ -168,8 +169,6 @@ class StaticModelIO:
         """
         from m2v_search.model_card import render_model_card
         from m2v_search.persistence import write_folder
-
-        from m2v_search.model import EQUIVALENT_FINGERPRINTS, legacy_fingerprint
 
         target = Path(path) / subfolder if subfolder else Path(path)
         # the write rewrites parts encode never reads (the unknown token's weight, truncation): an index

@@ -17,7 +17,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from m2v_search import StaticModel
-from m2v_search.model import has_fingerprint, legacy_fingerprint
+from m2v_search.fingerprint import has_fingerprint, legacy_fingerprint
 from m2v_search.errors import ModelLoadError
 from m2v_search.persistence import read_card_metadata
 

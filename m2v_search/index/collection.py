@@ -140,20 +140,12 @@ class DocumentCollection:
         items, vectors, firsts = _last_of_each_id(items, vectors, stats)
         # a row whose vector was given records so in its hash: the same text sent later without a
         # vector is then a change (the model's vector replaces the caller's), not a repeat
-        prefix = "given:" if vectors is not None else ""
-        hashes = [prefix + content_hash(text, meta) for _, text, meta in items]
+        hashes = [("given:" if vectors is not None else "") + content_hash(text, meta) for _, text, meta in items]
         with self._lock:
             existing = self._docs.lookup([item[0] for item in items])
             changed = [i for i, (item, digest) in enumerate(zip(items, hashes))  # given vectors may differ
                        if vectors is not None or existing.get(item[0], (None, None))[1] != digest]
-            for (doc_id, _, _), digest in zip(items, hashes):  # counted as one upsert after another would
-                first = prefix + content_hash(*firsts[doc_id]) if doc_id in firsts else digest
-                if doc_id not in existing:
-                    stats.added += 1
-                elif vectors is not None or existing[doc_id][1] != first:
-                    stats.replaced += 1
-                else:
-                    stats.skipped += 1
+            _count_against_stored(items, hashes, firsts, existing, vectors is not None, stats)
             if not changed:
                 return
             replaced = [existing[items[i][0]][0] for i in changed if items[i][0] in existing]
@@ -412,6 +404,20 @@ def stored_vectors_for(backend: Backend, rows: Rows, embed: Callable[..., np.nda
                              f"its {backend.spec.factory!r} index cannot return the stored vectors")
         vectors.update(zip(missing, encoded))
     return vectors
+
+
+def _count_against_stored(items: list[tuple[str, str, str]], hashes: list[str], firsts: dict[str, tuple[str, str]],
+                          existing: dict[str, tuple[int, str]], given: bool, stats: UpsertStats) -> None:
+    """Count each record of a collapsed batch against the stored document, as one upsert after
+    another would: a repeated id by its first record (``firsts``), given vectors always as a change."""
+    for (doc_id, _, _), digest in zip(items, hashes):
+        first = ("given:" if given else "") + content_hash(*firsts[doc_id]) if doc_id in firsts else digest
+        if doc_id not in existing:
+            stats.added += 1
+        elif given or existing[doc_id][1] != first:
+            stats.replaced += 1
+        else:
+            stats.skipped += 1
 
 
 def _last_of_each_id(items: list[tuple[str, str, str]], vectors: np.ndarray | None, stats: UpsertStats

@@ -100,7 +100,7 @@ def model_for_manifest(manifest: dict[str, Any], model: StaticModel | str | None
     Raises:
         ModelMismatchError: The model differs from the recorded one, or none can be loaded.
     """
-    from m2v_search.model import has_fingerprint
+    from m2v_search.fingerprint import has_fingerprint
 
     recorded = manifest["model"]
     if recorded.get("external"):
@@ -146,7 +146,7 @@ def _is_bundled(name: str) -> bool:
 def _bundled_model_holding(fingerprint: str | None, skip: str | None = None) -> str | None:
     """The name of a bundled model (other than ``skip``) whose vectors have ``fingerprint``: an index
     recorded under ``m2v-base`` before the default changed was made with ``m2v-base-v1``."""
-    from m2v_search.model import has_fingerprint
+    from m2v_search.fingerprint import has_fingerprint
     from m2v_search.persistence import bundled_model_names
 
     for name in bundled_model_names():
