@@ -450,6 +450,8 @@ def test_files_without_ids_keep_every_row_and_repeats_across_files_are_counted(c
     one_file = build_index(open_corpus(str(tmp_path / "a.parquet")), tmp_path / "one", show_progress=False)
     with VectorIndex.open(tmp_path / "one") as index:  # a single file keeps plain row numbers
         assert one_file.documents == 30 and index.get(["3"])[0].text == "a text number 3"
+    twice = open_corpus([str(tmp_path / "a.parquet")] * 2)  # one file named twice is one file, as in Dask
+    assert [record.id for record in twice][:2] == ["0", "1"] and twice.duplicates == 30
     for batch_size in (4096, 10):  # the counts do not depend on where batches end
         shared = build_index(open_corpus(str(tmp_path / "*.jsonl")), tmp_path / f"shared{batch_size}",
                              show_progress=False, batch_size=batch_size)

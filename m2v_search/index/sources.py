@@ -318,9 +318,9 @@ class SourcesReader:
         return first if len(self.sources) == 1 else f"{first} (+{len(self.sources) - 1} files)"
 
     def __iter__(self) -> Iterator[Record]:
-        several = len(self.sources) > 1
-        # rows without ids are numbered per file: with several files, the file is part of the id
-        options = replace(self.options, file_ids=True) if several else self.options
+        # rows without ids are numbered per file: with several files, the file is part of the id (as in
+        # the Dask engine, one file named twice is one file)
+        options = replace(self.options, file_ids=True) if len(set(self.sources)) > 1 else self.options
         seen = CorpusReader("", options).seen  # one record of ids for all the files: repeats across files count
         for source in self.sources:
             reader: Any
