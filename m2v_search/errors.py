@@ -6,6 +6,9 @@ class only needs the right base class here to get the right code.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class M2VSearchError(Exception):
     """Base class for every error this library raises on purpose."""
@@ -45,3 +48,26 @@ class HubUnavailableError(ModelLoadError):
     def __init__(self, message: str, repo_id: str | None = None) -> None:
         super().__init__(message)
         self.repo_id = repo_id
+
+
+# the errnos a library error may stand for (their hints are in m2v_search.cli.exit_codes)
+SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ELOOP)
+_SQLITE_ERRNOS = {13: errno.ENOSPC, 10: errno.EIO}  # SQLITE_FULL, SQLITE_IOERR
+
+
+def system_error(error: BaseException) -> OSError | None:
+    """An OSError for a library error that stands for one: FAISS raises RuntimeError "... (No space
+    left on device)" when a write fails, SQLite "database or disk is full"; else None."""
+    if isinstance(error, OSError):
+        return None
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_ERRNOS:
+        code = _SQLITE_ERRNOS[sqlite_code & 0xFF]
+        return OSError(code, os.strerror(code))
+    if not isinstance(error, RuntimeError):
+        return None
+    text = str(error)
+    for code in SYSTEM_ERRNOS:
+        if f"({os.strerror(code)})" in text:
+            return OSError(code, os.strerror(code))
+    return None

@@ -113,12 +113,12 @@ class StaticModel(StaticModelIO):
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of what ``encode`` reads (table, weights, mapping, tokenizer): identifies the vectors
-        produced (cached per set of parts: a part assigned anew is hashed again, one changed in place is not)."""
+        """sha256 of what ``encode`` reads: identifies the vectors produced (cached per set of parts)."""
         parts = (self.embedding, self.weights, self.token_mapping, self.tokenizer)
         cached = self._fingerprint_cache
         if cached is None or not all(now is then for now, then in zip(parts, cached[0])):
-            self._fingerprint_cache = cached = (parts, table_fingerprint(*parts, unknown=self.unk_token_id, canonical=True))
+            digest = table_fingerprint(*parts, unknown=self.unk_token_id, canonical=True)
+            self._fingerprint_cache = cached = (parts, digest)
         return cached[1]
 
     @property

@@ -32,7 +32,7 @@ import errno
 import functools
 import os
 
-from m2v_search.errors import M2VSearchError
+from m2v_search.errors import M2VSearchError, system_error
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -109,27 +109,6 @@ def exit_code_table() -> tuple[tuple[type[BaseException], int], ...]:
         (TypeError, EXIT_INPUT),
         (KeyboardInterrupt, EXIT_INTERRUPTED),
     )
-
-
-_SQLITE_ERRNOS = {13: errno.ENOSPC, 10: errno.EIO}  # SQLITE_FULL, SQLITE_IOERR
-
-
-def system_error(error: BaseException) -> OSError | None:
-    """An OSError for a library error that stands for one: FAISS raises RuntimeError "... (No space
-    left on device)" when a write fails, SQLite "database or disk is full"; else None."""
-    if isinstance(error, OSError):
-        return None
-    sqlite_code = getattr(error, "sqlite_errorcode", None)
-    if isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_ERRNOS:
-        code = _SQLITE_ERRNOS[sqlite_code & 0xFF]
-        return OSError(code, os.strerror(code))
-    if not isinstance(error, RuntimeError):
-        return None
-    text = str(error)
-    for code in _OS_HINTS:
-        if f"({os.strerror(code)})" in text:
-            return OSError(code, os.strerror(code))
-    return None
 
 
 def exit_code_for(error: BaseException) -> int:

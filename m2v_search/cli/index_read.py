@@ -72,7 +72,8 @@ def search(args: argparse.Namespace) -> int:
 
 
 # the kinds each search option acts on (a custom factory's are not known: nothing is said of them)
-_OPTION_KINDS = {"nprobe": ("ivf", "ivf-pq"), "ef_search": ("hnsw", "binary-hnsw"), "rescore": ("binary", "binary-hnsw")}
+_OPTION_KINDS = {"nprobe": ("ivf", "ivf-pq"), "ef_search": ("hnsw", "binary-hnsw"),
+                 "rescore": ("binary", "binary-hnsw")}
 
 
 def _warn_of_unused_options(args: argparse.Namespace, kind: str) -> None:

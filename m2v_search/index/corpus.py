@@ -65,7 +65,7 @@ class CorpusReader:
     records: int = 0
     duplicates: int = 0
     id_type_collisions: int = 0
-    seen: dict[bool, SeenIds] = field(default_factory=lambda: {False: SeenIds(), True: SeenIds()}, repr=False)
+    seen: dict[bool, SeenIds] = field(default_factory=lambda: new_seen_ids(), repr=False)
     """The ids read so far, string ids and integer ids apart (readers of one corpus's files share it)."""
     repeats_before: int = 0  # repeats the corpus's earlier files had: warnings stop at _REPORTED in all
     _last_id_was_int: bool = field(default=False, repr=False)
@@ -85,7 +85,8 @@ class CorpusReader:
             if not path.exists():
                 raise CorpusError(f"corpus file {path} does not exist")
             if path.is_dir():
-                raise CorpusError(f"corpus {path} is a folder; give a file (for the Parquet files of a folder, a glob such as {path}/*.parquet)")
+                raise CorpusError(f"corpus {path} is a folder; give a file (for the Parquet files of a folder, "
+                                  f"a glob such as {path}/*.parquet)")
             buffered = open(path, "rb")  # noqa: SIM115 - closed by __iter__
         try:
             magic = buffered.peek(6)[:6]  # type: ignore[attr-defined]
@@ -355,6 +356,11 @@ def count_skipped(reader: Any, error: CorpusError) -> None:
     reader.skipped += 1
     if reader.skipped <= _REPORTED:
         log.warning("skipped %s", error)
+
+
+def new_seen_ids() -> dict[bool, SeenIds]:
+    """An empty record of ids read: string ids and integer ids apart (``CorpusReader.seen``)."""
+    return {False: SeenIds(), True: SeenIds()}
 
 
 class SeenIds:

@@ -7,7 +7,6 @@ metadata column.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from m2v_search.errors import InvalidInputError
+from m2v_search.errors import InvalidInputError, system_error
 from m2v_search.index.errors import IndexCorruptError, UnsafeFileError
 from m2v_search.index.locking import open_plain_file
 from m2v_search.index.filters import filter_to_sql
@@ -377,10 +376,10 @@ class DocStore:
                     self._db.backup(target)
                     target.commit()
                 except sqlite3.Error as error:  # "database or disk is full" is a full disk, as for any file
-                    code = {13: errno.ENOSPC, 10: errno.EIO}.get((getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF)
-                    if code is None:
+                    system = system_error(error)
+                    if system is None:
                         raise
-                    raise OSError(code, f"cannot write {path}: {os.strerror(code)}") from error
+                    raise OSError(system.errno, system.strerror, str(path)) from error
                 finally:
                     target.close()
                 ours, now = os.fstat(fd), os.stat(path, follow_symlinks=False)

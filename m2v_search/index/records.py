@@ -96,8 +96,9 @@ def coerce_record(record: Record | dict[str, Any], position: int) -> tuple[str, 
         raise TypeError(f"records[{position}] text is {type(text).__name__}, expected str")
     if not isinstance(metadata, dict):
         raise TypeError(f"records[{position}] metadata is {type(metadata).__name__}, expected a dict")
-    utf8(doc_id, f"records[{position}] id")  # checked with the rest, before any record of a list is written
-    utf8(text, f"records[{position}] text")
+    for value, what in ((doc_id, "id"), (text, "text")):  # checked with the rest, before any record is written
+        if not value.isascii():  # ASCII (a flag Python keeps) holds no lone surrogate
+            utf8(value, f"records[{position}] {what}")
     try:
         return doc_id, text, metadata_json(metadata)
     except (TypeError, ValueError) as error:

@@ -34,7 +34,7 @@ from m2v_search.index.errors import IndexCorruptError, IndexError_, IndexNotFoun
 from m2v_search.index.generations import GENERATION_FILE
 from m2v_search.index.manifest import FORMAT_NAME, MANIFEST_NAME, read_manifest, sha256_file, verify_files
 from m2v_search.index.manifest_schema import is_plain_name
-from m2v_search.index.urls import BUCKET_PROTOCOLS, filesystem, is_url, local_path, redact, storage_errors
+from m2v_search.index.urls import bucket_of, filesystem, is_url, local_path, redact, storage_errors
 
 log = logging.getLogger("m2v_search.index")
 CACHE_ENV = "M2V_SEARCH_INDEX_CACHE"
@@ -244,10 +244,9 @@ def _require_bucket(fs: Any, root: str, url: str) -> None:
     Raises:
         RemoteStorageError: it does not, or the store cannot be asked.
     """
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if not protocols & set(BUCKET_PROTOCOLS):
+    bucket = bucket_of(fs, root)
+    if bucket is None:
         return
-    bucket = root.strip("/").split("/", 1)[0]
     try:
         found = fs.exists(bucket)
     except storage_errors() as error:

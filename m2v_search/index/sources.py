@@ -29,10 +29,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from m2v_search.index.corpus import CorpusOptions, CorpusReader, SeenIds, count_skipped
+from m2v_search.index.corpus import CorpusOptions, CorpusReader, SeenIds, count_skipped, new_seen_ids
 from m2v_search.index.errors import CorpusError
 from m2v_search.index.records import Record
-from m2v_search.index.urls import BUCKET_PROTOCOLS, filesystem, is_url, local_path, redact, storage_errors
+from m2v_search.index.urls import bucket_of, filesystem, is_url, local_path, redact, storage_errors
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -81,9 +81,8 @@ def _expand_url(url: str) -> list[str]:
         if glob.has_magic(path):
             matched = [p for p in sorted(fs.glob(path)) if not fs.isdir(p)]
             if not matched:
-                bucket = path.strip("/").split("/", 1)[0]
-                protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-                if protocols & set(BUCKET_PROTOCOLS) and not fs.exists(bucket):
+                bucket = bucket_of(fs, path)
+                if bucket is not None and not fs.exists(bucket):
                     raise CorpusError(f"no corpus file matches {redact(url)}: the bucket {bucket!r} does not exist "
                                       "(or these credentials cannot see it)")
                 raise CorpusError(f"no corpus file matches {redact(url)}")
@@ -138,13 +137,12 @@ class UrlJsonlReader(CorpusReader):
         return buffered  # type: ignore[return-value]
 
 
-def jsonl_reader(source: str, options: CorpusOptions, seen: dict[bool, SeenIds] | None = None) -> CorpusReader:
-    """The JSONL reader for a local path, ``-`` (stdin) or a URL (``seen``: ids read before, see
-    ``CorpusReader.seen``)."""
-    reader = UrlJsonlReader(source, options) if is_url(source) else CorpusReader(source, options)
-    if seen is not None:
-        reader.seen = seen
-    return reader
+def jsonl_reader(source: str, options: CorpusOptions, seen: dict[bool, SeenIds] | None = None,
+                 repeats_before: int = 0) -> CorpusReader:
+    """The JSONL reader for a local path, ``-`` (stdin) or a URL (``seen`` and ``repeats_before``:
+    what earlier files of the corpus read, see ``CorpusReader``)."""
+    reader_class = UrlJsonlReader if is_url(source) else CorpusReader
+    return reader_class(source, options, seen=seen or new_seen_ids(), repeats_before=repeats_before)
 
 
 def parquet_row_groups(source: str) -> list[tuple[int, int]]:
@@ -206,9 +204,8 @@ class ParquetReader:
         return redact(self.source)
 
     def __iter__(self) -> Iterator[Record]:
-        parser = CorpusReader(self.name, self.options, repeats_before=self.repeats_before)  # its rules and counts
-        if self.seen is not None:
-            parser.seen = self.seen
+        parser = CorpusReader(self.name, self.options, seen=self.seen or new_seen_ids(),  # the JSONL rules and
+                              repeats_before=self.repeats_before)                      # repeat counting
         try:
             yield from self._rows(parser)
         finally:
@@ -321,14 +318,13 @@ class SourcesReader:
         # rows without ids are numbered per file: with several files, the file is part of the id (as in
         # the Dask engine, one file named twice is one file)
         options = replace(self.options, file_ids=True) if len(set(self.sources)) > 1 else self.options
-        seen = CorpusReader("", options).seen  # one record of ids for all the files: repeats across files count
+        seen = new_seen_ids()  # one record of ids for all the files: repeats across files count
         for source in self.sources:
             reader: Any
             if is_parquet(source):
                 reader = ParquetReader(source, options, seen=seen, repeats_before=self.duplicates)
             else:
-                reader = jsonl_reader(source, options, seen)
-                reader.repeats_before = self.duplicates
+                reader = jsonl_reader(source, options, seen, repeats_before=self.duplicates)
             try:
                 for record in reader:
                     self.records += 1

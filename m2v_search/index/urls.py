@@ -116,3 +116,10 @@ def local_path(text: str | os.PathLike[str]) -> str:
     """A local path given plainly or as a ``file://`` URL, as a plain path."""
     value = os.fspath(text)
     return value[len("file://"):] if value.startswith("file://") else value
+
+
+def bucket_of(fs: Any, path: str) -> str | None:
+    """The bucket (or container) ``path`` lies in on an object store's filesystem ``fs``; None for
+    filesystems without buckets (local, memory, HTTP)."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return path.strip("/").split("/", 1)[0] if protocols & set(BUCKET_PROTOCOLS) else None

@@ -23,8 +23,9 @@ def normalize_rows(matrix: np.ndarray) -> None:
     """
     with np.errstate(over="ignore", under="ignore"):
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    extreme = (~np.isfinite(norms[:, 0]) | (norms[:, 0] < 1e-30)) & matrix.any(axis=1)
-    if extreme.any():  # float32 squares overflow past ~1e19 and underflow below ~1e-19: scale first
+    extreme = ~np.isfinite(norms[:, 0]) | (norms[:, 0] < 1e-30)  # zero rows too: told apart only if any
+    if extreme.any() and (extreme := extreme & matrix.any(axis=1)).any():
+        # float32 squares overflow past ~1e19 and underflow below ~1e-19: scale first
         rows = matrix[extreme].astype(np.float64)
         rows /= np.abs(rows).max(axis=1, keepdims=True)
         matrix[extreme] = rows / np.linalg.norm(rows, axis=1, keepdims=True)

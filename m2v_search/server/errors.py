@@ -13,8 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from m2v_search.cli.exit_codes import system_error
-from m2v_search.errors import ModelLoadError
+from m2v_search.errors import ModelLoadError, system_error
 from m2v_search.index.errors import (
     IndexConflictError,
     IndexCorruptError,

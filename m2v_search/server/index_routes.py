@@ -110,7 +110,8 @@ def index_router(service: IndexService, limits: ServerLimits, workers: WorkerThr
 
         return await _write(service, apply)
 
-    @router.get("/documents/{doc_id:m2v_document_id}", tags=["index"], response_model=DocumentOut, summary="One document")
+    @router.get("/documents/{doc_id:m2v_document_id}", tags=["index"], response_model=DocumentOut,
+                summary="One document")
     def get_document(doc_id: str) -> dict[str, Any]:
         with service.reading() as index:
             found = index.get([doc_id])
